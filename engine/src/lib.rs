@@ -1,0 +1,4 @@
+//! The engine: task model, status rules, recurrence, change validation and
+//! storage for store task lists. Pure except for `storage`, which owns SQLite.
+
+pub mod ids;
