@@ -2,3 +2,6 @@
 //! storage for store task lists. Pure except for `storage`, which owns SQLite.
 
 pub mod ids;
+pub mod protocol;
+pub mod recurrence;
+pub mod storage;

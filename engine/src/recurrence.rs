@@ -1,0 +1,1 @@
+//! RFC 5545 recurrence evaluated in the store's IANA time zone.
