@@ -226,17 +226,20 @@ impl DocumentId {
     /// Parse automerge-repo's bs58check form (with or without `automerge:`).
     pub fn from_bs58check(s: &str) -> Result<Self, IdError> {
         let raw = s.strip_prefix("automerge:").unwrap_or(s);
-        let bytes = bs58::decode(raw)
-            .with_check(None)
-            .into_vec()
-            .map_err(|e| IdError::BadDocumentId {
+        let bytes =
+            bs58::decode(raw)
+                .with_check(None)
+                .into_vec()
+                .map_err(|e| IdError::BadDocumentId {
+                    value: s.to_owned(),
+                    reason: e.to_string(),
+                })?;
+        let arr: [u8; 16] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| IdError::BadDocumentId {
                 value: s.to_owned(),
-                reason: e.to_string(),
+                reason: format!("decodes to {} bytes, expected 16", b.len()),
             })?;
-        let arr: [u8; 16] = bytes.try_into().map_err(|b: Vec<u8>| IdError::BadDocumentId {
-            value: s.to_owned(),
-            reason: format!("decodes to {} bytes, expected 16", b.len()),
-        })?;
         Ok(Self(Uuid::from_bytes(arr)))
     }
 
@@ -322,7 +325,10 @@ mod tests {
         let d = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
         let a = DocumentId::recurring_instance(t, &s, d);
         assert_eq!(a, DocumentId::recurring_instance(t, &s, d));
-        assert_ne!(a, DocumentId::recurring_instance(t, &s, d.succ_opt().unwrap()));
+        assert_ne!(
+            a,
+            DocumentId::recurring_instance(t, &s, d.succ_opt().unwrap())
+        );
         let s2: StoreId = "store-2".parse().unwrap();
         assert_ne!(a, DocumentId::recurring_instance(t, &s2, d));
     }

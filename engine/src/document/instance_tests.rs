@@ -1,0 +1,254 @@
+//! Tests of instance documents across replicas.
+
+use automerge::{ActorId, Automerge, Change, ReadDoc, ROOT};
+use chrono::{NaiveDate, TimeZone, Utc};
+use proptest::prelude::*;
+use uuid::Uuid;
+
+use super::instance::*;
+use super::keys;
+use crate::ids::{DocumentId, EventId, TaskId, TemplateId};
+use crate::model::*;
+
+pub(crate) fn task_spec(n: u128, title: &str) -> TaskSpec {
+    TaskSpec {
+        id: TaskId(Uuid::from_u128(n)),
+        title: title.into(),
+        description: "do it well".into(),
+        start: Some(Utc.with_ymd_and_hms(2026, 11, 26, 20, 0, 0).unwrap()),
+        due: Some(Utc.with_ymd_and_hms(2026, 11, 26, 21, 0, 0).unwrap()),
+        priority: Priority::High,
+        link: Some("pos:daily-close".parse().unwrap()),
+        assignee: Some("group:cashiers".parse().unwrap()),
+        created_by: CreatedBy::Hq,
+        position: n as i64,
+    }
+}
+
+pub(crate) fn content(tasks: usize) -> InstanceContent {
+    let store = "store-042".parse().unwrap();
+    let template = TemplateId(Uuid::from_u128(77));
+    let date = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+    InstanceContent {
+        id: DocumentId::recurring_instance(template, &store, date),
+        meta: ListMeta {
+            store,
+            name: "Thursday closing".into(),
+            template: Some(template),
+            date,
+            time_zone: "Europe/Berlin".into(),
+            created_by: CreatedBy::Hq,
+        },
+        tasks: (0..tasks)
+            .map(|i| task_spec(i as u128 + 1, &format!("Task {i}")))
+            .collect(),
+    }
+}
+
+fn update(n: u128, task: u128, status: Status, worker: &str) -> StatusUpdate {
+    StatusUpdate {
+        id: EventId(Uuid::from_u128(n)),
+        task: TaskId(Uuid::from_u128(task)),
+        status,
+        worker: worker.parse().unwrap(),
+        terminal: "pos-1".parse().unwrap(),
+        note: None,
+    }
+}
+
+fn sync_pair(a: &mut Automerge, b: &mut Automerge) {
+    a.merge(b).unwrap();
+    b.merge(a).unwrap();
+}
+
+#[test]
+fn hub_and_offline_agent_materialize_the_same_document() {
+    let c = content(5);
+    let mut a: Vec<Change> = materialize(&c).unwrap();
+    let mut b: Vec<Change> = materialize(&c).unwrap();
+    assert_eq!(a.len(), 1 + 5 + 1);
+    for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+        assert_eq!(x.bytes(), y.bytes());
+    }
+    let mut hub = create(&c, ActorId::random()).unwrap();
+    let mut agent = create(&c, ActorId::random()).unwrap();
+    sync_pair(&mut hub, &mut agent);
+    assert_eq!(hub.get_changes(&[]).len(), 7, "nothing duplicated");
+    let (_, tasks) = hub.get(ROOT, keys::TASKS).unwrap().unwrap();
+    for t in &c.tasks {
+        assert_eq!(hub.get_all(&tasks, t.id.0.to_string()).unwrap().len(), 1);
+    }
+    let view = read(&hub).unwrap();
+    assert_eq!(view.meta, c.meta);
+    assert_eq!(
+        view.tasks
+            .iter()
+            .map(|t| t.spec.clone())
+            .collect::<Vec<_>>(),
+        c.tasks
+    );
+}
+
+#[test]
+fn status_updates_follow_the_log_and_the_clock() {
+    let c = content(2);
+    let mut doc = create(&c, ActorId::random()).unwrap();
+    let (e1, _) = record_status(&mut doc, &update(1, 1, Status::InProgress, "w1"), 1_000).unwrap();
+    // A clock that jumped back still orders after what the document holds.
+    let (e2, _) = record_status(&mut doc, &update(2, 1, Status::Completed, "w1"), 10).unwrap();
+    assert!(e2.at > e1.at);
+    assert_eq!(e2.prev, vec![e1.id]);
+    let v = read(&doc).unwrap();
+    let t = v.task(TaskId(Uuid::from_u128(1))).unwrap();
+    assert_eq!(t.status.current, Status::Completed);
+    assert_eq!(t.status.history.len(), 2);
+    assert_eq!(
+        v.task(TaskId(Uuid::from_u128(2))).unwrap().status.current,
+        Status::NotStarted
+    );
+}
+
+#[test]
+fn reopen_needs_a_completed_task_and_unknown_tasks_are_refused() {
+    let c = content(1);
+    let mut doc = create(&c, ActorId::random()).unwrap();
+    let heads = doc.get_heads();
+    assert!(matches!(
+        record_status(&mut doc, &update(1, 1, Status::Reopened, "w1"), 5),
+        Err(ModelError::ReopenNotCompleted { .. })
+    ));
+    assert!(matches!(
+        record_status(&mut doc, &update(2, 99, Status::Completed, "w1"), 5),
+        Err(ModelError::UnknownTask(_))
+    ));
+    let mut long = update(3, 1, Status::Completed, "w1");
+    long.note = Some("x".repeat(MAX_NOTE_CHARS + 1));
+    assert!(record_status(&mut doc, &long, 5).is_err());
+    assert_eq!(doc.get_heads(), heads, "a refused update writes nothing");
+}
+
+#[test]
+fn concurrent_offline_updates_show_as_a_conflict_on_every_replica() {
+    let c = content(1);
+    let mut a = create(&c, ActorId::random()).unwrap();
+    let mut b = create(&c, ActorId::random()).unwrap();
+    record_status(&mut a, &update(1, 1, Status::InProgress, "w1"), 100).unwrap();
+    sync_pair(&mut a, &mut b);
+    record_status(&mut a, &update(2, 1, Status::Completed, "w1"), 200).unwrap();
+    record_status(&mut b, &update(3, 1, Status::NotStarted, "w2"), 300).unwrap();
+    sync_pair(&mut a, &mut b);
+    let (va, vb) = (read(&a).unwrap(), read(&b).unwrap());
+    assert_eq!(va, vb);
+    let t = &va.tasks[0];
+    assert_eq!(t.status.conflict.len(), 2, "both events visible");
+    // A manager's decision made after seeing both clears it everywhere.
+    record_status(&mut a, &update(4, 1, Status::Completed, "mgr"), 400).unwrap();
+    sync_pair(&mut a, &mut b);
+    let t = read(&b).unwrap().tasks[0].clone();
+    assert!(t.status.conflict.is_empty());
+    assert_eq!(t.status.current, Status::Completed);
+}
+
+#[test]
+fn concurrent_assignments_surface_the_losing_value() {
+    let c = content(1);
+    let mut a = create(&c, ActorId::random()).unwrap();
+    let mut b = create(&c, ActorId::random()).unwrap();
+    let task = TaskId(Uuid::from_u128(1));
+    set_assignee(&mut a, task, Some(&"worker:w1".parse().unwrap()), 1).unwrap();
+    set_assignee(&mut b, task, Some(&"worker:w2".parse().unwrap()), 1).unwrap();
+    sync_pair(&mut a, &mut b);
+    let ta = read(&a).unwrap().tasks[0].clone();
+    let tb = read(&b).unwrap().tasks[0].clone();
+    assert_eq!(ta, tb);
+    assert_eq!(ta.assignee_conflict.len(), 2);
+}
+
+#[test]
+fn a_store_task_added_on_one_replica_reaches_the_other() {
+    let c = content(1);
+    let mut a = create(&c, ActorId::random()).unwrap();
+    let mut b = create(&c, ActorId::random()).unwrap();
+    let mut spec = task_spec(50, "Mop the spill in aisle 3");
+    spec.created_by = CreatedBy::Store("store-042".parse().unwrap());
+    add_task(&mut a, &spec, 5).unwrap();
+    assert!(
+        add_task(&mut a, &spec, 6).is_err(),
+        "same id twice is refused"
+    );
+    sync_pair(&mut a, &mut b);
+    assert_eq!(read(&b).unwrap().task(spec.id).unwrap().spec, spec);
+}
+
+#[test]
+fn a_bad_content_is_refused_before_anything_is_made() {
+    let mut c = content(1);
+    c.tasks[0].title = "  ".into();
+    assert!(matches!(
+        materialize(&c),
+        Err(ModelError::BadField { field: "title", .. })
+    ));
+    let mut c = content(1);
+    c.meta.time_zone = "Mars/Olympus".into();
+    assert!(matches!(
+        materialize(&c),
+        Err(ModelError::BadField {
+            field: "time_zone",
+            ..
+        })
+    ));
+}
+
+/// One replica's offline work: (task, status) updates.
+fn arb_work() -> impl Strategy<Value = Vec<Vec<(u128, Status)>>> {
+    let st = prop_oneof![
+        Just(Status::InProgress),
+        Just(Status::Completed),
+        Just(Status::NotStarted)
+    ];
+    prop::collection::vec(prop::collection::vec((1u128..4, st), 0..5), 2..4)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Replicas work offline, then every change is delivered to a fresh
+    /// replica in a random order with duplicates: same heads, same state.
+    #[test]
+    fn any_delivery_order_of_the_same_changes_gives_the_same_state(
+        work in arb_work(),
+        seeds in prop::collection::vec(any::<u64>(), 2..4),
+    ) {
+        let c = content(3);
+        let mut all: Vec<Change> = materialize(&c).unwrap();
+        let mut n = 0u128;
+        for (r, updates) in work.iter().enumerate() {
+            let mut doc = create(&c, ActorId::from(&[r as u8 + 1; 16][..])).unwrap();
+            for (task, status) in updates {
+                n += 1;
+                let u = update(n, *task, *status, "w1");
+                if let Ok((_, ch)) = record_status(&mut doc, &u, 1_000 + n as i64) {
+                    all.push(ch);
+                }
+            }
+        }
+        let mut views = Vec::new();
+        for seed in seeds {
+            let mut order: Vec<Change> = all.clone();
+            order.extend(all.iter().step_by(2).cloned());
+            let mut x = seed | 1;
+            for i in (1..order.len()).rev() {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                order.swap(i, (x >> 33) as usize % (i + 1));
+            }
+            let mut doc = Automerge::new();
+            // Deliver one change at a time, as a network would.
+            for ch in order {
+                doc.apply_changes([ch]).unwrap();
+            }
+            views.push((doc.get_heads(), read(&doc).unwrap()));
+        }
+        for v in &views[1..] {
+            prop_assert_eq!(v, &views[0]);
+        }
+    }
+}
