@@ -5,3 +5,6 @@ pub mod ids;
 pub mod protocol;
 pub mod recurrence;
 pub mod storage;
+pub mod model;
+pub mod status;
+pub mod document;
