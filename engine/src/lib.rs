@@ -8,3 +8,4 @@ pub mod storage;
 pub mod model;
 pub mod status;
 pub mod document;
+pub mod validation;

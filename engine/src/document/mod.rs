@@ -16,7 +16,7 @@ pub mod instance;
 pub(crate) mod read;
 
 #[cfg(test)]
-mod instance_tests;
+pub(crate) mod instance_tests;
 
 pub use genesis::DocKind;
 
