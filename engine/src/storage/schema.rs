@@ -1,0 +1,239 @@
+//! Schema migrations, versioned with `PRAGMA user_version` in the style of
+//! Mozilla application-services: an ordered, append-only list of steps.
+//!
+//! A new database runs every step from version 0, so the path that creates a
+//! fresh replica is the same path that upgrades an old one, and the tests of
+//! one test the other. Never edit a shipped step; add a new one.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StorageError;
+
+/// `MIGRATIONS[i]` upgrades a database from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // v1: replica identity, replica settings, documents and their changes.
+    "
+    -- Exactly one row: this install's Automerge actor id (DESIGN rule 2).
+    CREATE TABLE replica (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        actor_id BLOB NOT NULL CHECK (length(actor_id) > 0)
+    );
+
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY NOT NULL,
+        value BLOB NOT NULL
+    ) WITHOUT ROWID;
+
+    -- A rowid table, not WITHOUT ROWID: snapshots can be far larger than a page.
+    CREATE TABLE documents (
+        doc_id   BLOB PRIMARY KEY NOT NULL CHECK (length(doc_id) = 16),
+        -- Automerge save() of the changes folded in so far; NULL until the
+        -- first compaction.
+        snapshot BLOB
+    );
+
+    -- One row per Automerge change not yet folded into the snapshot. The
+    -- rowid keeps arrival order, which is nearly causal, so loading rarely
+    -- has to queue a change for missing dependencies.
+    CREATE TABLE changes (
+        id     INTEGER PRIMARY KEY,
+        doc_id BLOB NOT NULL REFERENCES documents (doc_id) ON DELETE CASCADE,
+        hash   BLOB NOT NULL CHECK (length(hash) = 32),
+        bytes  BLOB NOT NULL,
+        -- Dedupe: a change a peer resends is the same (doc, hash).
+        UNIQUE (doc_id, hash)
+    );
+    ",
+    // v2: Automerge sync state per (peer, document), so a reconnect sends
+    // only what is new instead of starting the bloom-filter exchange over.
+    // No foreign key to documents: a sync session may begin (and be saved)
+    // before the first change of a document arrives. `delete_document`
+    // removes the rows explicitly instead.
+    "
+    CREATE TABLE sync_states (
+        peer   TEXT NOT NULL,
+        doc_id BLOB NOT NULL CHECK (length(doc_id) = 16),
+        state  BLOB NOT NULL,
+        PRIMARY KEY (peer, doc_id)
+    ) WITHOUT ROWID;
+
+    CREATE INDEX sync_states_by_doc ON sync_states (doc_id);
+    ",
+];
+
+/// The schema version this build writes and understands.
+pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+/// Refuse a database written by a newer build before touching it at all.
+pub(crate) fn check_not_newer(conn: &Connection, file: &Path) -> Result<i64, StorageError> {
+    let found = user_version(conn).map_err(|e| StorageError::from_sqlite(file, e))?;
+    if found > CURRENT_VERSION {
+        return Err(StorageError::TooNew {
+            file: file.to_path_buf(),
+            found,
+            known: CURRENT_VERSION,
+        });
+    }
+    Ok(found)
+}
+
+/// Bring the database to [`CURRENT_VERSION`].
+pub(crate) fn migrate(conn: &mut Connection, file: &Path) -> Result<(), StorageError> {
+    migrate_to(conn, file, CURRENT_VERSION)
+}
+
+/// Run the steps up to `target` in one transaction: a crash or error midway
+/// leaves the database at its old version, never between two versions
+/// (`user_version` lives in the database header, which the transaction covers).
+pub(crate) fn migrate_to(
+    conn: &mut Connection,
+    file: &Path,
+    target: i64,
+) -> Result<(), StorageError> {
+    let sql = |e| StorageError::from_sqlite(file, e);
+    // IMMEDIATE takes the write lock up front, so two processes opening a
+    // new file at once cannot both run step 1.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    // Re-read under the lock: another process may have migrated meanwhile.
+    let from = check_not_newer(&tx, file)?;
+    if from >= target {
+        return Ok(());
+    }
+    for (step, version) in MIGRATIONS[from as usize..target as usize]
+        .iter()
+        .zip(from + 1..)
+    {
+        tx.execute_batch(step).map_err(sql)?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(sql)?;
+    }
+    tx.commit().map_err(sql)?;
+    tracing::info!(file = %file.display(), from, to = target, "migrated replica database");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::{transaction::Transactable, AutoCommit, ReadDoc, ROOT};
+    use rusqlite::params;
+
+    use super::*;
+    use crate::ids::DocumentId;
+    use crate::storage::{PeerId, Store};
+
+    #[test]
+    fn every_step_bumps_the_version_by_one() {
+        let file = Path::new(":memory:");
+        let mut conn = Connection::open_in_memory().unwrap();
+        for target in 1..=CURRENT_VERSION {
+            migrate_to(&mut conn, file, target).unwrap();
+            assert_eq!(user_version(&conn).unwrap(), target);
+        }
+    }
+
+    /// For each earlier version: build a database at that version with the
+    /// SQL of that version, put data in, then open it with the current code.
+    #[test]
+    fn upgrades_from_every_earlier_version_keep_data() {
+        for old in 0..CURRENT_VERSION {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("replica.sqlite3");
+            let doc_id = DocumentId::from_random_bytes([old as u8 + 1; 16]);
+
+            let mut doc = AutoCommit::new();
+            doc.put(ROOT, "title", "closing checklist").unwrap();
+            doc.commit();
+            doc.put(ROOT, "store", "042").unwrap();
+            doc.commit();
+            let changes = doc.get_changes(&[]);
+            {
+                let mut conn = Connection::open(&path).unwrap();
+                migrate_to(&mut conn, &path, old).unwrap();
+                assert_eq!(user_version(&conn).unwrap(), old);
+                if old >= 1 {
+                    conn.execute(
+                        "INSERT INTO replica (id, actor_id) VALUES (1, ?1)",
+                        [[0xAA_u8; 16]],
+                    )
+                    .unwrap();
+                    conn.execute(
+                        "INSERT INTO documents (doc_id) VALUES (?1)",
+                        [doc_id.as_bytes()],
+                    )
+                    .unwrap();
+                    for change in &changes {
+                        conn.execute(
+                            "INSERT INTO changes (doc_id, hash, bytes) VALUES (?1, ?2, ?3)",
+                            params![doc_id.as_bytes(), change.hash().0, change.raw_bytes()],
+                        )
+                        .unwrap();
+                    }
+                    conn.execute(
+                        "INSERT INTO meta (key, value) VALUES ('hub_url', x'01')",
+                        [],
+                    )
+                    .unwrap();
+                }
+            }
+
+            let mut store = Store::open(&path, [0xBB; 16]).unwrap();
+            assert_eq!(
+                store.schema_version().unwrap(),
+                CURRENT_VERSION,
+                "from v{old}"
+            );
+            if old >= 1 {
+                // Data and identity written at the old version survive.
+                assert_eq!(store.actor_id(), automerge::ActorId::from([0xAA_u8; 16]));
+                let loaded = store.load_document(doc_id).unwrap().expect("document kept");
+                assert_eq!(loaded.get_heads(), doc.get_heads(), "from v{old}");
+                let title = loaded
+                    .get(ROOT, "title")
+                    .unwrap()
+                    .map(|(v, _)| v.to_string());
+                assert_eq!(title.as_deref(), Some("\"closing checklist\""));
+                assert_eq!(store.get_meta("hub_url").unwrap(), Some(vec![1]));
+            } else {
+                assert_eq!(store.actor_id(), automerge::ActorId::from([0xBB_u8; 16]));
+            }
+            // Tables added by later steps work.
+            let peer = PeerId::from("hub");
+            store.save_sync_state(&peer, doc_id, b"state").unwrap();
+            assert_eq!(
+                store.load_sync_state(&peer, doc_id).unwrap(),
+                Some(b"state".to_vec())
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_step_leaves_the_old_version() {
+        let file = Path::new(":memory:");
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, file, 1).unwrap();
+        // Make step 2 fail halfway: its index name is already taken.
+        conn.execute_batch("CREATE TABLE sync_states_by_doc (x)")
+            .unwrap();
+        assert!(migrate(&mut conn, file).is_err());
+        assert_eq!(user_version(&conn).unwrap(), 1);
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'sync_states'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            tables, 0,
+            "the first statement of the failed step was rolled back"
+        );
+    }
+}
