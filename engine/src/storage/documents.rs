@@ -53,24 +53,7 @@ impl Store {
         if changes.is_empty() {
             return Ok(0);
         }
-        self.write(|tx| {
-            tx.prepare_cached(
-                "INSERT INTO documents (doc_id) VALUES (?1) ON CONFLICT (doc_id) DO NOTHING",
-            )?
-            .execute([doc.as_bytes()])?;
-            // ON CONFLICT names the dedupe key, so any other constraint
-            // failure still errors instead of being silently ignored.
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO changes (doc_id, hash, bytes) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (doc_id, hash) DO NOTHING",
-            )?;
-            let mut new = 0;
-            for change in changes {
-                new +=
-                    insert.execute(params![doc.as_bytes(), change.hash().0, change.raw_bytes()])?;
-            }
-            Ok(new)
-        })
+        self.write(|tx| Ok(append_in(tx, doc, changes)?))
     }
 
     /// The document (snapshot plus change rows), or `None` if not stored.
@@ -301,6 +284,31 @@ fn read_document(
         rows,
         snapshot_bytes,
     }))
+}
+
+/// Insert `changes` for `doc` inside an open write transaction; returns how
+/// many were new. Shared by `append_changes` and the registry's
+/// `commit_accepted`, which must write changes and actor owners together.
+pub(super) fn append_in(
+    tx: &rusqlite::Transaction<'_>,
+    doc: DocumentId,
+    changes: &[Change],
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "INSERT INTO documents (doc_id) VALUES (?1) ON CONFLICT (doc_id) DO NOTHING",
+    )?
+    .execute([doc.as_bytes()])?;
+    // ON CONFLICT names the dedupe key, so any other constraint
+    // failure still errors instead of being silently ignored.
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO changes (doc_id, hash, bytes) VALUES (?1, ?2, ?3)
+         ON CONFLICT (doc_id, hash) DO NOTHING",
+    )?;
+    let mut new = 0;
+    for change in changes {
+        new += insert.execute(params![doc.as_bytes(), change.hash().0, change.raw_bytes()])?;
+    }
+    Ok(new)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 
 mod documents;
 mod error;
+mod registry;
 mod schema;
 mod sync_state;
 #[cfg(test)]
@@ -30,6 +31,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 pub use documents::{CompactionStats, DocumentLoad};
 pub use error::StorageError;
+pub use registry::{RejectionRecord, StoreRecord, TokenCheck};
 pub use schema::CURRENT_VERSION;
 pub use sync_state::PeerId;
 

@@ -61,6 +61,52 @@ const MIGRATIONS: &[&str] = &[
 
     CREATE INDEX sync_states_by_doc ON sync_states (doc_id);
     ",
+    // v3: the hub's registry (stores, tokens, which store owns which
+    // document, who owns each actor id, content HQ vouches for) and the
+    // agent's record of changes the hub rejected. Every replica has the
+    // tables; each side uses its own.
+    "
+    CREATE TABLE stores (
+        store_id   TEXT PRIMARY KEY NOT NULL,
+        name       TEXT NOT NULL,
+        time_zone  TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Only a hash of each token is kept: a stolen database leaks no tokens.
+    CREATE TABLE tokens (
+        token_hash BLOB PRIMARY KEY NOT NULL CHECK (length(token_hash) = 32),
+        principal  TEXT NOT NULL,
+        label      TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        revoked_at INTEGER
+    ) WITHOUT ROWID;
+
+    CREATE TABLE doc_owners (
+        doc_id   BLOB PRIMARY KEY NOT NULL CHECK (length(doc_id) = 16),
+        store_id TEXT NOT NULL,
+        kind     TEXT NOT NULL CHECK (kind IN ('instance', 'directory'))
+    ) WITHOUT ROWID;
+    CREATE INDEX doc_owners_by_store ON doc_owners (store_id);
+
+    CREATE TABLE actor_owners (
+        actor     BLOB PRIMARY KEY NOT NULL,
+        principal TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE known_content (
+        hash   BLOB PRIMARY KEY NOT NULL CHECK (length(hash) = 32),
+        doc_id BLOB NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE rejections (
+        doc_id BLOB NOT NULL,
+        hash   BLOB NOT NULL,
+        reason TEXT NOT NULL,
+        at     INTEGER NOT NULL,
+        PRIMARY KEY (doc_id, hash)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes and understands.

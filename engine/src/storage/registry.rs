@@ -1,0 +1,394 @@
+//! The hub's registry (stores, tokens, document owners, actor owners,
+//! content HQ vouches for) and the agent's record of rejected changes.
+//!
+//! Accepted changes and the actor ids they introduce are written in one
+//! transaction (`commit_accepted`), so after a crash the hub never holds a
+//! change whose actor has no recorded owner.
+
+use automerge::{ActorId, Change, ChangeHash};
+use rusqlite::{params, OptionalExtension};
+
+use super::{Failure, StorageError, Store};
+use crate::document::DocKind;
+use crate::ids::{DocumentId, Principal, StoreId};
+
+/// A store as HQ registered it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoreRecord {
+    pub id: StoreId,
+    pub name: String,
+    pub time_zone: String,
+}
+
+/// What a token resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenCheck {
+    Valid(Principal),
+    Unknown,
+    Expired,
+    Revoked,
+}
+
+/// A change the hub refused, as the agent keeps it to show the worker.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RejectionRecord {
+    pub doc: DocumentId,
+    pub hash: String,
+    pub reason: String,
+    pub at: i64,
+}
+
+pub(crate) fn encode_principal(p: &Principal) -> String {
+    p.to_string()
+}
+
+pub(crate) fn decode_principal(s: &str) -> Option<Principal> {
+    if s == "hq" {
+        Some(Principal::Hq)
+    } else {
+        s.strip_prefix("store:")
+            .and_then(|id| id.parse().ok())
+            .map(Principal::Store)
+    }
+}
+
+fn bad_row(what: &str) -> Failure {
+    Failure::Sql(rusqlite::Error::InvalidColumnType(
+        0,
+        what.to_owned(),
+        rusqlite::types::Type::Text,
+    ))
+}
+
+impl Store {
+    pub fn put_store(&mut self, rec: &StoreRecord) -> Result<(), StorageError> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO stores (store_id, name, time_zone) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (store_id) DO UPDATE SET name = excluded.name, time_zone = excluded.time_zone",
+            )?
+            .execute(params![rec.id.as_str(), rec.name, rec.time_zone])?;
+            Ok(())
+        })
+    }
+
+    pub fn get_store(&self, id: &StoreId) -> Result<Option<StoreRecord>, StorageError> {
+        self.read(|c| {
+            let row = c
+                .prepare_cached("SELECT name, time_zone FROM stores WHERE store_id = ?1")?
+                .query_row([id.as_str()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .optional()?;
+            Ok(row.map(|(name, time_zone)| StoreRecord {
+                id: id.clone(),
+                name,
+                time_zone,
+            }))
+        })
+    }
+
+    pub fn list_stores(&self) -> Result<Vec<StoreRecord>, StorageError> {
+        self.read(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT store_id, name, time_zone FROM stores ORDER BY store_id")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, name, time_zone) = row?;
+                out.push(StoreRecord {
+                    id: id.parse().map_err(|_| bad_row("store_id"))?,
+                    name,
+                    time_zone,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Record a token (by its SHA-256) for `principal`.
+    pub fn put_token(
+        &mut self,
+        token_hash: [u8; 32],
+        principal: &Principal,
+        label: &str,
+        now_ms: i64,
+        expires_at_ms: Option<i64>,
+    ) -> Result<(), StorageError> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO tokens (token_hash, principal, label, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                &token_hash[..],
+                encode_principal(principal),
+                label,
+                now_ms,
+                expires_at_ms
+            ])?;
+            Ok(())
+        })
+    }
+
+    pub fn revoke_token(
+        &mut self,
+        token_hash: [u8; 32],
+        now_ms: i64,
+    ) -> Result<bool, StorageError> {
+        self.write(|tx| {
+            let n = tx
+                .prepare_cached("UPDATE tokens SET revoked_at = ?2 WHERE token_hash = ?1 AND revoked_at IS NULL")?
+                .execute(params![&token_hash[..], now_ms])?;
+            Ok(n > 0)
+        })
+    }
+
+    pub fn check_token(
+        &self,
+        token_hash: [u8; 32],
+        now_ms: i64,
+    ) -> Result<TokenCheck, StorageError> {
+        self.read(|c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT principal, expires_at, revoked_at FROM tokens WHERE token_hash = ?1",
+                )?
+                .query_row([&token_hash[..]], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<i64>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                })
+                .optional()?;
+            Ok(match row {
+                None => TokenCheck::Unknown,
+                Some((_, _, Some(_))) => TokenCheck::Revoked,
+                Some((_, Some(exp), None)) if exp <= now_ms => TokenCheck::Expired,
+                Some((p, _, None)) => match decode_principal(&p) {
+                    Some(p) => TokenCheck::Valid(p),
+                    None => TokenCheck::Unknown,
+                },
+            })
+        })
+    }
+
+    /// Record which store a document belongs to (and what kind it is).
+    pub fn set_doc_owner(
+        &mut self,
+        doc: DocumentId,
+        store: &StoreId,
+        kind: DocKind,
+    ) -> Result<(), StorageError> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO doc_owners (doc_id, store_id, kind) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (doc_id) DO NOTHING",
+            )?
+            .execute(params![doc.as_bytes(), store.as_str(), kind.as_str()])?;
+            Ok(())
+        })
+    }
+
+    pub fn doc_owner(&self, doc: DocumentId) -> Result<Option<(StoreId, DocKind)>, StorageError> {
+        self.read(|c| {
+            let row = c
+                .prepare_cached("SELECT store_id, kind FROM doc_owners WHERE doc_id = ?1")?
+                .query_row([doc.as_bytes()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .optional()?;
+            match row {
+                None => Ok(None),
+                Some((s, k)) => {
+                    let kind = match k.as_str() {
+                        "instance" => DocKind::Instance,
+                        "directory" => DocKind::Directory,
+                        _ => return Err(bad_row("kind")),
+                    };
+                    Ok(Some((s.parse().map_err(|_| bad_row("store_id"))?, kind)))
+                }
+            }
+        })
+    }
+
+    pub fn documents_of_store(&self, store: &StoreId) -> Result<Vec<DocumentId>, StorageError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT doc_id FROM doc_owners WHERE store_id = ?1")?;
+            let rows = stmt.query_map([store.as_str()], |r| r.get::<_, Vec<u8>>(0))?;
+            let mut out = Vec::new();
+            for r in rows {
+                let b: [u8; 16] = r?.try_into().map_err(|_| bad_row("doc_id"))?;
+                out.push(DocumentId(uuid::Uuid::from_bytes(b)));
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn actor_owner(&self, actor: &ActorId) -> Result<Option<Principal>, StorageError> {
+        self.read(|c| {
+            let p = c
+                .prepare_cached("SELECT principal FROM actor_owners WHERE actor = ?1")?
+                .query_row([actor.to_bytes()], |r| r.get::<_, String>(0))
+                .optional()?;
+            Ok(p.and_then(|p| decode_principal(&p)))
+        })
+    }
+
+    /// Record that HQ vouches for these deterministic content changes.
+    pub fn add_known_content(
+        &mut self,
+        doc: DocumentId,
+        hashes: &[ChangeHash],
+    ) -> Result<(), StorageError> {
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO known_content (hash, doc_id) VALUES (?1, ?2)",
+            )?;
+            for h in hashes {
+                stmt.execute(params![h.as_ref(), doc.as_bytes()])?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn known_content(&self, doc: DocumentId) -> Result<Vec<ChangeHash>, StorageError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT hash FROM known_content WHERE doc_id = ?1")?;
+            let rows = stmt.query_map([doc.as_bytes()], |r| r.get::<_, Vec<u8>>(0))?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(ChangeHash::try_from(r?.as_slice()).map_err(|_| bad_row("hash"))?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Store accepted changes and claim their new actors for `author`, in
+    /// one transaction: durable together or not at all.
+    pub fn commit_accepted(
+        &mut self,
+        doc: DocumentId,
+        changes: &[Change],
+        new_actors: &[ActorId],
+        author: &Principal,
+    ) -> Result<usize, StorageError> {
+        let principal = encode_principal(author);
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO actor_owners (actor, principal) VALUES (?1, ?2)",
+            )?;
+            for a in new_actors {
+                stmt.execute(params![a.to_bytes(), principal])?;
+            }
+            Ok(super::documents::append_in(tx, doc, changes)?)
+        })
+    }
+
+    /// Claim an actor for a principal (the hub's own actor at start-up).
+    pub fn claim_actor(&mut self, actor: &ActorId, owner: &Principal) -> Result<(), StorageError> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO actor_owners (actor, principal) VALUES (?1, ?2)",
+            )?
+            .execute(params![actor.to_bytes(), encode_principal(owner)])?;
+            Ok(())
+        })
+    }
+
+    pub fn record_rejection(&mut self, rec: &RejectionRecord) -> Result<(), StorageError> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO rejections (doc_id, hash, reason, at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (doc_id, hash) DO UPDATE SET reason = excluded.reason",
+            )?
+            .execute(params![rec.doc.as_bytes(), rec.hash, rec.reason, rec.at])?;
+            Ok(())
+        })
+    }
+
+    pub fn rejections(&self) -> Result<Vec<RejectionRecord>, StorageError> {
+        self.read(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT doc_id, hash, reason, at FROM rejections ORDER BY at")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (d, hash, reason, at) = r?;
+                let b: [u8; 16] = d.try_into().map_err(|_| bad_row("doc_id"))?;
+                out.push(RejectionRecord {
+                    doc: DocumentId(uuid::Uuid::from_bytes(b)),
+                    hash,
+                    reason,
+                    at,
+                });
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path().join("r.db"), [1; 16]).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn tokens_resolve_expire_and_revoke() {
+        let (_d, mut s) = store();
+        let p = Principal::Store("s1".parse().unwrap());
+        s.put_token([1; 32], &p, "till 1", 0, None).unwrap();
+        s.put_token([2; 32], &Principal::Hq, "admin", 0, Some(100))
+            .unwrap();
+        assert_eq!(s.check_token([1; 32], 50).unwrap(), TokenCheck::Valid(p));
+        assert_eq!(
+            s.check_token([2; 32], 50).unwrap(),
+            TokenCheck::Valid(Principal::Hq)
+        );
+        assert_eq!(s.check_token([2; 32], 100).unwrap(), TokenCheck::Expired);
+        assert_eq!(s.check_token([3; 32], 0).unwrap(), TokenCheck::Unknown);
+        assert!(s.revoke_token([1; 32], 60).unwrap());
+        assert_eq!(s.check_token([1; 32], 61).unwrap(), TokenCheck::Revoked);
+    }
+
+    #[test]
+    fn owners_and_actors_are_recorded_with_the_changes() {
+        let (_d, mut s) = store();
+        let st: StoreId = "s1".parse().unwrap();
+        let doc = DocumentId::directory_of(&st);
+        s.set_doc_owner(doc, &st, DocKind::Directory).unwrap();
+        assert_eq!(
+            s.doc_owner(doc).unwrap(),
+            Some((st.clone(), DocKind::Directory))
+        );
+        assert_eq!(s.documents_of_store(&st).unwrap(), vec![doc]);
+        let g = crate::document::genesis::genesis(doc, DocKind::Directory);
+        let actor = ActorId::from(&[9u8; 16][..]);
+        let p = Principal::Store(st);
+        assert_eq!(
+            s.commit_accepted(doc, &[g], &[actor.clone()], &p).unwrap(),
+            1
+        );
+        assert_eq!(s.actor_owner(&actor).unwrap(), Some(p));
+        assert!(s.load_document(doc).unwrap().is_some());
+    }
+}
