@@ -9,3 +9,4 @@ pub mod model;
 pub mod status;
 pub mod document;
 pub mod validation;
+pub mod replica;

@@ -57,6 +57,29 @@ impl Store {
         })
     }
 
+    /// Save many documents' sync states for `peer` in one transaction (a
+    /// disconnect saves every document of the session: one fsync, not one
+    /// per document).
+    pub fn save_sync_states(
+        &mut self,
+        peer: &PeerId,
+        states: &[(DocumentId, Vec<u8>)],
+    ) -> Result<(), StorageError> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO sync_states (peer, doc_id, state) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (peer, doc_id) DO UPDATE SET state = excluded.state",
+            )?;
+            for (doc, state) in states {
+                stmt.execute(params![peer.as_str(), doc.as_bytes(), state])?;
+            }
+            Ok(())
+        })
+    }
+
     /// The last saved sync state for (`peer`, `doc`), if any.
     pub fn load_sync_state(
         &self,
@@ -114,6 +137,16 @@ mod tests {
             store.load_sync_state(&hub, doc).unwrap(),
             Some(b"newer".to_vec())
         );
+
+        let doc2 = DocumentId::from_random_bytes([2; 16]);
+        store
+            .save_sync_states(&other, &[(doc, b"batch".to_vec()), (doc2, b"two".to_vec())])
+            .unwrap();
+        assert_eq!(
+            store.load_sync_state(&other, doc2).unwrap(),
+            Some(b"two".to_vec())
+        );
+        store.save_sync_state(&other, doc, b"theirs").unwrap();
 
         assert_eq!(store.forget_peer(&hub).unwrap(), 1);
         assert_eq!(store.load_sync_state(&hub, doc).unwrap(), None);

@@ -1,0 +1,628 @@
+//! The hub as a state machine: the authoritative replica of every store's
+//! documents. It authenticates connections (by token hash), scopes each
+//! store to its own documents, validates every incoming change, persists
+//! what it accepts before answering, and fans changes out to every other
+//! connection that syncs the same document.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use automerge::sync;
+use automerge::{ActorId, Automerge, Change, ChangeHash};
+use sha2::{Digest, Sha256};
+use tracing::{debug, info, warn};
+
+use super::rate::TokenBucket;
+use super::{rejection_message, ConnId, Output};
+use crate::document::directory::{self, DirectoryEntry};
+use crate::document::{instance, DocKind};
+use crate::ids::{DocumentId, Principal, StoreId};
+use crate::model::{InstanceContent, ModelError};
+use crate::protocol::wire::{
+    self, PeerId, PeerMetadata, StorageId, WireError, WireLimits, WireMessage,
+};
+use crate::protocol::{Session, SessionEvent};
+use crate::storage::{self, StorageError, Store, StoreRecord, TokenCheck};
+use crate::validation::{self, ValidationContext, Verdict};
+
+/// Limits on what one connection may send.
+#[derive(Debug, Clone)]
+pub struct HubLimits {
+    pub wire: WireLimits,
+    /// Sustained messages per second per connection, and the burst allowed.
+    pub messages_per_second: u32,
+    pub message_burst: u32,
+    /// Distinct documents one connection may sync.
+    pub max_documents_per_connection: usize,
+    /// How far (ms) an event may be dated after the hub's clock (rule 6).
+    pub event_time_tolerance_ms: i64,
+    /// Documents kept in memory; idle ones beyond this are evicted.
+    pub max_cached_documents: usize,
+}
+
+impl Default for HubLimits {
+    fn default() -> Self {
+        HubLimits {
+            wire: WireLimits::default(),
+            messages_per_second: 200,
+            message_burst: 2000,
+            max_documents_per_connection: 10_000,
+            event_time_tolerance_ms: 5 * 60 * 1000,
+            max_cached_documents: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub peer_id: PeerId,
+    /// Stable across restarts, so clients key their sync state to it.
+    pub storage_id: StorageId,
+    pub limits: HubLimits,
+}
+
+/// Why an HQ operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("unknown store {0}; add it first")]
+    UnknownStore(StoreId),
+    #[error("document {0} is not stored at the hub")]
+    UnknownDocument(DocumentId),
+    #[error("document {doc} failed to load: {reason}")]
+    Load { doc: DocumentId, reason: String },
+}
+
+/// Why a connection was refused at the upgrade.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no token: send Authorization: Bearer <token> or ?token=<token>")]
+    Missing,
+    #[error("unknown token")]
+    Unknown,
+    #[error("token expired")]
+    Expired,
+    #[error("token revoked")]
+    Revoked,
+    #[error("token store unavailable: {0}")]
+    Storage(String),
+}
+
+/// SHA-256 of a token: only hashes are stored.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+struct Conn {
+    principal: Principal,
+    session: Session,
+    storage_id: Option<StorageId>,
+    bucket: TokenBucket,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct HubCounters {
+    pub changes_accepted: u64,
+    pub changes_rejected: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub messages_in: u64,
+}
+
+pub struct Hub {
+    store: Store,
+    cfg: HubConfig,
+    docs: HashMap<DocumentId, Automerge>,
+    conns: HashMap<ConnId, Conn>,
+    subscribers: HashMap<DocumentId, BTreeSet<ConnId>>,
+    counters: HubCounters,
+}
+
+impl Hub {
+    /// Open the hub over its store; the store's actor is HQ's.
+    pub fn open(mut store: Store, cfg: HubConfig) -> Result<Hub, HubError> {
+        let actor = store.actor_id();
+        store.claim_actor(&actor, &Principal::Hq)?;
+        Ok(Hub {
+            store,
+            cfg,
+            docs: HashMap::new(),
+            conns: HashMap::new(),
+            subscribers: HashMap::new(),
+            counters: HubCounters::default(),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn counters(&self) -> HubCounters {
+        self.counters
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Principals of the open connections (for "stores online").
+    pub fn connected_principals(&self) -> Vec<Principal> {
+        self.conns.values().map(|c| c.principal.clone()).collect()
+    }
+
+    pub fn cached_document_count(&self) -> usize {
+        self.docs.len()
+    }
+
+    // ---- HQ operations -------------------------------------------------
+
+    /// Check a token presented at the WebSocket upgrade.
+    pub fn authenticate(&self, token: Option<&str>, now_ms: i64) -> Result<Principal, AuthError> {
+        let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
+        match self.store.check_token(token_hash(token), now_ms) {
+            Ok(TokenCheck::Valid(p)) => Ok(p),
+            Ok(TokenCheck::Unknown) => Err(AuthError::Unknown),
+            Ok(TokenCheck::Expired) => Err(AuthError::Expired),
+            Ok(TokenCheck::Revoked) => Err(AuthError::Revoked),
+            Err(e) => Err(AuthError::Storage(e.to_string())),
+        }
+    }
+
+    /// Register a token (the caller made it from random bytes).
+    pub fn add_token(
+        &mut self,
+        token: &str,
+        principal: &Principal,
+        label: &str,
+        now_ms: i64,
+        expires_at_ms: Option<i64>,
+    ) -> Result<(), HubError> {
+        if let Principal::Store(s) = principal {
+            if self.store.get_store(s)?.is_none() {
+                return Err(HubError::UnknownStore(s.clone()));
+            }
+        }
+        self.store
+            .put_token(token_hash(token), principal, label, now_ms, expires_at_ms)?;
+        Ok(())
+    }
+
+    pub fn revoke_token(&mut self, token: &str, now_ms: i64) -> Result<bool, HubError> {
+        Ok(self.store.revoke_token(token_hash(token), now_ms)?)
+    }
+
+    /// Add (or update) a store and make sure its directory document exists.
+    pub fn add_store(&mut self, rec: &StoreRecord) -> Result<(), HubError> {
+        crate::recurrence::parse_time_zone(&rec.time_zone).map_err(|e| ModelError::BadField {
+            field: "time_zone",
+            reason: e.to_string(),
+        })?;
+        self.store.put_store(rec)?;
+        let dir = DocumentId::directory_of(&rec.id);
+        if self.store.doc_owner(dir)?.is_none() {
+            let g = crate::document::genesis::genesis(dir, DocKind::Directory);
+            self.store.append_changes(dir, &[g])?;
+            self.store.set_doc_owner(dir, &rec.id, DocKind::Directory)?;
+        }
+        Ok(())
+    }
+
+    /// Materialize an instance for its store, list it in the store's
+    /// directory, persist both, and push them to every connected syncer.
+    pub fn publish(
+        &mut self,
+        content: &InstanceContent,
+        now_ms: i64,
+    ) -> Result<Vec<Output>, HubError> {
+        let store_id = content.meta.store.clone();
+        if self.store.get_store(&store_id)?.is_none() {
+            return Err(HubError::UnknownStore(store_id));
+        }
+        let changes = instance::materialize(content)?;
+        let hashes: Vec<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
+        self.store.add_known_content(content.id, &hashes)?;
+        self.store
+            .set_doc_owner(content.id, &store_id, DocKind::Instance)?;
+        self.store.append_changes(content.id, &changes)?;
+        let mut out = Vec::new();
+        if let Some(doc) = self.docs.get_mut(&content.id) {
+            doc.apply_changes(changes)
+                .map_err(|e| ModelError::Automerge(e.to_string()))?;
+            out.extend(self.fan_out(content.id, None));
+        }
+        let entry = DirectoryEntry {
+            name: content.meta.name.clone(),
+            date: content.meta.date,
+            template: content.meta.template,
+            created_by: content.meta.created_by.clone(),
+        };
+        let dir_id = DocumentId::directory_of(&store_id);
+        self.edit(dir_id, now_ms, |doc| {
+            directory::put_entry(doc, content.id, &entry, now_ms).map(|c| vec![c])
+        })?;
+        out.extend(self.fan_out(dir_id, None));
+        Ok(out)
+    }
+
+    /// Make an HQ edit to a document: run `f`, persist its changes, keep them in memory.
+    pub fn edit(
+        &mut self,
+        doc_id: DocumentId,
+        _now_ms: i64,
+        f: impl FnOnce(&mut Automerge) -> Result<Vec<Change>, ModelError>,
+    ) -> Result<Vec<Change>, HubError> {
+        self.load(doc_id)?;
+        let doc = self.docs.get_mut(&doc_id).expect("loaded above");
+        let changes = f(doc)?;
+        if let Err(e) = self.store.append_changes(doc_id, &changes) {
+            // Not durable: drop the in-memory copy so nothing unsaved is served.
+            self.docs.remove(&doc_id);
+            return Err(e.into());
+        }
+        Ok(changes)
+    }
+
+    /// The document as the hub holds it (loaded into memory if needed).
+    pub fn document(&mut self, doc_id: DocumentId) -> Result<&Automerge, HubError> {
+        self.load(doc_id)?;
+        Ok(self.docs.get(&doc_id).expect("loaded above"))
+    }
+
+    fn load(&mut self, doc_id: DocumentId) -> Result<(), HubError> {
+        if self.docs.contains_key(&doc_id) {
+            return Ok(());
+        }
+        let mut doc = match self.store.load_document(doc_id) {
+            Ok(Some(d)) => d,
+            Ok(None) => return Err(HubError::UnknownDocument(doc_id)),
+            Err(e) => {
+                return Err(HubError::Load {
+                    doc: doc_id,
+                    reason: e.to_string(),
+                })
+            }
+        };
+        doc.set_actor(self.store.actor_id());
+        self.evict_idle();
+        self.docs.insert(doc_id, doc);
+        Ok(())
+    }
+
+    /// Keep memory bounded: drop documents nobody is syncing once over the cap.
+    fn evict_idle(&mut self) {
+        if self.docs.len() < self.cfg.limits.max_cached_documents {
+            return;
+        }
+        let idle: Vec<DocumentId> = self
+            .docs
+            .keys()
+            .filter(|d| self.subscribers.get(d).is_none_or(|s| s.is_empty()))
+            .copied()
+            .take(self.docs.len() + 1 - self.cfg.limits.max_cached_documents)
+            .collect();
+        for d in idle {
+            self.docs.remove(&d);
+        }
+    }
+
+    // ---- connections ---------------------------------------------------
+
+    /// A connection passed authentication.
+    pub fn connect(&mut self, conn: ConnId, principal: Principal, now_ms: i64) {
+        info!(conn, %principal, "connected");
+        let meta = PeerMetadata {
+            storage_id: Some(self.cfg.storage_id.clone()),
+            is_ephemeral: false,
+        };
+        let l = &self.cfg.limits;
+        self.conns.insert(
+            conn,
+            Conn {
+                principal,
+                session: Session::server(self.cfg.peer_id.clone(), meta),
+                storage_id: None,
+                bucket: TokenBucket::new(l.messages_per_second, l.message_burst, now_ms),
+            },
+        );
+    }
+
+    /// The connection is gone: save its sync states (one transaction).
+    pub fn disconnect(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        info!(conn, principal = %c.principal, "disconnected");
+        let docs: Vec<DocumentId> = c.session.documents().collect();
+        for d in &docs {
+            if let Some(s) = self.subscribers.get_mut(d) {
+                s.remove(&conn);
+                if s.is_empty() {
+                    self.subscribers.remove(d);
+                }
+            }
+        }
+        if let Some(sid) = &c.storage_id {
+            let states: Vec<(DocumentId, Vec<u8>)> = docs
+                .iter()
+                .filter_map(|d| c.session.encoded_sync_state(*d).map(|s| (*d, s)))
+                .collect();
+            if let Err(e) = self.store.save_sync_states(&storage_peer(sid), &states) {
+                warn!(conn, error = %e, "could not save sync state; the peer will resync from scratch");
+            }
+        }
+    }
+
+    fn fatal(&mut self, conn: ConnId, reason: String) -> Vec<Output> {
+        warn!(conn, %reason, "closing connection");
+        let mut out = Vec::new();
+        if let Some(c) = self.conns.get(&conn) {
+            out.push(Output::Send {
+                conn,
+                frame: wire::encode(&c.session.error(reason.clone())),
+            });
+        }
+        out.push(Output::Close { conn, reason });
+        self.disconnect(conn);
+        out
+    }
+
+    fn send(&mut self, conn: ConnId, msg: &WireMessage) -> Output {
+        let frame = wire::encode(msg);
+        self.counters.bytes_out += frame.len() as u64;
+        Output::Send { conn, frame }
+    }
+
+    /// One frame from a connection.
+    pub fn receive(&mut self, conn: ConnId, frame: &[u8], now_ms: i64) -> Vec<Output> {
+        self.counters.bytes_in += frame.len() as u64;
+        self.counters.messages_in += 1;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Vec::new();
+        };
+        if !c.bucket.take(now_ms) {
+            return self.fatal(
+                conn,
+                format!(
+                    "message rate over {} per second; slow down and reconnect",
+                    self.cfg.limits.messages_per_second
+                ),
+            );
+        }
+        let msg = match wire::decode(frame, &self.cfg.limits.wire) {
+            Ok(m) => m,
+            Err(WireError::UnknownType { msg_type }) => {
+                debug!(conn, %msg_type, "ignoring unknown message type");
+                return Vec::new();
+            }
+            Err(e) => return self.fatal(conn, format!("bad message: {e}")),
+        };
+        let (event, reply) = match c.session.receive(msg) {
+            Ok(r) => r,
+            Err(e) => return self.fatal(conn, e.to_string()),
+        };
+        let mut out = Vec::new();
+        if let Some(r) = reply {
+            out.push(self.send(conn, &r));
+        }
+        match event {
+            SessionEvent::Opened {
+                storage_id,
+                ephemeral,
+                ..
+            } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.storage_id = if ephemeral { None } else { storage_id };
+                }
+            }
+            SessionEvent::Sync { doc, message, .. } => {
+                out.extend(self.on_sync(conn, doc, message, now_ms))
+            }
+            SessionEvent::Unavailable { .. } | SessionEvent::Ignored(_) => {}
+            SessionEvent::RemoteError { message } => {
+                debug!(conn, %message, "peer reported an error")
+            }
+            SessionEvent::Leave => {
+                self.disconnect(conn);
+                out.push(Output::Close {
+                    conn,
+                    reason: "peer left".into(),
+                });
+            }
+        }
+        out
+    }
+
+    /// May this connection's principal see `doc`? Missing and forbidden
+    /// look the same from outside.
+    fn visible(
+        &self,
+        principal: &Principal,
+        doc: DocumentId,
+    ) -> Result<Option<(StoreId, DocKind)>, StorageError> {
+        Ok(match (self.store.doc_owner(doc)?, principal) {
+            (Some(owner), Principal::Hq) => Some(owner),
+            (Some(owner), Principal::Store(s)) if &owner.0 == s => Some(owner),
+            _ => None,
+        })
+    }
+
+    fn on_sync(
+        &mut self,
+        conn: ConnId,
+        doc_id: DocumentId,
+        mut message: sync::Message,
+        now_ms: i64,
+    ) -> Vec<Output> {
+        let Some(c) = self.conns.get(&conn) else {
+            return Vec::new();
+        };
+        let principal = c.principal.clone();
+        let owner = match self.visible(&principal, doc_id) {
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                let msg = c.session.unavailable(doc_id);
+                return msg.map(|m| self.send(conn, &m)).into_iter().collect();
+            }
+            Err(e) => return self.fatal(conn, format!("hub storage error: {e}")),
+        };
+        if !c.session.has_document(doc_id)
+            && c.session.document_count() >= self.cfg.limits.max_documents_per_connection
+        {
+            return self.fatal(
+                conn,
+                format!(
+                    "more than {} documents on one connection",
+                    self.cfg.limits.max_documents_per_connection
+                ),
+            );
+        }
+        let first_contact = !c.session.has_document(doc_id);
+        let storage_id = c.storage_id.clone();
+        if let Err(e) = self.load(doc_id) {
+            warn!(conn, doc = %doc_id, error = %e, "document unavailable");
+            let msg = self
+                .conns
+                .get(&conn)
+                .and_then(|c| c.session.unavailable(doc_id));
+            return msg.map(|m| self.send(conn, &m)).into_iter().collect();
+        }
+        if first_contact {
+            if let Some(sid) = &storage_id {
+                if let Ok(Some(state)) = self.store.load_sync_state(&storage_peer(sid), doc_id) {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.session.restore_sync_state(doc_id, &state);
+                    }
+                }
+            }
+        }
+        self.subscribers.entry(doc_id).or_default().insert(conn);
+
+        let mut out = Vec::new();
+        let mut accepted_any = false;
+        if !message.changes.is_empty() {
+            let incoming = {
+                let doc = self.docs.get(&doc_id).expect("loaded above");
+                let mut scratch = doc.fork();
+                let loaded: Result<(), automerge::AutomergeError> = message
+                    .changes
+                    .iter()
+                    .try_for_each(|chunk| scratch.load_incremental(chunk).map(|_| ()));
+                match loaded {
+                    Ok(()) => doc.get_changes_added(&scratch),
+                    Err(e) => {
+                        return self.fatal(conn, format!("undecodable changes for {doc_id}: {e}"))
+                    }
+                }
+            };
+            message.changes = Vec::<Vec<u8>>::new().into();
+            match self.validate_and_store(doc_id, &owner, &principal, &incoming, now_ms) {
+                Ok((accepted, rejections)) => {
+                    accepted_any = accepted > 0;
+                    for (hash, reason) in rejections {
+                        let text = rejection_message(doc_id, &hash, &reason);
+                        warn!(conn, %principal, doc = %doc_id, %hash, %reason, "change rejected");
+                        let err = self.conns.get(&conn).map(|c| c.session.error(text));
+                        if let Some(e) = err {
+                            out.push(self.send(conn, &e));
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Nothing was stored, so nothing may be acknowledged.
+                    self.docs.remove(&doc_id);
+                    return self.fatal(conn, format!("hub could not store changes: {e}"));
+                }
+            }
+        }
+        let doc = self.docs.get_mut(&doc_id).expect("loaded above");
+        let c = self.conns.get_mut(&conn).expect("checked above");
+        if let Err(e) = c.session.apply(doc_id, doc, message) {
+            return self.fatal(conn, format!("bad sync message for {doc_id}: {e}"));
+        }
+        if let Some(reply) = c.session.generate(doc_id, doc) {
+            out.push(self.send(conn, &reply));
+        }
+        if accepted_any {
+            out.extend(self.fan_out(doc_id, Some(conn)));
+        }
+        out
+    }
+
+    /// Validate, then persist the accepted changes (with their new actors)
+    /// before applying them in memory. Returns the accepted count and the
+    /// rejections to report.
+    fn validate_and_store(
+        &mut self,
+        doc_id: DocumentId,
+        owner: &(StoreId, DocKind),
+        principal: &Principal,
+        incoming: &[Change],
+        now_ms: i64,
+    ) -> Result<(usize, Vec<(ChangeHash, String)>), StorageError> {
+        let known: HashSet<ChangeHash> = self.store.known_content(doc_id)?.into_iter().collect();
+        let store = &self.store;
+        let lookup = |a: &ActorId| store.actor_owner(a).ok().flatten();
+        let ctx = ValidationContext {
+            doc_id,
+            kind: owner.1,
+            owner: &owner.0,
+            actor_owner: &lookup,
+            known_content: &known,
+            max_event_time: now_ms + self.cfg.limits.event_time_tolerance_ms,
+        };
+        let doc = self.docs.get(&doc_id).expect("caller loaded it");
+        let outcome = validation::validate(doc, incoming, principal, &ctx);
+        let rejections: Vec<(ChangeHash, String)> = outcome
+            .verdicts
+            .iter()
+            .filter_map(|(h, v)| match v {
+                Verdict::Rejected(r) => Some((*h, r.to_string())),
+                _ => None,
+            })
+            .collect();
+        self.counters.changes_rejected += rejections.len() as u64;
+        if outcome.accepted.is_empty() {
+            return Ok((0, rejections));
+        }
+        self.store
+            .commit_accepted(doc_id, &outcome.accepted, &outcome.new_actors, principal)?;
+        self.counters.changes_accepted += outcome.accepted.len() as u64;
+        let doc = self.docs.get_mut(&doc_id).expect("caller loaded it");
+        doc.apply_changes(outcome.accepted.clone())
+            .map_err(|e| StorageError::CorruptDocument {
+                file: self.store.path().to_path_buf(),
+                doc: doc_id,
+                reason: e.to_string(),
+            })?;
+        Ok((outcome.accepted.len(), rejections))
+    }
+
+    /// Send `doc`'s news to every connection syncing it (except `skip`).
+    fn fan_out(&mut self, doc_id: DocumentId, skip: Option<ConnId>) -> Vec<Output> {
+        let Some(subs) = self.subscribers.get(&doc_id) else {
+            return Vec::new();
+        };
+        let subs: Vec<ConnId> = subs.iter().copied().filter(|c| Some(*c) != skip).collect();
+        let Some(doc) = self.docs.get(&doc_id) else {
+            return Vec::new();
+        };
+        let mut msgs = Vec::new();
+        for conn in subs {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                if let Some(m) = c.session.generate(doc_id, doc) {
+                    msgs.push((conn, m));
+                }
+            }
+        }
+        msgs.into_iter()
+            .map(|(conn, m)| self.send(conn, &m))
+            .collect()
+    }
+}
+
+fn storage_peer(sid: &StorageId) -> storage::PeerId {
+    storage::PeerId(sid.as_str().to_owned())
+}
