@@ -1,1 +1,134 @@
-fn main() {}
+//! `hub`: serve the sync endpoint and admin API, or call a running hub.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use engine::replica::hub::HubLimits;
+use hub::cli::{self, ListsCmd, Remote, StoresCmd};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hub",
+    about = "HQ hub for store task lists: sync server, admin API and CLI"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the hub: WebSocket sync at /sync, admin API under /api/.
+    Serve {
+        /// Data directory (created on first start).
+        #[arg(long, env = "HUB_DATA", default_value = "./hub-data")]
+        data: PathBuf,
+        #[arg(long, env = "HUB_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Register this admin token instead of minting one into DATA/admin-token.
+        #[arg(long, env = "HUB_ADMIN_TOKEN")]
+        admin_token: Option<String>,
+        /// Largest WebSocket frame accepted, in bytes.
+        #[arg(long, default_value_t = 16 * 1024 * 1024)]
+        max_frame_bytes: usize,
+        /// Sustained messages per second per connection.
+        #[arg(long, default_value_t = 200)]
+        max_messages_per_second: u32,
+        /// Documents one connection may sync.
+        #[arg(long, default_value_t = 10_000)]
+        max_documents_per_connection: usize,
+    },
+    /// Manage stores and their tokens.
+    Stores {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        cmd: StoresCmd,
+    },
+    /// Publish task lists.
+    Lists {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        cmd: ListsCmd,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().cmd {
+        Cmd::Serve {
+            data,
+            listen,
+            admin_token,
+            max_frame_bytes,
+            max_messages_per_second,
+            max_documents_per_connection,
+        } => {
+            let mut limits = HubLimits::default();
+            limits.wire.max_message_bytes = max_frame_bytes;
+            limits.messages_per_second = max_messages_per_second;
+            limits.max_documents_per_connection = max_documents_per_connection;
+            let opened = hub::server::open(&data, limits, admin_token.as_deref())?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            let addr = listener.local_addr()?;
+            println!("hub listening on http://{addr} (sync: ws://{addr}/sync, admin API: http://{addr}/api/)");
+            if opened.new_admin_token.is_some() {
+                println!(
+                    "admin token written to {}",
+                    opened.admin_token_file.display()
+                );
+            }
+            let shutdown = CancellationToken::new();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                info!("shutting down");
+                stop.cancel();
+            });
+            hub::server::run(listener, opened.state, shutdown).await
+        }
+        Cmd::Stores { remote, cmd } => cli::stores(&remote, cmd).await,
+        Cmd::Lists { remote, cmd } => cli::lists(&remote, cmd).await,
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,418 @@
+//! The admin HTTP API under `/api/` (HQ token required): stores, tokens,
+//! publishing lists, reading documents. Every error says what to fix.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{NaiveDate, NaiveTime, TimeZone};
+use engine::document::instance;
+use engine::ids::{DocumentId, Principal, StoreId, TaskId};
+use engine::model::{Assignee, CreatedBy, InstanceContent, Link, ListMeta, Priority, TaskSpec};
+use engine::replica::hub::HubError;
+use engine::storage::StoreRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::server::{authenticate, presented_token, random_token, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/stores", get(list_stores).post(add_store))
+        .route("/stores/{id}/tokens", post(issue_token))
+        .route("/tokens/revoke", post(revoke_token))
+        .route("/lists", post(publish_list))
+        .route("/documents/{id}", get(get_document))
+        .route("/status", get(status))
+}
+
+/// An API error: status code and a message that says what to fix.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
+}
+
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> Self {
+        let code = match &e {
+            HubError::Model(_) => StatusCode::BAD_REQUEST,
+            HubError::UnknownStore(_) | HubError::UnknownDocument(_) => StatusCode::NOT_FOUND,
+            HubError::Storage(_) | HubError::Load { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(code, e.to_string())
+    }
+}
+
+async fn require_hq(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    match authenticate(state, presented_token(headers, None)).await? {
+        Principal::Hq => Ok(()),
+        Principal::Store(_) => Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "this is a store token; the admin API needs the HQ admin token".into(),
+        )
+        .into_response()),
+    }
+}
+
+macro_rules! hq {
+    ($state:expr, $headers:expr) => {
+        if let Err(r) = require_hq(&$state, &$headers).await {
+            return r;
+        }
+    };
+}
+
+#[derive(Deserialize)]
+struct NewStore {
+    id: String,
+    name: String,
+    time_zone: String,
+}
+
+async fn add_store(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<NewStore>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    hq!(state, headers);
+    let result: Result<StoreRecord, ApiError> = async {
+        let Json(body) = body.map_err(|e| {
+            bad_request(format!(
+                "bad JSON: {e}; send {{\"id\", \"name\", \"time_zone\"}}"
+            ))
+        })?;
+        let rec = StoreRecord {
+            id: body
+                .id
+                .parse()
+                .map_err(|e| bad_request(format!("id: {e}")))?,
+            name: nonempty("name", body.name)?,
+            time_zone: body.time_zone,
+        };
+        let r = rec.clone();
+        state
+            .hub
+            .call(move |hub, _| (hub.add_store(&r), Vec::new()))
+            .await??;
+        Ok(rec)
+    }
+    .await;
+    match result {
+        Ok(rec) => (StatusCode::CREATED, Json(rec)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn nonempty(field: &str, v: String) -> Result<String, ApiError> {
+    if v.trim().is_empty() {
+        Err(bad_request(format!("{field} is empty")))
+    } else {
+        Ok(v)
+    }
+}
+
+async fn list_stores(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    hq!(state, headers);
+    let r = state
+        .hub
+        .call(|hub, _| {
+            let online: Vec<Principal> = hub.connected_principals();
+            let stores = hub.store().list_stores().map(|v| {
+                v.into_iter()
+                    .map(|s| {
+                        let on = online.contains(&Principal::Store(s.id.clone()));
+                        json!({"id": s.id, "name": s.name, "time_zone": s.time_zone, "online": on})
+                    })
+                    .collect::<Vec<_>>()
+            });
+            (stores, Vec::new())
+        })
+        .await;
+    match r {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct NewToken {
+    #[serde(default)]
+    label: String,
+    expires_in_hours: Option<u32>,
+}
+
+async fn issue_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<NewToken>>,
+) -> Response {
+    hq!(state, headers);
+    let result: Result<serde_json::Value, ApiError> = async {
+        let store: StoreId = id
+            .parse()
+            .map_err(|e| bad_request(format!("store id: {e}")))?;
+        let body = body.map(|b| b.0).unwrap_or_default();
+        let token = random_token();
+        let t = token.clone();
+        let expires = body.expires_in_hours.map(|h| h as i64 * 3_600_000);
+        state
+            .hub
+            .call(move |hub, now| {
+                let r = hub.add_token(
+                    &t,
+                    &Principal::Store(store),
+                    &body.label,
+                    now,
+                    expires.map(|e| now + e),
+                );
+                (r, Vec::new())
+            })
+            .await??;
+        Ok(json!({ "token": token }))
+    }
+    .await;
+    match result {
+        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Revoke {
+    token: String,
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<Revoke>,
+) -> Response {
+    hq!(state, headers);
+    match state
+        .hub
+        .call(move |hub, now| (hub.revoke_token(&body.token, now), Vec::new()))
+        .await
+    {
+        Ok(Ok(true)) => Json(json!({"revoked": true})).into_response(),
+        Ok(Ok(false)) => {
+            ApiError(StatusCode::NOT_FOUND, "no such active token".into()).into_response()
+        }
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// A task as HQ types it in a publish request.
+#[derive(Deserialize, Serialize, Clone)]
+pub struct NewTask {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// Local time of day the task starts and is due ("HH:MM"), on the list's date.
+    pub start: Option<String>,
+    pub due: Option<String>,
+    pub priority: Option<String>,
+    pub link: Option<String>,
+    pub assignee: Option<String>,
+}
+
+#[derive(Deserialize, Serialize)]
+pub struct NewList {
+    pub store: String,
+    pub name: String,
+    /// Store-local date (YYYY-MM-DD).
+    pub date: String,
+    pub tasks: Vec<NewTask>,
+}
+
+fn local_time(
+    field: &str,
+    value: &Option<String>,
+    date: NaiveDate,
+    tz: chrono_tz::Tz,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    let Some(v) = value else { return Ok(None) };
+    let t = NaiveTime::parse_from_str(v, "%H:%M")
+        .map_err(|_| bad_request(format!("{field} {v:?}: use a local time of day like 21:00")))?;
+    let local = tz
+        .from_local_datetime(&date.and_time(t))
+        .earliest()
+        .ok_or_else(|| {
+            bad_request(format!(
+                "{field} {v} does not exist on {date} in {tz} (clock change)"
+            ))
+        })?;
+    Ok(Some(local.with_timezone(&chrono::Utc)))
+}
+
+/// Turn a publish request into instance content (validated; 4xx messages say what to fix).
+pub fn content_from_request(req: &NewList, time_zone: &str) -> Result<InstanceContent, ApiError> {
+    let store: StoreId = req
+        .store
+        .parse()
+        .map_err(|e| bad_request(format!("store: {e}")))?;
+    let date = NaiveDate::parse_from_str(&req.date, "%Y-%m-%d")
+        .map_err(|_| bad_request(format!("date {:?}: use YYYY-MM-DD", req.date)))?;
+    let tz: chrono_tz::Tz = time_zone
+        .parse()
+        .map_err(|_| bad_request(format!("store time zone {time_zone:?} is not an IANA zone")))?;
+    if req.tasks.is_empty() {
+        return Err(bad_request("a list needs at least one task"));
+    }
+    let mut tasks = Vec::new();
+    for (i, t) in req.tasks.iter().enumerate() {
+        let spec = TaskSpec {
+            id: TaskId(uuid::Uuid::new_v4()),
+            title: t.title.clone(),
+            description: t.description.clone(),
+            start: local_time("start", &t.start, date, tz)?,
+            due: local_time("due", &t.due, date, tz)?,
+            priority: match &t.priority {
+                Some(p) => p
+                    .parse::<Priority>()
+                    .map_err(|e| bad_request(format!("task {}: {e}", i + 1)))?,
+                None => Priority::Normal,
+            },
+            link: t
+                .link
+                .as_deref()
+                .map(str::parse::<Link>)
+                .transpose()
+                .map_err(|e| bad_request(format!("task {}: {e}", i + 1)))?,
+            assignee: t
+                .assignee
+                .as_deref()
+                .map(str::parse::<Assignee>)
+                .transpose()
+                .map_err(|e| bad_request(format!("task {}: {e}", i + 1)))?,
+            created_by: CreatedBy::Hq,
+            position: i as i64,
+        };
+        spec.validate()
+            .map_err(|e| bad_request(format!("task {}: {e}", i + 1)))?;
+        tasks.push(spec);
+    }
+    let meta = ListMeta {
+        store,
+        name: req.name.clone(),
+        template: None,
+        date,
+        time_zone: time_zone.to_owned(),
+        created_by: CreatedBy::Hq,
+    };
+    meta.validate().map_err(|e| bad_request(e.to_string()))?;
+    Ok(InstanceContent {
+        id: DocumentId(uuid::Uuid::new_v4()),
+        meta,
+        tasks,
+    })
+}
+
+async fn publish_list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<NewList>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    hq!(state, headers);
+    let result: Result<serde_json::Value, ApiError> = async {
+        let Json(req) = body.map_err(|e| bad_request(format!("bad JSON: {e}")))?;
+        let store: StoreId = req
+            .store
+            .parse()
+            .map_err(|e| bad_request(format!("store: {e}")))?;
+        let s = store.clone();
+        let rec = state
+            .hub
+            .call(move |hub, _| (hub.store().get_store(&s), Vec::new()))
+            .await?
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .ok_or_else(|| {
+                ApiError(
+                    StatusCode::NOT_FOUND,
+                    format!("unknown store {store}; add it first"),
+                )
+            })?;
+        let content = content_from_request(&req, &rec.time_zone)?;
+        let id = content.id;
+        state
+            .hub
+            .call(move |hub, now| match hub.publish(&content, now) {
+                Ok(out) => (Ok(()), out),
+                Err(e) => (Err(e), Vec::new()),
+            })
+            .await??;
+        Ok(json!({ "id": id, "url": id.to_url() }))
+    }
+    .await;
+    match result {
+        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn get_document(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    hq!(state, headers);
+    let Ok(doc) = id.parse::<DocumentId>() else {
+        return bad_request(format!(
+            "{id:?} is not a document id (UUID or automerge-repo id)"
+        ))
+        .into_response();
+    };
+    let r = state
+        .hub
+        .call(move |hub, _| {
+            let v = hub
+                .document(doc)
+                .map_err(ApiError::from)
+                .and_then(|d| instance::read(d).map_err(|e| bad_request(e.to_string())));
+            (v, Vec::new())
+        })
+        .await;
+    match r {
+        Ok(Ok(view)) => Json(view).into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    hq!(state, headers);
+    match state
+        .hub
+        .call(|hub, _| {
+            let c = hub.counters();
+            (
+                json!({
+                    "connections": hub.connection_count(),
+                    "cached_documents": hub.cached_document_count(),
+                    "counters": c,
+                }),
+                Vec::new(),
+            )
+        })
+        .await
+    {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}

@@ -1,0 +1,246 @@
+//! `hub` subcommands that call a running hub's admin API. Every command
+//! takes `--json`; the hub URL and admin token come from flags or
+//! `HUB_URL` / `HUB_TOKEN`.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use crate::api::{NewList, NewTask};
+
+#[derive(Args, Debug, Clone)]
+pub struct Remote {
+    /// Base URL of the hub.
+    #[arg(
+        long,
+        global = true,
+        env = "HUB_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub hub_url: String,
+    /// HQ admin token (see DIR/admin-token after the first `hub serve`).
+    #[arg(long, global = true, env = "HUB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoresCmd {
+    /// Add or update a store.
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// IANA time zone, e.g. Europe/Berlin.
+        #[arg(long)]
+        tz: String,
+    },
+    /// List stores and whether they are online.
+    List,
+    /// Issue a token for a store's terminals.
+    Token {
+        #[arg(long)]
+        store: String,
+        #[arg(long, default_value = "")]
+        label: String,
+        #[arg(long)]
+        expires_in_hours: Option<u32>,
+    },
+    /// Revoke a token.
+    Revoke {
+        #[arg(long)]
+        token_to_revoke: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ListsCmd {
+    /// Publish a one-off list to a store: `--task "Title@21:00"` (due time optional).
+    Publish {
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        name: String,
+        /// Store-local date, YYYY-MM-DD.
+        #[arg(long)]
+        date: String,
+        #[arg(long = "task", required = true)]
+        tasks: Vec<String>,
+    },
+}
+
+async fn call(
+    remote: &Remote,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let url = format!("{}{}", remote.hub_url.trim_end_matches('/'), path);
+    let client = reqwest::Client::new();
+    let token = remote.token.as_deref().context(
+        "no admin token: pass --token or set HUB_TOKEN (hub serve writes it to DATA/admin-token)",
+    )?;
+    let mut req = client.request(method, &url).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("calling {url}; is the hub running?"))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.trim().to_owned()));
+    if !status.is_success() {
+        let msg = value
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| value.to_string());
+        bail!("{status}: {msg}");
+    }
+    Ok(value)
+}
+
+fn print(remote: &Remote, v: &Value, text: impl FnOnce(&Value) -> String) {
+    if remote.json {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    } else {
+        println!("{}", text(v));
+    }
+}
+
+pub async fn stores(remote: &Remote, cmd: StoresCmd) -> anyhow::Result<()> {
+    use reqwest::Method;
+    match cmd {
+        StoresCmd::Add { id, name, tz } => {
+            let v = call(
+                remote,
+                Method::POST,
+                "/api/stores",
+                Some(json!({"id": id, "name": name, "time_zone": tz})),
+            )
+            .await?;
+            print(remote, &v, |v| {
+                format!("store {} added", v["id"].as_str().unwrap_or("?"))
+            });
+        }
+        StoresCmd::List => {
+            let v = call(remote, Method::GET, "/api/stores", None).await?;
+            print(remote, &v, |v| {
+                v.as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|s| {
+                                format!(
+                                    "{}\t{}\t{}\t{}",
+                                    s["id"].as_str().unwrap_or(""),
+                                    s["name"].as_str().unwrap_or(""),
+                                    s["time_zone"].as_str().unwrap_or(""),
+                                    if s["online"].as_bool() == Some(true) {
+                                        "online"
+                                    } else {
+                                        "offline"
+                                    }
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default()
+            });
+        }
+        StoresCmd::Token {
+            store,
+            label,
+            expires_in_hours,
+        } => {
+            let v = call(
+                remote,
+                Method::POST,
+                &format!("/api/stores/{store}/tokens"),
+                Some(json!({"label": label, "expires_in_hours": expires_in_hours})),
+            )
+            .await?;
+            print(remote, &v, |v| v["token"].as_str().unwrap_or("").to_owned());
+        }
+        StoresCmd::Revoke { token_to_revoke } => {
+            let v = call(
+                remote,
+                Method::POST,
+                "/api/tokens/revoke",
+                Some(json!({"token": token_to_revoke})),
+            )
+            .await?;
+            print(remote, &v, |_| "revoked".into());
+        }
+    }
+    Ok(())
+}
+
+/// `"Title@21:00"` -> a task due at 21:00 local; plain text -> no due time.
+fn parse_task_arg(arg: &str) -> NewTask {
+    let (title, due) = match arg.rsplit_once('@') {
+        Some((t, d)) if d.len() == 5 && d.as_bytes()[2] == b':' => {
+            (t.to_owned(), Some(d.to_owned()))
+        }
+        _ => (arg.to_owned(), None),
+    };
+    NewTask {
+        title,
+        description: String::new(),
+        start: None,
+        due,
+        priority: None,
+        link: None,
+        assignee: None,
+    }
+}
+
+pub async fn lists(remote: &Remote, cmd: ListsCmd) -> anyhow::Result<()> {
+    match cmd {
+        ListsCmd::Publish {
+            store,
+            name,
+            date,
+            tasks,
+        } => {
+            let req = NewList {
+                store,
+                name,
+                date,
+                tasks: tasks.iter().map(|t| parse_task_arg(t)).collect(),
+            };
+            let v = call(
+                remote,
+                reqwest::Method::POST,
+                "/api/lists",
+                Some(serde_json::to_value(req)?),
+            )
+            .await?;
+            print(remote, &v, |v| {
+                format!("published {}", v["id"].as_str().unwrap_or("?"))
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_args_take_an_optional_due_time() {
+        let t = parse_task_arg("Count the till@21:30");
+        assert_eq!(
+            (t.title.as_str(), t.due.as_deref()),
+            ("Count the till", Some("21:30"))
+        );
+        let t = parse_task_arg("Email boss@example.com");
+        assert_eq!((t.title.as_str(), t.due), ("Email boss@example.com", None));
+    }
+}

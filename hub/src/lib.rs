@@ -1,0 +1,8 @@
+//! The HQ hub: the authoritative replica of every store's task lists,
+//! served over WebSockets (automerge-repo protocol) with an admin API.
+//! `server::run` is the entry point `main` and the tests share.
+
+pub mod api;
+pub mod cli;
+pub mod runtime;
+pub mod server;

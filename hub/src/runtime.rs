@@ -1,0 +1,144 @@
+//! The thread that owns the hub replica (and so its SQLite connection).
+//! Async code talks to it through a channel; nothing blocks the runtime.
+
+use std::collections::HashMap;
+use std::sync::mpsc as std_mpsc;
+use std::thread;
+
+use engine::ids::Principal;
+use engine::replica::hub::Hub;
+use engine::replica::{ConnId, Output};
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+/// What a connection's writer task is told to do.
+#[derive(Debug)]
+pub enum Outbound {
+    Frame(Vec<u8>),
+    Close(String),
+}
+
+type Job = Box<dyn FnOnce(&mut Hub, i64) -> Vec<Output> + Send>;
+
+enum Cmd {
+    Connect {
+        conn: ConnId,
+        principal: Principal,
+        out: mpsc::Sender<Outbound>,
+    },
+    Frame {
+        conn: ConnId,
+        frame: Vec<u8>,
+    },
+    Disconnect {
+        conn: ConnId,
+    },
+    Job(Job),
+}
+
+/// A cheap handle to the hub thread.
+#[derive(Clone)]
+pub struct HubHandle {
+    tx: std_mpsc::Sender<Cmd>,
+}
+
+/// Outbound frames queued per connection before it counts as too slow
+/// (and is closed rather than let the hub's memory grow).
+pub const OUTBOUND_QUEUE: usize = 4096;
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl HubHandle {
+    /// Start the hub thread. It stops when every handle is dropped.
+    pub fn spawn(hub: Hub) -> HubHandle {
+        let (tx, rx) = std_mpsc::channel::<Cmd>();
+        thread::Builder::new()
+            .name("hub-replica".into())
+            .spawn(move || run(hub, rx))
+            .expect("spawning the hub thread");
+        HubHandle { tx }
+    }
+
+    pub fn connect(&self, conn: ConnId, principal: Principal, out: mpsc::Sender<Outbound>) {
+        let _ = self.tx.send(Cmd::Connect {
+            conn,
+            principal,
+            out,
+        });
+    }
+
+    pub fn frame(&self, conn: ConnId, frame: Vec<u8>) {
+        let _ = self.tx.send(Cmd::Frame { conn, frame });
+    }
+
+    pub fn disconnect(&self, conn: ConnId) {
+        let _ = self.tx.send(Cmd::Disconnect { conn });
+    }
+
+    /// Run `f` on the hub thread and wait for its answer. Outputs it
+    /// returns (e.g. a publish's fan-out) are delivered to connections.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Hub, i64) -> (T, Vec<Output>) + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |hub, now| {
+            let (value, out) = f(hub, now);
+            let _ = tx.send(value);
+            out
+        });
+        self.tx
+            .send(Cmd::Job(job))
+            .map_err(|_| anyhow::anyhow!("the hub thread has stopped"))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("the hub thread has stopped"))
+    }
+}
+
+fn run(mut hub: Hub, rx: std_mpsc::Receiver<Cmd>) {
+    let mut conns: HashMap<ConnId, mpsc::Sender<Outbound>> = HashMap::new();
+    while let Ok(cmd) = rx.recv() {
+        let now = now_ms();
+        let out = match cmd {
+            Cmd::Connect {
+                conn,
+                principal,
+                out,
+            } => {
+                conns.insert(conn, out);
+                hub.connect(conn, principal, now);
+                Vec::new()
+            }
+            Cmd::Frame { conn, frame } => hub.receive(conn, &frame, now),
+            Cmd::Disconnect { conn } => {
+                conns.remove(&conn);
+                hub.disconnect(conn);
+                Vec::new()
+            }
+            Cmd::Job(job) => job(&mut hub, now),
+        };
+        deliver(&mut hub, &mut conns, out);
+    }
+}
+
+fn deliver(hub: &mut Hub, conns: &mut HashMap<ConnId, mpsc::Sender<Outbound>>, out: Vec<Output>) {
+    for o in out {
+        match o {
+            Output::Send { conn, frame } => {
+                let Some(tx) = conns.get(&conn) else { continue };
+                if tx.try_send(Outbound::Frame(frame)).is_err() {
+                    warn!(conn, "connection too slow to keep up; closing it");
+                    conns.remove(&conn);
+                    hub.disconnect(conn);
+                }
+            }
+            Output::Close { conn, reason } => {
+                if let Some(tx) = conns.remove(&conn) {
+                    let _ = tx.try_send(Outbound::Close(reason));
+                }
+            }
+        }
+    }
+}

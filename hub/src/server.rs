@@ -1,0 +1,251 @@
+//! The hub's HTTP server: the WebSocket sync endpoint at `/sync`, the admin
+//! API under `/api/`, and `/healthz`. `run(listener, state, shutdown)` is
+//! what `main` and the tests both call.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use engine::ids::Principal;
+use engine::protocol::wire::{PeerId, StorageId};
+use engine::replica::hub::{token_hash, Hub, HubConfig, HubLimits};
+use engine::storage::Store;
+use futures_util::{SinkExt, StreamExt};
+use rand::RngCore;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::api;
+use crate::runtime::{now_ms, HubHandle, Outbound, OUTBOUND_QUEUE};
+
+/// Shared by every request handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: HubHandle,
+    pub limits: Arc<HubLimits>,
+    next_conn: Arc<AtomicU64>,
+    /// Cancelled at shutdown: open WebSockets close too.
+    shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(hub: HubHandle, limits: HubLimits) -> AppState {
+        AppState {
+            hub,
+            limits: Arc::new(limits),
+            next_conn: Arc::new(AtomicU64::new(1)),
+            shutdown: CancellationToken::new(),
+        }
+    }
+}
+
+/// What `open` made ready: the hub thread and the admin token path.
+pub struct Opened {
+    pub state: AppState,
+    pub admin_token_file: PathBuf,
+    /// Set when this start created the admin token.
+    pub new_admin_token: Option<String>,
+}
+
+pub fn random_token() -> String {
+    let mut b = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Open (or create) the hub's data directory and start its replica thread.
+/// On first start an admin token is minted and written to `DIR/admin-token`
+/// (mode 0600); `admin_token` registers a known one instead.
+pub fn open(
+    data_dir: &Path,
+    limits: HubLimits,
+    admin_token: Option<&str>,
+) -> anyhow::Result<Opened> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the hub data directory {}", data_dir.display()))?;
+    let db = data_dir.join("hub.db");
+    let mut actor = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut actor);
+    let mut store = Store::open(&db, actor).with_context(|| format!("opening {}", db.display()))?;
+    let storage_id = match store.get_meta("storage_id")? {
+        Some(b) => String::from_utf8_lossy(&b).into_owned(),
+        None => {
+            let id = uuid::Uuid::new_v4().to_string();
+            store.set_meta("storage_id", id.as_bytes())?;
+            id
+        }
+    };
+    let token_file = data_dir.join("admin-token");
+    let mut new_admin_token = None;
+    let token = match admin_token {
+        Some(t) => Some(t.to_owned()),
+        None if !token_file.exists() => {
+            let t = random_token();
+            write_secret(&token_file, &t)?;
+            new_admin_token = Some(t.clone());
+            Some(t)
+        }
+        None => None,
+    };
+    if let Some(t) = &token {
+        if store.check_token(token_hash(t), now_ms())? == engine::storage::TokenCheck::Unknown {
+            store.put_token(token_hash(t), &Principal::Hq, "admin", now_ms(), None)?;
+        }
+    }
+    let cfg = HubConfig {
+        peer_id: PeerId::new(format!(
+            "hub-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        )),
+        storage_id: StorageId::new(storage_id),
+        limits: limits.clone(),
+    };
+    let hub = Hub::open(store, cfg)?;
+    Ok(Opened {
+        state: AppState::new(HubHandle::spawn(hub), limits),
+        admin_token_file: token_file,
+        new_admin_token,
+    })
+}
+
+fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{secret}")?;
+    f.sync_all()?;
+    Ok(())
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/sync", get(sync_upgrade))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .nest("/api", api::routes())
+        .with_state(state)
+}
+
+/// Serve until `shutdown` is cancelled, then close connections gracefully.
+pub async fn run(
+    listener: TcpListener,
+    mut state: AppState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    state.shutdown = shutdown.clone();
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .context("serving HTTP")?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The bearer token from the header, else from `?token=`.
+pub fn presented_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
+        .or_else(|| query.map(str::to_owned))
+}
+
+/// Resolve the presented token to a principal, or a 401 with the reason.
+pub async fn authenticate(state: &AppState, token: Option<String>) -> Result<Principal, Response> {
+    let result = state
+        .hub
+        .call(move |hub, now| (hub.authenticate(token.as_deref(), now), Vec::new()))
+        .await;
+    match result {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(e)) => {
+            warn!(reason = %e, "refused a connection");
+            Err((StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response())
+        }
+        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()),
+    }
+}
+
+async fn sync_upgrade(
+    State(state): State<AppState>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let principal = match authenticate(&state, presented_token(&headers, q.token.as_deref())).await
+    {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let Ok(ws) = ws else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "this endpoint speaks WebSocket (automerge-repo sync protocol)\n",
+        )
+            .into_response();
+    };
+    let max = state.limits.wire.max_message_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| serve_socket(state, principal, socket))
+}
+
+async fn serve_socket(state: AppState, principal: Principal, socket: WebSocket) {
+    let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
+    state.hub.connect(conn, principal, tx);
+    let (mut sink, mut stream) = socket.split();
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => {
+                let _ = sink.send(Message::Close(None)).await;
+                break;
+            }
+            out = rx.recv() => match out {
+                Some(Outbound::Frame(f)) => {
+                    if sink.send(Message::Binary(f.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Outbound::Close(reason)) => {
+                    info!(conn, %reason, "closing");
+                    let _ = sink.send(Message::Close(None)).await;
+                    break;
+                }
+                None => break,
+            },
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Binary(b))) => state.hub.frame(conn, b.to_vec()),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Text(_))) => {
+                    warn!(conn, "text frame: the sync protocol is binary CBOR; closing");
+                    break;
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            },
+        }
+    }
+    state.hub.disconnect(conn);
+}
