@@ -1,1 +1,185 @@
-fn main() {}
+//! `pos-agent`: run a terminal's replica, or script it through its local API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pos_agent::cli::{self, Local};
+use pos_agent::sync_client::{self, Backoff};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pos-agent",
+    about = "Store terminal agent: task lists that work offline"
+)]
+struct Cli {
+    /// The local API of a running agent (for the commands other than `run`).
+    #[arg(
+        long,
+        global = true,
+        env = "POS_AGENT_URL",
+        default_value = "http://127.0.0.1:7878"
+    )]
+    agent_url: String,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the agent: local replica, hub sync, local API.
+    Run {
+        #[arg(long, env = "POS_AGENT_DATA", default_value = "./agent-data")]
+        data: PathBuf,
+        /// The hub's sync endpoint, e.g. ws://hub.example:8080/sync.
+        #[arg(long, env = "POS_AGENT_HUB")]
+        hub: String,
+        /// This store's token (from `hub stores token`).
+        #[arg(long, env = "POS_AGENT_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The store id (needed on first start; remembered after).
+        #[arg(long, env = "POS_AGENT_STORE")]
+        store: Option<String>,
+        /// This terminal's id, recorded on every status change.
+        #[arg(long, env = "POS_AGENT_TERMINAL", default_value = "pos-1")]
+        terminal: String,
+        /// Local API address (loopback by default).
+        #[arg(long, env = "POS_AGENT_HTTP", default_value = "127.0.0.1:7878")]
+        http: SocketAddr,
+    },
+    /// List tasks on this terminal.
+    Tasks,
+    /// Mark a task in progress.
+    Start {
+        task: String,
+        #[arg(long)]
+        worker: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Mark a task completed.
+    Complete {
+        task: String,
+        #[arg(long)]
+        worker: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Reopen a completed task.
+    Reopen {
+        task: String,
+        #[arg(long)]
+        worker: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Assign a task: --to worker:<id> or group:<id>; omit to unassign.
+    Assign {
+        task: String,
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Online/offline, unconfirmed changes, rejections.
+    SyncStatus,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let local = Local {
+        url: cli.agent_url,
+        json: cli.json,
+    };
+    match cli.cmd {
+        Cmd::Run {
+            data,
+            hub,
+            token,
+            store,
+            terminal,
+            http,
+        } => {
+            let terminal = pos_agent::agent::open(&data, store.as_deref(), terminal.parse()?)?;
+            let shutdown = CancellationToken::new();
+            let listener = tokio::net::TcpListener::bind(http)
+                .await
+                .with_context(|| format!("listening on {http}"))?;
+            println!(
+                "pos-agent for store {} listening on http://{} (hub: {hub})",
+                terminal.store,
+                listener.local_addr()?
+            );
+            let sync = tokio::spawn(sync_client::run(
+                hub,
+                token,
+                terminal.handle.clone(),
+                Backoff::default(),
+                shutdown.clone(),
+            ));
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                info!("shutting down");
+                stop.cancel();
+            });
+            let app = pos_agent::api::router(terminal);
+            let stop = shutdown.clone();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await?;
+            let _ = sync.await;
+            Ok(())
+        }
+        Cmd::Tasks => cli::tasks(&local).await,
+        Cmd::Start { task, worker, note } => {
+            cli::set_status(&local, &task, "in_progress", &worker, note).await
+        }
+        Cmd::Complete { task, worker, note } => {
+            cli::set_status(&local, &task, "completed", &worker, note).await
+        }
+        Cmd::Reopen { task, worker, note } => {
+            cli::set_status(&local, &task, "reopened", &worker, note).await
+        }
+        Cmd::Assign { task, to } => cli::assign(&local, &task, to).await,
+        Cmd::SyncStatus => cli::sync_status(&local).await,
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

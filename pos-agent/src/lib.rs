@@ -1,0 +1,9 @@
+//! The pos-agent: a store terminal's replica of its task lists. Works with
+//! the hub down; syncs whenever it can. `agent::start` wires the pieces:
+//! the replica thread, the hub connection loop, the local HTTP API.
+
+pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod runtime;
+pub mod sync_client;
