@@ -1,0 +1,363 @@
+//! The hub's `/sync` endpoint over real WebSockets: authentication at the
+//! upgrade, scoping, validation answers, fan-out and limits.
+
+use std::time::Duration;
+
+use automerge::{ActorId, Automerge};
+use engine::document::instance;
+use engine::ids::{DocumentId, EventId, Principal, StoreId, TaskId};
+use engine::model::{
+    CreatedBy, InstanceContent, ListMeta, Priority, Status, StatusUpdate, TaskSpec,
+};
+use engine::protocol::wire::{self, PeerId, PeerMetadata, WireLimits, WireMessage};
+use engine::protocol::{Session, SessionEvent};
+use engine::replica::hub::HubLimits;
+use engine::storage::StoreRecord;
+use futures_util::{SinkExt, StreamExt};
+use hub::server::{self, AppState};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct TestHub {
+    _dir: tempfile::TempDir,
+    addr: std::net::SocketAddr,
+    state: AppState,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn content(store: &str, n: u128) -> InstanceContent {
+    let store: StoreId = store.parse().unwrap();
+    InstanceContent {
+        id: DocumentId(uuid::Uuid::from_u128(n)),
+        meta: ListMeta {
+            store: store.clone(),
+            name: "Closing".into(),
+            template: None,
+            date: chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap(),
+            time_zone: "Europe/Berlin".into(),
+            created_by: CreatedBy::Hq,
+        },
+        tasks: (1..=2)
+            .map(|i| TaskSpec {
+                id: TaskId(uuid::Uuid::from_u128(n * 100 + i)),
+                title: format!("Task {i}"),
+                description: String::new(),
+                start: None,
+                due: None,
+                priority: Priority::Normal,
+                link: None,
+                assignee: None,
+                created_by: CreatedBy::Hq,
+                position: i as i64,
+            })
+            .collect(),
+    }
+}
+
+async fn start(limits: HubLimits) -> TestHub {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = server::open(dir.path(), limits, Some("admin")).unwrap();
+    let state = opened.state.clone();
+    state
+        .hub
+        .call(|hub, now| {
+            for (s, n) in [("store-a", 1), ("store-b", 2)] {
+                hub.add_store(&StoreRecord {
+                    id: s.parse().unwrap(),
+                    name: s.into(),
+                    time_zone: "Europe/Berlin".into(),
+                })
+                .unwrap();
+                let p = Principal::Store(s.parse().unwrap());
+                hub.add_token(&format!("tok-{s}"), &p, "", now, None)
+                    .unwrap();
+                hub.publish(&content(s, n), now).unwrap();
+            }
+            let a = Principal::Store("store-a".parse().unwrap());
+            hub.add_token("tok-expired", &a, "", now, Some(now - 1))
+                .unwrap();
+            hub.add_token("tok-revoked", &a, "", now, None).unwrap();
+            hub.revoke_token("tok-revoked", now).unwrap();
+            ((), Vec::new())
+        })
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(server::run(listener, opened.state, shutdown.clone()));
+    TestHub {
+        _dir: dir,
+        addr,
+        state,
+        shutdown,
+    }
+}
+
+async fn connect(hub: &TestHub, token: Option<&str>) -> Result<Ws, u16> {
+    let mut req = format!("ws://{}/sync", hub.addr)
+        .into_client_request()
+        .unwrap();
+    if let Some(t) = token {
+        req.headers_mut().insert(
+            "Authorization",
+            HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
+        );
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("unexpected connect error: {e}"),
+    }
+}
+
+/// A client speaking the protocol through the engine's session.
+struct Client {
+    ws: Ws,
+    session: Session,
+}
+
+async fn send(ws: &mut Ws, msg: &WireMessage) {
+    ws.send(Message::Binary(wire::encode(msg).into()))
+        .await
+        .unwrap();
+}
+
+/// Next protocol message, or None when the hub closed the connection.
+async fn next(ws: &mut Ws) -> Option<WireMessage> {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("hub answered in time");
+        match m {
+            Some(Ok(Message::Binary(b))) => {
+                return Some(wire::decode(&b, &WireLimits::default()).unwrap())
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+impl Client {
+    async fn join(hub: &TestHub, token: &str, name: &str) -> Client {
+        let mut ws = connect(hub, Some(token)).await.expect("accepted");
+        let (mut session, join) = Session::client(PeerId::new(name), PeerMetadata::default());
+        send(&mut ws, &join).await;
+        let peer = next(&mut ws).await.expect("peer");
+        session.receive(peer).unwrap();
+        Client { ws, session }
+    }
+
+    /// Sync `doc` until the hub goes quiet; returns error texts and unavailability.
+    async fn sync(&mut self, id: DocumentId, doc: &mut Automerge) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let Some(m) = self.session.generate(id, doc) {
+            send(&mut self.ws, &m).await;
+        }
+        loop {
+            let Ok(m) = tokio::time::timeout(Duration::from_millis(500), next(&mut self.ws)).await
+            else {
+                return errors;
+            };
+            let Some(m) = m else { return errors };
+            match self.session.receive(m).unwrap().0 {
+                SessionEvent::Sync {
+                    doc: d, message, ..
+                } if d == id => {
+                    self.session.apply(id, doc, message).unwrap();
+                    if let Some(m) = self.session.generate(id, doc) {
+                        send(&mut self.ws, &m).await;
+                    }
+                }
+                SessionEvent::RemoteError { message } => errors.push(message),
+                SessionEvent::Unavailable { .. } => errors.push("unavailable".into()),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_upgrade_refuses_missing_unknown_expired_and_revoked_tokens() {
+    let hub = start(HubLimits::default()).await;
+    for t in [None, Some("nope"), Some("tok-expired"), Some("tok-revoked")] {
+        assert_eq!(connect(&hub, t).await.err(), Some(401), "token {t:?}");
+    }
+    // ?token= works as well as the header.
+    let url = format!("ws://{}/sync?token=tok-store-a", hub.addr);
+    assert!(tokio_tungstenite::connect_async(url).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_store_sees_its_documents_and_another_stores_look_missing() {
+    let hub = start(HubLimits::default()).await;
+    let mut c = Client::join(&hub, "tok-store-a", "a").await;
+    let mut doc = Automerge::new();
+    let errs = c.sync(content("store-a", 1).id, &mut doc).await;
+    assert!(errs.is_empty(), "{errs:?}");
+    assert_eq!(instance::read(&doc).unwrap().tasks.len(), 2);
+    let mut other = Automerge::new();
+    let errs = c.sync(content("store-b", 2).id, &mut other).await;
+    assert_eq!(errs, vec!["unavailable".to_owned()]);
+    let mut missing = Automerge::new();
+    let errs = c
+        .sync(DocumentId(uuid::Uuid::from_u128(999)), &mut missing)
+        .await;
+    assert_eq!(
+        errs,
+        vec!["unavailable".to_owned()],
+        "missing and forbidden look the same"
+    );
+}
+
+#[tokio::test]
+async fn accepted_changes_fan_out_and_rejected_ones_are_answered_and_not_forwarded() {
+    let hub = start(HubLimits::default()).await;
+    let id = content("store-a", 1).id;
+    let mut a = Client::join(&hub, "tok-store-a", "a").await;
+    let mut b = Client::join(&hub, "tok-store-a", "b").await;
+    let (mut da, mut db) = (Automerge::new(), Automerge::new());
+    a.sync(id, &mut da).await;
+    b.sync(id, &mut db).await;
+    da.set_actor(ActorId::random());
+    let update = StatusUpdate {
+        id: EventId(uuid::Uuid::from_u128(7)),
+        task: TaskId(uuid::Uuid::from_u128(101)),
+        status: Status::Completed,
+        worker: "w1".parse().unwrap(),
+        terminal: "pos-1".parse().unwrap(),
+        note: None,
+    };
+    instance::record_status(&mut da, &update, chrono::Utc::now().timestamp_millis()).unwrap();
+    assert!(a.sync(id, &mut da).await.is_empty());
+    b.sync(id, &mut db).await;
+    assert_eq!(
+        instance::read(&db).unwrap().tasks[0].status.current,
+        Status::Completed,
+        "pushed to b"
+    );
+
+    // An edit of an HQ field is answered with an error naming the change.
+    let task_obj = {
+        use automerge::ReadDoc;
+        let (_, tasks) = da.get(automerge::ROOT, "tasks").unwrap().unwrap();
+        da.get(&tasks, uuid::Uuid::from_u128(102).to_string())
+            .unwrap()
+            .unwrap()
+            .1
+    };
+    da.transact::<_, _, automerge::AutomergeError>(|tx| {
+        use automerge::transaction::Transactable;
+        tx.put(&task_obj, "title", "Skip this")?;
+        Ok(())
+    })
+    .unwrap();
+    let hash = da.get_heads()[0];
+    let errs = a.sync(id, &mut da).await;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains(&hash.to_string()) && errs[0].contains("read-only"),
+        "{}",
+        errs[0]
+    );
+    b.sync(id, &mut db).await;
+    assert_eq!(
+        instance::read(&db).unwrap().tasks[1].spec.title,
+        "Task 2",
+        "not forwarded"
+    );
+}
+
+#[tokio::test]
+async fn limits_close_the_connection_and_the_hub_keeps_serving() {
+    let mut limits = HubLimits::default();
+    limits.wire.max_message_bytes = 64 * 1024;
+    limits.messages_per_second = 5;
+    limits.message_burst = 10;
+    limits.max_documents_per_connection = 2;
+    let hub = start(limits).await;
+
+    // Oversized frame: the WebSocket layer refuses it and the connection ends.
+    let mut c = Client::join(&hub, "tok-store-a", "big").await;
+    let _ =
+        c.ws.send(Message::Binary(vec![0u8; 200 * 1024].into()))
+            .await;
+    while next(&mut c.ws).await.is_some() {}
+
+    // Garbage: an error, then the close.
+    let mut c = Client::join(&hub, "tok-store-a", "garbage").await;
+    c.ws.send(Message::Binary(vec![0xff, 0x00, 0x13].into()))
+        .await
+        .unwrap();
+    let m = next(&mut c.ws).await;
+    assert!(matches!(m, Some(WireMessage::Error { .. })), "{m:?}");
+    assert!(next(&mut c.ws).await.is_none());
+
+    // Flood: a rate error, then the close.
+    let mut c = Client::join(&hub, "tok-store-a", "flood").await;
+    for i in 0..50u128 {
+        let msg = c
+            .session
+            .request(DocumentId(uuid::Uuid::from_u128(5000 + i)))
+            .unwrap();
+        if c.ws
+            .send(Message::Binary(wire::encode(&msg).into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let mut saw_rate_error = false;
+    while let Some(m) = next(&mut c.ws).await {
+        if let WireMessage::Error { message, .. } = m {
+            saw_rate_error |= message.contains("rate");
+        }
+    }
+    assert!(
+        saw_rate_error,
+        "flood answered with a rate error before the close"
+    );
+
+    // Too many documents on one connection.
+    let mut c = Client::join(&hub, "tok-store-a", "docs").await;
+    let mut d1 = Automerge::new();
+    c.sync(
+        DocumentId::directory_of(&"store-a".parse().unwrap()),
+        &mut d1,
+    )
+    .await;
+    let mut d2 = Automerge::new();
+    c.sync(content("store-a", 1).id, &mut d2).await;
+    let third = content("store-a", 3);
+    hub.state
+        .hub
+        .call(move |h, now| ((), h.publish(&third, now).unwrap()))
+        .await
+        .unwrap();
+    let mut d3 = Automerge::new();
+    let errs = c.sync(content("store-a", 3).id, &mut d3).await;
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("documents on one connection")),
+        "{errs:?}"
+    );
+
+    // Everyone else is still served.
+    let mut ok = Client::join(&hub, "tok-store-b", "fine").await;
+    let mut doc = Automerge::new();
+    assert!(ok.sync(content("store-b", 2).id, &mut doc).await.is_empty());
+    assert_eq!(instance::read(&doc).unwrap().tasks.len(), 2);
+}
