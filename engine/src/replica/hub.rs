@@ -501,23 +501,38 @@ impl Hub {
         self.subscribers.entry(doc_id).or_default().insert(conn);
 
         let mut out = Vec::new();
-        let mut accepted_any = false;
-        if !message.changes.is_empty() {
-            let incoming = {
-                let doc = self.docs.get(&doc_id).expect("loaded above");
-                let mut scratch = doc.fork();
-                let loaded: Result<(), automerge::AutomergeError> = message
-                    .changes
-                    .iter()
-                    .try_for_each(|chunk| scratch.load_incremental(chunk).map(|_| ()));
-                match loaded {
-                    Ok(()) => doc.get_changes_added(&scratch),
-                    Err(e) => {
-                        return self.fatal(conn, format!("undecodable changes for {doc_id}: {e}"))
-                    }
+        let incoming = if message.changes.is_empty() {
+            Vec::new()
+        } else {
+            let doc = self.docs.get(&doc_id).expect("loaded above");
+            let mut scratch = doc.fork();
+            let loaded: Result<(), automerge::AutomergeError> = message
+                .changes
+                .iter()
+                .try_for_each(|chunk| scratch.load_incremental(chunk).map(|_| ()));
+            match loaded {
+                Ok(()) => doc.get_changes_added(&scratch),
+                Err(e) => {
+                    return self.fatal(conn, format!("undecodable changes for {doc_id}: {e}"))
                 }
-            };
-            message.changes = Vec::<Vec<u8>>::new().into();
+            }
+        };
+        // The peer's heads, need and have go into the sync state *before*
+        // its accepted changes reach the document: Automerge reads a message
+        // without changes whose heads equal ours as an acknowledgement of
+        // what we sent, and would then never answer, so the peer would never
+        // see the hub's heads include its change (JS `getSyncInfo`, the
+        // agent's unconfirmed count).
+        message.changes = Vec::<Vec<u8>>::new().into();
+        {
+            let doc = self.docs.get_mut(&doc_id).expect("loaded above");
+            let c = self.conns.get_mut(&conn).expect("checked above");
+            if let Err(e) = c.session.apply(doc_id, doc, message) {
+                return self.fatal(conn, format!("bad sync message for {doc_id}: {e}"));
+            }
+        }
+        let mut accepted_any = false;
+        if !incoming.is_empty() {
             match self.validate_and_store(doc_id, &owner, &principal, &incoming, now_ms) {
                 Ok((accepted, rejections)) => {
                     accepted_any = accepted > 0;
@@ -537,11 +552,8 @@ impl Hub {
                 }
             }
         }
-        let doc = self.docs.get_mut(&doc_id).expect("loaded above");
+        let doc = self.docs.get(&doc_id).expect("loaded above");
         let c = self.conns.get_mut(&conn).expect("checked above");
-        if let Err(e) = c.session.apply(doc_id, doc, message) {
-            return self.fatal(conn, format!("bad sync message for {doc_id}: {e}"));
-        }
         if let Some(reply) = c.session.generate(doc_id, doc) {
             out.push(self.send(conn, &reply));
         }

@@ -213,3 +213,22 @@ fn a_reconnect_resumes_from_saved_sync_state() {
         "resync took {again} steps, first sync {first}"
     );
 }
+
+#[test]
+fn the_agent_counts_changes_the_hub_has_not_confirmed() {
+    let mut net = Net::new(1);
+    net.connect(0);
+    net.run();
+    let id = content(3).id;
+    assert_eq!(net.agents[0].unconfirmed().values().sum::<usize>(), 0);
+    net.disconnect(0);
+    net.agents[0].record_status(id, &upd(1, Status::Completed, "w1"), NOW).unwrap();
+    net.connect(0);
+    net.run();
+    assert_eq!(net.agents[0].unconfirmed().values().sum::<usize>(), 0, "confirmed after sync");
+    let (_, out) = net.agents[0].record_status(id, &upd(2, Status::Reopened, "w1"), NOW).unwrap();
+    assert_eq!(net.agents[0].unconfirmed().values().sum::<usize>(), 1);
+    net.route_agent(0, out);
+    net.run();
+    assert_eq!(net.agents[0].unconfirmed().values().sum::<usize>(), 0, "confirmed while online");
+}
