@@ -24,7 +24,7 @@ fn bin(name: &str) -> PathBuf {
             .unwrap()
             .to_path_buf();
         let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "hub", "-p", "pos-agent"])
+            .args(["build", "-q", "--workspace", "--bins"])
             .current_dir(&root)
             .status()
             .expect("running cargo build");
