@@ -10,3 +10,4 @@ pub mod status;
 pub mod document;
 pub mod validation;
 pub mod replica;
+pub mod template;
