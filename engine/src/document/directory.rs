@@ -28,6 +28,14 @@ pub struct DirectoryEntry {
     pub created_by: CreatedBy,
 }
 
+/// A template as a store's directory carries it: enough to materialize
+/// recurring instances offline exactly as the hub does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryTemplate {
+    pub template: crate::template::Template,
+    pub time_zone: String,
+}
+
 /// The directory read into the model.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DirectoryView {

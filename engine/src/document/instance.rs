@@ -477,6 +477,18 @@ pub fn update_task(
     Ok(doc.get_last_local_change().expect("just committed"))
 }
 
+/// HQ removes a task from a list (template edit). The status log is untouched.
+pub fn remove_task(doc: &mut Automerge, task: TaskId, wall_ms: i64) -> Result<Change, ModelError> {
+    let tasks = tasks_obj(doc)?;
+    task_obj(doc, task)?;
+    doc.transact_with(
+        |_| commit_opts(wall_ms),
+        |tx| tx.delete(&tasks, task.0.to_string()),
+    )
+    .map_err(|f| f.error)?;
+    Ok(doc.get_last_local_change().expect("just committed"))
+}
+
 /// A store's own ad-hoc list: a new instance whose meta and tasks are
 /// authored by the store (not deterministic: the id is fresh and random).
 pub fn create_store_list(

@@ -209,6 +209,57 @@ impl Agent {
         self.commit_local(list, |doc| instance::add_task(doc, spec, now_ms))
     }
 
+    /// Materialize recurring instances from the directory's templates for
+    /// today and `days_ahead` more days (store-local), where this terminal
+    /// does not hold them yet: the terminal keeps working through a long
+    /// outage. The documents are byte-identical to the hub's.
+    pub fn materialize_offline(
+        &mut self,
+        now_ms: i64,
+        days_ahead: i64,
+    ) -> Result<Vec<Output>, AgentError> {
+        let dir = self.directory()?;
+        let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+        let mut out = Vec::new();
+        for json in dir.templates.values() {
+            let Ok(entry) = serde_json::from_str::<directory::DirectoryTemplate>(json) else {
+                warn!("directory holds a template this version cannot read; skipping it");
+                continue;
+            };
+            let Ok(tz) = crate::recurrence::parse_time_zone(&entry.time_zone) else {
+                continue;
+            };
+            let today = now.with_timezone(&tz).date_naive();
+            let until = today + chrono::Duration::days(days_ahead);
+            let contents = match entry.template.instances_between(
+                &self.cfg.store_id,
+                &entry.time_zone,
+                today,
+                until,
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "cannot materialize a template offline");
+                    continue;
+                }
+            };
+            for content in contents {
+                if self.docs.contains_key(&content.id) {
+                    continue;
+                }
+                let changes = instance::materialize(&content)?;
+                self.store.append_changes(content.id, &changes)?;
+                let mut doc = Automerge::new();
+                doc.apply_changes(changes).map_err(ModelError::from)?;
+                doc.set_actor(self.store.actor_id());
+                info!(doc = %content.id, date = %content.meta.date, "materialized offline");
+                self.docs.insert(content.id, doc);
+                out.extend(self.push(content.id));
+            }
+        }
+        Ok(out)
+    }
+
     // ---- sync -----------------------------------------------------------
 
     /// A connection to the hub is up: say hello.

@@ -140,6 +140,15 @@ impl Hub {
         &self.store
     }
 
+    pub(crate) fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// Push `doc`'s news to every connection syncing it.
+    pub(crate) fn fan_out_public(&mut self, doc_id: DocumentId) -> Vec<Output> {
+        self.fan_out(doc_id, None)
+    }
+
     pub fn counters(&self) -> HubCounters {
         self.counters
     }

@@ -10,6 +10,9 @@
 
 pub mod agent;
 pub mod hub;
+mod hub_templates;
+
+pub use hub_templates::DEFAULT_HORIZON_DAYS;
 mod rate;
 
 /// A connection, as numbered by whoever owns the sockets.

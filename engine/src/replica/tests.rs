@@ -23,6 +23,8 @@ struct Net {
     agents: Vec<Agent>,
     /// (to_hub, agent index, frame)
     queue: VecDeque<(bool, usize, Vec<u8>)>,
+    /// The clock every replica sees.
+    now: i64,
 }
 
 fn conn_of(i: usize) -> ConnId {
@@ -68,6 +70,7 @@ impl Net {
             hub,
             agents,
             queue: VecDeque::new(),
+            now: NOW,
         }
     }
 
@@ -89,7 +92,7 @@ impl Net {
 
     fn connect(&mut self, i: usize) {
         let principal = Principal::Store(self.agents[i].store_id().clone());
-        self.hub.connect(conn_of(i), principal, NOW);
+        self.hub.connect(conn_of(i), principal, self.now);
         let out = self.agents[i].connected();
         self.route_agent(i, out);
     }
@@ -106,10 +109,10 @@ impl Net {
             steps += 1;
             assert!(steps < 10_000, "sync did not quiesce");
             if to_hub {
-                let out = self.hub.receive(conn_of(i), &frame, NOW);
+                let out = self.hub.receive(conn_of(i), &frame, self.now);
                 self.route_hub(out);
             } else {
-                let out = self.agents[i].receive(&frame, NOW);
+                let out = self.agents[i].receive(&frame, self.now);
                 self.route_agent(i, out);
             }
         }
@@ -222,13 +225,186 @@ fn the_agent_counts_changes_the_hub_has_not_confirmed() {
     let id = content(3).id;
     assert_eq!(net.agents[0].unconfirmed().values().sum::<usize>(), 0);
     net.disconnect(0);
-    net.agents[0].record_status(id, &upd(1, Status::Completed, "w1"), NOW).unwrap();
+    net.agents[0]
+        .record_status(id, &upd(1, Status::Completed, "w1"), NOW)
+        .unwrap();
     net.connect(0);
     net.run();
-    assert_eq!(net.agents[0].unconfirmed().values().sum::<usize>(), 0, "confirmed after sync");
-    let (_, out) = net.agents[0].record_status(id, &upd(2, Status::Reopened, "w1"), NOW).unwrap();
+    assert_eq!(
+        net.agents[0].unconfirmed().values().sum::<usize>(),
+        0,
+        "confirmed after sync"
+    );
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(2, Status::Reopened, "w1"), NOW)
+        .unwrap();
     assert_eq!(net.agents[0].unconfirmed().values().sum::<usize>(), 1);
     net.route_agent(0, out);
     net.run();
-    assert_eq!(net.agents[0].unconfirmed().values().sum::<usize>(), 0, "confirmed while online");
+    assert_eq!(
+        net.agents[0].unconfirmed().values().sum::<usize>(),
+        0,
+        "confirmed while online"
+    );
+}
+
+mod templates {
+    use super::*;
+    use crate::ids::{StoreId, TemplateId};
+    use crate::recurrence::Recurrence;
+    use crate::template::{task_id_in, DueSpec, Template, TemplateTask};
+    use chrono::{NaiveDate, NaiveTime};
+
+    fn daily() -> Template {
+        Template {
+            id: TemplateId(Uuid::from_u128(900)),
+            revision: 0,
+            name: "Opening".into(),
+            recurrence: Recurrence::new(
+                "FREQ=DAILY",
+                NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+                NaiveTime::from_hms_opt(7, 0, 0).unwrap(),
+            )
+            .unwrap(),
+            tasks: vec![TemplateTask {
+                key: Uuid::from_u128(1),
+                title: "Unlock the doors".into(),
+                description: String::new(),
+                due: Some(DueSpec::AfterStart(15)),
+                priority: Default::default(),
+                link: None,
+                assignee: None,
+            }],
+        }
+    }
+
+    fn store() -> StoreId {
+        content(1).meta.store
+    }
+
+    #[test]
+    fn the_hub_materializes_a_horizon_and_agents_receive_it() {
+        let mut net = Net::new(1);
+        let t = net.hub.put_template(daily()).unwrap();
+        assert_eq!(t.revision, 1);
+        net.hub.assign_template(t.id, &[store()]).unwrap();
+        net.connect(0);
+        net.run();
+        let out = net.hub.materialize(NOW, 3).unwrap();
+        net.route_hub(out);
+        net.run();
+        let lists = net.agents[0].lists();
+        let opening: Vec<_> = lists.iter().filter(|l| l.meta.name == "Opening").collect();
+        assert_eq!(opening.len(), 4, "today and three days ahead");
+        assert_eq!(net.agents[0].directory().unwrap().templates.len(), 1);
+        // Idempotent: a second tick makes nothing new.
+        assert!(net.hub.materialize(NOW, 3).unwrap().is_empty());
+    }
+
+    #[test]
+    fn editing_a_template_updates_future_instances_and_keeps_status() {
+        let mut net = Net::new(1);
+        let t = net.hub.put_template(daily()).unwrap();
+        net.hub.assign_template(t.id, &[store()]).unwrap();
+        net.hub.materialize(NOW, 1).unwrap();
+        net.connect(0);
+        net.run();
+        let list = net.agents[0]
+            .lists()
+            .into_iter()
+            .find(|l| l.meta.name == "Opening")
+            .unwrap();
+        let task = list.tasks[0].spec.id;
+        let update = StatusUpdate {
+            id: EventId(Uuid::from_u128(77)),
+            task,
+            status: Status::Completed,
+            worker: "w1".parse().unwrap(),
+            terminal: "pos-1".parse().unwrap(),
+            note: None,
+        };
+        let (_, out) = net.agents[0].record_status(list.id, &update, NOW).unwrap();
+        net.route_agent(0, out);
+        net.run();
+
+        let mut edited = daily();
+        edited.tasks[0].title = "Unlock the doors and switch on the lights".into();
+        edited.tasks.push(TemplateTask {
+            key: Uuid::from_u128(2),
+            title: "Count the float".into(),
+            description: String::new(),
+            due: None,
+            priority: Default::default(),
+            link: None,
+            assignee: None,
+        });
+        assert_eq!(net.hub.put_template(edited).unwrap().revision, 2);
+        let out = net.hub.materialize(NOW, 1).unwrap();
+        net.route_hub(out);
+        net.run();
+        let after = net.agents[0].list(list.id).unwrap();
+        assert_eq!(after.tasks.len(), 2);
+        assert_eq!(
+            after.tasks[0].spec.title,
+            "Unlock the doors and switch on the lights"
+        );
+        assert_eq!(
+            after.tasks[0].status.current,
+            Status::Completed,
+            "status kept"
+        );
+        assert_eq!(
+            after.tasks[1].spec.id,
+            task_id_in(list.id, Uuid::from_u128(2))
+        );
+    }
+
+    #[test]
+    fn an_offline_agent_materializes_the_same_documents_as_the_hub() {
+        let mut net = Net::new(1);
+        let t = net.hub.put_template(daily()).unwrap();
+        net.hub.assign_template(t.id, &[store()]).unwrap();
+        net.hub.materialize(NOW, 0).unwrap();
+        net.connect(0);
+        net.run();
+        net.disconnect(0);
+        // Two days later, still offline: the agent makes today's list itself.
+        let later = NOW + 2 * 86_400_000;
+        net.agents[0].materialize_offline(later, 0).unwrap();
+        let id = net.agents[0]
+            .lists()
+            .into_iter()
+            .filter(|l| l.meta.name == "Opening")
+            .max_by_key(|l| l.meta.date)
+            .unwrap()
+            .id;
+        let update = StatusUpdate {
+            id: EventId(Uuid::from_u128(78)),
+            task: net.agents[0].list(id).unwrap().tasks[0].spec.id,
+            status: Status::InProgress,
+            worker: "w1".parse().unwrap(),
+            terminal: "pos-1".parse().unwrap(),
+            note: None,
+        };
+        net.agents[0].record_status(id, &update, later).unwrap();
+        // The hub catches up on its own schedule, then the agent reconnects.
+        net.now = later;
+        net.hub.materialize(later, 0).unwrap();
+        net.connect(0);
+        net.run();
+        let hub_doc = net.hub.document(id).unwrap().clone();
+        let agent_doc = net.agents[0].document(id).unwrap();
+        assert_eq!(hub_doc.get_heads(), agent_doc.get_heads());
+        assert_eq!(
+            hub_doc.get_changes(&[]).len(),
+            agent_doc.get_changes(&[]).len()
+        );
+        assert_eq!(
+            crate::document::instance::read(&hub_doc).unwrap().tasks[0]
+                .status
+                .current,
+            Status::InProgress
+        );
+        assert_eq!(net.hub.counters().changes_rejected, 0);
+    }
 }

@@ -20,6 +20,7 @@ mod error;
 mod registry;
 mod schema;
 mod sync_state;
+mod templates;
 #[cfg(test)]
 mod testing;
 

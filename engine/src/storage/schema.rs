@@ -107,6 +107,23 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (doc_id, hash)
     ) WITHOUT ROWID;
     ",
+    // v4: HQ templates (every revision kept: an offline agent may still
+    // materialize from an older one, and the hub must recognise it) and
+    // which stores each template is assigned to.
+    "
+    CREATE TABLE templates (
+        template_id BLOB NOT NULL CHECK (length(template_id) = 16),
+        revision    INTEGER NOT NULL,
+        body        TEXT NOT NULL,
+        PRIMARY KEY (template_id, revision)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE template_stores (
+        template_id BLOB NOT NULL,
+        store_id    TEXT NOT NULL,
+        PRIMARY KEY (template_id, store_id)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes and understands.

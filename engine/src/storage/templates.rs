@@ -1,0 +1,98 @@
+//! HQ templates at the hub: every revision, and the stores each is assigned to.
+
+use rusqlite::params;
+
+use super::{Failure, StorageError, Store};
+use crate::ids::{StoreId, TemplateId};
+use crate::template::Template;
+
+fn decode(body: &str) -> Result<Template, Failure> {
+    serde_json::from_str(body).map_err(|e| {
+        Failure::Sql(rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            Box::new(e),
+        ))
+    })
+}
+
+impl Store {
+    /// Store a new revision (the caller numbers it).
+    pub fn put_template(&mut self, t: &Template) -> Result<(), StorageError> {
+        let body = serde_json::to_string(t).expect("templates serialize");
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO templates (template_id, revision, body) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![t.id.0.as_bytes(), t.revision, body])?;
+            Ok(())
+        })
+    }
+
+    /// Every revision of a template, oldest first.
+    pub fn template_revisions(&self, id: TemplateId) -> Result<Vec<Template>, StorageError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT body FROM templates WHERE template_id = ?1 ORDER BY revision",
+            )?;
+            let rows = stmt.query_map([id.0.as_bytes()], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(decode(&r?)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// The latest revision of every template.
+    pub fn latest_templates(&self) -> Result<Vec<Template>, StorageError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT body FROM templates t WHERE revision =
+                   (SELECT MAX(revision) FROM templates u WHERE u.template_id = t.template_id)",
+            )?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(decode(&r?)?);
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn assign_template(
+        &mut self,
+        id: TemplateId,
+        stores: &[StoreId],
+    ) -> Result<(), StorageError> {
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO template_stores (template_id, store_id) VALUES (?1, ?2)",
+            )?;
+            for s in stores {
+                stmt.execute(params![id.0.as_bytes(), s.as_str()])?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn template_stores(&self, id: TemplateId) -> Result<Vec<StoreId>, StorageError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT store_id FROM template_stores WHERE template_id = ?1 ORDER BY store_id",
+            )?;
+            let rows = stmt.query_map([id.0.as_bytes()], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(r?.parse().map_err(|_| {
+                    Failure::Sql(rusqlite::Error::InvalidColumnType(
+                        0,
+                        "store_id".into(),
+                        rusqlite::types::Type::Text,
+                    ))
+                })?);
+            }
+            Ok(out)
+        })
+    }
+}
