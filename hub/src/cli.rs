@@ -58,6 +58,26 @@ pub enum StoresCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum ListsCmd {
+    /// Create a recurring list (template) and assign it to stores:
+    /// `--task "Title@21:30"` (due at a local time) or `--task "Title@+30"` (minutes after start).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// RFC 5545 RRULE, e.g. "FREQ=WEEKLY;BYDAY=TH".
+        #[arg(long)]
+        rrule: String,
+        /// Local start time of each occurrence, HH:MM.
+        #[arg(long)]
+        time: String,
+        /// First date the rule applies, YYYY-MM-DD (default today).
+        #[arg(long)]
+        start_date: Option<String>,
+        #[arg(long = "task", required = true)]
+        tasks: Vec<String>,
+        /// Stores to assign it to (repeat or comma-separate).
+        #[arg(long = "store", value_delimiter = ',')]
+        stores: Vec<String>,
+    },
     /// Publish a one-off list to a store: `--task "Title@21:00"` (due time optional).
     Publish {
         #[arg(long)]
@@ -202,6 +222,41 @@ fn parse_task_arg(arg: &str) -> NewTask {
 
 pub async fn lists(remote: &Remote, cmd: ListsCmd) -> anyhow::Result<()> {
     match cmd {
+        ListsCmd::Create {
+            name,
+            rrule,
+            time,
+            start_date,
+            tasks,
+            stores,
+        } => {
+            let tasks: Vec<Value> = tasks
+                .iter()
+                .map(|t| {
+                    let nt = parse_task_arg(t);
+                    json!({"title": nt.title, "due": nt.due})
+                })
+                .collect();
+            let body = json!({"name": name, "rrule": rrule, "time": time, "start_date": start_date, "tasks": tasks});
+            let t = call(remote, reqwest::Method::POST, "/api/templates", Some(body)).await?;
+            let id = t["id"].as_str().unwrap_or_default().to_owned();
+            if !stores.is_empty() {
+                call(
+                    remote,
+                    reqwest::Method::POST,
+                    &format!("/api/templates/{id}/assign"),
+                    Some(json!({ "stores": stores })),
+                )
+                .await?;
+            }
+            print(remote, &t, |_| {
+                format!(
+                    "template {id} (revision {}) assigned to {}",
+                    t["revision"],
+                    stores.join(", ")
+                )
+            });
+        }
         ListsCmd::Publish {
             store,
             name,
@@ -239,6 +294,11 @@ mod tests {
         assert_eq!(
             (t.title.as_str(), t.due.as_deref()),
             ("Count the till", Some("21:30"))
+        );
+        let t = parse_task_arg("Restock@+45");
+        assert_eq!(
+            (t.title.as_str(), t.due.as_deref()),
+            ("Restock", Some("+45"))
         );
         let t = parse_task_arg("Email boss@example.com");
         assert_eq!((t.title.as_str(), t.due), ("Email boss@example.com", None));

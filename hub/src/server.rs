@@ -148,6 +148,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     state.shutdown = shutdown.clone();
+    tokio::spawn(materialize_on_a_timer(state.hub.clone(), shutdown.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone();
     axum::serve(listener, app)
@@ -155,6 +156,32 @@ pub async fn run(
         .await
         .context("serving HTTP")?;
     Ok(())
+}
+
+/// Keep the recurrence horizon materialized as days pass.
+async fn materialize_on_a_timer(hub: HubHandle, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let r = hub
+            .call(
+                |h, now| match h.materialize(now, engine::replica::DEFAULT_HORIZON_DAYS) {
+                    Ok(out) => (Ok(()), out),
+                    Err(e) => (Err(e), Vec::new()),
+                },
+            )
+            .await;
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                warn!(error = %e, "materializing recurring lists failed; retrying in a minute")
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -143,6 +143,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 info!("shutting down");
                 stop.cancel();
             });
+            tokio::spawn(materialize_on_a_timer(
+                terminal.handle.clone(),
+                shutdown.clone(),
+            ));
             let app = pos_agent::api::router(terminal);
             let stop = shutdown.clone();
             axum::serve(listener, app)
@@ -163,6 +167,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Assign { task, to } => cli::assign(&local, &task, to).await,
         Cmd::SyncStatus => cli::sync_status(&local).await,
+    }
+}
+
+/// While the hub is away for days, keep today's and tomorrow's recurring
+/// lists coming from the templates the directory holds.
+async fn materialize_on_a_timer(
+    handle: pos_agent::runtime::AgentHandle,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(300));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let r = handle
+            .call(|a, now| match a.materialize_offline(now, 1) {
+                Ok(out) => (Ok(()), out),
+                Err(e) => (Err(e), Vec::new()),
+            })
+            .await;
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "offline materialization failed"),
+            Err(_) => return,
+        }
     }
 }
 
