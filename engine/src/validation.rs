@@ -207,6 +207,8 @@ enum Container {
     Events,
     Event,
     Prev,
+    /// A text object inside a status event (a JS client's plain string).
+    EventText,
     Entries,
     Templates,
 }
@@ -243,7 +245,17 @@ fn index_containers(doc: &Automerge) -> HashMap<(u64, ActorId), (Container, ObjI
         for item in doc.list_range(&e, ..) {
             if matches!(item.value, automerge::ValueRef::Object(ObjType::Map)) {
                 let ev = item.id();
+                for field in doc.map_range(&ev, ..) {
+                    if matches!(field.value, automerge::ValueRef::Object(ObjType::Text)) {
+                        add(field.id(), Container::EventText);
+                    }
+                }
                 if let Some(p) = read::obj(doc, &ev, keys::PREV) {
+                    for entry in doc.list_range(&p, ..) {
+                        if matches!(entry.value, automerge::ValueRef::Object(ObjType::Text)) {
+                            add(entry.id(), Container::EventText);
+                        }
+                    }
                     add(p, Container::Prev);
                 }
                 add(ev, Container::Event);
@@ -392,6 +404,9 @@ fn check_change(
             match &op.action {
                 OpType::Put(v) => Ok(Some(v)),
                 OpType::Delete => Ok(None),
+                OpType::Make(ObjType::Text) => Err(Rejection::BadOperation(format!(
+                    "a text object on {field}; write a scalar string (ImmutableString in automerge JS)"
+                ))),
                 other => Err(Rejection::BadOperation(format!(
                     "{} on {field}",
                     action_name(other)
@@ -490,6 +505,7 @@ fn check_change(
                 }
                 match (&op.action, k) {
                     (OpType::Make(ObjType::List), keys::PREV) => {}
+                    (OpType::Make(ObjType::Text), k) if k != keys::PREV => {}
                     (OpType::Put(_), _) => {}
                     _ => {
                         return Err(Rejection::BadOperation(format!(
@@ -500,6 +516,16 @@ fn check_change(
                 }
             }
             Container::Prev => {
+                let string_like = matches!(
+                    op.action,
+                    OpType::Put(ScalarValue::Str(_)) | OpType::Make(ObjType::Text)
+                );
+                if !obj_made_here || !op.insert || !string_like {
+                    return Err(Rejection::LogNotAppendOnly);
+                }
+            }
+            Container::EventText => {
+                // Only the characters of a text made in this very change.
                 if !obj_made_here
                     || !op.insert
                     || !matches!(op.action, OpType::Put(ScalarValue::Str(_)))

@@ -546,3 +546,44 @@ fn directory_rules() {
         Verdict::Rejected(Rejection::HqField { .. })
     ));
 }
+
+#[test]
+fn events_written_with_text_objects_as_automerge_3_js_does_are_accepted() {
+    let mut hub = Hub::new();
+    let mut t = hub.terminal(5);
+    let (_, events) = t.get(ROOT, "events").unwrap().unwrap();
+    raw(&mut t, |tx| {
+        let e = tx.insert_object(&events, 0, ObjType::Map).unwrap();
+        for (k, v) in [
+            ("id", Uuid::from_u128(61).to_string()),
+            ("task", task(1).0.to_string()),
+            ("status", "completed".into()),
+            ("worker", "w-js".into()),
+            ("terminal", "browser".into()),
+        ] {
+            let text = tx.put_object(&e, k, ObjType::Text).unwrap();
+            tx.splice_text(&text, 0, 0, &v).unwrap();
+        }
+        tx.put(&e, "at", ScalarValue::F64(NOW as f64)).unwrap();
+        tx.put_object(&e, "prev", ObjType::List).unwrap();
+    });
+    let out = hub.receive(&t, &store());
+    assert_eq!(only_verdict(&out), Verdict::Accepted);
+    let v = instance::read(&hub.doc).unwrap();
+    let s = &v.task(task(1)).unwrap().status;
+    assert_eq!(s.current, Status::Completed);
+    assert_eq!(s.latest.as_ref().unwrap().worker.as_str(), "w-js");
+
+    // Editing that text later is editing the log: refused.
+    let mut t2 = hub.doc.fork();
+    t2.set_actor(ActorId::from(&[5u8; 16][..]));
+    let (_, ev) = t2.get(&events, 0).unwrap().unwrap();
+    let (_, status_text) = t2.get(&ev, "status").unwrap().unwrap();
+    raw(&mut t2, |tx| {
+        tx.splice_text(&status_text, 0, 9, "in_progres").unwrap()
+    });
+    assert_eq!(
+        only_verdict(&hub.check(&t2, &store())),
+        Verdict::Rejected(Rejection::LogNotAppendOnly)
+    );
+}

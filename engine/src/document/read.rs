@@ -17,9 +17,15 @@ pub(crate) fn scalar<R: ReadDoc>(doc: &R, parent: &ObjId, key: &str) -> Option<S
     }
 }
 
+/// A string field: a scalar string, or a text object (what Automerge 3's
+/// JS API makes of a plain string).
 pub(crate) fn string<R: ReadDoc>(doc: &R, parent: &ObjId, key: &str) -> Option<String> {
-    match scalar(doc, parent, key)? {
-        ScalarValue::Str(s) => Some(s.to_string()),
+    match doc.get(parent, key) {
+        Ok(Some((Value::Scalar(v), _))) => match v.as_ref() {
+            ScalarValue::Str(s) => Some(s.to_string()),
+            _ => None,
+        },
+        Ok(Some((Value::Object(ObjType::Text), id))) => doc.text(&id).ok(),
         _ => None,
     }
 }
@@ -62,6 +68,7 @@ pub(crate) fn string_list<R: ReadDoc>(doc: &R, list: &ObjId) -> Vec<String> {
     doc.list_range(list, ..)
         .filter_map(|item| match item.value {
             automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) => Some(s.to_string()),
+            automerge::ValueRef::Object(ObjType::Text) => doc.text(item.id()).ok(),
             _ => None,
         })
         .collect()
