@@ -242,6 +242,8 @@ impl Hub {
                 .map_err(|e| ModelError::Automerge(e.to_string()))?;
             out.extend(self.fan_out(content.id, None));
         }
+        self.load(content.id)?;
+        self.reindex(content.id);
         let entry = DirectoryEntry {
             name: content.meta.name.clone(),
             date: content.meta.date,
@@ -272,6 +274,22 @@ impl Hub {
             return Err(e.into());
         }
         Ok(changes)
+    }
+
+    /// Refresh the status index rows of an instance after it changed. The
+    /// index is derived data: a failure is logged, never fatal.
+    pub(crate) fn reindex(&mut self, doc_id: DocumentId) {
+        let Some(doc) = self.docs.get(&doc_id) else {
+            return;
+        };
+        match instance::read(doc) {
+            Ok(view) => {
+                if let Err(e) = self.store.index_instance(&view) {
+                    warn!(doc = %doc_id, error = %e, "could not update the status index");
+                }
+            }
+            Err(e) => debug!(doc = %doc_id, error = %e, "not indexed"),
+        }
     }
 
     /// The document as the hub holds it (loaded into memory if needed).
@@ -568,6 +586,9 @@ impl Hub {
         }
         if accepted_any {
             out.extend(self.fan_out(doc_id, Some(conn)));
+            if owner.1 == DocKind::Instance {
+                self.reindex(doc_id);
+            }
         }
         out
     }

@@ -408,3 +408,56 @@ mod templates {
         assert_eq!(net.hub.counters().changes_rejected, 0);
     }
 }
+
+#[test]
+fn the_status_index_follows_every_accepted_change() {
+    let mut net = Net::new(2);
+    net.connect(0);
+    net.connect(1);
+    net.run();
+    let id = content(3).id;
+    let rows = net.hub.store().status_by_list(None, NOW).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].not_started, rows[0].completed), (3, 0));
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(1, Status::Completed, "w1"), NOW)
+        .unwrap();
+    net.route_agent(0, out);
+    net.run();
+    let rows = net.hub.store().status_by_list(None, NOW).unwrap();
+    assert_eq!((rows[0].not_started, rows[0].completed), (2, 1));
+    // Concurrent disagreement shows up as a conflict in the grid.
+    net.disconnect(0);
+    net.disconnect(1);
+    net.agents[0]
+        .record_status(id, &upd(2, Status::Reopened, "w1"), NOW + 1)
+        .unwrap();
+    net.agents[1]
+        .record_status(id, &upd(3, Status::InProgress, "w2"), NOW + 2)
+        .unwrap();
+    net.connect(0);
+    net.connect(1);
+    net.run();
+    let rows = net
+        .hub
+        .store()
+        .status_by_list(Some(&content(3).meta.store), NOW)
+        .unwrap();
+    assert_eq!(rows[0].conflicts, 1);
+    let by_worker = net
+        .hub
+        .store()
+        .status_by_worker(None, Some("w2"), 10)
+        .unwrap();
+    assert_eq!(by_worker.len(), 1);
+    assert_eq!(by_worker[0].status, "in_progress");
+    assert_eq!(by_worker[0].title, "Task 0");
+    assert_eq!(
+        net.hub
+            .store()
+            .status_by_worker(None, None, 10)
+            .unwrap()
+            .len(),
+        3
+    );
+}

@@ -19,6 +19,7 @@ mod documents;
 mod error;
 mod registry;
 mod schema;
+mod status_index;
 mod sync_state;
 mod templates;
 #[cfg(test)]
@@ -34,6 +35,7 @@ pub use documents::{CompactionStats, DocumentLoad};
 pub use error::StorageError;
 pub use registry::{RejectionRecord, StoreRecord, TokenCheck};
 pub use schema::CURRENT_VERSION;
+pub use status_index::{ListStatusRow, WorkerEventRow};
 pub use sync_state::PeerId;
 
 /// How long a write waits for another process holding the file's write lock.

@@ -385,7 +385,8 @@ mod tests {
         let actor = ActorId::from(&[9u8; 16][..]);
         let p = Principal::Store(st);
         assert_eq!(
-            s.commit_accepted(doc, &[g], std::slice::from_ref(&actor), &p).unwrap(),
+            s.commit_accepted(doc, &[g], std::slice::from_ref(&actor), &p)
+                .unwrap(),
             1
         );
         assert_eq!(s.actor_owner(&actor).unwrap(), Some(p));

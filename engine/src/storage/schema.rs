@@ -124,6 +124,39 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (template_id, store_id)
     ) WITHOUT ROWID;
     ",
+    // v5: the hub's status index, rebuilt per document whenever it
+    // changes, so status views are SQL queries instead of loading every
+    // document on each request.
+    "
+    CREATE TABLE task_status (
+        doc_id     BLOB NOT NULL,
+        task_id    BLOB NOT NULL,
+        store_id   TEXT NOT NULL,
+        list_name  TEXT NOT NULL,
+        list_date  TEXT NOT NULL,
+        title      TEXT NOT NULL,
+        due_ms     INTEGER,
+        assignee   TEXT,
+        status     TEXT NOT NULL,
+        conflict   INTEGER NOT NULL,
+        PRIMARY KEY (doc_id, task_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX task_status_by_store ON task_status (store_id, list_date);
+
+    CREATE TABLE status_events (
+        event_id  BLOB PRIMARY KEY NOT NULL,
+        doc_id    BLOB NOT NULL,
+        task_id   BLOB NOT NULL,
+        store_id  TEXT NOT NULL,
+        worker    TEXT NOT NULL,
+        terminal  TEXT NOT NULL,
+        status    TEXT NOT NULL,
+        at_ms     INTEGER NOT NULL,
+        note      TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX status_events_by_worker ON status_events (store_id, worker, at_ms);
+    CREATE INDEX status_events_by_doc ON status_events (doc_id);
+    ",
 ];
 
 /// The schema version this build writes and understands.
