@@ -1,1 +1,3 @@
-//! Shared helpers for multi-replica tests.
+//! Shared helpers for multi-replica tests: the deterministic simulator.
+
+pub mod sim;
