@@ -527,21 +527,6 @@ impl Sim {
                 .parse()
                 .expect("a valid worker code"),
         );
-        // Assigning a task to the worker it already has makes Automerge
-        // commit nothing, and the engine panics on that (see the ignored
-        // test `assigning_a_task_to_its_current_assignee_is_a_no_op`):
-        // steer around it so the random runs test everything else.
-        let current = self.agents[i]
-            .agent
-            .as_ref()
-            .and_then(|a| a.list(list).ok())
-            .and_then(|v| {
-                v.task(task)
-                    .map(|t| (t.spec.assignee.clone(), t.assignee_conflict.len()))
-            });
-        if current == Some((Some(worker.clone()), 0)) {
-            return;
-        }
         self.assign(i, list, task, Some(&worker));
     }
 
@@ -581,6 +566,21 @@ impl Sim {
         }
         let task = list.tasks[self.rng.gen_range(0..list.tasks.len())].spec.id;
         Some((list.id, task))
+    }
+
+    /// HQ edits a document at the hub (if it is up); the edit is pushed to
+    /// every connected terminal syncing it.
+    pub fn hq_edit(
+        &mut self,
+        doc: DocumentId,
+        f: impl FnOnce(
+            &mut automerge::Automerge,
+        ) -> Result<Vec<automerge::Change>, engine::model::ModelError>,
+    ) {
+        let now = self.now_ms;
+        let Some(hub) = self.hub.as_mut() else { return };
+        let out = hub.edit(doc, now, f).expect("an HQ edit");
+        self.route_hub(out);
     }
 
     /// HQ publishes the next prepared list, if the hub is up and one is left.

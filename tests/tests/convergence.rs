@@ -12,39 +12,20 @@ use tests::sim::{for_each_seed, seeds, Sim, SimConfig};
 /// Seeds per CI run for the main random test.
 const CI_SEEDS: u64 = 200;
 
-/// One random run: `steps` random steps, then heal and check. Returns the
-/// simulator and whether the run hit the known engine bug (see
-/// `hub_asks_again_for_a_dependency_the_agent_left_out`), in which case
-/// everything but the affected documents was checked.
-fn random_run(seed: u64, cfg: SimConfig, steps: usize) -> (Sim, bool) {
+/// One random run: `steps` random steps, then heal and check.
+fn random_run(seed: u64, cfg: SimConfig, steps: usize) -> Sim {
     let mut sim = Sim::with_config(seed, cfg);
     sim.run(steps);
     sim.run_until_quiescent();
-    let excused = sim.check_converged_or_known_bug();
-    if !excused.is_empty() {
-        eprintln!(
-            "seed {seed}: known engine bug (hub drops changes with missing dependencies) \
-             left {} document(s) diverged; the rest converged",
-            excused.len()
-        );
-    }
-    (sim, !excused.is_empty())
+    sim.check_converged();
+    sim
 }
 
-/// Runs `f` for every seed and reports how many hit the known engine bug.
-fn run_seeds(test: &str, default_count: u64, f: impl Fn(u64) -> bool) {
+/// Runs `f` for every seed (a failing seed is printed with how to replay it).
+fn run_seeds(test: &str, default_count: u64, f: impl Fn(u64)) {
     let seeds = seeds(default_count);
-    let known = std::cell::Cell::new(0);
-    for_each_seed(test, &seeds, |seed| {
-        if f(seed) {
-            known.set(known.get() + 1);
-        }
-    });
-    eprintln!(
-        "{test}: {} seeds, {} hit the known hub bug (SIM_STRICT=1 fails them)",
-        seeds.len(),
-        known.get()
-    );
+    for_each_seed(test, &seeds, f);
+    eprintln!("{test}: {} seeds converged", seeds.len());
 }
 
 /// 1 to 4 terminals of the main store, chosen by the seed.
@@ -60,13 +41,12 @@ fn config_for(seed: u64) -> SimConfig {
 #[test]
 fn random_faults_converge() {
     run_seeds("random_faults_converge", CI_SEEDS, |seed| {
-        let (sim, known_bug) = random_run(seed, config_for(seed), 400);
+        let sim = random_run(seed, config_for(seed), 400);
         assert!(
             sim.close_reasons().is_empty(),
             "seed {seed}: connections closed by a replica without chaos: {:?}",
             sim.close_reasons()
         );
-        known_bug
     });
 }
 
@@ -76,7 +56,7 @@ fn random_faults_converge() {
 #[ignore = "long: thousands of seeds"]
 fn many_seeds() {
     run_seeds("many_seeds", 5_000, |seed| {
-        random_run(seed, config_for(seed), 600).1
+        random_run(seed, config_for(seed), 600);
     });
 }
 
@@ -88,10 +68,9 @@ fn chaos_duplicated_and_reordered_frames_still_converge() {
         |seed| {
             let mut cfg = config_for(seed);
             cfg.chaos = true;
-            let (sim, known_bug) = random_run(seed, cfg, 400);
+            let sim = random_run(seed, cfg, 400);
             let s = sim.stats();
             assert!(s.frames_duplicated + s.frames_reordered > 0 || s.frames_sent < 20);
-            known_bug
         },
     );
 }
@@ -99,8 +78,8 @@ fn chaos_duplicated_and_reordered_frames_still_converge() {
 #[test]
 fn a_seed_replays_exactly() {
     for_each_seed("a_seed_replays_exactly", &seeds(3), |seed| {
-        let (a, _) = random_run(seed, config_for(seed), 300);
-        let (b, _) = random_run(seed, config_for(seed), 300);
+        let a = random_run(seed, config_for(seed), 300);
+        let b = random_run(seed, config_for(seed), 300);
         assert_eq!(a.stats(), b.stats(), "seed {seed}");
         assert_eq!(a.trace_digest(), b.trace_digest(), "seed {seed}");
         assert_eq!(a.acknowledged(), b.acknowledged(), "seed {seed}");
@@ -230,7 +209,7 @@ fn convergence_after_a_partition_heals_is_measured() {
     }
 }
 
-/// ENGINE BUG (seed 19 of `random_faults_converge` before the workload
+/// Regression test for a fixed engine bug (seed 19 of `random_faults_converge` before the workload
 /// steered around it): Automerge 0.12 skips a `put` of the value a key
 /// already holds, so `instance::set_assignee` to the current assignee
 /// commits an empty transaction, and `get_last_local_change().expect("just
@@ -242,7 +221,6 @@ fn convergence_after_a_partition_heals_is_measured() {
 /// return no change when it is `None` (`Result<Option<Change>, _>`, and
 /// `Agent::set_assignee` sends nothing then).
 #[test]
-#[ignore = "engine bug: set_assignee to the current assignee panics"]
 fn assigning_a_task_to_its_current_assignee_is_a_no_op() {
     let mut sim = Sim::new(19, 1);
     sim.run_until_quiescent();
@@ -255,7 +233,7 @@ fn assigning_a_task_to_its_current_assignee_is_a_no_op() {
     sim.check_converged();
 }
 
-/// ENGINE BUG (seeds 60 and 113 of `random_faults_converge`, seed 38 of the
+/// Regression test for a fixed engine bug (seeds 60 and 113 of `random_faults_converge`, seed 38 of the
 /// chaos test; about 1 run in 100): the hub loads incoming changes into a
 /// throwaway scratch copy and keeps only those that apply
 /// (`get_changes_added`); a change whose dependency has not arrived is
@@ -280,7 +258,6 @@ fn assigning_a_task_to_its_current_assignee_is_a_no_op() {
 /// The test plays a peer that leaves one change out, as a false positive
 /// does, and then follows the protocol.
 #[test]
-#[ignore = "engine bug: the hub drops changes whose dependencies are missing"]
 fn hub_asks_again_for_a_dependency_the_agent_left_out() {
     use automerge::sync::{self, SyncDoc};
     use engine::ids::Principal;
@@ -366,7 +343,7 @@ fn hub_asks_again_for_a_dependency_the_agent_left_out() {
     );
 }
 
-/// ENGINE BUG (API gap): `Hub::edit` persists an HQ edit and applies it in
+/// Regression test for a fixed engine bug (API gap): `Hub::edit` persists an HQ edit and applies it in
 /// memory but returns no outputs, and `fan_out` is private, so terminals
 /// that are connected and syncing the document never hear of the edit;
 /// they stay behind until they happen to send something on that document
@@ -374,7 +351,6 @@ fn hub_asks_again_for_a_dependency_the_agent_left_out() {
 /// will.) Fix: have `edit` return `(Vec<Change>, Vec<Output>)` with
 /// `self.fan_out(doc_id, None)`, as `publish` does.
 #[test]
-#[ignore = "engine bug: Hub::edit does not push the edit to connected agents"]
 fn an_hq_edit_reaches_connected_terminals() {
     let mut sim = Sim::new(5, 2);
     sim.run_until_quiescent();
@@ -382,12 +358,10 @@ fn an_hq_edit_reaches_connected_terminals() {
     let task = sim.agent(0).unwrap().list(list).unwrap().tasks[0].spec.id;
     let now = sim.now_ms();
     let worker: engine::model::Assignee = "worker:w-1007".parse().unwrap();
-    sim.hub()
-        .unwrap()
-        .edit(list, now, |doc| {
-            engine::document::instance::set_assignee(doc, task, Some(&worker), now).map(|c| vec![c])
-        })
-        .unwrap();
+    sim.hq_edit(list, |doc| {
+        engine::document::instance::set_assignee(doc, task, Some(&worker), now)
+            .map(|c| c.into_iter().collect())
+    });
     sim.run_until_quiescent();
     sim.check_converged();
 }

@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{Automerge, Change, ObjType, ReadDoc, ROOT};
+use automerge::transaction::Transactable;
+use automerge::{Automerge, Change, ReadDoc, ROOT};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
@@ -98,15 +98,9 @@ fn commit(
         &mut automerge::transaction::Transaction<'_>,
         &automerge::ObjId,
     ) -> Result<(), automerge::AutomergeError>,
-) -> Result<Change, ModelError> {
+) -> Result<Option<Change>, ModelError> {
     let obj = map_of(doc, key)?;
-    debug_assert!(matches!(doc.object_type(&obj), Ok(ObjType::Map)));
-    doc.transact_with(
-        |_| CommitOptions::default().with_time(wall_ms.div_euclid(1000)),
-        |tx| f(tx, &obj),
-    )
-    .map_err(|f| f.error)?;
-    Ok(doc.get_last_local_change().expect("just committed"))
+    super::commit(doc, wall_ms, |tx| f(tx, &obj))
 }
 
 /// Add or replace the entry for `instance`.
@@ -115,7 +109,7 @@ pub fn put_entry(
     instance: DocumentId,
     entry: &DirectoryEntry,
     wall_ms: i64,
-) -> Result<Change, ModelError> {
+) -> Result<Option<Change>, ModelError> {
     let json = serde_json::to_string(entry).expect("entries serialize");
     commit(doc, keys::ENTRIES, wall_ms, |tx, o| {
         tx.put(o, instance.0.to_string(), json)
@@ -127,7 +121,7 @@ pub fn remove_entry(
     doc: &mut Automerge,
     instance: DocumentId,
     wall_ms: i64,
-) -> Result<Change, ModelError> {
+) -> Result<Option<Change>, ModelError> {
     commit(doc, keys::ENTRIES, wall_ms, |tx, o| {
         tx.delete(o, instance.0.to_string())
     })
@@ -139,7 +133,7 @@ pub fn put_template(
     template: TemplateId,
     json: &str,
     wall_ms: i64,
-) -> Result<Change, ModelError> {
+) -> Result<Option<Change>, ModelError> {
     commit(doc, keys::TEMPLATES, wall_ms, |tx, o| {
         tx.put(o, template.0.to_string(), json)
     })

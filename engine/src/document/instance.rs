@@ -408,27 +408,24 @@ pub fn record_status(
         },
     )
     .map_err(|f| f.error)?;
+    // An event insert always writes, so this is the change just made.
     let change = doc.get_last_local_change().expect("just committed");
     Ok((event, change))
 }
 
-/// Assign (or unassign, with `None`) a task.
+/// Assign (or unassign, with `None`) a task. `None` back when the task
+/// already had that assignee (nothing to record or send).
 pub fn set_assignee(
     doc: &mut Automerge,
     task: TaskId,
     assignee: Option<&Assignee>,
     wall_ms: i64,
-) -> Result<Change, ModelError> {
+) -> Result<Option<Change>, ModelError> {
     let task_o = task_obj(doc, task)?;
-    doc.transact_with(
-        |_| commit_opts(wall_ms),
-        |tx| match assignee {
-            Some(a) => tx.put(&task_o, keys::ASSIGNEE, a.encode()),
-            None => tx.put(&task_o, keys::ASSIGNEE, ScalarValue::Null),
-        },
-    )
-    .map_err(|f| f.error)?;
-    Ok(doc.get_last_local_change().expect("just committed"))
+    super::commit(doc, wall_ms, |tx| match assignee {
+        Some(a) => tx.put(&task_o, keys::ASSIGNEE, a.encode()),
+        None => tx.put(&task_o, keys::ASSIGNEE, ScalarValue::Null),
+    })
 }
 
 /// Add a task (a store's single-purpose task, or HQ adding to a list):
@@ -450,43 +447,31 @@ pub fn add_task(
     let g = genesis::task_genesis(id, spec.id);
     doc.apply_changes([g.clone()])?;
     let task_o = task_obj(doc, spec.id)?;
-    doc.transact_with(
-        |_| commit_opts(wall_ms),
-        |tx| put_task_fields(tx, &task_o, spec),
-    )
-    .map_err(|f| f.error)?;
-    Ok(vec![
-        g,
-        doc.get_last_local_change().expect("just committed"),
-    ])
+    let fields = super::commit(doc, wall_ms, |tx| put_task_fields(tx, &task_o, spec))?;
+    Ok(std::iter::once(g).chain(fields).collect())
 }
 
-/// HQ edit of a task's authored fields (keeps its status log untouched).
+/// Edit a task's authored fields (keeps its status log untouched). `None`
+/// when every field already had its value.
 pub fn update_task(
     doc: &mut Automerge,
     spec: &TaskSpec,
     wall_ms: i64,
-) -> Result<Change, ModelError> {
+) -> Result<Option<Change>, ModelError> {
     spec.validate()?;
     let task_o = task_obj(doc, spec.id)?;
-    doc.transact_with(
-        |_| commit_opts(wall_ms),
-        |tx| put_task_fields(tx, &task_o, spec),
-    )
-    .map_err(|f| f.error)?;
-    Ok(doc.get_last_local_change().expect("just committed"))
+    super::commit(doc, wall_ms, |tx| put_task_fields(tx, &task_o, spec))
 }
 
 /// HQ removes a task from a list (template edit). The status log is untouched.
-pub fn remove_task(doc: &mut Automerge, task: TaskId, wall_ms: i64) -> Result<Change, ModelError> {
+pub fn remove_task(
+    doc: &mut Automerge,
+    task: TaskId,
+    wall_ms: i64,
+) -> Result<Option<Change>, ModelError> {
     let tasks = tasks_obj(doc)?;
     task_obj(doc, task)?;
-    doc.transact_with(
-        |_| commit_opts(wall_ms),
-        |tx| tx.delete(&tasks, task.0.to_string()),
-    )
-    .map_err(|f| f.error)?;
-    Ok(doc.get_last_local_change().expect("just committed"))
+    super::commit(doc, wall_ms, |tx| tx.delete(&tasks, task.0.to_string()))
 }
 
 /// A store's own ad-hoc list: a new instance whose meta and tasks are

@@ -80,5 +80,21 @@ pub mod keys {
     pub const META_FIELDS: &[&str] = &[STORE, NAME, TEMPLATE, DATE, TIME_ZONE, CREATED_BY];
 }
 
+/// Commit `f` as one change by the document's own actor. `None` when it
+/// wrote nothing: Automerge skips a put of the value a key already holds,
+/// so "assign to the current assignee" is no change at all.
+pub(crate) fn commit(
+    doc: &mut automerge::Automerge,
+    wall_ms: i64,
+    f: impl FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), automerge::AutomergeError>,
+) -> Result<Option<automerge::Change>, crate::model::ModelError> {
+    let opts = automerge::transaction::CommitOptions::default().with_time(wall_ms.div_euclid(1000));
+    let done = doc.transact_with(|_| opts, f).map_err(|f| f.error)?;
+    Ok(done.hash.map(|h| {
+        use automerge::ReadDoc;
+        doc.get_change_by_hash(&h).expect("the change just committed is in the document")
+    }))
+}
+
 /// Schema version written by the genesis.
 pub const SCHEMA_VERSION: i64 = 1;

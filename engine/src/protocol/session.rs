@@ -317,9 +317,35 @@ impl Session {
 
     /// The next sync message for `doc`, if there is anything new to say.
     pub fn generate(&mut self, doc_id: DocumentId, doc: &Automerge) -> Option<WireMessage> {
+        self.generate_with_need(doc_id, doc, &[])
+    }
+
+    /// Like `generate`, also asking the peer for `extra_need`: dependencies
+    /// of changes it sent that we hold back until they arrive.
+    pub fn generate_with_need(
+        &mut self,
+        doc_id: DocumentId,
+        doc: &Automerge,
+        extra_need: &[ChangeHash],
+    ) -> Option<WireMessage> {
         let remote = self.remote.clone()?;
         let entry = self.doc_mut(doc_id);
-        let msg = doc.generate_sync_message(&mut entry.state)?;
+        let mut msg = match doc.generate_sync_message(&mut entry.state) {
+            Some(m) => m,
+            None if !extra_need.is_empty() => {
+                // Automerge sees nothing new to say; we still have a question.
+                entry.state.last_sent_heads.clear();
+                entry.state.in_flight = false;
+                doc.generate_sync_message(&mut entry.state)?
+            }
+            None => return None,
+        };
+        if !extra_need.is_empty() {
+            msg.need.extend_from_slice(extra_need);
+            // The encoding requires sorted hashes.
+            msg.need.sort();
+            msg.need.dedup();
+        }
         let have: Vec<u8> = msg.have.iter().flat_map(|h| h.bloom.to_bytes()).collect();
         let key = (msg.heads.clone(), msg.need.clone(), have);
         if msg.changes.is_empty() && entry.last_sent.as_ref() == Some(&key) {

@@ -196,7 +196,7 @@ impl Agent {
         now_ms: i64,
     ) -> Result<Vec<Output>, AgentError> {
         self.commit_local(list, |doc| {
-            Ok(vec![instance::set_assignee(doc, task, assignee, now_ms)?])
+            Ok(instance::set_assignee(doc, task, assignee, now_ms)?.into_iter().collect())
         })
     }
 

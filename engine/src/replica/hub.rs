@@ -100,7 +100,21 @@ struct Conn {
     session: Session,
     storage_id: Option<StorageId>,
     bucket: TokenBucket,
+    /// Changes this peer sent whose dependencies have not arrived yet, per
+    /// document. Kept (not applied: they are unvalidated) and re-validated
+    /// with the next batch; their missing dependencies are asked for in
+    /// `need`, which is how Automerge recovers from a Bloom-filter false
+    /// positive on the sender's side.
+    waiting: HashMap<DocumentId, Vec<Change>>,
 }
+
+/// What `validate_and_store` did with a batch: how many changes were
+/// accepted (and stored), the rejections to report, and the changes left
+/// waiting for dependencies.
+type Stored = (usize, Vec<(ChangeHash, String)>, Vec<Change>);
+
+/// Most changes one connection may leave waiting for dependencies.
+const MAX_WAITING_CHANGES: usize = 10_000;
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -142,11 +156,6 @@ impl Hub {
 
     pub(crate) fn store_mut(&mut self) -> &mut Store {
         &mut self.store
-    }
-
-    /// Push `doc`'s news to every connection syncing it.
-    pub(crate) fn fan_out_public(&mut self, doc_id: DocumentId) -> Vec<Output> {
-        self.fan_out(doc_id, None)
     }
 
     pub fn counters(&self) -> HubCounters {
@@ -251,29 +260,36 @@ impl Hub {
             created_by: content.meta.created_by.clone(),
         };
         let dir_id = DocumentId::directory_of(&store_id);
-        self.edit(dir_id, now_ms, |doc| {
-            directory::put_entry(doc, content.id, &entry, now_ms).map(|c| vec![c])
-        })?;
-        out.extend(self.fan_out(dir_id, None));
+        out.extend(self.edit(dir_id, now_ms, |doc| {
+            directory::put_entry(doc, content.id, &entry, now_ms).map(|c| c.into_iter().collect())
+        })?);
         Ok(out)
     }
 
-    /// Make an HQ edit to a document: run `f`, persist its changes, keep them in memory.
+    /// Make an HQ edit to a document: run `f` on the hub's copy, persist
+    /// its changes, and push them to every connection syncing the document.
+    /// Returns the outputs to deliver (empty when `f` changed nothing).
     pub fn edit(
         &mut self,
         doc_id: DocumentId,
         _now_ms: i64,
         f: impl FnOnce(&mut Automerge) -> Result<Vec<Change>, ModelError>,
-    ) -> Result<Vec<Change>, HubError> {
+    ) -> Result<Vec<Output>, HubError> {
         self.load(doc_id)?;
         let doc = self.docs.get_mut(&doc_id).expect("loaded above");
         let changes = f(doc)?;
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
         if let Err(e) = self.store.append_changes(doc_id, &changes) {
             // Not durable: drop the in-memory copy so nothing unsaved is served.
             self.docs.remove(&doc_id);
             return Err(e.into());
         }
-        Ok(changes)
+        if matches!(self.store.doc_owner(doc_id)?, Some((_, DocKind::Instance))) {
+            self.reindex(doc_id);
+        }
+        Ok(self.fan_out(doc_id, None))
     }
 
     /// Refresh the status index rows of an instance after it changed. The
@@ -352,6 +368,7 @@ impl Hub {
                 session: Session::server(self.cfg.peer_id.clone(), meta),
                 storage_id: None,
                 bucket: TokenBucket::new(l.messages_per_second, l.message_burst, now_ms),
+                waiting: HashMap::new(),
             },
         );
     }
@@ -528,22 +545,18 @@ impl Hub {
         self.subscribers.entry(doc_id).or_default().insert(conn);
 
         let mut out = Vec::new();
-        let incoming = if message.changes.is_empty() {
-            Vec::new()
-        } else {
+        let mut incoming = {
             let doc = self.docs.get(&doc_id).expect("loaded above");
-            let mut scratch = doc.fork();
-            let loaded: Result<(), automerge::AutomergeError> = message
-                .changes
-                .iter()
-                .try_for_each(|chunk| scratch.load_incremental(chunk).map(|_| ()));
-            match loaded {
-                Ok(()) => doc.get_changes_added(&scratch),
+            match changes_in(doc, &message) {
+                Ok(c) => c,
                 Err(e) => {
                     return self.fatal(conn, format!("undecodable changes for {doc_id}: {e}"))
                 }
             }
         };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            incoming.extend(c.waiting.remove(&doc_id).unwrap_or_default());
+        }
         // The peer's heads, need and have go into the sync state *before*
         // its accepted changes reach the document: Automerge reads a message
         // without changes whose heads equal ours as an acknowledgement of
@@ -561,8 +574,22 @@ impl Hub {
         let mut accepted_any = false;
         if !incoming.is_empty() {
             match self.validate_and_store(doc_id, &owner, &principal, &incoming, now_ms) {
-                Ok((accepted, rejections)) => {
+                Ok((accepted, rejections, waiting)) => {
                     accepted_any = accepted > 0;
+                    if !waiting.is_empty() {
+                        let total: usize = self
+                            .conns
+                            .get(&conn)
+                            .map_or(0, |c| c.waiting.values().map(Vec::len).sum());
+                        if total + waiting.len() > MAX_WAITING_CHANGES {
+                            return self.fatal(conn, format!(
+                                "more than {MAX_WAITING_CHANGES} changes waiting for their dependencies"
+                            ));
+                        }
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.waiting.insert(doc_id, waiting);
+                        }
+                    }
                     for (hash, reason) in rejections {
                         let text = rejection_message(doc_id, &hash, &reason);
                         warn!(conn, %principal, doc = %doc_id, %hash, %reason, "change rejected");
@@ -581,7 +608,11 @@ impl Hub {
         }
         let doc = self.docs.get(&doc_id).expect("loaded above");
         let c = self.conns.get_mut(&conn).expect("checked above");
-        if let Some(reply) = c.session.generate(doc_id, doc) {
+        let need = missing_dependencies(
+            doc,
+            c.waiting.get(&doc_id).map(Vec::as_slice).unwrap_or(&[]),
+        );
+        if let Some(reply) = c.session.generate_with_need(doc_id, doc, &need) {
             out.push(self.send(conn, &reply));
         }
         if accepted_any {
@@ -603,7 +634,7 @@ impl Hub {
         principal: &Principal,
         incoming: &[Change],
         now_ms: i64,
-    ) -> Result<(usize, Vec<(ChangeHash, String)>), StorageError> {
+    ) -> Result<Stored, StorageError> {
         let known: HashSet<ChangeHash> = self.store.known_content(doc_id)?.into_iter().collect();
         let store = &self.store;
         let lookup = |a: &ActorId| store.actor_owner(a).ok().flatten();
@@ -626,8 +657,13 @@ impl Hub {
             })
             .collect();
         self.counters.changes_rejected += rejections.len() as u64;
+        let waiting: Vec<Change> = incoming
+            .iter()
+            .filter(|c| outcome.verdict(&c.hash()) == Some(&Verdict::MissingDeps))
+            .cloned()
+            .collect();
         if outcome.accepted.is_empty() {
-            return Ok((0, rejections));
+            return Ok((0, rejections, waiting));
         }
         self.store
             .commit_accepted(doc_id, &outcome.accepted, &outcome.new_actors, principal)?;
@@ -639,7 +675,7 @@ impl Hub {
                 doc: doc_id,
                 reason: e.to_string(),
             })?;
-        Ok((outcome.accepted.len(), rejections))
+        Ok((outcome.accepted.len(), rejections, waiting))
     }
 
     /// Send `doc`'s news to every connection syncing it (except `skip`).
@@ -665,6 +701,139 @@ impl Hub {
     }
 }
 
+/// The individual changes a sync message carries. A v1 message has one
+/// change per chunk; a v2 message concatenates change chunks into one
+/// chunk, or carries a whole saved document. Each change is split out
+/// (so one whose dependencies are missing is kept, not silently queued);
+/// a saved document's changes are the ones it adds to `doc`.
+fn changes_in(
+    doc: &Automerge,
+    message: &sync::Message,
+) -> Result<Vec<Change>, automerge::AutomergeError> {
+    let mut out = Vec::new();
+    let mut scratch: Option<Automerge> = None;
+    for data in message.changes.iter() {
+        for (kind, chunk) in storage_chunks(data) {
+            match kind {
+                CHUNK_CHANGE | CHUNK_COMPRESSED_CHANGE => {
+                    match Change::from_bytes(chunk.to_vec()) {
+                        Ok(c) => out.push(c),
+                        Err(e) => {
+                            debug!(error = %e, "undecodable change chunk");
+                            return Err(automerge::AutomergeError::Fail);
+                        }
+                    }
+                }
+                _ => {
+                    let s = scratch.get_or_insert_with(|| doc.fork());
+                    s.load_incremental(chunk)?;
+                }
+            }
+        }
+    }
+    if let Some(s) = scratch {
+        out.extend(doc.get_changes_added(&s));
+    }
+    Ok(out)
+}
+
+const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+const CHUNK_CHANGE: u8 = 1;
+const CHUNK_COMPRESSED_CHANGE: u8 = 2;
+
+/// Split concatenated Automerge storage chunks (magic, checksum, type,
+/// LEB128 length, body). Anything that does not parse is returned whole,
+/// as one chunk of unknown kind, for `load_incremental` to judge.
+fn storage_chunks(data: &[u8]) -> Vec<(u8, &[u8])> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let Some((kind, len)) = chunk_header(rest) else {
+            out.push((u8::MAX, rest));
+            break;
+        };
+        out.push((kind, &rest[..len]));
+        rest = &rest[len..];
+    }
+    out
+}
+
+/// (chunk type, total chunk length) of the chunk at the start of `data`.
+fn chunk_header(data: &[u8]) -> Option<(u8, usize)> {
+    if data.len() < 9 || data[..4] != CHUNK_MAGIC {
+        return None;
+    }
+    let kind = data[8];
+    let (mut body_len, mut shift, mut i) = (0u64, 0u32, 9usize);
+    loop {
+        let b = *data.get(i)?;
+        body_len |= u64::from(b & 0x7f).checked_shl(shift)?;
+        i += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
+    }
+    let total = i.checked_add(usize::try_from(body_len).ok()?)?;
+    (total <= data.len()).then_some((kind, total))
+}
+
+/// Dependencies of `waiting` changes that are neither in `doc` nor among
+/// the waiting changes themselves: what to ask the peer for.
+fn missing_dependencies(doc: &Automerge, waiting: &[Change]) -> Vec<ChangeHash> {
+    let have: HashSet<ChangeHash> = waiting.iter().map(|c| c.hash()).collect();
+    let mut need: Vec<ChangeHash> = waiting
+        .iter()
+        .flat_map(|c| c.deps().iter().copied())
+        .filter(|d| !have.contains(d) && doc.get_change_meta_by_hash(d).is_none())
+        .collect();
+    need.sort();
+    need.dedup();
+    need
+}
+
 fn storage_peer(sid: &StorageId) -> storage::PeerId {
     storage::PeerId(sid.as_str().to_owned())
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+    use crate::document::instance_tests::content;
+
+    #[test]
+    fn concatenated_changes_split_into_each_change() {
+        let changes = instance::materialize(&content(2)).unwrap();
+        let joined: Vec<u8> = changes
+            .iter()
+            .flat_map(|c| c.raw_bytes().to_vec())
+            .collect();
+        let parts = storage_chunks(&joined);
+        assert_eq!(parts.len(), changes.len());
+        for ((kind, bytes), c) in parts.iter().zip(&changes) {
+            assert_eq!(*kind, CHUNK_CHANGE);
+            assert_eq!(*bytes, c.raw_bytes());
+        }
+        // A v2 message of concatenated changes yields every change, even
+        // the ones whose dependencies are missing (kept, not dropped).
+        let msg = sync::Message {
+            heads: vec![],
+            need: vec![],
+            have: vec![],
+            changes: vec![changes[1..]
+                .iter()
+                .flat_map(|c| c.raw_bytes().to_vec())
+                .collect::<Vec<u8>>()]
+            .into(),
+            flags: None,
+            version: sync::MessageVersion::V2,
+        };
+        let got = changes_in(&Automerge::new(), &msg).unwrap();
+        assert_eq!(got.len(), changes.len() - 1);
+        // Garbage is handed on whole, not split into nonsense.
+        assert_eq!(storage_chunks(b"not a chunk").len(), 1);
+    }
 }

@@ -138,31 +138,23 @@ impl Hub {
     /// Bring an existing instance's HQ-authored task fields to `content`:
     /// changed tasks updated (keeping the store's assignee), new tasks
     /// added, removed tasks deleted if nobody recorded status on them.
-    fn reconcile(
-        &mut self,
-        content: &InstanceContent,
-        now_ms: i64,
-    ) -> Result<Vec<Output>, HubError> {
+    fn reconcile(&mut self, content: &InstanceContent, now_ms: i64) -> Result<Vec<Output>, HubError> {
         let view = instance::read(self.document(content.id)?)?;
         let current: BTreeMap<_, _> = view.tasks.iter().map(|t| (t.spec.id, t)).collect();
         let wanted: BTreeSet<_> = content.tasks.iter().map(|t| t.id).collect();
-        let mut changed = false;
+        let mut out = Vec::new();
         for spec in &content.tasks {
             match current.get(&spec.id) {
                 Some(t) => {
                     let mut target = spec.clone();
                     target.assignee = t.spec.assignee.clone();
                     if t.spec != target {
-                        self.edit(content.id, now_ms, |d| {
-                            Ok(vec![instance::update_task(d, &target, now_ms)?])
-                        })?;
-                        changed = true;
+                        out.extend(self.edit(content.id, now_ms, |d| {
+                            Ok(instance::update_task(d, &target, now_ms)?.into_iter().collect())
+                        })?);
                     }
                 }
-                None => {
-                    self.edit(content.id, now_ms, |d| instance::add_task(d, spec, now_ms))?;
-                    changed = true;
-                }
+                None => out.extend(self.edit(content.id, now_ms, |d| instance::add_task(d, spec, now_ms))?),
             }
         }
         for (id, t) in &current {
@@ -171,17 +163,12 @@ impl Hub {
                 && t.spec.created_by == crate::model::CreatedBy::Hq
             {
                 let id = *id;
-                self.edit(content.id, now_ms, |d| {
-                    Ok(vec![instance::remove_task(d, id, now_ms)?])
-                })?;
-                changed = true;
+                out.extend(self.edit(content.id, now_ms, |d| {
+                    Ok(instance::remove_task(d, id, now_ms)?.into_iter().collect())
+                })?);
             }
         }
-        Ok(if changed {
-            self.fan_out_public(content.id)
-        } else {
-            Vec::new()
-        })
+        Ok(out)
     }
 
     fn ensure_directory_template(
@@ -202,8 +189,7 @@ impl Hub {
             return Ok(Vec::new());
         }
         self.edit(dir_id, now_ms, |d| {
-            Ok(vec![directory::put_template(d, t.id, &json, now_ms)?])
-        })?;
-        Ok(self.fan_out_public(dir_id))
+            Ok(directory::put_template(d, t.id, &json, now_ms)?.into_iter().collect())
+        })
     }
 }
