@@ -1,3 +1,6 @@
-//! Shared helpers for multi-replica tests: the deterministic simulator.
+//! Shared helpers for multi-replica tests, the crash test's writer process
+//! and the load benchmark.
 
+pub mod daily_lists;
+pub mod load_bench;
 pub mod sim;
