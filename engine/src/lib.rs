@@ -1,13 +1,13 @@
 //! The engine: task model, status rules, recurrence, change validation and
 //! storage for store task lists. Pure except for `storage`, which owns SQLite.
 
+pub mod document;
 pub mod ids;
+pub mod model;
 pub mod protocol;
 pub mod recurrence;
-pub mod storage;
-pub mod model;
-pub mod status;
-pub mod document;
-pub mod validation;
 pub mod replica;
+pub mod status;
+pub mod storage;
 pub mod template;
+pub mod validation;

@@ -86,13 +86,16 @@ pub mod keys {
 pub(crate) fn commit(
     doc: &mut automerge::Automerge,
     wall_ms: i64,
-    f: impl FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), automerge::AutomergeError>,
+    f: impl FnOnce(
+        &mut automerge::transaction::Transaction<'_>,
+    ) -> Result<(), automerge::AutomergeError>,
 ) -> Result<Option<automerge::Change>, crate::model::ModelError> {
     let opts = automerge::transaction::CommitOptions::default().with_time(wall_ms.div_euclid(1000));
     let done = doc.transact_with(|_| opts, f).map_err(|f| f.error)?;
     Ok(done.hash.map(|h| {
         use automerge::ReadDoc;
-        doc.get_change_by_hash(&h).expect("the change just committed is in the document")
+        doc.get_change_by_hash(&h)
+            .expect("the change just committed is in the document")
     }))
 }
 

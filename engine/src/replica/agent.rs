@@ -196,7 +196,9 @@ impl Agent {
         now_ms: i64,
     ) -> Result<Vec<Output>, AgentError> {
         self.commit_local(list, |doc| {
-            Ok(instance::set_assignee(doc, task, assignee, now_ms)?.into_iter().collect())
+            Ok(instance::set_assignee(doc, task, assignee, now_ms)?
+                .into_iter()
+                .collect())
         })
     }
 

@@ -138,7 +138,11 @@ impl Hub {
     /// Bring an existing instance's HQ-authored task fields to `content`:
     /// changed tasks updated (keeping the store's assignee), new tasks
     /// added, removed tasks deleted if nobody recorded status on them.
-    fn reconcile(&mut self, content: &InstanceContent, now_ms: i64) -> Result<Vec<Output>, HubError> {
+    fn reconcile(
+        &mut self,
+        content: &InstanceContent,
+        now_ms: i64,
+    ) -> Result<Vec<Output>, HubError> {
         let view = instance::read(self.document(content.id)?)?;
         let current: BTreeMap<_, _> = view.tasks.iter().map(|t| (t.spec.id, t)).collect();
         let wanted: BTreeSet<_> = content.tasks.iter().map(|t| t.id).collect();
@@ -150,11 +154,15 @@ impl Hub {
                     target.assignee = t.spec.assignee.clone();
                     if t.spec != target {
                         out.extend(self.edit(content.id, now_ms, |d| {
-                            Ok(instance::update_task(d, &target, now_ms)?.into_iter().collect())
+                            Ok(instance::update_task(d, &target, now_ms)?
+                                .into_iter()
+                                .collect())
                         })?);
                     }
                 }
-                None => out.extend(self.edit(content.id, now_ms, |d| instance::add_task(d, spec, now_ms))?),
+                None => out.extend(
+                    self.edit(content.id, now_ms, |d| instance::add_task(d, spec, now_ms))?,
+                ),
             }
         }
         for (id, t) in &current {
@@ -189,7 +197,9 @@ impl Hub {
             return Ok(Vec::new());
         }
         self.edit(dir_id, now_ms, |d| {
-            Ok(directory::put_template(d, t.id, &json, now_ms)?.into_iter().collect())
+            Ok(directory::put_template(d, t.id, &json, now_ms)?
+                .into_iter()
+                .collect())
         })
     }
 }
