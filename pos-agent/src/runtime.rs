@@ -19,6 +19,7 @@ type Job = Box<dyn FnOnce(&mut Agent, i64) -> Vec<Output> + Send>;
 
 enum Cmd {
     Connected(mpsc::UnboundedSender<Outbound>),
+    ClockOffset(i64),
     Frame(Vec<u8>),
     Disconnected,
     Job(Job),
@@ -45,6 +46,11 @@ impl AgentHandle {
 
     pub fn connected(&self, out: mpsc::UnboundedSender<Outbound>) {
         let _ = self.tx.send(Cmd::Connected(out));
+    }
+
+    /// The hub's clock minus ours, as measured at the last connect.
+    pub fn clock_offset(&self, offset_ms: i64) {
+        let _ = self.tx.send(Cmd::ClockOffset(offset_ms));
     }
 
     pub fn frame(&self, frame: Vec<u8>) {
@@ -76,12 +82,20 @@ impl AgentHandle {
 
 fn run(mut agent: Agent, rx: std_mpsc::Receiver<Cmd>) {
     let mut link: Option<mpsc::UnboundedSender<Outbound>> = None;
+    let mut offset = agent.clock_offset_ms();
     while let Ok(cmd) = rx.recv() {
-        let now = now_ms();
+        let now = now_ms() + offset;
         let out = match cmd {
             Cmd::Connected(tx) => {
                 link = Some(tx);
                 agent.connected()
+            }
+            Cmd::ClockOffset(o) => {
+                if let Err(e) = agent.set_clock_offset_ms(o) {
+                    tracing::warn!(error = %e, "could not save the clock offset");
+                }
+                offset = o;
+                Vec::new()
             }
             Cmd::Frame(f) => agent.receive(&f, now),
             Cmd::Disconnected => {

@@ -120,9 +120,37 @@ async fn connect_once(
     result
 }
 
+/// The hub's clock (from the upgrade response's HTTP Date header, whole
+/// seconds) minus ours. Differences within 2 s are the header's rounding
+/// and network delay, and count as none.
+pub fn clock_offset_ms(date_header: &str, local_now_ms: i64) -> Option<i64> {
+    let hub = chrono::DateTime::parse_from_rfc2822(date_header)
+        .ok()?
+        .timestamp_millis();
+    let diff = hub - local_now_ms;
+    Some(if diff.abs() <= 2_000 { 0 } else { diff })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hub_date_header_gives_the_clock_offset() {
+        let now = chrono::DateTime::parse_from_rfc2822("Wed, 25 Nov 2026 11:49:38 GMT")
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(
+            clock_offset_ms("Wed, 25 Nov 2026 11:49:38 GMT", now + 700),
+            Some(0)
+        );
+        assert_eq!(
+            clock_offset_ms("Wed, 25 Nov 2026 11:49:38 GMT", now + 3 * 3_600_000),
+            Some(-3 * 3_600_000),
+            "a terminal three hours ahead"
+        );
+        assert_eq!(clock_offset_ms("yesterday", now), None);
+    }
 
     #[test]
     fn backoff_grows_jitters_and_caps() {

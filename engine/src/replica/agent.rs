@@ -47,6 +47,7 @@ pub struct SyncStatus {
 }
 
 const CONN: ConnId = 0;
+const CLOCK_OFFSET_KEY: &str = "clock_offset_ms";
 
 pub struct Agent {
     store: Store,
@@ -141,6 +142,32 @@ impl Agent {
         let mut v: Vec<DocumentId> = self.docs.keys().copied().collect();
         v.sort();
         v
+    }
+
+    /// How far (ms) this terminal's clock is behind the hub's, as last
+    /// measured; added to the wall clock for new events so a terminal with a
+    /// wrong clock does not date its work outside the hub's tolerance.
+    /// Kept across restarts, so it applies offline too.
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.store
+            .get_meta(CLOCK_OFFSET_KEY)
+            .ok()
+            .flatten()
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(i64::from_be_bytes)
+            .unwrap_or(0)
+    }
+
+    pub fn set_clock_offset_ms(&mut self, offset: i64) -> Result<(), AgentError> {
+        if offset != self.clock_offset_ms() {
+            info!(
+                offset_ms = offset,
+                "terminal clock differs from the hub's; correcting event times"
+            );
+            self.store
+                .set_meta(CLOCK_OFFSET_KEY, &offset.to_be_bytes())?;
+        }
+        Ok(())
     }
 
     pub fn sync_status(&self) -> Result<SyncStatus, AgentError> {
