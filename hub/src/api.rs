@@ -25,6 +25,8 @@ pub fn routes() -> Router<AppState> {
         .route("/lists", post(publish_list))
         .route("/documents/{id}", get(get_document))
         .route("/status", get(status))
+        .route("/status/lists", get(status_by_list))
+        .route("/status/workers", get(status_by_worker))
         .route("/templates", post(put_template))
         .route("/templates/{id}/assign", post(assign_template))
 }
@@ -599,5 +601,70 @@ async fn assign_template(
     match r {
         Ok(()) => Json(json!({"assigned": true})).into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    store: Option<String>,
+    worker: Option<String>,
+    limit: Option<u32>,
+}
+
+fn parse_store(q: &Option<String>) -> Result<Option<StoreId>, ApiError> {
+    q.as_deref()
+        .map(|s| s.parse().map_err(|e| bad_request(format!("store: {e}"))))
+        .transpose()
+}
+
+/// Lists x stores with counts of not started / in progress / completed /
+/// past due and conflicts, from the status index.
+async fn status_by_list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<StatusQuery>,
+) -> Response {
+    hq!(state, headers);
+    let store = match parse_store(&q.store) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    match state
+        .hub
+        .call(move |hub, now| (hub.store().status_by_list(store.as_ref(), now), Vec::new()))
+        .await
+    {
+        Ok(Ok(rows)) => Json(rows).into_response(),
+        Ok(Err(e)) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// What each worker did, when and from which terminal, newest first.
+async fn status_by_worker(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<StatusQuery>,
+) -> Response {
+    hq!(state, headers);
+    let store = match parse_store(&q.store) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let limit = q.limit.unwrap_or(200).min(10_000);
+    match state
+        .hub
+        .call(move |hub, _| {
+            (
+                hub.store()
+                    .status_by_worker(store.as_ref(), q.worker.as_deref(), limit),
+                Vec::new(),
+            )
+        })
+        .await
+    {
+        Ok(Ok(rows)) => Json(rows).into_response(),
+        Ok(Err(e)) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }

@@ -284,6 +284,91 @@ pub async fn lists(remote: &Remote, cmd: ListsCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `hub status --by store|worker`.
+pub async fn status(
+    remote: &Remote,
+    by: &str,
+    store: Option<String>,
+    worker: Option<String>,
+) -> anyhow::Result<()> {
+    let mut q = Vec::new();
+    if let Some(s) = &store {
+        q.push(format!("store={s}"));
+    }
+    if let Some(w) = &worker {
+        q.push(format!("worker={w}"));
+    }
+    let query = if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    };
+    match by {
+        "store" | "list" => {
+            let v = call(
+                remote,
+                reqwest::Method::GET,
+                &format!("/api/status/lists{query}"),
+                None,
+            )
+            .await?;
+            print(remote, &v, |v| {
+                let mut out = vec![
+                    "store\tdate\tlist\tnot started\tin progress\tcompleted\tpast due\tconflicts"
+                        .to_owned(),
+                ];
+                for r in v.as_array().into_iter().flatten() {
+                    out.push(format!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        r["store"].as_str().unwrap_or(""),
+                        r["date"].as_str().unwrap_or(""),
+                        r["list"].as_str().unwrap_or(""),
+                        r["not_started"],
+                        r["in_progress"],
+                        r["completed"],
+                        r["past_due"],
+                        r["conflicts"]
+                    ));
+                }
+                out.join("\n")
+            });
+        }
+        "worker" => {
+            let v = call(
+                remote,
+                reqwest::Method::GET,
+                &format!("/api/status/workers{query}"),
+                None,
+            )
+            .await?;
+            print(remote, &v, |v| {
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| {
+                        let at = chrono::DateTime::from_timestamp_millis(
+                            r["at_ms"].as_i64().unwrap_or(0),
+                        )
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                        .unwrap_or_default();
+                        format!(
+                            "{at}\t{}\t{}\t{}\t{}\t{}",
+                            r["store"].as_str().unwrap_or(""),
+                            r["worker"].as_str().unwrap_or(""),
+                            r["terminal"].as_str().unwrap_or(""),
+                            r["status"].as_str().unwrap_or(""),
+                            r["title"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        other => anyhow::bail!("--by {other:?}: use store or worker"),
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,17 @@ enum Cmd {
         #[command(subcommand)]
         cmd: StoresCmd,
     },
+    /// Status by store (lists x stores with counts) or by worker.
+    Status {
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long, default_value = "store")]
+        by: String,
+        #[arg(long)]
+        store: Option<String>,
+        #[arg(long)]
+        worker: Option<String>,
+    },
     /// Publish task lists.
     Lists {
         #[command(flatten)]
@@ -112,6 +123,12 @@ async fn run() -> anyhow::Result<()> {
         }
         Cmd::Stores { remote, cmd } => cli::stores(&remote, cmd).await,
         Cmd::Lists { remote, cmd } => cli::lists(&remote, cmd).await,
+        Cmd::Status {
+            remote,
+            by,
+            store,
+            worker,
+        } => cli::status(&remote, &by, store, worker).await,
     }
 }
 
