@@ -201,12 +201,15 @@ pub async fn stores(remote: &Remote, cmd: StoresCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `"Title@21:00"` -> a task due at 21:00 local; plain text -> no due time.
+/// `"Title@21:00"` -> due at 21:00 local; `"Title@+30"` -> 30 minutes
+/// after the list starts (recurring lists only); plain text -> no due time.
 fn parse_task_arg(arg: &str) -> NewTask {
+    let is_due = |d: &str| {
+        (d.len() == 5 && d.as_bytes()[2] == b':')
+            || (d.len() > 1 && d.starts_with('+') && d[1..].bytes().all(|b| b.is_ascii_digit()))
+    };
     let (title, due) = match arg.rsplit_once('@') {
-        Some((t, d)) if d.len() == 5 && d.as_bytes()[2] == b':' => {
-            (t.to_owned(), Some(d.to_owned()))
-        }
+        Some((t, d)) if is_due(d) => (t.to_owned(), Some(d.to_owned())),
         _ => (arg.to_owned(), None),
     };
     NewTask {
