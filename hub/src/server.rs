@@ -149,6 +149,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     state.shutdown = shutdown.clone();
     tokio::spawn(materialize_on_a_timer(state.hub.clone(), shutdown.clone()));
+    tokio::spawn(compact_on_a_timer(state.hub.clone(), shutdown.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone();
     axum::serve(listener, app)
@@ -179,6 +180,27 @@ async fn materialize_on_a_timer(hub: HubHandle, shutdown: CancellationToken) {
             Ok(Err(e)) => {
                 warn!(error = %e, "materializing recurring lists failed; retrying in a minute")
             }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Fold busy documents' change rows into snapshots, a few at a time, so
+/// loads stay fast without ever blocking the hub thread for long.
+async fn compact_on_a_timer(hub: HubHandle, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match hub
+            .call(|h, _| (h.compact_storage(64, 20), Vec::new()))
+            .await
+        {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(documents = n, "compacted"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "compaction failed; retrying later"),
             Err(_) => return,
         }
     }

@@ -154,6 +154,15 @@ impl Hub {
         &self.store
     }
 
+    /// One bounded step of background compaction (see `Store::compact_some`).
+    pub fn compact_storage(
+        &mut self,
+        threshold_changes: usize,
+        max_documents: usize,
+    ) -> Result<usize, HubError> {
+        Ok(self.store.compact_some(threshold_changes, max_documents)?)
+    }
+
     pub(crate) fn store_mut(&mut self) -> &mut Store {
         &mut self.store
     }

@@ -157,6 +157,30 @@ impl Store {
     /// between), and it deletes rows by row id, only those whose change is
     /// now in the saved history. A change still waiting for a dependency is
     /// not in `save()`'s output, so its row stays.
+    /// Background compaction step: fold up to `max_documents` documents
+    /// holding at least `threshold_changes` change rows. Bounded so the
+    /// replica's thread is never blocked for long; a document that fails
+    /// (corrupt) is logged and skipped, the rest still compact. Returns how
+    /// many documents were compacted.
+    pub fn compact_some(
+        &mut self,
+        threshold_changes: usize,
+        max_documents: usize,
+    ) -> Result<usize, StorageError> {
+        let mut done = 0;
+        for doc in self
+            .documents_needing_compaction(threshold_changes)?
+            .into_iter()
+            .take(max_documents)
+        {
+            match self.compact(doc) {
+                Ok(_) => done += 1,
+                Err(e) => tracing::warn!(%doc, error = %e, "compaction skipped a document"),
+            }
+        }
+        Ok(done)
+    }
+
     pub fn compact(&mut self, doc: DocumentId) -> Result<CompactionStats, StorageError> {
         let file = self.path.clone();
         let stats = self.write(|tx| {
@@ -684,5 +708,34 @@ mod tests {
             .append_changes(id, &doc.get_changes(&stored_heads))
             .unwrap();
         assert_same(&store.load_document(id).unwrap().unwrap(), &mut doc);
+    }
+
+    #[test]
+    fn background_compaction_is_bounded_and_folds_busy_documents() {
+        let (_dir, mut store) = temp_store();
+        let mut ids = Vec::new();
+        for n in 0..3u8 {
+            let id = DocumentId::from_random_bytes([n + 10; 16]);
+            let mut am = checklist(4);
+            store
+                .append_changes(id, &am.document().get_changes(&[]))
+                .unwrap();
+            ids.push(id);
+        }
+        let busy = store.documents_needing_compaction(2).unwrap().len();
+        assert!(
+            busy >= 2,
+            "the fixture's documents have several change rows"
+        );
+        assert_eq!(store.compact_some(2, 1).unwrap(), 1, "at most one per step");
+        assert_eq!(
+            store.documents_needing_compaction(2).unwrap().len(),
+            busy - 1
+        );
+        store.compact_some(2, 10).unwrap();
+        assert!(store.documents_needing_compaction(2).unwrap().is_empty());
+        for id in ids {
+            assert!(store.load_document(id).unwrap().is_some());
+        }
     }
 }
