@@ -40,6 +40,8 @@ enum Cmd {
 #[derive(Clone)]
 pub struct HubHandle {
     tx: std_mpsc::Sender<Cmd>,
+    /// Message handling times, measured on the hub thread.
+    pub latency: std::sync::Arc<crate::metrics::Latency>,
 }
 
 /// Outbound frames queued per connection before it counts as too slow
@@ -54,11 +56,13 @@ impl HubHandle {
     /// Start the hub thread. It stops when every handle is dropped.
     pub fn spawn(hub: Hub) -> HubHandle {
         let (tx, rx) = std_mpsc::channel::<Cmd>();
+        let latency = std::sync::Arc::new(crate::metrics::Latency::default());
+        let l = latency.clone();
         thread::Builder::new()
             .name("hub-replica".into())
-            .spawn(move || run(hub, rx))
+            .spawn(move || run(hub, rx, &l))
             .expect("spawning the hub thread");
-        HubHandle { tx }
+        HubHandle { tx, latency }
     }
 
     pub fn connect(&self, conn: ConnId, principal: Principal, out: mpsc::Sender<Outbound>) {
@@ -97,7 +101,7 @@ impl HubHandle {
     }
 }
 
-fn run(mut hub: Hub, rx: std_mpsc::Receiver<Cmd>) {
+fn run(mut hub: Hub, rx: std_mpsc::Receiver<Cmd>, latency: &crate::metrics::Latency) {
     let mut conns: HashMap<ConnId, mpsc::Sender<Outbound>> = HashMap::new();
     while let Ok(cmd) = rx.recv() {
         let now = now_ms();
@@ -111,7 +115,12 @@ fn run(mut hub: Hub, rx: std_mpsc::Receiver<Cmd>) {
                 hub.connect(conn, principal, now);
                 Vec::new()
             }
-            Cmd::Frame { conn, frame } => hub.receive(conn, &frame, now),
+            Cmd::Frame { conn, frame } => {
+                let started = std::time::Instant::now();
+                let out = hub.receive(conn, &frame, now);
+                latency.observe(started.elapsed());
+                out
+            }
             Cmd::Disconnect { conn } => {
                 conns.remove(&conn);
                 hub.disconnect(conn);

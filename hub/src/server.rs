@@ -136,7 +136,8 @@ fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/sync", get(sync_upgrade))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .nest("/api", api::routes())
         .with_state(state)
 }
@@ -157,6 +158,52 @@ pub async fn run(
         .await
         .context("serving HTTP")?;
     Ok(())
+}
+
+/// Healthy when the hub thread answers and its database reads.
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state
+        .hub
+        .call(|h, _| (h.store().list_stores().map(|_| ()), Vec::new()))
+        .await
+    {
+        Ok(Ok(())) => "ok\n".into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}\n")).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let snap = state
+        .hub
+        .call(|h, _| {
+            let online: std::collections::HashSet<_> = h
+                .connected_principals()
+                .into_iter()
+                .filter(|p| matches!(p, Principal::Store(_)))
+                .collect();
+            let snap = crate::metrics::Snapshot {
+                connections: h.connection_count(),
+                stores_online: online.len(),
+                stores: h.store().list_stores().map(|s| s.len()).unwrap_or(0),
+                documents: h.store().list_documents().map(|d| d.len()).unwrap_or(0),
+                cached_documents: h.cached_document_count(),
+                counters: h.counters(),
+            };
+            (snap, Vec::new())
+        })
+        .await;
+    match snap {
+        Ok(s) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            crate::metrics::render(&s, &state.hub.latency),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
 }
 
 /// Keep the recurrence horizon materialized as days pass.

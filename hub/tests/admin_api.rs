@@ -225,3 +225,33 @@ async fn a_recurring_list_is_materialized_and_a_bad_rule_is_refused() {
         assert!(error_of(&v).contains(expect), "{v} should mention {expect}");
     }
 }
+
+#[tokio::test]
+async fn healthz_and_metrics() {
+    let api = start().await;
+    api.post(
+        "/stores",
+        json!({"id": "s1", "name": "Main", "time_zone": "UTC"}),
+    )
+    .await;
+    let root = api.base.trim_end_matches("/api").to_owned();
+    let health = reqwest::get(format!("{root}/healthz")).await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let text = reqwest::get(format!("{root}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "hub_connections 0",
+        "hub_stores 1",
+        "hub_documents 1",
+        "hub_changes_accepted_total 0",
+        "hub_changes_rejected_total 0",
+        "hub_sync_bytes_in_total 0",
+        "hub_message_seconds_count 0",
+    ] {
+        assert!(text.contains(name), "metrics lack {name:?}:\n{text}");
+    }
+}
