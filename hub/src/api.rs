@@ -61,6 +61,21 @@ impl From<HubError> for ApiError {
     }
 }
 
+impl From<engine::storage::StorageError> for ApiError {
+    fn from(e: engine::storage::StorageError) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+/// The answer to a read from the hub thread: JSON, or the error as a status.
+fn json_reply<T: Serialize, E: Into<ApiError>>(r: anyhow::Result<Result<T, E>>) -> Response {
+    match r {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => e.into().into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
 async fn require_hq(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     match authenticate(state, presented_token(headers, None)).await? {
         Principal::Hq => Ok(()),
@@ -146,11 +161,7 @@ async fn list_stores(State(state): State<AppState>, headers: HeaderMap) -> Respo
             (stores, Vec::new())
         })
         .await;
-    match r {
-        Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err(e)) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-        Err(e) => ApiError::from(e).into_response(),
-    }
+    json_reply(r)
 }
 
 #[derive(Deserialize, Default)]
@@ -392,11 +403,7 @@ async fn get_document(
             (v, Vec::new())
         })
         .await;
-    match r {
-        Ok(Ok(view)) => Json(view).into_response(),
-        Ok(Err(e)) => e.into_response(),
-        Err(e) => ApiError::from(e).into_response(),
-    }
+    json_reply(r)
 }
 
 async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -629,15 +636,12 @@ async fn status_by_list(
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    match state
-        .hub
-        .call(move |hub, now| (hub.store().status_by_list(store.as_ref(), now), Vec::new()))
-        .await
-    {
-        Ok(Ok(rows)) => Json(rows).into_response(),
-        Ok(Err(e)) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-        Err(e) => ApiError::from(e).into_response(),
-    }
+    json_reply(
+        state
+            .hub
+            .call(move |hub, now| (hub.store().status_by_list(store.as_ref(), now), Vec::new()))
+            .await,
+    )
 }
 
 /// What each worker did, when and from which terminal, newest first.
@@ -652,19 +656,16 @@ async fn status_by_worker(
         Err(e) => return e.into_response(),
     };
     let limit = q.limit.unwrap_or(200).min(10_000);
-    match state
-        .hub
-        .call(move |hub, _| {
-            (
-                hub.store()
-                    .status_by_worker(store.as_ref(), q.worker.as_deref(), limit),
-                Vec::new(),
-            )
-        })
-        .await
-    {
-        Ok(Ok(rows)) => Json(rows).into_response(),
-        Ok(Err(e)) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-        Err(e) => ApiError::from(e).into_response(),
-    }
+    json_reply(
+        state
+            .hub
+            .call(move |hub, _| {
+                (
+                    hub.store()
+                        .status_by_worker(store.as_ref(), q.worker.as_deref(), limit),
+                    Vec::new(),
+                )
+            })
+            .await,
+    )
 }
