@@ -69,7 +69,7 @@ pub fn open(
         storage_id: StorageId::new(storage_id),
         wire: WireLimits::default(),
     };
-    let agent = Agent::open(st, cfg)?;
+    let agent = Agent::open(st, cfg, chrono::Utc::now().timestamp_millis())?;
     Ok(Terminal {
         handle: AgentHandle::spawn(agent),
         store: store_id,

@@ -1,6 +1,7 @@
 //! The load benchmark: how long a replica holding `days x lists` daily lists
 //! takes to open, to load every document and to derive every list's view,
-//! compacted and as bare change rows, plus where that time goes.
+//! compacted and as bare change rows, plus where that time goes, and how
+//! long the agent takes to open it (loading only its working set).
 //! `cargo run -p tests --release --bin bench -- load` prints it; a smoke
 //! test runs it at tiny sizes so it keeps working.
 
@@ -11,10 +12,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use automerge::{Automerge, Change, LoadOptions, VerificationMode};
-use chrono::{NaiveDate, TimeDelta};
+use chrono::{NaiveDate, NaiveTime, TimeDelta};
+use engine::document::directory::{self, DirectoryEntry};
 use engine::document::instance;
 use engine::ids::DocumentId;
 use engine::model::Status;
+use engine::protocol::wire::{PeerId, StorageId, WireLimits};
+use engine::replica::agent::{Agent, AgentConfig};
 use engine::storage::Store;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -140,7 +144,23 @@ pub struct ReplicaReport {
     /// day's lists only: what an agent that loads lazily does at start.
     /// `None` for an existing replica (its days are unknown).
     pub open_newest_day: Option<Timings>,
+    /// `Agent::open` at noon (UTC) of the newest day in the directory, and
+    /// what it loaded. `None` when the replica has no directory (built
+    /// before the benchmark wrote one).
+    pub agent: Option<AgentOpen>,
     pub phases: Phases,
+}
+
+/// The pos-agent opening the replica: `Agent::open` loads the directory and
+/// the lists of the last three days only.
+#[derive(Debug, Clone)]
+pub struct AgentOpen {
+    /// `Store::open` + `Agent::open`.
+    pub open: Timings,
+    /// The same + `Agent::lists()`: the views the terminal shows first.
+    pub open_lists: Timings,
+    /// Documents in memory after `Agent::open` (the directory included).
+    pub loaded: usize,
 }
 
 /// Everything one benchmark run measured.
@@ -225,11 +245,18 @@ fn newest_day(sizes: Sizes) -> Vec<DocumentId> {
 }
 
 /// The replica an agent holds after `sizes.days` days, before any
-/// compaction: every list materialized, every task updated a few times.
+/// compaction: every list materialized and entered in the store's
+/// directory, every task updated a few times.
 fn build(path: &Path, sizes: Sizes) -> Result<Duration> {
     let start = Instant::now();
     let mut rng = StdRng::seed_from_u64(0x10AD);
+    let store_id = store();
     let mut store = Store::open(path, rng.gen())?;
+    // One directory entry per list, one change each, as the hub's
+    // `publish` writes them.
+    let dir_id = DocumentId::directory_of(&store_id);
+    let mut dir = directory::create(&store_id, store.actor_id());
+    store.append_changes(dir_id, &dir.get_changes(&[]))?;
     for day in 0..sizes.days {
         let date = first_day() + TimeDelta::days(day.into());
         for list in 0..sizes.lists {
@@ -253,9 +280,74 @@ fn build(path: &Path, sizes: Sizes) -> Result<Duration> {
             // One transaction per list rather than one per tap: the same
             // rows, without ~100k fsyncs that would only slow the build.
             store.append_changes(content.id, &changes)?;
+            let entry = DirectoryEntry {
+                name: content.meta.name.clone(),
+                date,
+                template: content.meta.template,
+                created_by: content.meta.created_by.clone(),
+            };
+            let wall = date.and_time(NaiveTime::MIN).and_utc().timestamp_millis();
+            if let Some(c) = directory::put_entry(&mut dir, content.id, &entry, wall)? {
+                store.append_changes(dir_id, &[c])?;
+            }
         }
     }
     Ok(start.elapsed())
+}
+
+fn is_directory(id: DocumentId) -> bool {
+    id == DocumentId::directory_of(&store())
+}
+
+/// Noon (UTC) of the newest day the replica's directory lists, or `None`
+/// without a directory.
+fn newest_in_directory(store: &Store) -> Result<Option<i64>> {
+    let Some(doc) = store.load_document(DocumentId::directory_of(&crate::daily_lists::store()))?
+    else {
+        return Ok(None);
+    };
+    let newest = directory::read(&doc)?
+        .entries
+        .values()
+        .map(|e| e.date)
+        .max();
+    Ok(newest.map(|d| {
+        d.and_time(NaiveTime::from_hms_opt(12, 0, 0).expect("a valid time"))
+            .and_utc()
+            .timestamp_millis()
+    }))
+}
+
+fn agent_config() -> AgentConfig {
+    AgentConfig {
+        store_id: store(),
+        peer_id: PeerId::new("bench-terminal"),
+        storage_id: StorageId::new("bench-storage"),
+        wire: WireLimits::default(),
+    }
+}
+
+/// Time `Agent::open` as the terminal does at start, at `now_ms`.
+fn agent_open(path: &Path, runs: usize, now_ms: i64) -> Result<AgentOpen> {
+    let open = Timings::measure(runs, || {
+        Ok(Agent::open(
+            Store::open(path, EXISTING)?,
+            agent_config(),
+            now_ms,
+        )?)
+    })?;
+    let open_lists = Timings::measure(runs, || {
+        let agent = Agent::open(Store::open(path, EXISTING)?, agent_config(), now_ms)?;
+        let lists = agent.lists();
+        ensure!(!lists.is_empty(), "the agent's working set is empty");
+        Ok((agent, lists))
+    })?;
+    let loaded = Agent::open(Store::open(path, EXISTING)?, agent_config(), now_ms)?.loaded_count();
+    Ok(AgentOpen {
+        open,
+        open_lists,
+        loaded,
+    })
 }
 
 /// Copy a closed replica (its log too, if closing left one).
@@ -299,14 +391,15 @@ fn measure(
     runs: usize,
     newest: &[DocumentId],
 ) -> Result<ReplicaReport> {
-    let (documents, change_rows) = {
+    let (documents, change_rows, agent_now) = {
         let store = Store::open(path, EXISTING)?;
         let docs = store.list_documents()?;
         let mut rows = 0;
         for doc in &docs {
             rows += store.change_row_count(*doc)?;
         }
-        (docs.len(), rows)
+        let lists = docs.iter().filter(|d| !is_directory(**d)).count();
+        (lists, rows, newest_in_directory(&store)?)
     };
 
     let open_list = Timings::measure(runs, || {
@@ -329,7 +422,9 @@ fn measure(
         let mut views = Vec::new();
         for (id, doc) in store.load_all_documents()? {
             let doc = doc.with_context(|| format!("loading {id}"))?;
-            views.push(instance::read(&doc).with_context(|| format!("reading {id}"))?);
+            if !is_directory(id) {
+                views.push(instance::read(&doc).with_context(|| format!("reading {id}"))?);
+            }
         }
         events_read = views
             .iter()
@@ -366,12 +461,17 @@ fn measure(
         open_load,
         open_load_read,
         open_newest_day,
+        agent: agent_now
+            .map(|now| agent_open(path, runs, now))
+            .transpose()?,
         phases: phases(path, runs)?,
     })
 }
 
 /// One document's stored bytes, read straight from the file.
 struct StoredBytes {
+    /// Not a list: the store's directory.
+    directory: bool,
     snapshot: Option<Vec<u8>>,
     changes: Vec<Vec<u8>>,
 }
@@ -397,9 +497,16 @@ fn phases(path: &Path, runs: usize) -> Result<Phases> {
     let decode_unverified =
         Timings::measure(runs, || decode_all(&stored, VerificationMode::DontCheck))?;
     let docs = decode_all(&stored, VerificationMode::Check)?;
+    let lists: Vec<&Automerge> = docs
+        .iter()
+        .zip(&stored)
+        .filter(|(_, s)| !s.directory)
+        .map(|(d, _)| d)
+        .collect();
     let derive = Timings::measure(runs, || {
-        docs.iter()
-            .map(|d| Ok(instance::read(d)?))
+        lists
+            .iter()
+            .map(|d| Ok(instance::read(*d)?))
             .collect::<Result<Vec<_>>>()
     })?;
     let hydrate = Timings::measure(runs, || {
@@ -424,7 +531,10 @@ fn read_bytes(conn: &rusqlite::Connection) -> Result<Vec<StoredBytes>> {
     let mut rows = docs.query([])?;
     while let Some(row) = rows.next()? {
         let id: Vec<u8> = row.get(0)?;
+        let directory = <[u8; 16]>::try_from(id.as_slice())
+            .is_ok_and(|b| is_directory(DocumentId(uuid::Uuid::from_bytes(b))));
         out.push(StoredBytes {
+            directory,
             snapshot: row.get(1)?,
             changes: changes
                 .query_map([id], |r| r.get(0))?
@@ -471,7 +581,9 @@ const ROWS: &[Row] = &[
             r.free_bytes as f64 / 1e6
         )
     }),
-    ("documents", |r| r.documents.to_string()),
+    ("documents (lists; plus the directory)", |r| {
+        r.documents.to_string()
+    }),
     ("change rows not in a snapshot", |r| {
         r.change_rows.to_string()
     }),
@@ -482,6 +594,17 @@ const ROWS: &[Row] = &[
     }),
     ("**open + load + read newest day only**", |r| {
         r.open_newest_day.as_ref().map_or("-".into(), cell)
+    }),
+    ("**agent open (lazy)**", |r| {
+        r.agent.as_ref().map_or("-".into(), |a| cell(&a.open))
+    }),
+    ("**agent open + `lists()` (working set views)**", |r| {
+        r.agent.as_ref().map_or("-".into(), |a| cell(&a.open_lists))
+    }),
+    ("documents the agent loads at open", |r| {
+        r.agent
+            .as_ref()
+            .map_or("-".into(), |a| a.loaded.to_string())
     }),
     ("phase: `PRAGMA quick_check`", |r| {
         cell(&r.phases.quick_check)
@@ -580,12 +703,20 @@ mod tests {
         }
         assert_eq!(compacted.change_rows, 0, "compaction folded every row");
         let per_list = 1 + Sizes::SMOKE.tasks + 1 + Sizes::SMOKE.tasks * Sizes::SMOKE.events;
+        // The directory: its genesis and one entry per list.
+        let directory = 1 + Sizes::SMOKE.documents();
         assert_eq!(
             changes_only.change_rows,
-            Sizes::SMOKE.documents() * per_list
+            Sizes::SMOKE.documents() * per_list + directory
         );
         assert!(report.to_string().contains("open + load all"));
         assert!(compacted.open_newest_day.is_some());
+        for r in [compacted, changes_only] {
+            let agent = r.agent.as_ref().expect("the replica has a directory");
+            // Two days of lists, both within the last three days, and the directory.
+            assert_eq!(agent.loaded, Sizes::SMOKE.documents() + 1, "{}", r.label);
+            assert!(agent.open.min() > Duration::ZERO);
+        }
 
         // A second run measures the existing compacted file without rebuilding.
         let again = run(&db, Sizes::SMOKE, 1).expect("measuring an existing replica");

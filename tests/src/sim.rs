@@ -276,6 +276,7 @@ impl Sim {
             let agent = Agent::open(
                 Store::open(&path, rng.gen()).expect("open an agent's store"),
                 agent_cfg.clone(),
+                START_MS,
             )
             .expect("open an agent");
             agents.push(AgentNode {
@@ -695,7 +696,8 @@ impl Sim {
         }
         // Any actor bytes: the file keeps the replica's own actor id.
         let store = Store::open(&node.path, actor_bytes).expect("reopen an agent's store");
-        node.agent = Some(Agent::open(store, node.cfg.clone()).expect("reopen an agent"));
+        node.agent =
+            Some(Agent::open(store, node.cfg.clone(), self.now_ms).expect("reopen an agent"));
         node.backoff_ms = BACKOFF_FIRST_MS;
         self.trace_note(&("restart", i));
         self.try_connect(i);

@@ -5,10 +5,13 @@
 //! the replica's own actor (DESIGN rule 2); deterministic changes (genesis,
 //! task genesis, materialized content) are built by `genesis` and applied.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
-use automerge::{Automerge, AutomergeError, Change, ObjId, ObjType, ReadDoc, ScalarValue, ROOT};
+use automerge::{
+    Automerge, AutomergeError, Change, ObjId, ObjType, ReadDoc, ScalarValue, ValueRef, ROOT,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -175,10 +178,10 @@ pub fn create(
     Ok(doc)
 }
 
-fn parse_time(s: Option<String>, field: &'static str) -> Result<Option<DateTime<Utc>>, ModelError> {
+fn parse_time(s: Option<&str>, field: &'static str) -> Result<Option<DateTime<Utc>>, ModelError> {
     match s {
         None => Ok(None),
-        Some(s) => DateTime::parse_from_rfc3339(&s)
+        Some(s) => DateTime::parse_from_rfc3339(s)
             .map(|t| Some(t.with_timezone(&Utc)))
             .map_err(|e| ModelError::BadField {
                 field,
@@ -187,18 +190,66 @@ fn parse_time(s: Option<String>, field: &'static str) -> Result<Option<DateTime<
     }
 }
 
-fn read_meta<R: ReadDoc>(doc: &R) -> Result<ListMeta, ModelError> {
-    let m = read::obj(doc, &ROOT, keys::META)
-        .ok_or_else(|| ModelError::NotAnInstance("no meta map".into()))?;
-    let need = |k: &'static str| {
-        read::string(doc, &m, k)
+/// The top-level fields of an instance, from one walk of the root map.
+#[derive(Default)]
+struct Root<'a> {
+    kind: Option<Cow<'a, str>>,
+    id: Option<Cow<'a, str>>,
+    meta: Option<ObjId>,
+    tasks: Option<ObjId>,
+    events: Option<ObjId>,
+}
+
+impl<'a> Root<'a> {
+    fn read<R: ReadDoc>(doc: &'a R) -> Root<'a> {
+        let mut root = Root::default();
+        for item in doc.map_range(&ROOT, ..) {
+            let obj = || match item.value {
+                ValueRef::Object(_) => Some(item.id()),
+                ValueRef::Scalar(_) => None,
+            };
+            match item.key.as_ref() {
+                keys::KIND => root.kind = read::str_value(doc, &item.value, || item.id()),
+                keys::ID => root.id = read::str_value(doc, &item.value, || item.id()),
+                keys::META => root.meta = obj(),
+                keys::TASKS => root.tasks = obj(),
+                keys::EVENTS => root.events = obj(),
+                _ => {}
+            }
+        }
+        root
+    }
+
+    fn doc_id(&self) -> Result<DocumentId, ModelError> {
+        if self.kind.as_deref() != Some(DocKind::Instance.as_str()) {
+            return Err(ModelError::NotAnInstance("kind is not instance".into()));
+        }
+        let id = self
+            .id
+            .as_deref()
+            .ok_or_else(|| ModelError::NotAnInstance("no id".into()))?;
+        Ok(id.parse()?)
+    }
+}
+
+fn read_meta<R: ReadDoc>(doc: &R, m: Option<&ObjId>) -> Result<ListMeta, ModelError> {
+    let m = m.ok_or_else(|| ModelError::NotAnInstance("no meta map".into()))?;
+    let mut f: [Option<Cow<'_, str>>; 6] = Default::default();
+    for item in doc.map_range(m, ..) {
+        if let Some(i) = keys::META_FIELDS.iter().position(|k| *k == item.key) {
+            f[i] = read::str_value(doc, &item.value, || item.id());
+        }
+    }
+    let [store, name, template, date, time_zone, created_by] = f;
+    let need = |v: Option<Cow<'_, str>>, k: &'static str| {
+        v.map(Cow::into_owned)
             .ok_or_else(|| ModelError::NotAnInstance(format!("meta has no {k}")))
     };
-    let date = need(keys::DATE)?;
+    let date = need(date, keys::DATE)?;
     Ok(ListMeta {
-        store: need(keys::STORE)?.parse()?,
-        name: need(keys::NAME)?,
-        template: match read::string(doc, &m, keys::TEMPLATE) {
+        store: need(store, keys::STORE)?.parse()?,
+        name: need(name, keys::NAME)?,
+        template: match template {
             Some(t) => Some(t.parse()?),
             None => None,
         },
@@ -206,8 +257,8 @@ fn read_meta<R: ReadDoc>(doc: &R) -> Result<ListMeta, ModelError> {
             field: "date",
             reason: format!("{date:?}: {e}"),
         })?,
-        time_zone: need(keys::TIME_ZONE)?,
-        created_by: need(keys::CREATED_BY)?.parse()?,
+        time_zone: need(time_zone, keys::TIME_ZONE)?,
+        created_by: need(created_by, keys::CREATED_BY)?.parse()?,
     })
 }
 
@@ -216,72 +267,121 @@ fn read_task<R: ReadDoc>(
     id: TaskId,
     o: &ObjId,
 ) -> Result<(TaskSpec, Vec<Option<Assignee>>), ModelError> {
-    let s = |k| read::string(doc, o, k);
-    let assignee_of = |v: Option<String>| -> Option<Assignee> { v.and_then(|v| v.parse().ok()) };
-    let all_assignees = read::all_strings(doc, o, keys::ASSIGNEE);
-    let conflict = if all_assignees.len() > 1 {
-        all_assignees.into_iter().map(assignee_of).collect()
-    } else {
-        Vec::new()
+    let mut f: [Option<Cow<'_, str>>; 8] = Default::default();
+    let mut position = None;
+    let mut assignee_conflicts = false;
+    for item in doc.map_range(o, ..) {
+        let key = item.key.as_ref();
+        if key == keys::POSITION {
+            position = read::int_value(&item.value);
+        } else if let Some(i) = TASK_STRINGS.iter().position(|k| *k == key) {
+            f[i] = read::str_value(doc, &item.value, || item.id());
+            // Several values only after concurrent puts: rare, so the
+            // per-key lookup of all of them stays off the common path.
+            assignee_conflicts |= key == keys::ASSIGNEE && item.conflict;
+        }
+    }
+    let [title, description, start, due, priority, link, assignee, created_by] = f;
+    let assignee_of = |v: Option<&str>| -> Option<Assignee> { v.and_then(|v| v.parse().ok()) };
+    let conflict = match assignee_conflicts {
+        true => {
+            let all = read::all_strings(doc, o, keys::ASSIGNEE);
+            match all.len() > 1 {
+                true => all.iter().map(|v| assignee_of(v.as_deref())).collect(),
+                false => Vec::new(),
+            }
+        }
+        false => Vec::new(),
     };
+    let owned = |v: Option<Cow<'_, str>>| v.map(Cow::into_owned).unwrap_or_default();
     let spec = TaskSpec {
         id,
-        title: s(keys::TITLE).unwrap_or_default(),
-        description: s(keys::DESCRIPTION).unwrap_or_default(),
-        start: parse_time(s(keys::START), "start")?,
-        due: parse_time(s(keys::DUE), "due")?,
-        priority: s(keys::PRIORITY)
-            .map(|p| p.parse())
-            .transpose()?
-            .unwrap_or_default(),
-        link: s(keys::LINK).map(|l| l.parse()).transpose()?,
-        assignee: assignee_of(s(keys::ASSIGNEE)),
-        created_by: s(keys::CREATED_BY)
+        title: owned(title),
+        description: owned(description),
+        start: parse_time(start.as_deref(), "start")?,
+        due: parse_time(due.as_deref(), "due")?,
+        priority: priority.map(|p| p.parse()).transpose()?.unwrap_or_default(),
+        link: link.map(|l| l.parse()).transpose()?,
+        assignee: assignee_of(assignee.as_deref()),
+        created_by: created_by
             .map(|c| c.parse())
             .transpose()?
             .unwrap_or(CreatedBy::Hq),
-        position: read::int(doc, o, keys::POSITION).unwrap_or(0),
+        position: position.unwrap_or(0),
     };
     Ok((spec, conflict))
 }
 
+/// The string fields of a task, in the order `read_task` reads them.
+const TASK_STRINGS: [&str; 8] = [
+    keys::TITLE,
+    keys::DESCRIPTION,
+    keys::START,
+    keys::DUE,
+    keys::PRIORITY,
+    keys::LINK,
+    keys::ASSIGNEE,
+    keys::CREATED_BY,
+];
+
+/// The string fields of a status event, in the order `read_event` reads them.
+const EVENT_STRINGS: [&str; 6] = [
+    keys::EVENT_ID,
+    keys::TASK,
+    keys::STATUS,
+    keys::WORKER,
+    keys::TERMINAL,
+    keys::NOTE,
+];
+
 /// Parse one status-log entry; `None` if it is not a well-formed event.
 pub(crate) fn read_event<R: ReadDoc>(doc: &R, o: &ObjId) -> Option<StatusEvent> {
-    let s = |k| read::string(doc, o, k);
-    let note = s(keys::NOTE);
+    let mut f: [Option<Cow<'_, str>>; 6] = Default::default();
+    let mut at = None;
+    let mut prev = Vec::new();
+    for item in doc.map_range(o, ..) {
+        let key = item.key.as_ref();
+        if key == keys::AT {
+            at = read::int_value(&item.value);
+        } else if key == keys::PREV {
+            // A `prev` that is not a list reads as empty, as it always has.
+            if let ValueRef::Object(ObjType::List) = item.value {
+                prev = read::string_list(doc, &item.id());
+            }
+        } else if let Some(i) = EVENT_STRINGS.iter().position(|k| *k == key) {
+            f[i] = read::str_value(doc, &item.value, || item.id());
+        }
+    }
+    let [id, task, status, worker, terminal, note] = f;
     if note
         .as_ref()
         .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS)
     {
         return None;
     }
-    let prev = match read::obj(doc, o, keys::PREV) {
-        Some(list) => read::string_list(doc, &list)
-            .iter()
-            .map(|p| p.parse::<EventId>().ok())
-            .collect::<Option<Vec<_>>>()?,
-        None => Vec::new(),
-    };
+    let prev = prev
+        .iter()
+        .map(|p| p.parse::<EventId>().ok())
+        .collect::<Option<Vec<_>>>()?;
     Some(StatusEvent {
-        id: s(keys::EVENT_ID)?.parse().ok()?,
-        task: s(keys::TASK)?.parse().ok()?,
-        status: s(keys::STATUS)?.parse().ok()?,
-        worker: s(keys::WORKER)?.parse().ok()?,
-        terminal: s(keys::TERMINAL)?.parse().ok()?,
-        at: read::int(doc, o, keys::AT)?,
+        id: id?.parse().ok()?,
+        task: task?.parse().ok()?,
+        status: status?.parse().ok()?,
+        worker: worker?.parse().ok()?,
+        terminal: terminal?.parse().ok()?,
+        at: at?,
         prev,
-        note,
+        note: note.map(Cow::into_owned),
     })
 }
 
-/// Every well-formed event in the log and the count of malformed entries.
-pub fn read_events<R: ReadDoc>(doc: &R) -> Result<(Vec<StatusEvent>, usize), ModelError> {
-    let events = events_obj(doc)?;
+/// Every well-formed event of the log `events` and the count of malformed entries.
+fn events_in<R: ReadDoc>(doc: &R, events: &ObjId) -> (Vec<StatusEvent>, usize) {
     let mut out = Vec::new();
     let mut malformed = 0;
-    for item in doc.list_range(&events, ..) {
+    for item in doc.list_range(events, ..) {
         let parsed = match item.value {
-            automerge::ValueRef::Object(ObjType::Map) => read_event(doc, &item.id()),
+            ValueRef::Object(ObjType::Map) => read_event(doc, &item.id()),
             _ => None,
         };
         match parsed {
@@ -289,31 +389,38 @@ pub fn read_events<R: ReadDoc>(doc: &R) -> Result<(Vec<StatusEvent>, usize), Mod
             None => malformed += 1,
         }
     }
-    Ok((out, malformed))
+    (out, malformed)
+}
+
+/// Every well-formed event in the log and the count of malformed entries.
+pub fn read_events<R: ReadDoc>(doc: &R) -> Result<(Vec<StatusEvent>, usize), ModelError> {
+    Ok(events_in(doc, &events_obj(doc)?))
 }
 
 fn doc_id<R: ReadDoc>(doc: &R) -> Result<DocumentId, ModelError> {
-    if read::string(doc, &ROOT, keys::KIND).as_deref() != Some(DocKind::Instance.as_str()) {
-        return Err(ModelError::NotAnInstance("kind is not instance".into()));
-    }
-    let id = read::string(doc, &ROOT, keys::ID)
-        .ok_or_else(|| ModelError::NotAnInstance("no id".into()))?;
-    Ok(id.parse()?)
+    Root::read(doc).doc_id()
 }
 
 /// Read the whole instance: meta, tasks, and each task's derived status.
+/// Walks each map and list once (`map_range` / `list_range`).
 pub fn read<R: ReadDoc>(doc: &R) -> Result<InstanceView, ModelError> {
-    let id = doc_id(doc)?;
-    let meta = read_meta(doc)?;
-    let tasks_o = tasks_obj(doc)?;
-    let (events, malformed_events) = read_events(doc)?;
+    let root = Root::read(doc);
+    let id = root.doc_id()?;
+    let meta = read_meta(doc, root.meta.as_ref())?;
+    let tasks_o = root
+        .tasks
+        .ok_or_else(|| ModelError::NotAnInstance("no tasks map".into()))?;
+    let events_o = root
+        .events
+        .ok_or_else(|| ModelError::NotAnInstance("no events list".into()))?;
+    let (events, malformed_events) = events_in(doc, &events_o);
     let derived = status::derive(events);
     let mut tasks = Vec::new();
     for item in doc.map_range(&tasks_o, ..) {
         let Ok(task_id) = item.key.parse::<TaskId>() else {
             continue;
         };
-        if !matches!(item.value, automerge::ValueRef::Object(ObjType::Map)) {
+        if !matches!(item.value, ValueRef::Object(ObjType::Map)) {
             continue;
         }
         let (spec, assignee_conflict) = read_task(doc, task_id, &item.id())?;
@@ -497,4 +604,167 @@ pub fn create_store_list(
 /// Status of every task, keyed by task (a convenience for views).
 pub fn statuses(view: &InstanceView) -> BTreeMap<TaskId, &TaskStatus> {
     view.tasks.iter().map(|t| (t.spec.id, &t.status)).collect()
+}
+
+#[cfg(test)]
+mod single_pass_tests {
+    use automerge::transaction::Transactable;
+    use automerge::{ActorId, ObjId, ObjType, ReadDoc, ScalarValue, ROOT};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::document::instance_tests::content;
+
+    fn text(tx: &mut Transaction<'_>, obj: &ObjId, key: &str, value: &str) {
+        let t = tx.put_object(obj, key, ObjType::Text).unwrap();
+        tx.splice_text(&t, 0, 0, value).unwrap();
+    }
+
+    fn update(n: u128, status: Status) -> StatusUpdate {
+        StatusUpdate {
+            id: EventId(Uuid::from_u128(n)),
+            task: content(2).tasks[0].id,
+            status,
+            worker: "w1".parse().unwrap(),
+            terminal: "pos-1".parse().unwrap(),
+            note: Some("left a note".into()),
+        }
+    }
+
+    /// The same list written the way Automerge 3's JS API writes plain
+    /// strings (text objects, numbers as F64, `prev` entries as text):
+    /// the single-pass reader must see exactly what it sees in our own
+    /// scalar-string documents.
+    #[test]
+    fn text_objects_read_like_scalar_strings() {
+        let c = content(2);
+        let mut ours = create(&c, ActorId::random()).unwrap();
+        record_status(&mut ours, &update(1, Status::InProgress), 1_000).unwrap();
+        record_status(&mut ours, &update(2, Status::Completed), 2_000).unwrap();
+
+        let mut js = genesis::genesis_document(c.id, DocKind::Instance);
+        for t in &c.tasks {
+            js.apply_changes([genesis::task_genesis(c.id, t.id)])
+                .unwrap();
+        }
+        js.set_actor(ActorId::random());
+        let mut tx = js.transaction();
+        let meta = tx.get(&ROOT, keys::META).unwrap().unwrap().1;
+        let m = &c.meta;
+        text(&mut tx, &meta, keys::STORE, m.store.as_str());
+        text(&mut tx, &meta, keys::NAME, &m.name);
+        text(
+            &mut tx,
+            &meta,
+            keys::TEMPLATE,
+            &m.template.unwrap().0.to_string(),
+        );
+        text(
+            &mut tx,
+            &meta,
+            keys::DATE,
+            &m.date.format("%Y-%m-%d").to_string(),
+        );
+        text(&mut tx, &meta, keys::TIME_ZONE, &m.time_zone);
+        text(&mut tx, &meta, keys::CREATED_BY, &m.created_by.encode());
+        let tasks = tx.get(&ROOT, keys::TASKS).unwrap().unwrap().1;
+        for t in &c.tasks {
+            let o = tx.get(&tasks, t.id.0.to_string()).unwrap().unwrap().1;
+            let time = |t: Option<DateTime<Utc>>| {
+                t.unwrap()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            };
+            text(&mut tx, &o, keys::TITLE, &t.title);
+            text(&mut tx, &o, keys::DESCRIPTION, &t.description);
+            text(&mut tx, &o, keys::START, &time(t.start));
+            text(&mut tx, &o, keys::DUE, &time(t.due));
+            text(&mut tx, &o, keys::PRIORITY, t.priority.as_str());
+            text(&mut tx, &o, keys::LINK, &t.link.as_ref().unwrap().encode());
+            text(
+                &mut tx,
+                &o,
+                keys::ASSIGNEE,
+                &t.assignee.as_ref().unwrap().encode(),
+            );
+            text(&mut tx, &o, keys::CREATED_BY, &t.created_by.encode());
+            tx.put(&o, keys::POSITION, ScalarValue::F64(t.position as f64))
+                .unwrap();
+        }
+        let events = tx.get(&ROOT, keys::EVENTS).unwrap().unwrap().1;
+        for (i, (u, at)) in [
+            (update(1, Status::InProgress), 1_000),
+            (update(2, Status::Completed), 2_000),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let e = tx.insert_object(&events, i, ObjType::Map).unwrap();
+            text(&mut tx, &e, keys::EVENT_ID, &u.id.0.to_string());
+            text(&mut tx, &e, keys::TASK, &u.task.0.to_string());
+            text(&mut tx, &e, keys::STATUS, u.status.as_str());
+            text(&mut tx, &e, keys::WORKER, u.worker.as_str());
+            text(&mut tx, &e, keys::TERMINAL, u.terminal.as_str());
+            text(&mut tx, &e, keys::NOTE, u.note.as_deref().unwrap());
+            tx.put(&e, keys::AT, ScalarValue::F64(at as f64)).unwrap();
+            let prev = tx.put_object(&e, keys::PREV, ObjType::List).unwrap();
+            if i == 1 {
+                let p = tx.insert_object(&prev, 0, ObjType::Text).unwrap();
+                tx.splice_text(&p, 0, 0, &Uuid::from_u128(1).to_string())
+                    .unwrap();
+            }
+        }
+        tx.commit();
+
+        let view = read(&js).unwrap();
+        assert_eq!(view, read(&ours).unwrap());
+        assert_eq!(view.malformed_events, 0);
+        let s = &view.tasks[0].status;
+        assert_eq!(s.current, Status::Completed);
+        assert!(s.conflict.is_empty(), "prev read from a text entry");
+        assert_eq!(read_events(&js).unwrap(), read_events(&ours).unwrap());
+    }
+
+    /// What the reader tolerates and what it counts: a `prev` that is not a
+    /// list reads as empty, a non-string `prev` entry is skipped, an
+    /// unparsable one makes the event malformed, and so does a missing `at`.
+    #[test]
+    fn malformed_entries_are_counted_and_odd_ones_tolerated() {
+        let c = content(1);
+        let mut doc = create(&c, ActorId::random()).unwrap();
+        let mut tx = doc.transaction();
+        let events = tx.get(&ROOT, keys::EVENTS).unwrap().unwrap().1;
+        let event = |tx: &mut Transaction<'_>, n: u128| {
+            let e = tx
+                .insert_object(&events, (n - 1) as usize, ObjType::Map)
+                .unwrap();
+            tx.put(&e, keys::EVENT_ID, Uuid::from_u128(n).to_string())
+                .unwrap();
+            tx.put(&e, keys::TASK, c.tasks[0].id.0.to_string()).unwrap();
+            tx.put(&e, keys::STATUS, "in_progress").unwrap();
+            tx.put(&e, keys::WORKER, "w1").unwrap();
+            tx.put(&e, keys::TERMINAL, "pos-1").unwrap();
+            tx.put(&e, keys::AT, n as i64).unwrap();
+            e
+        };
+        let e1 = event(&mut tx, 1);
+        tx.put(&e1, keys::PREV, "not a list").unwrap();
+        let e2 = event(&mut tx, 2);
+        let p = tx.put_object(&e2, keys::PREV, ObjType::List).unwrap();
+        tx.insert(&p, 0, 7_i64).unwrap();
+        tx.insert(&p, 1, Uuid::from_u128(1).to_string()).unwrap();
+        let e3 = event(&mut tx, 3);
+        let p = tx.put_object(&e3, keys::PREV, ObjType::List).unwrap();
+        tx.insert(&p, 0, "not an event id").unwrap();
+        let e4 = event(&mut tx, 4);
+        tx.delete(&e4, keys::AT).unwrap();
+        tx.insert(&events, 4, "not a map").unwrap();
+        tx.commit();
+
+        let (log, malformed) = read_events(&doc).unwrap();
+        assert_eq!(malformed, 3);
+        assert_eq!(log.len(), 2);
+        assert!(log[0].prev.is_empty());
+        assert_eq!(log[1].prev, vec![EventId(Uuid::from_u128(1))]);
+        assert_eq!(read(&doc).unwrap().malformed_events, 3);
+    }
 }

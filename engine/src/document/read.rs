@@ -1,18 +1,19 @@
 //! Small typed readers over Automerge values. A field of the wrong type
 //! reads as absent: documents come from the network, so never panic.
+//!
+//! Two flavours: per-key readers (`obj`, `string`: one `get` each, for
+//! the edits that need one field) and readers of a value met while walking
+//! a container once with `map_range` / `list_range` (`str_value`,
+//! `int_value`), which is what whole-document reads use: a `get` seeks the
+//! key from the start of the object every time.
 
-use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, Value};
+use std::borrow::Cow;
+
+use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, ScalarValueRef, Value, ValueRef};
 
 pub(crate) fn obj<R: ReadDoc>(doc: &R, parent: &ObjId, key: &str) -> Option<ObjId> {
     match doc.get(parent, key) {
         Ok(Some((Value::Object(_), id))) => Some(id),
-        _ => None,
-    }
-}
-
-pub(crate) fn scalar<R: ReadDoc>(doc: &R, parent: &ObjId, key: &str) -> Option<ScalarValue> {
-    match doc.get(parent, key) {
-        Ok(Some((Value::Scalar(v), _))) => Some(v.into_owned()),
         _ => None,
     }
 }
@@ -30,19 +31,39 @@ pub(crate) fn string<R: ReadDoc>(doc: &R, parent: &ObjId, key: &str) -> Option<S
     }
 }
 
-/// Integers as JS writes them too: Int, Uint, or an integral F64.
-pub(crate) fn int_of(v: &ScalarValue) -> Option<i64> {
-    match v {
-        ScalarValue::Int(i) => Some(*i),
-        ScalarValue::Uint(u) => i64::try_from(*u).ok(),
-        ScalarValue::Timestamp(t) => Some(*t),
-        ScalarValue::F64(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
+/// A value met while walking a container, read as `string` reads a field:
+/// a scalar string (borrowed from the document), or a text object's
+/// content. `id` gives the value's object id; it is only asked for a text
+/// object (making an id costs an actor lookup).
+pub(crate) fn str_value<'a, R: ReadDoc>(
+    doc: &R,
+    value: &ValueRef<'a>,
+    id: impl FnOnce() -> ObjId,
+) -> Option<Cow<'a, str>> {
+    match value {
+        ValueRef::Scalar(ScalarValueRef::Str(s)) => Some(s.clone()),
+        ValueRef::Object(ObjType::Text) => doc.text(id()).ok().map(Cow::Owned),
         _ => None,
     }
 }
 
-pub(crate) fn int<R: ReadDoc>(doc: &R, parent: &ObjId, key: &str) -> Option<i64> {
-    int_of(&scalar(doc, parent, key)?)
+/// Integers as JS writes them too: Int, Uint, or an integral F64.
+fn int_of(v: &ScalarValueRef<'_>) -> Option<i64> {
+    match v {
+        ScalarValueRef::Int(i) => Some(*i),
+        ScalarValueRef::Uint(u) => i64::try_from(*u).ok(),
+        ScalarValueRef::Timestamp(t) => Some(*t),
+        ScalarValueRef::F64(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
+        _ => None,
+    }
+}
+
+/// A value met while walking a container, read as an integer field.
+pub(crate) fn int_value(value: &ValueRef<'_>) -> Option<i64> {
+    match value {
+        ValueRef::Scalar(v) => int_of(v),
+        ValueRef::Object(_) => None,
+    }
 }
 
 /// Every string value at `key`, including the losers of a concurrent put.
@@ -60,16 +81,9 @@ pub(crate) fn all_strings<R: ReadDoc>(doc: &R, parent: &ObjId, key: &str) -> Vec
         .collect()
 }
 
-/// The strings of a list (non-strings skipped).
+/// The strings of a list (non-strings skipped), given the list's id.
 pub(crate) fn string_list<R: ReadDoc>(doc: &R, list: &ObjId) -> Vec<String> {
-    if !matches!(doc.object_type(list), Ok(ObjType::List)) {
-        return Vec::new();
-    }
     doc.list_range(list, ..)
-        .filter_map(|item| match item.value {
-            automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) => Some(s.to_string()),
-            automerge::ValueRef::Object(ObjType::Text) => doc.text(item.id()).ok(),
-            _ => None,
-        })
+        .filter_map(|item| str_value(doc, &item.value, || item.id()).map(Cow::into_owned))
         .collect()
 }

@@ -1,12 +1,21 @@
 //! The pos-agent as a state machine: a store terminal's replica. Works
 //! fully offline (every local command is durable in SQLite before it
-//! returns), and when connected syncs every document it holds with the hub,
+//! returns), and when connected syncs the documents it works with,
 //! asks for instances its directory lists but it lacks, and keeps the
 //! hub's rejections to show the worker.
+//!
+//! Documents load lazily: a year of daily lists takes seconds to decode,
+//! so `open` loads today's working set (recent lists, the store's own
+//! lists, lists with changes the hub has not confirmed) and the rest load
+//! on first use. A list that is not loaded is not synced at connect unless
+//! it never was; one loaded while connected joins the sync with the next
+//! output the agent returns.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use automerge::{Automerge, Change};
+use chrono::NaiveDate;
 use tracing::{debug, info, warn};
 
 use super::{parse_rejection, ConnId, Output};
@@ -48,40 +57,64 @@ pub struct SyncStatus {
 
 const CONN: ConnId = 0;
 const CLOCK_OFFSET_KEY: &str = "clock_offset_ms";
+/// Meta key: ids (one UUID a line) of documents with local changes the hub
+/// has not confirmed. `open` loads them whatever their date, so they sync
+/// at the next connect even after a restart.
+const UNCONFIRMED_KEY: &str = "unconfirmed_documents";
+/// Lists dated this many days before today (UTC) or later are recent:
+/// they load at open and make today's working set.
+const RECENT_DAYS: i64 = 2;
+
+/// A document this replica holds, loaded from SQLite on first use. The
+/// cell lets `&self` readers (`list`, `document`) load it too.
+type Slot = OnceCell<Automerge>;
 
 pub struct Agent {
     store: Store,
     cfg: AgentConfig,
-    docs: HashMap<DocumentId, Automerge>,
+    /// Every document held: stored ones (loaded or not) and ones the hub
+    /// started sending this run.
+    docs: HashMap<DocumentId, Slot>,
+    /// Documents with local changes the hub has not confirmed (kept in
+    /// `meta` under `UNCONFIRMED_KEY`).
+    unconfirmed_docs: BTreeSet<DocumentId>,
+    /// Today's working set (`lists()`): lists loaded at open, lists new
+    /// from the hub that are recent, lists changed here. Not lists loaded
+    /// only to be read (history) or to be synced.
+    working: HashSet<DocumentId>,
+    /// The date of every list the directory holds, and the newest, kept in
+    /// step with the directory document.
+    dates: HashMap<DocumentId, NaiveDate>,
+    newest: Option<NaiveDate>,
     session: Option<Session>,
     hub_storage: Option<StorageId>,
     last_sync_ms: Option<i64>,
 }
 
 impl Agent {
-    /// Open the terminal's replica, loading every document it holds. A
-    /// document that fails to load is logged and skipped; the rest serve.
-    pub fn open(store: Store, cfg: AgentConfig) -> Result<Agent, AgentError> {
+    /// Open the terminal's replica and load today's working set: the
+    /// directory, the lists it dates two days before today or later (see
+    /// `is_recent`), lists it does not list (the store's own), and lists
+    /// with changes the hub has not confirmed. Every other list loads on
+    /// first use. A document that fails to load is logged and skipped; the
+    /// rest serve.
+    pub fn open(store: Store, cfg: AgentConfig, now_ms: i64) -> Result<Agent, AgentError> {
+        let stored = store.list_documents()?;
+        let unconfirmed_docs = read_unconfirmed(&store)?;
         let mut agent = Agent {
             store,
             cfg,
-            docs: HashMap::new(),
+            docs: stored.iter().map(|id| (*id, Slot::new())).collect(),
+            unconfirmed_docs,
+            working: HashSet::new(),
+            dates: HashMap::new(),
+            newest: None,
             session: None,
             hub_storage: None,
             last_sync_ms: None,
         };
-        for (id, loaded) in agent.store.load_all_documents()? {
-            match loaded {
-                Ok(doc) => {
-                    agent.docs.insert(id, doc);
-                }
-                Err(e) => {
-                    warn!(doc = %id, error = %e, "document failed to load; it will be re-synced from the hub")
-                }
-            }
-        }
-        let dir = DocumentId::directory_of(&agent.cfg.store_id);
-        if !agent.docs.contains_key(&dir) {
+        let dir = agent.directory_id();
+        if agent.doc(dir).is_none() {
             // The directory's genesis is deterministic: making it here is
             // the same change the hub made.
             let g = genesis::genesis(dir, DocKind::Directory);
@@ -89,9 +122,92 @@ impl Agent {
             let mut d = Automerge::new();
             d.apply_changes([g]).map_err(ModelError::from)?;
             d.set_actor(agent.store.actor_id());
-            agent.docs.insert(dir, d);
+            agent.docs.insert(dir, Slot::from(d));
         }
+        agent.refresh_dates();
+        let dir = agent.directory_id();
+        for id in stored {
+            if id == dir {
+                continue;
+            }
+            let wanted = agent.is_recent(id, now_ms) || agent.unconfirmed_docs.contains(&id);
+            if wanted && agent.doc(id).is_some() {
+                agent.working.insert(id);
+            }
+        }
+        debug!(
+            held = agent.docs.len(),
+            loaded = agent.loaded_count(),
+            "opened the replica"
+        );
         Ok(agent)
+    }
+
+    /// Re-read the list dates from the directory (at open, and when the
+    /// directory changes).
+    fn refresh_dates(&mut self) {
+        match self.directory() {
+            Ok(d) => {
+                self.dates = d.entries.into_iter().map(|(id, e)| (id, e.date)).collect();
+            }
+            Err(e) => {
+                // Every list then counts as recent: slow, never wrong.
+                warn!(error = %e, "cannot read the directory; treating every list as recent");
+                self.dates.clear();
+            }
+        }
+        self.newest = self.dates.values().max().copied();
+    }
+
+    /// Whether list `id` belongs to the working set at `now_ms`: the
+    /// directory does not date it (a store's own list), or dates it at
+    /// most two days before today (UTC). "Today" is the newest date the
+    /// directory holds if that is earlier: a terminal that has had no new
+    /// lists for a while still starts with the last ones it had.
+    fn is_recent(&self, id: DocumentId, now_ms: i64) -> bool {
+        let Some(date) = self.dates.get(&id) else {
+            return true;
+        };
+        let today = chrono::DateTime::from_timestamp_millis(now_ms)
+            .unwrap_or_default()
+            .date_naive();
+        let today = self.newest.map_or(today, |n| n.min(today));
+        *date >= today - chrono::Duration::days(RECENT_DAYS)
+    }
+
+    /// `id`'s document, loaded from SQLite on first use. `None` if this
+    /// replica does not hold it, or it fails to load (logged; the hub sends
+    /// it again when it next syncs it).
+    fn doc(&self, id: DocumentId) -> Option<&Automerge> {
+        let slot = self.docs.get(&id)?;
+        if let Some(d) = slot.get() {
+            return Some(d);
+        }
+        match self.store.load_document(id) {
+            Ok(Some(d)) => Some(slot.get_or_init(|| d)),
+            Ok(None) => None,
+            Err(e) => {
+                warn!(doc = %id, error = %e, "document failed to load; it will be re-synced from the hub");
+                None
+            }
+        }
+    }
+
+    fn doc_mut(&mut self, id: DocumentId) -> Option<&mut Automerge> {
+        self.doc(id)?;
+        self.docs.get_mut(&id)?.get_mut()
+    }
+
+    /// Loaded documents: held and already in memory.
+    fn loaded(&self) -> impl Iterator<Item = (DocumentId, &Automerge)> {
+        self.docs
+            .iter()
+            .filter_map(|(id, slot)| slot.get().map(|d| (*id, d)))
+    }
+
+    /// How many documents are in memory (the directory included).
+    pub fn loaded_count(&self) -> usize {
+        self.loaded().count()
     }
 
     pub fn store(&self) -> &Store {
@@ -110,17 +226,22 @@ impl Agent {
         let d = self
             .docs
             .get(&self.directory_id())
+            .and_then(OnceCell::get)
             .expect("opened with a directory");
         Ok(directory::read(d)?)
     }
 
-    /// Every instance this terminal holds whose content has arrived.
+    /// Today's working set, by date and name: the lists `open` loaded
+    /// (recent, the store's own, unconfirmed ones), recent lists the hub
+    /// has sent since, and lists changed on this terminal, whose content
+    /// has arrived. Not lists loaded to be read (`list`) or synced: older
+    /// lists are in `all_list_ids`.
     pub fn lists(&self) -> Vec<InstanceView> {
         let mut out: Vec<InstanceView> = self
-            .docs
+            .working
             .iter()
-            .filter(|(id, _)| **id != self.directory_id())
-            .filter_map(|(_, d)| instance::read(d).ok())
+            .filter_map(|id| self.docs.get(id)?.get())
+            .filter_map(|d| instance::read(d).ok())
             .collect();
         out.sort_by(|a, b| {
             (a.meta.date, &a.meta.name, a.id).cmp(&(b.meta.date, &b.meta.name, b.id))
@@ -128,16 +249,27 @@ impl Agent {
         out
     }
 
+    /// Every list stored on this terminal, loaded or not, in id order (for
+    /// history; `list` loads one).
+    pub fn all_list_ids(&self) -> Result<Vec<DocumentId>, AgentError> {
+        let dir = self.directory_id();
+        let mut ids = self.store.list_documents()?;
+        ids.retain(|id| *id != dir);
+        Ok(ids)
+    }
+
+    /// One list, loaded from storage on first use.
     pub fn list(&self, id: DocumentId) -> Result<InstanceView, AgentError> {
-        let d = self.docs.get(&id).ok_or(AgentError::UnknownList(id))?;
+        let d = self.doc(id).ok_or(AgentError::UnknownList(id))?;
         Ok(instance::read(d)?)
     }
 
-    /// Raw document (tests and the simulator compare heads).
+    /// Raw document, loaded on first use (tests and the simulator compare heads).
     pub fn document(&self, id: DocumentId) -> Option<&Automerge> {
-        self.docs.get(&id)
+        self.doc(id)
     }
 
+    /// Every document held, loaded or not.
     pub fn document_ids(&self) -> Vec<DocumentId> {
         let mut v: Vec<DocumentId> = self.docs.keys().copied().collect();
         v.sort();
@@ -185,17 +317,60 @@ impl Agent {
         doc_id: DocumentId,
         f: impl FnOnce(&mut Automerge) -> Result<Vec<Change>, ModelError>,
     ) -> Result<Vec<Output>, AgentError> {
-        let doc = self
-            .docs
-            .get_mut(&doc_id)
-            .ok_or(AgentError::UnknownList(doc_id))?;
+        let doc = self.doc(doc_id).ok_or(AgentError::UnknownList(doc_id))?;
         let mut scratch = doc.fork();
         scratch.set_actor(doc.get_actor().clone());
         let changes = f(&mut scratch)?;
+        if changes.is_empty() {
+            return Ok(self.sync_new_loads());
+        }
+        // Marked before the change is stored: a crash in between leaves a
+        // mark with nothing to confirm (cleared at the next sync), never an
+        // unmarked change that a restart would not load and sync.
+        self.mark_unconfirmed(doc_id)?;
         // Persist before the in-memory copy (and so any peer) can see it.
         self.store.append_changes(doc_id, &changes)?;
-        doc.apply_changes(changes).map_err(ModelError::from)?;
-        Ok(self.push(doc_id))
+        self.doc_mut(doc_id)
+            .expect("loaded above")
+            .apply_changes(changes)
+            .map_err(ModelError::from)?;
+        self.working.insert(doc_id);
+        let mut out = self.push(doc_id);
+        out.extend(self.sync_new_loads());
+        Ok(out)
+    }
+
+    fn mark_unconfirmed(&mut self, doc_id: DocumentId) -> Result<(), AgentError> {
+        if self.unconfirmed_docs.insert(doc_id) {
+            if let Err(e) = write_unconfirmed(&mut self.store, &self.unconfirmed_docs) {
+                self.unconfirmed_docs.remove(&doc_id);
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// After a sync message for `doc_id`: forget its mark once the hub's
+    /// heads cover every change we hold.
+    fn clear_if_confirmed(&mut self, doc_id: DocumentId) {
+        if !self.unconfirmed_docs.contains(&doc_id) {
+            return;
+        }
+        let (Some(session), Some(doc)) = (
+            self.session.as_mut(),
+            self.docs.get(&doc_id).and_then(OnceCell::get),
+        ) else {
+            return;
+        };
+        let shared = session.sync_state(doc_id).shared_heads.clone();
+        if !doc.get_changes(&shared).is_empty() {
+            return;
+        }
+        self.unconfirmed_docs.remove(&doc_id);
+        if let Err(e) = write_unconfirmed(&mut self.store, &self.unconfirmed_docs) {
+            // Harmless: the list loads at the next open and is cleared then.
+            warn!(doc = %doc_id, error = %e, "could not record that the hub confirmed a list");
+        }
     }
 
     /// Record a worker's status update. When this returns Ok the event is
@@ -276,16 +451,20 @@ impl Agent {
                 if self.docs.contains_key(&content.id) {
                     continue;
                 }
+                // Not marked unconfirmed: the hub makes the same changes,
+                // and a list it never synced is synced at connect anyway.
                 let changes = instance::materialize(&content)?;
                 self.store.append_changes(content.id, &changes)?;
                 let mut doc = Automerge::new();
                 doc.apply_changes(changes).map_err(ModelError::from)?;
                 doc.set_actor(self.store.actor_id());
                 info!(doc = %content.id, date = %content.meta.date, "materialized offline");
-                self.docs.insert(content.id, doc);
+                self.docs.insert(content.id, Slot::from(doc));
+                self.working.insert(content.id);
                 out.extend(self.push(content.id));
             }
         }
+        out.extend(self.sync_new_loads());
         Ok(out)
     }
 
@@ -325,8 +504,12 @@ impl Agent {
         }
     }
 
+    /// The next sync message for a loaded document, if connected.
     fn push(&mut self, doc_id: DocumentId) -> Vec<Output> {
-        let (Some(session), Some(doc)) = (self.session.as_mut(), self.docs.get(&doc_id)) else {
+        let (Some(session), Some(doc)) = (
+            self.session.as_mut(),
+            self.docs.get(&doc_id).and_then(OnceCell::get),
+        ) else {
             return Vec::new();
         };
         session
@@ -380,7 +563,7 @@ impl Agent {
             }
             SessionEvent::Sync { doc, message, .. } => {
                 self.last_sync_ms = Some(now_ms);
-                out.extend(self.on_sync(doc, message));
+                out.extend(self.on_sync(doc, message, now_ms));
             }
             SessionEvent::Unavailable { doc } => {
                 debug!(%doc, "hub does not offer this document");
@@ -406,22 +589,78 @@ impl Agent {
             }),
             SessionEvent::Ignored(_) => {}
         }
+        out.extend(self.sync_new_loads());
         out
     }
 
-    /// After the handshake: sync every held document (resuming from saved
-    /// state) and ask for the ones the directory lists but we lack.
+    /// Bring documents loaded while connected (`list`, `document`) into
+    /// the sync, so an old list opened online catches up with the hub.
+    /// Every output-returning call (`receive`, commands,
+    /// `materialize_offline`) does this too; call it after `list` to do it
+    /// at once. After the handshake every loaded document is in the
+    /// session, so a loaded one that is not was loaded since.
+    pub fn sync_new_loads(&mut self) -> Vec<Output> {
+        let Some(session) = self.session.as_ref().filter(|s| s.is_open()) else {
+            return Vec::new();
+        };
+        let new: Vec<DocumentId> = self
+            .loaded()
+            .map(|(id, _)| id)
+            .filter(|id| !session.has_document(*id))
+            .collect();
+        let mut out = Vec::new();
+        for id in new {
+            self.restore_sync_state(id);
+            out.extend(self.push(id));
+        }
+        out
+    }
+
+    fn hub_peer(&self) -> Option<storage::PeerId> {
+        self.hub_storage
+            .as_ref()
+            .map(|h| storage::PeerId(h.as_str().to_owned()))
+    }
+
+    fn restore_sync_state(&mut self, id: DocumentId) {
+        let (Some(peer), Some(session)) = (self.hub_peer(), self.session.as_mut()) else {
+            return;
+        };
+        if let Ok(Some(state)) = self.store.load_sync_state(&peer, id) {
+            session.restore_sync_state(id, &state);
+        }
+    }
+
+    /// After the handshake: sync every loaded document and every held one
+    /// never synced with this hub (resuming from saved state), and ask for
+    /// the ones the directory lists but we lack. A list changed offline is
+    /// loaded (commands load it; `open` loads unconfirmed ones), so its
+    /// changes go out here.
     fn start_sync(&mut self) -> Vec<Output> {
-        if let (Some(hub), Some(session)) = (&self.hub_storage, self.session.as_mut()) {
-            let peer = storage::PeerId(hub.as_str().to_owned());
-            for id in self.docs.keys() {
-                if let Ok(Some(state)) = self.store.load_sync_state(&peer, *id) {
-                    session.restore_sync_state(*id, &state);
+        if let Some(peer) = self.hub_peer() {
+            let unloaded: Vec<DocumentId> = self
+                .docs
+                .iter()
+                .filter(|(_, slot)| slot.get().is_none())
+                .map(|(id, _)| *id)
+                .collect();
+            for id in unloaded {
+                if let Ok(None) = self.store.load_sync_state(&peer, id) {
+                    self.doc(id);
                 }
             }
         }
-        let mut ids: Vec<DocumentId> = self.docs.keys().copied().collect();
+        let mut ids: Vec<DocumentId> = self.loaded().map(|(id, _)| id).collect();
         ids.sort();
+        for id in &ids {
+            self.restore_sync_state(*id);
+        }
+        // A mark whose changes the saved state already covers (a crash
+        // between marking and storing a change) goes now.
+        let marked: Vec<DocumentId> = self.unconfirmed_docs.iter().copied().collect();
+        for id in marked {
+            self.clear_if_confirmed(id);
+        }
         // Directory first: it tells us which other documents exist.
         let dir = self.directory_id();
         ids.retain(|d| *d != dir);
@@ -452,17 +691,29 @@ impl Agent {
         out
     }
 
-    fn on_sync(&mut self, doc_id: DocumentId, message: automerge::sync::Message) -> Vec<Output> {
+    fn on_sync(
+        &mut self,
+        doc_id: DocumentId,
+        message: automerge::sync::Message,
+        now_ms: i64,
+    ) -> Vec<Output> {
         let is_dir = doc_id == self.directory_id();
-        let actor = self.store.actor_id();
-        let Some(session) = self.session.as_mut() else {
+        if self.session.is_none() {
+            return Vec::new();
+        }
+        let new = !self.docs.contains_key(&doc_id);
+        if self.doc(doc_id).is_none() {
+            // New to this terminal (or its stored copy does not load).
+            let mut d = Automerge::new();
+            d.set_actor(self.store.actor_id());
+            self.docs.insert(doc_id, Slot::from(d));
+        }
+        let (Some(session), Some(doc)) = (
+            self.session.as_mut(),
+            self.docs.get_mut(&doc_id).and_then(OnceCell::get_mut),
+        ) else {
             return Vec::new();
         };
-        let doc = self.docs.entry(doc_id).or_insert_with(|| {
-            let mut d = Automerge::new();
-            d.set_actor(actor);
-            d
-        });
         let before = doc.get_heads();
         let mut scratch = doc.fork();
         scratch.set_actor(doc.get_actor().clone());
@@ -489,6 +740,13 @@ impl Agent {
         }
         *doc = scratch;
         *session.sync_state(doc_id) = state;
+        self.clear_if_confirmed(doc_id);
+        if is_dir && !new_changes.is_empty() {
+            self.refresh_dates();
+        }
+        if new && !is_dir && self.is_recent(doc_id, now_ms) {
+            self.working.insert(doc_id);
+        }
         let mut out = self.push(doc_id);
         if is_dir && !new_changes.is_empty() {
             out.extend(self.request_missing());
@@ -504,7 +762,10 @@ impl Agent {
         let Some(session) = self.session.as_mut() else {
             return out;
         };
-        for (id, doc) in &self.docs {
+        // Unloaded documents have no unconfirmed changes: commands load
+        // them, and `open` loads the ones marked unconfirmed.
+        for (id, slot) in &self.docs {
+            let Some(doc) = slot.get() else { continue };
             if !session.has_document(*id) {
                 continue;
             }
@@ -516,4 +777,26 @@ impl Agent {
         }
         out
     }
+}
+
+fn read_unconfirmed(store: &Store) -> Result<BTreeSet<DocumentId>, StorageError> {
+    let Some(bytes) = store.get_meta(UNCONFIRMED_KEY)? else {
+        return Ok(BTreeSet::new());
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(text
+        .lines()
+        .filter_map(|line| match line.parse() {
+            Ok(id) => Some(id),
+            Err(e) => {
+                warn!(%line, error = %e, "ignoring a bad id in the unconfirmed lists");
+                None
+            }
+        })
+        .collect())
+}
+
+fn write_unconfirmed(store: &mut Store, ids: &BTreeSet<DocumentId>) -> Result<(), StorageError> {
+    let text: Vec<String> = ids.iter().map(DocumentId::to_string).collect();
+    store.set_meta(UNCONFIRMED_KEY, text.join("\n").as_bytes())
 }

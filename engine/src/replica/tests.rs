@@ -31,6 +31,22 @@ fn conn_of(i: usize) -> ConnId {
     i as ConnId + 1
 }
 
+/// Agent `i` of the store of `content(_)`, from its file in `dir`.
+fn open_agent(dir: &tempfile::TempDir, i: usize, now_ms: i64) -> Agent {
+    let store = Store::open(dir.path().join(format!("a{i}.db")), [i as u8 + 1; 16]).unwrap();
+    Agent::open(
+        store,
+        AgentConfig {
+            store_id: content(1).meta.store,
+            peer_id: PeerId::new(format!("agent-{i}")),
+            storage_id: StorageId::new(format!("agent-storage-{i}")),
+            wire: WireLimits::default(),
+        },
+        now_ms,
+    )
+    .unwrap()
+}
+
 impl Net {
     fn new(n: usize) -> Net {
         let dir = tempfile::tempdir().unwrap();
@@ -49,22 +65,7 @@ impl Net {
         })
         .unwrap();
         hub.publish(&c, NOW).unwrap();
-        let agents = (0..n)
-            .map(|i| {
-                let store =
-                    Store::open(dir.path().join(format!("a{i}.db")), [i as u8 + 1; 16]).unwrap();
-                Agent::open(
-                    store,
-                    AgentConfig {
-                        store_id: c.meta.store.clone(),
-                        peer_id: PeerId::new(format!("agent-{i}")),
-                        storage_id: StorageId::new(format!("agent-storage-{i}")),
-                        wire: WireLimits::default(),
-                    },
-                )
-                .unwrap()
-            })
-            .collect();
+        let agents = (0..n).map(|i| open_agent(&dir, i, NOW)).collect();
         Net {
             _dir: dir,
             hub,
@@ -101,6 +102,15 @@ impl Net {
         self.queue.retain(|(_, a, _)| *a != i);
         self.hub.disconnect(conn_of(i));
         self.agents[i].disconnected();
+    }
+
+    /// Agent `i`'s process stops (without a clean disconnect) and starts
+    /// again from its file at `now_ms`.
+    fn restart(&mut self, i: usize, now_ms: i64) {
+        self.queue.retain(|(_, a, _)| *a != i);
+        self.hub.disconnect(conn_of(i));
+        drop(self.agents.remove(i));
+        self.agents.insert(i, open_agent(&self._dir, i, now_ms));
     }
 
     fn run(&mut self) -> usize {
@@ -460,4 +470,183 @@ fn the_status_index_follows_every_accepted_change() {
             .len(),
         3
     );
+}
+
+/// `content(3)` moved to `days_before` NOW's (UTC) date: another list of
+/// the same store and template, dated so.
+fn list_dated(days_before: u64) -> crate::model::InstanceContent {
+    let today = chrono::DateTime::from_timestamp_millis(NOW)
+        .unwrap()
+        .date_naive();
+    let date = today - chrono::Days::new(days_before);
+    let mut c = content(3);
+    c.id =
+        crate::ids::DocumentId::recurring_instance(c.meta.template.unwrap(), &c.meta.store, date);
+    c.meta.date = date;
+    c
+}
+
+/// Publish today's list, so `content(3)` (dated weeks before NOW) is old.
+fn publish_today(net: &mut Net) -> crate::ids::DocumentId {
+    let c = list_dated(0);
+    net.hub.publish(&c, NOW).unwrap();
+    c.id
+}
+
+/// A year-old replica must open fast: only today's working set loads, the
+/// rest on first use, and a list changed offline still reaches the hub
+/// after a restart although it is old.
+#[test]
+fn old_lists_load_on_first_use_and_their_offline_changes_survive_a_restart() {
+    let mut net = Net::new(1);
+    let today = publish_today(&mut net);
+    let recent = list_dated(2);
+    net.hub.publish(&recent, NOW).unwrap();
+    let old: Vec<_> = (3..23)
+        .map(|days| {
+            let c = list_dated(days);
+            net.hub.publish(&c, NOW).unwrap();
+            c.id
+        })
+        .collect();
+    net.connect(0);
+    net.run();
+    // The directory, today's, the recent one, 20 old, and `content(3)`.
+    assert_eq!(net.agents[0].loaded_count(), 24);
+    assert_eq!(
+        net.agents[0].lists().len(),
+        2,
+        "new old lists are not today's"
+    );
+    net.disconnect(0);
+
+    net.restart(0, NOW);
+    let agent = &net.agents[0];
+    assert_eq!(
+        agent.loaded_count(),
+        3,
+        "the directory and two recent lists"
+    );
+    let mut lists: Vec<_> = agent.lists().into_iter().map(|l| l.id).collect();
+    lists.sort();
+    let mut expected = vec![today, recent.id];
+    expected.sort();
+    assert_eq!(lists, expected, "today's working set");
+    assert_eq!(agent.all_list_ids().unwrap().len(), 23);
+    assert_eq!(agent.list(old[0]).unwrap().tasks.len(), 3, "loads on use");
+    assert_eq!(agent.loaded_count(), 4);
+    assert_eq!(agent.lists().len(), 2, "reading history keeps it out");
+
+    // Offline: a change to an old list, then a restart before any connect.
+    net.agents[0]
+        .record_status(old[5], &upd(1, Status::Completed, "w1"), NOW)
+        .unwrap();
+    net.restart(0, NOW);
+    assert_eq!(
+        net.agents[0].loaded_count(),
+        4,
+        "the unconfirmed list loads at open"
+    );
+    net.connect(0);
+    net.run();
+    assert_eq!(
+        net.agents[0].loaded_count(),
+        4,
+        "synced old lists stay on disk"
+    );
+    assert!(net.agents[0].unconfirmed().is_empty());
+    let at_hub = crate::document::instance::read(net.hub.document(old[5]).unwrap()).unwrap();
+    assert_eq!(at_hub.tasks[0].status.current, Status::Completed);
+    assert_eq!(
+        net.hub.document(old[5]).unwrap().get_heads(),
+        net.agents[0].document(old[5]).unwrap().get_heads()
+    );
+
+    // Confirmed, so the next open leaves it on disk.
+    net.restart(0, NOW);
+    assert_eq!(net.agents[0].loaded_count(), 3);
+}
+
+/// A list whose sync state was never saved (the agent crashed before a
+/// clean disconnect) is synced at the next connect even though it is old
+/// and not loaded at open: HQ's edit made meanwhile reaches the terminal.
+#[test]
+fn an_old_list_without_saved_sync_state_is_synced_at_connect() {
+    let mut net = Net::new(1);
+    publish_today(&mut net);
+    let id = content(3).id;
+    net.connect(0);
+    net.run();
+    net.restart(0, NOW); // a crash: no sync state saved
+    assert_eq!(net.agents[0].loaded_count(), 2, "directory, today's list");
+    let mut spec = content(3).tasks[0].clone();
+    spec.title = "Count the float twice".into();
+    net.hub
+        .edit(id, NOW, |d| {
+            Ok(crate::document::instance::update_task(d, &spec, NOW)?
+                .into_iter()
+                .collect())
+        })
+        .unwrap();
+    net.connect(0);
+    net.run();
+    assert_eq!(net.agents[0].loaded_count(), 3);
+    assert_eq!(net.agents[0].lists().len(), 1, "synced, not today's");
+    assert_eq!(
+        net.agents[0].list(id).unwrap().tasks[0].spec.title,
+        "Count the float twice"
+    );
+}
+
+/// An old list left on disk at open and opened while online joins the
+/// sync, so HQ's edit made meanwhile reaches it.
+#[test]
+fn an_old_list_opened_while_online_catches_up() {
+    let mut net = Net::new(1);
+    publish_today(&mut net);
+    let id = content(3).id;
+    net.connect(0);
+    net.run();
+    net.disconnect(0); // sync state saved: no need to sync it at connect
+    net.restart(0, NOW);
+    net.connect(0);
+    net.run();
+    assert_eq!(net.agents[0].loaded_count(), 2);
+    let mut spec = content(3).tasks[0].clone();
+    spec.title = "Count the float twice".into();
+    let out = net
+        .hub
+        .edit(id, NOW, |d| {
+            Ok(crate::document::instance::update_task(d, &spec, NOW)?
+                .into_iter()
+                .collect())
+        })
+        .unwrap();
+    assert!(out.is_empty(), "the terminal does not sync that list");
+    assert_eq!(
+        net.agents[0].list(id).unwrap().tasks[0].spec.title,
+        "Task 0",
+        "as stored"
+    );
+    let out = net.agents[0].sync_new_loads();
+    assert_eq!(out.len(), 1);
+    net.route_agent(0, out);
+    net.run();
+    assert_eq!(
+        net.agents[0].list(id).unwrap().tasks[0].spec.title,
+        "Count the float twice"
+    );
+}
+
+/// Without newer lists, the newest the directory holds counts as today:
+/// a terminal that got no new lists for weeks starts with the last ones.
+#[test]
+fn the_newest_lists_load_when_nothing_is_dated_today() {
+    let mut net = Net::new(1);
+    net.connect(0);
+    net.run();
+    net.disconnect(0);
+    net.restart(0, NOW); // content(3) is dated weeks before NOW
+    assert_eq!(net.agents[0].loaded_count(), 2);
+    assert_eq!(net.agents[0].lists().len(), 1);
 }

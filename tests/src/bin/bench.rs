@@ -1,7 +1,8 @@
 //! Benchmarks that write their numbers to BENCHMARKS.md by hand.
 //!
 //! `cargo run -p tests --release --bin bench -- load` measures opening a
-//! replica holding a year of daily lists (see `tests::load_bench`).
+//! replica holding a year of daily lists, as a store and as the agent does
+//! it (see `tests::load_bench`).
 
 use std::path::PathBuf;
 
@@ -19,7 +20,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Open, load and read a replica holding DAYS x LISTS daily lists,
-    /// compacted and as bare change rows.
+    /// compacted and as bare change rows, and open it as the agent does
+    /// (only its working set).
     Load(LoadArgs),
 }
 
