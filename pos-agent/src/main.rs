@@ -196,6 +196,26 @@ async fn materialize_on_a_timer(
     }
 }
 
+/// Fold busy lists' change rows into snapshots a few at a time, so the
+/// terminal keeps opening fast however many taps a list collects.
+async fn compact_on_a_timer(handle: pos_agent::runtime::AgentHandle, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match handle
+            .call(|a, _| (a.compact_storage(32, 10), Vec::new()))
+            .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "compaction failed; retrying later"),
+            Err(_) => return,
+        }
+    }
+}
+
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");

@@ -302,6 +302,15 @@ impl Agent {
         Ok(())
     }
 
+    /// One bounded step of background compaction (see `Store::compact_some`).
+    pub fn compact_storage(
+        &mut self,
+        threshold_changes: usize,
+        max_documents: usize,
+    ) -> Result<usize, AgentError> {
+        Ok(self.store.compact_some(threshold_changes, max_documents)?)
+    }
+
     pub fn sync_status(&self) -> Result<SyncStatus, AgentError> {
         Ok(SyncStatus {
             online: self.session.as_ref().is_some_and(|s| s.is_open()),
