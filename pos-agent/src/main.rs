@@ -147,6 +147,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 terminal.handle.clone(),
                 shutdown.clone(),
             ));
+            tokio::spawn(compact_on_a_timer(
+                terminal.handle.clone(),
+                shutdown.clone(),
+            ));
             let app = pos_agent::api::router(terminal);
             let stop = shutdown.clone();
             axum::serve(listener, app)
