@@ -98,7 +98,15 @@ async fn list(State(t): State<Terminal>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<DocumentId>() else {
         return bad(format!("{id:?} is not a list id")).into_response();
     };
-    match t.handle.call(move |a, _| (a.list(id), Vec::new())).await {
+    // Opening an old list while online also brings it up to date with the hub.
+    match t
+        .handle
+        .call(move |a, _| {
+            let view = a.list(id);
+            (view, a.sync_new_loads())
+        })
+        .await
+    {
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => ApiError::from(e).into_response(),
         Err(e) => ApiError::from(e).into_response(),
