@@ -349,6 +349,111 @@ impl Agent {
         Ok(out)
     }
 
+    /// The hub refused change `hash` of `doc_id`. Every later local change
+    /// to that document depends on it, so the hub would refuse those too:
+    /// drop it and its descendants from this replica's copy, re-record
+    /// under a fresh actor id the status events that only the descendants
+    /// held (the refused change's own events stay refused, listed with
+    /// their reason in `sync_status`), and replace the stored document in
+    /// one transaction. The fresh actor is needed because the dropped
+    /// changes used sequence numbers the new ones would otherwise reuse
+    /// (DESIGN rule 2).
+    fn rebase_after_rejection(
+        &mut self,
+        doc_id: DocumentId,
+        hash: automerge::ChangeHash,
+        now_ms: i64,
+    ) -> Result<Vec<Output>, AgentError> {
+        let Some(doc) = self.doc(doc_id) else {
+            return Ok(Vec::new());
+        };
+        let mut dropped: HashSet<automerge::ChangeHash> = HashSet::new();
+        let (mut kept, mut refused) = (Vec::new(), None);
+        for c in doc.get_changes(&[]) {
+            if c.hash() == hash {
+                dropped.insert(c.hash());
+                refused = Some(c);
+            } else if c.deps().iter().any(|d| dropped.contains(d)) {
+                dropped.insert(c.hash());
+            } else {
+                kept.push(c);
+            }
+        }
+        let Some(refused) = refused else {
+            return Ok(Vec::new());
+        };
+        let before: Vec<StatusEvent> = instance::read_events(doc)
+            .map(|(e, _)| e)
+            .unwrap_or_default();
+        let mut rebuilt = Automerge::new();
+        rebuilt
+            .apply_changes(kept.clone())
+            .map_err(ModelError::from)?;
+        let mut with_refused = rebuilt.fork();
+        with_refused
+            .apply_changes([refused])
+            .map_err(ModelError::from)?;
+        let is_instance = instance::read_events(&rebuilt).is_ok();
+        let (kept_ids, refused_ids): (HashSet<_>, HashSet<_>) = if is_instance {
+            let ids = |d: &Automerge| -> HashSet<crate::ids::EventId> {
+                instance::read_events(d)
+                    .map(|(e, _)| e.iter().map(|e| e.id).collect())
+                    .unwrap_or_default()
+            };
+            (ids(&rebuilt), ids(&with_refused))
+        } else {
+            (HashSet::new(), HashSet::new())
+        };
+        // A fresh actor, derived (the engine has no RNG) from the old one
+        // and the refused change, so it is new and the same after a crash
+        // and replay of this step.
+        let old_actor = self.store.actor_id();
+        let mut h = <sha2::Sha256 as sha2::Digest>::new();
+        sha2::Digest::update(&mut h, old_actor.to_bytes());
+        sha2::Digest::update(&mut h, hash.as_ref());
+        let fresh: [u8; 16] = sha2::Digest::finalize(h)[..16]
+            .try_into()
+            .expect("16 of 32 bytes");
+        self.store.reset_actor(fresh)?;
+        let actor = self.store.actor_id();
+        rebuilt.set_actor(actor.clone());
+        let mut rerecorded = 0;
+        for e in before
+            .iter()
+            .filter(|e| !kept_ids.contains(&e.id) && !refused_ids.contains(&e.id))
+        {
+            let update = StatusUpdate {
+                id: e.id,
+                task: e.task,
+                status: e.status,
+                worker: e.worker.clone(),
+                terminal: e.terminal.clone(),
+                note: e.note.clone(),
+            };
+            match instance::record_status(&mut rebuilt, &update, now_ms) {
+                Ok(_) => rerecorded += 1,
+                Err(err) => {
+                    warn!(event = %e.id, error = %err, "a status event after the refused change could not be recorded again")
+                }
+            }
+        }
+        self.mark_unconfirmed(doc_id)?;
+        self.store
+            .replace_document(doc_id, &rebuilt.get_changes(&[]))?;
+        warn!(doc = %doc_id, %hash, dropped = dropped.len(), rerecorded, "dropped a refused change and what was built on it");
+        for (_, slot) in self.docs.iter_mut() {
+            if let Some(d) = slot.get_mut() {
+                d.set_actor(actor.clone());
+            }
+        }
+        self.docs.insert(doc_id, Slot::from(rebuilt));
+        let Some(session) = self.session.as_mut() else {
+            return Ok(Vec::new());
+        };
+        session.drop_document(doc_id);
+        Ok(self.push(doc_id))
+    }
+
     fn mark_unconfirmed(&mut self, doc_id: DocumentId) -> Result<(), AgentError> {
         if self.unconfirmed_docs.insert(doc_id) {
             if let Err(e) = write_unconfirmed(&mut self.store, &self.unconfirmed_docs) {
@@ -588,6 +693,17 @@ impl Agent {
                     };
                     if let Err(e) = self.store.record_rejection(&rec) {
                         warn!(error = %e, "could not record the rejection");
+                    }
+                    match rec.hash.parse::<automerge::ChangeHash>() {
+                        Ok(h) => match self.rebase_after_rejection(rec.doc, h, now_ms) {
+                            Ok(o) => out.extend(o),
+                            Err(e) => {
+                                warn!(doc = %rec.doc, error = %e, "could not drop the rejected change")
+                            }
+                        },
+                        Err(_) => {
+                            warn!(hash = %rec.hash, "the hub named a change hash that does not parse")
+                        }
                     }
                 }
                 None => warn!(%message, "hub reported an error"),

@@ -211,6 +211,80 @@ fn a_rejected_change_is_reported_to_the_agent_and_not_forwarded() {
         Status::NotStarted
     );
     assert_eq!(net.hub.counters().changes_rejected, 1);
+    // The refused change is dropped from the terminal's copy: it is not
+    // offered again on the next connection, and it does not poison what
+    // the terminal records next.
+    assert_eq!(
+        net.agents[0].list(id).unwrap().tasks[0].status.current,
+        Status::NotStarted
+    );
+    net.disconnect(0);
+    net.connect(0);
+    net.run();
+    assert_eq!(net.hub.counters().changes_rejected, 1, "not retried");
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(2, Status::InProgress, "w1"), NOW)
+        .unwrap();
+    net.route_agent(0, out);
+    net.run();
+    assert_eq!(net.hub.counters().changes_rejected, 1);
+    assert_eq!(
+        net.agents[1].list(id).unwrap().tasks[0].status.current,
+        Status::InProgress,
+        "later work reaches the other terminal"
+    );
+    assert_eq!(
+        net.hub.document(id).unwrap().get_heads(),
+        net.agents[0].document(id).unwrap().get_heads()
+    );
+}
+
+#[test]
+fn work_recorded_offline_after_a_refused_change_is_kept_and_accepted() {
+    let mut net = Net::new(2);
+    net.connect(0);
+    net.connect(1);
+    net.run();
+    net.disconnect(0);
+    let id = content(3).id;
+    // Offline: one event with a clock a day ahead, then good work on top of it.
+    net.agents[0]
+        .record_status(id, &upd(1, Status::Completed, "w1"), NOW + 86_400_000)
+        .unwrap();
+    let later = StatusUpdate {
+        task: TaskId(Uuid::from_u128(2)),
+        ..upd(2, Status::InProgress, "w2")
+    };
+    net.agents[0].record_status(id, &later, NOW).unwrap();
+    net.connect(0);
+    net.run();
+    let view = net.agents[1].list(id).unwrap();
+    let t2 = view.task(TaskId(Uuid::from_u128(2))).unwrap();
+    assert_eq!(
+        t2.status.current,
+        Status::InProgress,
+        "re-recorded and accepted"
+    );
+    assert_eq!(
+        t2.status.latest.as_ref().unwrap().id,
+        EventId(Uuid::from_u128(2)),
+        "same event id"
+    );
+    assert_eq!(
+        view.tasks[0].status.current,
+        Status::NotStarted,
+        "the refused event stays refused"
+    );
+    assert_eq!(
+        net.hub.document(id).unwrap().get_heads(),
+        net.agents[0].document(id).unwrap().get_heads()
+    );
+    assert!(net.agents[0]
+        .sync_status()
+        .unwrap()
+        .rejected
+        .iter()
+        .any(|r| r.reason.contains("after the hub's clock")));
 }
 
 #[test]

@@ -119,6 +119,24 @@ impl Store {
         })
     }
 
+    /// Replace everything stored for `doc` (snapshot, change rows, sync
+    /// states) with `changes`, in one transaction: after a rebase the old
+    /// copy and the new one never mix, and a crash leaves one or the other.
+    pub fn replace_document(
+        &mut self,
+        doc: DocumentId,
+        changes: &[Change],
+    ) -> Result<(), StorageError> {
+        self.write(|tx| {
+            tx.prepare_cached("DELETE FROM sync_states WHERE doc_id = ?1")?
+                .execute([doc.as_bytes()])?;
+            tx.prepare_cached("DELETE FROM documents WHERE doc_id = ?1")?
+                .execute([doc.as_bytes()])?;
+            append_in(tx, doc, changes)?;
+            Ok(())
+        })
+    }
+
     /// How many change rows `doc` has that are not yet folded into its snapshot.
     pub fn change_row_count(&self, doc: DocumentId) -> Result<usize, StorageError> {
         self.read(|conn| {
