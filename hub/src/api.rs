@@ -27,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/status", get(status))
         .route("/status/lists", get(status_by_list))
         .route("/status/workers", get(status_by_worker))
+        .route("/purge", post(purge))
         .route("/templates", post(put_template))
         .route("/templates/{id}/assign", post(assign_template))
 }
@@ -668,4 +669,63 @@ async fn status_by_worker(
             })
             .await,
     )
+}
+
+#[derive(Deserialize)]
+struct PurgeRequest {
+    /// YYYY-MM-DD: lists dated strictly before this (store-local).
+    before: Option<String>,
+    store: Option<String>,
+    list: Option<String>,
+    #[serde(default)]
+    completed_only: bool,
+    /// Count only (the default); pass false to delete.
+    #[serde(default = "yes")]
+    dry_run: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Bulk delete of instances by filter; a dry run (the default) counts.
+async fn purge(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<PurgeRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<engine::replica::PurgeReport, ApiError> = async {
+        let Json(req) = body.map_err(|e| bad_request(format!("bad JSON: {e}")))?;
+        if req.before.is_none() && req.store.is_none() && req.list.is_none() && !req.completed_only {
+            return Err(bad_request(
+                "give at least one filter (before, store, list, completed_only); deleting everything is not a purge",
+            ));
+        }
+        let filter = engine::storage::PurgeFilter {
+            before: req
+                .before
+                .as_deref()
+                .map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d"))
+                .transpose()
+                .map_err(|_| bad_request("before: use YYYY-MM-DD"))?,
+            store: parse_store(&req.store)?,
+            list: req.list,
+            completed_only: req.completed_only,
+        };
+        let dry_run = req.dry_run;
+        let report = state
+            .hub
+            .call(move |hub, now| match hub.purge(&filter, dry_run, now) {
+                Ok((report, out)) => (Ok(report), out),
+                Err(e) => (Err(e), Vec::new()),
+            })
+            .await??;
+        Ok(report)
+    }
+    .await;
+    match r {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => e.into_response(),
+    }
 }

@@ -372,6 +372,31 @@ pub async fn status(
     Ok(())
 }
 
+/// `hub purge ...`: a dry run unless `dry_run` is false.
+pub async fn purge(
+    remote: &Remote,
+    before: Option<String>,
+    store: Option<String>,
+    list: Option<String>,
+    completed_only: bool,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let body = json!({"before": before, "store": store, "list": list,
+                      "completed_only": completed_only, "dry_run": dry_run});
+    let v = call(remote, reqwest::Method::POST, "/api/purge", Some(body)).await?;
+    print(remote, &v, |v| {
+        if dry_run {
+            format!(
+                "{} list(s) match; run again with --yes to delete them",
+                v["count"]
+            )
+        } else {
+            format!("deleted {} list(s)", v["count"])
+        }
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,6 +60,25 @@ enum Cmd {
         #[arg(long)]
         worker: Option<String>,
     },
+    /// Bulk delete old lists: counts first (dry run) unless --yes.
+    Purge {
+        #[command(flatten)]
+        remote: Remote,
+        /// Lists dated before this store-local date, YYYY-MM-DD.
+        #[arg(long)]
+        before: Option<String>,
+        #[arg(long)]
+        store: Option<String>,
+        /// Only lists with this name.
+        #[arg(long)]
+        list: Option<String>,
+        /// Only lists whose every task is completed.
+        #[arg(long)]
+        completed: bool,
+        /// Really delete (without it, only count).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Publish task lists.
     Lists {
         #[command(flatten)]
@@ -123,6 +142,14 @@ async fn run() -> anyhow::Result<()> {
         }
         Cmd::Stores { remote, cmd } => cli::stores(&remote, cmd).await,
         Cmd::Lists { remote, cmd } => cli::lists(&remote, cmd).await,
+        Cmd::Purge {
+            remote,
+            before,
+            store,
+            list,
+            completed,
+            yes,
+        } => cli::purge(&remote, before, store, list, completed, !yes).await,
         Cmd::Status {
             remote,
             by,

@@ -255,3 +255,43 @@ async fn healthz_and_metrics() {
         assert!(text.contains(name), "metrics lack {name:?}:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn purge_counts_first_and_needs_a_filter() {
+    let api = start().await;
+    api.post(
+        "/stores",
+        json!({"id": "s1", "name": "Main", "time_zone": "UTC"}),
+    )
+    .await;
+    for date in ["2026-01-05", "2026-01-06", "2026-02-01"] {
+        let (s, _) = api
+            .post(
+                "/lists",
+                json!({"store": "s1", "name": "Closing", "date": date, "tasks": [{"title": "a"}]}),
+            )
+            .await;
+        assert_eq!(s, 201);
+    }
+    let (s, v) = api.post("/purge", json!({})).await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = api.post("/purge", json!({"before": "2026-02-01"})).await;
+    assert_eq!(
+        (s, v["count"].as_u64(), v["dry_run"].as_bool()),
+        (200, Some(2), Some(true))
+    );
+    let (_, rows) = api.get("/status/lists").await;
+    assert_eq!(
+        rows.as_array().unwrap().len(),
+        3,
+        "a dry run deletes nothing"
+    );
+    let (s, v) = api
+        .post("/purge", json!({"before": "2026-02-01", "dry_run": false}))
+        .await;
+    assert_eq!((s, v["count"].as_u64()), (200, Some(2)));
+    let (_, rows) = api.get("/status/lists").await;
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    let (s, v) = api.post("/purge", json!({"before": "Feb 1"})).await;
+    assert_eq!(s, 400, "{v}");
+}

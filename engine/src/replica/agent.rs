@@ -454,6 +454,25 @@ impl Agent {
         Ok(self.push(doc_id))
     }
 
+    /// HQ took a list out of this store's directory (retention, bulk
+    /// delete): delete the terminal's copy too.
+    fn remove_delisted(&mut self, doc_id: DocumentId) {
+        match self.store.delete_document(doc_id) {
+            Ok(_) => {
+                info!(doc = %doc_id, "list deleted by HQ; removed from this terminal");
+                self.docs.remove(&doc_id);
+                self.working.remove(&doc_id);
+                if self.unconfirmed_docs.remove(&doc_id) {
+                    let _ = write_unconfirmed(&mut self.store, &self.unconfirmed_docs);
+                }
+                if let Some(s) = self.session.as_mut() {
+                    s.drop_document(doc_id);
+                }
+            }
+            Err(e) => warn!(doc = %doc_id, error = %e, "could not delete a list HQ removed"),
+        }
+    }
+
     fn mark_unconfirmed(&mut self, doc_id: DocumentId) -> Result<(), AgentError> {
         if self.unconfirmed_docs.insert(doc_id) {
             if let Err(e) = write_unconfirmed(&mut self.store, &self.unconfirmed_docs) {
@@ -867,7 +886,15 @@ impl Agent {
         *session.sync_state(doc_id) = state;
         self.clear_if_confirmed(doc_id);
         if is_dir && !new_changes.is_empty() {
+            let listed_before: BTreeSet<DocumentId> = self.dates.keys().copied().collect();
             self.refresh_dates();
+            let gone: Vec<DocumentId> = listed_before
+                .into_iter()
+                .filter(|d| !self.dates.contains_key(d))
+                .collect();
+            for doc in gone {
+                self.remove_delisted(doc);
+            }
         }
         if new && !is_dir && self.is_recent(doc_id, now_ms) {
             self.working.insert(doc_id);

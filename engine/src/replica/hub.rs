@@ -154,6 +154,19 @@ impl Hub {
         &self.store
     }
 
+    /// Drop a document from memory and from every session (it was deleted).
+    pub(crate) fn forget_document(&mut self, doc: DocumentId) {
+        self.docs.remove(&doc);
+        if let Some(subs) = self.subscribers.remove(&doc) {
+            for conn in subs {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.session.drop_document(doc);
+                    c.waiting.remove(&doc);
+                }
+            }
+        }
+    }
+
     /// One bounded step of background compaction (see `Store::compact_some`).
     pub fn compact_storage(
         &mut self,

@@ -30,7 +30,49 @@ impl From<TemplateError> for HubError {
     }
 }
 
+/// What a bulk delete did (or, as a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PurgeReport {
+    pub dry_run: bool,
+    pub count: usize,
+    pub documents: Vec<DocumentId>,
+}
+
 impl Hub {
+    /// Bulk delete (retention): instances matching `filter` leave their
+    /// store's directory (pushed to connected terminals, which then delete
+    /// their copies) and are deleted at the hub. With `dry_run`, only
+    /// counts. A recurring instance inside the materialization horizon would
+    /// be made again by the next tick; retention is for the past.
+    pub fn purge(
+        &mut self,
+        filter: &crate::storage::PurgeFilter,
+        dry_run: bool,
+        now_ms: i64,
+    ) -> Result<(PurgeReport, Vec<Output>), HubError> {
+        let found = self.store().purge_candidates(filter)?;
+        let report = PurgeReport {
+            dry_run,
+            count: found.len(),
+            documents: found.iter().map(|(d, _)| *d).collect(),
+        };
+        if dry_run {
+            return Ok((report, Vec::new()));
+        }
+        let mut out = Vec::new();
+        for (doc, store) in found {
+            let dir = DocumentId::directory_of(&store);
+            out.extend(self.edit(dir, now_ms, |d| {
+                Ok(directory::remove_entry(d, doc, now_ms)?
+                    .into_iter()
+                    .collect())
+            })?);
+            self.forget_document(doc);
+            self.store_mut().purge_document(doc)?;
+        }
+        Ok((report, out))
+    }
+
     /// Save a template as its next revision (the hub numbers revisions).
     pub fn put_template(&mut self, mut t: Template) -> Result<Template, HubError> {
         t.validate()?;

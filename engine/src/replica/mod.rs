@@ -12,7 +12,7 @@ pub mod agent;
 pub mod hub;
 mod hub_templates;
 
-pub use hub_templates::DEFAULT_HORIZON_DAYS;
+pub use hub_templates::{PurgeReport, DEFAULT_HORIZON_DAYS};
 mod rate;
 
 /// A connection, as numbered by whoever owns the sockets.

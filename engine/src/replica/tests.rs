@@ -724,3 +724,45 @@ fn the_newest_lists_load_when_nothing_is_dated_today() {
     assert_eq!(net.agents[0].loaded_count(), 2);
     assert_eq!(net.agents[0].lists().len(), 1);
 }
+
+#[test]
+fn a_purge_counts_first_then_removes_lists_from_the_hub_and_the_terminals() {
+    use crate::storage::PurgeFilter;
+    let mut net = Net::new(1);
+    net.connect(0);
+    net.run();
+    let id = content(3).id;
+    assert!(net.agents[0].list(id).is_ok());
+    let filter = PurgeFilter {
+        before: Some(chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()),
+        ..Default::default()
+    };
+    let completed_only = PurgeFilter {
+        completed_only: true,
+        ..filter.clone()
+    };
+    let (r, _) = net.hub.purge(&completed_only, true, NOW).unwrap();
+    assert_eq!(r.count, 0, "nothing is completed yet");
+    let (r, out) = net.hub.purge(&filter, true, NOW).unwrap();
+    assert_eq!((r.count, out.len()), (1, 0), "a dry run only counts");
+    assert!(net.hub.document(id).is_ok());
+
+    let (r, out) = net.hub.purge(&filter, false, NOW).unwrap();
+    assert_eq!(r.documents, vec![id]);
+    net.route_hub(out);
+    net.run();
+    assert!(net.hub.document(id).is_err(), "gone at the hub");
+    assert!(net
+        .hub
+        .store()
+        .status_by_list(None, NOW)
+        .unwrap()
+        .is_empty());
+    assert!(net.agents[0].list(id).is_err(), "gone from the terminal");
+    assert!(!net.agents[0].store().document_exists(id).unwrap());
+    // The terminal asking for it again gets nothing.
+    net.disconnect(0);
+    net.connect(0);
+    net.run();
+    assert!(net.agents[0].list(id).is_err());
+}

@@ -35,7 +35,7 @@ pub use documents::{CompactionStats, DocumentLoad};
 pub use error::StorageError;
 pub use registry::{RejectionRecord, StoreRecord, TokenCheck};
 pub use schema::CURRENT_VERSION;
-pub use status_index::{ListStatusRow, WorkerEventRow};
+pub use status_index::{ListStatusRow, PurgeFilter, WorkerEventRow};
 pub use sync_state::PeerId;
 
 /// How long a write waits for another process holding the file's write lock.

@@ -163,3 +163,69 @@ impl Store {
         })
     }
 }
+
+/// Which instances a bulk delete takes (all given filters must match).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub struct PurgeFilter {
+    /// Lists dated (store-local) strictly before this date.
+    pub before: Option<chrono::NaiveDate>,
+    pub store: Option<StoreId>,
+    /// Lists with exactly this name.
+    pub list: Option<String>,
+    /// Only lists whose every task is completed.
+    #[serde(default)]
+    pub completed_only: bool,
+}
+
+impl Store {
+    /// Instances matching `filter`, from the status index, with their store.
+    pub fn purge_candidates(
+        &self,
+        filter: &PurgeFilter,
+    ) -> Result<Vec<(DocumentId, StoreId)>, StorageError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT doc_id, store_id FROM task_status
+                 WHERE (?1 IS NULL OR list_date < ?1) AND (?2 IS NULL OR store_id = ?2) AND (?3 IS NULL OR list_name = ?3)
+                 GROUP BY doc_id
+                 HAVING (?4 = 0 OR SUM(status != 'completed') = 0)
+                 ORDER BY store_id, list_date",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    filter.before.map(|d| d.format("%Y-%m-%d").to_string()),
+                    filter.store.as_ref().map(|s| s.as_str().to_owned()),
+                    filter.list,
+                    filter.completed_only as i64
+                ],
+                |r| Ok((doc_of(r.get(0)?), r.get::<_, String>(1)?)),
+            )?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (doc, store) = r?;
+                if let Ok(store) = store.parse() {
+                    out.push((doc, store));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Delete an instance and everything the hub knows of it, in one
+    /// transaction: its rows, sync states, owner, vouched content, index.
+    pub fn purge_document(&mut self, doc: DocumentId) -> Result<(), StorageError> {
+        self.write(|tx| {
+            for sql in [
+                "DELETE FROM sync_states WHERE doc_id = ?1",
+                "DELETE FROM documents WHERE doc_id = ?1",
+                "DELETE FROM doc_owners WHERE doc_id = ?1",
+                "DELETE FROM known_content WHERE doc_id = ?1",
+                "DELETE FROM task_status WHERE doc_id = ?1",
+                "DELETE FROM status_events WHERE doc_id = ?1",
+            ] {
+                tx.prepare_cached(sql)?.execute([doc.as_bytes()])?;
+            }
+            Ok(())
+        })
+    }
+}
