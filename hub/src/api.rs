@@ -68,6 +68,14 @@ impl From<engine::storage::StorageError> for ApiError {
     }
 }
 
+/// JSON with `code`, or the error as its status.
+fn reply<T: Serialize>(code: StatusCode, r: Result<T, ApiError>) -> Response {
+    match r {
+        Ok(v) => (code, Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// The answer to a read from the hub thread: JSON, or the error as a status.
 fn json_reply<T: Serialize, E: Into<ApiError>>(r: anyhow::Result<Result<T, E>>) -> Response {
     match r {
@@ -131,10 +139,7 @@ async fn add_store(
         Ok(rec)
     }
     .await;
-    match result {
-        Ok(rec) => (StatusCode::CREATED, Json(rec)).into_response(),
-        Err(e) => e.into_response(),
-    }
+    reply(StatusCode::CREATED, result)
 }
 
 fn nonempty(field: &str, v: String) -> Result<String, ApiError> {
@@ -203,10 +208,7 @@ async fn issue_token(
         Ok(json!({ "token": token }))
     }
     .await;
-    match result {
-        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
-        Err(e) => e.into_response(),
-    }
+    reply(StatusCode::CREATED, result)
 }
 
 #[derive(Deserialize)]
@@ -376,10 +378,7 @@ async fn publish_list(
         Ok(json!({ "id": id, "url": id.to_url() }))
     }
     .await;
-    match result {
-        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
-        Err(e) => e.into_response(),
-    }
+    reply(StatusCode::CREATED, result)
 }
 
 async fn get_document(
@@ -560,10 +559,7 @@ async fn put_template(
         Ok(saved)
     }
     .await;
-    match r {
-        Ok(t) => (StatusCode::CREATED, Json(t)).into_response(),
-        Err(e) => e.into_response(),
-    }
+    reply(StatusCode::CREATED, r)
 }
 
 #[derive(Deserialize)]
@@ -724,8 +720,5 @@ async fn purge(
         Ok(report)
     }
     .await;
-    match r {
-        Ok(report) => Json(report).into_response(),
-        Err(e) => e.into_response(),
-    }
+    reply(StatusCode::OK, r)
 }
