@@ -61,6 +61,8 @@ const CLOCK_OFFSET_KEY: &str = "clock_offset_ms";
 /// has not confirmed. `open` loads them whatever their date, so they sync
 /// at the next connect even after a restart.
 const UNCONFIRMED_KEY: &str = "unconfirmed_documents";
+/// Meta key: the storage id of the hub this terminal last synced with.
+const HUB_STORAGE_KEY: &str = "hub_storage_id";
 /// Lists dated this many days before today (UTC) or later are recent:
 /// they load at open and make today's working set.
 const RECENT_DAYS: i64 = 2;
@@ -690,6 +692,16 @@ impl Agent {
         match event {
             SessionEvent::Opened { storage_id, .. } => {
                 info!("connected to hub");
+                if let Some(sid) = &storage_id {
+                    // Remembered so the sync indicator can tell what the hub
+                    // has confirmed while offline (from saved sync state).
+                    if let Err(e) = self
+                        .store
+                        .set_meta(HUB_STORAGE_KEY, sid.as_str().as_bytes())
+                    {
+                        warn!(error = %e, "could not remember the hub's storage id");
+                    }
+                }
                 self.hub_storage = storage_id;
                 self.last_sync_ms = Some(now_ms);
                 out.extend(self.start_sync());
@@ -911,20 +923,36 @@ impl Agent {
     /// not cover.
     pub fn unconfirmed(&mut self) -> BTreeMap<DocumentId, usize> {
         let mut out = BTreeMap::new();
-        let Some(session) = self.session.as_mut() else {
-            return out;
-        };
-        // Unloaded documents have no unconfirmed changes: commands load
-        // them, and `open` loads the ones marked unconfirmed.
-        for (id, slot) in &self.docs {
-            let Some(doc) = slot.get() else { continue };
-            if !session.has_document(*id) {
-                continue;
-            }
-            let shared = session.sync_state(*id).shared_heads.clone();
-            let n = doc.get_changes(&shared).len();
+        let me = self.store.actor_id();
+        let hub_peer = self
+            .store
+            .get_meta(HUB_STORAGE_KEY)
+            .ok()
+            .flatten()
+            .map(|b| storage::PeerId(String::from_utf8_lossy(&b).into_owned()));
+        // Only documents marked unconfirmed can hold such changes: every
+        // local command marks its document before writing.
+        let marked: Vec<DocumentId> = self.unconfirmed_docs.iter().copied().collect();
+        for id in marked {
+            // What the hub has confirmed: the live session's shared heads,
+            // or offline the ones saved at the last disconnect.
+            let shared = match self.session.as_mut().filter(|s| s.has_document(id)) {
+                Some(s) => s.sync_state(id).shared_heads.clone(),
+                None => hub_peer
+                    .as_ref()
+                    .and_then(|p| self.store.load_sync_state(p, id).ok().flatten())
+                    .and_then(|b| automerge::sync::State::decode(&b).ok())
+                    .map(|st| st.shared_heads)
+                    .unwrap_or_default(),
+            };
+            let Some(doc) = self.doc(id) else { continue };
+            let n = doc
+                .get_changes(&shared)
+                .iter()
+                .filter(|c| c.actor_id() == &me)
+                .count();
             if n > 0 {
-                out.insert(*id, n);
+                out.insert(id, n);
             }
         }
         out

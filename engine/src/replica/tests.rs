@@ -312,6 +312,11 @@ fn the_agent_counts_changes_the_hub_has_not_confirmed() {
     net.agents[0]
         .record_status(id, &upd(1, Status::Completed, "w1"), NOW)
         .unwrap();
+    assert_eq!(
+        net.agents[0].unconfirmed().values().sum::<usize>(),
+        1,
+        "counted while offline"
+    );
     net.connect(0);
     net.run();
     assert_eq!(
