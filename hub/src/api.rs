@@ -28,7 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/status/lists", get(status_by_list))
         .route("/status/workers", get(status_by_worker))
         .route("/purge", post(purge))
-        .route("/templates", post(put_template))
+        .route("/templates", get(list_templates).post(put_template))
         .route("/templates/{id}/assign", post(assign_template))
 }
 
@@ -721,4 +721,25 @@ async fn purge(
     }
     .await;
     reply(StatusCode::OK, r)
+}
+
+/// Every template's latest revision with the stores it is assigned to.
+async fn list_templates(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    hq!(state, headers);
+    json_reply(
+        state
+            .hub
+            .call(|hub, _| {
+                let r = hub.store().latest_templates().and_then(|ts| {
+                    ts.into_iter()
+                        .map(|t| {
+                            let stores = hub.store().template_stores(t.id)?;
+                            Ok(json!({"template": t, "stores": stores}))
+                        })
+                        .collect::<Result<Vec<_>, engine::storage::StorageError>>()
+                });
+                (r, Vec::new())
+            })
+            .await,
+    )
 }

@@ -58,6 +58,8 @@ pub enum StoresCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum ListsCmd {
+    /// Show recurring lists (templates): id, revision, rule, stores.
+    Templates,
     /// Create a recurring list (template) and assign it to stores:
     /// `--task "Title@21:30"` (due at a local time) or `--task "Title@+30"` (minutes after start).
     Create {
@@ -225,6 +227,35 @@ fn parse_task_arg(arg: &str) -> NewTask {
 
 pub async fn lists(remote: &Remote, cmd: ListsCmd) -> anyhow::Result<()> {
     match cmd {
+        ListsCmd::Templates => {
+            let v = call(remote, reqwest::Method::GET, "/api/templates", None).await?;
+            print(remote, &v, |v| {
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| {
+                        let t = &e["template"];
+                        format!(
+                            "{}\trev {}\t{}\t{} at {}\t{}",
+                            t["id"].as_str().unwrap_or(""),
+                            t["revision"],
+                            t["name"].as_str().unwrap_or(""),
+                            t["recurrence"]["rrule"].as_str().unwrap_or(""),
+                            t["recurrence"]["time_of_day"].as_str().unwrap_or(""),
+                            e["stores"]
+                                .as_array()
+                                .map(|s| s
+                                    .iter()
+                                    .filter_map(Value::as_str)
+                                    .collect::<Vec<_>>()
+                                    .join(","))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
         ListsCmd::Create {
             name,
             rrule,
