@@ -52,7 +52,17 @@ impl Hub {
     }
 
     fn check(&self, from: &Automerge, author: &Principal) -> Outcome {
-        let changes = self.doc.get_changes_added(from);
+        self.validate_against(&self.doc, &self.doc.get_changes_added(from), author)
+    }
+
+    /// Validate raw `changes` against `base` with the hub's actor owners,
+    /// vouched content and clock.
+    fn validate_against(
+        &self,
+        base: &Automerge,
+        changes: &[Change],
+        author: &Principal,
+    ) -> Outcome {
         let lookup = |a: &ActorId| self.owners.borrow().get(a).cloned();
         let ctx = ValidationContext {
             doc_id: self.content.id,
@@ -62,7 +72,7 @@ impl Hub {
             known_content: &self.known,
             max_event_time: NOW + 60_000,
         };
-        validate(&self.doc, &changes, author, &ctx)
+        validate(base, changes, author, &ctx)
     }
 
     /// Validate and, like the hub, apply what was accepted.
@@ -264,16 +274,7 @@ fn a_forged_genesis_is_refused() {
     evil.set_actor(genesis::genesis_actor(hub.content.id));
     raw(&mut evil, |tx| tx.put(ROOT, "kind", "mine").unwrap());
     let ch = evil.get_last_local_change().unwrap();
-    let lookup = |_: &ActorId| None;
-    let ctx = ValidationContext {
-        doc_id: hub.content.id,
-        kind: DocKind::Instance,
-        owner: &hub.content.meta.store,
-        actor_owner: &lookup,
-        known_content: &hub.known,
-        max_event_time: NOW,
-    };
-    let out = validate(&Automerge::new(), &[ch], &store(), &ctx);
+    let out = hub.validate_against(&Automerge::new(), &[ch], &store());
     assert_eq!(
         only_verdict(&out),
         Verdict::Rejected(Rejection::ForgedGenesis)
@@ -442,16 +443,7 @@ fn a_change_built_on_a_rejected_one_is_rejected_and_missing_deps_are_reported() 
         .any(|(_, v)| matches!(v, Verdict::Rejected(Rejection::DependsOnRejected(_)))));
     // Only the second change, without the first: its dependency is missing.
     let last: Change = t.get_last_local_change().unwrap();
-    let lookup = |_: &ActorId| None;
-    let ctx = ValidationContext {
-        doc_id: hub.content.id,
-        kind: DocKind::Instance,
-        owner: &hub.content.meta.store,
-        actor_owner: &lookup,
-        known_content: &hub.known,
-        max_event_time: NOW + 60_000,
-    };
-    let out = validate(&hub.doc, &[last], &store(), &ctx);
+    let out = hub.validate_against(&hub.doc, &[last], &store());
     assert_eq!(out.verdicts[0].1, Verdict::MissingDeps);
 }
 
@@ -460,25 +452,15 @@ fn an_offline_materialization_is_accepted_only_when_hq_can_vouch_for_it() {
     // The agent made the same instance offline: identical changes, accepted.
     let hub = Hub::new();
     let agent_changes = instance::materialize(&hub.content).unwrap();
-    let lookup = |_: &ActorId| None;
-    let ctx = ValidationContext {
-        doc_id: hub.content.id,
-        kind: DocKind::Instance,
-        owner: &hub.content.meta.store,
-        actor_owner: &lookup,
-        known_content: &hub.known,
-        max_event_time: NOW,
-    };
-    let out = validate(&Automerge::new(), &agent_changes, &store(), &ctx);
+    let out = hub.validate_against(&Automerge::new(), &agent_changes, &store());
     assert_eq!(out.accepted.len(), agent_changes.len());
     // From a template revision HQ never published: the content is refused.
     let mut other = hub.content.clone();
     other.tasks[0].title = "Something HQ never wrote".into();
-    let out = validate(
+    let out = hub.validate_against(
         &Automerge::new(),
         &instance::materialize(&other).unwrap(),
         &store(),
-        &ctx,
     );
     assert!(out
         .verdicts
