@@ -16,7 +16,8 @@
 //! - its own lists and tasks (`created_by = store:S`): any authored field;
 //! - status log: append new events only, well-formed, dated no later than
 //!   the hub's clock plus a tolerance;
-//! - directory: only entries for lists S created; templates are HQ's;
+//! - directory: only entries for lists S created; templates and the
+//!   worker roster are HQ's (the roster map comes from its own genesis);
 //! - actor ids: one owner each; a change by an actor first introduced by
 //!   someone else is forged; a sequence number may not be reused.
 
@@ -211,6 +212,8 @@ enum Container {
     EventText,
     Entries,
     Templates,
+    /// The directory's worker roster (HQ's).
+    Roster,
 }
 
 fn opid_key(id: &ObjId) -> Option<(u64, ActorId)> {
@@ -268,6 +271,9 @@ fn index_containers(doc: &Automerge) -> HashMap<(u64, ActorId), (Container, ObjI
     }
     if let Some(t) = read::obj(doc, &ROOT, keys::TEMPLATES) {
         add(t, Container::Templates);
+    }
+    if let Some(r) = read::obj(doc, &ROOT, keys::ROSTER) {
+        add(r, Container::Roster);
     }
     idx
 }
@@ -329,6 +335,15 @@ fn check_change(
     // Deterministic changes: accepted only as the exact expected bytes.
     if actor == genesis::genesis_actor(ctx.doc_id) {
         return if c.hash() == genesis::genesis(ctx.doc_id, ctx.kind).hash() {
+            Ok((apply(pre)?, None))
+        } else {
+            Err(Rejection::ForgedGenesis)
+        };
+    }
+    if actor == genesis::roster_genesis_actor(ctx.doc_id) {
+        return if ctx.kind == DocKind::Directory
+            && c.hash() == genesis::roster_genesis(ctx.doc_id).hash()
+        {
             Ok((apply(pre)?, None))
         } else {
             Err(Rejection::ForgedGenesis)
@@ -559,6 +574,14 @@ fn check_change(
                 if store.is_some() {
                     return Err(Rejection::HqField {
                         field: "templates".into(),
+                    });
+                }
+            }
+            Container::Roster => {
+                scalar("roster entry")?;
+                if store.is_some() {
+                    return Err(Rejection::HqField {
+                        field: "roster".into(),
                     });
                 }
             }

@@ -530,6 +530,83 @@ fn directory_rules() {
 }
 
 #[test]
+fn the_roster_is_hqs_and_its_map_comes_only_from_its_genesis() {
+    let store_id: crate::ids::StoreId = "store-042".parse().unwrap();
+    let dir_id = DocumentId::directory_of(&store_id);
+    let base = directory::create(&store_id, ActorId::from(&[0xAA; 16][..]));
+    let owners = |_: &ActorId| None;
+    let known = HashSet::new();
+    let ctx = ValidationContext {
+        doc_id: dir_id,
+        kind: DocKind::Directory,
+        owner: &store_id,
+        actor_owner: &owners,
+        known_content: &known,
+        max_event_time: NOW,
+    };
+    let worker = directory::RosterWorker {
+        name: "Ana".into(),
+        role: "cashier".parse().unwrap(),
+        groups: vec![],
+        pin: None,
+    };
+    let ana: crate::ids::WorkerId = "w-1".parse().unwrap();
+
+    // HQ adds the first worker: roster genesis + entry, both accepted.
+    let mut hq = base.fork();
+    hq.set_actor(ActorId::from(&[0xAA; 16][..]));
+    let made = directory::put_worker(&mut hq, &ana, &worker, 0).unwrap();
+    assert_eq!(made.len(), 2);
+    let out = validate(&base, &made, &Principal::Hq, &ctx);
+    assert!(out.verdicts.iter().all(|(_, v)| *v == Verdict::Accepted));
+
+    // The genesis alone is harmless from anyone, even a store.
+    let g = genesis::roster_genesis(dir_id);
+    assert_eq!(
+        only_verdict(&validate(&base, &[g.clone()], &store(), &ctx)),
+        Verdict::Accepted
+    );
+
+    // A store writing the roster (adding itself as manager) is refused.
+    let mut with_roster = base.fork();
+    with_roster.apply_changes([g]).unwrap();
+    let mut forged = with_roster.fork();
+    forged.set_actor(ActorId::from(&[5u8; 16][..]));
+    let boss = directory::RosterWorker {
+        role: "manager".parse().unwrap(),
+        ..worker.clone()
+    };
+    directory::put_worker(&mut forged, &ana, &boss, 0).unwrap();
+    assert!(matches!(
+        only_verdict(&validate(
+            &with_roster,
+            &with_roster.get_changes_added(&forged),
+            &store(),
+            &ctx
+        )),
+        Verdict::Rejected(Rejection::HqField { .. })
+    ));
+
+    // The roster genesis actor writing anything else is a forgery.
+    let mut fake = base.fork();
+    fake.set_actor(genesis::roster_genesis_actor(dir_id));
+    fake.transact::<_, _, automerge::AutomergeError>(|tx| {
+        tx.put_object(ROOT, "roster", ObjType::List)?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        only_verdict(&validate(
+            &base,
+            &base.get_changes_added(&fake),
+            &store(),
+            &ctx
+        )),
+        Verdict::Rejected(Rejection::ForgedGenesis)
+    );
+}
+
+#[test]
 fn events_written_with_text_objects_as_automerge_3_js_does_are_accepted() {
     let mut hub = Hub::new();
     let mut t = hub.terminal(5);

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::genesis::{self, DocKind};
 use super::{keys, read};
-use crate::ids::{DocumentId, StoreId, TemplateId};
+use crate::ids::{DocumentId, StoreId, TemplateId, WorkerGroupId, WorkerId};
 use crate::model::{CreatedBy, ModelError};
 
 /// One instance the store holds.
@@ -36,10 +36,132 @@ pub struct DirectoryTemplate {
     pub time_zone: String,
 }
 
+/// A worker on the store's roster, as HQ wrote it. `role` (e.g.
+/// `manager`, `cashier`) counts as one more group for assignments, and
+/// `manager` unlocks the manager view at the terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterWorker {
+    pub name: String,
+    pub role: WorkerGroupId,
+    #[serde(default)]
+    pub groups: Vec<WorkerGroupId>,
+    /// Salted hash of the worker's sign-in PIN (`PinHash`), if one is set.
+    #[serde(default)]
+    pub pin: Option<String>,
+}
+
+/// The role that may assign, create tasks and resolve conflicts at a terminal.
+pub const MANAGER_ROLE: &str = "manager";
+
+impl RosterWorker {
+    /// The worker's role and groups: what a `group:` assignee matches.
+    pub fn in_group(&self, g: &WorkerGroupId) -> bool {
+        &self.role == g || self.groups.contains(g)
+    }
+
+    pub fn is_manager(&self) -> bool {
+        self.role.as_str() == MANAGER_ROLE
+    }
+
+    /// Does `pin` match the stored hash? False when no PIN is set.
+    pub fn check_pin(&self, worker: &WorkerId, pin: &str) -> bool {
+        self.pin
+            .as_deref()
+            .and_then(|h| h.parse::<PinHash>().ok())
+            .is_some_and(|h| h.matches(worker, pin))
+    }
+}
+
+/// A sign-in PIN as stored: `sha256$<salt hex>$<digest hex>` over salt,
+/// worker id and PIN. The roster syncs to the store's terminals, so a
+/// terminal can check a PIN offline; a short numeric PIN is guessable by
+/// anyone holding the terminal's database, so it is a sign-in convenience
+/// at a trusted terminal, not a secret against its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinHash {
+    salt: [u8; 16],
+    digest: [u8; 32],
+}
+
+impl PinHash {
+    /// Hash `pin` for `worker`. The salt comes from the caller (the engine
+    /// does no I/O, randomness included).
+    pub fn new(worker: &WorkerId, pin: &str, salt: [u8; 16]) -> Result<PinHash, ModelError> {
+        check_pin_format(pin)?;
+        Ok(PinHash {
+            salt,
+            digest: pin_digest(&salt, worker, pin),
+        })
+    }
+
+    pub fn matches(&self, worker: &WorkerId, pin: &str) -> bool {
+        pin_digest(&self.salt, worker, pin) == self.digest
+    }
+}
+
+/// A PIN is 4 to 8 digits.
+pub fn check_pin_format(pin: &str) -> Result<(), ModelError> {
+    if (4..=8).contains(&pin.len()) && pin.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(ModelError::BadField {
+            field: "pin",
+            reason: "a PIN is 4 to 8 digits".into(),
+        })
+    }
+}
+
+fn pin_digest(salt: &[u8; 16], worker: &WorkerId, pin: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"storetasks/pin/v1");
+    h.update(salt);
+    h.update((worker.as_str().len() as u64).to_be_bytes());
+    h.update(worker.as_str());
+    h.update(pin);
+    h.finalize().into()
+}
+
+impl std::fmt::Display for PinHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sha256${}${}",
+            hex::encode(self.salt),
+            hex::encode(self.digest)
+        )
+    }
+}
+
+impl std::str::FromStr for PinHash {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<PinHash, ModelError> {
+        let bad = || ModelError::BadField {
+            field: "pin",
+            reason: "not a sha256$<salt>$<digest> PIN hash".into(),
+        };
+        let mut parts = s.split('$');
+        let (Some("sha256"), Some(salt), Some(digest), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let mut out = PinHash {
+            salt: [0; 16],
+            digest: [0; 32],
+        };
+        hex::decode_to_slice(salt, &mut out.salt).map_err(|_| bad())?;
+        hex::decode_to_slice(digest, &mut out.digest).map_err(|_| bad())?;
+        Ok(out)
+    }
+}
+
 /// The directory read into the model.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DirectoryView {
     pub entries: BTreeMap<DocumentId, DirectoryEntry>,
+    /// The store's workers (empty until HQ adds the first one).
+    pub roster: BTreeMap<WorkerId, RosterWorker>,
     /// Template id -> the template as JSON (its shape belongs to the HQ
     /// side; the directory only carries it).
     pub templates: BTreeMap<TemplateId, String>,
@@ -76,6 +198,22 @@ pub fn read<R: ReadDoc>(doc: &R) -> Result<DirectoryView, ModelError> {
                 view.entries.insert(id, e);
             }
             None => view.malformed += 1,
+        }
+    }
+    if let Some(roster) = read::obj(doc, &ROOT, keys::ROSTER) {
+        for item in doc.map_range(&roster, ..) {
+            let parsed = item.key.parse::<WorkerId>().ok().zip(match item.value {
+                automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) => {
+                    serde_json::from_str::<RosterWorker>(&s).ok()
+                }
+                _ => None,
+            });
+            match parsed {
+                Some((id, w)) => {
+                    view.roster.insert(id, w);
+                }
+                None => view.malformed += 1,
+            }
         }
     }
     let templates = map_of(doc, keys::TEMPLATES)?;
@@ -139,10 +277,114 @@ pub fn put_template(
     })
 }
 
+/// Add or replace a worker on the roster. The first worker also brings
+/// the roster map (its deterministic genesis), so this may return two
+/// changes; persist them all.
+pub fn put_worker(
+    doc: &mut Automerge,
+    worker: &WorkerId,
+    rec: &RosterWorker,
+    wall_ms: i64,
+) -> Result<Vec<Change>, ModelError> {
+    let mut out = ensure_roster(doc)?;
+    let json = serde_json::to_string(rec).expect("roster entries serialize");
+    out.extend(commit(doc, keys::ROSTER, wall_ms, |tx, o| {
+        tx.put(o, worker.as_str(), json)
+    })?);
+    Ok(out)
+}
+
+/// Take a worker off the roster. `None` when the worker was not on it.
+pub fn remove_worker(
+    doc: &mut Automerge,
+    worker: &WorkerId,
+    wall_ms: i64,
+) -> Result<Option<Change>, ModelError> {
+    let Some(roster) = read::obj(doc, &ROOT, keys::ROSTER) else {
+        return Ok(None);
+    };
+    if doc.get(&roster, worker.as_str()).ok().flatten().is_none() {
+        return Ok(None);
+    }
+    commit(doc, keys::ROSTER, wall_ms, |tx, o| {
+        tx.delete(o, worker.as_str())
+    })
+}
+
+/// Apply the roster genesis if this directory has no roster map yet.
+fn ensure_roster(doc: &mut Automerge) -> Result<Vec<Change>, ModelError> {
+    map_of(doc, keys::ENTRIES)?;
+    if read::obj(doc, &ROOT, keys::ROSTER).is_some() {
+        return Ok(Vec::new());
+    }
+    let id = read::string(doc, &ROOT, keys::ID)
+        .and_then(|s| s.parse::<uuid::Uuid>().ok())
+        .map(DocumentId)
+        .ok_or_else(|| ModelError::NotADirectory("no document id".into()))?;
+    let g = genesis::roster_genesis(id);
+    doc.apply_changes([g.clone()])
+        .map_err(|e| ModelError::Automerge(e.to_string()))?;
+    Ok(vec![g])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use uuid::Uuid;
+
+    #[test]
+    fn rosters_added_on_two_replicas_share_one_map_and_pins_check() {
+        let store: StoreId = "s1".parse().unwrap();
+        let mut a = create(&store, automerge::ActorId::random());
+        let mut b = create(&store, automerge::ActorId::random());
+        let ana: WorkerId = "w-1".parse().unwrap();
+        let bo: WorkerId = "w-2".parse().unwrap();
+        let pin = PinHash::new(&ana, "1234", [7; 16]).unwrap().to_string();
+        let rec = |role: &str, pin: Option<String>| RosterWorker {
+            name: "x".into(),
+            role: role.parse().unwrap(),
+            groups: vec!["closers".parse().unwrap()],
+            pin,
+        };
+        assert_eq!(
+            put_worker(&mut a, &ana, &rec("manager", Some(pin)), 0)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            put_worker(&mut a, &ana, &rec("manager", None), 1)
+                .unwrap()
+                .len(),
+            1
+        );
+        put_worker(&mut b, &bo, &rec("cashier", None), 0).unwrap();
+        a.merge(&mut b).unwrap();
+        let v = read(&a).unwrap();
+        assert_eq!(v.roster.len(), 2, "both workers, one roster map");
+        assert!(v.roster[&ana].is_manager());
+        assert!(v.roster[&bo].in_group(&"cashier".parse().unwrap()));
+        assert!(v.roster[&bo].in_group(&"closers".parse().unwrap()));
+        assert!(!v.roster[&bo].in_group(&"manager".parse().unwrap()));
+        assert!(remove_worker(&mut a, &bo, 2).unwrap().is_some());
+        assert!(remove_worker(&mut a, &bo, 3).unwrap().is_none());
+        assert_eq!(read(&a).unwrap().roster.len(), 1);
+
+        let h = PinHash::new(&ana, "1234", [7; 16]).unwrap();
+        let w = RosterWorker {
+            pin: Some(h.to_string()),
+            ..rec("cashier", None)
+        };
+        assert!(w.check_pin(&ana, "1234"));
+        assert!(!w.check_pin(&ana, "1235"));
+        assert!(!w.check_pin(&bo, "1234"), "the hash is bound to the worker");
+        assert!(!rec("cashier", None).check_pin(&ana, "1234"));
+        assert_eq!(h.to_string().parse::<PinHash>().unwrap(), h);
+        for bad in ["123", "123456789", "12a4", ""] {
+            assert!(PinHash::new(&ana, bad, [0; 16]).is_err(), "{bad:?}");
+        }
+        assert!("sha256$zz$00".parse::<PinHash>().is_err());
+    }
 
     #[test]
     fn directories_made_on_two_replicas_merge_into_one() {

@@ -122,6 +122,24 @@ pub fn task_genesis(doc: DocumentId, task: TaskId) -> Change {
     .expect("creating a task map in a fresh genesis document cannot fail")
 }
 
+/// The actor of the change that adds the roster map to a store directory.
+pub fn roster_genesis_actor(doc: DocumentId) -> ActorId {
+    derived_actor(&[b"roster", doc.as_bytes()])
+}
+
+/// The change that creates the (empty) roster map of directory `doc`.
+/// Directories made before the roster existed get it from this change
+/// instead of a new genesis, so their genesis bytes never change; it
+/// depends only on the genesis, so every replica makes the same bytes.
+pub fn roster_genesis(doc: DocumentId) -> Change {
+    let mut scratch = genesis_document(doc, DocKind::Directory);
+    commit_deterministic(&mut scratch, roster_genesis_actor(doc), |tx| {
+        tx.put_object(ROOT, keys::ROSTER, ObjType::Map)?;
+        Ok(())
+    })
+    .expect("creating the roster map in a fresh directory cannot fail")
+}
+
 /// Build a deterministic change on top of `base` (which must contain only
 /// deterministic changes, so its heads are the same everywhere).
 pub(crate) fn content_change(

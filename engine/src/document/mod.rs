@@ -31,6 +31,8 @@ pub mod keys {
     pub const EVENTS: &str = "events";
     pub const ENTRIES: &str = "entries";
     pub const TEMPLATES: &str = "templates";
+    /// Directory: the store's workers (added by the roster genesis).
+    pub const ROSTER: &str = "roster";
 
     // meta (instance)
     pub const STORE: &str = "store";

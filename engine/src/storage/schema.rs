@@ -157,6 +157,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX status_events_by_worker ON status_events (store_id, worker, at_ms);
     CREATE INDEX status_events_by_doc ON status_events (doc_id);
     ",
+    // v6: store groups (region, format, ...) and their members; templates
+    // may be assigned to a group, which reaches every store in it now and
+    // every store added to it later.
+    "
+    CREATE TABLE store_groups (
+        group_id TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        PRIMARY KEY (group_id, store_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX store_groups_by_store ON store_groups (store_id);
+
+    CREATE TABLE template_groups (
+        template_id BLOB NOT NULL,
+        group_id    TEXT NOT NULL,
+        PRIMARY KEY (template_id, group_id)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes and understands.
