@@ -563,7 +563,7 @@ fn the_roster_is_hqs_and_its_map_comes_only_from_its_genesis() {
     // The genesis alone is harmless from anyone, even a store.
     let g = genesis::roster_genesis(dir_id);
     assert_eq!(
-        only_verdict(&validate(&base, &[g.clone()], &store(), &ctx)),
+        only_verdict(&validate(&base, std::slice::from_ref(&g), &store(), &ctx)),
         Verdict::Accepted
     );
 
