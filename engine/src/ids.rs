@@ -152,6 +152,11 @@ code_id!(
     "worker group"
 );
 code_id!(
+    /// A group of stores HQ assigns lists to, e.g. `region-north`, `format-express`.
+    StoreGroupId,
+    "store group"
+);
+code_id!(
     /// A POS terminal, e.g. `pos-2`. Recorded on every status event.
     TerminalId,
     "terminal"

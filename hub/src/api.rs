@@ -1,6 +1,8 @@
 //! The admin HTTP API under `/api/` (HQ token required): stores, tokens,
 //! publishing lists, reading documents. Every error says what to fix.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,13 +29,14 @@ pub fn routes() -> Router<AppState> {
         .route("/status", get(status))
         .route("/status/lists", get(status_by_list))
         .route("/status/workers", get(status_by_worker))
+        .route("/status/past-due", get(status_past_due))
         .route("/purge", post(purge))
         .route("/templates", get(list_templates).post(put_template))
         .route("/templates/{id}/assign", post(assign_template))
 }
 
 /// An API error: status code and a message that says what to fix.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -41,7 +44,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad_request(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad_request(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
@@ -69,7 +72,7 @@ impl From<engine::storage::StorageError> for ApiError {
 }
 
 /// JSON with `code`, or the error as its status.
-fn reply<T: Serialize>(code: StatusCode, r: Result<T, ApiError>) -> Response {
+pub(crate) fn reply<T: Serialize>(code: StatusCode, r: Result<T, ApiError>) -> Response {
     match r {
         Ok(v) => (code, Json(v)).into_response(),
         Err(e) => e.into_response(),
@@ -77,7 +80,9 @@ fn reply<T: Serialize>(code: StatusCode, r: Result<T, ApiError>) -> Response {
 }
 
 /// The answer to a read from the hub thread: JSON, or the error as a status.
-fn json_reply<T: Serialize, E: Into<ApiError>>(r: anyhow::Result<Result<T, E>>) -> Response {
+pub(crate) fn json_reply<T: Serialize, E: Into<ApiError>>(
+    r: anyhow::Result<Result<T, E>>,
+) -> Response {
     match r {
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => e.into().into_response(),
@@ -85,7 +90,7 @@ fn json_reply<T: Serialize, E: Into<ApiError>>(r: anyhow::Result<Result<T, E>>) 
     }
 }
 
-async fn require_hq(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+pub(crate) async fn require_hq(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     match authenticate(state, presented_token(headers, None)).await? {
         Principal::Hq => Ok(()),
         Principal::Store(_) => Err(ApiError(
@@ -98,11 +103,12 @@ async fn require_hq(state: &AppState, headers: &HeaderMap) -> Result<(), Respons
 
 macro_rules! hq {
     ($state:expr, $headers:expr) => {
-        if let Err(r) = require_hq(&$state, &$headers).await {
+        if let Err(r) = crate::api::require_hq(&$state, &$headers).await {
             return r;
         }
     };
 }
+pub(crate) use hq;
 
 #[derive(Deserialize)]
 struct NewStore {
@@ -142,7 +148,7 @@ async fn add_store(
     reply(StatusCode::CREATED, result)
 }
 
-fn nonempty(field: &str, v: String) -> Result<String, ApiError> {
+pub(crate) fn nonempty(field: &str, v: String) -> Result<String, ApiError> {
     if v.trim().is_empty() {
         Err(bad_request(format!("{field} is empty")))
     } else {
@@ -150,19 +156,44 @@ fn nonempty(field: &str, v: String) -> Result<String, ApiError> {
     }
 }
 
+/// Unix ms as RFC 3339 (UTC, milliseconds), for JSON answers.
+fn rfc3339(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// Every store with whether it is online now (at least one authenticated
+/// sync connection), how many connections it has, and when it last synced
+/// (RFC 3339, or null if never).
 async fn list_stores(State(state): State<AppState>, headers: HeaderMap) -> Response {
     hq!(state, headers);
+    let activity = state.hub.activity.clone();
     let r = state
         .hub
-        .call(|hub, _| {
-            let online: Vec<Principal> = hub.connected_principals();
-            let stores = hub.store().list_stores().map(|v| {
-                v.into_iter()
+        .call(move |hub, _| {
+            // Read on the hub thread, so it agrees with the hub's connections.
+            let links = activity.lock().unwrap_or_else(|e| e.into_inner()).links();
+            let mut connections: HashMap<StoreId, usize> = HashMap::new();
+            for p in hub.connected_principals() {
+                if let Principal::Store(s) = p {
+                    *connections.entry(s).or_default() += 1;
+                }
+            }
+            let stores = hub.store().list_stores().and_then(|v| {
+                let persisted: HashMap<StoreId, i64> =
+                    hub.store().store_sync_times()?.into_iter().collect();
+                Ok(v.into_iter()
                     .map(|s| {
-                        let on = online.contains(&Principal::Store(s.id.clone()));
-                        json!({"id": s.id, "name": s.name, "time_zone": s.time_zone, "online": on})
+                        let n = connections.get(&s.id).copied().unwrap_or(0);
+                        let last = links
+                            .get(&s.id)
+                            .and_then(|l| l.last_sync_ms)
+                            .max(persisted.get(&s.id).copied());
+                        json!({"id": s.id, "name": s.name, "time_zone": s.time_zone,
+                               "online": n > 0, "connections": n,
+                               "last_sync": last.and_then(rfc3339)})
                     })
-                    .collect::<Vec<_>>()
+                    .collect::<Vec<_>>())
             });
             (stores, Vec::new())
         })
@@ -224,7 +255,11 @@ async fn revoke_token(
     hq!(state, headers);
     match state
         .hub
-        .call(move |hub, now| (hub.revoke_token(&body.token, now), Vec::new()))
+        .call(move |hub, now| match hub.revoke_token(&body.token, now) {
+            Ok(Some(out)) => (Ok(true), out),
+            Ok(None) => (Ok(false), Vec::new()),
+            Err(e) => (Err(e), Vec::new()),
+        })
         .await
     {
         Ok(Ok(true)) => Json(json!({"revoked": true})).into_response(),
@@ -564,7 +599,11 @@ async fn put_template(
 
 #[derive(Deserialize)]
 struct AssignTemplate {
+    #[serde(default)]
     stores: Vec<String>,
+    /// Store groups: every store in them now and every store added later.
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 async fn assign_template(
@@ -575,8 +614,11 @@ async fn assign_template(
 ) -> Response {
     hq!(state, headers);
     let r: Result<(), ApiError> = async {
-        let Json(req) =
-            body.map_err(|e| bad_request(format!("bad JSON: {e}; send {{\"stores\": [ids]}}")))?;
+        let Json(req) = body.map_err(|e| {
+            bad_request(format!(
+                "bad JSON: {e}; send {{\"stores\": [ids], \"groups\": [ids]}}"
+            ))
+        })?;
         let id: engine::ids::TemplateId = id
             .parse()
             .map_err(|e| bad_request(format!("template id: {e}")))?;
@@ -588,15 +630,31 @@ async fn assign_template(
                     .map_err(|e| bad_request(format!("store {s:?}: {e}")))
             })
             .collect::<Result<_, _>>()?;
+        let groups: Vec<engine::ids::StoreGroupId> = req
+            .groups
+            .iter()
+            .map(|g| {
+                g.parse()
+                    .map_err(|e| bad_request(format!("group {g:?}: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        if stores.is_empty() && groups.is_empty() {
+            return Err(bad_request("name at least one store or store group"));
+        }
         state
             .hub
-            .call(move |hub, now| match hub.assign_template(id, &stores) {
-                Ok(()) => (
-                    Ok(()),
-                    hub.materialize(now, engine::replica::DEFAULT_HORIZON_DAYS)
-                        .unwrap_or_default(),
-                ),
-                Err(e) => (Err(e), Vec::new()),
+            .call(move |hub, now| {
+                match hub
+                    .assign_template(id, &stores)
+                    .and_then(|()| hub.assign_template_to_groups(id, &groups))
+                {
+                    Ok(()) => (
+                        Ok(()),
+                        hub.materialize(now, engine::replica::DEFAULT_HORIZON_DAYS)
+                            .unwrap_or_default(),
+                    ),
+                    Err(e) => (Err(e), Vec::new()),
+                }
             })
             .await??;
         Ok(())
@@ -613,6 +671,19 @@ struct StatusQuery {
     store: Option<String>,
     worker: Option<String>,
     limit: Option<u32>,
+    /// Lists dated from (YYYY-MM-DD, store-local, inclusive).
+    from: Option<String>,
+    /// Lists dated up to (inclusive).
+    to: Option<String>,
+}
+
+fn parse_day(field: &str, q: &Option<String>) -> Result<Option<NaiveDate>, ApiError> {
+    q.as_deref()
+        .map(|d| {
+            NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map_err(|_| bad_request(format!("{field} {d:?}: use YYYY-MM-DD")))
+        })
+        .transpose()
 }
 
 fn parse_store(q: &Option<String>) -> Result<Option<StoreId>, ApiError> {
@@ -629,14 +700,61 @@ async fn status_by_list(
     axum::extract::Query(q): axum::extract::Query<StatusQuery>,
 ) -> Response {
     hq!(state, headers);
-    let store = match parse_store(&q.store) {
-        Ok(s) => s,
+    let (store, from, to) = match (|| {
+        Ok::<_, ApiError>((
+            parse_store(&q.store)?,
+            parse_day("from", &q.from)?,
+            parse_day("to", &q.to)?,
+        ))
+    })() {
+        Ok(v) => v,
         Err(e) => return e.into_response(),
     };
     json_reply(
         state
             .hub
-            .call(move |hub, now| (hub.store().status_by_list(store.as_ref(), now), Vec::new()))
+            .call(move |hub, now| {
+                let rows = hub
+                    .store()
+                    .status_by_list_between(store.as_ref(), from, to, now);
+                (rows, Vec::new())
+            })
+            .await,
+    )
+}
+
+/// Open tasks whose due time has passed, most overdue first, from the
+/// status index: store, list, task, due (RFC 3339), assignee, status.
+async fn status_past_due(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<StatusQuery>,
+) -> Response {
+    hq!(state, headers);
+    let store = match parse_store(&q.store) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let limit = q.limit.unwrap_or(500).min(10_000);
+    json_reply(
+        state
+            .hub
+            .call(move |hub, now| {
+                let rows = hub
+                    .store()
+                    .past_due(store.as_ref(), now, limit)
+                    .map(|rows| {
+                        rows.into_iter()
+                        .map(|r| {
+                            json!({"store": r.store, "doc": r.doc, "list": r.list, "date": r.date,
+                                   "task": r.task, "title": r.title, "due": rfc3339(r.due_ms),
+                                   "due_ms": r.due_ms, "assignee": r.assignee,
+                                   "status": r.status, "conflict": r.conflict})
+                        })
+                        .collect::<Vec<_>>()
+                    });
+                (rows, Vec::new())
+            })
             .await,
     )
 }

@@ -38,7 +38,7 @@ pub enum StoresCmd {
         #[arg(long)]
         tz: String,
     },
-    /// List stores and whether they are online.
+    /// List stores: online (terminals connected) or offline, last sync.
     List,
     /// Issue a token for a store's terminals.
     Token {
@@ -49,10 +49,43 @@ pub enum StoresCmd {
         #[arg(long)]
         expires_in_hours: Option<u32>,
     },
-    /// Revoke a token.
+    /// Revoke a token: the token itself, or its id from `stores tokens`.
     Revoke {
+        #[arg(long, required_unless_present = "id")]
+        token_to_revoke: Option<String>,
+        #[arg(long, conflicts_with = "token_to_revoke")]
+        id: Option<String>,
+    },
+    /// Change a store's name or time zone.
+    Update {
         #[arg(long)]
-        token_to_revoke: String,
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// IANA time zone, e.g. Europe/Berlin.
+        #[arg(long)]
+        tz: Option<String>,
+    },
+    /// Remove a store: revokes its tokens, closes its connections and
+    /// deletes its lists and their history from the hub.
+    Remove {
+        #[arg(long)]
+        id: String,
+        /// Really remove (without it, nothing happens).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// List tokens (ids, labels, state; never the tokens themselves).
+    Tokens {
+        #[arg(long)]
+        store: Option<String>,
+    },
+    /// Make a token expire now, or at `--at` (RFC 3339).
+    Expire {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        at: Option<String>,
     },
 }
 
@@ -79,6 +112,9 @@ pub enum ListsCmd {
         /// Stores to assign it to (repeat or comma-separate).
         #[arg(long = "store", value_delimiter = ',')]
         stores: Vec<String>,
+        /// Store groups to assign it to: their stores now and later.
+        #[arg(long = "group", value_delimiter = ',')]
+        groups: Vec<String>,
     },
     /// Publish a one-off list to a store: `--task "Title@21:00"` (due time optional).
     Publish {
@@ -94,7 +130,7 @@ pub enum ListsCmd {
     },
 }
 
-async fn call(
+pub(crate) async fn call(
     remote: &Remote,
     method: reqwest::Method,
     path: &str,
@@ -127,7 +163,7 @@ async fn call(
     Ok(value)
 }
 
-fn print(remote: &Remote, v: &Value, text: impl FnOnce(&Value) -> String) {
+pub(crate) fn print(remote: &Remote, v: &Value, text: impl FnOnce(&Value) -> String) {
     if remote.json {
         println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     } else {
@@ -157,16 +193,18 @@ pub async fn stores(remote: &Remote, cmd: StoresCmd) -> anyhow::Result<()> {
                     .map(|a| {
                         a.iter()
                             .map(|s| {
+                                let online = match s["connections"].as_u64() {
+                                    _ if s["online"].as_bool() != Some(true) => "offline".into(),
+                                    Some(1) => "online (1 connection)".to_owned(),
+                                    Some(n) => format!("online ({n} connections)"),
+                                    None => "online".into(),
+                                };
                                 format!(
-                                    "{}\t{}\t{}\t{}",
+                                    "{}\t{}\t{}\t{online}\tlast sync {}",
                                     s["id"].as_str().unwrap_or(""),
                                     s["name"].as_str().unwrap_or(""),
                                     s["time_zone"].as_str().unwrap_or(""),
-                                    if s["online"].as_bool() == Some(true) {
-                                        "online"
-                                    } else {
-                                        "offline"
-                                    }
+                                    s["last_sync"].as_str().unwrap_or("never"),
                                 )
                             })
                             .collect::<Vec<_>>()
@@ -189,16 +227,20 @@ pub async fn stores(remote: &Remote, cmd: StoresCmd) -> anyhow::Result<()> {
             .await?;
             print(remote, &v, |v| v["token"].as_str().unwrap_or("").to_owned());
         }
-        StoresCmd::Revoke { token_to_revoke } => {
+        StoresCmd::Revoke {
+            token_to_revoke: Some(token),
+            ..
+        } => {
             let v = call(
                 remote,
                 Method::POST,
                 "/api/tokens/revoke",
-                Some(json!({"token": token_to_revoke})),
+                Some(json!({"token": token})),
             )
             .await?;
             print(remote, &v, |_| "revoked".into());
         }
+        other => crate::cli_admin::stores(remote, other).await?,
     }
     Ok(())
 }
@@ -263,6 +305,7 @@ pub async fn lists(remote: &Remote, cmd: ListsCmd) -> anyhow::Result<()> {
             start_date,
             tasks,
             stores,
+            groups,
         } => {
             let tasks: Vec<Value> = tasks
                 .iter()
@@ -274,20 +317,25 @@ pub async fn lists(remote: &Remote, cmd: ListsCmd) -> anyhow::Result<()> {
             let body = json!({"name": name, "rrule": rrule, "time": time, "start_date": start_date, "tasks": tasks});
             let t = call(remote, reqwest::Method::POST, "/api/templates", Some(body)).await?;
             let id = t["id"].as_str().unwrap_or_default().to_owned();
-            if !stores.is_empty() {
+            if !stores.is_empty() || !groups.is_empty() {
                 call(
                     remote,
                     reqwest::Method::POST,
                     &format!("/api/templates/{id}/assign"),
-                    Some(json!({ "stores": stores })),
+                    Some(json!({ "stores": stores, "groups": groups })),
                 )
                 .await?;
             }
+            let targets: Vec<String> = stores
+                .iter()
+                .cloned()
+                .chain(groups.iter().map(|g| format!("group {g}")))
+                .collect();
             print(remote, &t, |_| {
                 format!(
                     "template {id} (revision {}) assigned to {}",
                     t["revision"],
-                    stores.join(", ")
+                    targets.join(", ")
                 )
             });
         }
@@ -318,12 +366,13 @@ pub async fn lists(remote: &Remote, cmd: ListsCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `hub status --by store|worker`.
+/// `hub status --by store|worker`, or `hub status --past-due`.
 pub async fn status(
     remote: &Remote,
     by: &str,
     store: Option<String>,
     worker: Option<String>,
+    past_due: bool,
 ) -> anyhow::Result<()> {
     let mut q = Vec::new();
     if let Some(s) = &store {
@@ -337,6 +386,17 @@ pub async fn status(
     } else {
         format!("?{}", q.join("&"))
     };
+    if past_due {
+        let v = call(
+            remote,
+            reqwest::Method::GET,
+            &format!("/api/status/past-due{query}"),
+            None,
+        )
+        .await?;
+        print(remote, &v, past_due_text);
+        return Ok(());
+    }
     match by {
         "store" | "list" => {
             let v = call(
@@ -403,6 +463,37 @@ pub async fn status(
     Ok(())
 }
 
+/// One line per past-due task: due, how late, store, date, list, task, assignee, status.
+fn past_due_text(v: &Value) -> String {
+    let rows = v.as_array().map(Vec::as_slice).unwrap_or_default();
+    if rows.is_empty() {
+        return "nothing is past due".into();
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut out = vec!["due\tlate\tstore\tdate\tlist\ttask\tassignee\tstatus".to_owned()];
+    for r in rows {
+        let late_min = (now - r["due_ms"].as_i64().unwrap_or(now)).max(0) / 60_000;
+        out.push(format!(
+            "{}\t{}h{:02}m\t{}\t{}\t{}\t{}\t{}\t{}{}",
+            r["due"].as_str().unwrap_or(""),
+            late_min / 60,
+            late_min % 60,
+            r["store"].as_str().unwrap_or(""),
+            r["date"].as_str().unwrap_or(""),
+            r["list"].as_str().unwrap_or(""),
+            r["title"].as_str().unwrap_or(""),
+            r["assignee"].as_str().unwrap_or("-"),
+            r["status"].as_str().unwrap_or(""),
+            if r["conflict"].as_bool() == Some(true) {
+                " (conflict)"
+            } else {
+                ""
+            }
+        ));
+    }
+    out.join("\n")
+}
+
 /// `hub purge ...`: a dry run unless `dry_run` is false.
 pub async fn purge(
     remote: &Remote,
@@ -446,5 +537,20 @@ mod tests {
         );
         let t = parse_task_arg("Email boss@example.com");
         assert_eq!((t.title.as_str(), t.due), ("Email boss@example.com", None));
+    }
+
+    #[test]
+    fn past_due_rows_print_one_line_each() {
+        assert_eq!(past_due_text(&json!([])), "nothing is past due");
+        let due = chrono::Utc::now().timestamp_millis() - 90 * 60_000;
+        let text = past_due_text(&json!([{"due": "2026-11-26T08:00:00.000Z", "due_ms": due,
+            "store": "s1", "date": "2026-11-26", "list": "Opening", "title": "Unlock",
+            "assignee": "worker:w-1", "status": "in_progress", "conflict": true}]));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(
+            lines[1],
+            "2026-11-26T08:00:00.000Z\t1h30m\ts1\t2026-11-26\tOpening\tUnlock\tworker:w-1\tin_progress (conflict)"
+        );
     }
 }

@@ -3,7 +3,11 @@
 //! `server::run` is the entry point `main` and the tests share.
 
 pub mod api;
+pub mod api_admin;
 pub mod cli;
+pub mod cli_admin;
+pub mod connectivity;
+pub mod dashboard;
 pub mod metrics;
 pub mod runtime;
 pub mod server;

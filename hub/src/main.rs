@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use engine::replica::hub::HubLimits;
 use hub::cli::{self, ListsCmd, Remote, StoresCmd};
+use hub::cli_admin::{self, GroupsCmd, WorkersCmd};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -49,7 +50,7 @@ enum Cmd {
         #[command(subcommand)]
         cmd: StoresCmd,
     },
-    /// Status by store (lists x stores with counts) or by worker.
+    /// Status by store (lists x stores with counts) or by worker, or past-due tasks.
     Status {
         #[command(flatten)]
         remote: Remote,
@@ -59,6 +60,9 @@ enum Cmd {
         store: Option<String>,
         #[arg(long)]
         worker: Option<String>,
+        /// Open tasks whose due time has passed, most overdue first (instead of --by).
+        #[arg(long)]
+        past_due: bool,
     },
     /// Bulk delete old lists: counts first (dry run) unless --yes.
     Purge {
@@ -78,6 +82,20 @@ enum Cmd {
         /// Really delete (without it, only count).
         #[arg(long)]
         yes: bool,
+    },
+    /// A store's workers and roles (its terminals sign them in by PIN).
+    Workers {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        cmd: WorkersCmd,
+    },
+    /// Store groups (region, format, ...) that lists can be assigned to.
+    Groups {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        cmd: GroupsCmd,
     },
     /// Publish task lists.
     Lists {
@@ -142,6 +160,8 @@ async fn run() -> anyhow::Result<()> {
         }
         Cmd::Stores { remote, cmd } => cli::stores(&remote, cmd).await,
         Cmd::Lists { remote, cmd } => cli::lists(&remote, cmd).await,
+        Cmd::Workers { remote, cmd } => cli_admin::workers(&remote, cmd).await,
+        Cmd::Groups { remote, cmd } => cli_admin::groups(&remote, cmd).await,
         Cmd::Purge {
             remote,
             before,
@@ -155,7 +175,8 @@ async fn run() -> anyhow::Result<()> {
             by,
             store,
             worker,
-        } => cli::status(&remote, &by, store, worker).await,
+            past_due,
+        } => cli::status(&remote, &by, store, worker, past_due).await,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc as std_mpsc;
+use std::sync::Mutex;
 use std::thread;
 
 use engine::ids::Principal;
@@ -10,6 +11,8 @@ use engine::replica::hub::Hub;
 use engine::replica::{ConnId, Output};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
+
+use crate::connectivity::StoreActivity;
 
 /// What a connection's writer task is told to do.
 #[derive(Debug)]
@@ -42,6 +45,8 @@ pub struct HubHandle {
     tx: std_mpsc::Sender<Cmd>,
     /// Message handling times, measured on the hub thread.
     pub latency: std::sync::Arc<crate::metrics::Latency>,
+    /// Store connections and last-sync times, kept by the hub thread.
+    pub activity: std::sync::Arc<std::sync::Mutex<StoreActivity>>,
 }
 
 /// Outbound frames queued per connection before it counts as too slow
@@ -58,11 +63,17 @@ impl HubHandle {
         let (tx, rx) = std_mpsc::channel::<Cmd>();
         let latency = std::sync::Arc::new(crate::metrics::Latency::default());
         let l = latency.clone();
+        let activity = std::sync::Arc::new(std::sync::Mutex::new(StoreActivity::default()));
+        let a = activity.clone();
         thread::Builder::new()
             .name("hub-replica".into())
-            .spawn(move || run(hub, rx, &l))
+            .spawn(move || run(hub, rx, &l, &a))
             .expect("spawning the hub thread");
-        HubHandle { tx, latency }
+        HubHandle {
+            tx,
+            latency,
+            activity,
+        }
     }
 
     pub fn connect(&self, conn: ConnId, principal: Principal, out: mpsc::Sender<Outbound>) {
@@ -101,7 +112,12 @@ impl HubHandle {
     }
 }
 
-fn run(mut hub: Hub, rx: std_mpsc::Receiver<Cmd>, latency: &crate::metrics::Latency) {
+fn run(
+    mut hub: Hub,
+    rx: std_mpsc::Receiver<Cmd>,
+    latency: &crate::metrics::Latency,
+    activity: &Mutex<StoreActivity>,
+) {
     let mut conns: HashMap<ConnId, mpsc::Sender<Outbound>> = HashMap::new();
     while let Ok(cmd) = rx.recv() {
         let now = now_ms();
@@ -112,10 +128,14 @@ fn run(mut hub: Hub, rx: std_mpsc::Receiver<Cmd>, latency: &crate::metrics::Late
                 out,
             } => {
                 conns.insert(conn, out);
+                let seen = lock(activity).connected(conn, &principal, now);
+                record_store_sync(&hub, seen);
                 hub.connect(conn, principal, now);
                 Vec::new()
             }
             Cmd::Frame { conn, frame } => {
+                let seen = lock(activity).frame(conn, now);
+                record_store_sync(&hub, seen);
                 let started = std::time::Instant::now();
                 let out = hub.receive(conn, &frame, now);
                 latency.observe(started.elapsed());
@@ -123,12 +143,32 @@ fn run(mut hub: Hub, rx: std_mpsc::Receiver<Cmd>, latency: &crate::metrics::Late
             }
             Cmd::Disconnect { conn } => {
                 conns.remove(&conn);
+                let seen = lock(activity).disconnected(conn);
+                record_store_sync(&hub, seen);
                 hub.disconnect(conn);
                 Vec::new()
             }
             Cmd::Job(job) => job(&mut hub, now),
         };
         deliver(&mut hub, &mut conns, out);
+    }
+    let rest = lock(activity).unwritten();
+    if let Err(e) = hub.store().record_store_sync(&rest) {
+        warn!(error = %e, "could not record when stores last synced");
+    }
+}
+
+fn lock(activity: &Mutex<StoreActivity>) -> std::sync::MutexGuard<'_, StoreActivity> {
+    // The data stays consistent even if a reader panicked holding the lock.
+    activity.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Persist a store's last-sync time. Bookkeeping for the dashboard: a
+/// failure is logged, never fatal to sync.
+fn record_store_sync(hub: &Hub, seen: Option<(engine::ids::StoreId, i64)>) {
+    let Some(seen) = seen else { return };
+    if let Err(e) = hub.store().record_store_sync(std::slice::from_ref(&seen)) {
+        warn!(store = %seen.0, error = %e, "could not record when the store last synced");
     }
 }
 

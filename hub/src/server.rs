@@ -138,7 +138,8 @@ pub fn router(state: AppState) -> Router {
         .route("/sync", get(sync_upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .nest("/api", api::routes())
+        .nest("/api", api::routes().merge(crate::api_admin::routes()))
+        .merge(crate::dashboard::routes())
         .with_state(state)
 }
 

@@ -1,14 +1,19 @@
 //! The admin API over HTTP: what an HQ operator's requests do, and the
 //! 4xx answers that say what to fix.
 
+use std::time::{Duration, Instant};
+
 use engine::replica::hub::HubLimits;
+use hub::runtime::HubHandle;
 use hub::server;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 struct Api {
-    _dir: tempfile::TempDir,
+    /// `None` once taken for a restart.
+    dir: Option<tempfile::TempDir>,
     base: String,
+    hub: HubHandle,
     shutdown: CancellationToken,
 }
 
@@ -19,16 +24,37 @@ impl Drop for Api {
 }
 
 async fn start() -> Api {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap()).await
+}
+
+/// A hub on `dir` (a restart when a hub ran there before).
+async fn start_in(dir: tempfile::TempDir) -> Api {
     let opened = server::open(dir.path(), HubLimits::default(), Some("admin")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/api", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
+    let hub = opened.state.hub.clone();
     tokio::spawn(server::run(listener, opened.state, shutdown.clone()));
     Api {
-        _dir: dir,
+        dir: Some(dir),
         base,
+        hub,
         shutdown,
+    }
+}
+
+/// Poll `f` until it gives a value; fail after a deadline.
+async fn wait_for<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -294,4 +320,350 @@ async fn purge_counts_first_and_needs_a_filter() {
     assert_eq!(rows.as_array().unwrap().len(), 1);
     let (s, v) = api.post("/purge", json!({"before": "Feb 1"})).await;
     assert_eq!(s, 400, "{v}");
+}
+
+fn rfc3339_ms(v: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}")))
+        .unwrap()
+        .timestamp_millis()
+}
+
+#[tokio::test]
+async fn stores_show_connections_and_a_last_sync_that_survives_a_restart() {
+    let api = start().await;
+    for id in ["s1", "s2"] {
+        let (s, _) = api
+            .post("/stores", json!({"id": id, "name": id, "time_zone": "UTC"}))
+            .await;
+        assert_eq!(s, 201);
+    }
+    let (_, v) = api.post("/stores/s1/tokens", json!({})).await;
+    let token = v["token"].as_str().unwrap().to_owned();
+    let (_, stores) = api.get("/stores").await;
+    assert_eq!(
+        (
+            &stores[0]["online"],
+            &stores[0]["connections"],
+            &stores[0]["last_sync"]
+        ),
+        (&json!(false), &json!(0), &Value::Null),
+        "{stores}"
+    );
+
+    let before = chrono::Utc::now().timestamp_millis();
+    let url = api
+        .base
+        .replace("http://", "ws://")
+        .replace("/api", "/sync");
+    let url = format!("{url}?token={token}");
+    let (ws1, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let (ws2, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let stores = wait_for("two connections of s1", async || {
+        let (_, v) = api.get("/stores").await;
+        (v[0]["connections"] == 2).then_some(v)
+    })
+    .await;
+    assert_eq!(stores[0]["online"], true);
+    let seen = rfc3339_ms(&stores[0]["last_sync"]);
+    assert!(
+        seen >= before - 1 && seen <= chrono::Utc::now().timestamp_millis(),
+        "{stores}"
+    );
+    assert_eq!(
+        (
+            &stores[1]["id"],
+            &stores[1]["online"],
+            &stores[1]["last_sync"]
+        ),
+        (&json!("s2"), &json!(false), &Value::Null),
+        "a store that never connected"
+    );
+
+    drop((ws1, ws2));
+    let stores = wait_for("s1 to go offline", async || {
+        let (_, v) = api.get("/stores").await;
+        (v[0]["online"] == false).then_some(v)
+    })
+    .await;
+    assert_eq!(stores[0]["connections"], 0);
+    let last = rfc3339_ms(&stores[0]["last_sync"]);
+    assert!(last >= seen, "{stores}");
+
+    // A restarted hub still knows when s1 last synced.
+    let mut api = api;
+    let dir = api.dir.take().unwrap();
+    drop(api);
+    let api = start_in(dir).await;
+    let (_, stores) = api.get("/stores").await;
+    assert_eq!(
+        (&stores[0]["online"], rfc3339_ms(&stores[0]["last_sync"])),
+        (&json!(false), last),
+        "{stores}"
+    );
+    assert_eq!(stores[1]["last_sync"], Value::Null);
+}
+
+/// Record a status on the hub's copy of `doc`, as a terminal would; with
+/// `concurrent`, a second event by another worker that does not see the first.
+async fn record(
+    hub: &HubHandle,
+    doc: &str,
+    task: &str,
+    first: (&str, &str, Option<&str>),
+    concurrent: Option<(&str, &str)>,
+) {
+    use engine::document::instance::record_status;
+    use engine::ids::{DocumentId, EventId, TaskId};
+    use engine::model::StatusUpdate;
+    let doc: DocumentId = doc.parse().unwrap();
+    let task = TaskId(task.parse().unwrap());
+    let update = |status: &str, worker: &str, terminal: &str, note: Option<&str>| StatusUpdate {
+        id: EventId(uuid::Uuid::new_v4()),
+        task,
+        status: serde_json::from_value(json!(status)).unwrap(),
+        worker: worker.parse().unwrap(),
+        terminal: terminal.parse().unwrap(),
+        note: note.map(str::to_owned),
+    };
+    let a = update(first.0, first.1, "pos-1", first.2);
+    let b = concurrent.map(|(status, worker)| update(status, worker, "pos-2", None));
+    hub.call(move |hub, now| {
+        let out = hub
+            .edit(doc, now, |d| {
+                let mut other = d.fork();
+                let (_, c1) = record_status(d, &a, now)?;
+                let mut changes = vec![c1];
+                if let Some(b) = &b {
+                    let (_, c2) = record_status(&mut other, b, now + 1)?;
+                    d.apply_changes([c2.clone()])
+                        .expect("applying the concurrent event");
+                    changes.push(c2);
+                }
+                Ok(changes)
+            })
+            .expect("recording status at the hub");
+        ((), out)
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn past_due_lists_open_tasks_due_before_now() {
+    let api = start().await;
+    for id in ["s1", "s2"] {
+        api.post("/stores", json!({"id": id, "name": id, "time_zone": "UTC"}))
+            .await;
+    }
+    let today = chrono::Utc::now().date_naive();
+    let yesterday = (today - chrono::Days::new(1)).to_string();
+    let tomorrow = (today + chrono::Days::new(1)).to_string();
+    let (_, v) = api
+        .post(
+            "/lists",
+            json!({"store": "s1", "name": "Opening", "date": yesterday,
+                   "tasks": [{"title": "Unlock", "due": "07:00", "assignee": "worker:w-7"},
+                             {"title": "Count float", "due": "08:00"},
+                             {"title": "Sweep"}]}),
+        )
+        .await;
+    let opening = v["id"].as_str().unwrap().to_owned();
+    api.post(
+        "/lists",
+        json!({"store": "s2", "name": "Opening", "date": tomorrow,
+               "tasks": [{"title": "Not yet due", "due": "07:00"}]}),
+    )
+    .await;
+
+    let (s, rows) = api.get("/status/past-due").await;
+    assert_eq!(s, 200, "{rows}");
+    let titles: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        ["Unlock", "Count float"],
+        "most overdue first: {rows}"
+    );
+    let r = &rows[0];
+    assert_eq!(
+        (
+            &r["store"],
+            &r["list"],
+            &r["date"],
+            &r["assignee"],
+            &r["status"],
+            &r["doc"]
+        ),
+        (
+            &json!("s1"),
+            &json!("Opening"),
+            &json!(yesterday),
+            &json!("worker:w-7"),
+            &json!("not_started"),
+            &json!(opening)
+        ),
+        "{r}"
+    );
+    assert_eq!(r["due"], format!("{yesterday}T07:00:00.000Z"));
+
+    // Completing a task takes it off; starting one keeps it on.
+    let (_, doc) = api.get(&format!("/documents/{opening}")).await;
+    let task_id = |i: usize| doc["tasks"][i]["spec"]["id"].as_str().unwrap().to_owned();
+    record(
+        &api.hub,
+        &opening,
+        &task_id(0),
+        ("completed", "w-7", None),
+        None,
+    )
+    .await;
+    record(
+        &api.hub,
+        &opening,
+        &task_id(1),
+        ("in_progress", "w-8", None),
+        None,
+    )
+    .await;
+    let (_, rows) = api.get("/status/past-due").await;
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(
+        (&rows[0]["title"], &rows[0]["status"]),
+        (&json!("Count float"), &json!("in_progress"))
+    );
+    let (_, rows) = api.get("/status/past-due?store=s2").await;
+    assert_eq!(rows, json!([]));
+    let (s, v) = api.get("/status/past-due?store=has%20space").await;
+    assert_eq!(s, 400, "{v}");
+
+    // The grid takes a date range.
+    let (_, rows) = api
+        .get(&format!("/status/lists?from={tomorrow}&to={tomorrow}"))
+        .await;
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(rows[0]["store"], "s2");
+    let (_, rows) = api.get(&format!("/status/lists?to={yesterday}")).await;
+    assert_eq!(
+        (
+            rows.as_array().unwrap().len(),
+            &rows[0]["completed"],
+            &rows[0]["past_due"]
+        ),
+        (1, &json!(1), &json!(1)),
+        "{rows}"
+    );
+    let (s, v) = api.get("/status/lists?from=yesterday").await;
+    assert_eq!(s, 400, "{v}");
+    assert!(error_of(&v).contains("YYYY-MM-DD"), "{v}");
+}
+
+#[tokio::test]
+async fn a_document_shows_each_task_with_its_history_and_both_sides_of_a_conflict() {
+    let api = start().await;
+    api.post(
+        "/stores",
+        json!({"id": "s1", "name": "Main", "time_zone": "UTC"}),
+    )
+    .await;
+    let (_, v) = api
+        .post(
+            "/lists",
+            json!({"store": "s1", "name": "Closing", "date": "2026-11-26",
+                   "tasks": [{"title": "Count the till"}, {"title": "Lock up"}]}),
+        )
+        .await;
+    let id = v["id"].as_str().unwrap().to_owned();
+    let (_, doc) = api.get(&format!("/documents/{id}")).await;
+    let till = doc["tasks"][0]["spec"]["id"].as_str().unwrap().to_owned();
+    record(
+        &api.hub,
+        &id,
+        &till,
+        ("in_progress", "w-1", Some("started counting")),
+        None,
+    )
+    .await;
+    record(
+        &api.hub,
+        &id,
+        &till,
+        ("completed", "w-1", Some("till balanced")),
+        Some(("in_progress", "w-2")),
+    )
+    .await;
+
+    let (s, doc) = api.get(&format!("/documents/{id}")).await;
+    assert_eq!(s, 200);
+    assert_eq!(doc["meta"]["store"], "s1");
+    let t = &doc["tasks"][0]["status"];
+    let history = t["history"].as_array().unwrap();
+    assert_eq!(history.len(), 3, "{t}");
+    assert_eq!(
+        (
+            &history[0]["status"],
+            &history[0]["worker"],
+            &history[0]["terminal"],
+            &history[0]["note"]
+        ),
+        (
+            &json!("in_progress"),
+            &json!("w-1"),
+            &json!("pos-1"),
+            &json!("started counting")
+        )
+    );
+    assert!(history[0]["at"].as_i64().unwrap() > 0);
+    let sides: Vec<(&str, &str)> = t["conflict"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["status"].as_str().unwrap(), e["worker"].as_str().unwrap()))
+        .collect();
+    assert_eq!(sides.len(), 2, "{t}");
+    assert!(
+        sides.contains(&("completed", "w-1")) && sides.contains(&("in_progress", "w-2")),
+        "{sides:?}"
+    );
+    assert_eq!(doc["tasks"][1]["status"]["history"], json!([]));
+    assert_eq!(doc["tasks"][1]["status"]["current"], "not_started");
+    let (_, rows) = api.get("/status/lists?store=s1").await;
+    assert_eq!(rows[0]["conflicts"], 1);
+}
+
+#[tokio::test]
+async fn the_dashboard_is_served_at_the_root_without_a_token() {
+    let api = start().await;
+    let root = api.base.trim_end_matches("/api").to_owned();
+    for (path, kind, needle) in [
+        ("/", "text/html", "HQ dashboard"),
+        ("/dashboard.js", "text/javascript", "status/past-due"),
+        ("/dashboard.css", "text/css", ".badge"),
+    ] {
+        let r = reqwest::get(format!("{root}{path}")).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        let h = r.headers();
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with(kind),
+            "{path}"
+        );
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'"),
+            "{path}"
+        );
+        assert!(r.text().await.unwrap().contains(needle), "{path}");
+    }
+    // The page is public; the data behind it is not.
+    let r = reqwest::get(format!("{root}/api/stores")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
 }

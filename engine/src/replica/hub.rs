@@ -193,6 +193,21 @@ impl Hub {
         self.conns.values().map(|c| c.principal.clone()).collect()
     }
 
+    /// Close every connection of `principal` (a token was revoked or
+    /// expired, or the store removed): it has to authenticate again.
+    pub fn close_principal(&mut self, principal: &Principal, reason: &str) -> Vec<Output> {
+        let conns: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| &c.principal == principal)
+            .map(|(id, _)| *id)
+            .collect();
+        conns
+            .into_iter()
+            .flat_map(|c| self.fatal(c, reason.to_owned()))
+            .collect()
+    }
+
     pub fn cached_document_count(&self) -> usize {
         self.docs.len()
     }
@@ -228,10 +243,6 @@ impl Hub {
         self.store
             .put_token(token_hash(token), principal, label, now_ms, expires_at_ms)?;
         Ok(())
-    }
-
-    pub fn revoke_token(&mut self, token: &str, now_ms: i64) -> Result<bool, HubError> {
-        Ok(self.store.revoke_token(token_hash(token), now_ms)?)
     }
 
     /// Add (or update) a store and make sure its directory document exists.

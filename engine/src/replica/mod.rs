@@ -10,8 +10,10 @@
 
 pub mod agent;
 pub mod hub;
+mod hub_admin;
 mod hub_templates;
 
+pub use hub_admin::RemovedStore;
 pub use hub_templates::{PurgeReport, DEFAULT_HORIZON_DAYS};
 mod rate;
 

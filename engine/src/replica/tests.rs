@@ -771,3 +771,83 @@ fn a_purge_counts_first_then_removes_lists_from_the_hub_and_the_terminals() {
     net.run();
     assert!(net.agents[0].list(id).is_err());
 }
+
+#[test]
+fn a_roster_edit_reaches_a_connected_terminal_and_removing_the_store_cuts_it_off() {
+    let mut net = Net::new(1);
+    net.connect(0);
+    net.run();
+    let store = content(1).meta.store;
+    let ana: crate::ids::WorkerId = "w-ana".parse().unwrap();
+    let pin = crate::document::directory::PinHash::new(&ana, "2468", [3; 16]).unwrap();
+    let rec = crate::document::directory::RosterWorker {
+        name: "Ana".into(),
+        role: "manager".parse().unwrap(),
+        groups: vec![],
+        pin: Some(pin.to_string()),
+    };
+    let out = net.hub.put_worker(&store, &ana, &rec, net.now).unwrap();
+    assert!(!out.is_empty(), "pushed to the connected terminal");
+    net.route_hub(out);
+    net.run();
+    let roster = net.agents[0].directory().unwrap().roster;
+    assert!(roster[&ana].check_pin(&ana, "2468"));
+    assert_eq!(net.hub.roster(&store).unwrap().len(), 1);
+
+    // A bad PIN hash or an empty name never reaches the document.
+    let bad = crate::document::directory::RosterWorker {
+        pin: Some("1234".into()),
+        ..rec.clone()
+    };
+    assert!(net.hub.put_worker(&store, &ana, &bad, net.now).is_err());
+    assert!(net.hub.roster(&store).unwrap()[&ana].pin.is_some());
+
+    let (removed, out) = net.hub.remove_worker(&store, &ana, net.now).unwrap();
+    assert!(removed);
+    net.route_hub(out);
+    net.run();
+    assert!(net.agents[0].directory().unwrap().roster.is_empty());
+
+    // Removing the store closes its connection and deletes its documents.
+    let docs = net.hub.store().documents_of_store(&store).unwrap().len();
+    assert!(docs >= 2, "directory and list");
+    let (report, out) = net.hub.remove_store(&store, net.now).unwrap();
+    assert_eq!(report.documents_deleted, docs);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Close { conn, .. } if *conn == conn_of(0))));
+    assert_eq!(net.hub.connection_count(), 0);
+    assert!(net
+        .hub
+        .store()
+        .documents_of_store(&store)
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        net.hub.roster(&store),
+        Err(super::hub::HubError::UnknownStore(_))
+    ));
+}
+
+#[test]
+fn revoking_a_token_closes_the_stores_live_connections() {
+    let mut net = Net::new(1);
+    let store = content(1).meta.store;
+    net.hub
+        .add_token(
+            "till-token",
+            &Principal::Store(store),
+            "till",
+            net.now,
+            None,
+        )
+        .unwrap();
+    net.connect(0);
+    net.run();
+    let id = net.hub.list_tokens(None).unwrap()[0].id.clone();
+    let out = net.hub.revoke_token_by_id(&id, net.now).unwrap().unwrap();
+    assert!(out.iter().any(|o| matches!(o, Output::Close { .. })));
+    assert_eq!(net.hub.connection_count(), 0);
+    assert!(net.hub.revoke_token_by_id(&id, net.now).unwrap().is_none());
+    assert!(net.hub.authenticate(Some("till-token"), net.now).is_err());
+}

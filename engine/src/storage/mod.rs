@@ -17,6 +17,7 @@
 
 mod documents;
 mod error;
+mod groups;
 mod registry;
 mod schema;
 mod status_index;
@@ -33,9 +34,10 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 pub use documents::{CompactionStats, DocumentLoad};
 pub use error::StorageError;
+pub use groups::{TokenInfo, TOKEN_ID_LEN};
 pub use registry::{RejectionRecord, StoreRecord, TokenCheck};
 pub use schema::CURRENT_VERSION;
-pub use status_index::{ListStatusRow, PurgeFilter, WorkerEventRow};
+pub use status_index::{ListStatusRow, PastDueRow, PurgeFilter, WorkerEventRow};
 pub use sync_state::PeerId;
 
 /// How long a write waits for another process holding the file's write lock.

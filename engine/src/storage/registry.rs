@@ -112,6 +112,49 @@ impl Store {
         })
     }
 
+    /// Remember when stores last synced with the hub (`(store, unix ms)`);
+    /// an older time never overwrites a newer one. The hub calls this at a
+    /// bounded rate, not per frame. `&self`: this is connection bookkeeping
+    /// beside the replica, written from the hub's runtime, which holds the
+    /// replica's store by shared reference only; it touches no replica data.
+    pub fn record_store_sync(&self, seen: &[(StoreId, i64)]) -> Result<(), StorageError> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let run = || -> Result<(), Failure> {
+            let tx = self.conn.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO store_sync (store_id, last_sync_ms) VALUES (?1, ?2)
+                     ON CONFLICT (store_id) DO UPDATE
+                     SET last_sync_ms = max(last_sync_ms, excluded.last_sync_ms)",
+                )?;
+                for (store, at) in seen {
+                    stmt.execute(params![store.as_str(), at])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        };
+        run().map_err(|f| f.on(&self.path))
+    }
+
+    /// When each store last synced, as recorded by `record_store_sync`.
+    pub fn store_sync_times(&self) -> Result<Vec<(StoreId, i64)>, StorageError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT store_id, last_sync_ms FROM store_sync ORDER BY store_id",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, at) = row?;
+                out.push((id.parse().map_err(|_| bad_row("store_id"))?, at));
+            }
+            Ok(out)
+        })
+    }
+
     /// Record a token (by its SHA-256) for `principal`.
     pub fn put_token(
         &mut self,
@@ -368,6 +411,21 @@ mod tests {
         assert_eq!(s.check_token([3; 32], 0).unwrap(), TokenCheck::Unknown);
         assert!(s.revoke_token([1; 32], 60).unwrap());
         assert_eq!(s.check_token([1; 32], 61).unwrap(), TokenCheck::Revoked);
+    }
+
+    #[test]
+    fn store_sync_times_only_move_forward_and_survive_reopen() {
+        let (dir, s) = store();
+        let a: StoreId = "s1".parse().unwrap();
+        let b: StoreId = "s2".parse().unwrap();
+        assert_eq!(s.store_sync_times().unwrap(), vec![]);
+        s.record_store_sync(&[(a.clone(), 100), (b.clone(), 50)])
+            .unwrap();
+        s.record_store_sync(&[(a.clone(), 90)]).unwrap();
+        s.record_store_sync(&[(b.clone(), 70)]).unwrap();
+        drop(s);
+        let s = Store::open(dir.path().join("r.db"), [1; 16]).unwrap();
+        assert_eq!(s.store_sync_times().unwrap(), vec![(a, 100), (b, 70)]);
     }
 
     #[test]

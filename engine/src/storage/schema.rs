@@ -174,6 +174,18 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (template_id, group_id)
     ) WITHOUT ROWID;
     ",
+    // v7: for the HQ dashboard. When each store last synced (kept across
+    // hub restarts; written at a bounded rate, see `record_store_sync`),
+    // and an index for "past due": open tasks in order of due time.
+    "
+    CREATE TABLE store_sync (
+        store_id     TEXT PRIMARY KEY NOT NULL,
+        last_sync_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE INDEX task_status_open_by_due ON task_status (due_ms)
+        WHERE status != 'completed' AND due_ms IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes and understands.
@@ -324,6 +336,10 @@ mod tests {
                 store.load_sync_state(&peer, doc_id).unwrap(),
                 Some(b"state".to_vec())
             );
+            let st: crate::ids::StoreId = "s1".parse().unwrap();
+            store.record_store_sync(&[(st.clone(), 7)]).unwrap();
+            assert_eq!(store.store_sync_times().unwrap(), vec![(st, 7)]);
+            assert_eq!(store.past_due(None, i64::MAX, 10).unwrap(), vec![]);
         }
     }
 

@@ -37,6 +37,23 @@ pub struct WorkerEventRow {
     pub note: Option<String>,
 }
 
+/// An open task whose due time has passed (the dashboard's "past due").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PastDueRow {
+    pub store: String,
+    pub doc: DocumentId,
+    pub list: String,
+    pub date: String,
+    pub task: String,
+    pub title: String,
+    pub due_ms: i64,
+    /// `worker:<id>` or `group:<id>`.
+    pub assignee: Option<String>,
+    /// `not_started` or `in_progress` (a reopened task counts as not started).
+    pub status: String,
+    pub conflict: bool,
+}
+
 fn doc_of(bytes: Vec<u8>) -> DocumentId {
     let arr: [u8; 16] = bytes.try_into().unwrap_or([0; 16]);
     DocumentId(uuid::Uuid::from_bytes(arr))
@@ -106,15 +123,31 @@ impl Store {
         store: Option<&StoreId>,
         now_ms: i64,
     ) -> Result<Vec<ListStatusRow>, StorageError> {
+        self.status_by_list_between(store, None, None, now_ms)
+    }
+
+    /// [`Store::status_by_list`] for lists dated (store-local) from `from`
+    /// to `to`, both inclusive; `None` leaves that side open.
+    pub fn status_by_list_between(
+        &self,
+        store: Option<&StoreId>,
+        from: Option<chrono::NaiveDate>,
+        to: Option<chrono::NaiveDate>,
+        now_ms: i64,
+    ) -> Result<Vec<ListStatusRow>, StorageError> {
+        let day = |d: Option<chrono::NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT store_id, doc_id, list_name, list_date,
                         SUM(status = 'not_started'), SUM(status = 'in_progress'), SUM(status = 'completed'),
                         SUM(status != 'completed' AND due_ms IS NOT NULL AND due_ms < ?2), SUM(conflict)
-                 FROM task_status WHERE (?1 IS NULL OR store_id = ?1)
+                 FROM task_status
+                 WHERE (?1 IS NULL OR store_id = ?1)
+                   AND (?3 IS NULL OR list_date >= ?3) AND (?4 IS NULL OR list_date <= ?4)
                  GROUP BY doc_id ORDER BY list_date DESC, store_id, list_name",
             )?;
-            let rows = stmt.query_map(params![store.map(|s| s.as_str()), now_ms], |r| {
+            let params = params![store.map(|s| s.as_str()), now_ms, day(from), day(to)];
+            let rows = stmt.query_map(params, |r| {
                 Ok(ListStatusRow {
                     store: r.get(0)?,
                     doc: doc_of(r.get(1)?),
@@ -125,6 +158,42 @@ impl Store {
                     completed: r.get(6)?,
                     past_due: r.get(7)?,
                     conflicts: r.get(8)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// Open tasks (not completed) due before `now_ms`, most overdue first,
+    /// optionally for one store.
+    pub fn past_due(
+        &self,
+        store: Option<&StoreId>,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<PastDueRow>, StorageError> {
+        self.read(|c| {
+            // The first two conditions are the partial index's own, so
+            // SQLite can walk `task_status_open_by_due` instead of the table.
+            let mut stmt = c.prepare_cached(
+                "SELECT store_id, doc_id, list_name, list_date, task_id, title, due_ms, assignee, status, conflict
+                 FROM task_status
+                 WHERE status != 'completed' AND due_ms IS NOT NULL
+                   AND due_ms < ?2 AND (?1 IS NULL OR store_id = ?1)
+                 ORDER BY due_ms, store_id, list_name, title LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![store.map(|s| s.as_str()), now_ms, limit], |r| {
+                Ok(PastDueRow {
+                    store: r.get(0)?,
+                    doc: doc_of(r.get(1)?),
+                    list: r.get(2)?,
+                    date: r.get(3)?,
+                    task: doc_of(r.get(4)?).0.to_string(),
+                    title: r.get(5)?,
+                    due_ms: r.get(6)?,
+                    assignee: r.get(7)?,
+                    status: r.get(8)?,
+                    conflict: r.get::<_, i64>(9)? != 0,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -227,5 +296,164 @@ impl Store {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{NaiveDate, TimeZone, Utc};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::document::instance::TaskView;
+    use crate::ids::{EventId, TaskId};
+    use crate::model::{CreatedBy, ListMeta, Priority, Status, StatusEvent, TaskSpec};
+
+    const NOW: i64 = 1_790_000_000_000;
+
+    fn task(n: u128, title: &str, due: Option<i64>, events: &[(u128, Status)]) -> TaskView {
+        let id = TaskId(Uuid::from_u128(n));
+        let events = events
+            .iter()
+            .enumerate()
+            .map(|(i, (e, status))| StatusEvent {
+                id: EventId(Uuid::from_u128(*e)),
+                task: id,
+                status: *status,
+                worker: "w1".parse().unwrap(),
+                terminal: "pos-1".parse().unwrap(),
+                at: NOW - 1000 + i as i64,
+                prev: Vec::new(),
+                note: None,
+            });
+        TaskView {
+            spec: TaskSpec {
+                id,
+                title: title.into(),
+                description: String::new(),
+                start: None,
+                due: due.map(|ms| Utc.timestamp_millis_opt(ms).unwrap()),
+                priority: Priority::Normal,
+                link: None,
+                assignee: Some("worker:w-7".parse().unwrap()),
+                created_by: CreatedBy::Hq,
+                position: n as i64,
+            },
+            assignee_conflict: Vec::new(),
+            status: crate::status::of_task(&crate::status::derive(events), id),
+        }
+    }
+
+    fn view(doc: u128, store: &str, date: &str, tasks: Vec<TaskView>) -> InstanceView {
+        InstanceView {
+            id: DocumentId(Uuid::from_u128(doc)),
+            meta: ListMeta {
+                store: store.parse().unwrap(),
+                name: "Closing".into(),
+                template: None,
+                date: NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap(),
+                time_zone: "UTC".into(),
+                created_by: CreatedBy::Hq,
+            },
+            tasks,
+            malformed_events: 0,
+        }
+    }
+
+    #[test]
+    fn past_due_is_open_tasks_due_before_now_most_overdue_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path().join("hub.db"), [1; 16]).unwrap();
+        s.index_instance(&view(
+            1,
+            "s1",
+            "2026-11-26",
+            vec![
+                task(1, "Count the till", Some(NOW - 60_000), &[]),
+                task(
+                    2,
+                    "Lock up",
+                    Some(NOW - 120_000),
+                    &[(10, Status::InProgress)],
+                ),
+                task(
+                    3,
+                    "Done already",
+                    Some(NOW - 60_000),
+                    &[(11, Status::Completed)],
+                ),
+                task(4, "Later", Some(NOW + 60_000), &[]),
+                task(5, "No due time", None, &[]),
+            ],
+        ))
+        .unwrap();
+        s.index_instance(&view(
+            2,
+            "s2",
+            "2026-11-27",
+            vec![task(
+                6,
+                "Reopened",
+                Some(NOW - 1),
+                &[(12, Status::Reopened)],
+            )],
+        ))
+        .unwrap();
+        let rows = s.past_due(None, NOW, 100).unwrap();
+        let got: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|r| (r.store.as_str(), r.title.as_str(), r.status.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("s1", "Lock up", "in_progress"),
+                ("s1", "Count the till", "not_started"),
+                ("s2", "Reopened", "not_started"),
+            ]
+        );
+        assert_eq!(rows[0].list, "Closing");
+        assert_eq!(rows[0].date, "2026-11-26");
+        assert_eq!(rows[0].due_ms, NOW - 120_000);
+        assert_eq!(rows[0].assignee.as_deref(), Some("worker:w-7"));
+        assert_eq!(rows[0].task, Uuid::from_u128(2).to_string());
+        let s2: StoreId = "s2".parse().unwrap();
+        assert_eq!(s.past_due(Some(&s2), NOW, 100).unwrap().len(), 1);
+        assert_eq!(s.past_due(None, NOW, 1).unwrap().len(), 1, "limit");
+
+        let day = |d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok();
+        let on = |from, to| {
+            s.status_by_list_between(None, day(from), day(to), NOW)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.store)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(on("2026-11-27", "2026-11-27"), vec!["s2"]);
+        assert_eq!(on("2026-11-26", "2026-11-26"), vec!["s1"]);
+        assert_eq!(on("2026-11-26", "2026-11-27"), vec!["s2", "s1"]);
+        assert!(on("2026-11-28", "2026-12-01").is_empty());
+    }
+
+    #[test]
+    fn past_due_walks_the_partial_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path().join("hub.db"), [1; 16]).unwrap();
+        let plan: Vec<String> = s
+            .read(|c| {
+                let mut stmt = c.prepare(
+                    "EXPLAIN QUERY PLAN SELECT task_id FROM task_status
+                     WHERE status != 'completed' AND due_ms IS NOT NULL
+                       AND due_ms < 1 AND (NULL IS NULL OR store_id = NULL)
+                     ORDER BY due_ms",
+                )?;
+                let rows = stmt.query_map([], |r| r.get::<_, String>(3))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("task_status_open_by_due")),
+            "{plan:?}"
+        );
     }
 }

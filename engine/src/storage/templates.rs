@@ -76,10 +76,18 @@ impl Store {
         })
     }
 
+    /// Stores a template reaches: assigned directly or through a store
+    /// group (membership as it is now, so a store added to a group later
+    /// gets the group's lists at the next materialization).
     pub fn template_stores(&self, id: TemplateId) -> Result<Vec<StoreId>, StorageError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT store_id FROM template_stores WHERE template_id = ?1 ORDER BY store_id",
+                "SELECT store_id FROM template_stores WHERE template_id = ?1
+                 UNION
+                 SELECT g.store_id FROM template_groups t
+                   JOIN store_groups g ON g.group_id = t.group_id
+                  WHERE t.template_id = ?1
+                 ORDER BY 1",
             )?;
             let rows = stmt.query_map([id.0.as_bytes()], |r| r.get::<_, String>(0))?;
             let mut out = Vec::new();

@@ -1,0 +1,230 @@
+//! HQ's administration of stores at the hub: the worker roster each store
+//! syncs (in its directory), store groups, store updates and removal, and
+//! token listing and expiry. Template and list operations live in
+//! `hub_templates`.
+
+use std::collections::BTreeMap;
+
+use super::hub::{token_hash, Hub, HubError};
+use super::Output;
+use crate::document::directory::{self, RosterWorker};
+use crate::ids::{DocumentId, Principal, StoreGroupId, StoreId, TemplateId, WorkerId};
+use crate::model::ModelError;
+use crate::storage::{StoreRecord, TokenInfo};
+
+/// What removing a store took away.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RemovedStore {
+    pub store: StoreId,
+    pub tokens_revoked: usize,
+    pub documents_deleted: usize,
+}
+
+impl Hub {
+    fn require_store(&self, store: &StoreId) -> Result<StoreRecord, HubError> {
+        self.store()
+            .get_store(store)?
+            .ok_or_else(|| HubError::UnknownStore(store.clone()))
+    }
+
+    /// The store's workers as its directory holds them.
+    pub fn roster(
+        &mut self,
+        store: &StoreId,
+    ) -> Result<BTreeMap<WorkerId, RosterWorker>, HubError> {
+        self.require_store(store)?;
+        let dir = DocumentId::directory_of(store);
+        Ok(directory::read(self.document(dir)?)?.roster)
+    }
+
+    /// Add or update a worker on a store's roster; it reaches the store's
+    /// terminals with the directory (pushed to connected ones now).
+    pub fn put_worker(
+        &mut self,
+        store: &StoreId,
+        worker: &WorkerId,
+        rec: &RosterWorker,
+        now_ms: i64,
+    ) -> Result<Vec<Output>, HubError> {
+        self.require_store(store)?;
+        if rec.name.trim().is_empty() {
+            return Err(ModelError::BadField {
+                field: "name",
+                reason: "a worker needs a name".into(),
+            }
+            .into());
+        }
+        if let Some(p) = &rec.pin {
+            p.parse::<directory::PinHash>()?;
+        }
+        let dir = DocumentId::directory_of(store);
+        self.edit(dir, now_ms, |d| {
+            directory::put_worker(d, worker, rec, now_ms)
+        })
+    }
+
+    /// Take a worker off a store's roster. `false` if they were not on it.
+    /// Their past status events stay (they are history).
+    pub fn remove_worker(
+        &mut self,
+        store: &StoreId,
+        worker: &WorkerId,
+        now_ms: i64,
+    ) -> Result<(bool, Vec<Output>), HubError> {
+        self.require_store(store)?;
+        let dir = DocumentId::directory_of(store);
+        let mut removed = false;
+        let out = self.edit(dir, now_ms, |d| {
+            let c = directory::remove_worker(d, worker, now_ms)?;
+            removed = c.is_some();
+            Ok(c.into_iter().collect())
+        })?;
+        Ok((removed, out))
+    }
+
+    /// Change an existing store's name or time zone. Recurring lists
+    /// follow the new zone at the next materialization.
+    pub fn update_store(&mut self, rec: &StoreRecord) -> Result<(), HubError> {
+        self.require_store(&rec.id)?;
+        self.add_store(rec)
+    }
+
+    /// Remove a store: revoke its tokens, close its connections, drop its
+    /// assignments and group memberships, and delete its documents (its
+    /// lists, their status history and its directory) from the hub.
+    pub fn remove_store(
+        &mut self,
+        store: &StoreId,
+        now_ms: i64,
+    ) -> Result<(RemovedStore, Vec<Output>), HubError> {
+        self.require_store(store)?;
+        let out = self.close_principal(&Principal::Store(store.clone()), "the store was removed");
+        let tokens_revoked = self.store_mut().remove_store_record(store, now_ms)?;
+        let docs = self.store().documents_of_store(store)?;
+        for d in &docs {
+            self.forget_document(*d);
+            self.store_mut().purge_document(*d)?;
+        }
+        Ok((
+            RemovedStore {
+                store: store.clone(),
+                tokens_revoked,
+                documents_deleted: docs.len(),
+            },
+            out,
+        ))
+    }
+
+    /// Put stores into a group (all must exist).
+    pub fn add_to_group(
+        &mut self,
+        group: &StoreGroupId,
+        stores: &[StoreId],
+    ) -> Result<(), HubError> {
+        for s in stores {
+            self.require_store(s)?;
+        }
+        Ok(self.store_mut().add_to_group(group, stores)?)
+    }
+
+    pub fn remove_from_group(
+        &mut self,
+        group: &StoreGroupId,
+        stores: &[StoreId],
+    ) -> Result<usize, HubError> {
+        Ok(self.store_mut().remove_from_group(group, stores)?)
+    }
+
+    /// Assign a template to store groups: every store in them now, and
+    /// every store added later.
+    pub fn assign_template_to_groups(
+        &mut self,
+        id: TemplateId,
+        groups: &[StoreGroupId],
+    ) -> Result<(), HubError> {
+        if self.store().template_revisions(id)?.is_empty() {
+            return Err(ModelError::BadField {
+                field: "template",
+                reason: format!("unknown template {id}; create it first"),
+            }
+            .into());
+        }
+        let known = self.store().store_groups()?;
+        if let Some(g) = groups.iter().find(|g| !known.contains_key(*g)) {
+            return Err(ModelError::BadField {
+                field: "groups",
+                reason: format!("unknown store group {g}; add a store to it first"),
+            }
+            .into());
+        }
+        Ok(self.store_mut().assign_template_to_groups(id, groups)?)
+    }
+
+    pub fn list_tokens(&self, store: Option<&StoreId>) -> Result<Vec<TokenInfo>, HubError> {
+        let p = store.map(|s| Principal::Store(s.clone()));
+        Ok(self.store().list_tokens(p.as_ref())?)
+    }
+
+    /// Expire a token (by its listed id) at `at_ms`; if that is now or
+    /// earlier, its live connections are closed. `None`: no such token.
+    pub fn expire_token_by_id(
+        &mut self,
+        id: &str,
+        at_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<Vec<Output>>, HubError> {
+        let Some(hash) = self.store().token_hash_by_id(id)? else {
+            return Ok(None);
+        };
+        if !self.store_mut().expire_token(hash, at_ms)? {
+            return Ok(None);
+        }
+        Ok(Some(if at_ms <= now_ms {
+            self.close_token_holder(hash, "token expired")?
+        } else {
+            Vec::new()
+        }))
+    }
+
+    /// Revoke a token given by its listed id; closes its live connections.
+    pub fn revoke_token_by_id(
+        &mut self,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<Vec<Output>>, HubError> {
+        let Some(hash) = self.store().token_hash_by_id(id)? else {
+            return Ok(None);
+        };
+        if !self.store_mut().revoke_token(hash, now_ms)? {
+            return Ok(None);
+        }
+        Ok(Some(self.close_token_holder(hash, "token revoked")?))
+    }
+
+    /// Revoke a token given in full; closes its live connections.
+    pub fn revoke_token(
+        &mut self,
+        token: &str,
+        now_ms: i64,
+    ) -> Result<Option<Vec<Output>>, HubError> {
+        let hash = token_hash(token);
+        if !self.store_mut().revoke_token(hash, now_ms)? {
+            return Ok(None);
+        }
+        Ok(Some(self.close_token_holder(hash, "token revoked")?))
+    }
+
+    /// Connections do not remember which token opened them, so every
+    /// connection of the token's principal is closed; holders of other
+    /// valid tokens reconnect at once.
+    fn close_token_holder(
+        &mut self,
+        hash: [u8; 32],
+        reason: &str,
+    ) -> Result<Vec<Output>, HubError> {
+        Ok(match self.store().token_principal(hash)? {
+            Some(p @ Principal::Store(_)) => self.close_principal(&p, reason),
+            _ => Vec::new(),
+        })
+    }
+}

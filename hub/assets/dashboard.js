@@ -1,0 +1,370 @@
+// HQ dashboard: reads the hub's admin API with the admin token (kept in
+// localStorage) and redraws every few seconds. Plain DOM, no build step.
+// Every value from the API goes in as text, never as HTML.
+"use strict";
+
+const TOKEN_KEY = "store-tasks.hub-admin-token";
+const REFRESH_MS = 5000;
+const STATUS_LABEL = {
+  not_started: "Not started",
+  in_progress: "In progress",
+  completed: "Completed",
+  reopened: "Reopened",
+};
+
+const $ = (id) => document.getElementById(id);
+
+/** Build an element: h("td", {class: "x"}, "text", child, ...). */
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k === "onclick") el.addEventListener("click", v);
+    else if (k === "style") el.style.cssText = v;
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+class AuthError extends Error {}
+
+async function api(path) {
+  const token = localStorage.getItem(TOKEN_KEY);
+  if (!token) throw new AuthError("no token");
+  const resp = await fetch(new URL("api/" + path, document.baseURI), {
+    headers: { Authorization: "Bearer " + token },
+    cache: "no-store",
+  });
+  const text = await resp.text();
+  let body;
+  try { body = JSON.parse(text); } catch { body = text.trim(); }
+  if (resp.status === 401 || resp.status === 403) {
+    throw new AuthError((body && body.error) || body || resp.statusText);
+  }
+  if (!resp.ok) throw new Error(`${path}: ${resp.status} ${(body && body.error) || body}`);
+  return body;
+}
+
+// ---- time ------------------------------------------------------------
+
+const fmtDateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const fmtTime = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" });
+
+function ago(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 5) return "just now";
+  if (s < 60) return `${s} s ago`;
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} min ago`;
+  const hrs = Math.round(m / 60);
+  if (hrs < 48) return `${hrs} h ago`;
+  return `${Math.round(hrs / 24)} days ago`;
+}
+
+function overdue(ms) {
+  const m = Math.max(0, Math.round((Date.now() - ms) / 60000));
+  if (m < 60) return `${m} min late`;
+  const hrs = Math.floor(m / 60);
+  if (hrs < 48) return `${hrs} h ${m % 60} min late`;
+  return `${Math.floor(hrs / 24)} days late`;
+}
+
+function when(ms) {
+  const d = new Date(ms);
+  return h("time", { datetime: d.toISOString(), title: d.toISOString() }, fmtDateTime.format(d));
+}
+
+function localDay(d) {
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+}
+
+function shiftDay(day, by) {
+  const [y, m, d] = day.split("-").map(Number);
+  return localDay(new Date(y, m - 1, d + by));
+}
+
+// ---- state -----------------------------------------------------------
+
+const state = {
+  day: new URLSearchParams(location.search).get("date") || localDay(new Date()),
+  stores: [],
+  open: null, // { doc, task } shown in the dialog
+  last: {}, // JSON of what each section last drew, to redraw only on change
+  timer: null,
+  run: 0,
+};
+
+function changed(key, data) {
+  const json = JSON.stringify(data);
+  if (state.last[key] === json) return false;
+  state.last[key] = json;
+  return true;
+}
+
+function storeName(id) {
+  const s = state.stores.find((s) => s.id === id);
+  return s ? s.name : id;
+}
+
+function statusPill(status) {
+  return h("span", { class: `pill ${status}` }, STATUS_LABEL[status] || status);
+}
+
+function assigneeText(a) {
+  if (!a) return "";
+  if (typeof a === "string") return a.replace(/^(worker|group):/, (m, k) => (k === "group" ? "group " : ""));
+  return a.kind === "group" ? `group ${a.id}` : a.id;
+}
+
+// ---- sections --------------------------------------------------------
+
+function drawStores(stores) {
+  state.stores = stores;
+  if (!changed("stores", stores)) return;
+  const body = $("stores").tBodies[0];
+  body.replaceChildren(
+    ...stores.map((s) => {
+      const last = s.last_sync ? Date.parse(s.last_sync) : null;
+      const conn = s.online
+        ? h("span", { class: "online" }, h("span", { class: "dot", "aria-hidden": "true" }),
+            "Online", h("span", { class: "small" }, ` · ${s.connections} terminal${s.connections === 1 ? "" : "s"}`))
+        : h("span", { class: "offline" }, h("span", { class: "dot", "aria-hidden": "true" }), "Offline");
+      return h("tr", { "data-store": s.id, "data-online": s.online },
+        h("th", { scope: "row" }, s.name, h("div", { class: "small" }, s.id)),
+        h("td", {}, conn),
+        h("td", { class: "last-sync" },
+          last ? [h("span", { "data-ago": last }, ago(last)), h("div", { class: "small" }, when(last))] : h("span", { class: "none" }, "never")),
+        h("td", {}, s.time_zone));
+    }),
+  );
+  $("stores-empty").hidden = stores.length > 0;
+}
+
+function cell(row) {
+  const total = row.not_started + row.in_progress + row.completed || 1;
+  const seg = (n, cls) => n > 0 && h("span", { class: `s-${cls}`, style: `width:${(100 * n) / total}%` });
+  const label = `${row.list} at ${storeName(row.store)}: ${row.completed} completed, ${row.in_progress} in progress, ` +
+    `${row.not_started} not started, ${row.past_due} past due, ${row.conflicts} in conflict. Show details`;
+  return h("button", {
+      type: "button", class: "cell", "data-doc": row.doc, "aria-label": label,
+      onclick: () => openInstance(row.doc),
+    },
+    h("span", { class: "bar", "aria-hidden": "true" },
+      seg(row.completed, "completed"), seg(row.in_progress, "in_progress"), seg(row.not_started, "not_started")),
+    h("span", { class: "counts", "aria-hidden": "true" },
+      h("span", { "data-count": "completed" }, h("b", {}, row.completed), " completed"),
+      h("span", { "data-count": "in_progress" }, h("b", {}, row.in_progress), " in progress"),
+      h("span", { "data-count": "not_started" }, h("b", {}, row.not_started), " not started")),
+    (row.past_due > 0 || row.conflicts > 0) && h("span", { class: "badges", "aria-hidden": "true" },
+      row.past_due > 0 && h("span", { class: "badge past-due", "data-count": "past_due" }, `${row.past_due} past due`),
+      row.conflicts > 0 && h("span", { class: "badge conflict", "data-count": "conflicts" },
+        `${row.conflicts} conflict${row.conflicts === 1 ? "" : "s"}`)));
+}
+
+function drawGrid(rows) {
+  if (!changed("grid", [rows, state.stores.map((s) => [s.id, s.name])])) return;
+  const storeIds = state.stores.map((s) => s.id);
+  for (const r of rows) if (!storeIds.includes(r.store)) storeIds.push(r.store);
+  // Only stores with a list that day get a column, in the stores' order.
+  const columns = storeIds.filter((id) => rows.some((r) => r.store === id));
+  const lists = [...new Set(rows.map((r) => r.list))].sort((a, b) => a.localeCompare(b));
+  const grid = $("grid");
+  grid.tHead.replaceChildren(h("tr", {},
+    h("th", { scope: "col" }, "List"),
+    ...columns.map((id) => h("th", { scope: "col" }, storeName(id)))));
+  grid.tBodies[0].replaceChildren(...lists.map((list) =>
+    h("tr", { "data-list": list },
+      h("th", { scope: "row" }, list),
+      ...columns.map((id) => {
+        const here = rows.filter((r) => r.list === list && r.store === id);
+        return h("td", { "data-store": id },
+          here.length ? here.map(cell) : h("span", { class: "none" }, "—"));
+      }))));
+  grid.hidden = rows.length === 0;
+  $("grid-empty").hidden = rows.length > 0;
+}
+
+function drawPastDue(rows) {
+  if (!changed("pastDue", [rows, state.stores.map((s) => [s.id, s.name])])) return;
+  $("past-due-count").textContent = rows.length ? `(${rows.length})` : "";
+  $("past-due").tBodies[0].replaceChildren(...rows.map((r) =>
+    h("tr", { "data-task": r.task },
+      h("td", { class: "nowrap" }, when(r.due_ms), h("div", { class: "pill late" }, overdue(r.due_ms))),
+      h("td", {}, storeName(r.store)),
+      h("td", {}, r.list, h("div", { class: "small" }, r.date)),
+      h("td", {}, h("button", { type: "button", class: "link", onclick: () => openInstance(r.doc, r.task) }, r.title),
+        r.conflict && [" ", h("span", { class: "badge conflict" }, "conflict")]),
+      h("td", {}, assigneeText(r.assignee) || h("span", { class: "none" }, "anyone")),
+      h("td", {}, statusPill(r.status)))));
+  $("past-due").hidden = rows.length === 0;
+  $("past-due-empty").hidden = rows.length > 0;
+}
+
+// ---- drill-down ------------------------------------------------------
+
+function eventLine(e) {
+  return [statusPill(e.status), ` by ${e.worker} on ${e.terminal}, `, when(e.at), e.note ? ` — “${e.note}”` : ""];
+}
+
+function drawInstance(doc) {
+  const m = doc.meta;
+  $("instance-title").textContent = m.name;
+  $("instance-meta").replaceChildren(
+    `${storeName(m.store)} (${m.store}) · ${m.date} · ${m.time_zone} · `,
+    h("code", {}, doc.id));
+  const now = Date.now();
+  $("instance-body").replaceChildren(...doc.tasks.map((t) => {
+    const s = t.status;
+    const shown = s.current === "reopened" ? "not_started" : s.current;
+    const due = t.spec.due ? Date.parse(t.spec.due) : null;
+    const late = due !== null && due < now && shown !== "completed";
+    const assignees = t.assignee_conflict && t.assignee_conflict.length
+      ? t.assignee_conflict.map((a) => assigneeText(a) || "nobody").join(" / ") + " (assigned concurrently)"
+      : assigneeText(t.spec.assignee);
+    return h("article", { class: "task", "data-task": t.spec.id, "aria-label": t.spec.title },
+      h("h3", {}, t.spec.title, statusPill(s.current),
+        late && h("span", { class: "badge past-due" }, "past due"),
+        s.conflict.length > 0 && h("span", { class: "badge conflict" }, "conflict")),
+      h("div", { class: "task-meta" },
+        due !== null ? ["Due ", when(due)] : "No due time",
+        assignees ? ` · Assigned to ${assignees}` : "",
+        t.spec.description ? ` · ${t.spec.description}` : ""),
+      s.conflict.length > 0 && h("div", { class: "conflict-box", role: "note" },
+        h("p", {}, `Conflict: ${s.conflict.length} statuses were recorded at the same time; showing the latest until someone decides.`),
+        h("ul", {}, s.conflict.map((e) => h("li", { "data-event": e.id }, eventLine(e))))),
+      s.history.length === 0
+        ? h("p", { class: "small" }, "No status recorded yet.")
+        : h("table", { class: "data history" },
+          h("caption", { class: "visually-hidden" }, `Status history of ${t.spec.title}`),
+          h("thead", {}, h("tr", {}, ["When", "Status", "Worker", "Terminal", "Note"].map((c) => h("th", { scope: "col" }, c)))),
+          h("tbody", {}, s.history.map((e) =>
+            h("tr", { "data-event": e.id },
+              h("td", { class: "nowrap" }, when(e.at)), h("td", {}, statusPill(e.status)),
+              h("td", {}, e.worker), h("td", {}, e.terminal), h("td", {}, e.note || ""))))));
+  }));
+}
+
+async function openInstance(doc, task) {
+  state.open = { doc, task };
+  delete state.last.instance;
+  const dialog = $("instance");
+  $("instance-title").textContent = "Loading…";
+  $("instance-meta").textContent = "";
+  $("instance-body").replaceChildren();
+  if (!dialog.open) dialog.showModal();
+  await refreshInstance();
+  if (task) {
+    const el = dialog.querySelector(`[data-task="${CSS.escape(task)}"]`);
+    if (el) {
+      el.classList.add("flash");
+      el.scrollIntoView({ block: "nearest" });
+    }
+  }
+}
+
+async function refreshInstance() {
+  if (!state.open || !$("instance").open) return;
+  try {
+    const doc = await api(`documents/${encodeURIComponent(state.open.doc)}`);
+    if (changed("instance", doc)) drawInstance(doc);
+  } catch (e) {
+    if (e instanceof AuthError) throw e;
+    $("instance-body").replaceChildren(h("p", { class: "message" }, `Could not load this list: ${e.message}`));
+  }
+}
+
+// ---- refresh loop ----------------------------------------------------
+
+function showError(msg) {
+  $("error").textContent = msg || "";
+  $("error").hidden = !msg;
+}
+
+function showSignIn(message) {
+  clearTimeout(state.timer);
+  state.run++;
+  state.last = {};
+  $("board").hidden = true;
+  $("sign-out").hidden = true;
+  $("sign-in").hidden = false;
+  $("sign-in-message").textContent = message || "";
+  $("refreshed").textContent = "";
+  showError("");
+  $("token").focus();
+}
+
+async function refresh() {
+  clearTimeout(state.timer);
+  // A refresh started later (date change, sign-in) supersedes this one.
+  const run = ++state.run;
+  try {
+    const day = state.day;
+    const [stores, grid, pastDue] = await Promise.all([
+      api("stores"),
+      api(`status/lists?from=${day}&to=${day}`),
+      api("status/past-due?limit=200"),
+    ]);
+    if (run !== state.run) return;
+    drawStores(stores);
+    drawGrid(grid);
+    drawPastDue(pastDue);
+    await refreshInstance();
+    for (const el of document.querySelectorAll("[data-ago]")) el.textContent = ago(Number(el.dataset.ago));
+    $("sign-in").hidden = true;
+    $("board").hidden = false;
+    $("sign-out").hidden = false;
+    $("refreshed").textContent = `Updated ${fmtTime.format(new Date())}`;
+    document.body.dataset.loaded = "true";
+    showError("");
+  } catch (e) {
+    if (e instanceof AuthError) {
+      localStorage.removeItem(TOKEN_KEY);
+      showSignIn(`The hub refused the token: ${e.message}`);
+      return;
+    }
+    if (run !== state.run) return;
+    showError(`Could not reach the hub (${e.message}); retrying.`);
+  }
+  if (run === state.run) state.timer = setTimeout(refresh, REFRESH_MS);
+}
+
+function setDay(day) {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) return;
+  state.day = day;
+  $("date").value = day;
+  const url = new URL(location.href);
+  url.searchParams.set("date", day);
+  history.replaceState(null, "", url);
+  refresh();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("date").value = state.day;
+  $("date").addEventListener("change", (e) => setDay(e.target.value));
+  $("prev-day").addEventListener("click", () => setDay(shiftDay(state.day, -1)));
+  $("next-day").addEventListener("click", () => setDay(shiftDay(state.day, 1)));
+  $("today").addEventListener("click", () => setDay(localDay(new Date())));
+  $("instance-close").addEventListener("click", () => $("instance").close());
+  $("instance").addEventListener("close", () => { state.open = null; });
+  $("sign-out").addEventListener("click", () => {
+    localStorage.removeItem(TOKEN_KEY);
+    showSignIn("Signed out.");
+  });
+  $("sign-in-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const token = $("token").value.trim();
+    if (!token) return;
+    localStorage.setItem(TOKEN_KEY, token);
+    $("token").value = "";
+    $("sign-in-message").textContent = "";
+    refresh();
+  });
+  if (localStorage.getItem(TOKEN_KEY)) refresh();
+  else showSignIn();
+});

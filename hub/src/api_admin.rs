@@ -1,0 +1,472 @@
+//! Admin API for store administration (HQ token required): update and
+//! remove stores, each store's worker roster, store groups, and tokens.
+//! Mounted under `/api` next to `api::routes`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use engine::document::directory::{PinHash, RosterWorker};
+use engine::ids::{StoreGroupId, StoreId, WorkerId};
+use engine::storage::StoreRecord;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::{bad_request, hq, json_reply, nonempty, reply, ApiError};
+use crate::server::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/stores/{id}",
+            axum::routing::patch(update_store).delete(remove_store),
+        )
+        .route("/stores/{id}/workers", get(list_workers))
+        .route(
+            "/stores/{id}/workers/{worker}",
+            put(put_worker).delete(remove_worker),
+        )
+        .route("/store-groups", get(list_groups))
+        .route("/store-groups/{group}/stores", post(add_to_group))
+        .route(
+            "/store-groups/{group}/stores/{store}",
+            axum::routing::delete(remove_from_group),
+        )
+        .route("/tokens", get(list_tokens))
+        .route("/tokens/{id}/expire", post(expire_token))
+        .route("/tokens/{id}/revoke", post(revoke_token_by_id))
+}
+
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+fn parse<T: std::str::FromStr>(what: &str, v: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    v.parse().map_err(|e| bad_request(format!("{what}: {e}")))
+}
+
+fn body<T>(b: JsonBody<T>, shape: &str) -> Result<T, ApiError> {
+    b.map(|Json(v)| v)
+        .map_err(|e| bad_request(format!("bad JSON: {e}; send {shape}")))
+}
+
+#[derive(Deserialize)]
+struct StoreUpdate {
+    name: Option<String>,
+    time_zone: Option<String>,
+}
+
+async fn update_store(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    b: JsonBody<StoreUpdate>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<StoreRecord, ApiError> = async {
+        let id: StoreId = parse("store id", &id)?;
+        let upd = body(b, "{\"name\"?, \"time_zone\"?}")?;
+        let name = upd.name.map(|n| nonempty("name", n)).transpose()?;
+        let rec = state
+            .hub
+            .call(move |hub, now| {
+                let r = (|| {
+                    let mut rec = hub
+                        .store()
+                        .get_store(&id)?
+                        .ok_or(engine::replica::hub::HubError::UnknownStore(id))?;
+                    if let Some(n) = name {
+                        rec.name = n;
+                    }
+                    if let Some(tz) = upd.time_zone {
+                        rec.time_zone = tz;
+                    }
+                    hub.update_store(&rec)?;
+                    Ok::<_, engine::replica::hub::HubError>(rec)
+                })();
+                // A new time zone moves recurring lists' due times now.
+                let out = match &r {
+                    Ok(_) => hub
+                        .materialize(now, engine::replica::DEFAULT_HORIZON_DAYS)
+                        .unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                (r, out)
+            })
+            .await??;
+        Ok(rec)
+    }
+    .await;
+    reply(StatusCode::OK, r)
+}
+
+async fn remove_store(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<engine::replica::RemovedStore, ApiError> = async {
+        let id: StoreId = parse("store id", &id)?;
+        Ok(state
+            .hub
+            .call(move |hub, now| match hub.remove_store(&id, now) {
+                Ok((rep, out)) => (Ok(rep), out),
+                Err(e) => (Err(e), Vec::new()),
+            })
+            .await??)
+    }
+    .await;
+    reply(StatusCode::OK, r)
+}
+
+/// A worker as the API shows it: never the PIN hash.
+fn worker_json(id: &WorkerId, w: &RosterWorker) -> Value {
+    json!({
+        "id": id,
+        "name": w.name,
+        "role": w.role,
+        "groups": w.groups,
+        "has_pin": w.pin.is_some(),
+    })
+}
+
+async fn list_workers(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    hq!(state, headers);
+    let store: StoreId = match parse("store id", &id) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let r = state
+        .hub
+        .call(move |hub, _| {
+            let r = hub.roster(&store).map(|roster| {
+                roster
+                    .iter()
+                    .map(|(id, w)| worker_json(id, w))
+                    .collect::<Vec<_>>()
+            });
+            (r, Vec::new())
+        })
+        .await;
+    json_reply(r)
+}
+
+#[derive(Deserialize)]
+struct NewWorker {
+    name: String,
+    role: String,
+    #[serde(default)]
+    groups: Vec<String>,
+    /// 4 to 8 digits. Omitted on an update: the current PIN stays.
+    pin: Option<String>,
+}
+
+async fn put_worker(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, worker)): Path<(String, String)>,
+    b: JsonBody<NewWorker>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<Value, ApiError> = async {
+        let store: StoreId = parse("store id", &id)?;
+        let worker: WorkerId = parse("worker id", &worker)?;
+        let req = body(
+            b,
+            "{\"name\", \"role\", \"groups\": [..], \"pin\": \"4-8 digits\"}",
+        )?;
+        let name = nonempty("name", req.name)?;
+        let role = parse("role", &req.role)?;
+        let groups = req
+            .groups
+            .iter()
+            .map(|g| parse(&format!("group {g:?}"), g))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pin = match req.pin {
+            Some(p) => {
+                let mut salt = [0u8; 16];
+                salt.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..]);
+                Some(
+                    PinHash::new(&worker, &p, salt)
+                        .map_err(|e| bad_request(e.to_string()))?
+                        .to_string(),
+                )
+            }
+            None => None,
+        };
+        let w = worker.clone();
+        let rec = state
+            .hub
+            .call(move |hub, now| {
+                let r = (|| {
+                    let keep_pin = match pin {
+                        Some(p) => Some(p),
+                        None => hub.roster(&store)?.get(&w).and_then(|old| old.pin.clone()),
+                    };
+                    let rec = RosterWorker {
+                        name,
+                        role,
+                        groups,
+                        pin: keep_pin,
+                    };
+                    let out = hub.put_worker(&store, &w, &rec, now)?;
+                    Ok::<_, engine::replica::hub::HubError>((rec, out))
+                })();
+                match r {
+                    Ok((rec, out)) => (Ok(rec), out),
+                    Err(e) => (Err(e), Vec::new()),
+                }
+            })
+            .await??;
+        Ok(worker_json(&worker, &rec))
+    }
+    .await;
+    reply(StatusCode::OK, r)
+}
+
+async fn remove_worker(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, worker)): Path<(String, String)>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<Value, ApiError> = async {
+        let store: StoreId = parse("store id", &id)?;
+        let worker: WorkerId = parse("worker id", &worker)?;
+        let w = worker.clone();
+        let removed = state
+            .hub
+            .call(move |hub, now| match hub.remove_worker(&store, &w, now) {
+                Ok((removed, out)) => (Ok(removed), out),
+                Err(e) => (Err(e), Vec::new()),
+            })
+            .await??;
+        if removed {
+            Ok(json!({"removed": worker}))
+        } else {
+            Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("worker {worker} is not on that store's roster"),
+            ))
+        }
+    }
+    .await;
+    reply(StatusCode::OK, r)
+}
+
+async fn list_groups(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    hq!(state, headers);
+    let r = state
+        .hub
+        .call(|hub, _| (hub.store().store_groups(), Vec::new()))
+        .await;
+    json_reply(r)
+}
+
+#[derive(Deserialize)]
+struct Members {
+    stores: Vec<String>,
+}
+
+async fn add_to_group(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(group): Path<String>,
+    b: JsonBody<Members>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<Value, ApiError> = async {
+        let group: StoreGroupId = parse("group id", &group)?;
+        let req = body(b, "{\"stores\": [ids]}")?;
+        if req.stores.is_empty() {
+            return Err(bad_request("name at least one store"));
+        }
+        let stores = req
+            .stores
+            .iter()
+            .map(|s| parse(&format!("store {s:?}"), s))
+            .collect::<Result<Vec<StoreId>, _>>()?;
+        let g = group.clone();
+        let members = state
+            .hub
+            .call(move |hub, now| {
+                let r = hub
+                    .add_to_group(&g, &stores)
+                    .and_then(|()| Ok(hub.store().store_groups()?));
+                // Lists assigned to the group reach its new members now.
+                let out = match &r {
+                    Ok(_) => hub
+                        .materialize(now, engine::replica::DEFAULT_HORIZON_DAYS)
+                        .unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                (r, out)
+            })
+            .await??;
+        Ok(json!({"group": group, "stores": members.get(&group).cloned().unwrap_or_default()}))
+    }
+    .await;
+    reply(StatusCode::OK, r)
+}
+
+async fn remove_from_group(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((group, store)): Path<(String, String)>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<Value, ApiError> = async {
+        let group: StoreGroupId = parse("group id", &group)?;
+        let store: StoreId = parse("store id", &store)?;
+        let s = store.clone();
+        let g = group.clone();
+        let n = state
+            .hub
+            .call(move |hub, _| (hub.remove_from_group(&g, &[s]), Vec::new()))
+            .await??;
+        if n == 0 {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("store {store} is not in group {group}"),
+            ));
+        }
+        Ok(json!({"group": group, "removed": store}))
+    }
+    .await;
+    reply(StatusCode::OK, r)
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    store: Option<String>,
+}
+
+async fn list_tokens(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    hq!(state, headers);
+    let store: Option<StoreId> = match q.store.as_deref().map(|s| parse("store", s)).transpose() {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let r = state
+        .hub
+        .call(move |hub, now| {
+            let r = hub.list_tokens(store.as_ref()).map(|v| {
+                v.into_iter()
+                    .map(|t| {
+                        let state = if t.revoked_at.is_some() {
+                            "revoked"
+                        } else if t.expires_at.is_some_and(|e| e <= now) {
+                            "expired"
+                        } else {
+                            "active"
+                        };
+                        json!({
+                            "id": t.id, "principal": t.principal, "label": t.label,
+                            "created_at": rfc3339(t.created_at),
+                            "expires_at": t.expires_at.map(rfc3339),
+                            "revoked_at": t.revoked_at.map(rfc3339),
+                            "state": state,
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            });
+            (r, Vec::new())
+        })
+        .await;
+    json_reply(r)
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+#[derive(Deserialize, Default)]
+struct Expire {
+    /// When it stops working (RFC 3339); default now.
+    at: Option<String>,
+}
+
+async fn expire_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    b: Option<Json<Expire>>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<Value, ApiError> = async {
+        let at = match b.and_then(|Json(e)| e.at) {
+            Some(at) => Some(
+                chrono::DateTime::parse_from_rfc3339(&at)
+                    .map_err(|e| {
+                        bad_request(format!("at: {e}; use RFC 3339, e.g. 2026-12-01T00:00:00Z"))
+                    })?
+                    .timestamp_millis(),
+            ),
+            None => None,
+        };
+        let token = id.clone();
+        let done = state
+            .hub
+            .call(
+                move |hub, now| match hub.expire_token_by_id(&token, at.unwrap_or(now), now) {
+                    Ok(Some(out)) => (Ok(true), out),
+                    Ok(None) => (Ok(false), Vec::new()),
+                    Err(e) => (Err(e), Vec::new()),
+                },
+            )
+            .await??;
+        if !done {
+            return Err(not_a_token(&id));
+        }
+        Ok(json!({"expired": id}))
+    }
+    .await;
+    reply(StatusCode::OK, r)
+}
+
+fn not_a_token(id: &str) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no active token with id {id:?}; ids are the 12 hex digits `GET /api/tokens` lists"
+        ),
+    )
+}
+
+async fn revoke_token_by_id(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<Value, ApiError> = async {
+        let token = id.clone();
+        let done = state
+            .hub
+            .call(move |hub, now| match hub.revoke_token_by_id(&token, now) {
+                Ok(Some(out)) => (Ok(true), out),
+                Ok(None) => (Ok(false), Vec::new()),
+                Err(e) => (Err(e), Vec::new()),
+            })
+            .await??;
+        if !done {
+            return Err(not_a_token(&id));
+        }
+        Ok(json!({"revoked": id}))
+    }
+    .await;
+    reply(StatusCode::OK, r)
+}
