@@ -583,9 +583,7 @@ async fn put_template(
             .call(move |hub, now| match hub.put_template(t) {
                 Ok(saved) => {
                     // Existing future instances follow the new revision now.
-                    let out = hub
-                        .materialize(now, engine::replica::DEFAULT_HORIZON_DAYS)
-                        .unwrap_or_default();
+                    let out = hub.materialize_horizon(now).unwrap_or_default();
                     (Ok(saved), out)
                 }
                 Err(e) => (Err(e), Vec::new()),
@@ -648,11 +646,7 @@ async fn assign_template(
                     .assign_template(id, &stores)
                     .and_then(|()| hub.assign_template_to_groups(id, &groups))
                 {
-                    Ok(()) => (
-                        Ok(()),
-                        hub.materialize(now, engine::replica::DEFAULT_HORIZON_DAYS)
-                            .unwrap_or_default(),
-                    ),
+                    Ok(()) => (Ok(()), hub.materialize_horizon(now).unwrap_or_default()),
                     Err(e) => (Err(e), Vec::new()),
                 }
             })

@@ -88,9 +88,7 @@ async fn update_store(
                 })();
                 // A new time zone moves recurring lists' due times now.
                 let out = match &r {
-                    Ok(_) => hub
-                        .materialize(now, engine::replica::DEFAULT_HORIZON_DAYS)
-                        .unwrap_or_default(),
+                    Ok(_) => hub.materialize_horizon(now).unwrap_or_default(),
                     Err(_) => Vec::new(),
                 };
                 (r, out)
@@ -302,9 +300,7 @@ async fn add_to_group(
                     .and_then(|()| Ok(hub.store().store_groups()?));
                 // Lists assigned to the group reach its new members now.
                 let out = match &r {
-                    Ok(_) => hub
-                        .materialize(now, engine::replica::DEFAULT_HORIZON_DAYS)
-                        .unwrap_or_default(),
+                    Ok(_) => hub.materialize_horizon(now).unwrap_or_default(),
                     Err(_) => Vec::new(),
                 };
                 (r, out)

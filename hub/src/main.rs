@@ -42,6 +42,11 @@ enum Cmd {
         /// Documents one connection may sync.
         #[arg(long, default_value_t = 10_000)]
         max_documents_per_connection: usize,
+        /// Days ahead (store-local) that recurring lists are materialized
+        /// and pushed, so terminals have them through an outage.
+        #[arg(long, default_value_t = engine::replica::DEFAULT_HORIZON_DAYS,
+              value_parser = clap::value_parser!(i64).range(0..=366))]
+        horizon_days: i64,
     },
     /// Manage stores and their tokens.
     Stores {
@@ -132,8 +137,12 @@ async fn run() -> anyhow::Result<()> {
             max_frame_bytes,
             max_messages_per_second,
             max_documents_per_connection,
+            horizon_days,
         } => {
-            let mut limits = HubLimits::default();
+            let mut limits = HubLimits {
+                horizon_days,
+                ..HubLimits::default()
+            };
             limits.wire.max_message_bytes = max_frame_bytes;
             limits.messages_per_second = max_messages_per_second;
             limits.max_documents_per_connection = max_documents_per_connection;

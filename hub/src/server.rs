@@ -216,12 +216,10 @@ async fn materialize_on_a_timer(hub: HubHandle, shutdown: CancellationToken) {
             _ = every.tick() => {}
         }
         let r = hub
-            .call(
-                |h, now| match h.materialize(now, engine::replica::DEFAULT_HORIZON_DAYS) {
-                    Ok(out) => (Ok(()), out),
-                    Err(e) => (Err(e), Vec::new()),
-                },
-            )
+            .call(|h, now| match h.materialize_horizon(now) {
+                Ok(out) => (Ok(()), out),
+                Err(e) => (Err(e), Vec::new()),
+            })
             .await;
         match r {
             Ok(Ok(())) => {}

@@ -24,8 +24,12 @@ impl Drop for Api {
 }
 
 async fn start() -> Api {
+    start_with(HubLimits::default()).await
+}
+
+async fn start_with(limits: HubLimits) -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let opened = server::open(dir.path(), HubLimits::default(), Some("admin")).unwrap();
+    let opened = server::open(dir.path(), limits, Some("admin")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let shutdown = CancellationToken::new();
@@ -401,4 +405,33 @@ async fn a_store_is_updated_and_removed_with_its_tokens_and_lists() {
     assert_eq!(rows, json!([]));
     let (s, _) = api.call(Method::DELETE, "/stores/s1", None).await;
     assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn the_materialization_horizon_is_configurable() {
+    let api = start_with(HubLimits {
+        horizon_days: 3,
+        ..HubLimits::default()
+    })
+    .await;
+    let (_, t) = api
+        .call(
+            Method::POST,
+            "/templates",
+            Some(
+                json!({"name": "Opening", "rrule": "FREQ=DAILY", "time": "07:00",
+                        "tasks": [{"title": "Unlock"}]}),
+            ),
+        )
+        .await;
+    let id = t["id"].as_str().unwrap();
+    let (s, v) = api
+        .call(
+            Method::POST,
+            &format!("/templates/{id}/assign"),
+            Some(json!({"stores": ["s1"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(lists(&api, "s1").await, 4, "today and three days ahead");
 }

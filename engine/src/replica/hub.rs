@@ -37,6 +37,9 @@ pub struct HubLimits {
     pub event_time_tolerance_ms: i64,
     /// Documents kept in memory; idle ones beyond this are evicted.
     pub max_cached_documents: usize,
+    /// Days ahead (store-local) recurring lists are materialized, so
+    /// terminals hold them before a long outage.
+    pub horizon_days: i64,
 }
 
 impl Default for HubLimits {
@@ -48,6 +51,7 @@ impl Default for HubLimits {
             max_documents_per_connection: 10_000,
             event_time_tolerance_ms: 5 * 60 * 1000,
             max_cached_documents: 10_000,
+            horizon_days: super::DEFAULT_HORIZON_DAYS,
         }
     }
 }
@@ -178,6 +182,10 @@ impl Hub {
 
     pub(crate) fn store_mut(&mut self) -> &mut Store {
         &mut self.store
+    }
+
+    pub fn limits(&self) -> &HubLimits {
+        &self.cfg.limits
     }
 
     pub fn counters(&self) -> HubCounters {

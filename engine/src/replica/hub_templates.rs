@@ -104,6 +104,12 @@ impl Hub {
         Ok(())
     }
 
+    /// `materialize` over the configured horizon (`HubLimits::horizon_days`).
+    pub fn materialize_horizon(&mut self, now_ms: i64) -> Result<Vec<Output>, HubError> {
+        let days = self.limits().horizon_days;
+        self.materialize(now_ms, days)
+    }
+
     /// Materialize every assigned template's occurrences from today to
     /// `horizon_days` ahead in each store's local time; bring instances
     /// made from an older revision up to date; give each store's directory
