@@ -256,7 +256,11 @@ mod tests {
             vec![a.clone(), b.clone(), c.clone()],
             "no duplicates"
         );
-        assert_eq!(s.remove_from_group(&north, std::slice::from_ref(&a)).unwrap(), 1);
+        assert_eq!(
+            s.remove_from_group(&north, std::slice::from_ref(&a))
+                .unwrap(),
+            1
+        );
         assert_eq!(s.template_stores(t).unwrap(), vec![b.clone(), c.clone()]);
         assert_eq!(
             s.store_groups().unwrap()[&north],
