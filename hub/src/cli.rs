@@ -116,6 +116,16 @@ pub enum ListsCmd {
         #[arg(long = "group", value_delimiter = ',')]
         groups: Vec<String>,
     },
+    /// Assign an existing recurring list (template id from `lists templates`)
+    /// to more stores or store groups; their lists are made and pushed at once.
+    Assign {
+        #[arg(long)]
+        template: String,
+        #[arg(long = "store", value_delimiter = ',')]
+        stores: Vec<String>,
+        #[arg(long = "group", value_delimiter = ',')]
+        groups: Vec<String>,
+    },
     /// Publish a one-off list to a store: `--task "Title@21:00"` (due time optional).
     Publish {
         #[arg(long)]
@@ -338,6 +348,23 @@ pub async fn lists(remote: &Remote, cmd: ListsCmd) -> anyhow::Result<()> {
                     targets.join(", ")
                 )
             });
+        }
+        ListsCmd::Assign {
+            template,
+            stores,
+            groups,
+        } => {
+            if stores.is_empty() && groups.is_empty() {
+                bail!("name at least one --store or --group");
+            }
+            let v = call(
+                remote,
+                reqwest::Method::POST,
+                &format!("/api/templates/{template}/assign"),
+                Some(json!({ "stores": stores, "groups": groups })),
+            )
+            .await?;
+            print(remote, &v, |_| format!("template {template} assigned"));
         }
         ListsCmd::Publish {
             store,

@@ -47,6 +47,10 @@ enum Cmd {
         #[arg(long, default_value_t = engine::replica::DEFAULT_HORIZON_DAYS,
               value_parser = clap::value_parser!(i64).range(0..=366))]
         horizon_days: i64,
+        /// Delete lists dated more than this many days ago, at the hub and
+        /// on the terminals (checked every minute). Default: keep all.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        retention_days: Option<i64>,
     },
     /// Manage stores and their tokens.
     Stores {
@@ -138,9 +142,11 @@ async fn run() -> anyhow::Result<()> {
             max_messages_per_second,
             max_documents_per_connection,
             horizon_days,
+            retention_days,
         } => {
             let mut limits = HubLimits {
                 horizon_days,
+                retention_days,
                 ..HubLimits::default()
             };
             limits.wire.max_message_bytes = max_frame_bytes;

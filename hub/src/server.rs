@@ -207,7 +207,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Keep the recurrence horizon materialized as days pass.
+/// Keep the recurrence horizon materialized as days pass, and apply the
+/// retention policy (`--retention-days`).
 async fn materialize_on_a_timer(hub: HubHandle, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
@@ -216,9 +217,14 @@ async fn materialize_on_a_timer(hub: HubHandle, shutdown: CancellationToken) {
             _ = every.tick() => {}
         }
         let r = hub
-            .call(|h, now| match h.materialize_horizon(now) {
-                Ok(out) => (Ok(()), out),
-                Err(e) => (Err(e), Vec::new()),
+            .call(|h, now| {
+                match h.materialize_horizon(now).and_then(|mut out| {
+                    out.extend(h.apply_retention_policy(now)?);
+                    Ok(out)
+                }) {
+                    Ok(out) => (Ok(()), out),
+                    Err(e) => (Err(e), Vec::new()),
+                }
             })
             .await;
         match r {

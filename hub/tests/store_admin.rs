@@ -435,3 +435,128 @@ async fn the_materialization_horizon_is_configurable() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(lists(&api, "s1").await, 4, "today and three days ahead");
 }
+
+/// The CLI commands call the endpoints above (wiring, not just parsing).
+#[tokio::test]
+async fn the_cli_drives_the_same_endpoints() {
+    use hub::cli::{self, ListsCmd, Remote, StoresCmd};
+    use hub::cli_admin::{self, GroupsCmd, WorkersCmd};
+    let api = start().await;
+    let remote = Remote {
+        hub_url: api.base.trim_end_matches("/api").to_owned(),
+        token: Some("admin".into()),
+        json: true,
+    };
+    cli_admin::workers(
+        &remote,
+        WorkersCmd::Add {
+            store: "s1".into(),
+            id: "w-ana".into(),
+            name: "Ana".into(),
+            role: "manager".into(),
+            groups: vec!["closers".into()],
+            pin: Some("2468".into()),
+        },
+    )
+    .await
+    .unwrap();
+    let (_, v) = api.call(Method::GET, "/stores/s1/workers", None).await;
+    assert_eq!(v[0]["groups"], json!(["closers"]));
+    let err = cli_admin::workers(
+        &remote,
+        WorkersCmd::Add {
+            store: "s1".into(),
+            id: "w-bo".into(),
+            name: "Bo".into(),
+            role: "cashier".into(),
+            groups: vec![],
+            pin: Some("12".into()),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("4 to 8 digits"), "{err}");
+
+    cli_admin::groups(
+        &remote,
+        GroupsCmd::Add {
+            group: "north".into(),
+            stores: vec!["s1".into(), "s2".into()],
+        },
+    )
+    .await
+    .unwrap();
+    let (_, t) = api
+        .call(
+            Method::POST,
+            "/templates",
+            Some(
+                json!({"name": "Opening", "rrule": "FREQ=DAILY", "time": "07:00",
+                        "tasks": [{"title": "Unlock"}]}),
+            ),
+        )
+        .await;
+    let template = t["id"].as_str().unwrap().to_owned();
+    cli::lists(
+        &remote,
+        ListsCmd::Assign {
+            template: template.clone(),
+            stores: vec![],
+            groups: vec!["north".into()],
+        },
+    )
+    .await
+    .unwrap();
+    assert!(lists(&api, "s2").await >= 14);
+    assert!(cli::lists(
+        &remote,
+        ListsCmd::Assign {
+            template,
+            stores: vec![],
+            groups: vec![],
+        },
+    )
+    .await
+    .is_err());
+
+    api.token("s1", "till").await;
+    cli::stores(&remote, StoresCmd::Tokens { store: None })
+        .await
+        .unwrap();
+    let (_, toks) = api.call(Method::GET, "/tokens?store=s1", None).await;
+    let id = toks[0]["id"].as_str().unwrap().to_owned();
+    cli::stores(
+        &remote,
+        StoresCmd::Revoke {
+            token_to_revoke: None,
+            id: Some(id),
+        },
+    )
+    .await
+    .unwrap();
+    let (_, toks) = api.call(Method::GET, "/tokens?store=s1", None).await;
+    assert_eq!(toks[0]["state"], "revoked");
+    assert!(
+        cli::stores(
+            &remote,
+            StoresCmd::Remove {
+                id: "s2".into(),
+                yes: false
+            }
+        )
+        .await
+        .is_err(),
+        "removal needs --yes"
+    );
+    cli::stores(
+        &remote,
+        StoresCmd::Remove {
+            id: "s2".into(),
+            yes: true,
+        },
+    )
+    .await
+    .unwrap();
+    let (_, stores) = api.call(Method::GET, "/stores", None).await;
+    assert_eq!(stores.as_array().unwrap().len(), 1);
+}

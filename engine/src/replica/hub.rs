@@ -40,6 +40,10 @@ pub struct HubLimits {
     /// Days ahead (store-local) recurring lists are materialized, so
     /// terminals hold them before a long outage.
     pub horizon_days: i64,
+    /// Lists dated more than this many days ago are deleted automatically
+    /// (at the hub and, through their directories, on the terminals).
+    /// `None` keeps everything.
+    pub retention_days: Option<i64>,
 }
 
 impl Default for HubLimits {
@@ -52,6 +56,7 @@ impl Default for HubLimits {
             event_time_tolerance_ms: 5 * 60 * 1000,
             max_cached_documents: 10_000,
             horizon_days: super::DEFAULT_HORIZON_DAYS,
+            retention_days: None,
         }
     }
 }

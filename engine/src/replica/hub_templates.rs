@@ -73,6 +73,38 @@ impl Hub {
         Ok((report, out))
     }
 
+    /// Delete lists dated more than `days` before today (UTC date; a store
+    /// a day off UTC keeps its list a day longer or shorter). Returns how
+    /// many went and the directory edits to deliver.
+    pub fn apply_retention(
+        &mut self,
+        now_ms: i64,
+        days: i64,
+    ) -> Result<(usize, Vec<Output>), HubError> {
+        let today = Utc
+            .timestamp_millis_opt(now_ms)
+            .single()
+            .unwrap_or_else(Utc::now)
+            .date_naive();
+        let filter = crate::storage::PurgeFilter {
+            before: Some(today - Duration::days(days)),
+            ..Default::default()
+        };
+        let (report, out) = self.purge(&filter, false, now_ms)?;
+        if report.count > 0 {
+            tracing::info!(count = report.count, days, "retention deleted old lists");
+        }
+        Ok((report.count, out))
+    }
+
+    /// `apply_retention` with the configured `HubLimits::retention_days`.
+    pub fn apply_retention_policy(&mut self, now_ms: i64) -> Result<Vec<Output>, HubError> {
+        match self.limits().retention_days {
+            Some(days) => Ok(self.apply_retention(now_ms, days)?.1),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Save a template as its next revision (the hub numbers revisions).
     pub fn put_template(&mut self, mut t: Template) -> Result<Template, HubError> {
         t.validate()?;

@@ -851,3 +851,26 @@ fn revoking_a_token_closes_the_stores_live_connections() {
     assert!(net.hub.revoke_token_by_id(&id, net.now).unwrap().is_none());
     assert!(net.hub.authenticate(Some("till-token"), net.now).is_err());
 }
+
+#[test]
+fn retention_deletes_lists_older_than_its_age_and_keeps_newer_ones() {
+    let mut net = Net::new(1);
+    net.connect(0);
+    net.run();
+    let id = content(3).id; // dated weeks before NOW
+    let (n, out) = net.hub.apply_retention(NOW, 365).unwrap();
+    assert_eq!((n, out.len()), (0, 0), "younger than a year: kept");
+    let (n, out) = net.hub.apply_retention(NOW, 7).unwrap();
+    assert_eq!(n, 1);
+    net.route_hub(out);
+    net.run();
+    assert!(net.hub.document(id).is_err());
+    assert!(
+        net.agents[0].list(id).is_err(),
+        "gone from the terminal too"
+    );
+    assert!(
+        net.hub.apply_retention_policy(NOW).unwrap().is_empty(),
+        "off by default"
+    );
+}
