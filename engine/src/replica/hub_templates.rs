@@ -70,6 +70,11 @@ impl Hub {
             self.forget_document(doc);
             self.store_mut().purge_document(doc)?;
         }
+        if report.count > 0 {
+            if let Err(e) = self.store_mut().release_free_pages() {
+                tracing::warn!(error = %e, "could not release free pages after a purge");
+            }
+        }
         Ok((report, out))
     }
 

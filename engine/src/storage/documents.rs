@@ -196,6 +196,12 @@ impl Store {
                 Err(e) => tracing::warn!(%doc, error = %e, "compaction skipped a document"),
             }
         }
+        if done > 0 {
+            // The replaced rows left free pages: give them back.
+            if let Err(e) = self.release_free_pages() {
+                tracing::warn!(error = %e, "could not release free pages after compaction");
+            }
+        }
         Ok(done)
     }
 
@@ -726,6 +732,54 @@ mod tests {
             .append_changes(id, &doc.get_changes(&stored_heads))
             .unwrap();
         assert_same(&store.load_document(id).unwrap().unwrap(), &mut doc);
+    }
+
+    fn pragma(store: &Store, name: &str) -> i64 {
+        store
+            .conn
+            .pragma_query_value(None, name, |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn compaction_gives_disk_space_back() {
+        let (_dir, mut store) = temp_store();
+        assert_eq!(pragma(&store, "auto_vacuum"), 2, "incremental");
+        let id = DocumentId::from_random_bytes([7; 16]);
+        let mut am = checklist(400);
+        store
+            .append_changes(id, &am.document().get_changes(&[]))
+            .unwrap();
+        let before = pragma(&store, "page_count");
+        assert_eq!(store.compact_some(2, 1).unwrap(), 1);
+        assert_eq!(pragma(&store, "freelist_count"), 0, "no free pages left");
+        let after = pragma(&store, "page_count");
+        assert!(after * 10 < before * 7, "{before} pages -> {after}");
+        assert!(store.load_document(id).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_file_made_without_auto_vacuum_is_converted_once_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        let id = DocumentId::from_random_bytes([8; 16]);
+        {
+            let mut store = Store::open(&path, [1; 16]).unwrap();
+            let mut am = checklist(3);
+            store
+                .append_changes(id, &am.document().get_changes(&[]))
+                .unwrap();
+            // As files were before this build.
+            store
+                .conn
+                .execute_batch("PRAGMA auto_vacuum = NONE; VACUUM;")
+                .unwrap();
+            assert_eq!(pragma(&store, "auto_vacuum"), 0);
+        }
+        let store = Store::open(&path, [2; 16]).unwrap();
+        assert_eq!(pragma(&store, "auto_vacuum"), 2);
+        assert!(store.load_document(id).unwrap().is_some(), "data kept");
+        assert_eq!(store.actor_id(), automerge::ActorId::from([1u8; 16]));
     }
 
     #[test]

@@ -40,6 +40,33 @@ pub use schema::CURRENT_VERSION;
 pub use status_index::{ListStatusRow, PastDueRow, PurgeFilter, WorkerEventRow};
 pub use sync_state::PeerId;
 
+/// Make the file able to shrink (`auto_vacuum = INCREMENTAL`): compaction
+/// folds change rows into snapshots and leaves free pages that
+/// `release_free_pages` hands back. A new file gets the mode before its
+/// first table; a file made before this existed is rebuilt once with
+/// `VACUUM` (time proportional to its size, logged).
+fn enable_incremental_vacuum(conn: &Connection, path: &Path) -> Result<(), StorageError> {
+    let sql = |e| StorageError::from_sqlite(path, e);
+    let mode: i64 = conn
+        .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+        .map_err(sql)?;
+    if mode == 2 {
+        return Ok(());
+    }
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .map_err(sql)?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .map_err(sql)?;
+    if tables > 0 {
+        let started = std::time::Instant::now();
+        conn.execute_batch("VACUUM").map_err(sql)?;
+        tracing::info!(file = %path.display(), ms = started.elapsed().as_millis() as u64,
+            "rebuilt the database once so compaction can give space back");
+    }
+    Ok(())
+}
+
 /// How long a write waits for another process holding the file's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -87,6 +114,7 @@ impl Store {
         // before we write anything to it (even the WAL switch writes the header).
         schema::check_not_newer(&conn, &path)?;
         quick_check(&conn, &path)?;
+        enable_incremental_vacuum(&conn, &path)?;
 
         // WAL: readers do not block the writer, and a commit is one fsync of
         // the log. FULL: that fsync happens at every commit, which is what makes
@@ -107,6 +135,27 @@ impl Store {
         let actor = load_or_create_actor(&mut conn, &path, fresh_actor)?;
         tracing::debug!(file = %path.display(), %actor, "opened replica database");
         Ok(Store { conn, path, actor })
+    }
+
+    /// Give the file's free pages back to the file system (after
+    /// compaction or deletes). Bounded by the free pages there are; runs
+    /// outside any transaction, as SQLite requires.
+    pub fn release_free_pages(&mut self) -> Result<i64, StorageError> {
+        let sql = |e| StorageError::from_sqlite(&self.path, e);
+        let free: i64 = self
+            .conn
+            .pragma_query_value(None, "freelist_count", |r| r.get(0))
+            .map_err(sql)?;
+        if free > 0 {
+            // The pragma frees pages as it is stepped: run it to the end.
+            let mut stmt = self
+                .conn
+                .prepare("PRAGMA incremental_vacuum")
+                .map_err(sql)?;
+            let mut rows = stmt.query([]).map_err(sql)?;
+            while rows.next().map_err(sql)?.is_some() {}
+        }
+        Ok(free)
     }
 
     /// The database file this store was opened from.
