@@ -6,6 +6,7 @@ pub mod api;
 pub mod api_admin;
 pub mod cli;
 pub mod cli_admin;
+pub mod config;
 pub mod connectivity;
 pub mod dashboard;
 pub mod metrics;

@@ -30,6 +30,10 @@ enum Cmd {
         data: PathBuf,
         #[arg(long, env = "HUB_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// TOML file of these settings (keys are the flag names with
+        /// underscores, e.g. `retention_days = 90`); flags and HUB_* win.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Register this admin token instead of minting one into DATA/admin-token.
         #[arg(long, env = "HUB_ADMIN_TOKEN")]
         admin_token: Option<String>,
@@ -133,8 +137,12 @@ async fn run() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().cmd {
+    let args = hub::config::expand_args(std::env::args_os().collect(), "HUB_", |k| {
+        std::env::var(k).ok()
+    })?;
+    match Cli::parse_from(args).cmd {
         Cmd::Serve {
+            config: _,
             data,
             listen,
             admin_token,
