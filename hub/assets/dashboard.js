@@ -54,6 +54,7 @@ async function api(path) {
 
 const fmtDateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 const fmtTime = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" });
+const fmtPrecise = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 
 function ago(ms) {
   const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
@@ -74,9 +75,10 @@ function overdue(ms) {
   return `${Math.floor(hrs / 24)} days late`;
 }
 
-function when(ms) {
+function when(ms, precise) {
   const d = new Date(ms);
-  return h("time", { datetime: d.toISOString(), title: d.toISOString() }, fmtDateTime.format(d));
+  const text = (precise ? fmtPrecise : fmtDateTime).format(d);
+  return h("time", { datetime: d.toISOString(), title: d.toISOString() }, text);
 }
 
 function localDay(d) {
@@ -135,7 +137,7 @@ function drawStores(stores) {
         ? h("span", { class: "online" }, h("span", { class: "dot", "aria-hidden": "true" }),
             "Online", h("span", { class: "small" }, ` · ${s.connections} terminal${s.connections === 1 ? "" : "s"}`))
         : h("span", { class: "offline" }, h("span", { class: "dot", "aria-hidden": "true" }), "Offline");
-      return h("tr", { "data-store": s.id, "data-online": s.online },
+      return h("tr", { "data-store": s.id, "data-online": String(s.online) },
         h("th", { scope: "row" }, s.name, h("div", { class: "small" }, s.id)),
         h("td", {}, conn),
         h("td", { class: "last-sync" },
@@ -195,7 +197,7 @@ function drawPastDue(rows) {
   $("past-due-count").textContent = rows.length ? `(${rows.length})` : "";
   $("past-due").tBodies[0].replaceChildren(...rows.map((r) =>
     h("tr", { "data-task": r.task },
-      h("td", { class: "nowrap" }, when(r.due_ms), h("div", { class: "pill late" }, overdue(r.due_ms))),
+      h("td", { class: "nowrap" }, when(r.due_ms), h("div", {}, h("span", { class: "pill late" }, overdue(r.due_ms)))),
       h("td", {}, storeName(r.store)),
       h("td", {}, r.list, h("div", { class: "small" }, r.date)),
       h("td", {}, h("button", { type: "button", class: "link", onclick: () => openInstance(r.doc, r.task) }, r.title),
@@ -209,7 +211,7 @@ function drawPastDue(rows) {
 // ---- drill-down ------------------------------------------------------
 
 function eventLine(e) {
-  return [statusPill(e.status), ` by ${e.worker} on ${e.terminal}, `, when(e.at), e.note ? ` — “${e.note}”` : ""];
+  return [statusPill(e.status), ` by ${e.worker} on ${e.terminal}, `, when(e.at, true), e.note ? ` — “${e.note}”` : ""];
 }
 
 function drawInstance(doc) {
@@ -236,7 +238,8 @@ function drawInstance(doc) {
         assignees ? ` · Assigned to ${assignees}` : "",
         t.spec.description ? ` · ${t.spec.description}` : ""),
       s.conflict.length > 0 && h("div", { class: "conflict-box", role: "note" },
-        h("p", {}, `Conflict: ${s.conflict.length} statuses were recorded at the same time; showing the latest until someone decides.`),
+        h("p", {}, `Conflict: ${s.conflict.length} different statuses were recorded without seeing each other. ` +
+          "The latest is shown until someone decides."),
         h("ul", {}, s.conflict.map((e) => h("li", { "data-event": e.id }, eventLine(e))))),
       s.history.length === 0
         ? h("p", { class: "small" }, "No status recorded yet.")
@@ -245,7 +248,7 @@ function drawInstance(doc) {
           h("thead", {}, h("tr", {}, ["When", "Status", "Worker", "Terminal", "Note"].map((c) => h("th", { scope: "col" }, c)))),
           h("tbody", {}, s.history.map((e) =>
             h("tr", { "data-event": e.id },
-              h("td", { class: "nowrap" }, when(e.at)), h("td", {}, statusPill(e.status)),
+              h("td", { class: "nowrap" }, when(e.at, true)), h("td", {}, statusPill(e.status)),
               h("td", {}, e.worker), h("td", {}, e.terminal), h("td", {}, e.note || ""))))));
   }));
 }

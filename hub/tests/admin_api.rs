@@ -359,6 +359,9 @@ async fn stores_show_connections_and_a_last_sync_that_survives_a_restart() {
     let (ws1, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
         .unwrap();
+    // Not a wait for a condition: the two connections get distinct times,
+    // so only the disconnect can write the later one.
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let (ws2, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
         .unwrap();

@@ -211,6 +211,7 @@ impl Store {
             for sql in [
                 "DELETE FROM template_stores WHERE store_id = ?1",
                 "DELETE FROM store_groups WHERE store_id = ?1",
+                "DELETE FROM store_sync WHERE store_id = ?1",
                 "DELETE FROM stores WHERE store_id = ?1",
             ] {
                 tx.prepare_cached(sql)?.execute([store.as_str()])?;
