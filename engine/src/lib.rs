@@ -1,6 +1,8 @@
 //! The engine: task model, status rules, recurrence, change validation and
 //! storage for store task lists. Pure except for `storage`, which owns SQLite.
 
+#[cfg(test)]
+mod clock_faults;
 pub mod document;
 pub mod ids;
 pub mod model;
@@ -11,3 +13,5 @@ pub mod status;
 pub mod storage;
 pub mod template;
 pub mod validation;
+#[cfg(test)]
+mod validation_fuzz;

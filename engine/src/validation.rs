@@ -171,7 +171,19 @@ pub fn validate(
                 continue;
             }
             progress = true;
-            match check_change(&scratch, c, author, ctx, &seqs, &claimed) {
+            // Automerge 0.12 can panic on a change that decodes but is
+            // malformed inside (found by `validation_fuzz`); a hostile peer
+            // must not take the hub's thread down with it. The scratch
+            // copy is untouched: `check_change` works on forks.
+            let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                check_change(&scratch, c, author, ctx, &seqs, &claimed)
+            }))
+            .unwrap_or_else(|_| {
+                Err(Rejection::DoesNotApply(
+                    "the change is malformed (Automerge could not apply it)".into(),
+                ))
+            });
+            match checked {
                 Ok((post, new_actor)) => {
                     scratch = post;
                     seqs.insert(c.actor_id().clone(), c.seq());

@@ -1,5 +1,7 @@
 //! `pos-agent` commands that call the terminal's local API, for scripting
-//! and support staff. `--json` prints the API's answer as is.
+//! and support staff. `--json` prints the API's answer as is. Manager
+//! commands sign in first with `--as <worker> --pin <pin>` and sign out
+//! after.
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
@@ -7,18 +9,24 @@ use serde_json::{json, Value};
 pub struct Local {
     pub url: String,
     pub json: bool,
+    /// Worker and PIN to sign in with before the call.
+    pub sign_in: Option<(String, String)>,
 }
 
-async fn call(
+async fn request(
     l: &Local,
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
+    token: Option<&str>,
 ) -> anyhow::Result<Value> {
     let url = format!("{}{}", l.url.trim_end_matches('/'), path);
     let mut req = reqwest::Client::new().request(method, &url);
     if let Some(b) = body {
         req = req.json(&b);
+    }
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
     }
     let resp = req
         .send()
@@ -37,19 +45,60 @@ async fn call(
     Ok(v)
 }
 
+/// Call the API, signed in as `--as` if given.
+async fn call(
+    l: &Local,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let Some((worker, pin)) = &l.sign_in else {
+        return request(l, method, path, body, None).await;
+    };
+    let session = request(
+        l,
+        reqwest::Method::POST,
+        "/api/session",
+        Some(json!({"worker": worker, "pin": pin})),
+        None,
+    )
+    .await
+    .with_context(|| format!("signing in as {worker}"))?;
+    let token = session["token"].as_str().unwrap_or_default().to_owned();
+    let r = request(l, method, path, body, Some(&token)).await;
+    let _ = request(
+        l,
+        reqwest::Method::DELETE,
+        "/api/session",
+        None,
+        Some(&token),
+    )
+    .await;
+    r
+}
+
+fn print_json(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}
+
 pub async fn tasks(l: &Local) -> anyhow::Result<()> {
     let v = call(l, reqwest::Method::GET, "/api/tasks", None).await?;
     if l.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        return print_json(&v);
     }
     for t in v.as_array().into_iter().flatten() {
         println!(
-            "{}\t{:<12}\t{}\t{}{}",
-            t["task"].as_str().unwrap_or(""),
-            t["status"].as_str().unwrap_or(""),
-            t["list_name"].as_str().unwrap_or(""),
-            t["title"].as_str().unwrap_or(""),
+            "{}\t{:<12}\t{:<5}\t{}\t{}{}",
+            s(t, "task"),
+            s(t, "status"),
+            s(t, "due_local"),
+            s(t, "list_name"),
+            s(t, "title"),
             if t["conflict"].as_bool() == Some(true) {
                 "\t(conflict)"
             } else {
@@ -75,11 +124,27 @@ pub async fn set_status(
     )
     .await?;
     if l.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        print_json(&v)
     } else {
         println!("saved: {task} is {status}");
+        Ok(())
     }
-    Ok(())
+}
+
+pub async fn claim(l: &Local, task: &str, worker: &str) -> anyhow::Result<()> {
+    let v = call(
+        l,
+        reqwest::Method::POST,
+        &format!("/api/tasks/{task}/claim"),
+        Some(json!({ "worker": worker })),
+    )
+    .await?;
+    if l.json {
+        print_json(&v)
+    } else {
+        println!("saved: {task} is {worker}'s");
+        Ok(())
+    }
 }
 
 pub async fn assign(l: &Local, task: &str, to: Option<String>) -> anyhow::Result<()> {
@@ -91,9 +156,144 @@ pub async fn assign(l: &Local, task: &str, to: Option<String>) -> anyhow::Result
     )
     .await?;
     if l.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        print_json(&v)
     } else {
         println!("saved");
+        Ok(())
+    }
+}
+
+pub async fn add_task(l: &Local, list: &str, task: Value) -> anyhow::Result<()> {
+    let v = call(
+        l,
+        reqwest::Method::POST,
+        &format!("/api/lists/{list}/tasks"),
+        Some(task),
+    )
+    .await?;
+    if l.json {
+        print_json(&v)
+    } else {
+        println!("saved: task {}", s(&v, "task"));
+        Ok(())
+    }
+}
+
+/// `tasks` are "Title" or "Title@HH:MM".
+pub async fn add_list(
+    l: &Local,
+    name: &str,
+    date: Option<&str>,
+    tasks: &[String],
+) -> anyhow::Result<()> {
+    let tasks: Vec<Value> = tasks
+        .iter()
+        .map(|t| match t.rsplit_once('@') {
+            Some((title, due)) => json!({"title": title, "due": due}),
+            None => json!({ "title": t }),
+        })
+        .collect();
+    let v = call(
+        l,
+        reqwest::Method::POST,
+        "/api/lists",
+        Some(json!({"name": name, "date": date, "tasks": tasks})),
+    )
+    .await?;
+    if l.json {
+        print_json(&v)
+    } else {
+        println!("saved: list {}", s(&v, "list"));
+        for t in v["tasks"].as_array().into_iter().flatten() {
+            println!("  task {}", t.as_str().unwrap_or(""));
+        }
+        Ok(())
+    }
+}
+
+pub async fn notifications(
+    l: &Local,
+    window: Option<i64>,
+    worker: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut query = Vec::new();
+    if let Some(w) = window {
+        query.push(format!("window={w}"));
+    }
+    if let Some(w) = worker {
+        query.push(format!("worker={w}"));
+    }
+    let path = format!("/api/notifications?{}", query.join("&"));
+    let v = call(l, reqwest::Method::GET, &path, None).await?;
+    if l.json {
+        return print_json(&v);
+    }
+    println!(
+        "{} pending task(s) today",
+        v["pending"].as_u64().unwrap_or(0)
+    );
+    for n in v["past_due"].as_array().into_iter().flatten() {
+        println!(
+            "PAST DUE\t{} min late\t{}\t{}\t{}",
+            n["minutes"],
+            s(n, "task"),
+            s(n, "list_name"),
+            s(n, "title")
+        );
+    }
+    for n in v["upcoming"].as_array().into_iter().flatten() {
+        println!(
+            "upcoming\tdue {}\t{}\t{}\t{}",
+            s(n, "due_local"),
+            s(n, "task"),
+            s(n, "list_name"),
+            s(n, "title")
+        );
+    }
+    Ok(())
+}
+
+pub async fn workers(l: &Local) -> anyhow::Result<()> {
+    let v = call(l, reqwest::Method::GET, "/api/workers", None).await?;
+    if l.json {
+        return print_json(&v);
+    }
+    for w in v.as_array().into_iter().flatten() {
+        let groups: Vec<&str> = w["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        println!(
+            "{}\t{}\t{}\t{}",
+            s(w, "id"),
+            s(w, "name"),
+            s(w, "role"),
+            groups.join(",")
+        );
+    }
+    Ok(())
+}
+
+pub async fn conflicts(l: &Local) -> anyhow::Result<()> {
+    let v = call(l, reqwest::Method::GET, "/api/conflicts", None).await?;
+    if l.json {
+        return print_json(&v);
+    }
+    for c in v.as_array().into_iter().flatten() {
+        println!("{}\t{}\t{}", s(c, "task"), s(c, "list_name"), s(c, "title"));
+        for e in c["statuses"].as_array().into_iter().flatten() {
+            println!(
+                "  status {} by {} on {}",
+                s(e, "status"),
+                s(e, "worker"),
+                s(e, "terminal")
+            );
+        }
+        for a in c["assignees"].as_array().into_iter().flatten() {
+            println!("  assignee {}:{}", s(a, "kind"), s(a, "id"));
+        }
     }
     Ok(())
 }
@@ -101,8 +301,7 @@ pub async fn assign(l: &Local, task: &str, to: Option<String>) -> anyhow::Result
 pub async fn sync_status(l: &Local) -> anyhow::Result<()> {
     let v = call(l, reqwest::Method::GET, "/api/sync-status", None).await?;
     if l.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        return print_json(&v);
     }
     println!(
         "{}; {} local change(s) not yet confirmed by the hub",
@@ -114,7 +313,7 @@ pub async fn sync_status(l: &Local) -> anyhow::Result<()> {
         v["unconfirmed_changes"].as_u64().unwrap_or(0)
     );
     for r in v["rejected"].as_array().into_iter().flatten() {
-        println!("rejected by hub: {}", r["reason"].as_str().unwrap_or(""));
+        println!("rejected by hub: {}", s(r, "reason"));
     }
     Ok(())
 }

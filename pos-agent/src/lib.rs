@@ -6,4 +6,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod runtime;
+pub mod sessions;
 pub mod sync_client;
+pub mod views;
+pub mod web;

@@ -27,6 +27,12 @@ struct Cli {
     /// Print JSON.
     #[arg(long, global = true)]
     json: bool,
+    /// Sign in as this worker first (manager commands: assign, add, conflicts).
+    #[arg(long = "as", global = true, env = "POS_AGENT_WORKER")]
+    as_worker: Option<String>,
+    /// The PIN for --as.
+    #[arg(long, global = true, env = "POS_AGENT_PIN", hide_env_values = true)]
+    pin: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -52,6 +58,12 @@ enum Cmd {
         /// Local API address (loopback by default).
         #[arg(long, env = "POS_AGENT_HTTP", default_value = "127.0.0.1:7878")]
         http: SocketAddr,
+        /// Tasks due within this many minutes show as upcoming.
+        #[arg(long, env = "POS_AGENT_NOTIFY_WINDOW", default_value_t = 30)]
+        notify_window: i64,
+        /// The store's IANA time zone (default: the zone of its newest list).
+        #[arg(long, env = "POS_AGENT_TIME_ZONE")]
+        time_zone: Option<String>,
     },
     /// List tasks on this terminal.
     Tasks,
@@ -79,14 +91,69 @@ enum Cmd {
         #[arg(long)]
         note: Option<String>,
     },
-    /// Assign a task: --to worker:<id> or group:<id>; omit to unassign.
+    /// Take a group task: it becomes the worker's own.
+    Claim {
+        task: String,
+        #[arg(long)]
+        worker: String,
+    },
+    /// Assign a task (manager, with --as/--pin): --to <worker id>,
+    /// worker:<id> or group:<id>; omit to unassign.
     Assign {
         task: String,
         #[arg(long)]
         to: Option<String>,
     },
+    /// Add a single task or an ad-hoc list (manager, with --as/--pin).
+    #[command(subcommand)]
+    Add(Add),
+    /// Upcoming and past-due tasks, and the pending count.
+    Notifications {
+        /// Minutes ahead that count as upcoming.
+        #[arg(long)]
+        window: Option<i64>,
+        /// Only this worker's tasks (theirs and their groups').
+        #[arg(long)]
+        worker: Option<String>,
+    },
+    /// The store's roster (names, roles, groups).
+    Workers,
+    /// Conflicts waiting for a decision (manager, with --as/--pin).
+    Conflicts,
     /// Online/offline, unconfirmed changes, rejections.
     SyncStatus,
+}
+
+#[derive(Subcommand, Debug)]
+enum Add {
+    /// A single task in an existing list.
+    Task {
+        title: String,
+        /// The list's id (see `pos-agent tasks --json`).
+        #[arg(long)]
+        list: String,
+        /// Due time, HH:MM store time on the list's date.
+        #[arg(long)]
+        due: Option<String>,
+        /// worker:<id>, group:<id> or a worker id.
+        #[arg(long)]
+        to: Option<String>,
+        /// pos:<operation> or an http(s) URL.
+        #[arg(long)]
+        link: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// An ad-hoc list of this store, with its tasks.
+    List {
+        name: String,
+        /// YYYY-MM-DD (default: today, store time).
+        #[arg(long)]
+        date: Option<String>,
+        /// A task: "Title" or "Title@HH:MM"; repeat for more.
+        #[arg(long = "task")]
+        tasks: Vec<String>,
+    },
 }
 
 #[tokio::main]
@@ -110,6 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let local = Local {
         url: cli.agent_url,
         json: cli.json,
+        sign_in: cli.as_worker.map(|w| (w, cli.pin.unwrap_or_default())),
     };
     match cli.cmd {
         Cmd::Run {
@@ -119,7 +187,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store,
             terminal,
             http,
+            notify_window,
+            time_zone,
         } => {
+            let api_cfg = pos_agent::api::ApiConfig {
+                notify_window_minutes: notify_window,
+                time_zone: time_zone
+                    .map(|z| {
+                        z.parse::<chrono_tz::Tz>().map_err(|_| {
+                            anyhow::anyhow!(
+                                "--time-zone {z:?} is not an IANA zone such as Europe/Berlin"
+                            )
+                        })
+                    })
+                    .transpose()?,
+            };
+            anyhow::ensure!(
+                (1..=1440).contains(&notify_window),
+                "--notify-window is minutes, from 1 to 1440"
+            );
             let terminal = pos_agent::agent::open(&data, store.as_deref(), terminal.parse()?)?;
             let shutdown = CancellationToken::new();
             let listener = tokio::net::TcpListener::bind(http)
@@ -151,7 +237,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 terminal.handle.clone(),
                 shutdown.clone(),
             ));
-            let app = pos_agent::api::router(terminal);
+            let app = pos_agent::api::router_with(terminal, api_cfg);
             let stop = shutdown.clone();
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -169,7 +255,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Reopen { task, worker, note } => {
             cli::set_status(&local, &task, "reopened", &worker, note).await
         }
+        Cmd::Claim { task, worker } => cli::claim(&local, &task, &worker).await,
         Cmd::Assign { task, to } => cli::assign(&local, &task, to).await,
+        Cmd::Add(Add::Task {
+            title,
+            list,
+            due,
+            to,
+            link,
+            description,
+        }) => {
+            let task = serde_json::json!({"title": title, "due": due, "assignee": to,
+                                          "link": link, "description": description});
+            cli::add_task(&local, &list, task).await
+        }
+        Cmd::Add(Add::List { name, date, tasks }) => {
+            cli::add_list(&local, &name, date.as_deref(), &tasks).await
+        }
+        Cmd::Notifications { window, worker } => {
+            cli::notifications(&local, window, worker.as_deref()).await
+        }
+        Cmd::Workers => cli::workers(&local).await,
+        Cmd::Conflicts => cli::conflicts(&local).await,
         Cmd::SyncStatus => cli::sync_status(&local).await,
     }
 }

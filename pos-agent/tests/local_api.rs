@@ -2,26 +2,28 @@
 //! offline, bad input gets a 4xx that says what is wrong, nothing partial
 //! is written.
 
+mod common;
+
+use common::{seed_list, seed_roster, Local};
 use engine::ids::{DocumentId, TaskId};
 use engine::model::{CreatedBy, InstanceContent, ListMeta, Priority, TaskSpec};
-use serde_json::{json, Value};
+use serde_json::json;
 
-struct Local {
+struct Fixture {
     _dir: tempfile::TempDir,
-    base: String,
+    l: Local,
     list: DocumentId,
     task: TaskId,
 }
 
-/// An agent whose replica already holds one list (as if synced earlier),
-/// with no hub at all.
-async fn start() -> Local {
+/// An agent whose replica already holds the store's roster and one list
+/// (as if synced earlier), with no hub at all.
+async fn start() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store: engine::ids::StoreId = "store-042".parse().unwrap();
     let content = InstanceContent {
         id: DocumentId(uuid::Uuid::from_u128(1)),
         meta: ListMeta {
-            store,
+            store: common::store(),
             name: "Closing".into(),
             template: None,
             date: chrono::Utc::now().date_naive(),
@@ -41,56 +43,35 @@ async fn start() -> Local {
             position: 0,
         }],
     };
-    {
-        let mut st = engine::storage::Store::open(dir.path().join("agent.db"), [7; 16]).unwrap();
-        st.set_meta("store_id", b"store-042").unwrap();
-        st.append_changes(
-            content.id,
-            &engine::document::instance::materialize(&content).unwrap(),
-        )
-        .unwrap();
-    }
-    let terminal =
-        pos_agent::agent::open(dir.path(), Some("store-042"), "pos-1".parse().unwrap()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, pos_agent::api::router(terminal)).await });
-    Local {
+    seed_roster(
+        dir.path(),
+        &[
+            ("w-1", "Ana", "cashier", &[], Some("1234")),
+            ("w-7", "Bo", "cashier", &[], None),
+            ("m-1", "Mia", "manager", &[], Some("9999")),
+        ],
+    );
+    seed_list(dir.path(), &content);
+    let l = Local::start(dir.path()).await;
+    Fixture {
         _dir: dir,
-        base,
+        l,
         list: content.id,
         task: content.tasks[0].id,
     }
 }
 
-impl Local {
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let r = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        let r = reqwest::Client::new()
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(body.to_owned())
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-}
-
 #[tokio::test]
 async fn every_action_works_offline_and_bad_input_is_refused() {
-    let l = start().await;
+    let f = start().await;
+    let l = &f.l;
     let (s, tasks) = l.get("/api/tasks").await;
     assert_eq!(s, 200);
     assert_eq!(tasks[0]["title"], "Count the till");
     let (s, lists) = l.get("/api/lists").await;
     assert_eq!((s, lists[0]["tasks"].as_u64()), (200, Some(1)));
 
-    let task = l.task.0;
+    let task = f.task.0;
     let path = format!("/api/tasks/{task}/status");
     let (s, v) = l
         .post(
@@ -106,17 +87,24 @@ async fn every_action_works_offline_and_bad_input_is_refused() {
         )
         .await;
     assert_eq!(s, 201, "{v}");
-    let (_, view) = l.get(&format!("/api/lists/{}", l.list)).await;
+    let (_, view) = l.get(&format!("/api/lists/{}", f.list)).await;
     let status = &view["tasks"][0]["status"];
     assert_eq!(status["current"], "completed");
     assert_eq!(status["history"].as_array().unwrap().len(), 2);
     assert_eq!(status["latest"]["terminal"], "pos-1");
 
+    // Assigning is a manager's job.
+    let assign = format!("/api/tasks/{task}/assign");
+    let (s, v) = l.post(&assign, r#"{"to": "worker:w-7"}"#).await;
+    assert_eq!(s, 401, "{v}");
+    let cashier = l.sign_in("w-1", "1234").await;
     let (s, v) = l
-        .post(
-            &format!("/api/tasks/{task}/assign"),
-            r#"{"to": "worker:w-7"}"#,
-        )
+        .post_as(&cashier, &assign, r#"{"to": "worker:w-7"}"#)
+        .await;
+    assert_eq!(s, 403, "{v}");
+    let manager = l.sign_in("m-1", "9999").await;
+    let (s, v) = l
+        .post_as(&manager, &assign, r#"{"to": "worker:w-7"}"#)
         .await;
     assert_eq!(s, 200, "{v}");
     let (_, tasks) = l.get("/api/tasks").await;
@@ -150,13 +138,28 @@ async fn every_action_works_offline_and_bad_input_is_refused() {
             "task",
         ),
         (
+            path.clone(),
+            json!({"status": "completed", "worker": "w-9"}).to_string(),
+            422,
+            "roster",
+        ),
+        (
             format!("/api/tasks/{task}/assign"),
-            r#"{"to": "everyone"}"#.to_owned(),
+            r#"{"to": "team:everyone"}"#.to_owned(),
             400,
             "assignee",
         ),
+        (
+            format!("/api/tasks/{task}/assign"),
+            r#"{"to": "worker:w-9"}"#.to_owned(),
+            422,
+            "roster",
+        ),
     ] {
-        let (s, v) = l.post(&path, &body).await;
+        let (s, v) = match path.ends_with("/assign") {
+            true => l.post_as(&manager, &path, &body).await,
+            false => l.post(&path, &body).await,
+        };
         assert_eq!(s, code, "{path} {body}: {v}");
         assert!(
             v["error"].as_str().unwrap_or("").contains(says),
@@ -170,7 +173,7 @@ async fn every_action_works_offline_and_bad_input_is_refused() {
     assert_eq!(s, 201, "{v}");
     let (s, v) = l.post(&path, &reopen).await;
     assert_eq!(s, 422, "{v}");
-    let (_, view) = l.get(&format!("/api/lists/{}", l.list)).await;
+    let (_, view) = l.get(&format!("/api/lists/{}", f.list)).await;
     assert_eq!(
         view["tasks"][0]["status"]["history"]
             .as_array()

@@ -448,6 +448,12 @@ fn task_obj<R: ReadDoc>(doc: &R, task: TaskId) -> Result<ObjId, ModelError> {
     read::obj(doc, &tasks, &task.0.to_string()).ok_or(ModelError::UnknownTask(task))
 }
 
+/// Does this instance hold task `task` with its content? One lookup, no
+/// full read (finding a task's list among many).
+pub fn has_task<R: ReadDoc>(doc: &R, task: TaskId) -> bool {
+    task_obj(doc, task).is_ok_and(|o| read::string(doc, &o, keys::TITLE).is_some())
+}
+
 /// The hybrid-logical time for a new event: after every event already in
 /// the document, whatever the wall clock says (rule 6).
 pub fn next_event_time(events: &[StatusEvent], wall_ms: i64) -> i64 {

@@ -11,19 +11,21 @@
 //! it never was; one loaded while connected joins the sync with the next
 //! output the agent returns.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use automerge::{Automerge, Change};
 use chrono::NaiveDate;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{parse_rejection, ConnId, Output};
 use crate::document::directory::{self, DirectoryView};
 use crate::document::instance::{self, InstanceView};
 use crate::document::{genesis, DocKind};
-use crate::ids::{DocumentId, StoreId, TaskId};
-use crate::model::{Assignee, ModelError, StatusEvent, StatusUpdate, TaskSpec};
+use crate::ids::{DocumentId, StoreId, TaskId, WorkerId};
+use crate::model::{
+    Assignee, CreatedBy, InstanceContent, ModelError, StatusEvent, StatusUpdate, TaskSpec,
+};
 use crate::protocol::wire::{self, PeerId, PeerMetadata, StorageId, WireLimits, WireMessage};
 use crate::protocol::{Session, SessionEvent};
 use crate::storage::{self, RejectionRecord, StorageError, Store};
@@ -45,6 +47,12 @@ pub enum AgentError {
     Model(#[from] ModelError),
     #[error("no list {0} on this terminal")]
     UnknownList(DocumentId),
+    #[error("worker {0} is not on this store's roster; ask HQ to add them")]
+    UnknownWorker(WorkerId),
+    /// The command does not fit the task's current state (a claim of a
+    /// task someone already has, a decision on a task with no conflict).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// What the sync indicator shows.
@@ -91,7 +99,23 @@ pub struct Agent {
     session: Option<Session>,
     hub_storage: Option<StorageId>,
     last_sync_ms: Option<i64>,
+    /// Documents whose stored rows did not load, found by `doc` (which
+    /// only reads), waiting for `quarantine_unreadable` to set them aside.
+    unreadable: RefCell<BTreeSet<DocumentId>>,
+    /// Documents set aside as unreadable: asked for again at every
+    /// connect until the hub has sent them back.
+    refetch: BTreeSet<DocumentId>,
+    /// Lists with unconfirmed local changes the hub called unavailable on
+    /// this connection, and how often: a list made at this terminal is
+    /// unknown to the hub until its directory entry arrives, so it is
+    /// offered again after the next directory exchange (a few times).
+    unavailable: BTreeMap<DocumentId, u8>,
+    /// Of those, the ones to offer at the next directory exchange.
+    offer_again: BTreeSet<DocumentId>,
 }
+
+/// How often one connection offers a list again after "unavailable".
+const UNAVAILABLE_RETRIES: u8 = 3;
 
 impl Agent {
     /// Open the terminal's replica and load today's working set: the
@@ -114,8 +138,14 @@ impl Agent {
             session: None,
             hub_storage: None,
             last_sync_ms: None,
+            unreadable: RefCell::new(BTreeSet::new()),
+            refetch: BTreeSet::new(),
+            unavailable: BTreeMap::new(),
+            offer_again: BTreeSet::new(),
         };
         let dir = agent.directory_id();
+        agent.doc(dir);
+        agent.quarantine_unreadable();
         if agent.doc(dir).is_none() {
             // The directory's genesis is deterministic: making it here is
             // the same change the hub made.
@@ -137,6 +167,7 @@ impl Agent {
                 agent.working.insert(id);
             }
         }
+        agent.quarantine_unreadable();
         debug!(
             held = agent.docs.len(),
             loaded = agent.loaded_count(),
@@ -178,8 +209,9 @@ impl Agent {
     }
 
     /// `id`'s document, loaded from SQLite on first use. `None` if this
-    /// replica does not hold it, or it fails to load (logged; the hub sends
-    /// it again when it next syncs it).
+    /// replica does not hold it, or it fails to load: a document whose rows
+    /// do not decode is noted for `quarantine_unreadable`, which sets it
+    /// aside and fetches it again from the hub.
     fn doc(&self, id: DocumentId) -> Option<&Automerge> {
         let slot = self.docs.get(&id)?;
         if let Some(d) = slot.get() {
@@ -188,9 +220,51 @@ impl Agent {
         match self.store.load_document(id) {
             Ok(Some(d)) => Some(slot.get_or_init(|| d)),
             Ok(None) => None,
-            Err(e) => {
-                warn!(doc = %id, error = %e, "document failed to load; it will be re-synced from the hub");
+            Err(e @ StorageError::CorruptDocument { .. }) => {
+                error!(doc = %id, error = %e, "document does not load; setting it aside to fetch it again from the hub");
+                self.unreadable.borrow_mut().insert(id);
                 None
+            }
+            Err(e) => {
+                warn!(doc = %id, error = %e, "document failed to load");
+                None
+            }
+        }
+    }
+
+    /// Set aside every document `doc` found unreadable: its raw rows go to
+    /// `meta` (`Store::quarantine_document`), the copy is forgotten, and
+    /// the hub is asked for it at the next connect. Local changes the hub
+    /// had not confirmed may be lost with it; that is said loudly, and the
+    /// bytes stay in the file for an operator. The directory is made again
+    /// from its deterministic genesis by `open`.
+    fn quarantine_unreadable(&mut self) {
+        let ids = std::mem::take(&mut *self.unreadable.borrow_mut());
+        for id in ids {
+            match self.store.quarantine_document(id) {
+                Ok(rows) => {
+                    let unconfirmed = self.unconfirmed_docs.remove(&id);
+                    if unconfirmed {
+                        let _ = write_unconfirmed(&mut self.store, &self.unconfirmed_docs);
+                    }
+                    error!(
+                        doc = %id,
+                        file = %self.store.path().display(),
+                        rows,
+                        key = %format!("{}{id}/", storage::QUARANTINE_PREFIX),
+                        unconfirmed_changes_may_be_lost = unconfirmed,
+                        "document was unreadable: its rows are set aside in the database's meta table and it will be fetched again from the hub"
+                    );
+                    self.docs.remove(&id);
+                    self.working.remove(&id);
+                    self.refetch.insert(id);
+                    if let Some(s) = self.session.as_mut() {
+                        s.drop_document(id);
+                    }
+                }
+                Err(e) => {
+                    error!(doc = %id, error = %e, "could not set an unreadable document aside")
+                }
             }
         }
     }
@@ -548,6 +622,149 @@ impl Agent {
         self.commit_local(list, |doc| instance::add_task(doc, spec, now_ms))
     }
 
+    /// The working-set list that holds `task` (task ids are unique across
+    /// lists), by one lookup per list rather than reading them all: this
+    /// is on the path of every tap at the terminal.
+    pub fn list_of_task(&self, task: TaskId) -> Option<DocumentId> {
+        let mut ids: Vec<DocumentId> = self.working.iter().copied().collect();
+        ids.sort();
+        ids.into_iter().find(|id| {
+            self.docs
+                .get(id)
+                .and_then(OnceCell::get)
+                .is_some_and(|d| instance::has_task(d, task))
+        })
+    }
+
+    /// One worker of the store's roster, read without the rest of the
+    /// directory. `None` if not on it (or the entry does not parse).
+    pub fn roster_worker(&self, worker: &WorkerId) -> Option<directory::RosterWorker> {
+        use crate::document::{keys, read};
+        let d = self
+            .docs
+            .get(&self.directory_id())
+            .and_then(OnceCell::get)?;
+        let roster = read::obj(d, &automerge::ROOT, keys::ROSTER)?;
+        let json = read::string(d, &roster, worker.as_str())?;
+        serde_json::from_str(&json).ok()
+    }
+
+    /// A worker claims a group task: its assignee goes from `group:G` to
+    /// `worker:W`, only while it is a group `worker` belongs to (role or
+    /// group on the roster). First claim wins on this terminal; two claims
+    /// made offline on two terminals meet as an assignee conflict
+    /// (`TaskView::assignee_conflict`) for a manager to decide. Claiming a
+    /// task already assigned to `worker` changes nothing.
+    pub fn claim(
+        &mut self,
+        list: DocumentId,
+        task: TaskId,
+        worker: &WorkerId,
+        now_ms: i64,
+    ) -> Result<Vec<Output>, AgentError> {
+        let rec = self
+            .roster_worker(worker)
+            .ok_or_else(|| AgentError::UnknownWorker(worker.clone()))?;
+        let view = self.list(list)?;
+        let t = view.task(task).ok_or(ModelError::UnknownTask(task))?;
+        match &t.spec.assignee {
+            Some(Assignee::Group(g)) if rec.in_group(g) => {}
+            Some(Assignee::Worker(w)) if w == worker => return Ok(self.sync_new_loads()),
+            Some(Assignee::Group(g)) => {
+                return Err(AgentError::Refused(format!(
+                    "task {task} is for group {g}, and {worker} is not in it"
+                )))
+            }
+            Some(Assignee::Worker(w)) => {
+                return Err(AgentError::Refused(format!(
+                    "task {task} is already taken by {w}"
+                )))
+            }
+            None => {
+                return Err(AgentError::Refused(format!(
+                    "task {task} is not assigned to a group; a manager assigns it"
+                )))
+            }
+        }
+        self.set_assignee(list, task, Some(&Assignee::Worker(worker.clone())), now_ms)
+    }
+
+    /// A store's own ad-hoc list, made at the terminal: the instance (meta
+    /// and tasks authored by this store) and its entry in the store's
+    /// directory, both on disk before this returns. Everything is checked
+    /// before anything is written. The list and entry sync to the hub like
+    /// any other local change.
+    pub fn create_list(
+        &mut self,
+        content: &InstanceContent,
+        now_ms: i64,
+    ) -> Result<Vec<Output>, AgentError> {
+        let mine = CreatedBy::Store(self.cfg.store_id.clone());
+        let refuse = |field: &'static str, reason: String| {
+            AgentError::Model(ModelError::BadField { field, reason })
+        };
+        if content.meta.store != self.cfg.store_id {
+            return Err(refuse(
+                "store",
+                format!("this terminal belongs to {}", self.cfg.store_id),
+            ));
+        }
+        if content.meta.created_by != mine || content.tasks.iter().any(|t| t.created_by != mine) {
+            return Err(refuse(
+                "created_by",
+                format!(
+                    "a list made at the terminal is created by {}",
+                    mine.encode()
+                ),
+            ));
+        }
+        if self.docs.contains_key(&content.id) {
+            return Err(refuse("id", format!("list {} already exists", content.id)));
+        }
+        if content.id.0.get_version_num() != 4 {
+            // The hub adopts only random ids (see `Hub::adopt_store_lists`).
+            return Err(refuse(
+                "id",
+                format!("{} is not a random (v4) UUID", content.id),
+            ));
+        }
+        let actor = self.store.actor_id();
+        let (mut doc, mut changes) =
+            instance::create_store_list(content.id, &content.meta, actor.clone(), now_ms)?;
+        for t in &content.tasks {
+            changes.extend(instance::add_task(&mut doc, t, now_ms)?);
+        }
+        let dir_id = self.directory_id();
+        let entry = directory::DirectoryEntry {
+            name: content.meta.name.clone(),
+            date: content.meta.date,
+            template: None,
+            created_by: mine,
+        };
+        let dir = self.doc(dir_id).expect("opened with a directory");
+        let mut scratch = dir.fork();
+        scratch.set_actor(dir.get_actor().clone());
+        let entry_change = directory::put_entry(&mut scratch, content.id, &entry, now_ms)?;
+        // Marked first (see `commit_local`); the list before its entry, so
+        // a crash in between leaves a list the terminal shows as its own
+        // (not listed yet), never an entry without its list.
+        self.mark_unconfirmed(content.id)?;
+        self.mark_unconfirmed(dir_id)?;
+        self.store.append_changes(content.id, &changes)?;
+        self.store.append_changes(dir_id, entry_change.as_slice())?;
+        self.docs.insert(content.id, Slot::from(doc));
+        self.working.insert(content.id);
+        self.doc_mut(dir_id)
+            .expect("opened with a directory")
+            .apply_changes(entry_change)
+            .map_err(ModelError::from)?;
+        self.refresh_dates();
+        let mut out = self.push(dir_id);
+        out.extend(self.push(content.id));
+        out.extend(self.sync_new_loads());
+        Ok(out)
+    }
+
     /// Materialize recurring instances from the directory's templates for
     /// today and `days_ahead` more days (store-local), where this terminal
     /// does not hold them yet: the terminal keeps working through a long
@@ -613,6 +830,8 @@ impl Agent {
         };
         let (session, join) = Session::client(self.cfg.peer_id.clone(), meta);
         self.session = Some(session);
+        self.unavailable.clear();
+        self.offer_again.clear();
         vec![Output::Send {
             conn: CONN,
             frame: wire::encode(&join),
@@ -712,6 +931,13 @@ impl Agent {
             }
             SessionEvent::Unavailable { doc } => {
                 debug!(%doc, "hub does not offer this document");
+                if self.unconfirmed_docs.contains(&doc) && doc != self.directory_id() {
+                    let tries = self.unavailable.entry(doc).or_default();
+                    if *tries < UNAVAILABLE_RETRIES {
+                        *tries += 1;
+                        self.offer_again.insert(doc);
+                    }
+                }
             }
             SessionEvent::RemoteError { message } => match parse_rejection(&message) {
                 Some((doc, hash, reason)) => {
@@ -793,6 +1019,7 @@ impl Agent {
     /// loaded (commands load it; `open` loads unconfirmed ones), so its
     /// changes go out here.
     fn start_sync(&mut self) -> Vec<Output> {
+        self.quarantine_unreadable();
         if let Some(peer) = self.hub_peer() {
             let unloaded: Vec<DocumentId> = self
                 .docs
@@ -805,6 +1032,7 @@ impl Agent {
                     self.doc(id);
                 }
             }
+            self.quarantine_unreadable();
         }
         let mut ids: Vec<DocumentId> = self.loaded().map(|(id, _)| id).collect();
         ids.sort();
@@ -837,7 +1065,10 @@ impl Agent {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for id in dir.entries.keys() {
+        // Lists the directory names, and documents set aside as unreadable
+        // (the store's own lists are not in the directory).
+        self.refetch.retain(|id| !self.docs.contains_key(id));
+        for id in dir.entries.keys().chain(self.refetch.iter()) {
             if !self.docs.contains_key(id) && !session.has_document(*id) {
                 if let Some(m) = session.request(*id) {
                     out.push(Self::send(m));
@@ -914,6 +1145,23 @@ impl Agent {
         let mut out = self.push(doc_id);
         if is_dir && !new_changes.is_empty() {
             out.extend(self.request_missing());
+        }
+        if is_dir {
+            out.extend(self.offer_unavailable_again());
+        }
+        out
+    }
+
+    /// Offer again the lists the hub did not know yet (see `unavailable`):
+    /// the directory exchange that just happened carried their entries.
+    fn offer_unavailable_again(&mut self) -> Vec<Output> {
+        let again = std::mem::take(&mut self.offer_again);
+        let mut out = Vec::new();
+        for d in again {
+            if let Some(session) = self.session.as_mut() {
+                session.drop_document(d);
+            }
+            out.extend(self.push(d));
         }
         out
     }

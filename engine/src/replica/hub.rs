@@ -663,8 +663,14 @@ impl Hub {
         }
         if accepted_any {
             out.extend(self.fan_out(doc_id, Some(conn)));
-            if owner.1 == DocKind::Instance {
-                self.reindex(doc_id);
+            match (&owner.1, &principal) {
+                (DocKind::Instance, _) => self.reindex(doc_id),
+                // Lists the store made at a terminal become its documents
+                // before the terminal's next frame (usually their sync).
+                (DocKind::Directory, Principal::Store(s)) if s == &owner.0 => {
+                    self.adopt_store_lists(doc_id, &owner.0)
+                }
+                _ => {}
             }
         }
         out

@@ -37,6 +37,42 @@ impl Hub {
         Ok(directory::read(self.document(dir)?)?.roster)
     }
 
+    /// Register as `store`'s the lists its directory says it created at a
+    /// terminal (ad-hoc lists), so the hub accepts their documents. Only
+    /// random (v4) ids nobody owns yet: recurring instances have v5 ids a
+    /// store could compute for another store, and must not be squatted.
+    pub(crate) fn adopt_store_lists(&mut self, dir: DocumentId, store: &StoreId) {
+        let view = match self.document(dir).map(directory::read) {
+            Ok(Ok(v)) => v,
+            _ => return,
+        };
+        let mine = crate::model::CreatedBy::Store(store.clone());
+        for (id, entry) in view.entries {
+            if entry.created_by != mine || id.0.get_version_num() != 4 {
+                continue;
+            }
+            match self.store().doc_owner(id) {
+                Ok(None) => {
+                    // Its genesis is deterministic: the hub holds it from
+                    // now on, and the terminal's sync brings the rest.
+                    let kind = crate::document::DocKind::Instance;
+                    let g = crate::document::genesis::genesis(id, kind);
+                    let adopted = self
+                        .store_mut()
+                        .append_changes(id, &[g])
+                        .and_then(|_| self.store_mut().set_doc_owner(id, store, kind));
+                    if let Err(e) = adopted {
+                        tracing::warn!(doc = %id, error = %e, "could not adopt a store's list");
+                    } else {
+                        tracing::info!(doc = %id, %store, "store created a list at a terminal");
+                    }
+                }
+                Ok(Some(_)) => {}
+                Err(e) => tracing::warn!(doc = %id, error = %e, "could not check a list's owner"),
+            }
+        }
+    }
+
     /// Add or update a worker on a store's roster; it reaches the store's
     /// terminals with the directory (pushed to connected ones now).
     pub fn put_worker(

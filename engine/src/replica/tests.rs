@@ -10,7 +10,7 @@ use super::agent::{Agent, AgentConfig};
 use super::hub::{Hub, HubConfig, HubLimits};
 use super::{ConnId, Output};
 use crate::document::instance_tests::content;
-use crate::ids::{EventId, Principal, TaskId};
+use crate::ids::{DocumentId, EventId, Principal, TaskId};
 use crate::model::{Status, StatusUpdate};
 use crate::protocol::wire::{PeerId, StorageId, WireLimits};
 use crate::storage::{Store, StoreRecord};
@@ -873,4 +873,75 @@ fn retention_deletes_lists_older_than_its_age_and_keeps_newer_ones() {
         net.hub.apply_retention_policy(NOW).unwrap().is_empty(),
         "off by default"
     );
+}
+
+fn store_list(id: DocumentId) -> crate::model::InstanceContent {
+    let store = content(1).meta.store;
+    let mine = crate::model::CreatedBy::Store(store.clone());
+    crate::model::InstanceContent {
+        id,
+        meta: crate::model::ListMeta {
+            store,
+            name: "Spill in aisle 4".into(),
+            template: None,
+            date: chrono::NaiveDate::from_ymd_opt(2027, 1, 15).unwrap(),
+            time_zone: "Europe/Berlin".into(),
+            created_by: mine.clone(),
+        },
+        tasks: vec![crate::model::TaskSpec {
+            id: TaskId(Uuid::from_u128(901)),
+            title: "Mop it".into(),
+            description: String::new(),
+            start: None,
+            due: None,
+            priority: crate::model::Priority::High,
+            link: None,
+            assignee: None,
+            created_by: mine,
+            position: 0,
+        }],
+    }
+}
+
+fn v4(n: u8) -> DocumentId {
+    DocumentId(uuid::Builder::from_random_bytes([n; 16]).into_uuid())
+}
+
+#[test]
+fn a_list_made_at_a_terminal_reaches_the_hub_and_the_stores_other_terminals() {
+    let mut net = Net::new(2);
+    net.connect(0);
+    net.connect(1);
+    net.run();
+    // Online: the list's sync may reach the hub before its directory entry.
+    let online = v4(1);
+    let out = net.agents[0]
+        .create_list(&store_list(online), net.now)
+        .unwrap();
+    net.route_agent(0, out);
+    net.run();
+    // Offline, then reconnect.
+    net.disconnect(0);
+    let offline = v4(2);
+    net.agents[0]
+        .create_list(&store_list(offline), net.now)
+        .unwrap();
+    net.connect(0);
+    net.run();
+    let store = content(1).meta.store;
+    for id in [online, offline] {
+        assert_eq!(
+            net.hub.store().doc_owner(id).unwrap(),
+            Some((store.clone(), crate::document::DocKind::Instance))
+        );
+        let at_hub = crate::document::instance::read(net.hub.document(id).unwrap()).unwrap();
+        assert_eq!(at_hub.tasks[0].spec.title, "Mop it");
+        assert!(net.agents[1].list(id).is_ok(), "the other terminal has it");
+    }
+    assert!(net.agents[0].unconfirmed().is_empty(), "all confirmed");
+    assert_eq!(net.hub.counters().changes_rejected, 0);
+    // Only random ids: a v5 id could be another store's recurring list.
+    assert!(net.agents[0]
+        .create_list(&store_list(DocumentId(Uuid::from_u128(5))), net.now)
+        .is_err());
 }

@@ -25,6 +25,9 @@ pub struct CompactionStats {
     pub snapshot_bytes: usize,
 }
 
+/// Meta key prefix of quarantined rows: `quarantine/<doc id>/<n>`.
+pub const QUARANTINE_PREFIX: &str = "quarantine/";
+
 /// One document's outcome in [`Store::load_all_documents`].
 pub type DocumentLoad = Result<Automerge, StorageError>;
 
@@ -134,6 +137,67 @@ impl Store {
                 .execute([doc.as_bytes()])?;
             append_in(tx, doc, changes)?;
             Ok(())
+        })
+    }
+
+    /// Set aside a document that does not load: its raw snapshot and change
+    /// rows are copied into `meta` under `quarantine/<doc>/<n>` (kept for
+    /// an operator or a later salvage, never read by the replica), and the
+    /// document, its changes and its sync states are deleted, in one
+    /// transaction, so the replica can fetch it again from a peer. Returns
+    /// how many rows were set aside.
+    pub fn quarantine_document(&mut self, doc: DocumentId) -> Result<usize, StorageError> {
+        self.write(|tx| {
+            let mut blobs: Vec<Vec<u8>> = Vec::new();
+            // Read each column as a raw value: a damaged row may hold any type.
+            let raw = |v: rusqlite::types::Value| match v {
+                rusqlite::types::Value::Blob(b) => b,
+                rusqlite::types::Value::Text(t) => t.into_bytes(),
+                other => format!("{other:?}").into_bytes(),
+            };
+            let snapshot: Option<rusqlite::types::Value> = tx
+                .prepare_cached("SELECT snapshot FROM documents WHERE doc_id = ?1")?
+                .query_row([doc.as_bytes()], |row| row.get(0))
+                .optional()?;
+            if let Some(v) = snapshot.filter(|v| *v != rusqlite::types::Value::Null) {
+                blobs.push(raw(v));
+            }
+            let rows = tx
+                .prepare_cached("SELECT bytes FROM changes WHERE doc_id = ?1 ORDER BY id")?
+                .query_map([doc.as_bytes()], |row| {
+                    row.get::<_, rusqlite::types::Value>(0)
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            blobs.extend(rows.into_iter().map(raw));
+            let mut put = tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?;
+            for (n, b) in blobs.iter().enumerate() {
+                put.execute(params![format!("{QUARANTINE_PREFIX}{doc}/{n}"), b])?;
+            }
+            tx.prepare_cached("DELETE FROM sync_states WHERE doc_id = ?1")?
+                .execute([doc.as_bytes()])?;
+            tx.prepare_cached("DELETE FROM documents WHERE doc_id = ?1")?
+                .execute([doc.as_bytes()])?;
+            Ok(blobs.len())
+        })
+    }
+
+    /// Rows set aside by [`quarantine_document`](Store::quarantine_document):
+    /// (meta key, bytes).
+    pub fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT key, value FROM meta WHERE key >= ?1 AND key < ?2 ORDER BY key",
+            )?;
+            let end = format!("{}\u{10ffff}", QUARANTINE_PREFIX);
+            let rows = stmt
+                .query_map(params![QUARANTINE_PREFIX, end], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
         })
     }
 
@@ -446,6 +510,43 @@ mod tests {
             store.append_changes(doc_id(2), &changes).unwrap(),
             changes.len()
         );
+    }
+
+    #[test]
+    fn a_quarantined_document_keeps_its_bytes_aside_and_leaves_the_others() {
+        let (_dir, mut store) = temp_store();
+        let (bad, good) = (doc_id(1), doc_id(2));
+        store
+            .append_changes(bad, &checklist(2).get_changes(&[]))
+            .unwrap();
+        store
+            .append_changes(good, &checklist(3).get_changes(&[]))
+            .unwrap();
+        store
+            .conn
+            .execute(
+                "UPDATE changes SET bytes = X'0badbeef' WHERE doc_id = ?1",
+                [bad.as_bytes()],
+            )
+            .unwrap();
+        assert!(matches!(
+            store.load_document(bad),
+            Err(StorageError::CorruptDocument { .. })
+        ));
+        let rows = store.quarantine_document(bad).unwrap();
+        assert!(rows >= 2, "{rows}");
+        assert!(!store.document_exists(bad).unwrap());
+        assert!(store.load_document(good).unwrap().is_some(), "others stay");
+        let kept = store.quarantined().unwrap();
+        assert_eq!(kept.len(), rows);
+        assert!(kept.iter().all(
+            |(k, v)| k.starts_with(&format!("{QUARANTINE_PREFIX}{bad}/"))
+                && v == &[0x0b, 0xad, 0xbe, 0xef]
+        ));
+        // Fetched again, it loads.
+        let mut again = checklist(2);
+        store.append_changes(bad, &again.get_changes(&[])).unwrap();
+        assert_same(&store.load_document(bad).unwrap().unwrap(), &mut again);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::time::Duration;
 use automerge::ActorId;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-pub use documents::{CompactionStats, DocumentLoad};
+pub use documents::{CompactionStats, DocumentLoad, QUARANTINE_PREFIX};
 pub use error::StorageError;
 pub use groups::{TokenInfo, TOKEN_ID_LEN};
 pub use registry::{RejectionRecord, StoreRecord, TokenCheck};

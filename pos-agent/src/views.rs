@@ -1,0 +1,389 @@
+//! What the terminal shows, computed from the replica's lists with no I/O:
+//! task rows with local due times, a worker's tasks for today, the
+//! upcoming / past-due notifications and the pending count, the conflicts a
+//! manager decides. Times are the store's (IANA zone), so a terminal gets
+//! them right offline.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use engine::document::directory::RosterWorker;
+use engine::document::instance::{InstanceView, TaskView};
+use engine::ids::{DocumentId, TaskId, WorkerId};
+use engine::model::{Assignee, CreatedBy, Link, Priority, Status, StatusEvent};
+use serde::Serialize;
+
+/// One task as the terminal shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRow {
+    pub list: DocumentId,
+    pub list_name: String,
+    pub list_date: NaiveDate,
+    pub task: TaskId,
+    pub title: String,
+    pub description: String,
+    pub start: Option<DateTime<Utc>>,
+    pub due: Option<DateTime<Utc>>,
+    /// The due time on the store's clock, `HH:MM`, with the date in front
+    /// when it is not today.
+    pub due_local: Option<String>,
+    pub priority: Priority,
+    pub link: Option<Link>,
+    pub assignee: Option<Assignee>,
+    /// Every value when two people assigned (or claimed) at once.
+    pub assignee_conflict: Vec<Option<Assignee>>,
+    pub status: Status,
+    /// Who recorded the shown status, from which terminal, when.
+    pub status_by: Option<WorkerId>,
+    pub status_terminal: Option<String>,
+    pub status_at: Option<i64>,
+    pub status_note: Option<String>,
+    pub conflict: bool,
+    pub created_by: CreatedBy,
+}
+
+/// The store's local date and a formatter for due times.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub tz: Tz,
+    pub now: DateTime<Utc>,
+}
+
+impl Clock {
+    pub fn today(&self) -> NaiveDate {
+        self.now.with_timezone(&self.tz).date_naive()
+    }
+
+    fn local(&self, t: DateTime<Utc>) -> String {
+        let l = t.with_timezone(&self.tz);
+        if l.date_naive() == self.today() {
+            l.format("%H:%M").to_string()
+        } else {
+            l.format("%a %d %b %H:%M").to_string()
+        }
+    }
+
+    fn local_date(&self, t: DateTime<Utc>) -> NaiveDate {
+        t.with_timezone(&self.tz).date_naive()
+    }
+}
+
+pub fn row(list: &InstanceView, t: &TaskView, clock: &Clock) -> TaskRow {
+    let latest = t.status.latest.as_ref();
+    TaskRow {
+        list: list.id,
+        list_name: list.meta.name.clone(),
+        list_date: list.meta.date,
+        task: t.spec.id,
+        title: t.spec.title.clone(),
+        description: t.spec.description.clone(),
+        start: t.spec.start,
+        due: t.spec.due,
+        due_local: t.spec.due.map(|d| clock.local(d)),
+        priority: t.spec.priority,
+        link: t.spec.link.clone(),
+        assignee: t.spec.assignee.clone(),
+        assignee_conflict: t.assignee_conflict.clone(),
+        status: t.status.current,
+        status_by: latest.map(|e| e.worker.clone()),
+        status_terminal: latest.map(|e| e.terminal.to_string()),
+        status_at: latest.map(|e| e.at),
+        status_note: latest.and_then(|e| e.note.clone()),
+        conflict: t.status.is_conflicted(),
+        created_by: t.spec.created_by.clone(),
+    }
+}
+
+fn done(t: &TaskView) -> bool {
+    t.status.effective() == Status::Completed
+}
+
+/// Today's work: tasks of today's lists, tasks due today, and anything
+/// still open whose due time has passed (yesterday's unfinished closing).
+pub fn is_today(list: &InstanceView, t: &TaskView, clock: &Clock) -> bool {
+    let today = clock.today();
+    match t.spec.due {
+        Some(due) => {
+            clock.local_date(due) == today
+                || (list.meta.date == today && clock.local_date(due) >= today)
+                || (due < clock.now && !done(t))
+        }
+        None => list.meta.date == today,
+    }
+}
+
+/// Is `t` for this worker: assigned to them, or to their role or a group
+/// they are in. Either side of an assignee conflict counts.
+pub fn is_mine(t: &TaskView, worker: &WorkerId, rec: &RosterWorker) -> bool {
+    let fits = |a: &Option<Assignee>| match a {
+        Some(Assignee::Worker(w)) => w == worker,
+        Some(Assignee::Group(g)) => rec.in_group(g),
+        None => false,
+    };
+    fits(&t.spec.assignee) || t.assignee_conflict.iter().any(fits)
+}
+
+/// Rows of one list, in due order (tasks without a due time last, then
+/// by position).
+#[derive(Debug, Clone, Serialize)]
+pub struct ListGroup {
+    pub list: DocumentId,
+    pub name: String,
+    pub date: NaiveDate,
+    pub tasks: Vec<TaskRow>,
+}
+
+/// Today's tasks that pass `keep`, grouped by list; lists ordered by
+/// their first due time, tasks by due time.
+pub fn today_by_list(
+    lists: &[InstanceView],
+    clock: &Clock,
+    keep: impl Fn(&TaskView) -> bool,
+) -> Vec<ListGroup> {
+    let mut groups: Vec<ListGroup> = lists
+        .iter()
+        .filter_map(|l| {
+            let mut tasks: Vec<&TaskView> = l
+                .tasks
+                .iter()
+                .filter(|t| is_today(l, t, clock) && keep(t))
+                .collect();
+            if tasks.is_empty() {
+                return None;
+            }
+            tasks.sort_by_key(|t| (t.spec.due.is_none(), t.spec.due, t.spec.position, t.spec.id));
+            Some(ListGroup {
+                list: l.id,
+                name: l.meta.name.clone(),
+                date: l.meta.date,
+                tasks: tasks.into_iter().map(|t| row(l, t, clock)).collect(),
+            })
+        })
+        .collect();
+    groups.sort_by_key(|g| {
+        (
+            g.tasks.iter().filter_map(|t| t.due).min().is_none(),
+            g.tasks.iter().filter_map(|t| t.due).min(),
+            g.name.clone(),
+            g.list,
+        )
+    });
+    groups
+}
+
+impl TaskRow {
+    /// Still to do: not completed, or completed on one side of a conflict
+    /// nobody has decided yet.
+    pub fn is_open(&self) -> bool {
+        self.status != Status::Completed || self.conflict
+    }
+}
+
+/// Open tasks among `groups`: the pending-tasks tile.
+pub fn pending(groups: &[ListGroup]) -> usize {
+    groups
+        .iter()
+        .flat_map(|g| &g.tasks)
+        .filter(|t| t.is_open())
+        .count()
+}
+
+/// A task that needs attention soon, or is late.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notice {
+    #[serde(flatten)]
+    pub task: TaskRow,
+    /// Minutes until due (upcoming) or since due (past due), rounded down.
+    pub minutes: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Notifications {
+    pub now: DateTime<Utc>,
+    pub time_zone: String,
+    pub window_minutes: i64,
+    /// Open tasks due within the window, soonest first.
+    pub upcoming: Vec<Notice>,
+    /// Open tasks whose due time has passed, most overdue first.
+    pub past_due: Vec<Notice>,
+    /// Open tasks of today (the role-center tile).
+    pub pending: usize,
+}
+
+pub fn notifications(groups: &[ListGroup], clock: &Clock, window_minutes: i64) -> Notifications {
+    let mut upcoming = Vec::new();
+    let mut past_due = Vec::new();
+    for t in groups.iter().flat_map(|g| &g.tasks) {
+        if !t.is_open() {
+            continue;
+        }
+        let Some(due) = t.due else { continue };
+        let delta = (due - clock.now).num_minutes();
+        if due <= clock.now {
+            past_due.push(Notice {
+                task: t.clone(),
+                minutes: (clock.now - due).num_minutes(),
+            });
+        } else if delta < window_minutes {
+            upcoming.push(Notice {
+                task: t.clone(),
+                minutes: delta,
+            });
+        }
+    }
+    upcoming.sort_by_key(|n| (n.task.due, n.task.task));
+    past_due.sort_by_key(|n| (n.task.due, n.task.task));
+    Notifications {
+        now: clock.now,
+        time_zone: clock.tz.name().to_owned(),
+        window_minutes,
+        upcoming,
+        past_due,
+        pending: pending(groups),
+    }
+}
+
+/// A disagreement waiting for a manager's decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct Conflict {
+    #[serde(flatten)]
+    pub task: TaskRow,
+    /// The concurrent status heads (each with who, where, when), if the
+    /// status is in conflict.
+    pub statuses: Vec<StatusEvent>,
+    /// The concurrent assignee values, if the assignee is.
+    pub assignees: Vec<Option<Assignee>>,
+}
+
+pub fn conflicts(lists: &[InstanceView], clock: &Clock) -> Vec<Conflict> {
+    let mut out = Vec::new();
+    for l in lists {
+        for t in &l.tasks {
+            if t.status.is_conflicted() || !t.assignee_conflict.is_empty() {
+                out.push(Conflict {
+                    task: row(l, t, clock),
+                    statuses: t.status.conflict.clone(),
+                    assignees: t.assignee_conflict.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use engine::model::TaskSpec;
+    use engine::status::TaskStatus;
+    use uuid::Uuid;
+
+    fn task(n: u128, due: Option<DateTime<Utc>>, assignee: Option<&str>) -> TaskView {
+        TaskView {
+            spec: TaskSpec {
+                id: TaskId(Uuid::from_u128(n)),
+                title: format!("t{n}"),
+                description: String::new(),
+                start: None,
+                due,
+                priority: Priority::Normal,
+                link: None,
+                assignee: assignee.map(|a| a.parse().unwrap()),
+                created_by: CreatedBy::Hq,
+                position: n as i64,
+            },
+            assignee_conflict: Vec::new(),
+            status: TaskStatus {
+                current: Status::NotStarted,
+                latest: None,
+                conflict: Vec::new(),
+                history: Vec::new(),
+            },
+        }
+    }
+
+    fn list(n: u128, date: NaiveDate, tasks: Vec<TaskView>) -> InstanceView {
+        InstanceView {
+            id: DocumentId(Uuid::from_u128(n)),
+            meta: engine::model::ListMeta {
+                store: "s1".parse().unwrap(),
+                name: format!("list {n}"),
+                template: None,
+                date,
+                time_zone: "Europe/Berlin".into(),
+                created_by: CreatedBy::Hq,
+            },
+            tasks,
+            malformed_events: 0,
+        }
+    }
+
+    #[test]
+    fn todays_tasks_group_by_list_in_due_order_and_notify_in_store_time() {
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        // 20:00 in Berlin (UTC+1 in November).
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 19, 0, 0).unwrap();
+        let clock = Clock { tz, now };
+        let today = clock.today();
+        let at = |h, m| {
+            tz.with_ymd_and_hms(2026, 11, 26, h, m, 0)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let yesterday = today.pred_opt().unwrap();
+        let lists = vec![
+            list(
+                1,
+                today,
+                vec![
+                    task(1, Some(at(21, 30)), Some("worker:w-1")),
+                    task(2, Some(at(20, 15)), Some("group:closers")),
+                    task(3, None, Some("worker:w-2")),
+                ],
+            ),
+            list(
+                2,
+                yesterday,
+                vec![
+                    task(
+                        4,
+                        Some(at(19, 30) - chrono::Duration::days(1)),
+                        Some("worker:w-1"),
+                    ),
+                    task(5, Some(at(9, 0) - chrono::Duration::days(3)), None),
+                ],
+            ),
+        ];
+        let rec = RosterWorker {
+            name: "Ana".into(),
+            role: "cashier".parse().unwrap(),
+            groups: vec!["closers".parse().unwrap()],
+            pin: None,
+        };
+        let me: WorkerId = "w-1".parse().unwrap();
+        let mine = today_by_list(&lists, &clock, |t| is_mine(t, &me, &rec));
+        let ids: Vec<Vec<u128>> = mine
+            .iter()
+            .map(|g| g.tasks.iter().map(|t| t.task.0.as_u128()).collect())
+            .collect();
+        assert_eq!(
+            ids,
+            vec![vec![4], vec![2, 1]],
+            "overdue list first; due order"
+        );
+        assert_eq!(mine[1].tasks[0].due_local.as_deref(), Some("20:15"));
+        assert_eq!(pending(&mine), 3);
+
+        let n = notifications(&mine, &clock, 30);
+        assert_eq!(n.upcoming.len(), 1);
+        assert_eq!(n.upcoming[0].minutes, 15);
+        assert_eq!(n.past_due.len(), 1);
+        assert_eq!(n.past_due[0].task.task.0.as_u128(), 4);
+        assert_eq!(n.past_due[0].minutes, 24 * 60 + 30);
+        let wide = notifications(&mine, &clock, 120);
+        assert_eq!(wide.upcoming.len(), 2);
+
+        let all = today_by_list(&lists, &clock, |_| true);
+        assert_eq!(all.iter().map(|g| g.tasks.len()).sum::<usize>(), 5);
+    }
+}
