@@ -26,6 +26,10 @@ export HUB_URL="http://$HUB_ADDR" HUB_TOKEN="$(cat "$DATA/hub/admin-token")"
 if [ ! -f "$DATA/store-token" ]; then
   "$BIN/hub" stores add --id store-042 --name "Store 42, Main Street" --tz Europe/Berlin
   "$BIN/hub" stores token --store store-042 --label "demo terminal" > "$DATA/store-token"
+  # The store's roster: workers sign in at the terminal with these PINs.
+  "$BIN/hub" workers add --store store-042 --id w-1007 --name "Ana Lopez" --role cashier --group closers --pin 1234
+  "$BIN/hub" workers add --store store-042 --id w-1008 --name "Bo Novak" --role cashier --pin 2345
+  "$BIN/hub" workers add --store store-042 --id m-1001 --name "Mia Chen" --role manager --group closers --pin 9999
   "$BIN/hub" lists publish --store store-042 --name "Closing checklist" --date "$(date +%F)" \
     --task "Count the till@21:30" --task "Clean the coffee machine@21:45" --task "Lock the back door@22:00"
 fi
@@ -36,11 +40,14 @@ AGENT_PID=$!
 
 cat <<MSG
 
-The hub is at http://$HUB_ADDR (admin token in $DATA/hub/admin-token);
-the terminal's local API is at http://$AGENT_ADDR. In another shell:
+The hub is at http://$HUB_ADDR (admin token in $DATA/hub/admin-token).
+The terminal's screen is http://$AGENT_ADDR/ : sign in as Ana Lopez (PIN 1234)
+or as the manager Mia Chen (PIN 9999). In another shell:
 
   $BIN/pos-agent tasks
   $BIN/pos-agent complete <task id> --worker w-1007
+  $BIN/pos-agent notifications --worker w-1007
+  $BIN/pos-agent --as m-1001 --pin 9999 add list "Spill in aisle 3" --task "Mop the floor@18:00"
   $BIN/pos-agent sync-status
 
 Ctrl-C stops both.
