@@ -2,5 +2,7 @@
 //! and the load benchmark.
 
 pub mod daily_lists;
+pub mod fault_proxy;
 pub mod load_bench;
+pub mod procs;
 pub mod sim;

@@ -1,0 +1,477 @@
+//! The HQ dashboard in headless Chromium, against the real `hub` binary.
+//!
+//! The hub runs as a process; two terminals of store-042 (in-process
+//! pos-agent replicas and sync clients, so the test records status without
+//! the terminal's sign-in) sync with it. One list gets a completed task, a
+//! past-due task and a conflict (one terminal offline disagrees with the
+//! other); a second store never connects. `tests/js/dashboard.mjs` then
+//! drives the page in Debian's `chromium` through playwright-core and prints
+//! what it saw; this test checks it.
+//!
+//! Needs Node 20+, `tests/js/node_modules` (`npm ci` runs when missing) and
+//! `/usr/bin/chromium` (or `CHROMIUM=...`). Without Chromium the test fails
+//! when `CI=true` and is skipped with a notice otherwise. Screenshots of the
+//! board and of the drill-down go to `target/tmp/`; with
+//! `UPDATE_SCREENSHOT=1` the board's replaces `docs/dashboard.png`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use engine::ids::{DocumentId, EventId, TaskId, TerminalId};
+use engine::model::{Status, StatusUpdate};
+use pos_agent::agent::Terminal;
+use pos_agent::sync_client::Backoff;
+use serde_json::{json, Value};
+use tests::procs::{self, ADMIN};
+use tokio_util::sync::CancellationToken;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace")
+        .to_path_buf()
+}
+
+/// The system Chromium, or `None` (skip) outside CI when it is missing.
+fn chromium() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into()));
+    if path.exists() {
+        return Some(path);
+    }
+    let msg = format!(
+        "the dashboard browser test needs Chromium at {} (Debian: `apt-get install chromium`, \
+         or set CHROMIUM=/path/to/chromium)",
+        path.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+/// Node 20+ and playwright-core in `tests/js` (`npm ci` once if missing).
+fn node_ready() {
+    let js = root().join("tests/js");
+    let version = Command::new("node")
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("the dashboard test needs Node.js 20+ on PATH: {e}"));
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    let major: u32 = version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        major >= 20,
+        "Node.js 20+ needed, `node --version` says {version:?}"
+    );
+    if !js
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&js)
+            .status()
+            .unwrap_or_else(|e| panic!("running `npm ci` in {}: {e}", js.display()));
+        assert!(status.success(), "`npm ci` in {} failed", js.display());
+    }
+}
+
+async fn get(url: String) -> Value {
+    procs::get(url.clone())
+        .await
+        .unwrap_or_else(|| panic!("GET {url} failed"))
+}
+
+async fn wait_for<T>(what: &str, f: impl AsyncFnMut() -> Option<T>) -> T {
+    procs::wait_for(what, DEADLINE, f).await
+}
+
+/// One terminal of a store: an agent replica and its sync client.
+struct Till {
+    terminal: Terminal,
+    sync: CancellationToken,
+}
+
+impl Till {
+    fn open(dir: &Path, name: &str) -> Till {
+        let terminal: TerminalId = name.parse().unwrap();
+        let terminal = pos_agent::agent::open(&dir.join(name), Some("store-042"), terminal)
+            .expect("opening the agent");
+        Till {
+            terminal,
+            sync: CancellationToken::new(),
+        }
+    }
+
+    fn go_online(&mut self, hub: &str, token: &str) {
+        self.sync = CancellationToken::new();
+        tokio::spawn(pos_agent::sync_client::run(
+            format!("ws://{hub}/sync"),
+            token.to_owned(),
+            self.terminal.handle.clone(),
+            Backoff::default(),
+            self.sync.clone(),
+        ));
+    }
+
+    fn go_offline(&self) {
+        self.sync.cancel();
+    }
+
+    async fn has_tasks(&self, doc: DocumentId, n: usize) {
+        let h = self.terminal.handle.clone();
+        wait_for("the terminal to receive the list", async || {
+            let ok = h
+                .call(move |a, _| (a.list(doc).is_ok_and(|v| v.tasks.len() == n), Vec::new()))
+                .await
+                .ok()?;
+            ok.then_some(())
+        })
+        .await;
+    }
+
+    async fn record(
+        &self,
+        doc: DocumentId,
+        task: TaskId,
+        status: Status,
+        worker: &str,
+        note: Option<&str>,
+    ) {
+        let update = StatusUpdate {
+            id: EventId(uuid::Uuid::new_v4()),
+            task,
+            status,
+            worker: worker.parse().unwrap(),
+            terminal: self.terminal.terminal.clone(),
+            note: note.map(str::to_owned),
+        };
+        self.terminal
+            .handle
+            .call(move |a, now| match a.record_status(doc, &update, now) {
+                Ok((_, out)) => (Ok(()), out),
+                Err(e) => (Err(e), Vec::new()),
+            })
+            .await
+            .expect("agent thread")
+            .expect("recording status");
+    }
+}
+
+impl Drop for Till {
+    fn drop(&mut self) {
+        self.sync.cancel();
+    }
+}
+
+/// Publish a one-off list; its id and task ids in order.
+async fn publish(
+    api: &str,
+    store: &str,
+    name: &str,
+    date: &str,
+    tasks: Value,
+) -> (DocumentId, Vec<TaskId>) {
+    let v = procs::post(
+        format!("{api}/lists"),
+        json!({"store": store, "name": name, "date": date, "tasks": tasks}),
+    )
+    .await;
+    let id = v["id"].as_str().unwrap().to_owned();
+    let doc = get(format!("{api}/documents/{id}")).await;
+    let tasks = doc["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| TaskId(t["spec"]["id"].as_str().unwrap().parse().unwrap()))
+        .collect();
+    (id.parse().unwrap(), tasks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
+    let Some(chromium) = chromium() else { return };
+    node_ready();
+    let dir = tempfile::tempdir().unwrap();
+    let hub = procs::start_hub(&dir.path().join("hub"), "127.0.0.1:0");
+    let api = format!("http://{}/api", hub.addr);
+    let post = |path: &str, body: Value| procs::post(format!("{api}{path}"), body);
+    post(
+        "/stores",
+        json!({"id": "store-042", "name": "Main Street", "time_zone": "UTC"}),
+    )
+    .await;
+    post(
+        "/stores",
+        json!({"id": "store-007", "name": "Harbour Road", "time_zone": "UTC"}),
+    )
+    .await;
+    let token = post("/stores/store-042/tokens", json!({"label": "tills"})).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let today = chrono::Utc::now().date_naive().to_string();
+    let (closing, t) = publish(
+        &api,
+        "store-042",
+        "Closing",
+        &today,
+        json!([{"title": "Count the till", "due": "00:00", "assignee": "worker:w-1"},
+               {"title": "Lock the doors"},
+               {"title": "Clean the coffee machine"}]),
+    )
+    .await;
+    let (opening, o) = publish(
+        &api,
+        "store-042",
+        "Opening",
+        &today,
+        json!([{"title": "Unlock"}, {"title": "Count the float"}]),
+    )
+    .await;
+    publish(
+        &api,
+        "store-007",
+        "Closing",
+        &today,
+        json!([{"title": "Count the till", "due": "23:59"}, {"title": "Lock the doors"}]),
+    )
+    .await;
+
+    let mut pos1 = Till::open(dir.path(), "pos-1");
+    let mut pos2 = Till::open(dir.path(), "pos-2");
+    pos1.go_online(&hub.addr, &token);
+    pos2.go_online(&hub.addr, &token);
+    for till in [&pos1, &pos2] {
+        till.has_tasks(closing, 3).await;
+        till.has_tasks(opening, 2).await;
+    }
+    pos1.record(
+        closing,
+        t[1],
+        Status::Completed,
+        "w-1",
+        Some("back door too"),
+    )
+    .await;
+    pos1.record(opening, o[0], Status::Completed, "w-1", None)
+        .await;
+    pos1.record(
+        opening,
+        o[1],
+        Status::Completed,
+        "w-2",
+        Some("float is 150.00"),
+    )
+    .await;
+    // pos-2 goes offline and disagrees with what pos-1 records meanwhile.
+    pos2.go_offline();
+    pos1.record(closing, t[2], Status::Completed, "w-1", None)
+        .await;
+    let grid = |store: &'static str| {
+        let api = api.clone();
+        async move { get(format!("{api}/status/lists?store={store}")).await }
+    };
+    wait_for("pos-1's changes at the hub", async || {
+        let rows = grid("store-042").await;
+        let done: u64 = rows
+            .as_array()?
+            .iter()
+            .map(|r| r["completed"].as_u64().unwrap_or(0))
+            .sum();
+        (done == 4).then_some(())
+    })
+    .await;
+    pos2.record(closing, t[2], Status::InProgress, "w-2", Some("descaling"))
+        .await;
+    pos2.go_online(&hub.addr, &token);
+    wait_for("the conflict at the hub", async || {
+        let rows = grid("store-042").await;
+        rows.as_array()?
+            .iter()
+            .any(|r| r["doc"] == json!(closing) && r["conflicts"] == 1)
+            .then_some(())
+    })
+    .await;
+
+    let screenshot = match std::env::var("UPDATE_SCREENSHOT") {
+        Ok(v) if v == "1" => root().join("docs/dashboard.png"),
+        _ => Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png"),
+    };
+    std::fs::create_dir_all(screenshot.parent().unwrap()).unwrap();
+    let drill_shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-instance.png");
+    let out = tokio::process::Command::new("node")
+        .arg(root().join("tests/js/dashboard.mjs"))
+        .arg(format!("http://{}", hub.addr))
+        .arg(ADMIN)
+        .arg(&today)
+        .arg(&screenshot)
+        .arg(&drill_shot)
+        .env("CHROMIUM", &chromium)
+        .env("TZ", "UTC")
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("dashboard.mjs finished within two minutes")
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON report from dashboard.mjs:\n{stdout}\n{stderr}"));
+    eprintln!(
+        "screenshots: {} and {}",
+        screenshot.display(),
+        drill_shot.display()
+    );
+    assert!(
+        out.status.success() && report.get("failed").is_none(),
+        "dashboard.mjs failed: {report:#}\n{stderr}"
+    );
+    let r = &report;
+    assert_eq!(
+        r["errors"],
+        json!([]),
+        "no script errors, CSP violations or failed requests"
+    );
+    assert_eq!(r["unlabelled"], json!([]), "every control has a label");
+    assert!(r["refused"].as_str().unwrap().contains("refused"), "{r:#}");
+    assert_eq!(r["tokenStored"], true);
+
+    // Stores: 042 online with both terminals and a last sync; 007 never synced.
+    let stores = r["stores"].as_array().unwrap();
+    let store = |id: &str| {
+        stores
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {stores:?}"))
+    };
+    assert_eq!(store("store-042")["online"], true, "{stores:?}");
+    assert!(store("store-042")["connection"]
+        .as_str()
+        .unwrap()
+        .starts_with("Online"));
+    assert!(
+        store("store-042")["lastSync"]
+            .as_str()
+            .unwrap()
+            .contains("ago")
+            || store("store-042")["lastSync"]
+                .as_str()
+                .unwrap()
+                .contains("just now"),
+        "{stores:?}"
+    );
+    assert_eq!(store("store-007")["online"], false);
+    assert_eq!(store("store-007")["lastSync"], "never");
+
+    // The grid: the counts of each list at each store.
+    let cell = |list: &str, store: &str| {
+        r["grid"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["list"] == list && c["store"] == store)
+            .unwrap_or_else(|| panic!("no {list} / {store} cell in {:#}", r["grid"]))
+            .clone()
+    };
+    let c = cell("Closing", "store-042");
+    assert_eq!(
+        (&c["not_started"], &c["past_due"], &c["conflicts"]),
+        (&json!(1), &json!(1), &json!(1)),
+        "{c}"
+    );
+    // The coffee machine shows whichever side of the conflict is latest.
+    assert_eq!(
+        c["completed"].as_u64().unwrap() + c["in_progress"].as_u64().unwrap(),
+        2,
+        "{c}"
+    );
+    let c = cell("Opening", "store-042");
+    assert_eq!(
+        (&c["completed"], &c["not_started"]),
+        (&json!(2), &json!(0)),
+        "{c}"
+    );
+    let c = cell("Closing", "store-007");
+    assert_eq!(
+        (&c["not_started"], &c["past_due"]),
+        (&json!(2), &json!(0)),
+        "{c}"
+    );
+    assert_eq!(r["columns"], json!(["List", "Harbour Road", "Main Street"]));
+
+    // Past due: the till count, at Main Street, not started.
+    let past_due = r["pastDue"].as_array().unwrap();
+    assert_eq!(past_due.len(), 1, "{past_due:?}");
+    assert_eq!(
+        (
+            &past_due[0]["title"],
+            &past_due[0]["store"],
+            &past_due[0]["status"]
+        ),
+        (
+            &json!("Count the till"),
+            &json!("Main Street"),
+            &json!("Not started")
+        )
+    );
+
+    // Drill-down into the list with the conflict.
+    let d = &r["drill"];
+    assert_eq!(
+        (&d["open"], &d["title"], &d["doc"]),
+        (&json!(true), &json!("Closing"), &json!(closing)),
+        "{d:#}"
+    );
+    assert!(d["meta"].as_str().unwrap().contains("Main Street"), "{d:#}");
+    let task = |title: &str| {
+        d["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["title"] == title)
+            .unwrap_or_else(|| panic!("no task {title} in {d:#}"))
+            .clone()
+    };
+    let till = task("Count the till");
+    assert_eq!(
+        (&till["status"], &till["pastDue"], &till["history"]),
+        (&json!("Not started"), &json!(true), &json!([]))
+    );
+    let doors = task("Lock the doors");
+    assert_eq!(doors["status"], "Completed");
+    assert_eq!(
+        doors["history"],
+        json!([{"status": "Completed", "worker": "w-1", "terminal": "pos-1", "note": "back door too"}])
+    );
+    let coffee = task("Clean the coffee machine");
+    let sides = coffee["conflict"].as_array().unwrap();
+    assert_eq!(sides.len(), 2, "{coffee:#}");
+    assert!(
+        sides
+            .iter()
+            .any(|s| s.as_str().unwrap().contains("Completed by w-1 on pos-1")),
+        "{sides:?}"
+    );
+    assert!(
+        sides.iter().any(
+            |s| s.as_str().unwrap().contains("In progress by w-2 on pos-2")
+                && s.as_str().unwrap().contains("descaling")
+        ),
+        "{sides:?}"
+    );
+    assert_eq!(coffee["history"].as_array().unwrap().len(), 2);
+    assert_eq!(d["closedWithEscape"], true);
+    drop((pos1, pos2));
+}
