@@ -55,6 +55,10 @@ enum Cmd {
         /// on the terminals (checked every minute). Default: keep all.
         #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
         retention_days: Option<i64>,
+        /// Ping every connection this often (seconds); one silent for three
+        /// intervals is closed.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        keepalive_secs: u64,
     },
     /// Manage stores and their tokens.
     Stores {
@@ -151,10 +155,12 @@ async fn run() -> anyhow::Result<()> {
             max_documents_per_connection,
             horizon_days,
             retention_days,
+            keepalive_secs,
         } => {
             let mut limits = HubLimits {
                 horizon_days,
                 retention_days,
+                keepalive_secs,
                 ..HubLimits::default()
             };
             limits.wire.max_message_bytes = max_frame_bytes;

@@ -318,11 +318,23 @@ async fn serve_socket(state: AppState, principal: Principal, socket: WebSocket) 
     let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
     state.hub.connect(conn, principal, tx);
     let (mut sink, mut stream) = socket.split();
+    let every = std::time::Duration::from_secs(state.limits.keepalive_secs.max(1));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut last_heard = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => {
                 let _ = sink.send(Message::Close(None)).await;
                 break;
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= every * 3 {
+                    info!(conn, silent = ?last_heard.elapsed(), "closing a silent connection");
+                    break;
+                }
+                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
             }
             out = rx.recv() => match out {
                 Some(Outbound::Frame(f)) => {
@@ -337,15 +349,20 @@ async fn serve_socket(state: AppState, principal: Principal, socket: WebSocket) 
                 }
                 None => break,
             },
-            msg = stream.next() => match msg {
-                Some(Ok(Message::Binary(b))) => state.hub.frame(conn, b.to_vec()),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Text(_))) => {
-                    warn!(conn, "text frame: the sync protocol is binary CBOR; closing");
-                    break;
+            msg = stream.next() => {
+                if matches!(msg, Some(Ok(_))) {
+                    last_heard = std::time::Instant::now();
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-            },
+                match msg {
+                    Some(Ok(Message::Binary(b))) => state.hub.frame(conn, b.to_vec()),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Text(_))) => {
+                        warn!(conn, "text frame: the sync protocol is binary CBOR; closing");
+                        break;
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                }
+            }
         }
     }
     state.hub.disconnect(conn);

@@ -2,11 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pos_agent::cli::{self, Local};
-use pos_agent::sync_client::{self, Backoff};
+use pos_agent::sync_client::{self, Backoff, Keepalive};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -64,6 +65,11 @@ enum Cmd {
         /// The store's IANA time zone (default: the zone of its newest list).
         #[arg(long, env = "POS_AGENT_TIME_ZONE")]
         time_zone: Option<String>,
+        /// Ping the hub this often (seconds); a link silent for three
+        /// intervals is replaced.
+        #[arg(long, env = "POS_AGENT_KEEPALIVE_SECS", default_value_t = 15,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        keepalive_secs: u64,
     },
     /// List tasks on this terminal.
     Tasks,
@@ -189,6 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             http,
             notify_window,
             time_zone,
+            keepalive_secs,
         } => {
             let api_cfg = pos_agent::api::ApiConfig {
                 notify_window_minutes: notify_window,
@@ -221,6 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 token,
                 terminal.handle.clone(),
                 Backoff::default(),
+                Keepalive::every(Duration::from_secs(keepalive_secs)),
                 shutdown.clone(),
             ));
             let stop = shutdown.clone();

@@ -2,7 +2,7 @@
 //! and on any failure reconnect with exponential backoff and jitter so a
 //! thousand terminals coming back at once do not stampede the hub.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
@@ -19,6 +19,9 @@ use crate::runtime::{AgentHandle, Outbound};
 pub struct Backoff {
     pub initial: Duration,
     pub max: Duration,
+    /// A connection that lasted this long counts as healthy: the next
+    /// reconnect starts again from `initial`.
+    pub healthy_after: Duration,
 }
 
 impl Default for Backoff {
@@ -26,6 +29,7 @@ impl Default for Backoff {
         Backoff {
             initial: Duration::from_millis(250),
             max: Duration::from_secs(30),
+            healthy_after: Duration::from_secs(10),
         }
     }
 }
@@ -41,12 +45,38 @@ impl Backoff {
     }
 }
 
+/// How the link is kept alive: a WebSocket ping every `every`; a link that
+/// brings nothing at all (not even a pong) for `dead_after` is dropped and
+/// replaced. Without this, a link that dies silently (a NAT forgetting the
+/// flow: no FIN, no RST) would look online forever.
+#[derive(Debug, Clone, Copy)]
+pub struct Keepalive {
+    pub every: Duration,
+    pub dead_after: Duration,
+}
+
+impl Keepalive {
+    pub fn every(every: Duration) -> Keepalive {
+        Keepalive {
+            every,
+            dead_after: every * 3,
+        }
+    }
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive::every(Duration::from_secs(15))
+    }
+}
+
 /// Keep a connection to `url` (ws://host/sync) until `shutdown`.
 pub async fn run(
     url: String,
     token: String,
     handle: AgentHandle,
     backoff: Backoff,
+    keepalive: Keepalive,
     shutdown: CancellationToken,
 ) {
     let mut attempt = 0u32;
@@ -54,7 +84,14 @@ pub async fn run(
         if shutdown.is_cancelled() {
             return;
         }
-        match connect_once(&url, &token, &handle, &shutdown).await {
+        let mut up_since = None;
+        let result = connect_once(&url, &token, &handle, keepalive, &shutdown, &mut up_since).await;
+        // A drop after a healthy connection is news, not a failing hub:
+        // back off from the start, not from where the last outage ended.
+        if up_since.is_some_and(|t: Instant| t.elapsed() >= backoff.healthy_after) {
+            attempt = 0;
+        }
+        match result {
             Ok(()) => attempt = 0,
             Err(e) => {
                 warn!(error = %e, "hub connection failed; working offline");
@@ -73,25 +110,63 @@ async fn connect_once(
     url: &str,
     token: &str,
     handle: &AgentHandle,
+    keepalive: Keepalive,
     shutdown: &CancellationToken,
+    up_since: &mut Option<Instant>,
 ) -> anyhow::Result<()> {
     let mut req = url.into_client_request()?;
     req.headers_mut().insert(
         "Authorization",
         HeaderValue::from_str(&format!("Bearer {token}"))?,
     );
-    let (ws, _) = tokio::time::timeout(
+    let (ws, response) = tokio::time::timeout(
         Duration::from_secs(10),
         tokio_tungstenite::connect_async(req),
     )
     .await
     .map_err(|_| anyhow::anyhow!("connecting to {url} timed out"))??;
     info!(%url, "connected to hub");
+    *up_since = Some(Instant::now());
+    // Date events by the hub's clock: a terminal hours off would otherwise
+    // have its events refused (or ordered oddly against other terminals).
+    let date = response
+        .headers()
+        .get("date")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|d| clock_offset_ms(d, crate::runtime::now_ms()));
+    match date {
+        Some(offset) => {
+            if offset != 0 {
+                warn!(
+                    offset_ms = offset,
+                    "this terminal's clock is off from the hub's; correcting"
+                );
+            }
+            handle.clock_offset(offset);
+        }
+        None => warn!("the hub sent no usable Date header; keeping the local clock"),
+    }
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel();
     handle.connected(tx);
+    let mut ping = tokio::time::interval_at(
+        tokio::time::Instant::now() + keepalive.every,
+        keepalive.every,
+    );
+    let mut last_heard = Instant::now();
     let result = loop {
         tokio::select! {
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= keepalive.dead_after {
+                    break Err(anyhow::anyhow!(
+                        "nothing from the hub for {:?}; replacing the connection",
+                        last_heard.elapsed()
+                    ));
+                }
+                if let Err(e) = sink.send(Message::Ping(Vec::new().into())).await {
+                    break Err(e.into());
+                }
+            }
             _ = shutdown.cancelled() => {
                 let _ = sink.send(Message::Close(None)).await;
                 break Ok(());
@@ -108,12 +183,17 @@ async fn connect_once(
                 }
                 None => break Ok(()),
             },
-            msg = stream.next() => match msg {
+            msg = stream.next() => {
+                if matches!(msg, Some(Ok(_))) {
+                    last_heard = Instant::now();
+                }
+                match msg {
                 Some(Ok(Message::Binary(b))) => handle.frame(b.to_vec()),
                 Some(Ok(Message::Close(_))) | None => break Err(anyhow::anyhow!("hub closed the connection")),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => break Err(e.into()),
-            },
+                }
+            }
         }
     };
     handle.disconnected();

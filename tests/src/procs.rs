@@ -141,11 +141,16 @@ pub fn spawn_listening(mut cmd: Command, log: &Path) -> anyhow::Result<Proc> {
 /// (`127.0.0.1:0` for any port; an earlier address to restart in place).
 pub fn start_hub(data: &Path, listen: &str) -> Proc {
     let mut cmd = Command::new(bin("hub"));
+    // Short keepalives, so a silently dead link is noticed within seconds.
     cmd.args(["serve", "--listen", listen, "--admin-token", ADMIN])
+        .args(["--keepalive-secs", KEEPALIVE_SECS])
         .arg("--data")
         .arg(data);
     spawn_listening(cmd, &log_of(data)).expect("starting the hub")
 }
+
+/// Ping interval of the hub and the agents the tests start (seconds).
+pub const KEEPALIVE_SECS: &str = "2";
 
 /// The log file of the process whose data directory is `data`.
 pub fn log_of(data: &Path) -> PathBuf {
@@ -171,7 +176,8 @@ pub fn agent_command(data: &Path, a: &AgentArgs) -> Command {
         .arg(data)
         .args(["--hub", &format!("ws://{}/sync", a.hub)])
         .args(["--token", &a.token, "--store", STORE])
-        .args(["--terminal", &a.terminal, "--http", &a.http]);
+        .args(["--terminal", &a.terminal, "--http", &a.http])
+        .args(["--keepalive-secs", KEEPALIVE_SECS]);
     cmd
 }
 

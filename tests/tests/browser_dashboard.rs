@@ -118,6 +118,7 @@ impl Till {
             token.to_owned(),
             self.terminal.handle.clone(),
             Backoff::default(),
+            pos_agent::sync_client::Keepalive::default(),
             self.sync.clone(),
         ));
     }

@@ -223,6 +223,7 @@ impl Fixture {
             token_a.clone(),
             agent.handle.clone(),
             Backoff::default(),
+            pos_agent::sync_client::Keepalive::default(),
             shutdown.clone(),
         ));
 

@@ -248,10 +248,9 @@ async fn changes_survive_delays_cuts_refusals_half_closes_and_stalls() {
 /// notice, connect again, and deliver what was saved meanwhile; the hub
 /// must drop the dead connection.
 ///
-/// Fails today: neither the agent's sync client nor the hub sends pings or
-/// has an idle timeout, so the agent stays "online" on the dead link
-/// forever and nothing it saves reaches the hub. Run with `--ignored`.
-#[ignore = "known gap: no WebSocket keepalive/idle timeout; a silently dead link is never replaced"]
+/// The link dies silently (no FIN, no RST): the agent's pings go
+/// unanswered, it replaces the connection after three keepalive intervals,
+/// and the hub closes its side of the dead one the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silently_dead_connection_is_replaced() {
     let net = Net::start(1).await;

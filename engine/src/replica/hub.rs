@@ -44,6 +44,10 @@ pub struct HubLimits {
     /// (at the hub and, through their directories, on the terminals).
     /// `None` keeps everything.
     pub retention_days: Option<i64>,
+    /// The server pings every connection this often (seconds) and closes
+    /// one that sent nothing, not even a pong, for three intervals: a
+    /// peer whose link died silently does not hold a slot forever.
+    pub keepalive_secs: u64,
 }
 
 impl Default for HubLimits {
@@ -57,6 +61,7 @@ impl Default for HubLimits {
             max_cached_documents: 10_000,
             horizon_days: super::DEFAULT_HORIZON_DAYS,
             retention_days: None,
+            keepalive_secs: 30,
         }
     }
 }
