@@ -397,6 +397,33 @@ pub fn read_events<R: ReadDoc>(doc: &R) -> Result<(Vec<StatusEvent>, usize), Mod
     Ok(events_in(doc, &events_obj(doc)?))
 }
 
+/// What a new event of `task` needs, without parsing every other task's
+/// events (the terminal's hot path): `task`'s well-formed events (for its
+/// status and `prev`) and the latest time of any event in the log (for the
+/// hybrid logical clock, `next_event_time`). Other events are read for
+/// their `task` and `at` fields only.
+fn events_of_task<R: ReadDoc>(doc: &R, task: TaskId) -> Result<(Vec<StatusEvent>, i64), ModelError> {
+    let events_o = events_obj(doc)?;
+    let want = task.0.to_string();
+    let mut mine = Vec::new();
+    let mut latest = i64::MIN;
+    for item in doc.list_range(&events_o, ..) {
+        if !matches!(item.value, ValueRef::Object(ObjType::Map)) {
+            continue;
+        }
+        let ev = item.id();
+        if read::string(doc, &ev, keys::TASK).as_deref() == Some(want.as_str()) {
+            if let Some(e) = read_event(doc, &ev) {
+                latest = latest.max(e.at);
+                mine.push(e);
+            }
+        } else if let Some(at) = read::int(doc, &ev, keys::AT) {
+            latest = latest.max(at);
+        }
+    }
+    Ok((mine, latest))
+}
+
 fn doc_id<R: ReadDoc>(doc: &R) -> Result<DocumentId, ModelError> {
     Root::read(doc).doc_id()
 }
@@ -480,8 +507,8 @@ pub fn record_status(
             });
         }
     }
-    let (events, _) = read_events(doc)?;
-    let current = status::of_task(&status::derive(events.clone()), update.task);
+    let (events, latest) = events_of_task(doc, update.task)?;
+    let current = status::of_task(&status::derive(events), update.task);
     if update.status == Status::Reopened && current.current != Status::Completed {
         return Err(ModelError::ReopenNotCompleted {
             task: update.task,
@@ -494,7 +521,7 @@ pub fn record_status(
         status: update.status,
         worker: update.worker.clone(),
         terminal: update.terminal.clone(),
-        at: next_event_time(&events, wall_ms),
+        at: wall_ms.max(latest.saturating_add(1)),
         prev: current.head_ids(),
         note: update.note.clone(),
     };

@@ -66,6 +66,14 @@ pub(crate) fn int_value(value: &ValueRef<'_>) -> Option<i64> {
     }
 }
 
+/// The integer at `key` (as `int_value` reads it).
+pub(crate) fn int<R: ReadDoc>(doc: &R, parent: &ObjId, key: &str) -> Option<i64> {
+    match doc.get(parent, key) {
+        Ok(Some((automerge::Value::Scalar(v), _))) => int_of(&ScalarValueRef::from(v.into_owned())),
+        _ => None,
+    }
+}
+
 /// Every string value at `key`, including the losers of a concurrent put.
 pub(crate) fn all_strings<R: ReadDoc>(doc: &R, parent: &ObjId, key: &str) -> Vec<Option<String>> {
     doc.get_all(parent, key)
