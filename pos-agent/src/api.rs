@@ -116,6 +116,10 @@ impl From<AgentError> for ApiError {
             AgentError::Model(_) | AgentError::UnknownWorker(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AgentError::UnknownList(_) => StatusCode::NOT_FOUND,
             AgentError::Refused(_) => StatusCode::CONFLICT,
+            // The write was rolled back; the worker should know it was not saved.
+            AgentError::Storage(engine::storage::StorageError::DiskFull { .. }) => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             AgentError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(code, e.to_string())
