@@ -495,6 +495,43 @@ pub fn record_status(
     update: &StatusUpdate,
     wall_ms: i64,
 ) -> Result<(StatusEvent, Change), ModelError> {
+    record_status_with(doc, update, wall_ms, None)
+}
+
+/// What a new event needs from a document's log, kept by a replica that
+/// records many events on the same document (the terminal): each task's
+/// events and the latest event time. Valid for the document heads it was
+/// made at; `record_status_with` keeps it up to date with its own change.
+#[derive(Debug, Clone, Default)]
+pub struct LogSummary {
+    by_task: std::collections::HashMap<TaskId, Vec<StatusEvent>>,
+    latest: i64,
+}
+
+impl LogSummary {
+    /// Read the whole log once.
+    pub fn of<R: ReadDoc>(doc: &R) -> Result<LogSummary, ModelError> {
+        let (events, _) = read_events(doc)?;
+        let mut out = LogSummary {
+            by_task: Default::default(),
+            latest: i64::MIN,
+        };
+        for e in events {
+            out.latest = out.latest.max(e.at);
+            out.by_task.entry(e.task).or_default().push(e);
+        }
+        Ok(out)
+    }
+}
+
+/// `record_status`, reading the log from `summary` (made at `doc`'s
+/// current heads) instead of the document, and adding the new event to it.
+pub fn record_status_with(
+    doc: &mut Automerge,
+    update: &StatusUpdate,
+    wall_ms: i64,
+    summary: Option<&mut LogSummary>,
+) -> Result<(StatusEvent, Change), ModelError> {
     let task_o = task_obj(doc, update.task)?;
     if read::string(doc, &task_o, keys::TITLE).is_none() {
         return Err(ModelError::UnknownTask(update.task));
@@ -507,7 +544,13 @@ pub fn record_status(
             });
         }
     }
-    let (events, latest) = events_of_task(doc, update.task)?;
+    let (events, latest) = match &summary {
+        Some(sum) => (
+            sum.by_task.get(&update.task).cloned().unwrap_or_default(),
+            sum.latest,
+        ),
+        None => events_of_task(doc, update.task)?,
+    };
     let current = status::of_task(&status::derive(events), update.task);
     if update.status == Status::Reopened && current.current != Status::Completed {
         return Err(ModelError::ReopenNotCompleted {
@@ -550,6 +593,10 @@ pub fn record_status(
     .map_err(|f| f.error)?;
     // An event insert always writes, so this is the change just made.
     let change = doc.get_last_local_change().expect("just committed");
+    if let Some(sum) = summary {
+        sum.latest = sum.latest.max(event.at);
+        sum.by_task.entry(event.task).or_default().push(event.clone());
+    }
     Ok((event, change))
 }
 

@@ -252,3 +252,42 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// The terminal's cached log summary gives exactly the changes reading
+    /// the document does, including after merging another replica's work
+    /// (which makes the cache start over from the document).
+    #[test]
+    fn recording_from_a_log_summary_makes_the_same_changes(
+        work in prop::collection::vec((1u128..4, 0u8..3, 0i64..3_000), 1..12),
+        merge_at in 0usize..12,
+    ) {
+        let c = content(3);
+        let actor = ActorId::from(&[9u8; 16][..]);
+        let mut plain = create(&c, actor.clone()).unwrap();
+        let mut cached = create(&c, actor).unwrap();
+        let mut other = create(&c, ActorId::from(&[8u8; 16][..])).unwrap();
+        record_status(&mut other, &update(999, 1, Status::Completed, "w9"), 2_500).unwrap();
+        let mut summary = LogSummary::of(&cached).unwrap();
+        for (i, (task, s, wall)) in work.iter().enumerate() {
+            if i == merge_at {
+                plain.merge(&mut other.clone()).unwrap();
+                cached.merge(&mut other.clone()).unwrap();
+                summary = LogSummary::of(&cached).unwrap();
+            }
+            let status = [Status::InProgress, Status::Completed, Status::Reopened][*s as usize];
+            let u = update(100 + i as u128, *task, status, "w1");
+            let a = record_status(&mut plain, &u, *wall);
+            let b = record_status_with(&mut cached, &u, *wall, Some(&mut summary));
+            match (a, b) {
+                (Ok((ea, ca)), Ok((eb, cb))) => {
+                    prop_assert_eq!(ea, eb);
+                    prop_assert_eq!(ca.hash(), cb.hash());
+                }
+                (Err(ea), Err(eb)) => prop_assert_eq!(ea.to_string(), eb.to_string()),
+                (a, b) => prop_assert!(false, "{:?} vs {:?}", a.map(|x| x.0), b.map(|x| x.0)),
+            }
+        }
+    }
+}

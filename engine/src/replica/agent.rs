@@ -112,6 +112,9 @@ pub struct Agent {
     unavailable: BTreeMap<DocumentId, u8>,
     /// Of those, the ones to offer at the next directory exchange.
     offer_again: BTreeSet<DocumentId>,
+    /// Per list: the log summary for recording status, and the heads it
+    /// is valid at (a change from anywhere else makes it stale).
+    log_summaries: HashMap<DocumentId, (Vec<automerge::ChangeHash>, instance::LogSummary)>,
 }
 
 /// How often one connection offers a list again after "unavailable".
@@ -142,6 +145,7 @@ impl Agent {
             refetch: BTreeSet::new(),
             unavailable: BTreeMap::new(),
             offer_again: BTreeSet::new(),
+            log_summaries: HashMap::new(),
         };
         let dir = agent.directory_id();
         agent.doc(dir);
@@ -591,11 +595,26 @@ impl Agent {
         now_ms: i64,
     ) -> Result<(StatusEvent, Vec<Output>), AgentError> {
         let mut event = None;
+        // The log summary of this list, if made at its current heads.
+        let heads = self.doc(list).map(|d| d.get_heads());
+        let mut summary = match (self.log_summaries.remove(&list), &heads) {
+            (Some((at, sum)), Some(h)) if &at == h => Some(sum),
+            _ => None,
+        };
         let out = self.commit_local(list, |doc| {
-            let (e, c) = instance::record_status(doc, update, now_ms)?;
+            let sum = match summary.take() {
+                Some(s) => s,
+                None => instance::LogSummary::of(doc)?,
+            };
+            let sum = summary.insert(sum);
+            let (e, c) = instance::record_status_with(doc, update, now_ms, Some(sum))?;
             event = Some(e);
             Ok(vec![c])
         })?;
+        if let (Some(sum), Some(doc)) = (summary, self.doc(list)) {
+            let heads = doc.get_heads();
+            self.log_summaries.insert(list, (heads, sum));
+        }
         Ok((event.expect("set on success"), out))
     }
 
