@@ -28,16 +28,15 @@ async fn server(date: String, hold: Duration) -> (String, Arc<AtomicUsize>) {
                 // The error type is tungstenite's, fixed by its callback trait.
                 #[allow(clippy::result_large_err)]
                 let cb = |_: &Request, mut resp: Response| {
-                    resp.headers_mut()
-                        .insert("date", date.parse().unwrap());
+                    resp.headers_mut().insert("date", date.parse().unwrap());
                     Ok(resp)
                 };
                 let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, cb).await else {
                     return;
                 };
                 count.fetch_add(1, Ordering::SeqCst);
-                let _ = tokio::time::timeout(hold, async { while ws.next().await.is_some() {} })
-                    .await;
+                let _ =
+                    tokio::time::timeout(hold, async { while ws.next().await.is_some() {} }).await;
             });
         }
     });
@@ -105,5 +104,8 @@ async fn backoff_starts_over_after_a_healthy_connection() {
     // Starting over: each cycle is ~150 ms + at most 50 ms. Growing
     // (50, 100, 200, ... ms) would give about 6 in 3 s.
     let n = accepted.load(Ordering::SeqCst);
-    assert!(n >= 10, "only {n} reconnects in 3 s: the backoff kept growing");
+    assert!(
+        n >= 10,
+        "only {n} reconnects in 3 s: the backoff kept growing"
+    );
 }

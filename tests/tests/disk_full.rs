@@ -98,7 +98,10 @@ async fn a_full_disk_refuses_the_write_that_does_not_fit_and_loses_nothing() {
         }
     }
     let (code, v) = full.expect("the disk filled up");
-    eprintln!("disk_full: {} writes saved before the disk was full", saved.len());
+    eprintln!(
+        "disk_full: {} writes saved before the disk was full",
+        saved.len()
+    );
     assert_eq!(code, 507, "{v}");
     assert!(v["error"].as_str().unwrap().contains("disk full"), "{v}");
     assert!(saved.len() > 10, "some writes fit first: {}", saved.len());

@@ -402,7 +402,10 @@ pub fn read_events<R: ReadDoc>(doc: &R) -> Result<(Vec<StatusEvent>, usize), Mod
 /// status and `prev`) and the latest time of any event in the log (for the
 /// hybrid logical clock, `next_event_time`). Other events are read for
 /// their `task` and `at` fields only.
-fn events_of_task<R: ReadDoc>(doc: &R, task: TaskId) -> Result<(Vec<StatusEvent>, i64), ModelError> {
+fn events_of_task<R: ReadDoc>(
+    doc: &R,
+    task: TaskId,
+) -> Result<(Vec<StatusEvent>, i64), ModelError> {
     let events_o = events_obj(doc)?;
     let want = task.0.to_string();
     let mut mine = Vec::new();
@@ -595,7 +598,10 @@ pub fn record_status_with(
     let change = doc.get_last_local_change().expect("just committed");
     if let Some(sum) = summary {
         sum.latest = sum.latest.max(event.at);
-        sum.by_task.entry(event.task).or_default().push(event.clone());
+        sum.by_task
+            .entry(event.task)
+            .or_default()
+            .push(event.clone());
     }
     Ok((event, change))
 }
