@@ -4,5 +4,6 @@
 pub mod daily_lists;
 pub mod fault_proxy;
 pub mod load_bench;
+pub mod netbench;
 pub mod procs;
 pub mod sim;

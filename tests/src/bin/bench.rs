@@ -3,12 +3,18 @@
 //! `cargo run -p tests --release --bin bench -- load` measures opening a
 //! replica holding a year of daily lists, as a store and as the agent does
 //! it (see `tests::load_bench`).
+//!
+//! `cargo run -p tests --release --bin bench -- net` runs the network
+//! workloads (reconnect storm, publish fan-out, steady state, memory)
+//! against the `hub` binary and the JS automerge-repo sync server, and
+//! `-- agent` the terminal's local update latency (see `tests::netbench`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tests::load_bench::{self, Sizes};
+use tests::netbench::{self, agent_latency, server::Kind, server::Programs};
 
 #[derive(Parser)]
 #[command(about = "Benchmarks of the sync engine")]
@@ -23,6 +29,78 @@ enum Command {
     /// compacted and as bare change rows, and open it as the agent does
     /// (only its working set).
     Load(LoadArgs),
+    /// Our hub and the JS automerge-repo sync server under the same load:
+    /// reconnect storm, HQ publish fan-out, steady state, memory.
+    Net(NetArgs),
+    /// A terminal's replica with DAYS x LISTS daily lists: cold start and
+    /// local status update latency (durable write included).
+    Agent(AgentArgs),
+}
+
+#[derive(clap::Args)]
+struct NetArgs {
+    #[arg(long, default_value_t = netbench::Sizes::DEFAULT.stores)]
+    stores: usize,
+    /// Instance lists per store.
+    #[arg(long, default_value_t = netbench::Sizes::DEFAULT.lists)]
+    lists: usize,
+    /// Tasks per list.
+    #[arg(long, default_value_t = netbench::Sizes::DEFAULT.tasks)]
+    tasks: usize,
+    /// Storm: status changes per list per store made offline.
+    #[arg(long, default_value_t = netbench::Sizes::DEFAULT.changes)]
+    changes: usize,
+    /// Steady state: duration in seconds.
+    #[arg(long, default_value_t = netbench::Sizes::DEFAULT.steady_secs)]
+    steady_secs: u64,
+    /// Steady state: status changes per store per second.
+    #[arg(long, default_value_t = netbench::Sizes::DEFAULT.steady_rate)]
+    steady_rate: f64,
+    /// Memory: stores per step.
+    #[arg(long, default_value_t = netbench::Sizes::DEFAULT.memory_batch)]
+    memory_batch: usize,
+    /// Which servers: hub, baseline or both.
+    #[arg(long, default_value = "both")]
+    servers: String,
+    /// The `hub` binary (default: next to this one; build it with
+    /// `cargo build -p hub --release`).
+    #[arg(long)]
+    hub_bin: Option<PathBuf>,
+    /// The hub fixture (stores, tokens, lists) is cached here between runs.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Give the hub's data file the index `known_content (doc_id)` that
+    /// its schema lacks (measures the proposed migration).
+    #[arg(long)]
+    known_content_index: bool,
+    /// Keep data directories and server logs here (default: a temporary
+    /// directory, removed at the end).
+    #[arg(long)]
+    work: Option<PathBuf>,
+    /// Tiny sizes: checks the benchmark works, measures nothing useful.
+    #[arg(long)]
+    smoke: bool,
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    #[arg(long, default_value_t = Sizes::YEAR.days)]
+    days: u32,
+    #[arg(long, default_value_t = Sizes::YEAR.lists)]
+    lists: u32,
+    #[arg(long, default_value_t = Sizes::YEAR.tasks)]
+    tasks: usize,
+    #[arg(long, default_value_t = Sizes::YEAR.events)]
+    events: usize,
+    /// Timed status updates.
+    #[arg(long, default_value_t = 500)]
+    updates: usize,
+    /// Replica to use (built by `bench load` if missing). Default: a
+    /// temporary directory.
+    #[arg(long)]
+    db: Option<PathBuf>,
+    #[arg(long)]
+    smoke: bool,
 }
 
 #[derive(clap::Args)]
@@ -52,7 +130,106 @@ struct LoadArgs {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Load(args) => load(args),
+        Command::Net(args) => net(args),
+        Command::Agent(args) => agent(args),
     }
+}
+
+fn net(args: NetArgs) -> Result<()> {
+    let sizes = if args.smoke {
+        netbench::Sizes::SMOKE
+    } else {
+        netbench::Sizes {
+            stores: args.stores,
+            lists: args.lists,
+            tasks: args.tasks,
+            changes: args.changes,
+            steady_secs: args.steady_secs,
+            steady_rate: args.steady_rate,
+            fanout_tasks: args.tasks,
+            memory_batch: args.memory_batch,
+        }
+    };
+    let servers = match args.servers.as_str() {
+        "both" => vec![Kind::Hub, Kind::Baseline],
+        "hub" => vec![Kind::Hub],
+        "baseline" => vec![Kind::Baseline],
+        other => anyhow::bail!("--servers {other:?}: say hub, baseline or both"),
+    };
+    let hub = match args.hub_bin {
+        Some(p) => p,
+        None => std::env::current_exe()?
+            .parent()
+            .context("the bench binary's directory")?
+            .join("hub"),
+    };
+    anyhow::ensure!(
+        hub.exists(),
+        "no hub binary at {}; build it (cargo build -p hub --release) or pass --hub-bin",
+        hub.display()
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let temp = tempfile::tempdir().context("creating a temporary directory")?;
+    let work = match args.work {
+        Some(w) => {
+            std::fs::create_dir_all(&w)?;
+            w
+        }
+        None => temp.path().to_path_buf(),
+    };
+    let opts = netbench::Options {
+        sizes,
+        programs: Programs {
+            hub,
+            js_dir: root.join("js"),
+        },
+        cache: args
+            .cache
+            .unwrap_or_else(|| std::env::temp_dir().join("netbench-cache")),
+        work,
+        servers,
+        known_content_index: args.known_content_index,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(netbench::run(&opts))?;
+    println!("{report}");
+    Ok(())
+}
+
+fn agent(args: AgentArgs) -> Result<()> {
+    let (sizes, updates) = if args.smoke {
+        (Sizes::SMOKE, 20)
+    } else {
+        let sizes = Sizes {
+            days: args.days,
+            lists: args.lists,
+            tasks: args.tasks,
+            events: args.events,
+        };
+        (sizes, args.updates)
+    };
+    let temp;
+    let db = match args.db {
+        Some(db) => db,
+        None => {
+            temp = tempfile::tempdir().context("creating a temporary directory")?;
+            temp.path().join("replica.sqlite3")
+        }
+    };
+    let r = agent_latency::run(&db, sizes, updates)?;
+    println!(
+        "Replica: {} documents ({} days x {} lists x {} tasks)\n\n| measure | value |\n|---|---|\n| cold start (Store::open + Agent::open) | {:.1} ms |\n| local status update p50 / p99 / max ({} updates, durable) | {:.2} / {:.2} / {:.2} ms |",
+        r.documents,
+        sizes.days,
+        sizes.lists,
+        sizes.tasks,
+        r.cold_start.as_secs_f64() * 1e3,
+        r.updates,
+        r.p50.as_secs_f64() * 1e3,
+        r.p99.as_secs_f64() * 1e3,
+        r.max.as_secs_f64() * 1e3,
+    );
+    Ok(())
 }
 
 fn load(args: LoadArgs) -> Result<()> {

@@ -1,0 +1,464 @@
+//! `bench net`: our hub and the JS automerge-repo sync server side by side
+//! under the same load, from the same generator (simulated terminals
+//! speaking the automerge-repo wire protocol over loopback WebSockets,
+//! thousands of connections in one process). See BENCHMARKS.md for what
+//! each workload does and how it is measured.
+
+pub mod agent_latency;
+pub mod fixture;
+pub mod fleet;
+pub mod server;
+pub mod terminal;
+pub mod workloads;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use fixture::{World, WorldSizes};
+use fleet::Fleet;
+use server::{Kind, Programs, Server};
+use workloads::ServerResult;
+
+/// Every size of the run; the defaults are the recorded ones.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    pub stores: usize,
+    pub lists: usize,
+    pub tasks: usize,
+    /// Status changes per list per store while offline (workload 1).
+    pub changes: usize,
+    pub steady_secs: u64,
+    /// Status changes per store per second (workload 3).
+    pub steady_rate: f64,
+    /// Tasks of the list HQ publishes (workload 2).
+    pub fanout_tasks: usize,
+    /// Stores per step of the memory workload (workload 5).
+    pub memory_batch: usize,
+}
+
+impl Sizes {
+    pub const DEFAULT: Sizes = Sizes {
+        stores: 1000,
+        lists: 30,
+        tasks: 20,
+        changes: 10,
+        steady_secs: 60,
+        steady_rate: 1.0,
+        fanout_tasks: 20,
+        memory_batch: 100,
+    };
+    pub const SMOKE: Sizes = Sizes {
+        stores: 4,
+        lists: 3,
+        tasks: 4,
+        changes: 3,
+        steady_secs: 2,
+        steady_rate: 2.0,
+        fanout_tasks: 4,
+        memory_batch: 2,
+    };
+
+    fn world(&self) -> WorldSizes {
+        WorldSizes {
+            stores: self.stores,
+            lists: self.lists,
+            tasks: self.tasks,
+        }
+    }
+}
+
+pub struct Options {
+    pub sizes: Sizes,
+    pub programs: Programs,
+    /// Where the hub fixture is cached between runs.
+    pub cache: PathBuf,
+    /// Scratch space for this run (data directories, server logs).
+    pub work: PathBuf,
+    pub servers: Vec<Kind>,
+    /// Add the missing `known_content (doc_id)` index to the hub's data
+    /// file before starting it (a proposed migration, measured; see
+    /// `fixture::add_known_content_index`).
+    pub known_content_index: bool,
+}
+
+pub struct Report {
+    pub sizes: Sizes,
+    pub results: Vec<(Kind, ServerResult)>,
+    /// Servers whose run failed, and why (a crash is a result too).
+    pub failures: Vec<(Kind, String)>,
+    pub known_content_index: bool,
+}
+
+fn log_path(opts: &Options, kind: Kind, n: u32) -> PathBuf {
+    opts.work
+        .join(format!("{}-{n}.log", kind.label().replace(' ', "-")))
+}
+
+/// The last lines of the server's newest log, for a failure report.
+fn server_log_tail(opts: &Options, kind: Kind) -> String {
+    let text = [2, 1]
+        .iter()
+        .find_map(|n| std::fs::read_to_string(log_path(opts, kind, *n)).ok())
+        .unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(8)..].join(" / ")
+}
+
+/// Run every workload against each server in turn.
+pub async fn run(opts: &Options) -> Result<Report> {
+    let world = World::new(opts.sizes.world());
+    std::fs::create_dir_all(&opts.cache)?;
+    let fixture_dir = opts.work.join("fixture");
+    fixture::hub_data(&world, &opts.cache, &fixture_dir).context("building the hub fixture")?;
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    for &kind in &opts.servers {
+        match run_one(opts, &world, kind, &fixture_dir).await {
+            Ok(r) => {
+                results.push((kind, r));
+                // Print as we go: a later server failing loses nothing.
+                let partial = Report {
+                    sizes: opts.sizes.clone(),
+                    results: results.clone(),
+                    failures: failures.clone(),
+                    known_content_index: opts.known_content_index,
+                };
+                eprintln!("{partial}");
+            }
+            Err(e) => {
+                let log_tail = server_log_tail(opts, kind);
+                eprintln!("[{}] failed: {e:#}\n{log_tail}", kind.label());
+                failures.push((kind, format!("{e:#}; server log ends: {log_tail}")));
+            }
+        }
+    }
+    Ok(Report {
+        sizes: opts.sizes.clone(),
+        results,
+        failures,
+        known_content_index: opts.known_content_index,
+    })
+}
+
+async fn run_one(
+    opts: &Options,
+    world: &World,
+    kind: Kind,
+    fixture_dir: &std::path::Path,
+) -> Result<ServerResult> {
+    let sizes = &opts.sizes;
+    let data = opts.work.join(match kind {
+        Kind::Hub => "hub-data",
+        Kind::Baseline => "baseline-data",
+    });
+    match kind {
+        Kind::Hub => {
+            fixture::hub_data(world, &opts.cache, &data)?;
+            if opts.known_content_index {
+                fixture::add_known_content_index(&data)?;
+            }
+        }
+        Kind::Baseline => std::fs::create_dir_all(&data)?,
+    }
+    let log = |n: u32| {
+        opts.work
+            .join(format!("{}-{n}.log", kind.label().replace(' ', "-")))
+    };
+    let srv = Server::start(kind, &opts.programs, &data, &log(1))?;
+    if kind == Kind::Baseline {
+        eprintln!("seeding the baseline with every document ...");
+        workloads::seed(world, &srv, &fixture_dir.join("hub.db")).await?;
+    }
+    let mut out = ServerResult::default();
+    let mut fleet = Fleet::new(
+        &format!("{}-term", kind.label().replace(' ', "-")),
+        2 * sizes.stores,
+    );
+    eprintln!(
+        "[{}] bringing {} stores online ...",
+        kind.label(),
+        sizes.stores
+    );
+    out.online = workloads::online(world, &srv, &mut fleet).await?;
+    eprintln!("[{}] reconnect storm ...", kind.label());
+    out.storm = workloads::storm(world, sizes, &srv, &mut fleet).await?;
+    eprintln!("[{}] steady state ...", kind.label());
+    out.steady = workloads::steady(world, sizes, &srv, &mut fleet).await?;
+    eprintln!("[{}] publish fan-out ...", kind.label());
+    out.fanout = workloads::fanout(world, sizes, kind, &srv, &mut fleet).await?;
+    fleet.disconnect_all().await;
+    drop(fleet);
+    srv.stop(Duration::from_secs(10))?;
+
+    eprintln!("[{}] memory ...", kind.label());
+    let srv = Server::start(kind, &opts.programs, &data, &log(2))?;
+    let (memory, base) = workloads::memory(world, sizes, kind, &srv).await?;
+    out.memory = memory;
+    out.memory_base_kib = base;
+    srv.stop(Duration::from_secs(10))?;
+    Ok(out)
+}
+
+fn ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms >= 100.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{ms:.1} ms")
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.0} MiB", kib as f64 / 1024.0)
+}
+
+/// "ours / baseline" as a factor; `higher_is_better` flips it so that a
+/// factor above 1 always favours the hub.
+fn ratio(ours: f64, base: f64, higher_is_better: bool) -> String {
+    if ours <= 0.0 || base <= 0.0 {
+        return "-".into();
+    }
+    let r = if higher_is_better {
+        ours / base
+    } else {
+        base / ours
+    };
+    format!("{r:.1}x")
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.sizes;
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "Sizes: {} stores x 2 terminals, {} lists x {} tasks per store; storm: {} changes per list per store; steady: {} s at {}/s per store; fan-out list of {} tasks; memory steps of {} stores.\n",
+            s.stores, s.lists, s.tasks, s.changes, s.steady_secs, s.steady_rate, s.fanout_tasks, s.memory_batch
+        );
+        if self.known_content_index {
+            let _ = writeln!(t, "Hub data file given the proposed index `known_content (doc_id)` (--known-content-index).\n");
+        }
+        let hub = self
+            .results
+            .iter()
+            .find(|(k, _)| *k == Kind::Hub)
+            .map(|r| &r.1);
+        let base = self
+            .results
+            .iter()
+            .find(|(k, _)| *k == Kind::Baseline)
+            .map(|r| &r.1);
+        let col = |r: Option<&ServerResult>, f: &dyn Fn(&ServerResult) -> String| {
+            r.map(f).unwrap_or_else(|| "-".into())
+        };
+        type Row<'a> = (
+            &'a str,
+            Box<dyn Fn(&ServerResult) -> String>,
+            Option<(Box<dyn Fn(&ServerResult) -> f64>, bool)>,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                "setup: all stores online (untimed phase)",
+                Box::new(|r| secs(r.online)),
+                None,
+            ),
+            (
+                "**1 storm: time until every terminal has every change**",
+                Box::new(|r| secs(r.storm.total)),
+                Some((Box::new(|r| r.storm.total.as_secs_f64()), false)),
+            ),
+            (
+                "1 storm: time until the server has every change",
+                Box::new(|r| secs(r.storm.server_has_all)),
+                Some((Box::new(|r| r.storm.server_has_all.as_secs_f64()), false)),
+            ),
+            (
+                "1 storm: throughput, changes/s (to all terminals)",
+                Box::new(|r| {
+                    format!(
+                        "{:.0}",
+                        r.storm.changes as f64 / r.storm.total.as_secs_f64().max(1e-9)
+                    )
+                }),
+                Some((
+                    Box::new(|r| r.storm.changes as f64 / r.storm.total.as_secs_f64().max(1e-9)),
+                    true,
+                )),
+            ),
+            (
+                "1 storm: server CPU time",
+                Box::new(|r| secs(r.storm.server_cpu)),
+                Some((Box::new(|r| r.storm.server_cpu.as_secs_f64()), false)),
+            ),
+            (
+                "1 storm: server peak RSS (sampled / VmHWM)",
+                Box::new(|r| format!("{} / {}", mib(r.storm.peak_rss_kib), mib(r.storm.hwm_kib))),
+                Some((Box::new(|r| r.storm.peak_rss_kib as f64), false)),
+            ),
+            (
+                "1 storm: bytes on the wire (WebSocket payloads)",
+                Box::new(|r| format!("{:.1} MB", r.storm.bytes as f64 / 1e6)),
+                Some((Box::new(|r| r.storm.bytes as f64), false)),
+            ),
+            (
+                "1 storm: frames",
+                Box::new(|r| r.storm.frames.to_string()),
+                None,
+            ),
+            (
+                "1 storm: generator CPU time",
+                Box::new(|r| secs(r.storm.generator_cpu)),
+                None,
+            ),
+            (
+                "**2 fan-out: p50 / p99 / max until a store has the list**",
+                Box::new(|r| {
+                    format!(
+                        "{} / {} / {}",
+                        ms(r.fanout.p50),
+                        ms(r.fanout.p99),
+                        ms(r.fanout.max)
+                    )
+                }),
+                Some((Box::new(|r| r.fanout.p99.as_secs_f64()), false)),
+            ),
+            (
+                "2 fan-out: HQ's publishing done after",
+                Box::new(|r| ms(r.fanout.published)),
+                None,
+            ),
+            (
+                "2 fan-out: server CPU time",
+                Box::new(|r| secs(r.fanout.server_cpu)),
+                Some((Box::new(|r| r.fanout.server_cpu.as_secs_f64()), false)),
+            ),
+            (
+                "**3 steady: latency terminal to terminal p50 / p99 / max**",
+                Box::new(|r| {
+                    format!(
+                        "{} / {} / {}",
+                        ms(r.steady.p50),
+                        ms(r.steady.p99),
+                        ms(r.steady.max)
+                    )
+                }),
+                Some((Box::new(|r| r.steady.p99.as_secs_f64()), false)),
+            ),
+            (
+                "3 steady: changes made / delivered",
+                Box::new(|r| format!("{} / {}", r.steady.made, r.steady.delivered)),
+                None,
+            ),
+            (
+                "3 steady: server CPU (share of one core)",
+                Box::new(|r| {
+                    format!(
+                        "{:.1} s ({:.0} %)",
+                        r.steady.server_cpu.as_secs_f64(),
+                        100.0 * r.steady.server_cpu.as_secs_f64() / r.steady.secs.max(1) as f64
+                    )
+                }),
+                Some((Box::new(|r| r.steady.server_cpu.as_secs_f64()), false)),
+            ),
+            (
+                "3 steady: changes per server CPU second",
+                Box::new(|r| {
+                    format!(
+                        "{:.0}",
+                        r.steady.made as f64 / r.steady.server_cpu.as_secs_f64().max(1e-9)
+                    )
+                }),
+                Some((
+                    Box::new(|r| {
+                        r.steady.made as f64 / r.steady.server_cpu.as_secs_f64().max(1e-9)
+                    }),
+                    true,
+                )),
+            ),
+            (
+                "5 memory: RSS idle / all terminals connected",
+                Box::new(|r| {
+                    format!(
+                        "{} / {}",
+                        mib(r.memory.idle_kib),
+                        mib(r.memory.connected_kib)
+                    )
+                }),
+                None,
+            ),
+            (
+                "**5 memory: RSS per connected store (2 connections)**",
+                Box::new(|r| format!("{:.0} KiB", r.memory.per_store_kib())),
+                Some((Box::new(|r| r.memory.per_store_kib()), false)),
+            ),
+            (
+                "**5 memory: RSS per loaded document (first step)**",
+                Box::new(|r| format!("{:.1} KiB", r.memory.per_doc_kib(r.memory_base_kib))),
+                Some((Box::new(|r| r.memory.per_doc_kib(r.memory_base_kib)), false)),
+            ),
+            (
+                "5 memory: RSS after the last step (all documents synced once)",
+                Box::new(|r| r.memory.steps.last().map(|s| mib(s.1)).unwrap_or_default()),
+                Some((
+                    Box::new(|r| r.memory.steps.last().map(|s| s.1 as f64).unwrap_or(0.0)),
+                    false,
+                )),
+            ),
+        ];
+        let _ = writeln!(
+            t,
+            "| workload / measure | hub | JS baseline | ratio (>1 favours the hub) |"
+        );
+        let _ = writeln!(t, "|---|---|---|---|");
+        for (name, show, cmp) in &rows {
+            let r = match (cmp, hub, base) {
+                (Some((v, hib)), Some(h), Some(b)) => ratio(v(h), v(b), *hib),
+                _ => "".into(),
+            };
+            let _ = writeln!(
+                t,
+                "| {name} | {} | {} | {r} |",
+                col(hub, &**show),
+                col(base, &**show)
+            );
+        }
+        for (kind, why) in &self.failures {
+            let _ = writeln!(t, "\n{} failed: {why}", kind.label());
+        }
+        let _ = writeln!(
+            t,
+            "\nMemory steps (documents synced so far -> server RSS, documents in memory):\n"
+        );
+        let _ = writeln!(
+            t,
+            "| documents | hub RSS | hub documents in memory | JS baseline RSS |"
+        );
+        let _ = writeln!(t, "|---|---|---|---|");
+        let n = hub
+            .map(|h| h.memory.steps.len())
+            .unwrap_or(0)
+            .max(base.map(|b| b.memory.steps.len()).unwrap_or(0));
+        for i in 0..n {
+            let h = hub.and_then(|h| h.memory.steps.get(i));
+            let b = base.and_then(|b| b.memory.steps.get(i));
+            let docs = h.or(b).map(|s| s.0).unwrap_or(0);
+            let _ = writeln!(
+                t,
+                "| {docs} | {} | {} | {} |",
+                h.map(|s| mib(s.1)).unwrap_or_else(|| "-".into()),
+                h.and_then(|s| s.2)
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                b.map(|s| mib(s.1)).unwrap_or_else(|| "-".into()),
+            );
+        }
+        f.write_str(&t)
+    }
+}

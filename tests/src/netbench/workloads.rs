@@ -1,0 +1,709 @@
+//! The workloads, each against one running server: bring the stores
+//! online, reconnect storm, steady state, HQ publish fan-out, memory.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use automerge::ChangeHash;
+use engine::ids::{DocumentId, EventId};
+use engine::model::{Status, StatusUpdate};
+use engine::storage::Store;
+use futures_util::StreamExt;
+use tokio::sync::oneshot;
+
+use super::fixture::{list_content, World, ADMIN_TOKEN};
+use super::fleet::{percentile, since, terminal_of, Fleet};
+use super::server::{self, Kind, ProcStats, Server};
+use super::terminal::{Cmd, Goal, Report};
+use super::Sizes;
+
+/// Long enough for the default sizes on a slow machine; a stuck run fails.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(900);
+
+#[derive(Debug, Clone, Default)]
+pub struct Storm {
+    pub changes: usize,
+    /// Until every terminal has every other terminal's changes and has seen
+    /// the server's heads equal the merged heads.
+    pub total: Duration,
+    /// Until the server's heads held every change (as its terminals saw).
+    pub server_has_all: Duration,
+    pub server_cpu: Duration,
+    /// Largest VmRSS sampled (every 100 ms) during the storm, and VmHWM after.
+    pub peak_rss_kib: u64,
+    pub hwm_kib: u64,
+    pub bytes: u64,
+    pub frames: u64,
+    pub generator_cpu: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Steady {
+    pub secs: u64,
+    pub made: usize,
+    pub delivered: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    pub server_cpu: Duration,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Fanout {
+    pub stores: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    /// Until HQ's last publish returned (hub) or reached the server (baseline).
+    pub published: Duration,
+    pub server_cpu: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Memory {
+    pub idle_kib: u64,
+    pub connected_kib: u64,
+    pub stores: usize,
+    /// (documents synced so far, VmRSS, documents in the server's memory if it says).
+    pub steps: Vec<(usize, u64, Option<u64>)>,
+}
+
+impl Memory {
+    pub fn per_store_kib(&self) -> f64 {
+        (self.connected_kib as f64 - self.idle_kib as f64) / self.stores.max(1) as f64
+    }
+
+    /// Growth per document over the first step (before any eviction cap).
+    pub fn per_doc_kib(&self, base_kib: u64) -> f64 {
+        match self.steps.first() {
+            Some((docs, rss, _)) if *docs > 0 => (*rss as f64 - base_kib as f64) / *docs as f64,
+            _ => 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ServerResult {
+    pub online: Duration,
+    pub storm: Storm,
+    pub steady: Steady,
+    pub fanout: Fanout,
+    pub memory: Memory,
+    /// RSS after the memory workload's disconnect, before its batches.
+    pub memory_base_kib: u64,
+}
+
+/// Peak VmRSS of `pid`, sampled every 100 ms until the sampler is dropped.
+struct RssSampler {
+    peak: Arc<Mutex<u64>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        let peak = Arc::new(Mutex::new(0));
+        let (tx, mut rx) = oneshot::channel();
+        let p = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(s) = server::proc_stats(pid) {
+                    let mut m = p.lock().expect("not poisoned");
+                    *m = (*m).max(s.rss_kib);
+                }
+                tokio::select! {
+                    _ = &mut rx => return,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        });
+        RssSampler {
+            peak,
+            stop: Some(tx),
+        }
+    }
+
+    fn peak(mut self) -> u64 {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        *self.peak.lock().expect("not poisoned")
+    }
+}
+
+fn documents_of(world: &World, s: usize) -> Vec<DocumentId> {
+    let mut docs = world.lists(s);
+    docs.push(world.directory(s));
+    docs
+}
+
+/// Baseline only: push every document (as the hub holds them, read from
+/// its fixture database) to the JS server. Untimed setup.
+pub async fn seed(world: &World, server: &Server, fixture_db: &std::path::Path) -> Result<()> {
+    const BATCH: usize = 50;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let db = fixture_db.to_path_buf();
+    let w = world.clone();
+    let loader = std::thread::spawn(move || -> Result<()> {
+        let store = Store::open(&db, *uuid::Uuid::new_v4().as_bytes())?;
+        for first in (0..w.sizes.stores).step_by(BATCH) {
+            let mut batch = Vec::new();
+            for s in first..(first + BATCH).min(w.sizes.stores) {
+                let mut docs = Vec::new();
+                for d in documents_of(&w, s) {
+                    let doc = store
+                        .load_document(d)?
+                        .with_context(|| format!("{d} is not in the fixture"))?;
+                    docs.push((d, doc));
+                }
+                batch.push(docs);
+            }
+            if tx.blocking_send(batch).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    });
+    while let Some(batch) = rx.recv().await {
+        let mut fleet = Fleet::new("seeder", batch.len());
+        let mut n = 0;
+        for (i, docs) in batch.into_iter().enumerate() {
+            let goals = docs
+                .iter()
+                .map(|(d, doc)| {
+                    let mut h = doc.get_heads();
+                    h.sort();
+                    (*d, Goal::Heads(h))
+                })
+                .collect();
+            n += docs.len();
+            fleet.send(i, Cmd::Hold(docs));
+            fleet.send(i, Cmd::Goals(goals));
+            fleet.send(
+                i,
+                Cmd::Connect {
+                    url: server.hq_url(),
+                },
+            );
+        }
+        fleet
+            .wait_count("seeding the baseline", PHASE_TIMEOUT, n, |r| {
+                matches!(r, Report::Reached { .. })
+            })
+            .await?;
+        fleet.disconnect_all().await;
+    }
+    loader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the fixture loader panicked"))??;
+    Ok(())
+}
+
+/// Bring both terminals of every store online holding every document.
+pub async fn online(world: &World, server: &Server, fleet: &mut Fleet) -> Result<Duration> {
+    let started = Instant::now();
+    let mut n = 0;
+    for s in 0..world.sizes.stores {
+        let docs = documents_of(world, s);
+        for t in 0..2 {
+            let i = terminal_of(s, t);
+            n += docs.len();
+            fleet.send(i, Cmd::Want(docs.clone()));
+            fleet.send(
+                i,
+                Cmd::Goals(docs.iter().map(|d| (*d, Goal::Synced)).collect()),
+            );
+            fleet.send(
+                i,
+                Cmd::Connect {
+                    url: server.sync_url(s),
+                },
+            );
+        }
+    }
+    fleet
+        .wait_count("bringing the stores online", PHASE_TIMEOUT, n, |r| {
+            matches!(r, Report::Reached { .. })
+        })
+        .await?;
+    fleet.drain();
+    Ok(started.elapsed())
+}
+
+fn update(task: engine::ids::TaskId, status: Status, terminal: usize) -> StatusUpdate {
+    StatusUpdate {
+        id: EventId(uuid::Uuid::new_v4()),
+        task,
+        status,
+        worker: format!("w{}", terminal + 1)
+            .parse()
+            .expect("a valid worker code"),
+        terminal: format!("pos-{}", terminal + 1)
+            .parse()
+            .expect("a valid terminal code"),
+        note: None,
+    }
+}
+
+/// Workload 1: everyone offline, `changes` status changes per list per
+/// store (split between its two terminals), everyone back at once.
+pub async fn storm(
+    world: &World,
+    sizes: &Sizes,
+    server: &Server,
+    fleet: &mut Fleet,
+) -> Result<Storm> {
+    fleet.disconnect_all().await;
+    // Let the server see every close before the clock starts.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let mut pending = Vec::new();
+    for s in 0..world.sizes.stores {
+        for doc in world.lists(s) {
+            let tasks = world.task_ids(doc);
+            for k in 0..sizes.changes {
+                let t = k % 2;
+                // Terminal t takes every other task; the status alternates
+                // each time it comes back to the same task.
+                let task = tasks[k % tasks.len()];
+                let status = if (k / tasks.len()).is_multiple_of(2) {
+                    Status::InProgress
+                } else {
+                    Status::Completed
+                };
+                let (tx, rx) = oneshot::channel();
+                fleet.send(
+                    terminal_of(s, t),
+                    Cmd::Record {
+                        doc,
+                        update: update(task, status, t),
+                        done: Some(tx),
+                    },
+                );
+                pending.push((s, doc, t, rx));
+            }
+        }
+    }
+    // The merged heads of a list: each terminal's last change.
+    let mut last: HashMap<(DocumentId, usize), ChangeHash> = HashMap::new();
+    let changes = pending.len();
+    for (_, doc, t, rx) in pending {
+        let hash = rx
+            .await
+            .context("a terminal stopped")?
+            .map_err(|e| anyhow::anyhow!("recording a status change: {e}"))?;
+        last.insert((doc, t), hash);
+    }
+    let mut expected: HashMap<DocumentId, Vec<ChangeHash>> = HashMap::new();
+    for ((doc, _), h) in last {
+        expected.entry(doc).or_default().push(h);
+    }
+    let mut n = 0;
+    for s in 0..world.sizes.stores {
+        for t in 0..2 {
+            let goals: Vec<(DocumentId, Goal)> = world
+                .lists(s)
+                .into_iter()
+                .filter_map(|d| {
+                    let mut h = expected.get(&d)?.clone();
+                    h.sort();
+                    Some((d, Goal::Heads(h)))
+                })
+                .collect();
+            n += goals.len();
+            fleet.send(terminal_of(s, t), Cmd::Goals(goals));
+        }
+    }
+
+    fleet.reset_counters();
+    let before = server.stats()?;
+    let gen_before = server::self_stats()?;
+    let sampler = RssSampler::start(server.pid());
+    let start = Instant::now();
+    for s in 0..world.sizes.stores {
+        for t in 0..2 {
+            fleet.send(
+                terminal_of(s, t),
+                Cmd::Connect {
+                    url: server.sync_url(s),
+                },
+            );
+        }
+    }
+    let reports = fleet
+        .wait_count("reconnect storm", PHASE_TIMEOUT, n, |r| {
+            matches!(r, Report::Reached { .. })
+        })
+        .await?;
+    let after = server.stats()?;
+    let gen_after = server::self_stats()?;
+    let peak = sampler.peak();
+    let mut total = Duration::ZERO;
+    let mut server_has: HashMap<DocumentId, Instant> = HashMap::new();
+    for r in &reports {
+        match r {
+            Report::Reached { at, .. } => total = total.max(since(start, *at)),
+            Report::ServerHas { doc, at } => {
+                let e = server_has.entry(*doc).or_insert(*at);
+                *e = (*e).min(*at);
+            }
+            _ => {}
+        }
+    }
+    let server_has_all = server_has
+        .values()
+        .map(|at| since(start, *at))
+        .max()
+        .unwrap_or_default();
+    fleet.drain();
+    Ok(Storm {
+        changes,
+        total,
+        server_has_all,
+        server_cpu: after.cpu.saturating_sub(before.cpu),
+        peak_rss_kib: peak.max(after.rss_kib),
+        hwm_kib: after.hwm_kib,
+        bytes: fleet.shared.bytes(),
+        frames: fleet.frames(),
+        generator_cpu: gen_after.cpu.saturating_sub(gen_before.cpu),
+    })
+}
+
+/// Workload 3: every store makes `rate` status changes per second, from
+/// its two terminals in turn, for `secs`; latency is from the change
+/// being made at one terminal to its arrival at the other.
+pub async fn steady(
+    world: &World,
+    sizes: &Sizes,
+    server: &Server,
+    fleet: &mut Fleet,
+) -> Result<Steady> {
+    fleet.shared.latencies.lock().expect("not poisoned").clear();
+    fleet.shared.sent_at.lock().expect("not poisoned").clear();
+    fleet.shared.track_latency.store(true, Ordering::Relaxed);
+    fleet.reset_counters();
+    let before = server.stats()?;
+    let per_store = (sizes.steady_secs as f64 * sizes.steady_rate).round() as usize;
+    let interval = Duration::from_secs_f64(1.0 / sizes.steady_rate);
+    let start = tokio::time::Instant::now();
+    let stores = world.sizes.stores;
+    let mut schedules = Vec::new();
+    for s in 0..stores {
+        let lists = world.lists(s);
+        let tasks: Vec<Vec<engine::ids::TaskId>> =
+            lists.iter().map(|d| world.task_ids(*d)).collect();
+        let terminals = [
+            fleet.terminals[terminal_of(s, 0)].clone(),
+            fleet.terminals[terminal_of(s, 1)].clone(),
+        ];
+        // Spread the stores evenly over each interval.
+        let offset = interval.mul_f64(s as f64 / stores as f64);
+        schedules.push(tokio::spawn(async move {
+            for i in 0..per_store {
+                tokio::time::sleep_until(start + offset + interval * i as u32).await;
+                let t = i % 2;
+                let l = (i / 2) % lists.len();
+                let task = tasks[l][(i / 2 / lists.len()) % tasks[l].len()];
+                let status = if i % 4 < 2 {
+                    Status::InProgress
+                } else {
+                    Status::Completed
+                };
+                let _ = terminals[t].send(Cmd::Record {
+                    doc: lists[l],
+                    update: update(task, status, t),
+                    done: None,
+                });
+            }
+        }));
+    }
+    for s in schedules {
+        s.await?;
+    }
+    // Let the last changes arrive (a server that fell behind works off its
+    // backlog here; what has not arrived by then counts as not delivered).
+    let drain = tokio::time::Instant::now() + Duration::from_secs(120);
+    let made = per_store * stores;
+    while tokio::time::Instant::now() < drain
+        && fleet.shared.latencies.lock().expect("not poisoned").len() < made
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = server.stats()?;
+    fleet.shared.track_latency.store(false, Ordering::Relaxed);
+    if let Some(e) = fleet.first_error() {
+        bail!("steady state: the server sent an error: {e}");
+    }
+    let mut lat = std::mem::take(&mut *fleet.shared.latencies.lock().expect("not poisoned"));
+    lat.sort();
+    Ok(Steady {
+        secs: sizes.steady_secs,
+        made,
+        delivered: lat.len(),
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        max: lat.last().copied().unwrap_or_default(),
+        server_cpu: after.cpu.saturating_sub(before.cpu),
+        bytes: fleet.shared.bytes(),
+    })
+}
+
+/// Workload 2: HQ publishes one new list to every store; time until both
+/// terminals of each store hold it. The hub gets one `POST /api/lists`
+/// per store; the baseline (no admin API) gets the list pushed by an HQ
+/// connection, then the directory entry once the server holds the list.
+pub async fn fanout(
+    world: &World,
+    sizes: &Sizes,
+    kind: Kind,
+    server: &Server,
+    fleet: &mut Fleet,
+) -> Result<Fanout> {
+    let stores = world.sizes.stores;
+    for s in 0..stores {
+        for t in 0..2 {
+            fleet.send(
+                terminal_of(s, t),
+                Cmd::WatchDirectory {
+                    doc: world.directory(s),
+                    tasks: sizes.fanout_tasks,
+                },
+            );
+        }
+    }
+    let new_list = world.sizes.lists + 1;
+    let hq = match kind {
+        Kind::Hub => None,
+        Kind::Baseline => {
+            // HQ holds every directory before the clock starts.
+            let mut hq = Fleet::new("hq", 1);
+            let dirs: Vec<DocumentId> = (0..stores).map(|s| world.directory(s)).collect();
+            hq.send(0, Cmd::Want(dirs.clone()));
+            hq.send(
+                0,
+                Cmd::Goals(dirs.iter().map(|d| (*d, Goal::Synced)).collect()),
+            );
+            hq.send(
+                0,
+                Cmd::Connect {
+                    url: server.hq_url(),
+                },
+            );
+            hq.wait_count("HQ loading the directories", PHASE_TIMEOUT, stores, |r| {
+                matches!(r, Report::Reached { .. })
+            })
+            .await?;
+            Some(hq)
+        }
+    };
+    let before = server.stats()?;
+    let start = Instant::now();
+    let published = match hq {
+        None => {
+            let client = reqwest::Client::new();
+            let url = format!("http://{}/api/lists", server.addr);
+            let bodies: Vec<serde_json::Value> = (0..stores)
+                .map(|s| {
+                    publish_body(&list_content(
+                        &world.stores[s],
+                        new_list,
+                        sizes.fanout_tasks,
+                    ))
+                })
+                .collect();
+            let results: Vec<Result<()>> = futures_util::stream::iter(bodies)
+                .map(|body| {
+                    let (client, url) = (client.clone(), url.clone());
+                    async move {
+                        let r = client
+                            .post(&url)
+                            .bearer_auth(ADMIN_TOKEN)
+                            .json(&body)
+                            .send()
+                            .await?;
+                        if !r.status().is_success() {
+                            bail!("POST /api/lists: {} {}", r.status(), r.text().await?);
+                        }
+                        Ok(())
+                    }
+                })
+                .buffer_unordered(16)
+                .collect()
+                .await;
+            for r in results {
+                r?;
+            }
+            start.elapsed()
+        }
+        Some(mut hq) => {
+            for s in 0..stores {
+                let content = list_content(&world.stores[s], new_list, sizes.fanout_tasks);
+                hq.send(
+                    0,
+                    Cmd::Publish {
+                        content: Box::new(content),
+                        directory: world.directory(s),
+                    },
+                );
+            }
+            hq.wait_count("HQ publishing", PHASE_TIMEOUT, stores, |r| {
+                matches!(r, Report::Published { .. })
+            })
+            .await?;
+            let t = start.elapsed();
+            // Keep HQ connected until the stores have the lists.
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                hq.disconnect_all().await;
+            });
+            t
+        }
+    };
+    let reports = fleet
+        .wait_count("publish fan-out", PHASE_TIMEOUT, 2 * stores, |r| {
+            matches!(r, Report::NewList { .. })
+        })
+        .await?;
+    let after = server.stats()?;
+    let mut per_store: HashMap<usize, Duration> = HashMap::new();
+    for r in &reports {
+        if let Report::NewList { terminal, at, .. } = r {
+            let e = per_store.entry(terminal / 2).or_default();
+            *e = (*e).max(since(start, *at));
+        }
+    }
+    let mut times: Vec<Duration> = per_store.into_values().collect();
+    times.sort();
+    fleet.drain();
+    Ok(Fanout {
+        stores,
+        p50: percentile(&times, 0.5),
+        p99: percentile(&times, 0.99),
+        max: times.last().copied().unwrap_or_default(),
+        published,
+        server_cpu: after.cpu.saturating_sub(before.cpu),
+    })
+}
+
+/// The hub API's form of a list (it picks the id).
+fn publish_body(c: &engine::model::InstanceContent) -> serde_json::Value {
+    serde_json::json!({
+        "store": c.meta.store.to_string(),
+        "name": format!("{} (new)", c.meta.name),
+        "date": c.meta.date.to_string(),
+        "tasks": c.tasks.iter().map(|t| serde_json::json!({
+            "title": t.title,
+            "description": t.description,
+            "assignee": "group:floor",
+            "link": "pos:stock-count",
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Documents the hub says it holds in memory (`/metrics`), if it says.
+async fn documents_in_memory(kind: Kind, server: &Server) -> Option<u64> {
+    if kind != Kind::Hub {
+        return None;
+    }
+    let text = reqwest::Client::new()
+        .get(format!("http://{}/metrics", server.addr))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("hub_documents_in_memory "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Workload 5, on a freshly started server holding every document:
+/// memory per connected store (every terminal connected, no document
+/// synced), then per loaded document and whether it stays bounded (one
+/// terminal per store in batches syncs its store's documents and leaves;
+/// RSS after each batch).
+pub async fn memory(
+    world: &World,
+    sizes: &Sizes,
+    kind: Kind,
+    server: &Server,
+) -> Result<(Memory, u64)> {
+    let stores = world.sizes.stores;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = server.stats()?;
+    let mut fleet = Fleet::new("mem", 2 * stores);
+    for s in 0..stores {
+        for t in 0..2 {
+            fleet.send(
+                terminal_of(s, t),
+                Cmd::Connect {
+                    url: server.sync_url(s),
+                },
+            );
+        }
+    }
+    fleet
+        .wait_count(
+            "connecting every terminal",
+            PHASE_TIMEOUT,
+            2 * stores,
+            |r| matches!(r, Report::Opened { .. }),
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let connected: ProcStats = server.stats()?;
+    fleet.disconnect_all().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let base = server.stats()?.rss_kib;
+    let mut steps = Vec::new();
+    let mut docs_so_far = 0;
+    for first in (0..stores).step_by(sizes.memory_batch.max(1)) {
+        let batch: Vec<usize> = (first..(first + sizes.memory_batch).min(stores)).collect();
+        let mut n = 0;
+        for &s in &batch {
+            let docs = documents_of(world, s);
+            n += docs.len();
+            let i = terminal_of(s, 0);
+            fleet.send(i, Cmd::Want(docs.clone()));
+            fleet.send(
+                i,
+                Cmd::Goals(docs.iter().map(|d| (*d, Goal::Synced)).collect()),
+            );
+            fleet.send(
+                i,
+                Cmd::Connect {
+                    url: server.sync_url(s),
+                },
+            );
+        }
+        fleet
+            .wait_count("memory: syncing a batch", PHASE_TIMEOUT, n, |r| {
+                matches!(r, Report::Reached { .. })
+            })
+            .await?;
+        for &s in &batch {
+            let (tx, rx) = oneshot::channel();
+            fleet.send(terminal_of(s, 0), Cmd::Disconnect { done: tx });
+            let _ = rx.await;
+            fleet.send(terminal_of(s, 0), Cmd::DropAll);
+        }
+        docs_so_far += n;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let rss = server.stats()?.rss_kib;
+        steps.push((docs_so_far, rss, documents_in_memory(kind, server).await));
+        fleet.drain();
+    }
+    Ok((
+        Memory {
+            idle_kib: idle.rss_kib,
+            connected_kib: connected.rss_kib,
+            stores,
+            steps,
+        },
+        base,
+    ))
+}
