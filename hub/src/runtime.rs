@@ -112,6 +112,9 @@ impl HubHandle {
     }
 }
 
+/// Most frames committed together.
+const MAX_BATCH: usize = 256;
+
 fn run(
     mut hub: Hub,
     rx: std_mpsc::Receiver<Cmd>,
@@ -119,7 +122,51 @@ fn run(
     activity: &Mutex<StoreActivity>,
 ) {
     let mut conns: HashMap<ConnId, mpsc::Sender<Outbound>> = HashMap::new();
-    while let Ok(cmd) = rx.recv() {
+    let mut next: Option<Cmd> = None;
+    loop {
+        let cmd = match next.take() {
+            Some(c) => c,
+            None => match rx.recv() {
+                Ok(c) => c,
+                Err(_) => break,
+            },
+        };
+        if matches!(cmd, Cmd::Frame { .. }) {
+            // Group commit: the frames already queued are handled in one
+            // transaction, one fsync, and their replies go out only after
+            // it commits (persist before send).
+            let mut frames = vec![cmd];
+            while frames.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(c @ Cmd::Frame { .. }) => frames.push(c),
+                    Ok(other) => {
+                        next = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let batched = frames.len() > 1 && hub.begin_batch().is_ok();
+            let mut out = Vec::new();
+            for f in frames {
+                let Cmd::Frame { conn, frame } = f else {
+                    unreachable!("only frames are batched")
+                };
+                let now = now_ms();
+                let seen = lock(activity).frame(conn, now);
+                record_store_sync(&hub, seen);
+                let started = std::time::Instant::now();
+                out.extend(hub.receive(conn, &frame, now));
+                latency.observe(started.elapsed());
+            }
+            if batched {
+                if let Err(instead) = hub.commit_batch() {
+                    out = instead;
+                }
+            }
+            deliver(&mut hub, &mut conns, out);
+            continue;
+        }
         let now = now_ms();
         let out = match cmd {
             Cmd::Connect {
@@ -133,14 +180,7 @@ fn run(
                 hub.connect(conn, principal, now);
                 Vec::new()
             }
-            Cmd::Frame { conn, frame } => {
-                let seen = lock(activity).frame(conn, now);
-                record_store_sync(&hub, seen);
-                let started = std::time::Instant::now();
-                let out = hub.receive(conn, &frame, now);
-                latency.observe(started.elapsed());
-                out
-            }
+            Cmd::Frame { .. } => unreachable!("frames are handled in batches above"),
             Cmd::Disconnect { conn } => {
                 conns.remove(&conn);
                 let seen = lock(activity).disconnected(conn);

@@ -308,8 +308,13 @@ async fn sync_upgrade(
             .into_response();
     };
     let max = state.limits.wire.max_message_bytes;
+    // Small socket buffers: the defaults (128 KiB each way) were most of a
+    // connection's memory, and sync frames are mostly small (the read
+    // buffer grows for a large frame up to `max`).
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| serve_socket(state, principal, socket))
 }
 

@@ -226,6 +226,34 @@ impl Hub {
             .collect()
     }
 
+    /// Group commit: the frames handled until `commit_batch` write in one
+    /// transaction (one fsync). Outputs produced meanwhile must be held
+    /// back until `commit_batch` returns Ok (persist before send).
+    pub fn begin_batch(&mut self) -> Result<(), HubError> {
+        Ok(self.store.begin_batch()?)
+    }
+
+    /// Make the batch durable. On error nothing in it was saved: the
+    /// in-memory documents (which hold its changes) are dropped to reload
+    /// from disk, and every connection is closed, because any session may
+    /// believe it sent or was sent something the batch held; peers
+    /// reconnect and sync again. The error's outputs replace the batch's.
+    pub fn commit_batch(&mut self) -> Result<(), Vec<Output>> {
+        match self.store.commit_batch() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                warn!(error = %e, "could not commit a batch of frames; closing every connection");
+                self.docs.clear();
+                let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+                let mut out = Vec::new();
+                for c in conns {
+                    out.extend(self.fatal(c, format!("hub could not store changes: {e}")));
+                }
+                Err(out)
+            }
+        }
+    }
+
     pub fn cached_document_count(&self) -> usize {
         self.docs.len()
     }

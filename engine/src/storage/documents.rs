@@ -402,7 +402,7 @@ fn read_document(
 /// many were new. Shared by `append_changes` and the registry's
 /// `commit_accepted`, which must write changes and actor owners together.
 pub(super) fn append_in(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     doc: DocumentId,
     changes: &[Change],
 ) -> rusqlite::Result<usize> {

@@ -63,6 +63,15 @@ pub enum StorageError {
         source: rusqlite::Error,
     },
 
+    /// A write of a group commit (`Store::begin_batch`) failed in a way
+    /// that made SQLite roll the whole batch back (disk full, I/O error).
+    #[error(
+        "an earlier write in this batch failed and SQLite rolled the batch back in {}: \
+         nothing from it was saved",
+        file.display()
+    )]
+    BatchAborted { file: PathBuf },
+
     /// Any other SQLite failure (I/O error, lock timeout, ...). Writes are
     /// transactional, so a failed write left nothing behind.
     #[error("SQLite error on {}: {source}", file.display())]

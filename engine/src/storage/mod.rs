@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use automerge::ActorId;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 pub use documents::{CompactionStats, DocumentLoad, QUARANTINE_PREFIX};
 pub use error::StorageError;
@@ -79,6 +79,9 @@ pub struct Store {
     path: PathBuf,
     /// Cached copy of the `replica` row; every change this replica makes uses it.
     actor: ActorId,
+    /// Inside `begin_batch` .. `commit_batch`: writes are savepoints of one
+    /// open transaction, durable only when the batch commits.
+    batch: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -134,7 +137,12 @@ impl Store {
         schema::migrate(&mut conn, &path)?;
         let actor = load_or_create_actor(&mut conn, &path, fresh_actor)?;
         tracing::debug!(file = %path.display(), %actor, "opened replica database");
-        Ok(Store { conn, path, actor })
+        Ok(Store {
+            conn,
+            path,
+            actor,
+            batch: false,
+        })
     }
 
     /// Give the file's free pages back to the file system (after
@@ -219,18 +227,71 @@ impl Store {
     /// Run `f` in one write transaction and commit. If `f` or the commit
     /// fails, dropping the transaction rolls it back, so a failed write
     /// leaves nothing behind.
+    /// One write, all or nothing: its own IMMEDIATE transaction, durable
+    /// when this returns; inside a batch, a savepoint of the batch's
+    /// transaction (durable when the batch commits).
     fn write<T>(
         &mut self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, Failure>,
+        f: impl FnOnce(&Connection) -> Result<T, Failure>,
     ) -> Result<T, StorageError> {
         let file = &self.path;
+        let batch = self.batch;
         let run = |conn: &mut Connection| -> Result<T, Failure> {
+            if batch {
+                if conn.is_autocommit() {
+                    // SQLite rolled the batch back after an earlier failure.
+                    return Err(Failure::Storage(StorageError::BatchAborted {
+                        file: file.clone(),
+                    }));
+                }
+                let sp = conn.savepoint()?;
+                let out = f(&sp)?;
+                sp.commit()?;
+                return Ok(out);
+            }
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = f(&tx)?;
             tx.commit()?;
             Ok(out)
         };
         run(&mut self.conn).map_err(|failure| failure.on(file))
+    }
+
+    /// Group commit: the writes until `commit_batch` share one transaction
+    /// and one fsync. The caller must not let anything depending on them
+    /// out (no reply, no acknowledgement) before `commit_batch` returns Ok.
+    pub fn begin_batch(&mut self) -> Result<(), StorageError> {
+        if self.batch {
+            return Ok(());
+        }
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| StorageError::from_sqlite(&self.path, e))?;
+        self.batch = true;
+        Ok(())
+    }
+
+    /// Make the batch durable. On error nothing of it was saved (rolled
+    /// back), and whatever was derived from it in memory must be dropped.
+    pub fn commit_batch(&mut self) -> Result<(), StorageError> {
+        if !self.batch {
+            return Ok(());
+        }
+        self.batch = false;
+        if self.conn.is_autocommit() {
+            return Err(StorageError::BatchAborted {
+                file: self.path.clone(),
+            });
+        }
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(StorageError::from_sqlite(&self.path, e));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn in_batch(&self) -> bool {
+        self.batch
     }
 
     /// Run `f` in one read transaction, so several queries see one consistent
@@ -240,6 +301,10 @@ impl Store {
         f: impl FnOnce(&Connection) -> Result<T, Failure>,
     ) -> Result<T, StorageError> {
         let run = || -> Result<T, Failure> {
+            if self.batch {
+                // Inside the batch's transaction: reads see its writes.
+                return f(&self.conn);
+            }
             let tx = self.conn.unchecked_transaction()?;
             f(&tx)
             // Dropping `tx` ends the read transaction; it wrote nothing.
@@ -333,6 +398,60 @@ mod tests {
 
     use super::testing::temp_store;
     use super::*;
+
+    #[test]
+    fn a_batch_is_invisible_until_it_commits_and_a_failed_write_in_it_is_undone_alone() {
+        let (dir, mut store) = temp_store();
+        let path = dir.path().join("replica.sqlite3");
+        let mut am = super::testing::checklist(2);
+        let changes = am.document().get_changes(&[]);
+        let (a, b) = (
+            crate::ids::DocumentId::from_random_bytes([1; 16]),
+            crate::ids::DocumentId::from_random_bytes([2; 16]),
+        );
+        let other = Store::open(&path, [9; 16]).unwrap();
+        store.begin_batch().unwrap();
+        store.append_changes(a, &changes).unwrap();
+        assert!(
+            store.load_document(a).unwrap().is_some(),
+            "the batch reads its writes"
+        );
+        assert!(
+            other.load_document(a).unwrap().is_none(),
+            "not committed yet"
+        );
+        store.commit_batch().unwrap();
+        assert!(other.load_document(a).unwrap().is_some(), "committed");
+
+        // Disk full inside a batch: SQLite rolls the whole batch back, so
+        // the later writes and the commit fail too and nothing is saved.
+        store.begin_batch().unwrap();
+        store.append_changes(b, &changes).unwrap();
+        store.conn.pragma_update(None, "max_page_count", 1).unwrap();
+        let mut big = super::testing::checklist(300);
+        let big = big.document().get_changes(&[]);
+        let c = crate::ids::DocumentId::from_random_bytes([3; 16]);
+        assert!(store.append_changes(c, &big).is_err());
+        store
+            .conn
+            .pragma_update(None, "max_page_count", 1_000_000)
+            .unwrap();
+        assert!(matches!(
+            store.append_changes(c, &changes),
+            Err(StorageError::BatchAborted { .. })
+        ));
+        assert!(matches!(
+            store.commit_batch(),
+            Err(StorageError::BatchAborted { .. })
+        ));
+        assert!(
+            other.load_document(b).unwrap().is_none(),
+            "none of the batch"
+        );
+        // Outside a batch, writes commit on their own again.
+        store.append_changes(b, &changes).unwrap();
+        assert!(other.load_document(b).unwrap().is_some());
+    }
 
     #[test]
     fn durability_settings_are_applied() {

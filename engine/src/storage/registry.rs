@@ -122,9 +122,12 @@ impl Store {
             return Ok(());
         }
         let run = || -> Result<(), Failure> {
-            let tx = self.conn.unchecked_transaction()?;
+            // Inside a batch, part of its transaction; else its own.
+            let tx = (!self.in_batch())
+                .then(|| self.conn.unchecked_transaction())
+                .transpose()?;
             {
-                let mut stmt = tx.prepare_cached(
+                let mut stmt = self.conn.prepare_cached(
                     "INSERT INTO store_sync (store_id, last_sync_ms) VALUES (?1, ?2)
                      ON CONFLICT (store_id) DO UPDATE
                      SET last_sync_ms = max(last_sync_ms, excluded.last_sync_ms)",
@@ -133,7 +136,9 @@ impl Store {
                     stmt.execute(params![store.as_str(), at])?;
                 }
             }
-            tx.commit()?;
+            if let Some(tx) = tx {
+                tx.commit()?;
+            }
             Ok(())
         };
         run().map_err(|f| f.on(&self.path))
