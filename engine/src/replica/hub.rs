@@ -147,6 +147,8 @@ pub struct Hub {
     conns: HashMap<ConnId, Conn>,
     subscribers: HashMap<DocumentId, BTreeSet<ConnId>>,
     counters: HubCounters,
+    /// Lists changed in the current batch, indexed once at its commit.
+    index_pending: HashSet<DocumentId>,
 }
 
 impl Hub {
@@ -161,6 +163,7 @@ impl Hub {
             conns: HashMap::new(),
             subscribers: HashMap::new(),
             counters: HubCounters::default(),
+            index_pending: HashSet::new(),
         })
     }
 
@@ -239,6 +242,13 @@ impl Hub {
     /// believe it sent or was sent something the batch held; peers
     /// reconnect and sync again. The error's outputs replace the batch's.
     pub fn commit_batch(&mut self) -> Result<(), Vec<Output>> {
+        // The status index of every list the batch changed, in the same
+        // transaction.
+        for doc in std::mem::take(&mut self.index_pending) {
+            if self.load(doc).is_ok() {
+                self.reindex(doc);
+            }
+        }
         match self.store.commit_batch() {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -697,6 +707,10 @@ impl Hub {
         if accepted_any {
             out.extend(self.fan_out(doc_id, Some(conn)));
             match (&owner.1, &principal) {
+                // In a batch, once per document at commit; else now.
+                (DocKind::Instance, _) if self.store.in_batch() => {
+                    self.index_pending.insert(doc_id);
+                }
                 (DocKind::Instance, _) => self.reindex(doc_id),
                 // Lists the store made at a terminal become its documents
                 // before the terminal's next frame (usually their sync).

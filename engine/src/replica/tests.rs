@@ -945,3 +945,37 @@ fn a_list_made_at_a_terminal_reaches_the_hub_and_the_stores_other_terminals() {
         .create_list(&store_list(DocumentId(Uuid::from_u128(5))), net.now)
         .is_err());
 }
+
+#[test]
+fn in_a_batch_the_status_index_follows_at_commit_and_a_second_terminal_converges() {
+    let mut net = Net::new(2);
+    net.connect(0);
+    net.connect(1);
+    net.run();
+    let id = content(3).id;
+    let completed = |net: &Net| {
+        net.hub
+            .store()
+            .status_by_list(None, NOW)
+            .unwrap()
+            .iter()
+            .find(|r| r.doc == id)
+            .map(|r| r.completed)
+    };
+    assert_eq!(completed(&net), Some(0));
+    net.hub.begin_batch().unwrap();
+    for (n, task_status) in [(1, Status::InProgress), (2, Status::Completed)] {
+        let (_, out) = net.agents[0]
+            .record_status(id, &upd(n, task_status, "w1"), NOW + n as i64)
+            .unwrap();
+        net.route_agent(0, out);
+    }
+    net.run();
+    assert_eq!(completed(&net), Some(0), "indexed at commit, not per frame");
+    net.hub.commit_batch().unwrap();
+    assert_eq!(completed(&net), Some(1));
+    assert_eq!(
+        net.agents[1].list(id).unwrap().tasks[0].status.current,
+        Status::Completed
+    );
+}
