@@ -14,8 +14,7 @@
 //! board and of the drill-down go to `target/tmp/`; with
 //! `UPDATE_SCREENSHOT=1` the board's replaces `docs/dashboard.png`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use engine::ids::{DocumentId, EventId, TaskId, TerminalId};
@@ -28,61 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits in the workspace")
-        .to_path_buf()
-}
-
-/// The system Chromium, or `None` (skip) outside CI when it is missing.
-fn chromium() -> Option<PathBuf> {
-    let path = PathBuf::from(std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into()));
-    if path.exists() {
-        return Some(path);
-    }
-    let msg = format!(
-        "the dashboard browser test needs Chromium at {} (Debian: `apt-get install chromium`, \
-         or set CHROMIUM=/path/to/chromium)",
-        path.display()
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
-}
-
-/// Node 20+ and playwright-core in `tests/js` (`npm ci` once if missing).
-fn node_ready() {
-    let js = root().join("tests/js");
-    let version = Command::new("node")
-        .arg("--version")
-        .output()
-        .unwrap_or_else(|e| panic!("the dashboard test needs Node.js 20+ on PATH: {e}"));
-    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
-    let major: u32 = version
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        major >= 20,
-        "Node.js 20+ needed, `node --version` says {version:?}"
-    );
-    if !js
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&js)
-            .status()
-            .unwrap_or_else(|e| panic!("running `npm ci` in {}: {e}", js.display()));
-        assert!(status.success(), "`npm ci` in {} failed", js.display());
-    }
-}
+use tests::browser::{chromium, node_ready, root};
 
 async fn get(url: String) -> Value {
     procs::get(url.clone())
@@ -199,8 +144,10 @@ async fn publish(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
-    let Some(chromium) = chromium() else { return };
-    node_ready();
+    let Some(chromium) = chromium("dashboard") else {
+        return;
+    };
+    node_ready("dashboard");
     let dir = tempfile::tempdir().unwrap();
     let hub = procs::start_hub(&dir.path().join("hub"), "127.0.0.1:0");
     let api = format!("http://{}/api", hub.addr);

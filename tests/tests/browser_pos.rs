@@ -17,8 +17,7 @@
 //! `target/tmp/`; with `UPDATE_SCREENSHOT=1` they replace
 //! `docs/pos-worker.png` and `docs/pos-manager.png`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{Duration as Minutes, Utc};
@@ -30,61 +29,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// The whole browser run: two reconnects with backoff fit in it.
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(240);
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits in the workspace")
-        .to_path_buf()
-}
-
-/// The system Chromium, or `None` (skip) outside CI when it is missing.
-fn chromium() -> Option<PathBuf> {
-    let path = PathBuf::from(std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into()));
-    if path.exists() {
-        return Some(path);
-    }
-    let msg = format!(
-        "the POS browser test needs Chromium at {} (Debian: `apt-get install chromium`, \
-         or set CHROMIUM=/path/to/chromium)",
-        path.display()
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
-}
-
-/// Node 20+ and playwright-core in `tests/js` (`npm ci` once if missing).
-fn node_ready() {
-    let js = root().join("tests/js");
-    let version = Command::new("node")
-        .arg("--version")
-        .output()
-        .unwrap_or_else(|e| panic!("the POS browser test needs Node.js 20+ on PATH: {e}"));
-    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
-    let major: u32 = version
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        major >= 20,
-        "Node.js 20+ needed, `node --version` says {version:?}"
-    );
-    if !js
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&js)
-            .status()
-            .unwrap_or_else(|e| panic!("running `npm ci` in {}: {e}", js.display()));
-        assert!(status.success(), "`npm ci` in {} failed", js.display());
-    }
-}
+use tests::browser::{chromium, node_ready, root};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -143,8 +88,10 @@ fn berlin_in(minutes: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_completes_a_task_offline_in_the_browser_and_sees_it_confirmed() {
-    let Some(chromium) = chromium() else { return };
-    node_ready();
+    let Some(chromium) = chromium("POS") else {
+        return;
+    };
+    node_ready("POS");
     let dir = tempfile::tempdir().unwrap();
     let hub_data = dir.path().join("hub");
     let mut hub = Some(procs::start_hub(&hub_data, "127.0.0.1:0"));
