@@ -55,6 +55,10 @@ enum Cmd {
         /// on the terminals (checked every minute). Default: keep all.
         #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
         retention_days: Option<i64>,
+        /// Documents kept in memory; idle ones beyond this are evicted (and
+        /// reloaded from SQLite when a terminal syncs them again).
+        #[arg(long, default_value_t = 10_000)]
+        max_cached_documents: usize,
         /// Ping every connection this often (seconds); one silent for three
         /// intervals is closed.
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -156,11 +160,13 @@ async fn run() -> anyhow::Result<()> {
             horizon_days,
             retention_days,
             keepalive_secs,
+            max_cached_documents,
         } => {
             let mut limits = HubLimits {
                 horizon_days,
                 retention_days,
                 keepalive_secs,
+                max_cached_documents,
                 ..HubLimits::default()
             };
             limits.wire.max_message_bytes = max_frame_bytes;
@@ -224,5 +230,44 @@ mod tests {
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_takes_its_limits_from_flags() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from([
+            "hub",
+            "serve",
+            "--max-cached-documents",
+            "50000",
+            "--horizon-days",
+            "7",
+            "--retention-days",
+            "90",
+            "--keepalive-secs",
+            "5",
+        ])
+        .unwrap();
+        let super::Cmd::Serve {
+            max_cached_documents,
+            horizon_days,
+            retention_days,
+            keepalive_secs,
+            ..
+        } = cli.cmd
+        else {
+            panic!("not serve");
+        };
+        assert_eq!(
+            (
+                max_cached_documents,
+                horizon_days,
+                retention_days,
+                keepalive_secs
+            ),
+            (50_000, 7, Some(90), 5)
+        );
+        assert!(super::Cli::try_parse_from(["hub", "serve", "--horizon-days", "400"]).is_err());
+        assert!(super::Cli::try_parse_from(["hub", "serve", "--retention-days", "0"]).is_err());
     }
 }
