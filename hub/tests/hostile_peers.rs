@@ -12,146 +12,29 @@ use std::time::{Duration, Instant};
 
 use automerge::{ActorId, Automerge, Change};
 use engine::document::instance;
-use engine::ids::{DocumentId, EventId, Principal, StoreId, TaskId};
-use engine::model::{
-    CreatedBy, InstanceContent, ListMeta, Priority, Status, StatusUpdate, TaskSpec,
-};
-use engine::protocol::wire::{self, PeerId, PeerMetadata, WireLimits, WireMessage};
-use engine::protocol::{Session, SessionEvent};
+use engine::ids::{DocumentId, EventId, TaskId};
+use engine::model::{Status, StatusUpdate};
+use engine::protocol::wire::{self, WireMessage};
+use engine::protocol::SessionEvent;
 use engine::replica::hub::HubLimits;
-use engine::storage::StoreRecord;
-use futures_util::{SinkExt, StreamExt};
-use hub::server::{self, AppState};
+use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+mod common;
+use common::{content, next, send_lossy, Client, TestHub};
 
 const NOW_SLACK_MS: i64 = 0;
 
-struct TestHub {
-    _dir: tempfile::TempDir,
-    addr: String,
-    state: AppState,
-    shutdown: CancellationToken,
-}
-
-impl Drop for TestHub {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-fn content(store: &str, n: u128) -> InstanceContent {
-    let store: StoreId = store.parse().unwrap();
-    InstanceContent {
-        id: DocumentId(uuid::Uuid::from_u128(n)),
-        meta: ListMeta {
-            store,
-            name: "Closing".into(),
-            template: None,
-            date: chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap(),
-            time_zone: "Europe/Berlin".into(),
-            created_by: CreatedBy::Hq,
-        },
-        tasks: (1..=2)
-            .map(|i| TaskSpec {
-                id: TaskId(uuid::Uuid::from_u128(n * 100 + i)),
-                title: format!("Task {i}"),
-                description: String::new(),
-                start: None,
-                due: None,
-                priority: Priority::Normal,
-                link: None,
-                assignee: None,
-                created_by: CreatedBy::Hq,
-                position: i as i64,
-            })
-            .collect(),
-    }
-}
-
-/// A hub in this process with stores `store-a` (list 1) and `store-b`
-/// (list 2), tokens `tok-store-a` and `tok-store-b`.
+/// The shared test hub (`store-a`, `store-b`, tokens `tok-<store>`).
 async fn start() -> TestHub {
-    let dir = tempfile::tempdir().unwrap();
-    let opened = server::open(dir.path(), HubLimits::default(), Some("admin")).unwrap();
-    let state = opened.state.clone();
-    state
-        .hub
-        .call(|hub, now| {
-            for (s, n) in [("store-a", 1), ("store-b", 2)] {
-                hub.add_store(&StoreRecord {
-                    id: s.parse().unwrap(),
-                    name: s.into(),
-                    time_zone: "Europe/Berlin".into(),
-                })
-                .unwrap();
-                let p = Principal::Store(s.parse().unwrap());
-                hub.add_token(&format!("tok-{s}"), &p, "", now, None)
-                    .unwrap();
-                hub.publish(&content(s, n), now).unwrap();
-            }
-            ((), Vec::new())
-        })
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(server::run(listener, opened.state, shutdown.clone()));
-    TestHub {
-        _dir: dir,
-        addr,
-        state,
-        shutdown,
-    }
-}
-
-async fn send(ws: &mut Ws, msg: &WireMessage) {
-    let _ = ws.send(Message::Binary(wire::encode(msg).into())).await;
-}
-
-/// Next protocol message, or None when the hub closed the connection.
-async fn next(ws: &mut Ws) -> Option<WireMessage> {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("hub answered in time");
-        match m {
-            Some(Ok(Message::Binary(b))) => {
-                return Some(wire::decode(&b, &WireLimits::default()).unwrap())
-            }
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
-            Some(Ok(_)) => {}
-        }
-    }
-}
-
-/// A client speaking the protocol through the engine's session.
-struct Client {
-    ws: Ws,
-    session: Session,
+    common::start(HubLimits::default()).await
 }
 
 impl Client {
-    async fn join(addr: &str, token: &str, name: &str) -> Client {
-        let url = format!("ws://{addr}/sync?token={token}");
-        let (mut ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("accepted");
-        let (mut session, join) = Session::client(PeerId::new(name), PeerMetadata::default());
-        send(&mut ws, &join).await;
-        let peer = next(&mut ws).await.expect("peer");
-        session.receive(peer).unwrap();
-        Client { ws, session }
-    }
-
     /// Sync `doc` until the hub goes quiet; returns errors and unavailability.
     async fn sync(&mut self, id: DocumentId, doc: &mut Automerge) -> Vec<String> {
         if let Some(m) = self.session.generate(id, doc) {
-            send(&mut self.ws, &m).await;
+            send_lossy(&mut self.ws, &m).await;
         }
         self.answers(id, doc).await
     }
@@ -177,7 +60,7 @@ impl Client {
                         errors.push(format!("local apply: {e}"));
                     }
                     if let Some(m) = self.session.generate(id, doc) {
-                        send(&mut self.ws, &m).await;
+                        send_lossy(&mut self.ws, &m).await;
                     }
                 }
                 SessionEvent::RemoteError { message } => errors.push(message),
@@ -307,7 +190,7 @@ async fn a_change_that_crashes_automerge_is_refused_and_the_hub_keeps_serving() 
         return;
     };
     let msg = c.sync_carrying(id, &doc, vec![bad]);
-    send(&mut c.ws, &msg).await;
+    send_lossy(&mut c.ws, &msg).await;
     let errs = c.answers(id, &mut doc).await;
     assert!(
         !errs.is_empty(),
@@ -368,7 +251,7 @@ async fn a_forged_actor_and_a_reused_sequence_number_are_refused_over_the_wire()
     let (_, reused) = instance::record_status(&mut second, &update(4, 102), now_ms()).unwrap();
     // Sent as is: this replica cannot even take the hub's seq 1 of Y.
     let msg = again.sync_carrying(a_id, &synced, vec![reused.raw_bytes().to_vec()]);
-    send(&mut again.ws, &msg).await;
+    send_lossy(&mut again.ws, &msg).await;
     let errs = again.answers(a_id, &mut synced.fork()).await;
     assert!(
         errs.iter().any(|e| e.contains("sequence")),

@@ -5,85 +5,23 @@ use std::time::Duration;
 
 use automerge::{ActorId, Automerge};
 use engine::document::instance;
-use engine::ids::{DocumentId, EventId, Principal, StoreId, TaskId};
-use engine::model::{
-    CreatedBy, InstanceContent, ListMeta, Priority, Status, StatusUpdate, TaskSpec,
-};
-use engine::protocol::wire::{self, PeerId, PeerMetadata, WireLimits, WireMessage};
-use engine::protocol::{Session, SessionEvent};
+use engine::ids::{DocumentId, EventId, Principal, TaskId};
+use engine::model::{Status, StatusUpdate};
+use engine::protocol::wire::{self, WireMessage};
+use engine::protocol::SessionEvent;
 use engine::replica::hub::HubLimits;
-use engine::storage::StoreRecord;
-use futures_util::{SinkExt, StreamExt};
-use hub::server::{self, AppState};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+mod common;
+use common::{connect, content, next, send, Client, TestHub};
 
-struct TestHub {
-    _dir: tempfile::TempDir,
-    addr: std::net::SocketAddr,
-    state: AppState,
-    shutdown: CancellationToken,
-}
-
-impl Drop for TestHub {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-fn content(store: &str, n: u128) -> InstanceContent {
-    let store: StoreId = store.parse().unwrap();
-    InstanceContent {
-        id: DocumentId(uuid::Uuid::from_u128(n)),
-        meta: ListMeta {
-            store: store.clone(),
-            name: "Closing".into(),
-            template: None,
-            date: chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap(),
-            time_zone: "Europe/Berlin".into(),
-            created_by: CreatedBy::Hq,
-        },
-        tasks: (1..=2)
-            .map(|i| TaskSpec {
-                id: TaskId(uuid::Uuid::from_u128(n * 100 + i)),
-                title: format!("Task {i}"),
-                description: String::new(),
-                start: None,
-                due: None,
-                priority: Priority::Normal,
-                link: None,
-                assignee: None,
-                created_by: CreatedBy::Hq,
-                position: i as i64,
-            })
-            .collect(),
-    }
-}
-
+/// The shared test hub, plus an expired and a revoked token of `store-a`.
 async fn start(limits: HubLimits) -> TestHub {
-    let dir = tempfile::tempdir().unwrap();
-    let opened = server::open(dir.path(), limits, Some("admin")).unwrap();
-    let state = opened.state.clone();
-    state
+    let hub = common::start(limits).await;
+    hub.state
         .hub
         .call(|hub, now| {
-            for (s, n) in [("store-a", 1), ("store-b", 2)] {
-                hub.add_store(&StoreRecord {
-                    id: s.parse().unwrap(),
-                    name: s.into(),
-                    time_zone: "Europe/Berlin".into(),
-                })
-                .unwrap();
-                let p = Principal::Store(s.parse().unwrap());
-                hub.add_token(&format!("tok-{s}"), &p, "", now, None)
-                    .unwrap();
-                hub.publish(&content(s, n), now).unwrap();
-            }
             let a = Principal::Store("store-a".parse().unwrap());
             hub.add_token("tok-expired", &a, "", now, Some(now - 1))
                 .unwrap();
@@ -93,73 +31,10 @@ async fn start(limits: HubLimits) -> TestHub {
         })
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(server::run(listener, opened.state, shutdown.clone()));
-    TestHub {
-        _dir: dir,
-        addr,
-        state,
-        shutdown,
-    }
-}
-
-async fn connect(hub: &TestHub, token: Option<&str>) -> Result<Ws, u16> {
-    let mut req = format!("ws://{}/sync", hub.addr)
-        .into_client_request()
-        .unwrap();
-    if let Some(t) = token {
-        req.headers_mut().insert(
-            "Authorization",
-            HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
-        );
-    }
-    match tokio_tungstenite::connect_async(req).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
-        Err(e) => panic!("unexpected connect error: {e}"),
-    }
-}
-
-/// A client speaking the protocol through the engine's session.
-struct Client {
-    ws: Ws,
-    session: Session,
-}
-
-async fn send(ws: &mut Ws, msg: &WireMessage) {
-    ws.send(Message::Binary(wire::encode(msg).into()))
-        .await
-        .unwrap();
-}
-
-/// Next protocol message, or None when the hub closed the connection.
-async fn next(ws: &mut Ws) -> Option<WireMessage> {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("hub answered in time");
-        match m {
-            Some(Ok(Message::Binary(b))) => {
-                return Some(wire::decode(&b, &WireLimits::default()).unwrap())
-            }
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
-            Some(Ok(_)) => {}
-        }
-    }
+    hub
 }
 
 impl Client {
-    async fn join(hub: &TestHub, token: &str, name: &str) -> Client {
-        let mut ws = connect(hub, Some(token)).await.expect("accepted");
-        let (mut session, join) = Session::client(PeerId::new(name), PeerMetadata::default());
-        send(&mut ws, &join).await;
-        let peer = next(&mut ws).await.expect("peer");
-        session.receive(peer).unwrap();
-        Client { ws, session }
-    }
-
     /// Sync `doc` until the hub goes quiet; returns error texts and unavailability.
     async fn sync(&mut self, id: DocumentId, doc: &mut Automerge) -> Vec<String> {
         let mut errors = Vec::new();
@@ -193,7 +68,7 @@ impl Client {
 async fn the_upgrade_refuses_missing_unknown_expired_and_revoked_tokens() {
     let hub = start(HubLimits::default()).await;
     for t in [None, Some("nope"), Some("tok-expired"), Some("tok-revoked")] {
-        assert_eq!(connect(&hub, t).await.err(), Some(401), "token {t:?}");
+        assert_eq!(connect(&hub.addr, t).await.err(), Some(401), "token {t:?}");
     }
     // ?token= works as well as the header.
     let url = format!("ws://{}/sync?token=tok-store-a", hub.addr);
@@ -203,7 +78,7 @@ async fn the_upgrade_refuses_missing_unknown_expired_and_revoked_tokens() {
 #[tokio::test]
 async fn a_store_sees_its_documents_and_another_stores_look_missing() {
     let hub = start(HubLimits::default()).await;
-    let mut c = Client::join(&hub, "tok-store-a", "a").await;
+    let mut c = Client::join(&hub.addr, "tok-store-a", "a").await;
     let mut doc = Automerge::new();
     let errs = c.sync(content("store-a", 1).id, &mut doc).await;
     assert!(errs.is_empty(), "{errs:?}");
@@ -226,8 +101,8 @@ async fn a_store_sees_its_documents_and_another_stores_look_missing() {
 async fn accepted_changes_fan_out_and_rejected_ones_are_answered_and_not_forwarded() {
     let hub = start(HubLimits::default()).await;
     let id = content("store-a", 1).id;
-    let mut a = Client::join(&hub, "tok-store-a", "a").await;
-    let mut b = Client::join(&hub, "tok-store-a", "b").await;
+    let mut a = Client::join(&hub.addr, "tok-store-a", "a").await;
+    let mut b = Client::join(&hub.addr, "tok-store-a", "b").await;
     let (mut da, mut db) = (Automerge::new(), Automerge::new());
     a.sync(id, &mut da).await;
     b.sync(id, &mut db).await;
@@ -290,14 +165,14 @@ async fn limits_close_the_connection_and_the_hub_keeps_serving() {
     let hub = start(limits).await;
 
     // Oversized frame: the WebSocket layer refuses it and the connection ends.
-    let mut c = Client::join(&hub, "tok-store-a", "big").await;
+    let mut c = Client::join(&hub.addr, "tok-store-a", "big").await;
     let _ =
         c.ws.send(Message::Binary(vec![0u8; 200 * 1024].into()))
             .await;
     while next(&mut c.ws).await.is_some() {}
 
     // Garbage: an error, then the close.
-    let mut c = Client::join(&hub, "tok-store-a", "garbage").await;
+    let mut c = Client::join(&hub.addr, "tok-store-a", "garbage").await;
     c.ws.send(Message::Binary(vec![0xff, 0x00, 0x13].into()))
         .await
         .unwrap();
@@ -306,7 +181,7 @@ async fn limits_close_the_connection_and_the_hub_keeps_serving() {
     assert!(next(&mut c.ws).await.is_none());
 
     // Flood: a rate error, then the close.
-    let mut c = Client::join(&hub, "tok-store-a", "flood").await;
+    let mut c = Client::join(&hub.addr, "tok-store-a", "flood").await;
     for i in 0..50u128 {
         let msg = c
             .session
@@ -332,7 +207,7 @@ async fn limits_close_the_connection_and_the_hub_keeps_serving() {
     );
 
     // Too many documents on one connection.
-    let mut c = Client::join(&hub, "tok-store-a", "docs").await;
+    let mut c = Client::join(&hub.addr, "tok-store-a", "docs").await;
     let mut d1 = Automerge::new();
     c.sync(
         DocumentId::directory_of(&"store-a".parse().unwrap()),
@@ -356,7 +231,7 @@ async fn limits_close_the_connection_and_the_hub_keeps_serving() {
     );
 
     // Everyone else is still served.
-    let mut ok = Client::join(&hub, "tok-store-b", "fine").await;
+    let mut ok = Client::join(&hub.addr, "tok-store-b", "fine").await;
     let mut doc = Automerge::new();
     assert!(ok.sync(content("store-b", 2).id, &mut doc).await.is_empty());
     assert_eq!(instance::read(&doc).unwrap().tasks.len(), 2);

@@ -1,0 +1,169 @@
+//! A hub in the test process speaking `/sync` over real WebSockets, and a
+//! protocol client driven by the engine's session: shared by the
+//! `sync_endpoint` and `hostile_peers` tests (each adds its own way of
+//! syncing a document to `Client`).
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use engine::ids::{DocumentId, Principal, StoreId, TaskId};
+use engine::model::{CreatedBy, InstanceContent, ListMeta, Priority, TaskSpec};
+use engine::protocol::wire::{self, PeerId, PeerMetadata, WireLimits, WireMessage};
+use engine::protocol::Session;
+use engine::replica::hub::HubLimits;
+use engine::storage::StoreRecord;
+use futures_util::{SinkExt, StreamExt};
+use hub::server::{self, AppState};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct TestHub {
+    _dir: tempfile::TempDir,
+    /// host:port
+    pub addr: String,
+    pub state: AppState,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// List `n` of `store`: two HQ tasks, ids `n*100+1` and `n*100+2`.
+pub fn content(store: &str, n: u128) -> InstanceContent {
+    let store: StoreId = store.parse().unwrap();
+    InstanceContent {
+        id: DocumentId(uuid::Uuid::from_u128(n)),
+        meta: ListMeta {
+            store,
+            name: "Closing".into(),
+            template: None,
+            date: chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap(),
+            time_zone: "Europe/Berlin".into(),
+            created_by: CreatedBy::Hq,
+        },
+        tasks: (1..=2)
+            .map(|i| TaskSpec {
+                id: TaskId(uuid::Uuid::from_u128(n * 100 + i)),
+                title: format!("Task {i}"),
+                description: String::new(),
+                start: None,
+                due: None,
+                priority: Priority::Normal,
+                link: None,
+                assignee: None,
+                created_by: CreatedBy::Hq,
+                position: i as i64,
+            })
+            .collect(),
+    }
+}
+
+/// A hub in this process with stores `store-a` (list 1) and `store-b`
+/// (list 2), each with the token `tok-<store>`.
+pub async fn start(limits: HubLimits) -> TestHub {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = server::open(dir.path(), limits, Some("admin")).unwrap();
+    let state = opened.state.clone();
+    state
+        .hub
+        .call(|hub, now| {
+            for (s, n) in [("store-a", 1), ("store-b", 2)] {
+                hub.add_store(&StoreRecord {
+                    id: s.parse().unwrap(),
+                    name: s.into(),
+                    time_zone: "Europe/Berlin".into(),
+                })
+                .unwrap();
+                let p = Principal::Store(s.parse().unwrap());
+                hub.add_token(&format!("tok-{s}"), &p, "", now, None)
+                    .unwrap();
+                hub.publish(&content(s, n), now).unwrap();
+            }
+            ((), Vec::new())
+        })
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(server::run(listener, opened.state, shutdown.clone()));
+    TestHub {
+        _dir: dir,
+        addr,
+        state,
+        shutdown,
+    }
+}
+
+/// Open `/sync` at `addr` (host:port) with `token` as a bearer: the socket,
+/// or the HTTP status the upgrade was refused with.
+pub async fn connect(addr: &str, token: Option<&str>) -> Result<Ws, u16> {
+    let mut req = format!("ws://{addr}/sync").into_client_request().unwrap();
+    if let Some(t) = token {
+        req.headers_mut().insert(
+            "Authorization",
+            HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
+        );
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("unexpected connect error: {e}"),
+    }
+}
+
+/// Send one protocol message; the connection must still be open.
+pub async fn send(ws: &mut Ws, msg: &WireMessage) {
+    ws.send(Message::Binary(wire::encode(msg).into()))
+        .await
+        .unwrap();
+}
+
+/// Send one protocol message to a hub that may already have closed the
+/// connection (a hostile peer does not care).
+pub async fn send_lossy(ws: &mut Ws, msg: &WireMessage) {
+    let _ = ws.send(Message::Binary(wire::encode(msg).into())).await;
+}
+
+/// Next protocol message, or None when the hub closed the connection.
+pub async fn next(ws: &mut Ws) -> Option<WireMessage> {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("hub answered in time");
+        match m {
+            Some(Ok(Message::Binary(b))) => {
+                return Some(wire::decode(&b, &WireLimits::default()).unwrap())
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// A client speaking the protocol through the engine's session.
+pub struct Client {
+    pub ws: Ws,
+    pub session: Session,
+}
+
+impl Client {
+    /// Connect to the hub at `addr` (host:port) with `token` and join as `name`.
+    pub async fn join(addr: &str, token: &str, name: &str) -> Client {
+        let mut ws = connect(addr, Some(token)).await.expect("accepted");
+        let (mut session, join) = Session::client(PeerId::new(name), PeerMetadata::default());
+        send(&mut ws, &join).await;
+        let peer = next(&mut ws).await.expect("peer");
+        session.receive(peer).unwrap();
+        Client { ws, session }
+    }
+}
