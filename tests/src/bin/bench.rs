@@ -84,27 +84,25 @@ struct NetArgs {
 
 #[derive(clap::Args)]
 struct AgentArgs {
-    #[arg(long, default_value_t = Sizes::YEAR.days)]
-    days: u32,
-    #[arg(long, default_value_t = Sizes::YEAR.lists)]
-    lists: u32,
-    #[arg(long, default_value_t = Sizes::YEAR.tasks)]
-    tasks: usize,
-    #[arg(long, default_value_t = Sizes::YEAR.events)]
-    events: usize,
+    #[command(flatten)]
+    replica: ReplicaArgs,
     /// Timed status updates.
     #[arg(long, default_value_t = 500)]
     updates: usize,
-    /// Replica to use (built by `bench load` if missing). Default: a
-    /// temporary directory.
-    #[arg(long)]
-    db: Option<PathBuf>,
-    #[arg(long)]
-    smoke: bool,
 }
 
 #[derive(clap::Args)]
 struct LoadArgs {
+    #[command(flatten)]
+    replica: ReplicaArgs,
+    /// Timed runs of each measurement.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+}
+
+/// The replica `load` and `agent` measure: a year of daily lists by default.
+#[derive(clap::Args)]
+struct ReplicaArgs {
     #[arg(long, default_value_t = Sizes::YEAR.days)]
     days: u32,
     #[arg(long, default_value_t = Sizes::YEAR.lists)]
@@ -115,16 +113,37 @@ struct LoadArgs {
     /// Status events per task.
     #[arg(long, default_value_t = Sizes::YEAR.events)]
     events: usize,
-    /// Timed runs of each measurement.
-    #[arg(long, default_value_t = 5)]
-    runs: usize,
-    /// Replica file to build (kept, with a `.changes-only` sibling), or to
-    /// measure as it is if it exists. Default: a temporary directory.
+    /// Replica file: built if missing and kept (`load` also keeps a
+    /// `.changes-only` sibling), measured as it is if it exists. Default:
+    /// a temporary directory.
     #[arg(long)]
     db: Option<PathBuf>,
-    /// Tiny sizes and two runs: checks the benchmark works, measures nothing useful.
+    /// Tiny sizes and few runs: checks the benchmark works, measures nothing useful.
     #[arg(long)]
     smoke: bool,
+}
+
+impl ReplicaArgs {
+    fn sizes(&self) -> Sizes {
+        if self.smoke {
+            return Sizes::SMOKE;
+        }
+        Sizes {
+            days: self.days,
+            lists: self.lists,
+            tasks: self.tasks,
+            events: self.events,
+        }
+    }
+
+    /// `--db`, or a file in a temporary directory kept alive in `temp`.
+    fn db(&self, temp: &mut Option<tempfile::TempDir>) -> Result<PathBuf> {
+        if let Some(db) = &self.db {
+            return Ok(db.clone());
+        }
+        let dir = temp.insert(tempfile::tempdir().context("creating a temporary directory")?);
+        Ok(dir.path().join("replica.sqlite3"))
+    }
 }
 
 fn main() -> Result<()> {
@@ -197,25 +216,10 @@ fn net(args: NetArgs) -> Result<()> {
 }
 
 fn agent(args: AgentArgs) -> Result<()> {
-    let (sizes, updates) = if args.smoke {
-        (Sizes::SMOKE, 20)
-    } else {
-        let sizes = Sizes {
-            days: args.days,
-            lists: args.lists,
-            tasks: args.tasks,
-            events: args.events,
-        };
-        (sizes, args.updates)
-    };
-    let temp;
-    let db = match args.db {
-        Some(db) => db,
-        None => {
-            temp = tempfile::tempdir().context("creating a temporary directory")?;
-            temp.path().join("replica.sqlite3")
-        }
-    };
+    let sizes = args.replica.sizes();
+    let updates = if args.replica.smoke { 20 } else { args.updates };
+    let mut temp = None;
+    let db = args.replica.db(&mut temp)?;
     let r = agent_latency::run(&db, sizes, updates)?;
     println!(
         "Replica: {} documents ({} days x {} lists x {} tasks)\n\n| measure | value |\n|---|---|\n| cold start (Store::open + Agent::open) | {:.1} ms |\n| local status update p50 / p99 / max ({} updates, durable) | {:.2} / {:.2} / {:.2} ms |",
@@ -233,25 +237,10 @@ fn agent(args: AgentArgs) -> Result<()> {
 }
 
 fn load(args: LoadArgs) -> Result<()> {
-    let (sizes, runs) = if args.smoke {
-        (Sizes::SMOKE, 2)
-    } else {
-        let sizes = Sizes {
-            days: args.days,
-            lists: args.lists,
-            tasks: args.tasks,
-            events: args.events,
-        };
-        (sizes, args.runs)
-    };
-    let temp;
-    let db = match args.db {
-        Some(db) => db,
-        None => {
-            temp = tempfile::tempdir().context("creating a temporary directory")?;
-            temp.path().join("replica.sqlite3")
-        }
-    };
+    let sizes = args.replica.sizes();
+    let runs = if args.replica.smoke { 2 } else { args.runs };
+    let mut temp = None;
+    let db = args.replica.db(&mut temp)?;
     let report = load_bench::run(&db, sizes, runs)?;
     println!("{report}");
     Ok(())
