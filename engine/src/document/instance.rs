@@ -484,10 +484,10 @@ pub fn has_task<R: ReadDoc>(doc: &R, task: TaskId) -> bool {
     task_obj(doc, task).is_ok_and(|o| read::string(doc, &o, keys::TITLE).is_some())
 }
 
-/// The hybrid-logical time for a new event: after every event already in
-/// the document, whatever the wall clock says (rule 6).
-pub fn next_event_time(events: &[StatusEvent], wall_ms: i64) -> i64 {
-    let latest = events.iter().map(|e| e.at).max().unwrap_or(i64::MIN);
+/// The hybrid-logical time for a new event: after `latest`, the latest
+/// event already in the document (`i64::MIN` for none), whatever the wall
+/// clock says (rule 6).
+pub fn next_event_time(latest: i64, wall_ms: i64) -> i64 {
     wall_ms.max(latest.saturating_add(1))
 }
 
@@ -567,7 +567,7 @@ pub fn record_status_with(
         status: update.status,
         worker: update.worker.clone(),
         terminal: update.terminal.clone(),
-        at: wall_ms.max(latest.saturating_add(1)),
+        at: next_event_time(latest, wall_ms),
         prev: current.head_ids(),
         note: update.note.clone(),
     };
