@@ -25,7 +25,8 @@ use std::collections::{HashMap, HashSet};
 
 use automerge::legacy::{Key, ObjectId, OpId, OpType};
 use automerge::{
-    ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue, ROOT,
+    ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, Parent, Prop, ReadDoc, ScalarValue,
+    ROOT,
 };
 use serde::Serialize;
 
@@ -89,6 +90,8 @@ pub enum Rejection {
     DependsOnRejected(String),
     #[error("change does not apply: {0}")]
     DoesNotApply(String),
+    #[error("change carries data this hub cannot read (extra bytes after its operations)")]
+    UnreadableContent,
 }
 
 /// What happened to one incoming change.
@@ -110,6 +113,9 @@ pub struct Outcome {
     pub new_actors: Vec<ActorId>,
     /// The accepted changes in a causal order, ready to apply and store.
     pub accepted: Vec<Change>,
+    /// The document with the accepted changes applied (when there are
+    /// any): the caller may use it instead of applying them again.
+    pub state: Option<Automerge>,
 }
 
 impl Outcome {
@@ -129,6 +135,9 @@ pub fn validate(
     ctx: &ValidationContext<'_>,
 ) -> Outcome {
     let mut out = Outcome::default();
+    // The accepted state so far: `doc` plus the changes accepted in this
+    // call. Each change is checked on it and applied to it; one refused
+    // after it was applied is taken out again by rebuilding the copy.
     let mut scratch = doc.fork();
     let mut seqs: HashMap<ActorId, u64> = HashMap::new();
     for m in doc.get_changes_meta(&[]) {
@@ -173,19 +182,20 @@ pub fn validate(
             progress = true;
             // Automerge 0.12 can panic on a change that decodes but is
             // malformed inside (found by `validation_fuzz`); a hostile peer
-            // must not take the hub's thread down with it. The scratch
-            // copy is untouched: `check_change` works on forks.
+            // must not take the hub's thread down with it. Whatever state
+            // the panic left `scratch` in is thrown away below.
+            let mut applied = false;
             let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                check_change(&scratch, c, author, ctx, &seqs, &claimed)
+                check_change(&mut scratch, c, author, ctx, &seqs, &claimed, &mut applied)
             }))
             .unwrap_or_else(|_| {
+                applied = true;
                 Err(Rejection::DoesNotApply(
                     "the change is malformed (Automerge could not apply it)".into(),
                 ))
             });
             match checked {
-                Ok((post, new_actor)) => {
-                    scratch = post;
+                Ok(new_actor) => {
                     seqs.insert(c.actor_id().clone(), c.seq());
                     if let Some(a) = new_actor {
                         claimed.insert(a.clone());
@@ -197,6 +207,9 @@ pub fn validate(
                 Err(r) => {
                     rejected.insert(hash);
                     out.verdicts.push((hash, Verdict::Rejected(r)));
+                    if applied {
+                        scratch = rebuild(doc, &out.accepted);
+                    }
                 }
             }
         }
@@ -208,7 +221,20 @@ pub fn validate(
     for c in pending {
         out.verdicts.push((c.hash(), Verdict::MissingDeps));
     }
+    if !out.accepted.is_empty() {
+        out.state = Some(scratch);
+    }
     out
+}
+
+/// `doc` with `accepted` applied: the scratch state without a refused change.
+fn rebuild(doc: &Automerge, accepted: &[Change]) -> Automerge {
+    let mut s = doc.fork();
+    // These applied to the same state a moment ago, in this order.
+    if let Err(e) = s.apply_changes(accepted.iter().cloned()) {
+        unreachable!("accepted changes no longer apply: {e}");
+    }
+    s
 }
 
 /// Where an object sits in the schema.
@@ -228,77 +254,73 @@ enum Container {
     Roster,
 }
 
-fn opid_key(id: &ObjId) -> Option<(u64, ActorId)> {
-    match id {
-        ObjId::Root => None,
-        ObjId::Id(counter, actor, _) => Some((*counter, actor.clone())),
+/// The object `counter@actor` of `doc` and its place in the schema, if it
+/// is one of the schema's containers and visible: reached from the root
+/// through winning, undeleted values only. An op on a deleted object or
+/// on the losing side of a conflict is refused as touching an unknown one.
+fn locate(doc: &Automerge, counter: u64, actor: &ActorId) -> Option<(Container, ObjId)> {
+    let (id, typ) = doc
+        .import(&format!("{counter}@{}", actor.to_hex_string()))
+        .ok()?;
+    let mut path: Vec<Parent> = doc.parents(&id).ok()?.collect();
+    if path.iter().any(|p| !p.visible) {
+        return None;
     }
-}
-
-/// Index every schema container of `doc` by op id.
-fn index_containers(doc: &Automerge) -> HashMap<(u64, ActorId), (Container, ObjId)> {
-    let mut idx = HashMap::new();
-    let mut add = |id: ObjId, c: Container| {
-        if let Some(k) = opid_key(&id) {
-            idx.insert(k, (c, id));
-        }
+    path.reverse();
+    let key = |p: &Parent| match &p.prop {
+        Prop::Map(k) => Some(k.clone()),
+        Prop::Seq(_) => None,
     };
-    if let Some(m) = read::obj(doc, &ROOT, keys::META) {
-        add(m, Container::Meta);
-    }
-    if let Some(t) = read::obj(doc, &ROOT, keys::TASKS) {
-        for item in doc.map_range(&t, ..) {
-            if let (Ok(task), automerge::ValueRef::Object(ObjType::Map)) =
-                (item.key.parse::<TaskId>(), &item.value)
-            {
-                add(item.id(), Container::Task(task));
+    let is_seq = |p: &Parent| matches!(p.prop, Prop::Seq(_));
+    let container = match path.as_slice() {
+        [top] => match key(top)?.as_str() {
+            keys::META => Container::Meta,
+            keys::TASKS => Container::Tasks,
+            keys::EVENTS => Container::Events,
+            keys::ENTRIES => Container::Entries,
+            keys::TEMPLATES => Container::Templates,
+            keys::ROSTER => Container::Roster,
+            _ => return None,
+        },
+        [top, task] if key(top)?.as_str() == keys::TASKS && typ == ObjType::Map => {
+            Container::Task(key(task)?.parse::<TaskId>().ok()?)
+        }
+        [top, at] if key(top)?.as_str() == keys::EVENTS && is_seq(at) && typ == ObjType::Map => {
+            Container::Event
+        }
+        [top, at, field]
+            if key(top)?.as_str() == keys::EVENTS && is_seq(at) && field.typ == ObjType::Map =>
+        {
+            match key(field)?.as_str() {
+                keys::PREV => Container::Prev,
+                _ if typ == ObjType::Text => Container::EventText,
+                _ => return None,
             }
         }
-        add(t, Container::Tasks);
-    }
-    if let Some(e) = read::obj(doc, &ROOT, keys::EVENTS) {
-        for item in doc.list_range(&e, ..) {
-            if matches!(item.value, automerge::ValueRef::Object(ObjType::Map)) {
-                let ev = item.id();
-                for field in doc.map_range(&ev, ..) {
-                    if matches!(field.value, automerge::ValueRef::Object(ObjType::Text)) {
-                        add(field.id(), Container::EventText);
-                    }
-                }
-                if let Some(p) = read::obj(doc, &ev, keys::PREV) {
-                    for entry in doc.list_range(&p, ..) {
-                        if matches!(entry.value, automerge::ValueRef::Object(ObjType::Text)) {
-                            add(entry.id(), Container::EventText);
-                        }
-                    }
-                    add(p, Container::Prev);
-                }
-                add(ev, Container::Event);
-            }
+        [top, at, prev, entry]
+            if key(top)?.as_str() == keys::EVENTS
+                && is_seq(at)
+                && prev.typ == ObjType::Map
+                && key(prev)?.as_str() == keys::PREV
+                && is_seq(entry)
+                && typ == ObjType::Text =>
+        {
+            Container::EventText
         }
-        add(e, Container::Events);
-    }
-    if let Some(e) = read::obj(doc, &ROOT, keys::ENTRIES) {
-        add(e, Container::Entries);
-    }
-    if let Some(t) = read::obj(doc, &ROOT, keys::TEMPLATES) {
-        add(t, Container::Templates);
-    }
-    if let Some(r) = read::obj(doc, &ROOT, keys::ROSTER) {
-        add(r, Container::Roster);
-    }
-    idx
+        _ => return None,
+    };
+    Some((container, id))
 }
 
 fn created_by_at<R: ReadDoc>(doc: &R, obj: &ObjId) -> Option<String> {
     read::string(doc, obj, keys::CREATED_BY)
 }
 
-/// Does `store` own this list or task: `created_by` says so before the
-/// change, or (a new one) it was absent before and says so after.
-fn owned_by_store(pre: &Automerge, post: &Automerge, obj: &ObjId, store: &StoreId) -> bool {
+/// Does `store` own this list or task: `created_by` said so before the
+/// change (`before`), or (a new one) it was absent and says so after.
+fn owned_by_store(before: Option<&str>, post: &Automerge, obj: &ObjId, store: &StoreId) -> bool {
     let mine = CreatedBy::Store(store.clone()).encode();
-    match created_by_at(pre, obj) {
+    match before {
         Some(c) => c == mine,
         None => created_by_at(post, obj).as_deref() == Some(mine.as_str()),
     }
@@ -322,32 +344,87 @@ fn action_name(a: &OpType) -> &'static str {
     }
 }
 
-/// Check one causally-ready change; on success return the state after it.
+/// What a store's change needs to know about the state before it: read
+/// before the change is applied, for the objects that existed already.
+#[derive(Default)]
+struct Before {
+    /// `created_by` of each touched object.
+    created_by: HashMap<(u64, ActorId), Option<String>>,
+    /// The string at each touched (object, key).
+    strings: HashMap<(u64, ActorId, String), Option<String>>,
+    /// `created_by` of the task each deleting op names, by key.
+    deleted_task_created_by: HashMap<String, Option<String>>,
+}
+
+impl Before {
+    fn read(
+        doc: &Automerge,
+        ops: &[automerge::legacy::Op],
+        made_here: impl Fn(&OpId) -> bool,
+    ) -> Before {
+        let mut b = Before::default();
+        for op in ops {
+            let ObjectId::Id(id) = &op.obj else { continue };
+            if made_here(id) {
+                continue;
+            }
+            let Ok((obj, _)) =
+                doc.import(&format!("{}@{}", id.counter(), id.actor().to_hex_string()))
+            else {
+                continue;
+            };
+            let at = (id.counter(), id.actor().clone());
+            b.created_by
+                .entry(at.clone())
+                .or_insert_with(|| created_by_at(doc, &obj));
+            if let Some(k) = map_key(&op.key) {
+                b.strings
+                    .entry((at.0, at.1.clone(), k.to_owned()))
+                    .or_insert_with(|| read::string(doc, &obj, k));
+                if op.action == OpType::Delete {
+                    b.deleted_task_created_by
+                        .entry(k.to_owned())
+                        .or_insert_with(|| {
+                            read::obj(doc, &ROOT, keys::TASKS)
+                                .and_then(|tasks| read::obj(doc, &tasks, k))
+                                .and_then(|t| created_by_at(doc, &t))
+                        });
+                }
+            }
+        }
+        b
+    }
+}
+
+/// Check one causally-ready change against `doc` (the accepted state so
+/// far) and apply it there. On success return the actor it introduces, if
+/// any; on refusal `applied` says whether `doc` holds the change anyway
+/// (the caller then rebuilds it).
 fn check_change(
-    pre: &Automerge,
+    doc: &mut Automerge,
     c: &Change,
     author: &Principal,
     ctx: &ValidationContext<'_>,
     seqs: &HashMap<ActorId, u64>,
     claimed: &HashSet<ActorId>,
-) -> Result<(Automerge, Option<ActorId>), Rejection> {
+    applied: &mut bool,
+) -> Result<Option<ActorId>, Rejection> {
     let store = match author {
         Principal::Store(s) if s != ctx.owner => return Err(Rejection::WrongStore),
         Principal::Store(s) => Some(s),
         Principal::Hq => None,
     };
     let actor = c.actor_id().clone();
-    let apply = |doc: &Automerge| -> Result<Automerge, Rejection> {
-        let mut post = doc.fork();
-        post.apply_changes([c.clone()])
-            .map_err(|e| Rejection::DoesNotApply(e.to_string()))?;
-        Ok(post)
+    let mut apply = |doc: &mut Automerge| -> Result<(), Rejection> {
+        *applied = true;
+        doc.apply_changes([c.clone()])
+            .map_err(|e| Rejection::DoesNotApply(e.to_string()))
     };
 
     // Deterministic changes: accepted only as the exact expected bytes.
     if actor == genesis::genesis_actor(ctx.doc_id) {
         return if c.hash() == genesis::genesis(ctx.doc_id, ctx.kind).hash() {
-            Ok((apply(pre)?, None))
+            apply(doc).map(|()| None)
         } else {
             Err(Rejection::ForgedGenesis)
         };
@@ -356,21 +433,25 @@ fn check_change(
         return if ctx.kind == DocKind::Directory
             && c.hash() == genesis::roster_genesis(ctx.doc_id).hash()
         {
-            Ok((apply(pre)?, None))
+            apply(doc).map(|()| None)
         } else {
             Err(Rejection::ForgedGenesis)
         };
     }
     if ctx.known_content.contains(&c.hash()) {
-        return Ok((apply(pre)?, None));
+        return apply(doc).map(|()| None);
     }
     let expanded = c.decode();
+    // Bytes past the ops are a later format's: nothing here can check them.
+    if !expanded.extra_bytes.is_empty() {
+        return Err(Rejection::UnreadableContent);
+    }
     if let [op] = expanded.operations.as_slice() {
         if let (OpType::Make(ObjType::Map), Some(k)) = (&op.action, map_key(&op.key)) {
             if let Ok(task) = k.parse::<TaskId>() {
                 if actor == genesis::task_genesis_actor(ctx.doc_id, task) {
                     return if c.hash() == genesis::task_genesis(ctx.doc_id, task).hash() {
-                        Ok((apply(pre)?, None))
+                        apply(doc).map(|()| None)
                     } else {
                         Err(Rejection::ForgedTaskGenesis {
                             task: task.to_string(),
@@ -400,22 +481,40 @@ fn check_change(
         });
     }
 
-    let post = apply(pre)?;
-    let idx = index_containers(&post);
     let start = expanded.start_op.get();
     let end = start + expanded.operations.len() as u64;
     let made_here = |id: &OpId| id.actor() == &actor && (start..end).contains(&id.counter());
+    let before = match store {
+        Some(_) => Before::read(doc, &expanded.operations, made_here),
+        None => Before::default(),
+    };
+    apply(doc)?;
+    let post: &Automerge = doc;
+    let mut located: HashMap<(u64, ActorId), Option<(Container, ObjId)>> = HashMap::new();
+    let mut locate_once = |counter: u64, actor: &ActorId| {
+        located
+            .entry((counter, actor.clone()))
+            .or_insert_with(|| locate(post, counter, actor))
+            .clone()
+    };
     let mut new_events: Vec<ObjId> = Vec::new();
 
     for (i, op) in expanded.operations.iter().enumerate() {
         let op_id_counter = start + i as u64;
         let (container, obj) = match &op.obj {
             ObjectId::Root => return Err(Rejection::RootEdit),
-            ObjectId::Id(id) => idx
-                .get(&(id.counter(), id.actor().clone()))
-                .cloned()
-                .ok_or(Rejection::UnknownObject)?,
+            ObjectId::Id(id) => {
+                locate_once(id.counter(), id.actor()).ok_or(Rejection::UnknownObject)?
+            }
         };
+        // What was there before: nothing, for an object this change made.
+        let at = match &op.obj {
+            ObjectId::Id(id) if !made_here(id) => Some((id.counter(), id.actor().clone())),
+            _ => None,
+        };
+        let created_before = at
+            .as_ref()
+            .and_then(|a| before.created_by.get(a).cloned().flatten());
         let obj_made_here = match &op.obj {
             ObjectId::Id(id) => made_here(id),
             ObjectId::Root => false,
@@ -451,13 +550,13 @@ fn check_change(
                 }
                 scalar(k)?;
                 if let Some(s) = store {
-                    if !owned_by_store(pre, &post, &obj, s) {
+                    if !owned_by_store(created_before.as_deref(), post, &obj, s) {
                         return Err(Rejection::HqField {
                             field: format!("list {k}"),
                         });
                     }
                     if k == keys::STORE
-                        && read::string(&post, &obj, keys::STORE).as_deref() != Some(s.as_str())
+                        && read::string(post, &obj, keys::STORE).as_deref() != Some(s.as_str())
                     {
                         return Err(Rejection::WrongStore);
                     }
@@ -468,14 +567,8 @@ fn check_change(
                 (OpType::Delete, None) => {}
                 (OpType::Delete, Some(s)) => {
                     let k = key.ok_or(Rejection::UnknownObject)?;
-                    let task = read::obj(
-                        pre,
-                        &read::obj(pre, &ROOT, keys::TASKS).ok_or(Rejection::UnknownObject)?,
-                        k,
-                    );
-                    if !task.is_some_and(|t| {
-                        created_by_at(pre, &t) == Some(CreatedBy::Store(s.clone()).encode())
-                    }) {
+                    let task_created_by = before.deleted_task_created_by.get(k).cloned().flatten();
+                    if task_created_by != Some(CreatedBy::Store(s.clone()).encode()) {
                         return Err(Rejection::HqField {
                             field: "tasks".into(),
                         });
@@ -502,7 +595,7 @@ fn check_change(
                 }
                 if let Some(s) = store {
                     if !keys::STORE_WRITABLE_TASK_FIELDS.contains(&k)
-                        && !owned_by_store(pre, &post, &obj, s)
+                        && !owned_by_store(created_before.as_deref(), post, &obj, s)
                     {
                         return Err(Rejection::HqField {
                             field: format!("task {k}"),
@@ -515,8 +608,8 @@ fn check_change(
                     return Err(Rejection::LogNotAppendOnly);
                 }
                 // The new event's object id is this op's id.
-                if let Some((_, id)) = idx.get(&(op_id_counter, actor.clone())) {
-                    new_events.push(id.clone());
+                if let Some((_, id)) = locate_once(op_id_counter, &actor) {
+                    new_events.push(id);
                 }
             }
             Container::Event => {
@@ -568,13 +661,15 @@ fn check_change(
                         json.and_then(|j| serde_json::from_str::<DirectoryEntry>(&j).ok())
                             .is_some_and(|e| e.created_by == CreatedBy::Store(s.clone()))
                     };
-                    let before = read::string(pre, &obj, k);
+                    let was = at.and_then(|(n, a)| {
+                        before.strings.get(&(n, a, k.to_owned())).cloned().flatten()
+                    });
                     let after_ok = match v {
                         Some(ScalarValue::Str(j)) => mine(Some(j.to_string())),
                         None => true,
                         Some(_) => false,
                     };
-                    if !(after_ok && (before.is_none() || mine(before))) {
+                    if !(after_ok && (was.is_none() || mine(was))) {
                         return Err(Rejection::HqField {
                             field: "directory entry".into(),
                         });
@@ -601,16 +696,16 @@ fn check_change(
     }
 
     // Every new event must be well-formed, about a task of this list, and not from the future.
-    let tasks = read::obj(&post, &ROOT, keys::TASKS);
+    let tasks = read::obj(post, &ROOT, keys::TASKS);
     for e in new_events {
-        let ev = instance::read_event(&post, &e).ok_or_else(|| {
+        let ev = instance::read_event(post, &e).ok_or_else(|| {
             Rejection::BadEvent(
                 "missing or malformed id, task, status, worker, terminal or at".into(),
             )
         })?;
         let known = tasks
             .as_ref()
-            .and_then(|t| read::obj(&post, t, &ev.task.0.to_string()))
+            .and_then(|t| read::obj(post, t, &ev.task.0.to_string()))
             .is_some();
         if !known {
             return Err(Rejection::BadEvent(format!(
@@ -625,9 +720,13 @@ fn check_change(
             });
         }
     }
-    Ok((post, new_actor))
+    Ok(new_actor)
 }
 
 #[cfg(test)]
 #[path = "validation_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "validation_reference.rs"]
+pub(crate) mod reference;

@@ -84,6 +84,43 @@ fn base() -> Base {
 
 impl Base {
     fn validate(&self, changes: &[Change]) -> crate::validation::Outcome {
+        self.validate_with(changes, validate)
+    }
+
+    /// [`Base::validate`], checked against the reference implementation:
+    /// the fast path must reach the same verdict on every change.
+    fn validate_checked(&self, changes: &[Change]) -> crate::validation::Outcome {
+        let fast = self.validate(changes);
+        let slow = self.validate_with(changes, crate::validation::reference::validate);
+        assert_eq!(
+            fast.verdicts, slow.verdicts,
+            "the fast path disagrees with the reference"
+        );
+        let hashes = |o: &crate::validation::Outcome| {
+            o.accepted.iter().map(Change::hash).collect::<Vec<_>>()
+        };
+        assert_eq!(hashes(&fast), hashes(&slow));
+        assert_eq!(fast.new_actors, slow.new_actors);
+        if let Some(state) = &fast.state {
+            let mut expected = self.doc.fork();
+            expected
+                .apply_changes(slow.accepted.clone())
+                .expect("accepted changes apply");
+            assert_eq!(state.get_heads(), expected.get_heads());
+        }
+        fast
+    }
+
+    fn validate_with(
+        &self,
+        changes: &[Change],
+        f: fn(
+            &Automerge,
+            &[Change],
+            &Principal,
+            &ValidationContext<'_>,
+        ) -> crate::validation::Outcome,
+    ) -> crate::validation::Outcome {
         let lookup = |a: &ActorId| self.owners.get(a).cloned();
         let ctx = ValidationContext {
             doc_id: self.content_id,
@@ -93,7 +130,7 @@ impl Base {
             known_content: &self.known,
             max_event_time: NOW + 60_000,
         };
-        validate(&self.doc, changes, &store(), &ctx)
+        f(&self.doc, changes, &store(), &ctx)
     }
 }
 
@@ -424,7 +461,7 @@ proptest! {
     ) {
         let b = base();
         let changes = hostile_change(&b, actor.clone(), old_heads, &ops, time);
-        let out = b.validate(&changes);
+        let out = b.validate_checked(&changes);
         prop_assert_eq!(out.verdicts.len(), changes.len());
         let mut after = b.doc.fork();
         after.apply_changes(out.accepted.clone()).expect("accepted changes apply");
@@ -492,7 +529,7 @@ proptest! {
         let Ok(change) = Change::from_bytes(bytes) else {
             return Ok(()); // Refused at decoding: what the wire layer does.
         };
-        let out = b.validate(std::slice::from_ref(&change));
+        let out = b.validate_checked(std::slice::from_ref(&change));
         let mut after = b.doc.fork();
         if after.apply_changes(out.accepted.clone()).is_ok() {
             prop_assert_eq!(protected(&after), protected(&b.doc));
@@ -522,7 +559,7 @@ fn the_fuzzers_hostile_change_is_refused_and_a_real_one_accepted() {
         )],
         NOW / 1000,
     );
-    let out = b.validate(&hostile);
+    let out = b.validate_checked(&hostile);
     assert!(matches!(out.verdicts[0].1, Verdict::Rejected(_)), "{out:?}");
     assert_ne!(
         {
@@ -544,5 +581,5 @@ fn the_fuzzers_hostile_change_is_refused_and_a_real_one_accepted() {
         note: None,
     };
     let (_, c) = record_status(&mut t, &update, NOW).unwrap();
-    assert_eq!(b.validate(&[c]).verdicts[0].1, Verdict::Accepted);
+    assert_eq!(b.validate_checked(&[c]).verdicts[0].1, Verdict::Accepted);
 }

@@ -72,7 +72,14 @@ impl Hub {
             known_content: &self.known,
             max_event_time: NOW + 60_000,
         };
-        validate(base, changes, author, &ctx)
+        let out = validate(base, changes, author, &ctx);
+        // Every case here also pins the fast path to the reference rules.
+        let slow = reference::validate(base, changes, author, &ctx);
+        assert_eq!(
+            out.verdicts, slow.verdicts,
+            "fast path and reference disagree"
+        );
+        out
     }
 
     /// Validate and, like the hub, apply what was accepted.
