@@ -6,8 +6,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-use tests::netbench::{self, agent_latency, server::Kind, server::Programs};
+use anyhow::Context;
+use engine::ids::EventId;
+use engine::model::{Status, StatusUpdate};
+use tests::fault_proxy::FaultProxy;
+use tests::netbench::fixture::{self, World, WorldSizes};
+use tests::netbench::fleet::{terminal_of, Fleet};
+use tests::netbench::server::Server;
+use tests::netbench::terminal::{Cmd, Goal, ReconnectPolicy, Report};
+use tests::netbench::{self, agent_latency, server::Kind, server::Programs, workloads};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -84,6 +93,152 @@ fn net_workloads_run_against_both_servers() {
         table.contains("JS baseline") && table.contains("storm"),
         "{table}"
     );
+}
+
+/// Dropped connections are not fatal (the JS baseline resets them under
+/// load): behind a `FaultProxy`, every terminal's connection is cut and
+/// kept down while each records a change, then cut again in the middle of
+/// the steady-state workload. The terminals reconnect, resume from their
+/// sync state and deliver everything, against both servers.
+#[test]
+fn terminals_reconnect_and_deliver_what_changed_while_offline() {
+    let js = root().join("tests/js");
+    js_ready(&js);
+    let programs = Programs {
+        hub: hub_binary(),
+        js_dir: js,
+    };
+    let work = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for kind in [Kind::Hub, Kind::Baseline] {
+        runtime
+            .block_on(reconnect_case(kind, &programs, work.path()))
+            .with_context(|| kind.label())
+            .unwrap();
+    }
+}
+
+async fn reconnect_case(kind: Kind, programs: &Programs, work: &Path) -> anyhow::Result<()> {
+    let sizes = netbench::Sizes {
+        stores: 2,
+        lists: 2,
+        tasks: 3,
+        steady_secs: 2,
+        steady_rate: 4.0,
+        ..netbench::Sizes::SMOKE
+    };
+    let world = World::new(WorldSizes {
+        stores: sizes.stores,
+        lists: sizes.lists,
+        tasks: sizes.tasks,
+    });
+    let cache = work.join("cache");
+    let label = kind.label().replace(' ', "-");
+    let data = work.join(format!("{label}-data"));
+    match kind {
+        Kind::Hub => fixture::hub_data(&world, &cache, &data)?,
+        Kind::Baseline => std::fs::create_dir_all(&data)?,
+    }
+    let mut srv = Server::start(kind, programs, &data, &work.join(format!("{label}.log")))?;
+    if kind == Kind::Baseline {
+        let fixture_dir = work.join("fixture");
+        fixture::hub_data(&world, &cache, &fixture_dir)?;
+        workloads::seed(&world, &srv, &fixture_dir.join("hub.db")).await?;
+    }
+    let proxy = FaultProxy::start(srv.addr.clone()).await;
+    // From here on the terminals reach the server through the proxy.
+    srv.addr = proxy.addr();
+    let n = 2 * sizes.stores;
+    let policy = ReconnectPolicy {
+        min_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(500),
+        ..ReconnectPolicy::DEFAULT
+    };
+    let mut fleet = Fleet::with_policy("rc", n, policy);
+    workloads::online(&world, &srv, &mut fleet).await?;
+    assert_eq!(fleet.take_reconnects(), 0, "no drop yet");
+
+    // Every connection drops and stays down while each terminal records.
+    proxy.set_refuse(true);
+    proxy.cut_all();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fleet.reconnecting() < n {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the terminals did not see the cut"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut recorded = Vec::new();
+    for s in 0..sizes.stores {
+        let doc = world.lists(s)[0];
+        for t in 0..2 {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let update = StatusUpdate {
+                id: EventId(uuid::Uuid::new_v4()),
+                task: world.task_ids(doc)[t],
+                status: Status::Completed,
+                worker: "w1".parse()?,
+                terminal: format!("pos-{}", t + 1).parse()?,
+                note: None,
+            };
+            fleet.send(
+                terminal_of(s, t),
+                Cmd::Record {
+                    doc,
+                    update,
+                    done: Some(tx),
+                },
+            );
+            recorded.push((s, doc, rx.await?.map_err(anyhow::Error::msg)?));
+        }
+    }
+    for s in 0..sizes.stores {
+        let mut heads: Vec<_> = recorded.iter().filter(|r| r.0 == s).map(|r| r.2).collect();
+        heads.sort();
+        let doc = world.lists(s)[0];
+        for t in 0..2 {
+            fleet.send(
+                terminal_of(s, t),
+                Cmd::Goals(vec![(doc, Goal::Heads(heads.clone()))]),
+            );
+        }
+    }
+    proxy.set_refuse(false);
+    fleet
+        .wait_count(
+            "delivering what changed while offline",
+            Duration::from_secs(60),
+            n,
+            |r| matches!(r, Report::Reached { .. }),
+        )
+        .await?;
+    assert_eq!(
+        fleet.take_reconnects(),
+        n as u64,
+        "each terminal reconnected"
+    );
+
+    // Cut again once steady state is under way; nothing made is lost.
+    let shared = fleet.shared.clone();
+    let cut = async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while shared.latencies.lock().unwrap().len() < sizes.stores && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        proxy.cut_all();
+    };
+    let (steady, ()) = tokio::join!(workloads::steady(&world, &sizes, &srv, &mut fleet), cut);
+    let steady = steady?;
+    assert_eq!(steady.delivered, steady.made, "every steady change arrives");
+    assert!(
+        steady.reconnects >= n as u64,
+        "every terminal reconnected during steady state: {}",
+        steady.reconnects
+    );
+    fleet.disconnect_all().await;
+    srv.stop(Duration::from_secs(5))?;
+    Ok(())
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Many terminals and the coordinator's view of them: send commands to
-//! all, wait for their reports with a deadline.
+//! all, wait for their reports with a deadline, count their reconnects.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use tokio::sync::{mpsc, oneshot};
 
-use super::terminal::{self, Cmd, Report, Shared};
+use super::terminal::{self, Cmd, ReconnectPolicy, Report, Shared};
 
 pub struct Fleet {
     pub shared: Arc<Shared>,
@@ -24,7 +24,12 @@ pub fn terminal_of(s: usize, t: usize) -> usize {
 impl Fleet {
     /// `n` terminals named `<prefix>-<i>`.
     pub fn new(prefix: &str, n: usize) -> Fleet {
-        let (shared, reports) = Shared::new();
+        Fleet::with_policy(prefix, n, ReconnectPolicy::DEFAULT)
+    }
+
+    /// As `new`, reconnecting after a drop as `policy` says.
+    pub fn with_policy(prefix: &str, n: usize, policy: ReconnectPolicy) -> Fleet {
+        let (shared, reports) = Shared::new(policy);
         let terminals = (0..n)
             .map(|i| terminal::spawn(i, format!("{prefix}-{i}"), shared.clone()))
             .collect();
@@ -54,8 +59,9 @@ impl Fleet {
     }
 
     /// Collect reports until `done` says the last one completed the wait.
-    /// A failed connection or an `error` from the server ends the wait
-    /// with an error, as does the deadline.
+    /// A terminal that gave up reconnecting or an `error` from the server
+    /// ends the wait with an error, as does the deadline (naming the
+    /// terminals still trying to reconnect, if any).
     pub async fn wait(
         &mut self,
         what: &str,
@@ -72,9 +78,10 @@ impl Fleet {
                 Ok(Some(r)) => r,
                 Ok(None) => bail!("{what}: every terminal stopped"),
                 Err(_) => bail!(
-                    "{what}: not done after {:.0} s ({} reports so far)",
+                    "{what}: not done after {:.0} s ({} reports so far){}",
                     timeout.as_secs_f64(),
-                    got.len()
+                    got.len(),
+                    self.down_summary()
                 ),
             };
             if let Report::Failed { terminal, reason } = &r {
@@ -107,6 +114,36 @@ impl Fleet {
             seen >= n
         })
         .await
+    }
+
+    /// Terminals whose connection is down and which are trying again.
+    pub fn reconnecting(&self) -> usize {
+        self.shared.down.lock().expect("not poisoned").len()
+    }
+
+    /// Reconnects since the last call (or since the fleet started).
+    pub fn take_reconnects(&self) -> u64 {
+        self.shared.reconnects.swap(0, Ordering::Relaxed)
+    }
+
+    /// "; N terminals cannot reconnect: ..." for a timeout message, or "".
+    fn down_summary(&self) -> String {
+        let down = self.shared.down.lock().expect("not poisoned");
+        if down.is_empty() {
+            return String::new();
+        }
+        let mut some: Vec<(&usize, &String)> = down.iter().collect();
+        some.sort();
+        let shown: Vec<String> = some
+            .iter()
+            .take(3)
+            .map(|(t, why)| format!("terminal {t}: {why}"))
+            .collect();
+        format!(
+            "; {} terminals are still trying to reconnect, e.g. {}",
+            down.len(),
+            shown.join("; ")
+        )
     }
 
     pub fn first_error(&self) -> Option<String> {
@@ -152,4 +189,40 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// Reports' times relative to `start`.
 pub fn since(start: Instant, at: Instant) -> Duration {
     at.saturating_duration_since(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that never comes back: the terminal retries, then gives up
+    /// with a message that says so, and the wait fails with it.
+    #[tokio::test]
+    async fn a_terminal_that_cannot_reconnect_fails_the_wait() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener); // Nothing listens there now: every attempt is refused.
+        let policy = ReconnectPolicy {
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(50),
+            give_up_after: Duration::from_millis(300),
+        };
+        let mut fleet = Fleet::with_policy("gone", 1, policy);
+        fleet.send(
+            0,
+            Cmd::Connect {
+                url: format!("ws://{addr}/"),
+            },
+        );
+        let err = fleet
+            .wait("connecting", Duration::from_secs(20), |_| false)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("terminal 0: gave up reconnecting") && err.contains("attempts"),
+            "{err}"
+        );
+        assert_eq!(fleet.reconnecting(), 0, "it stopped trying");
+    }
 }

@@ -168,11 +168,12 @@ async fn run_one(
             .join(format!("{}-{n}.log", kind.label().replace(' ', "-")))
     };
     let srv = Server::start(kind, &opts.programs, &data, &log(1))?;
+    let mut out = ServerResult::default();
     if kind == Kind::Baseline {
         eprintln!("seeding the baseline with every document ...");
-        workloads::seed(world, &srv, &fixture_dir.join("hub.db")).await?;
+        out.setup_reconnects = workloads::seed(world, &srv, &fixture_dir.join("hub.db")).await?;
+        note_reconnects(kind, "seeding", out.setup_reconnects);
     }
-    let mut out = ServerResult::default();
     let mut fleet = Fleet::new(
         &format!("{}-term", kind.label().replace(' ', "-")),
         2 * sizes.stores,
@@ -183,12 +184,18 @@ async fn run_one(
         sizes.stores
     );
     out.online = workloads::online(world, &srv, &mut fleet).await?;
+    let online_reconnects = fleet.take_reconnects();
+    note_reconnects(kind, "bringing the stores online", online_reconnects);
+    out.setup_reconnects += online_reconnects;
     eprintln!("[{}] reconnect storm ...", kind.label());
     out.storm = workloads::storm(world, sizes, &srv, &mut fleet).await?;
+    note_reconnects(kind, "the storm", out.storm.reconnects);
     eprintln!("[{}] steady state ...", kind.label());
     out.steady = workloads::steady(world, sizes, &srv, &mut fleet).await?;
+    note_reconnects(kind, "steady state", out.steady.reconnects);
     eprintln!("[{}] publish fan-out ...", kind.label());
     out.fanout = workloads::fanout(world, sizes, kind, &srv, &mut fleet).await?;
+    note_reconnects(kind, "the fan-out", out.fanout.reconnects);
     fleet.disconnect_all().await;
     drop(fleet);
     srv.stop(Duration::from_secs(10))?;
@@ -196,10 +203,22 @@ async fn run_one(
     eprintln!("[{}] memory ...", kind.label());
     let srv = Server::start(kind, &opts.programs, &data, &log(2))?;
     let (memory, base) = workloads::memory(world, sizes, kind, &srv).await?;
+    note_reconnects(kind, "the memory workload", memory.reconnects);
     out.memory = memory;
     out.memory_base_kib = base;
     srv.stop(Duration::from_secs(10))?;
     Ok(out)
+}
+
+/// Say so as it happens: a server helped by retries is worth knowing
+/// before the table.
+fn note_reconnects(kind: Kind, phase: &str, n: u64) {
+    if n > 0 {
+        eprintln!(
+            "[{}] terminals reconnected {n} times during {phase} (dropped connections)",
+            kind.label()
+        );
+    }
 }
 
 fn ms(d: Duration) -> String {
@@ -410,6 +429,20 @@ impl std::fmt::Display for Report {
                     Box::new(|r| r.memory.steps.last().map(|s| s.1 as f64).unwrap_or(0.0)),
                     false,
                 )),
+            ),
+            (
+                "generator reconnects after a dropped connection (setup / 1 storm / 3 steady / 2 fan-out / 5 memory)",
+                Box::new(|r| {
+                    format!(
+                        "{} / {} / {} / {} / {}",
+                        r.setup_reconnects,
+                        r.storm.reconnects,
+                        r.steady.reconnects,
+                        r.fanout.reconnects,
+                        r.memory.reconnects
+                    )
+                }),
+                None,
             ),
         ];
         let _ = writeln!(

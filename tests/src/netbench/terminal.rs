@@ -8,7 +8,14 @@
 //!
 //! What the coordinator learns comes back as `Report`s: a goal reached
 //! (local heads, and optionally the server's heads, equal the expected
-//! ones), a new list received, a connection opened or failed.
+//! ones), a new list received, a connection opened, or a terminal that
+//! gave up reconnecting.
+//!
+//! A dropped connection is not an error: like automerge-repo's WebSocket
+//! client, the terminal connects again after a short wait (1 to 5 s with
+//! jitter, see `ReconnectPolicy`), joins again and resumes every document
+//! from its saved sync state, so what changed while it was offline is sent
+//! then. Only a terminal that stays unconnected for `give_up_after` fails.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +25,7 @@ use std::time::{Duration, Instant};
 use automerge::sync::SyncDoc;
 use automerge::{ActorId, Automerge, ChangeHash};
 use futures_util::{SinkExt, StreamExt};
+use rand::Rng;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
@@ -31,6 +39,48 @@ use engine::protocol::wire::{self, PeerId, PeerMetadata, StorageId, WireLimits, 
 use engine::protocol::{Session, SessionEvent};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Longest a WebSocket handshake may take before the attempt counts as
+/// failed (a server whose event loop lags may accept and answer late).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// When a terminal whose connection dropped (or never opened) tries again.
+#[derive(Debug, Clone, Copy)]
+pub struct ReconnectPolicy {
+    /// Shortest wait before an attempt.
+    pub min_delay: Duration,
+    /// Longest wait: the jitter's upper bound doubles from `2 * min_delay`
+    /// with each failed attempt up to this (automerge-repo's browser
+    /// client retries every 5 s).
+    pub max_delay: Duration,
+    /// A terminal without an open connection for this long stops trying
+    /// and reports `Report::Failed`, which fails the workload.
+    pub give_up_after: Duration,
+}
+
+impl ReconnectPolicy {
+    pub const DEFAULT: ReconnectPolicy = ReconnectPolicy {
+        min_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(5),
+        give_up_after: Duration::from_secs(300),
+    };
+
+    /// The wait before the next attempt, `attempts` having failed so far
+    /// in this outage: random, so that a thousand terminals dropped at
+    /// once do not all come back in the same millisecond.
+    fn delay(&self, attempts: u32) -> Duration {
+        let upper = self
+            .min_delay
+            .saturating_mul(2u32.saturating_pow(attempts.saturating_add(1)))
+            .min(self.max_delay)
+            .max(self.min_delay);
+        let (lo, hi) = (self.min_delay.as_secs_f64(), upper.as_secs_f64());
+        if hi <= lo {
+            return self.min_delay;
+        }
+        Duration::from_secs_f64(rand::thread_rng().gen_range(lo..=hi))
+    }
+}
 
 /// Counters and channels every terminal shares with the coordinator.
 pub struct Shared {
@@ -47,10 +97,16 @@ pub struct Shared {
     pub track_latency: AtomicBool,
     pub sent_at: Mutex<HashMap<ChangeHash, Instant>>,
     pub latencies: Mutex<Vec<Duration>>,
+    pub reconnect: ReconnectPolicy,
+    /// Connections opened again after a drop or a failed attempt.
+    pub reconnects: AtomicU64,
+    /// Terminals trying to reconnect, with how long and why (for the
+    /// message of a wait that runs out of time).
+    pub down: Mutex<HashMap<usize, String>>,
 }
 
 impl Shared {
-    pub fn new() -> (Arc<Shared>, mpsc::UnboundedReceiver<Report>) {
+    pub fn new(reconnect: ReconnectPolicy) -> (Arc<Shared>, mpsc::UnboundedReceiver<Report>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Shared {
             reports: tx,
@@ -63,6 +119,9 @@ impl Shared {
             track_latency: AtomicBool::new(false),
             sent_at: Mutex::new(HashMap::new()),
             latencies: Mutex::new(Vec::new()),
+            reconnect,
+            reconnects: AtomicU64::new(0),
+            down: Mutex::new(HashMap::new()),
         };
         (Arc::new(shared), rx)
     }
@@ -83,14 +142,11 @@ impl Shared {
 
 #[derive(Debug)]
 pub enum Report {
-    Opened {
-        terminal: usize,
-    },
-    /// A connection attempt failed or the connection broke.
-    Failed {
-        terminal: usize,
-        reason: String,
-    },
+    /// The first connection after a `Cmd::Connect` is open (reconnects
+    /// after a drop are counted in `Shared::reconnects` instead).
+    Opened { terminal: usize },
+    /// The terminal gave up reconnecting (`ReconnectPolicy::give_up_after`).
+    Failed { terminal: usize, reason: String },
     /// A goal set with `Cmd::Goals` was reached.
     Reached {
         terminal: usize,
@@ -98,10 +154,7 @@ pub enum Report {
         at: Instant,
     },
     /// The server's heads first equalled a `Goal::Heads` (it has every change).
-    ServerHas {
-        doc: DocumentId,
-        at: Instant,
-    },
+    ServerHas { doc: DocumentId, at: Instant },
     /// A list the directory announced arrived complete.
     NewList {
         terminal: usize,
@@ -109,9 +162,7 @@ pub enum Report {
         at: Instant,
     },
     /// HQ's new list reached the server (baseline publish).
-    Published {
-        doc: DocumentId,
-    },
+    Published { doc: DocumentId },
 }
 
 /// When a document counts as synced.
@@ -124,6 +175,8 @@ pub enum Goal {
 }
 
 pub enum Cmd {
+    /// Connect, and stay connected (reconnecting after a drop) until
+    /// `Disconnect`.
     Connect {
         url: String,
     },
@@ -172,6 +225,24 @@ pub struct Terminal {
     publishing: HashMap<DocumentId, (DocumentId, DirectoryEntry)>,
     session: Option<Session>,
     out: Vec<Vec<u8>>,
+    /// Where to stay connected: set by `Connect`, cleared by `Disconnect`
+    /// or by giving up.
+    url: Option<String>,
+    /// Whether a session opened since the last `Connect`.
+    opened: bool,
+    /// Set from a drop (or failed attempt) until a session opens again.
+    outage: Option<Outage>,
+}
+
+/// A connection the coordinator wants that is not open.
+struct Outage {
+    since: Instant,
+    /// Connection attempts made in this outage.
+    attempts: u32,
+    last_error: String,
+    /// When to try again; `None` while an attempt's socket is open and
+    /// waiting for the server's `peer` message.
+    retry_at: Option<tokio::time::Instant>,
 }
 
 /// Start a terminal task; commands go in through the returned sender.
@@ -192,6 +263,9 @@ pub fn spawn(index: usize, name: String, shared: Arc<Shared>) -> mpsc::Unbounded
         publishing: HashMap::new(),
         session: None,
         out: Vec::new(),
+        url: None,
+        opened: false,
+        outage: None,
     };
     tokio::spawn(t.run(rx));
     tx
@@ -204,10 +278,18 @@ async fn next_frame(ws: &mut Option<Ws>) -> Option<Result<Message, String>> {
     }
 }
 
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Terminal {
     async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
         let mut ws: Option<Ws> = None;
         loop {
+            let retry_at = self.outage.as_ref().and_then(|o| o.retry_at);
             tokio::select! {
                 cmd = cmds.recv() => match cmd {
                     None => break,
@@ -225,6 +307,7 @@ impl Terminal {
                     Some(Ok(_)) => {}
                     Some(Err(e)) => self.lost(&mut ws, e),
                 },
+                () = sleep_until(retry_at) => self.open(&mut ws).await,
             }
             if !self.out.is_empty() {
                 if let Some(socket) = ws.as_mut() {
@@ -237,13 +320,103 @@ impl Terminal {
         }
     }
 
+    /// The connection broke: keep what the session knew, try again later.
     fn lost(&mut self, ws: &mut Option<Ws>, reason: String) {
         if ws.take().is_some() {
             self.save_sync_states();
             self.session = None;
+            self.down(reason);
+        }
+    }
+
+    /// One attempt to open a connection to `url` and join.
+    async fn open(&mut self, ws: &mut Option<Ws>) {
+        let Some(url) = self.url.clone() else {
+            return;
+        };
+        if let Some(o) = self.outage.as_mut() {
+            o.attempts += 1;
+            o.retry_at = None;
+        }
+        let attempt = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(&url));
+        match attempt.await {
+            Ok(Ok((socket, _))) => {
+                let meta = PeerMetadata {
+                    storage_id: Some(self.storage.clone()),
+                    is_ephemeral: false,
+                };
+                let (session, join) = Session::client(self.peer.clone(), meta);
+                self.session = Some(session);
+                self.out.push(wire::encode(&join));
+                *ws = Some(socket);
+            }
+            Ok(Err(e)) => self.down(format!("connecting to {url}: {e}")),
+            Err(_) => self.down(format!(
+                "connecting to {url}: no answer in {} s",
+                CONNECT_TIMEOUT.as_secs()
+            )),
+        }
+    }
+
+    /// No open connection although one is wanted: schedule the next
+    /// attempt, or give up once the outage has lasted too long.
+    fn down(&mut self, reason: String) {
+        let Some(url) = &self.url else {
+            return;
+        };
+        let now = Instant::now();
+        let policy = self.shared.reconnect;
+        let o = self.outage.get_or_insert(Outage {
+            since: now,
+            attempts: 0,
+            last_error: String::new(),
+            retry_at: None,
+        });
+        o.last_error = reason;
+        let mut down = self.shared.down.lock().expect("not poisoned");
+        if now - o.since >= policy.give_up_after {
+            let reason = format!(
+                "gave up reconnecting to {url}: no connection for {:.0} s after {} attempts; last error: {}",
+                (now - o.since).as_secs_f64(),
+                o.attempts,
+                o.last_error
+            );
+            down.remove(&self.index);
+            drop(down);
+            self.url = None;
+            self.outage = None;
             let _ = self.shared.reports.send(Report::Failed {
                 terminal: self.index,
                 reason,
+            });
+            return;
+        }
+        o.retry_at = Some(tokio::time::Instant::now() + policy.delay(o.attempts));
+        down.insert(
+            self.index,
+            format!(
+                "down {:.0} s, {} attempts, last error: {}",
+                (now - o.since).as_secs_f64(),
+                o.attempts,
+                o.last_error
+            ),
+        );
+    }
+
+    /// A session opened: the outage (if any) is over.
+    fn up(&mut self) {
+        if self.outage.take().is_some() {
+            self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .down
+                .lock()
+                .expect("not poisoned")
+                .remove(&self.index);
+        }
+        if !self.opened {
+            self.opened = true;
+            let _ = self.shared.reports.send(Report::Opened {
+                terminal: self.index,
             });
         }
     }
@@ -260,25 +433,20 @@ impl Terminal {
 
     async fn command(&mut self, cmd: Cmd, ws: &mut Option<Ws>) {
         match cmd {
-            Cmd::Connect { url } => match tokio_tungstenite::connect_async(url.as_str()).await {
-                Ok((socket, _)) => {
-                    let meta = PeerMetadata {
-                        storage_id: Some(self.storage.clone()),
-                        is_ephemeral: false,
-                    };
-                    let (session, join) = Session::client(self.peer.clone(), meta);
-                    self.session = Some(session);
-                    self.out.push(wire::encode(&join));
-                    *ws = Some(socket);
-                }
-                Err(e) => {
-                    let _ = self.shared.reports.send(Report::Failed {
-                        terminal: self.index,
-                        reason: format!("connecting to {url}: {e}"),
-                    });
-                }
-            },
+            Cmd::Connect { url } => {
+                self.url = Some(url);
+                self.opened = false;
+                self.open(ws).await;
+            }
             Cmd::Disconnect { done } => {
+                self.url = None;
+                if self.outage.take().is_some() {
+                    self.shared
+                        .down
+                        .lock()
+                        .expect("not poisoned")
+                        .remove(&self.index);
+                }
                 self.save_sync_states();
                 self.session = None;
                 if let Some(mut socket) = ws.take() {
@@ -409,11 +577,12 @@ impl Terminal {
         };
         match event {
             SessionEvent::Opened { .. } => {
-                let _ = self.shared.reports.send(Report::Opened {
-                    terminal: self.index,
-                });
+                self.up();
+                // Everything held or asked for, again after a reconnect:
+                // held documents resume from their saved sync state.
                 let mut docs: Vec<DocumentId> = self.docs.keys().copied().collect();
                 docs.extend(self.want.iter().copied());
+                docs.extend(self.awaiting_list.iter().copied());
                 for d in docs {
                     self.start_doc(d);
                 }
@@ -620,4 +789,25 @@ async fn flush(socket: &mut Ws, out: &mut Vec<Vec<u8>>, shared: &Shared) -> Resu
             .map_err(|e| e.to_string())?;
     }
     socket.flush().await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_delays_are_jittered_within_bounds() {
+        let p = ReconnectPolicy::DEFAULT;
+        for attempts in 0..40 {
+            let upper = match attempts {
+                0 => Duration::from_secs(2),
+                1 => Duration::from_secs(4),
+                _ => p.max_delay,
+            };
+            for _ in 0..50 {
+                let d = p.delay(attempts);
+                assert!(d >= p.min_delay && d <= upper, "{attempts}: {d:?}");
+            }
+        }
+    }
 }

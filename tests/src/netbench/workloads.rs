@@ -38,6 +38,8 @@ pub struct Storm {
     pub bytes: u64,
     pub frames: u64,
     pub generator_cpu: Duration,
+    /// Terminals' connections opened again after a drop (see `terminal`).
+    pub reconnects: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -50,6 +52,7 @@ pub struct Steady {
     pub max: Duration,
     pub server_cpu: Duration,
     pub bytes: u64,
+    pub reconnects: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -61,6 +64,8 @@ pub struct Fanout {
     /// Until HQ's last publish returned (hub) or reached the server (baseline).
     pub published: Duration,
     pub server_cpu: Duration,
+    /// The stores' terminals' and HQ's.
+    pub reconnects: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -70,6 +75,7 @@ pub struct Memory {
     pub stores: usize,
     /// (documents synced so far, VmRSS, documents in the server's memory if it says).
     pub steps: Vec<(usize, u64, Option<u64>)>,
+    pub reconnects: u64,
 }
 
 impl Memory {
@@ -95,6 +101,8 @@ pub struct ServerResult {
     pub memory: Memory,
     /// RSS after the memory workload's disconnect, before its batches.
     pub memory_base_kib: u64,
+    /// Reconnects while seeding the baseline and bringing the stores online.
+    pub setup_reconnects: u64,
 }
 
 /// Peak VmRSS of `pid`, sampled every 100 ms until the sampler is dropped.
@@ -141,8 +149,9 @@ fn documents_of(world: &World, s: usize) -> Vec<DocumentId> {
 }
 
 /// Baseline only: push every document (as the hub holds them, read from
-/// its fixture database) to the JS server. Untimed setup.
-pub async fn seed(world: &World, server: &Server, fixture_db: &std::path::Path) -> Result<()> {
+/// its fixture database) to the JS server. Untimed setup. Returns how
+/// often a seeder reconnected.
+pub async fn seed(world: &World, server: &Server, fixture_db: &std::path::Path) -> Result<u64> {
     const BATCH: usize = 50;
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let db = fixture_db.to_path_buf();
@@ -167,6 +176,7 @@ pub async fn seed(world: &World, server: &Server, fixture_db: &std::path::Path) 
         }
         Ok(())
     });
+    let mut reconnects = 0;
     while let Some(batch) = rx.recv().await {
         let mut fleet = Fleet::new("seeder", batch.len());
         let mut n = 0;
@@ -195,11 +205,12 @@ pub async fn seed(world: &World, server: &Server, fixture_db: &std::path::Path) 
             })
             .await?;
         fleet.disconnect_all().await;
+        reconnects += fleet.take_reconnects();
     }
     loader
         .join()
         .map_err(|_| anyhow::anyhow!("the fixture loader panicked"))??;
-    Ok(())
+    Ok(reconnects)
 }
 
 /// Bring both terminals of every store online holding every document.
@@ -369,6 +380,7 @@ pub async fn storm(
         bytes: fleet.shared.bytes(),
         frames: fleet.frames(),
         generator_cpu: gen_after.cpu.saturating_sub(gen_before.cpu),
+        reconnects: fleet.take_reconnects(),
     })
 }
 
@@ -448,6 +460,7 @@ pub async fn steady(
         max: lat.last().copied().unwrap_or_default(),
         server_cpu: after.cpu.saturating_sub(before.cpu),
         bytes: fleet.shared.bytes(),
+        reconnects: fleet.take_reconnects(),
     })
 }
 
@@ -501,6 +514,7 @@ pub async fn fanout(
     };
     let before = server.stats()?;
     let start = Instant::now();
+    let mut hq_reconnects = 0;
     let published = match hq {
         None => {
             let client = reqwest::Client::new();
@@ -554,6 +568,7 @@ pub async fn fanout(
             })
             .await?;
             let t = start.elapsed();
+            hq_reconnects = hq.take_reconnects();
             // Keep HQ connected until the stores have the lists.
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(60)).await;
@@ -585,6 +600,7 @@ pub async fn fanout(
         max: times.last().copied().unwrap_or_default(),
         published,
         server_cpu: after.cpu.saturating_sub(before.cpu),
+        reconnects: fleet.take_reconnects() + hq_reconnects,
     })
 }
 
@@ -703,6 +719,7 @@ pub async fn memory(
             connected_kib: connected.rss_kib,
             stores,
             steps,
+            reconnects: fleet.take_reconnects(),
         },
         base,
     ))
