@@ -25,8 +25,8 @@ use std::collections::{HashMap, HashSet};
 
 use automerge::legacy::{Key, ObjectId, OpId, OpType};
 use automerge::{
-    ActorId, Automerge, Change, ChangeHash, ObjId, ObjType, Parent, Prop, ReadDoc, ScalarValue,
-    ROOT,
+    ActorId, Automerge, Change, ChangeHash, ExpandedChange, ObjId, ObjType, Parent, Prop, ReadDoc,
+    ScalarValue, ROOT,
 };
 use serde::Serialize;
 
@@ -134,16 +134,139 @@ pub fn validate(
     author: &Principal,
     ctx: &ValidationContext<'_>,
 ) -> Outcome {
+    // Automerge can panic on malformed input (see `validate_each`); the
+    // fast path then gives way to the careful one.
+    let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        validate_appends(doc, changes, author, ctx)
+    }));
+    if let Ok(Some(out)) = fast {
+        return out;
+    }
+    validate_each(doc, changes, author, ctx)
+}
+
+/// The common batch, checked with one `apply_changes` for all of it: a
+/// store's new status events (and nothing else), every one causally ready
+/// in the order given, and every one acceptable. Such changes touch only
+/// the event log, by appending, and objects they make themselves, so none
+/// can change what another one's checks read: checking each against the
+/// state after all of them reaches the verdicts checking each against
+/// the state after itself does. Applying ten changes at once costs about
+/// as much as applying two one by one. Returns None, for `validate_each`
+/// to judge change by change, whenever any of that does not hold.
+fn validate_appends(
+    doc: &Automerge,
+    changes: &[Change],
+    author: &Principal,
+    ctx: &ValidationContext<'_>,
+) -> Option<Outcome> {
+    let store = match author {
+        Principal::Store(s) if s == ctx.owner => s,
+        _ => return None,
+    };
+    if changes.len() < 2 {
+        return None;
+    }
+    let mut seqs = last_seqs(doc);
+    let mut claimed: HashSet<ActorId> = HashSet::new();
     let mut out = Outcome::default();
-    // The accepted state so far: `doc` plus the changes accepted in this
-    // call. Each change is checked on it and applied to it; one refused
-    // after it was applied is taken out again by rebuilding the copy.
-    let mut scratch = doc.fork();
+    let mut batch: HashSet<ChangeHash> = HashSet::new();
+    let mut expanded = Vec::with_capacity(changes.len());
+    for c in changes {
+        let hash = c.hash();
+        let actor = c.actor_id();
+        let ready = c
+            .deps()
+            .iter()
+            .all(|d| batch.contains(d) || doc.get_change_meta_by_hash(d).is_some());
+        if !ready
+            || batch.contains(&hash)
+            || doc.get_change_meta_by_hash(&hash).is_some()
+            || ctx.known_content.contains(&hash)
+            || actor == &genesis::genesis_actor(ctx.doc_id)
+            || actor == &genesis::roster_genesis_actor(ctx.doc_id)
+        {
+            return None;
+        }
+        batch.insert(hash);
+        let new_actor = actor_rule(c, author, ctx, &seqs, &claimed).ok()?;
+        seqs.insert(actor.clone(), c.seq());
+        if let Some(a) = new_actor {
+            claimed.insert(a.clone());
+            out.new_actors.push(a);
+        }
+        let e = c.decode();
+        if !e.extra_bytes.is_empty() || !appends_only(doc, &e) {
+            return None;
+        }
+        expanded.push(e);
+    }
+    let mut post = doc.fork();
+    post.apply_changes(changes.iter().cloned()).ok()?;
+    let nothing_before = Before::default();
+    for (c, e) in changes.iter().zip(&expanded) {
+        // Applied, not queued for a dependency.
+        post.get_change_meta_by_hash(&c.hash())?;
+        check_ops(&post, e, c.actor_id(), Some(store), &nothing_before, ctx).ok()?;
+        out.verdicts.push((c.hash(), Verdict::Accepted));
+        out.accepted.push(c.clone());
+    }
+    out.state = Some(post);
+    Some(out)
+}
+
+/// Does every op of the change either insert a new map into the event log
+/// or write inside an object the change itself made?
+fn appends_only(doc: &Automerge, e: &ExpandedChange) -> bool {
+    let start = e.start_op.get();
+    let end = start + e.operations.len() as u64;
+    let mut log: Option<(u64, ActorId)> = None;
+    e.operations.iter().all(|op| {
+        let ObjectId::Id(id) = &op.obj else {
+            return false;
+        };
+        if id.actor() == &e.actor_id && (start..end).contains(&id.counter()) {
+            return true;
+        }
+        if !(op.insert && matches!(op.action, OpType::Make(ObjType::Map))) {
+            return false;
+        }
+        let at = (id.counter(), id.actor().clone());
+        if log.as_ref() == Some(&at) {
+            return true;
+        }
+        let is_log = matches!(locate(doc, at.0, &at.1), Some((Container::Events, _)));
+        if is_log {
+            log = Some(at);
+        }
+        is_log
+    })
+}
+
+/// The last sequence number of each actor in `doc`.
+fn last_seqs(doc: &Automerge) -> HashMap<ActorId, u64> {
     let mut seqs: HashMap<ActorId, u64> = HashMap::new();
     for m in doc.get_changes_meta(&[]) {
         let e = seqs.entry(m.actor.into_owned()).or_default();
         *e = (*e).max(m.seq);
     }
+    seqs
+}
+
+/// Every change on its own, in causal order: each is checked against the
+/// state after the ones accepted before it.
+fn validate_each(
+    doc: &Automerge,
+    changes: &[Change],
+    author: &Principal,
+    ctx: &ValidationContext<'_>,
+) -> Outcome {
+    let mut out = Outcome::default();
+    let mut seqs = last_seqs(doc);
+    // The accepted state so far: `doc` plus the changes accepted in this
+    // call. Each change is checked on it and applied to it; one refused
+    // after it was applied is taken out again by rebuilding the copy.
+    let mut scratch = doc.fork();
     let mut rejected: HashSet<ChangeHash> = HashSet::new();
     let mut seen = HashSet::new();
     let mut pending: Vec<&Change> = changes.iter().filter(|c| seen.insert(c.hash())).collect();
@@ -462,25 +585,7 @@ fn check_change(
         }
     }
 
-    // Ordinary actors: one owner each, sequence numbers never reused.
-    let new_actor = match (ctx.actor_owner)(&actor) {
-        Some(owner) if &owner != author => {
-            return Err(Rejection::ForeignActor {
-                actor: actor.to_hex_string(),
-                owner: owner.to_string(),
-            })
-        }
-        Some(_) => None,
-        None if claimed.contains(&actor) => None,
-        None => Some(actor.clone()),
-    };
-    if seqs.get(&actor).is_some_and(|&s| s >= c.seq()) {
-        return Err(Rejection::SequenceReused {
-            actor: actor.to_hex_string(),
-            seq: c.seq(),
-        });
-    }
-
+    let new_actor = actor_rule(c, author, ctx, seqs, claimed)?;
     let start = expanded.start_op.get();
     let end = start + expanded.operations.len() as u64;
     let made_here = |id: &OpId| id.actor() == &actor && (start..end).contains(&id.counter());
@@ -489,7 +594,53 @@ fn check_change(
         None => Before::default(),
     };
     apply(doc)?;
-    let post: &Automerge = doc;
+    check_ops(doc, &expanded, &actor, store, &before, ctx)?;
+    Ok(new_actor)
+}
+
+/// Ordinary actors: one owner each, sequence numbers never reused.
+/// Returns the actor the change introduces, if it is new.
+fn actor_rule(
+    c: &Change,
+    author: &Principal,
+    ctx: &ValidationContext<'_>,
+    seqs: &HashMap<ActorId, u64>,
+    claimed: &HashSet<ActorId>,
+) -> Result<Option<ActorId>, Rejection> {
+    let actor = c.actor_id();
+    let new_actor = match (ctx.actor_owner)(actor) {
+        Some(owner) if &owner != author => {
+            return Err(Rejection::ForeignActor {
+                actor: actor.to_hex_string(),
+                owner: owner.to_string(),
+            })
+        }
+        Some(_) => None,
+        None if claimed.contains(actor) => None,
+        None => Some(actor.clone()),
+    };
+    if seqs.get(actor).is_some_and(|&s| s >= c.seq()) {
+        return Err(Rejection::SequenceReused {
+            actor: actor.to_hex_string(),
+            seq: c.seq(),
+        });
+    }
+    Ok(new_actor)
+}
+
+/// The checks on what a store's (or HQ's) change did, run on `post`, the
+/// state with the change applied; `before` holds what its ops overwrote.
+fn check_ops(
+    post: &Automerge,
+    expanded: &ExpandedChange,
+    actor: &ActorId,
+    store: Option<&StoreId>,
+    before: &Before,
+    ctx: &ValidationContext<'_>,
+) -> Result<(), Rejection> {
+    let start = expanded.start_op.get();
+    let end = start + expanded.operations.len() as u64;
+    let made_here = |id: &OpId| id.actor() == actor && (start..end).contains(&id.counter());
     let mut located: HashMap<(u64, ActorId), Option<(Container, ObjId)>> = HashMap::new();
     let mut locate_once = |counter: u64, actor: &ActorId| {
         located
@@ -608,7 +759,7 @@ fn check_change(
                     return Err(Rejection::LogNotAppendOnly);
                 }
                 // The new event's object id is this op's id.
-                if let Some((_, id)) = locate_once(op_id_counter, &actor) {
+                if let Some((_, id)) = locate_once(op_id_counter, actor) {
                     new_events.push(id);
                 }
             }
@@ -720,12 +871,12 @@ fn check_change(
             });
         }
     }
-    Ok(new_actor)
+    Ok(())
 }
 
 #[cfg(test)]
 #[path = "validation_tests.rs"]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 #[path = "validation_reference.rs"]
