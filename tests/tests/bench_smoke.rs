@@ -65,11 +65,11 @@ fn net_workloads_run_against_both_servers() {
         programs: Programs {
             hub: hub_binary(),
             js_dir: js,
+            hub_args: vec!["--max-cached-documents=1000".into()],
         },
         cache: work.path().join("cache"),
         work: work.path().to_path_buf(),
         servers: vec![Kind::Hub, Kind::Baseline],
-        known_content_index: false,
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let report = runtime.block_on(netbench::run(&opts)).unwrap();
@@ -93,6 +93,8 @@ fn net_workloads_run_against_both_servers() {
         table.contains("JS baseline") && table.contains("storm"),
         "{table}"
     );
+    // The hub ran with the extra argument (it refuses unknown ones).
+    assert!(table.contains("--max-cached-documents=1000"), "{table}");
 }
 
 /// Dropped connections are not fatal (the JS baseline resets them under
@@ -107,6 +109,7 @@ fn terminals_reconnect_and_deliver_what_changed_while_offline() {
     let programs = Programs {
         hub: hub_binary(),
         js_dir: js,
+        hub_args: Vec::new(),
     };
     let work = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();

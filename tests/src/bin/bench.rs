@@ -69,10 +69,10 @@ struct NetArgs {
     /// The hub fixture (stores, tokens, lists) is cached here between runs.
     #[arg(long)]
     cache: Option<PathBuf>,
-    /// Give the hub's data file the index `known_content (doc_id)` that
-    /// its schema lacks (measures the proposed migration).
-    #[arg(long)]
-    known_content_index: bool,
+    /// An extra argument for `hub serve`, e.g.
+    /// `--hub-arg=--max-cached-documents=40000`; repeat for more.
+    #[arg(long = "hub-arg", allow_hyphen_values = true)]
+    hub_args: Vec<String>,
     /// Keep data directories and server logs here (default: a temporary
     /// directory, removed at the end).
     #[arg(long)]
@@ -201,13 +201,13 @@ fn net(args: NetArgs) -> Result<()> {
         programs: Programs {
             hub,
             js_dir: root.join("js"),
+            hub_args: args.hub_args,
         },
         cache: args
             .cache
             .unwrap_or_else(|| std::env::temp_dir().join("netbench-cache")),
         work,
         servers,
-        known_content_index: args.known_content_index,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(netbench::run(&opts))?;

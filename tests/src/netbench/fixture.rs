@@ -162,18 +162,6 @@ pub fn hub_data(world: &World, cache: &Path, into: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The index the hub's `known_content(doc)` query lacks (BENCHMARKS.md,
-/// "where time goes"): added to a copied data file only when asked
-/// (`--known-content-index`), to measure the proposed migration before
-/// it lands in `storage/schema.rs`.
-pub fn add_known_content_index(data: &Path) -> Result<()> {
-    let conn = rusqlite::Connection::open(data.join("hub.db"))?;
-    conn.execute_batch(
-        "CREATE INDEX IF NOT EXISTS known_content_by_doc ON known_content (doc_id)",
-    )?;
-    Ok(())
-}
-
 fn build_hub_data(world: &World, dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let db = dir.join("hub.db");

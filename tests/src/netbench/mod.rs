@@ -78,10 +78,6 @@ pub struct Options {
     /// Scratch space for this run (data directories, server logs).
     pub work: PathBuf,
     pub servers: Vec<Kind>,
-    /// Add the missing `known_content (doc_id)` index to the hub's data
-    /// file before starting it (a proposed migration, measured; see
-    /// `fixture::add_known_content_index`).
-    pub known_content_index: bool,
 }
 
 pub struct Report {
@@ -89,7 +85,8 @@ pub struct Report {
     pub results: Vec<(Kind, ServerResult)>,
     /// Servers whose run failed, and why (a crash is a result too).
     pub failures: Vec<(Kind, String)>,
-    pub known_content_index: bool,
+    /// Extra arguments the hub was started with.
+    pub hub_args: Vec<String>,
 }
 
 fn log_path(opts: &Options, kind: Kind, n: u32) -> PathBuf {
@@ -124,7 +121,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
                     sizes: opts.sizes.clone(),
                     results: results.clone(),
                     failures: failures.clone(),
-                    known_content_index: opts.known_content_index,
+                    hub_args: opts.programs.hub_args.clone(),
                 };
                 eprintln!("{partial}");
             }
@@ -139,7 +136,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
         sizes: opts.sizes.clone(),
         results,
         failures,
-        known_content_index: opts.known_content_index,
+        hub_args: opts.programs.hub_args.clone(),
     })
 }
 
@@ -157,9 +154,6 @@ async fn run_one(
     match kind {
         Kind::Hub => {
             fixture::hub_data(world, &opts.cache, &data)?;
-            if opts.known_content_index {
-                fixture::add_known_content_index(&data)?;
-            }
         }
         Kind::Baseline => std::fs::create_dir_all(&data)?,
     }
@@ -261,8 +255,12 @@ impl std::fmt::Display for Report {
             "Sizes: {} stores x 2 terminals, {} lists x {} tasks per store; storm: {} changes per list per store; steady: {} s at {}/s per store; fan-out list of {} tasks; memory steps of {} stores.\n",
             s.stores, s.lists, s.tasks, s.changes, s.steady_secs, s.steady_rate, s.fanout_tasks, s.memory_batch
         );
-        if self.known_content_index {
-            let _ = writeln!(t, "Hub data file given the proposed index `known_content (doc_id)` (--known-content-index).\n");
+        if !self.hub_args.is_empty() {
+            let _ = writeln!(
+                t,
+                "Hub started with `hub serve ... {}`.\n",
+                self.hub_args.join(" ")
+            );
         }
         let hub = self
             .results

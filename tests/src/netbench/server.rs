@@ -35,6 +35,8 @@ pub struct Programs {
     pub hub: PathBuf,
     /// `tests/js`, holding `baseline-server.mjs` and its node_modules.
     pub js_dir: PathBuf,
+    /// Extra arguments for `hub serve` (e.g. a larger document cache).
+    pub hub_args: Vec<String>,
 }
 
 /// A running server, killed when dropped.
@@ -79,6 +81,7 @@ impl Server {
                 ])
                 .arg("--data")
                 .arg(data)
+                .args(&programs.hub_args)
                 // Per-connection info lines would be most of the log at
                 // 2,000 connections; the baseline logs nothing either.
                 .env("RUST_LOG", "warn");
