@@ -21,7 +21,7 @@ use crate::protocol::wire::{
     self, PeerId, PeerMetadata, StorageId, WireError, WireLimits, WireMessage,
 };
 use crate::protocol::{Session, SessionEvent};
-use crate::storage::{self, StorageError, Store, StoreRecord, TokenCheck};
+use crate::storage::{self, IndexedRows, StorageError, Store, StoreRecord, TokenCheck};
 use crate::validation::{self, ValidationContext, Verdict};
 
 /// Limits on what one connection may send.
@@ -149,6 +149,11 @@ pub struct Hub {
     counters: HubCounters,
     /// Lists changed in the current batch, indexed once at its commit.
     index_pending: HashSet<DocumentId>,
+    /// What the status index holds for instances in `docs`, as `reindex`
+    /// last wrote it, so the next `reindex` writes only what changed. An
+    /// entry goes with its document, and whenever the table may no longer
+    /// match it (a failed write, a rolled-back batch, a purge).
+    indexed: HashMap<DocumentId, IndexedRows>,
 }
 
 impl Hub {
@@ -164,6 +169,7 @@ impl Hub {
             subscribers: HashMap::new(),
             counters: HubCounters::default(),
             index_pending: HashSet::new(),
+            indexed: HashMap::new(),
         })
     }
 
@@ -174,6 +180,7 @@ impl Hub {
     /// Drop a document from memory and from every session (it was deleted).
     pub(crate) fn forget_document(&mut self, doc: DocumentId) {
         self.docs.remove(&doc);
+        self.indexed.remove(&doc);
         if let Some(subs) = self.subscribers.remove(&doc) {
             for conn in subs {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -254,6 +261,8 @@ impl Hub {
             Err(e) => {
                 warn!(error = %e, "could not commit a batch of frames; closing every connection");
                 self.docs.clear();
+                // The batch's index writes were rolled back too.
+                self.indexed.clear();
                 let conns: Vec<ConnId> = self.conns.keys().copied().collect();
                 let mut out = Vec::new();
                 for c in conns {
@@ -266,6 +275,12 @@ impl Hub {
 
     pub fn cached_document_count(&self) -> usize {
         self.docs.len()
+    }
+
+    /// Instances whose index rows `reindex` remembers (bounded by `docs`).
+    #[cfg(test)]
+    pub(crate) fn indexed_document_count(&self) -> usize {
+        self.indexed.len()
     }
 
     // ---- HQ operations -------------------------------------------------
@@ -381,19 +396,32 @@ impl Hub {
         Ok(self.fan_out(doc_id, None))
     }
 
-    /// Refresh the status index rows of an instance after it changed. The
-    /// index is derived data: a failure is logged, never fatal.
+    /// Refresh the status index rows of an instance after it changed,
+    /// writing only the rows that differ from what the last refresh wrote
+    /// (all of them when that is not known). The index is derived data: a
+    /// failure is logged, never fatal.
     pub(crate) fn reindex(&mut self, doc_id: DocumentId) {
         let Some(doc) = self.docs.get(&doc_id) else {
             return;
         };
-        match instance::read(doc) {
-            Ok(view) => {
-                if let Err(e) = self.store.index_instance(&view) {
-                    warn!(doc = %doc_id, error = %e, "could not update the status index");
-                }
+        let view = match instance::read(doc) {
+            Ok(view) => view,
+            Err(e) => {
+                debug!(doc = %doc_id, error = %e, "not indexed");
+                return;
             }
-            Err(e) => debug!(doc = %doc_id, error = %e, "not indexed"),
+        };
+        // Taken out before the write: if it fails, the next refresh
+        // rewrites every row of the list.
+        let last = self.indexed.remove(&doc_id);
+        match self.store.update_index(&view, last.as_ref()) {
+            Ok(update) => {
+                for other in &update.taken_from {
+                    self.indexed.remove(other);
+                }
+                self.indexed.insert(doc_id, update.rows);
+            }
+            Err(e) => warn!(doc = %doc_id, error = %e, "could not update the status index"),
         }
     }
 
@@ -425,6 +453,12 @@ impl Hub {
 
     /// Keep memory bounded: drop documents nobody is syncing once over the cap.
     fn evict_idle(&mut self) {
+        // A document dropped after a failed write (in `on_sync`, `edit`)
+        // leaves what `reindex` knew of it behind; still true, but its
+        // memory is only bounded by `docs` once swept.
+        if self.indexed.len() > self.docs.len() {
+            self.indexed.retain(|d, _| self.docs.contains_key(d));
+        }
         if self.docs.len() < self.cfg.limits.max_cached_documents {
             return;
         }
@@ -437,6 +471,7 @@ impl Hub {
             .collect();
         for d in idle {
             self.docs.remove(&d);
+            self.indexed.remove(&d);
         }
     }
 
@@ -767,14 +802,25 @@ impl Hub {
         self.store
             .commit_accepted(doc_id, &outcome.accepted, &outcome.new_actors, principal)?;
         self.counters.changes_accepted += outcome.accepted.len() as u64;
-        let doc = self.docs.get_mut(&doc_id).expect("caller loaded it");
-        doc.apply_changes(outcome.accepted.clone())
-            .map_err(|e| StorageError::CorruptDocument {
-                file: self.store.path().to_path_buf(),
-                doc: doc_id,
-                reason: e.to_string(),
-            })?;
-        Ok((outcome.accepted.len(), rejections, waiting))
+        // Validation already built the document with these changes in:
+        // use it rather than applying them a second time.
+        let accepted = outcome.accepted.len();
+        match outcome.state {
+            Some(mut state) => {
+                state.set_actor(self.store.actor_id());
+                self.docs.insert(doc_id, state);
+            }
+            None => {
+                let doc = self.docs.get_mut(&doc_id).expect("caller loaded it");
+                doc.apply_changes(outcome.accepted)
+                    .map_err(|e| StorageError::CorruptDocument {
+                        file: self.store.path().to_path_buf(),
+                        doc: doc_id,
+                        reason: e.to_string(),
+                    })?;
+            }
+        }
+        Ok((accepted, rejections, waiting))
     }
 
     /// Send `doc`'s news to every connection syncing it (except `skip`).

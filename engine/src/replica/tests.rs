@@ -979,3 +979,130 @@ fn in_a_batch_the_status_index_follows_at_commit_and_a_second_terminal_converges
         Status::Completed
     );
 }
+
+/// The hub's status index, written a row at a time as lists change, holds
+/// what a full rewrite of the list would.
+fn assert_index_is_a_full_rewrite(net: &mut Net, full: &mut Store, doc: DocumentId, after: &str) {
+    let view = crate::document::instance::read(net.hub.document(doc).unwrap()).unwrap();
+    full.index_instance(&view).unwrap();
+    assert_eq!(
+        net.hub.store().index_contents(),
+        full.index_contents(),
+        "after {after}"
+    );
+}
+
+fn upd_task(n: u128, task: u128, status: Status, worker: &str) -> StatusUpdate {
+    StatusUpdate {
+        task: TaskId(Uuid::from_u128(task)),
+        ..upd(n, status, worker)
+    }
+}
+
+#[test]
+fn the_hubs_incremental_status_index_is_what_a_full_rewrite_writes() {
+    use crate::document::instance;
+    use crate::document::instance_tests::task_spec;
+    let mut net = Net::new(2);
+    let mut full = Store::open(net._dir.path().join("full.db"), [0xBB; 16]).unwrap();
+    let id = content(3).id;
+    net.connect(0);
+    net.connect(1);
+    net.run();
+    assert_index_is_a_full_rewrite(&mut net, &mut full, id, "publishing");
+    assert_eq!(net.hub.indexed_document_count(), 1);
+
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(1, Status::InProgress, "w1"), NOW)
+        .unwrap();
+    net.route_agent(0, out);
+    net.run();
+    assert_index_is_a_full_rewrite(&mut net, &mut full, id, "a new event");
+
+    net.hub.begin_batch().unwrap();
+    for (i, u) in [
+        upd(2, Status::Completed, "w1"),
+        upd_task(3, 3, Status::InProgress, "w2"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (_, out) = net.agents[i].record_status(id, u, NOW + 1).unwrap();
+        net.route_agent(i, out);
+    }
+    net.run();
+    net.hub.commit_batch().unwrap();
+    assert_index_is_a_full_rewrite(&mut net, &mut full, id, "a batch");
+
+    let to: crate::model::Assignee = "worker:w-9".parse().unwrap();
+    let task2 = TaskId(Uuid::from_u128(2));
+    let out = net
+        .hub
+        .edit(id, NOW, |d| {
+            Ok(instance::set_assignee(d, task2, Some(&to), NOW)?
+                .into_iter()
+                .collect())
+        })
+        .unwrap();
+    net.route_hub(out);
+    net.run();
+    assert_index_is_a_full_rewrite(&mut net, &mut full, id, "a reassignment");
+
+    let task3 = TaskId(Uuid::from_u128(3));
+    let out = net
+        .hub
+        .edit(id, NOW, |d| {
+            Ok(instance::remove_task(d, task3, NOW)?.into_iter().collect())
+        })
+        .unwrap();
+    net.route_hub(out);
+    net.run();
+    assert_index_is_a_full_rewrite(&mut net, &mut full, id, "a task removal");
+
+    let out = net
+        .hub
+        .edit(id, NOW, |d| {
+            instance::add_task(d, &task_spec(7, "Mop"), NOW)
+        })
+        .unwrap();
+    net.route_hub(out);
+    net.run();
+    let (_, out) = net.agents[1]
+        .record_status(id, &upd_task(4, 7, Status::Completed, "w2"), NOW + 2)
+        .unwrap();
+    net.route_agent(1, out);
+    net.run();
+    assert_index_is_a_full_rewrite(&mut net, &mut full, id, "a new task and its event");
+}
+
+#[test]
+fn what_the_hub_remembers_of_the_index_is_bounded_by_its_document_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("hub.db"), [0xAA; 16]).unwrap();
+    let limits = HubLimits {
+        max_cached_documents: 2,
+        ..HubLimits::default()
+    };
+    let cfg = HubConfig {
+        peer_id: PeerId::new("hub"),
+        storage_id: StorageId::new("hub-storage"),
+        limits,
+    };
+    let mut hub = Hub::open(store, cfg).unwrap();
+    hub.add_store(&StoreRecord {
+        id: content(1).meta.store,
+        name: "Store 42".into(),
+        time_zone: "Europe/Berlin".into(),
+    })
+    .unwrap();
+    for days in 1..=5 {
+        hub.publish(&list_dated(days), NOW).unwrap();
+        assert!(hub.cached_document_count() <= 2);
+        assert!(hub.indexed_document_count() <= hub.cached_document_count());
+    }
+    assert_eq!(hub.store().status_by_list(None, NOW).unwrap().len(), 5);
+    let everything = crate::storage::PurgeFilter::default();
+    hub.purge(&everything, false, NOW).unwrap();
+    assert_eq!(hub.indexed_document_count(), 0);
+    assert!(hub.store().status_by_list(None, NOW).unwrap().is_empty());
+}

@@ -1,13 +1,19 @@
 //! The hub's status index: one row per task with its derived status, one
-//! row per status event. Rebuilt for a whole document in one transaction
-//! whenever that document changes; the views are plain SQL over it.
+//! row per status event. Brought up to date for a whole document in one
+//! transaction whenever that document changes, writing only the rows that
+//! differ when the caller kept what the last update wrote; the views are
+//! plain SQL over it.
+
+use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::params;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use super::{StorageError, Store};
 use crate::document::instance::InstanceView;
-use crate::ids::{DocumentId, StoreId};
+use crate::ids::{DocumentId, EventId, StoreId, TaskId};
+use crate::model::StatusEvent;
 
 /// Counts for one list instance in the store grid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -59,38 +65,203 @@ fn doc_of(bytes: Vec<u8>) -> DocumentId {
     DocumentId(uuid::Uuid::from_bytes(arr))
 }
 
+/// A row's values as the first 128 bits of their SHA-256: equal
+/// fingerprints mean equal rows (telling two apart by mistake would take a
+/// SHA-256 collision, which not even a hostile peer can make).
+type RowFingerprint = [u8; 16];
+
+/// What the index holds for one instance, as the write that returned it
+/// left it: a fingerprint of each task row and each event row. Handed to
+/// the next [`Store::update_index`] of that instance, it lets the write
+/// touch only the rows that differ. Kept in memory by the hub, a few dozen
+/// bytes a row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexedRows {
+    tasks: HashMap<TaskId, RowFingerprint>,
+    events: HashMap<EventId, RowFingerprint>,
+}
+
+/// What [`Store::update_index`] did.
+#[derive(Debug)]
+pub struct IndexUpdate {
+    /// What the index now holds for the instance.
+    pub rows: IndexedRows,
+    /// Other instances whose event rows this write took over. An event's id
+    /// is its row's key, and a peer can copy an event into another list;
+    /// the list indexed last holds the row, as a full rewrite always had
+    /// it. The [`IndexedRows`] of these instances no longer match the table.
+    pub taken_from: BTreeSet<DocumentId>,
+}
+
+/// Builds a [`RowFingerprint`]; each value is tagged and length-prefixed so
+/// that no two different rows hash the same bytes.
+struct Fingerprint(Sha256);
+
+impl Fingerprint {
+    fn new() -> Self {
+        Fingerprint(Sha256::new())
+    }
+
+    fn bytes(mut self, b: &[u8]) -> Self {
+        self.0.update([1]);
+        self.0.update((b.len() as u64).to_le_bytes());
+        self.0.update(b);
+        self
+    }
+
+    fn opt(mut self, b: Option<&[u8]>) -> Self {
+        match b {
+            Some(b) => self.bytes(b),
+            None => {
+                self.0.update([0]);
+                self
+            }
+        }
+    }
+
+    fn finish(self) -> RowFingerprint {
+        let digest = self.0.finalize();
+        let mut out = [0; 16];
+        out.copy_from_slice(&digest[..16]);
+        out
+    }
+}
+
+/// The values of one `task_status` row, its document aside.
+struct TaskRow<'a> {
+    task: TaskId,
+    store: &'a str,
+    list: &'a str,
+    date: &'a str,
+    title: &'a str,
+    due_ms: Option<i64>,
+    assignee: Option<String>,
+    status: &'static str,
+    conflict: bool,
+}
+
+impl TaskRow<'_> {
+    fn fingerprint(&self) -> RowFingerprint {
+        Fingerprint::new()
+            .bytes(self.store.as_bytes())
+            .bytes(self.list.as_bytes())
+            .bytes(self.date.as_bytes())
+            .bytes(self.title.as_bytes())
+            .opt(self.due_ms.map(i64::to_le_bytes).as_ref().map(|b| &b[..]))
+            .opt(self.assignee.as_deref().map(str::as_bytes))
+            .bytes(self.status.as_bytes())
+            .bytes(&[self.conflict as u8])
+            .finish()
+    }
+}
+
+/// Fingerprint of the values of one `status_events` row, its id and
+/// document aside.
+fn event_fingerprint(e: &StatusEvent, store: &str) -> RowFingerprint {
+    Fingerprint::new()
+        .bytes(e.task.0.as_bytes())
+        .bytes(store.as_bytes())
+        .bytes(e.worker.as_str().as_bytes())
+        .bytes(e.terminal.as_str().as_bytes())
+        .bytes(e.status.as_str().as_bytes())
+        .bytes(&e.at.to_le_bytes())
+        .opt(e.note.as_deref().map(str::as_bytes))
+        .finish()
+}
+
 impl Store {
     /// Replace the index rows of one instance with its current view.
     pub fn index_instance(&mut self, view: &InstanceView) -> Result<(), StorageError> {
+        self.update_index(view, None).map(|_| ())
+    }
+
+    /// Bring the index rows of one instance to its current view. `last` is
+    /// what the previous update of this instance returned, if nothing has
+    /// written its rows since (no purge, no rolled-back transaction, not
+    /// named in another update's `taken_from`): then only the rows that
+    /// differ are written. Without it every row is rewritten. Either way
+    /// the table ends up the same.
+    pub fn update_index(
+        &mut self,
+        view: &InstanceView,
+        last: Option<&IndexedRows>,
+    ) -> Result<IndexUpdate, StorageError> {
         self.write(|tx| {
             let doc = view.id.as_bytes();
-            tx.prepare_cached("DELETE FROM task_status WHERE doc_id = ?1")?.execute([doc])?;
-            tx.prepare_cached("DELETE FROM status_events WHERE doc_id = ?1")?.execute([doc])?;
-            let mut task_row = tx.prepare_cached(
+            let nothing = IndexedRows::default();
+            let last = match last {
+                Some(last) => last,
+                None => {
+                    tx.prepare_cached("DELETE FROM task_status WHERE doc_id = ?1")?
+                        .execute([doc])?;
+                    tx.prepare_cached("DELETE FROM status_events WHERE doc_id = ?1")?
+                        .execute([doc])?;
+                    &nothing
+                }
+            };
+            let mut put_task = tx.prepare_cached(
                 "INSERT INTO task_status (doc_id, task_id, store_id, list_name, list_date, title, due_ms, assignee, status, conflict)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (doc_id, task_id) DO UPDATE SET
+                   store_id = excluded.store_id, list_name = excluded.list_name, list_date = excluded.list_date,
+                   title = excluded.title, due_ms = excluded.due_ms, assignee = excluded.assignee,
+                   status = excluded.status, conflict = excluded.conflict",
             )?;
-            let mut event_row = tx.prepare_cached(
+            // A new event id is the common case: one statement. Only when
+            // the id has a row already is its owner looked up and replaced.
+            let mut add_event = tx.prepare_cached(
+                "INSERT INTO status_events (event_id, doc_id, task_id, store_id, worker, terminal, status, at_ms, note)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (event_id) DO NOTHING",
+            )?;
+            let mut event_owner =
+                tx.prepare_cached("SELECT doc_id FROM status_events WHERE event_id = ?1")?;
+            let mut replace_event = tx.prepare_cached(
                 "INSERT OR REPLACE INTO status_events (event_id, doc_id, task_id, store_id, worker, terminal, status, at_ms, note)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             let store = view.meta.store.as_str();
             let date = view.meta.date.format("%Y-%m-%d").to_string();
+            let mut written = IndexedRows {
+                tasks: HashMap::with_capacity(view.tasks.len()),
+                events: HashMap::with_capacity(last.events.len()),
+            };
+            let mut taken_from = BTreeSet::new();
             for t in &view.tasks {
-                task_row.execute(params![
-                    doc,
-                    t.spec.id.0.as_bytes(),
+                let row = TaskRow {
+                    task: t.spec.id,
                     store,
-                    view.meta.name,
-                    date,
-                    t.spec.title,
-                    t.spec.due.map(|d| d.timestamp_millis()),
-                    t.spec.assignee.as_ref().map(|a| a.encode()),
-                    t.status.effective().as_str(),
-                    t.status.is_conflicted() as i64,
-                ])?;
+                    list: &view.meta.name,
+                    date: &date,
+                    title: &t.spec.title,
+                    due_ms: t.spec.due.map(|d| d.timestamp_millis()),
+                    assignee: t.spec.assignee.as_ref().map(|a| a.encode()),
+                    status: t.status.effective().as_str(),
+                    conflict: t.status.is_conflicted(),
+                };
+                let fp = row.fingerprint();
+                if last.tasks.get(&row.task) != Some(&fp) {
+                    put_task.execute(params![
+                        doc,
+                        row.task.0.as_bytes(),
+                        row.store,
+                        row.list,
+                        row.date,
+                        row.title,
+                        row.due_ms,
+                        row.assignee,
+                        row.status,
+                        row.conflict as i64,
+                    ])?;
+                }
+                written.tasks.insert(row.task, fp);
                 for e in &t.status.history {
-                    event_row.execute(params![
+                    let fp = event_fingerprint(e, store);
+                    written.events.insert(e.id, fp);
+                    if last.events.get(&e.id) == Some(&fp) {
+                        continue;
+                    }
+                    let values = params![
                         e.id.0.as_bytes(),
                         doc,
                         e.task.0.as_bytes(),
@@ -100,10 +271,32 @@ impl Store {
                         e.status.as_str(),
                         e.at,
                         e.note,
-                    ])?;
+                    ];
+                    if add_event.execute(values)? == 0 {
+                        let owner: Vec<u8> =
+                            event_owner.query_row([e.id.0.as_bytes()], |r| r.get(0))?;
+                        if owner != doc {
+                            taken_from.insert(doc_of(owner));
+                        }
+                        replace_event.execute(values)?;
+                    }
                 }
             }
-            Ok(())
+            let mut drop_task =
+                tx.prepare_cached("DELETE FROM task_status WHERE doc_id = ?1 AND task_id = ?2")?;
+            for task in last.tasks.keys().filter(|t| !written.tasks.contains_key(t)) {
+                drop_task.execute(params![doc, task.0.as_bytes()])?;
+            }
+            // Only this instance's row: another list may have taken the id.
+            let mut drop_event = tx
+                .prepare_cached("DELETE FROM status_events WHERE event_id = ?1 AND doc_id = ?2")?;
+            for event in last.events.keys().filter(|e| !written.events.contains_key(e)) {
+                drop_event.execute(params![event.0.as_bytes(), doc])?;
+            }
+            Ok(IndexUpdate {
+                rows: written,
+                taken_from,
+            })
         })
     }
 
@@ -300,9 +493,39 @@ impl Store {
 }
 
 #[cfg(test)]
+impl Store {
+    /// Every row of the two index tables, in key order: (task rows, event
+    /// rows). Tests compare an incrementally kept index with a full rewrite.
+    pub(crate) fn index_contents(
+        &self,
+    ) -> (
+        Vec<Vec<rusqlite::types::Value>>,
+        Vec<Vec<rusqlite::types::Value>>,
+    ) {
+        let table = |c: &rusqlite::Connection,
+                     sql: &str|
+         -> rusqlite::Result<Vec<Vec<rusqlite::types::Value>>> {
+            let mut stmt = c.prepare(sql)?;
+            let n = stmt.column_count();
+            let rows = stmt.query_map([], |r| (0..n).map(|i| r.get(i)).collect())?;
+            rows.collect()
+        };
+        self.read(|c| {
+            Ok((
+                table(c, "SELECT * FROM task_status ORDER BY doc_id, task_id")?,
+                table(c, "SELECT * FROM status_events ORDER BY event_id")?,
+            ))
+        })
+        .expect("the index tables are readable")
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use chrono::{NaiveDate, TimeZone, Utc};
     use uuid::Uuid;
+
+    use proptest::prelude::*;
 
     use super::*;
     use crate::document::instance::TaskView;
@@ -455,5 +678,319 @@ mod tests {
             plan.iter().any(|p| p.contains("task_status_open_by_due")),
             "{plan:?}"
         );
+    }
+
+    /// Two stores fed the same views: one kept incrementally as the hub
+    /// does (its `IndexedRows` per list, dropped when a write takes rows
+    /// over), one rewritten in full every time.
+    struct Pair {
+        _dir: tempfile::TempDir,
+        incremental: Store,
+        full: Store,
+        kept: std::collections::HashMap<DocumentId, IndexedRows>,
+    }
+
+    impl Pair {
+        fn new() -> Pair {
+            let dir = tempfile::tempdir().unwrap();
+            let incremental = Store::open(dir.path().join("inc.db"), [1; 16]).unwrap();
+            let full = Store::open(dir.path().join("full.db"), [1; 16]).unwrap();
+            Pair {
+                _dir: dir,
+                incremental,
+                full,
+                kept: Default::default(),
+            }
+        }
+
+        /// Index `view` both ways; the rows the incremental write changed.
+        fn index(&mut self, view: &InstanceView) -> u64 {
+            let before = self.incremental.conn.total_changes();
+            let update = self
+                .incremental
+                .update_index(view, self.kept.get(&view.id))
+                .unwrap();
+            let written = self.incremental.conn.total_changes() - before;
+            for d in &update.taken_from {
+                self.kept.remove(d);
+            }
+            self.kept.insert(view.id, update.rows);
+            self.full.index_instance(view).unwrap();
+            assert_eq!(
+                self.incremental.index_contents(),
+                self.full.index_contents(),
+                "incremental and full index differ after {view:#?}"
+            );
+            written
+        }
+
+        /// The list is deleted (as `purge_document` and `forget_document` do).
+        fn purge(&mut self, doc: DocumentId) {
+            self.kept.remove(&doc);
+            self.incremental.unindex_instance(doc).unwrap();
+            self.full.unindex_instance(doc).unwrap();
+            assert_eq!(
+                self.incremental.index_contents(),
+                self.full.index_contents()
+            );
+        }
+    }
+
+    fn status_update(n: u128, task: u128, status: Status) -> crate::model::StatusUpdate {
+        crate::model::StatusUpdate {
+            id: EventId(Uuid::from_u128(n)),
+            task: TaskId(Uuid::from_u128(task)),
+            status,
+            worker: "w1".parse().unwrap(),
+            terminal: "pos-1".parse().unwrap(),
+            note: n.is_multiple_of(2).then(|| format!("note {n}")),
+        }
+    }
+
+    #[test]
+    fn an_incremental_update_leaves_the_rows_a_full_rewrite_leaves() {
+        use crate::document::instance::{self, read};
+        use crate::document::instance_tests::{content, task_spec};
+
+        let mut pair = Pair::new();
+        let mut doc = instance::create(&content(4), automerge::ActorId::from([7; 16])).unwrap();
+        let mut at = NOW;
+        let mut tick = || {
+            at += 1000;
+            at
+        };
+        assert_eq!(pair.index(&read(&doc).unwrap()), 4, "first: every row");
+        assert_eq!(pair.index(&read(&doc).unwrap()), 0, "nothing changed");
+        // New events: the task's row and the event's, nothing else.
+        instance::record_status(&mut doc, &status_update(1, 1, Status::InProgress), tick())
+            .unwrap();
+        assert_eq!(pair.index(&read(&doc).unwrap()), 2);
+        instance::record_status(&mut doc, &status_update(2, 1, Status::Completed), tick()).unwrap();
+        instance::record_status(&mut doc, &status_update(3, 2, Status::InProgress), tick())
+            .unwrap();
+        assert_eq!(pair.index(&read(&doc).unwrap()), 4);
+        // An event that changes no task's status: its row only.
+        instance::record_status(&mut doc, &status_update(4, 2, Status::InProgress), tick())
+            .unwrap();
+        assert_eq!(pair.index(&read(&doc).unwrap()), 1);
+        // Reassign: one task row.
+        let to: crate::model::Assignee = "worker:w-9".parse().unwrap();
+        instance::set_assignee(&mut doc, TaskId(Uuid::from_u128(3)), Some(&to), tick()).unwrap();
+        assert_eq!(pair.index(&read(&doc).unwrap()), 1);
+        instance::set_assignee(&mut doc, TaskId(Uuid::from_u128(3)), None, tick()).unwrap();
+        assert_eq!(pair.index(&read(&doc).unwrap()), 1);
+        // A task removed: its row and its events' rows go.
+        instance::remove_task(&mut doc, TaskId(Uuid::from_u128(1)), tick()).unwrap();
+        assert_eq!(pair.index(&read(&doc).unwrap()), 1 + 2);
+        // A new task, and an edited one.
+        instance::add_task(&mut doc, &task_spec(9, "Mop the floor"), tick()).unwrap();
+        assert_eq!(pair.index(&read(&doc).unwrap()), 1);
+        let mut edited = task_spec(4, "Count the till twice");
+        edited.due = None;
+        instance::update_task(&mut doc, &edited, tick()).unwrap();
+        instance::record_status(&mut doc, &status_update(5, 9, Status::Completed), tick()).unwrap();
+        assert_eq!(pair.index(&read(&doc).unwrap()), 3);
+        // Rows gone behind its back (a purge): the next write is a full one.
+        pair.purge(read(&doc).unwrap().id);
+        assert_eq!(pair.index(&read(&doc).unwrap()), 4 + 3);
+    }
+
+    #[test]
+    fn a_list_that_copies_an_event_id_takes_its_row_as_a_full_rewrite_would() {
+        let mut pair = Pair::new();
+        let a = view(
+            1,
+            "s1",
+            "2026-11-26",
+            vec![task(1, "A", None, &[(10, Status::Completed)])],
+        );
+        let b = view(
+            2,
+            "s1",
+            "2026-11-26",
+            vec![task(2, "B", None, &[(10, Status::InProgress)])],
+        );
+        pair.index(&a);
+        pair.index(&b);
+        assert!(!pair.kept.contains_key(&a.id), "b took a's event row");
+        // a, written again, takes it back: a full write, since a's record
+        // no longer matches the table.
+        pair.index(&a);
+        assert!(!pair.kept.contains_key(&b.id));
+        pair.purge(a.id);
+        pair.index(&b);
+    }
+
+    /// A task's values in the property test: title, due, assignee (indices).
+    type TaskValues = (usize, Option<i64>, Option<usize>);
+    /// An event's values: task, status, time, prev, whether it has a note.
+    type EventValues = (u128, usize, i64, Vec<u128>, bool);
+
+    /// Two versions of every task and event of the property test, so that
+    /// a step keeps most rows of the one before, changes a few, and the two
+    /// lists hold the same events (ids) at times.
+    #[derive(Debug, Clone)]
+    struct Versions {
+        tasks: Vec<[TaskValues; 2]>,
+        events: Vec<[EventValues; 2]>,
+    }
+
+    /// One step of the property test below.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// List 1 or 2, its store and name (indices), and for each task and
+        /// each event: 0 not in the list, 1 or 2 that version.
+        Index {
+            doc: u128,
+            store: usize,
+            name: usize,
+            tasks: Vec<usize>,
+            events: Vec<usize>,
+        },
+        /// The list is deleted.
+        Purge(u128),
+    }
+
+    const TASKS: usize = 5;
+    const EVENTS: usize = 10;
+
+    fn arb_versions() -> impl Strategy<Value = Versions> {
+        // The second version changes each field of the first with odds of
+        // one in four, so that often one field alone differs.
+        let change = || prop::collection::vec(prop::bool::weighted(0.25), 5);
+        let task = (
+            0..3usize,
+            prop::option::of(0..3i64),
+            prop::option::of(0..2usize),
+        );
+        let task_versions = (task.clone(), task, change()).prop_map(|(a, b, c)| {
+            let second = (
+                if c[0] { b.0 } else { a.0 },
+                if c[1] { b.1 } else { a.1 },
+                if c[2] { b.2 } else { a.2 },
+            );
+            [a, second]
+        });
+        // Task 6 is in no list: its events are not indexed.
+        let event = (
+            1..=(TASKS as u128 + 1),
+            0..4usize,
+            0..4i64,
+            prop::collection::vec(1..=(EVENTS as u128), 0..2),
+            any::<bool>(),
+        );
+        let event_versions = (event.clone(), event, change()).prop_map(|(a, b, c)| {
+            let second = (
+                if c[0] { b.0 } else { a.0 },
+                if c[1] { b.1 } else { a.1 },
+                if c[2] { b.2 } else { a.2 },
+                if c[3] { b.3 } else { a.3.clone() },
+                if c[4] { b.4 } else { a.4 },
+            );
+            [a, second]
+        });
+        (
+            prop::collection::vec(task_versions, TASKS),
+            prop::collection::vec(event_versions, EVENTS),
+        )
+            .prop_map(|(tasks, events)| Versions { tasks, events })
+    }
+
+    fn arb_step() -> impl Strategy<Value = Step> {
+        let version = || prop_oneof![1 => Just(0usize), 4 => Just(1), 1 => Just(2)];
+        let mostly_first = || prop_oneof![5 => Just(0usize), 1 => Just(1)];
+        prop_oneof![
+            6 => (
+                1..3u128,
+                mostly_first(),
+                mostly_first(),
+                prop::collection::vec(version(), TASKS),
+                prop::collection::vec(version(), EVENTS),
+            )
+                .prop_map(|(doc, store, name, tasks, events)| Step::Index {
+                    doc,
+                    store,
+                    name,
+                    tasks,
+                    events,
+                }),
+            1 => (1..3u128).prop_map(Step::Purge),
+        ]
+    }
+
+    /// The view an `Index` step describes, its statuses derived as
+    /// `instance::read` derives them.
+    fn build(
+        v: &Versions,
+        doc: u128,
+        store: usize,
+        name: usize,
+        tasks: &[usize],
+        events: &[usize],
+    ) -> InstanceView {
+        let statuses = [
+            Status::NotStarted,
+            Status::InProgress,
+            Status::Completed,
+            Status::Reopened,
+        ];
+        let events = events
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| {
+                let (task, status, at, prev, noted) = &v.events[i][c - 1];
+                StatusEvent {
+                    id: EventId(Uuid::from_u128(i as u128 + 1)),
+                    task: TaskId(Uuid::from_u128(*task)),
+                    status: statuses[*status],
+                    worker: ["w1", "w2"][i % 2].parse().unwrap(),
+                    terminal: "pos-1".parse().unwrap(),
+                    at: NOW + at,
+                    prev: prev.iter().map(|p| EventId(Uuid::from_u128(*p))).collect(),
+                    note: noted.then(|| "a note".into()),
+                }
+            });
+        let derived = crate::status::derive(events);
+        let tasks = tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| {
+                let (title, due, assignee) = v.tasks[i][c - 1];
+                let mut t = task(
+                    i as u128 + 1,
+                    ["Lock up", "Count", "Mop"][title],
+                    due.map(|d| NOW + d),
+                    &[],
+                );
+                t.spec.assignee = assignee.map(|a| ["worker:w-7", "group:g-1"][a].parse().unwrap());
+                t.status = crate::status::of_task(&derived, t.spec.id);
+                t
+            })
+            .collect();
+        let mut view = view(doc, ["s1", "s2"][store], "2026-11-26", tasks);
+        view.meta.name = ["Closing", "Opening"][name].into();
+        view
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_sequence_of_updates_leaves_the_rows_of_full_rewrites(
+            versions in arb_versions(),
+            steps in prop::collection::vec(arb_step(), 1..16),
+        ) {
+            let mut pair = Pair::new();
+            for step in steps {
+                match step {
+                    Step::Index { doc, store, name, tasks, events } => {
+                        pair.index(&build(&versions, doc, store, name, &tasks, &events));
+                    }
+                    Step::Purge(doc) => pair.purge(DocumentId(Uuid::from_u128(doc))),
+                }
+            }
+        }
     }
 }
