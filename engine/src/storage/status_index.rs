@@ -1,8 +1,8 @@
 //! The hub's status index: one row per task with its derived status, one
 //! row per status event. Brought up to date for a whole document in one
 //! transaction whenever that document changes, writing only the rows that
-//! differ when the caller kept what the last update wrote; the views are
-//! plain SQL over it.
+//! differ from what it holds (kept by the caller from the last update, or
+//! read back); the views are plain SQL over it.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -136,7 +136,7 @@ struct TaskRow<'a> {
     title: &'a str,
     due_ms: Option<i64>,
     assignee: Option<String>,
-    status: &'static str,
+    status: &'a str,
     conflict: bool,
 }
 
@@ -158,15 +158,95 @@ impl TaskRow<'_> {
 /// Fingerprint of the values of one `status_events` row, its id and
 /// document aside.
 fn event_fingerprint(e: &StatusEvent, store: &str) -> RowFingerprint {
+    event_row_fingerprint(
+        e.task.0.as_bytes(),
+        store,
+        e.worker.as_str(),
+        e.terminal.as_str(),
+        e.status.as_str(),
+        e.at,
+        e.note.as_deref(),
+    )
+}
+
+fn event_row_fingerprint(
+    task: &[u8],
+    store: &str,
+    worker: &str,
+    terminal: &str,
+    status: &str,
+    at: i64,
+    note: Option<&str>,
+) -> RowFingerprint {
     Fingerprint::new()
-        .bytes(e.task.0.as_bytes())
+        .bytes(task)
         .bytes(store.as_bytes())
-        .bytes(e.worker.as_str().as_bytes())
-        .bytes(e.terminal.as_str().as_bytes())
-        .bytes(e.status.as_str().as_bytes())
-        .bytes(&e.at.to_le_bytes())
-        .opt(e.note.as_deref().map(str::as_bytes))
+        .bytes(worker.as_bytes())
+        .bytes(terminal.as_bytes())
+        .bytes(status.as_bytes())
+        .bytes(&at.to_le_bytes())
+        .opt(note.map(str::as_bytes))
         .finish()
+}
+
+/// What the index holds for `doc`, read back from the tables: the
+/// starting point of a write that has no [`IndexedRows`] from an earlier
+/// one (after a restart, an eviction). Reading a list's rows is much
+/// cheaper than deleting and inserting them all again with their indexes.
+fn rows_in_table(tx: &rusqlite::Connection, doc: &[u8]) -> rusqlite::Result<IndexedRows> {
+    let mut rows = IndexedRows::default();
+    let mut tasks = tx.prepare_cached(
+        "SELECT task_id, store_id, list_name, list_date, title, due_ms, assignee, status, conflict
+         FROM task_status WHERE doc_id = ?1",
+    )?;
+    let mut found = tasks.query([doc])?;
+    while let Some(r) = found.next()? {
+        let id: Vec<u8> = r.get(0)?;
+        let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) else {
+            continue;
+        };
+        let (store, list, date, title): (String, String, String, String) =
+            (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+        let status: String = r.get(7)?;
+        let row = TaskRow {
+            task: TaskId(uuid::Uuid::from_bytes(id)),
+            store: &store,
+            list: &list,
+            date: &date,
+            title: &title,
+            due_ms: r.get(5)?,
+            assignee: r.get(6)?,
+            status: &status,
+            conflict: r.get::<_, i64>(8)? != 0,
+        };
+        rows.tasks.insert(row.task, row.fingerprint());
+    }
+    let mut events = tx.prepare_cached(
+        "SELECT event_id, task_id, store_id, worker, terminal, status, at_ms, note
+         FROM status_events WHERE doc_id = ?1",
+    )?;
+    let mut found = events.query([doc])?;
+    while let Some(r) = found.next()? {
+        let id: Vec<u8> = r.get(0)?;
+        let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) else {
+            continue;
+        };
+        let task: Vec<u8> = r.get(1)?;
+        let (store, worker, terminal, status): (String, String, String, String) =
+            (r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
+        let note: Option<String> = r.get(7)?;
+        let fp = event_row_fingerprint(
+            &task,
+            &store,
+            &worker,
+            &terminal,
+            &status,
+            r.get(6)?,
+            note.as_deref(),
+        );
+        rows.events.insert(EventId(uuid::Uuid::from_bytes(id)), fp);
+    }
+    Ok(rows)
 }
 
 impl Store {
@@ -179,8 +259,9 @@ impl Store {
     /// what the previous update of this instance returned, if nothing has
     /// written its rows since (no purge, no rolled-back transaction, not
     /// named in another update's `taken_from`): then only the rows that
-    /// differ are written. Without it every row is rewritten. Either way
-    /// the table ends up the same.
+    /// differ are written. Without it the instance's rows are read back
+    /// from the table first, which is still far cheaper than rewriting
+    /// them. Either way the table ends up as a full rewrite leaves it.
     pub fn update_index(
         &mut self,
         view: &InstanceView,
@@ -188,15 +269,12 @@ impl Store {
     ) -> Result<IndexUpdate, StorageError> {
         self.write(|tx| {
             let doc = view.id.as_bytes();
-            let nothing = IndexedRows::default();
+            let in_table;
             let last = match last {
                 Some(last) => last,
                 None => {
-                    tx.prepare_cached("DELETE FROM task_status WHERE doc_id = ?1")?
-                        .execute([doc])?;
-                    tx.prepare_cached("DELETE FROM status_events WHERE doc_id = ?1")?
-                        .execute([doc])?;
-                    &nothing
+                    in_table = rows_in_table(tx, doc)?;
+                    &in_table
                 }
             };
             let mut put_task = tx.prepare_cached(
@@ -790,9 +868,21 @@ mod tests {
         instance::update_task(&mut doc, &edited, tick()).unwrap();
         instance::record_status(&mut doc, &status_update(5, 9, Status::Completed), tick()).unwrap();
         assert_eq!(pair.index(&read(&doc).unwrap()), 3);
-        // Rows gone behind its back (a purge): the next write is a full one.
-        pair.purge(read(&doc).unwrap().id);
-        assert_eq!(pair.index(&read(&doc).unwrap()), 4 + 3);
+        // Forgotten (a hub restart, an eviction): what the table holds is
+        // read back, so nothing unchanged is written again.
+        let id = read(&doc).unwrap().id;
+        pair.kept.remove(&id);
+        assert_eq!(pair.index(&read(&doc).unwrap()), 0, "read back, unchanged");
+        pair.kept.remove(&id);
+        instance::record_status(&mut doc, &status_update(6, 9, Status::Reopened), tick()).unwrap();
+        assert_eq!(
+            pair.index(&read(&doc).unwrap()),
+            2,
+            "read back, one new event"
+        );
+        // Rows gone behind its back (a purge): every row is written again.
+        pair.purge(id);
+        assert_eq!(pair.index(&read(&doc).unwrap()), 4 + 4);
     }
 
     #[test]
