@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{
-    Automerge, AutomergeError, Change, ObjId, ObjType, ReadDoc, ScalarValue, ValueRef, ROOT,
+    Automerge, AutomergeError, Change, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue, ValueRef,
+    ROOT,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -471,6 +472,84 @@ pub fn read<R: ReadDoc>(doc: &R) -> Result<InstanceView, ModelError> {
         tasks,
         malformed_events,
     })
+}
+
+/// The view of `doc` brought forward from `old`, its view at `since`, when
+/// everything after `since` only appends new status events to the log
+/// (what terminals send): only those events are read, only their tasks'
+/// statuses derived again, where [`read`] parses every event. None when
+/// anything else changed, or a new event reuses an id (then `read`).
+/// Always equal to `read(doc)` when it answers.
+pub fn refresh(doc: &Automerge, since: &[ChangeHash], old: &InstanceView) -> Option<InstanceView> {
+    // A view of a state this document does not contain (it was reloaded
+    // without changes that failed to save) cannot be brought forward.
+    if since
+        .iter()
+        .any(|h| doc.get_change_meta_by_hash(h).is_none())
+    {
+        return None;
+    }
+    let changes = doc.get_changes(since);
+    let log = match events_obj(doc).ok()? {
+        ObjId::Id(counter, actor, _) => (counter, actor),
+        ObjId::Root => return None,
+    };
+    let mut new_events: Vec<StatusEvent> = Vec::new();
+    let mut malformed = 0;
+    for c in &changes {
+        let e = c.decode();
+        if !e.extra_bytes.is_empty() {
+            return None;
+        }
+        let start = e.start_op.get();
+        let end = start + e.operations.len() as u64;
+        for (i, op) in e.operations.iter().enumerate() {
+            let automerge::legacy::ObjectId::Id(id) = &op.obj else {
+                return None;
+            };
+            if id.actor() == &e.actor_id && (start..end).contains(&id.counter()) {
+                // Inside an object this change made: part of its event.
+                continue;
+            }
+            let into_log = op.insert
+                && matches!(op.action, automerge::legacy::OpType::Make(ObjType::Map))
+                && id.counter() == log.0
+                && id.actor() == &log.1;
+            if !into_log {
+                return None;
+            }
+            let at = format!("{}@{}", start + i as u64, e.actor_id.to_hex_string());
+            let (event, _) = doc.import(&at).ok()?;
+            match read_event(doc, &event) {
+                Some(ev) => new_events.push(ev),
+                None => malformed += 1,
+            }
+        }
+    }
+    let mut ids: std::collections::HashSet<EventId> = old
+        .tasks
+        .iter()
+        .flat_map(|t| t.status.history.iter().map(|e| e.id))
+        .collect();
+    if !new_events.iter().all(|e| ids.insert(e.id)) {
+        // Two events under one id: `derive` picks across tasks.
+        return None;
+    }
+    let mut view = old.clone();
+    view.malformed_events += malformed;
+    let mut by_task: BTreeMap<TaskId, Vec<StatusEvent>> = BTreeMap::new();
+    for e in new_events {
+        by_task.entry(e.task).or_default().push(e);
+    }
+    for t in &mut view.tasks {
+        if let Some(added) = by_task.remove(&t.spec.id) {
+            let history = std::mem::take(&mut t.status.history);
+            t.status =
+                status::of_task(&status::derive(history.into_iter().chain(added)), t.spec.id);
+        }
+    }
+    // Events for tasks the list does not show are not shown by `read` either.
+    Some(view)
 }
 
 fn task_obj<R: ReadDoc>(doc: &R, task: TaskId) -> Result<ObjId, ModelError> {

@@ -291,3 +291,139 @@ proptest! {
         }
     }
 }
+
+/// One thing that happens to a list between two refreshes of the hub's view.
+#[derive(Debug, Clone)]
+enum Happening {
+    /// Terminal `t` records a status for task `task` (1..=3; 4 is not in the list).
+    Status {
+        t: usize,
+        task: u128,
+        status: u8,
+        note: bool,
+    },
+    /// The two terminals sync.
+    Sync,
+    /// HQ reassigns a task (not an append).
+    Reassign(u128),
+    /// A terminal records an event under an id already used.
+    ReusedId { t: usize, task: u128 },
+    /// The hub's view is brought forward here.
+    Refresh,
+}
+
+fn happening() -> impl Strategy<Value = Happening> {
+    prop_oneof![
+        6 => (0usize..2, 1u128..5, 0u8..3, any::<bool>())
+            .prop_map(|(t, task, status, note)| Happening::Status { t, task, status, note }),
+        2 => Just(Happening::Sync),
+        1 => (1u128..4).prop_map(Happening::Reassign),
+        1 => (0usize..2, 1u128..4).prop_map(|(t, task)| Happening::ReusedId { t, task }),
+        3 => Just(Happening::Refresh),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// `refresh` answers exactly what `read` does, or declines.
+    #[test]
+    fn refresh_equals_a_full_read(happenings in proptest::collection::vec(happening(), 1..24)) {
+        let c = content(3);
+        let hq = create(&c, ActorId::from([9u8; 16])).unwrap();
+        let mut terminals = [hq.fork(), hq.fork()];
+        terminals[0].set_actor(ActorId::from([1u8; 16]));
+        terminals[1].set_actor(ActorId::from([2u8; 16]));
+        let mut hub = hub_copy(&hq);
+        let mut since = hub.get_heads();
+        let mut view = read(&hub).unwrap();
+        let mut n = 1000u128;
+        let mut at = 1_800_000_000_000i64;
+        let mut refreshed = 0;
+        for h in happenings {
+            n += 1;
+            at += 1000;
+            match h {
+                Happening::Status { t, task, status, note } => {
+                    let status = [Status::InProgress, Status::Completed, Status::Reopened][status as usize];
+                    let mut u = update(n, task, status, "w1");
+                    u.note = note.then(|| format!("note {n}"));
+                    let _ = record_status(&mut terminals[t], &u, at);
+                }
+                Happening::Sync => {
+                    let (a, b) = terminals.split_at_mut(1);
+                    sync_pair(&mut a[0], &mut b[0]);
+                }
+                Happening::Reassign(task) => {
+                    let to: Assignee = "worker:w-9".parse().unwrap();
+                    let _ = set_assignee(&mut hub, TaskId(Uuid::from_u128(task)), Some(&to), at);
+                }
+                Happening::ReusedId { t, task } => {
+                    let _ = record_status(&mut terminals[t], &update(1001, task, Status::Completed, "w2"), at);
+                }
+                Happening::Refresh => {
+                    for t in &mut terminals {
+                        hub.merge(t).unwrap();
+                    }
+                    let full = read(&hub).unwrap();
+                    if let Some(v) = refresh(&hub, &since, &view) {
+                        prop_assert_eq!(&v, &full);
+                        refreshed += 1;
+                    }
+                    since = hub.get_heads();
+                    view = full;
+                }
+            }
+        }
+        let _ = refreshed;
+    }
+}
+
+/// The hub's copy of a list: HQ's document under the hub's own actor.
+fn hub_copy(hq: &Automerge) -> Automerge {
+    let mut hub = hq.fork();
+    hub.set_actor(ActorId::from([8u8; 16]));
+    hub
+}
+
+#[test]
+fn refresh_reads_only_new_events_and_declines_anything_else() {
+    let c = content(2);
+    let mut hub = create(&c, ActorId::from([9u8; 16])).unwrap();
+    let mut t = hub.fork();
+    t.set_actor(ActorId::from([1u8; 16]));
+    let since = hub.get_heads();
+    let view = read(&hub).unwrap();
+    record_status(
+        &mut t,
+        &update(1, 1, Status::Completed, "w1"),
+        1_800_000_000_000,
+    )
+    .unwrap();
+    hub.merge(&mut t).unwrap();
+    let v = refresh(&hub, &since, &view).expect("an append is refreshed");
+    assert_eq!(v, read(&hub).unwrap());
+    assert_eq!(
+        v.task(TaskId(Uuid::from_u128(1))).unwrap().status.current,
+        Status::Completed
+    );
+    // An HQ edit is not an append: declined.
+    let since = hub.get_heads();
+    let to: Assignee = "worker:w-9".parse().unwrap();
+    set_assignee(
+        &mut hub,
+        TaskId(Uuid::from_u128(2)),
+        Some(&to),
+        1_800_000_001_000,
+    )
+    .unwrap();
+    assert!(refresh(&hub, &since, &v).is_none());
+    // A view of a state the document does not hold: declined.
+    record_status(
+        &mut t,
+        &update(2, 2, Status::Completed, "w1"),
+        1_800_000_002_000,
+    )
+    .unwrap();
+    assert!(refresh(&hub, &t.get_heads(), &v).is_none());
+}

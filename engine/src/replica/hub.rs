@@ -154,6 +154,10 @@ pub struct Hub {
     /// entry goes with its document, and whenever the table may no longer
     /// match it (a failed write, a rolled-back batch, a purge).
     indexed: HashMap<DocumentId, IndexedRows>,
+    /// The view each cached instance had when last indexed, and its heads:
+    /// what a change that only appends status events is read against
+    /// (`instance::refresh`) instead of parsing the whole log again.
+    views: HashMap<DocumentId, (Vec<ChangeHash>, instance::InstanceView)>,
 }
 
 impl Hub {
@@ -170,6 +174,7 @@ impl Hub {
             counters: HubCounters::default(),
             index_pending: HashSet::new(),
             indexed: HashMap::new(),
+            views: HashMap::new(),
         })
     }
 
@@ -181,6 +186,7 @@ impl Hub {
     pub(crate) fn forget_document(&mut self, doc: DocumentId) {
         self.docs.remove(&doc);
         self.indexed.remove(&doc);
+        self.views.remove(&doc);
         if let Some(subs) = self.subscribers.remove(&doc) {
             for conn in subs {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -263,6 +269,7 @@ impl Hub {
                 self.docs.clear();
                 // The batch's index writes were rolled back too.
                 self.indexed.clear();
+                self.views.clear();
                 let conns: Vec<ConnId> = self.conns.keys().copied().collect();
                 let mut out = Vec::new();
                 for c in conns {
@@ -281,6 +288,12 @@ impl Hub {
     #[cfg(test)]
     pub(crate) fn indexed_document_count(&self) -> usize {
         self.indexed.len()
+    }
+
+    /// Instances whose last indexed view `reindex` keeps (bounded by `docs`).
+    #[cfg(test)]
+    pub(crate) fn viewed_document_count(&self) -> usize {
+        self.views.len()
     }
 
     // ---- HQ operations -------------------------------------------------
@@ -404,7 +417,12 @@ impl Hub {
         let Some(doc) = self.docs.get(&doc_id) else {
             return;
         };
-        let view = match instance::read(doc) {
+        let heads = doc.get_heads();
+        let refreshed = self
+            .views
+            .remove(&doc_id)
+            .and_then(|(since, old)| instance::refresh(doc, &since, &old));
+        let view = match refreshed.map(Ok).unwrap_or_else(|| instance::read(doc)) {
             Ok(view) => view,
             Err(e) => {
                 debug!(doc = %doc_id, error = %e, "not indexed");
@@ -423,6 +441,8 @@ impl Hub {
             }
             Err(e) => warn!(doc = %doc_id, error = %e, "could not update the status index"),
         }
+        // The view is the document's, whatever became of the write.
+        self.views.insert(doc_id, (heads, view));
     }
 
     /// The document as the hub holds it (loaded into memory if needed).
@@ -459,6 +479,9 @@ impl Hub {
         if self.indexed.len() > self.docs.len() {
             self.indexed.retain(|d, _| self.docs.contains_key(d));
         }
+        if self.views.len() > self.docs.len() {
+            self.views.retain(|d, _| self.docs.contains_key(d));
+        }
         if self.docs.len() < self.cfg.limits.max_cached_documents {
             return;
         }
@@ -472,6 +495,7 @@ impl Hub {
         for d in idle {
             self.docs.remove(&d);
             self.indexed.remove(&d);
+            self.views.remove(&d);
         }
     }
 

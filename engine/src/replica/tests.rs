@@ -1099,10 +1099,12 @@ fn what_the_hub_remembers_of_the_index_is_bounded_by_its_document_cache() {
         hub.publish(&list_dated(days), NOW).unwrap();
         assert!(hub.cached_document_count() <= 2);
         assert!(hub.indexed_document_count() <= hub.cached_document_count());
+        assert!(hub.viewed_document_count() <= hub.cached_document_count());
     }
     assert_eq!(hub.store().status_by_list(None, NOW).unwrap().len(), 5);
     let everything = crate::storage::PurgeFilter::default();
     hub.purge(&everything, false, NOW).unwrap();
     assert_eq!(hub.indexed_document_count(), 0);
+    assert_eq!(hub.viewed_document_count(), 0);
     assert!(hub.store().status_by_list(None, NOW).unwrap().is_empty());
 }
