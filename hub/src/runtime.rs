@@ -146,7 +146,10 @@ fn run(
                     Err(_) => break,
                 }
             }
-            let batched = frames.len() > 1 && hub.begin_batch().is_ok();
+            // Even a single frame is a batch: its changes and the status
+            // index rows they change then share one transaction (one
+            // fsync), and a frame that writes nothing costs no sync.
+            let batched = hub.begin_batch().is_ok();
             let mut out = Vec::new();
             for f in frames {
                 let Cmd::Frame { conn, frame } = f else {
