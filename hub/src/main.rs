@@ -11,6 +11,12 @@ use hub::cli_admin::{self, GroupsCmd, WorkersCmd};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+/// mimalloc instead of glibc's malloc: the replica thread frees what the
+/// socket threads allocate (frames), the pattern glibc's per-thread arenas
+/// handle worst; BENCHMARKS.md has the before and after.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "hub",
