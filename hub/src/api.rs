@@ -708,9 +708,9 @@ async fn status_by_list(
         state
             .hub
             .call(move |hub, now| {
-                let rows = hub
-                    .store()
-                    .status_by_list_between(store.as_ref(), from, to, now);
+                let rows =
+                    hub.indexed_store()
+                        .status_by_list_between(store.as_ref(), from, to, now);
                 (rows, Vec::new())
             })
             .await,
@@ -735,7 +735,7 @@ async fn status_past_due(
             .hub
             .call(move |hub, now| {
                 let rows = hub
-                    .store()
+                    .indexed_store()
                     .past_due(store.as_ref(), now, limit)
                     .map(|rows| {
                         rows.into_iter()
@@ -770,8 +770,11 @@ async fn status_by_worker(
             .hub
             .call(move |hub, _| {
                 (
-                    hub.store()
-                        .status_by_worker(store.as_ref(), q.worker.as_deref(), limit),
+                    hub.indexed_store().status_by_worker(
+                        store.as_ref(),
+                        q.worker.as_deref(),
+                        limit,
+                    ),
                     Vec::new(),
                 )
             })

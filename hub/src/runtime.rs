@@ -115,6 +115,13 @@ impl HubHandle {
 /// Most frames committed together.
 const MAX_BATCH: usize = 256;
 
+/// A batch of at least this many frames means the hub is under load.
+const LOADED_BATCH: usize = 4;
+
+/// Lists indexed per step while the hub is idle; small enough that a frame
+/// arriving meanwhile waits only a few milliseconds.
+const INDEX_CHUNK: usize = 16;
+
 fn run(
     mut hub: Hub,
     rx: std_mpsc::Receiver<Cmd>,
@@ -126,9 +133,18 @@ fn run(
     loop {
         let cmd = match next.take() {
             Some(c) => c,
-            None => match rx.recv() {
+            None => match rx.try_recv() {
                 Ok(c) => c,
-                Err(_) => break,
+                // Idle: sync comes first, the status index catches up now.
+                Err(std_mpsc::TryRecvError::Empty) if hub.index_backlog() > 0 => {
+                    hub.catch_up_index(Some(INDEX_CHUNK));
+                    continue;
+                }
+                Err(std_mpsc::TryRecvError::Empty) => match rx.recv() {
+                    Ok(c) => c,
+                    Err(_) => break,
+                },
+                Err(std_mpsc::TryRecvError::Disconnected) => break,
             },
         };
         if matches!(cmd, Cmd::Frame { .. }) {
@@ -150,6 +166,7 @@ fn run(
             // index rows they change then share one transaction (one
             // fsync), and a frame that writes nothing costs no sync.
             let batched = hub.begin_batch().is_ok();
+            let loaded = frames.len() >= LOADED_BATCH;
             let mut out = Vec::new();
             for f in frames {
                 let Cmd::Frame { conn, frame } = f else {
@@ -162,8 +179,13 @@ fn run(
                 out.extend(hub.receive(conn, &frame, now));
                 latency.observe(started.elapsed());
             }
+            // Under load (frames queue up faster than one at a time) the
+            // status index of the lists changed waits for an idle moment:
+            // sync first, and a list changed by many batches is indexed
+            // once. Otherwise it is written now, in the same transaction
+            // (no second fsync).
             if batched {
-                if let Err(instead) = hub.commit_batch() {
+                if let Err(instead) = hub.commit_batch_indexing(!loaded) {
                     out = instead;
                 }
             }
@@ -195,6 +217,7 @@ fn run(
         };
         deliver(&mut hub, &mut conns, out);
     }
+    hub.catch_up_index(None);
     let rest = lock(activity).unwritten();
     if let Err(e) = hub.store().record_store_sync(&rest) {
         warn!(error = %e, "could not record when stores last synced");

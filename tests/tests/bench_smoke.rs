@@ -85,6 +85,11 @@ fn net_workloads_run_against_both_servers() {
             "{k}: every steady change arrives"
         );
         assert_eq!(r.fanout.stores, stores, "{k}: every store got the new list");
+        assert_eq!(
+            r.storm.index_all.is_some(),
+            *kind == Kind::Hub,
+            "{k}: the hub's status index is timed"
+        );
         assert!(!r.memory.steps.is_empty(), "{k}: memory steps");
     }
     // The table renders with both columns.

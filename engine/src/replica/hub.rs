@@ -147,8 +147,13 @@ pub struct Hub {
     conns: HashMap<ConnId, Conn>,
     subscribers: HashMap<DocumentId, BTreeSet<ConnId>>,
     counters: HubCounters,
-    /// Lists changed in the current batch, indexed once at its commit.
+    /// Lists changed in the current batch: marked due at its commit.
     index_pending: HashSet<DocumentId>,
+    /// Lists whose status index rows are behind their documents (marked
+    /// in storage too). Sync comes first: they are indexed when the hub
+    /// is idle (`catch_up_index`) or before the index is read
+    /// (`indexed_store`), each once however many batches changed it.
+    index_due: HashSet<DocumentId>,
     /// What the status index holds for instances in `docs`, as `reindex`
     /// last wrote it, so the next `reindex` writes only what changed. An
     /// entry goes with its document, and whenever the table may no longer
@@ -165,6 +170,8 @@ impl Hub {
     pub fn open(mut store: Store, cfg: HubConfig) -> Result<Hub, HubError> {
         let actor = store.actor_id();
         store.claim_actor(&actor, &Principal::Hq)?;
+        // Lists a crash left behind in the index.
+        let index_due = store.index_due()?.into_iter().collect();
         Ok(Hub {
             store,
             cfg,
@@ -173,6 +180,7 @@ impl Hub {
             subscribers: HashMap::new(),
             counters: HubCounters::default(),
             index_pending: HashSet::new(),
+            index_due,
             indexed: HashMap::new(),
             views: HashMap::new(),
         })
@@ -187,6 +195,7 @@ impl Hub {
         self.docs.remove(&doc);
         self.indexed.remove(&doc);
         self.views.remove(&doc);
+        self.index_due.remove(&doc);
         if let Some(subs) = self.subscribers.remove(&doc) {
             for conn in subs {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -255,15 +264,28 @@ impl Hub {
     /// believe it sent or was sent something the batch held; peers
     /// reconnect and sync again. The error's outputs replace the batch's.
     pub fn commit_batch(&mut self) -> Result<(), Vec<Output>> {
-        // The status index of every list the batch changed, in the same
-        // transaction.
-        for doc in std::mem::take(&mut self.index_pending) {
-            if self.load(doc).is_ok() {
-                self.reindex(doc);
+        self.commit_batch_indexing(true)
+    }
+
+    /// [`Hub::commit_batch`], with the status index of the lists the batch
+    /// changed written in the same transaction (`index_now`), or, when
+    /// more frames are waiting, only marked due (in the same transaction)
+    /// for `catch_up_index` once the hub is idle: sync comes first.
+    pub fn commit_batch_indexing(&mut self, index_now: bool) -> Result<(), Vec<Output>> {
+        let mut pending: Vec<DocumentId> = self.index_pending.drain().collect();
+        if index_now {
+            for doc in pending.drain(..) {
+                if self.load(doc).is_ok() {
+                    self.reindex(doc);
+                }
             }
         }
-        match self.store.commit_batch() {
-            Ok(()) => Ok(()),
+        let marked = self.store.mark_index_due(&pending);
+        match marked.and_then(|()| self.store.commit_batch()) {
+            Ok(()) => {
+                self.index_due.extend(pending);
+                Ok(())
+            }
             Err(e) => {
                 warn!(error = %e, "could not commit a batch of frames; closing every connection");
                 self.docs.clear();
@@ -282,6 +304,53 @@ impl Hub {
 
     pub fn cached_document_count(&self) -> usize {
         self.docs.len()
+    }
+
+    /// Lists whose status index is behind their documents.
+    pub fn index_backlog(&self) -> usize {
+        self.index_due.len()
+    }
+
+    /// Bring up to `max` lists' status index up to date (all of them for
+    /// `None`), in one transaction; returns how many were indexed. A
+    /// failure is logged and the lists stay due: the index is derived data.
+    pub fn catch_up_index(&mut self, max: Option<usize>) -> usize {
+        let take = max.unwrap_or(usize::MAX).min(self.index_due.len());
+        if take == 0 {
+            return 0;
+        }
+        let docs: Vec<DocumentId> = self.index_due.iter().take(take).copied().collect();
+        let own_batch = !self.store.in_batch();
+        if own_batch {
+            if let Err(e) = self.store.begin_batch() {
+                warn!(error = %e, "could not start indexing; will try again");
+                return 0;
+            }
+        }
+        for d in &docs {
+            self.index_due.remove(d);
+            match self.load(*d) {
+                Ok(()) => self.reindex(*d),
+                // Deleted since, or unreadable: nothing to index.
+                Err(e) => debug!(doc = %d, error = %e, "not indexed"),
+            }
+        }
+        if own_batch {
+            if let Err(e) = self.store.commit_batch() {
+                warn!(error = %e, "could not write the status index; will try again");
+                self.indexed.clear();
+                self.index_due.extend(docs);
+                return 0;
+            }
+        }
+        docs.len()
+    }
+
+    /// The store with the status index caught up: what the dashboard's
+    /// queries read.
+    pub fn indexed_store(&mut self) -> &Store {
+        self.catch_up_index(None);
+        &self.store
     }
 
     /// Instances whose index rows `reindex` remembers (bounded by `docs`).

@@ -50,7 +50,7 @@ impl Hub {
         dry_run: bool,
         now_ms: i64,
     ) -> Result<(PurgeReport, Vec<Output>), HubError> {
-        let found = self.store().purge_candidates(filter)?;
+        let found = self.indexed_store().purge_candidates(filter)?;
         let report = PurgeReport {
             dry_run,
             count: found.len(),

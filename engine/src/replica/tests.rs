@@ -947,21 +947,22 @@ fn a_list_made_at_a_terminal_reaches_the_hub_and_the_stores_other_terminals() {
 }
 
 #[test]
-fn in_a_batch_the_status_index_follows_at_commit_and_a_second_terminal_converges() {
+fn in_a_batch_the_status_index_is_due_at_commit_caught_up_before_it_is_read_and_a_second_terminal_converges(
+) {
     let mut net = Net::new(2);
     net.connect(0);
     net.connect(1);
     net.run();
     let id = content(3).id;
-    let completed = |net: &Net| {
-        net.hub
-            .store()
+    let completed_in = |store: &Store| {
+        store
             .status_by_list(None, NOW)
             .unwrap()
             .iter()
             .find(|r| r.doc == id)
             .map(|r| r.completed)
     };
+    let completed = |net: &Net| completed_in(net.hub.store());
     assert_eq!(completed(&net), Some(0));
     net.hub.begin_batch().unwrap();
     for (n, task_status) in [(1, Status::InProgress), (2, Status::Completed)] {
@@ -971,9 +972,15 @@ fn in_a_batch_the_status_index_follows_at_commit_and_a_second_terminal_converges
         net.route_agent(0, out);
     }
     net.run();
-    assert_eq!(completed(&net), Some(0), "indexed at commit, not per frame");
-    net.hub.commit_batch().unwrap();
-    assert_eq!(completed(&net), Some(1));
+    assert_eq!(completed(&net), Some(0), "not indexed per frame");
+    // A loaded hub defers the index (`commit_batch` writes it at once).
+    net.hub.commit_batch_indexing(false).unwrap();
+    // Sync first: the list is due, indexed once the hub is idle or before
+    // anything reads the index.
+    assert_eq!(completed(&net), Some(0), "deferred");
+    assert_eq!(net.hub.index_backlog(), 1);
+    assert_eq!(completed_in(net.hub.indexed_store()), Some(1));
+    assert_eq!(net.hub.index_backlog(), 0);
     assert_eq!(
         net.agents[1].list(id).unwrap().tasks[0].status.current,
         Status::Completed
@@ -986,7 +993,7 @@ fn assert_index_is_a_full_rewrite(net: &mut Net, full: &mut Store, doc: Document
     let view = crate::document::instance::read(net.hub.document(doc).unwrap()).unwrap();
     full.index_instance(&view).unwrap();
     assert_eq!(
-        net.hub.store().index_contents(),
+        net.hub.indexed_store().index_contents(),
         full.index_contents(),
         "after {after}"
     );
@@ -1107,4 +1114,42 @@ fn what_the_hub_remembers_of_the_index_is_bounded_by_its_document_cache() {
     assert_eq!(hub.indexed_document_count(), 0);
     assert_eq!(hub.viewed_document_count(), 0);
     assert!(hub.store().status_by_list(None, NOW).unwrap().is_empty());
+}
+
+/// A list whose index was due when the hub stopped (crashed) is indexed
+/// after the next start: the mark was written with its changes.
+#[test]
+fn a_list_due_for_indexing_at_a_crash_is_indexed_after_restart() {
+    let mut net = Net::new(1);
+    net.connect(0);
+    net.run();
+    let id = content(3).id;
+    net.hub.begin_batch().unwrap();
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(1, Status::Completed, "w1"), NOW + 1)
+        .unwrap();
+    net.route_agent(0, out);
+    net.run();
+    net.hub.commit_batch_indexing(false).unwrap();
+    assert_eq!(net.hub.index_backlog(), 1);
+    // The hub goes away without catching up; a new one opens the file.
+    let path = net.hub.store().path().to_path_buf();
+    let cfg = HubConfig {
+        peer_id: PeerId::new("hub"),
+        storage_id: StorageId::new("hub-storage"),
+        limits: HubLimits::default(),
+    };
+    let store = Store::open(&path, [0xAA; 16]).unwrap();
+    let completed = |s: &Store| {
+        s.status_by_list(None, NOW)
+            .unwrap()
+            .iter()
+            .find(|r| r.doc == id)
+            .map(|r| r.completed)
+    };
+    assert_eq!(completed(&store), Some(0), "the index was behind");
+    let mut hub = Hub::open(store, cfg).unwrap();
+    assert_eq!(hub.index_backlog(), 1);
+    assert_eq!(completed(hub.indexed_store()), Some(1));
+    assert_eq!(hub.store().index_due().unwrap(), Vec::new(), "mark cleared");
 }

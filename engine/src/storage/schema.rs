@@ -192,6 +192,14 @@ const MIGRATIONS: &[&str] = &[
     "
     CREATE INDEX known_content_by_doc ON known_content (doc_id);
     ",
+    // v9: lists whose status index rows are behind their document. The hub
+    // brings the index up to date when it is idle or before anything reads
+    // it; a mark written with the changes survives a crash in between.
+    "
+    CREATE TABLE index_due (
+        doc_id BLOB PRIMARY KEY NOT NULL CHECK (length(doc_id) = 16)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes and understands.

@@ -371,6 +371,8 @@ impl Store {
             for event in last.events.keys().filter(|e| !written.events.contains_key(e)) {
                 drop_event.execute(params![event.0.as_bytes(), doc])?;
             }
+            tx.prepare_cached("DELETE FROM index_due WHERE doc_id = ?1")?
+                .execute([doc])?;
             Ok(IndexUpdate {
                 rows: written,
                 taken_from,
@@ -380,6 +382,8 @@ impl Store {
 
     pub fn unindex_instance(&mut self, doc: DocumentId) -> Result<(), StorageError> {
         self.write(|tx| {
+            tx.prepare_cached("DELETE FROM index_due WHERE doc_id = ?1")?
+                .execute([doc.as_bytes()])?;
             tx.prepare_cached("DELETE FROM task_status WHERE doc_id = ?1")?
                 .execute([doc.as_bytes()])?;
             tx.prepare_cached("DELETE FROM status_events WHERE doc_id = ?1")?
@@ -562,10 +566,34 @@ impl Store {
                 "DELETE FROM known_content WHERE doc_id = ?1",
                 "DELETE FROM task_status WHERE doc_id = ?1",
                 "DELETE FROM status_events WHERE doc_id = ?1",
+                "DELETE FROM index_due WHERE doc_id = ?1",
             ] {
                 tx.prepare_cached(sql)?.execute([doc.as_bytes()])?;
             }
             Ok(())
+        })
+    }
+
+    /// Mark lists whose index rows are now behind their documents; written
+    /// with the changes, so a crash before the index catches up loses
+    /// nothing (`index_due` lists them at the next start).
+    pub fn mark_index_due(&mut self, docs: &[DocumentId]) -> Result<(), StorageError> {
+        self.write(|tx| {
+            let mut mark =
+                tx.prepare_cached("INSERT OR IGNORE INTO index_due (doc_id) VALUES (?1)")?;
+            for d in docs {
+                mark.execute([d.as_bytes()])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Lists marked by [`Store::mark_index_due`] and not indexed since.
+    pub fn index_due(&self) -> Result<Vec<DocumentId>, StorageError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT doc_id FROM index_due")?;
+            let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+            Ok(rows.map(|r| r.map(doc_of)).collect::<Result<Vec<_>, _>>()?)
         })
     }
 }

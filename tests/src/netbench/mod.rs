@@ -297,6 +297,11 @@ impl std::fmt::Display for Report {
                 Some((Box::new(|r| r.storm.server_has_all.as_secs_f64()), false)),
             ),
             (
+                "1 storm: time until the status index (dashboard) has every change",
+                Box::new(|r| r.storm.index_all.map_or("-".into(), secs)),
+                None,
+            ),
+            (
                 "1 storm: throughput, changes/s (to all terminals)",
                 Box::new(|r| {
                     format!(

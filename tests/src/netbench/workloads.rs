@@ -31,6 +31,11 @@ pub struct Storm {
     pub total: Duration,
     /// Until the server's heads held every change (as its terminals saw).
     pub server_has_all: Duration,
+    /// Hub only: until its status index (the dashboard's) held every
+    /// change. The hub indexes after syncing, when idle or when the index
+    /// is read; this reads it once the terminals are done, and the server
+    /// CPU time below includes that work.
+    pub index_all: Option<Duration>,
     pub server_cpu: Duration,
     /// Largest VmRSS sampled (every 100 ms) during the storm, and VmHWM after.
     pub peak_rss_kib: u64,
@@ -349,6 +354,13 @@ pub async fn storm(
             matches!(r, Report::Reached { .. })
         })
         .await?;
+    let index_all = match server.kind {
+        Kind::Hub => {
+            status_lists(server).await?;
+            Some(start.elapsed())
+        }
+        Kind::Baseline => None,
+    };
     let after = server.stats()?;
     let gen_after = server::self_stats()?;
     let peak = sampler.peak();
@@ -374,6 +386,7 @@ pub async fn storm(
         changes,
         total,
         server_has_all,
+        index_all,
         server_cpu: after.cpu.saturating_sub(before.cpu),
         peak_rss_kib: peak.max(after.rss_kib),
         hwm_kib: after.hwm_kib,
@@ -617,6 +630,23 @@ fn publish_body(c: &engine::model::InstanceContent) -> serde_json::Value {
             "link": "pos:stock-count",
         })).collect::<Vec<_>>(),
     })
+}
+
+/// The hub's per-list status (its dashboard grid), which it answers with
+/// its status index caught up.
+async fn status_lists(server: &Server) -> Result<()> {
+    let resp = reqwest::Client::new()
+        .get(format!("http://{}/api/status/lists", server.addr))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .context("asking the hub for its status index")?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "the hub's status index answered {}",
+        resp.status()
+    );
+    Ok(())
 }
 
 /// Documents the hub says it holds in memory (`/metrics`), if it says.
