@@ -60,6 +60,8 @@ impl From<HubError> for ApiError {
             HubError::Model(_) => StatusCode::BAD_REQUEST,
             HubError::UnknownStore(_) | HubError::UnknownDocument(_) => StatusCode::NOT_FOUND,
             HubError::Storage(_) | HubError::Load { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            // Nothing was saved; the same request may succeed later.
+            HubError::NotSaved => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError(code, e.to_string())
     }
@@ -405,10 +407,7 @@ async fn publish_list(
         let id = content.id;
         state
             .hub
-            .call(move |hub, now| match hub.publish(&content, now) {
-                Ok(out) => (Ok(()), out),
-                Err(e) => (Err(e), Vec::new()),
-            })
+            .call(move |hub, now| hub.batched(|hub| Ok(((), hub.publish(&content, now)?))))
             .await??;
         Ok(json!({ "id": id, "url": id.to_url() }))
     }

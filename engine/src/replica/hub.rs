@@ -87,6 +87,8 @@ pub enum HubError {
     UnknownDocument(DocumentId),
     #[error("document {doc} failed to load: {reason}")]
     Load { doc: DocumentId, reason: String },
+    #[error("nothing was saved (the hub's database refused the commit); connections were closed to sync again")]
+    NotSaved,
 }
 
 /// Why a connection was refused at the upgrade.
@@ -304,6 +306,34 @@ impl Hub {
 
     pub fn cached_document_count(&self) -> usize {
         self.docs.len()
+    }
+
+    /// Run an HQ operation (a publish: its list, owner, content hashes,
+    /// index rows and directory entry) in one transaction, one fsync,
+    /// instead of one per write. Its outputs are returned only once that
+    /// commit succeeded (persist before send); if it fails, nothing of the
+    /// batch was saved and every connection is closed (see `commit_batch`).
+    pub fn batched<T>(
+        &mut self,
+        f: impl FnOnce(&mut Hub) -> Result<(T, Vec<Output>), HubError>,
+    ) -> (Result<T, HubError>, Vec<Output>) {
+        let split = |r: Result<(T, Vec<Output>), HubError>| match r {
+            Ok((t, out)) => (Ok(t), out),
+            Err(e) => (Err(e), Vec::new()),
+        };
+        if self.store.in_batch() {
+            return split(f(self));
+        }
+        if let Err(e) = self.begin_batch() {
+            return (Err(e), Vec::new());
+        }
+        let r = f(self);
+        // An operation that failed half-way keeps what it wrote, as its
+        // writes did when each committed on its own.
+        match self.commit_batch() {
+            Ok(()) => split(r),
+            Err(closing) => (Err(HubError::NotSaved), closing),
+        }
     }
 
     /// Lists whose status index is behind their documents.

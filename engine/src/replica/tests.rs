@@ -1153,3 +1153,37 @@ fn a_list_due_for_indexing_at_a_crash_is_indexed_after_restart() {
     assert_eq!(completed(hub.indexed_store()), Some(1));
     assert_eq!(hub.store().index_due().unwrap(), Vec::new(), "mark cleared");
 }
+
+/// An HQ publish in `Hub::batched` is one transaction: nothing of it is
+/// visible to another connection until it commits, and its fan-out is
+/// returned only after that.
+#[test]
+fn a_batched_publish_commits_once_before_its_fan_out_is_returned() {
+    let mut net = Net::new(1);
+    net.connect(0);
+    net.run();
+    let path = net.hub.store().path().to_path_buf();
+    let owned = move |doc: DocumentId| -> i64 {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.query_row(
+            "SELECT count(*) FROM doc_owners WHERE doc_id = ?1",
+            [doc.as_bytes()],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let list = list_dated(1);
+    let id = list.id;
+    let check = owned.clone();
+    let (r, out) = net.hub.batched(|hub| {
+        let out = hub.publish(&list, NOW)?;
+        assert_eq!(check(id), 0, "not visible before the commit");
+        Ok(((), out))
+    });
+    r.unwrap();
+    assert_eq!(owned(id), 1, "committed before the outputs came back");
+    assert!(!out.is_empty(), "the connected terminal is told");
+    net.route_hub(out);
+    net.run();
+    assert!(net.agents[0].list(id).is_ok(), "and the terminal has it");
+}
