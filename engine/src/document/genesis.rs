@@ -110,7 +110,13 @@ pub fn genesis_document(doc: DocumentId, kind: DocKind) -> Automerge {
 /// The change that creates `task`'s (empty) map in instance `doc`. Depends
 /// only on the genesis, so it is the same wherever it is made.
 pub fn task_genesis(doc: DocumentId, task: TaskId) -> Change {
-    let mut scratch = genesis_document(doc, DocKind::Instance);
+    task_genesis_on(&genesis_document(doc, DocKind::Instance), doc, task)
+}
+
+/// [`task_genesis`] from the instance's genesis document, made once for a
+/// list's many tasks (a fork instead of building the genesis again).
+pub(crate) fn task_genesis_on(genesis_doc: &Automerge, doc: DocumentId, task: TaskId) -> Change {
+    let mut scratch = genesis_doc.fork();
     let tasks = match scratch.get(ROOT, keys::TASKS) {
         Ok(Some((_, id))) => id,
         _ => unreachable!("the instance genesis creates the tasks map"),
@@ -200,6 +206,18 @@ mod tests {
         }
         let (_, tasks) = a.get(ROOT, keys::TASKS).unwrap().unwrap();
         assert_eq!(a.get_all(&tasks, task.0.to_string()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn task_genesis_from_a_shared_genesis_document_is_byte_identical() {
+        let id = doc_id(11);
+        let g = genesis_document(id, DocKind::Instance);
+        for n in [1u128, 2, 99] {
+            let task = TaskId(Uuid::from_u128(n));
+            let mut shared = task_genesis_on(&g, id, task);
+            let mut alone = task_genesis(id, task);
+            assert_eq!(shared.bytes(), alone.bytes(), "task {n}");
+        }
     }
 
     #[test]

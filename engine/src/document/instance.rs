@@ -137,12 +137,15 @@ pub fn materialize(content: &InstanceContent) -> Result<Vec<Change>, ModelError>
         t.validate()?;
     }
     let id = content.id;
-    let mut changes = vec![genesis::genesis(id, DocKind::Instance)];
-    let mut base = genesis::genesis_document(id, DocKind::Instance);
+    let first = genesis::genesis(id, DocKind::Instance);
+    let mut base = Automerge::new();
+    base.apply_changes([first.clone()])?;
+    let genesis_doc = base.fork();
+    let mut changes = vec![first];
     let mut sorted: Vec<&TaskSpec> = content.tasks.iter().collect();
     sorted.sort_by_key(|t| t.id);
     for t in &sorted {
-        let c = genesis::task_genesis(id, t.id);
+        let c = genesis::task_genesis_on(&genesis_doc, id, t.id);
         base.apply_changes([c.clone()])?;
         changes.push(c);
     }
