@@ -130,14 +130,17 @@ fn run(
 ) {
     let mut conns: HashMap<ConnId, mpsc::Sender<Outbound>> = HashMap::new();
     let mut next: Option<Cmd> = None;
+    // Indexing failed (the disk is full, say): wait for the next command
+    // before trying again rather than spin.
+    let mut index_stalled = false;
     loop {
         let cmd = match next.take() {
             Some(c) => c,
             None => match rx.try_recv() {
                 Ok(c) => c,
                 // Idle: sync comes first, the status index catches up now.
-                Err(std_mpsc::TryRecvError::Empty) if hub.index_backlog() > 0 => {
-                    hub.catch_up_index(Some(INDEX_CHUNK));
+                Err(std_mpsc::TryRecvError::Empty) if hub.index_backlog() > 0 && !index_stalled => {
+                    index_stalled = hub.catch_up_index(Some(INDEX_CHUNK)) == 0;
                     continue;
                 }
                 Err(std_mpsc::TryRecvError::Empty) => match rx.recv() {
@@ -147,6 +150,7 @@ fn run(
                 Err(std_mpsc::TryRecvError::Disconnected) => break,
             },
         };
+        index_stalled = false;
         if matches!(cmd, Cmd::Frame { .. }) {
             // Group commit: the frames already queued are handled in one
             // transaction, one fsync, and their replies go out only after
