@@ -147,6 +147,25 @@ impl RssSampler {
     }
 }
 
+/// Have terminal `t` of store `s` fetch every document of its store from
+/// `server` (want them, goal: synced, connect); returns how many.
+fn fetch_store(fleet: &Fleet, world: &World, server: &Server, s: usize, t: usize) -> usize {
+    let docs = documents_of(world, s);
+    let i = terminal_of(s, t);
+    fleet.send(i, Cmd::Want(docs.clone()));
+    fleet.send(
+        i,
+        Cmd::Goals(docs.iter().map(|d| (*d, Goal::Synced)).collect()),
+    );
+    fleet.send(
+        i,
+        Cmd::Connect {
+            url: server.sync_url(s),
+        },
+    );
+    docs.len()
+}
+
 fn documents_of(world: &World, s: usize) -> Vec<DocumentId> {
     let mut docs = world.lists(s);
     docs.push(world.directory(s));
@@ -223,21 +242,8 @@ pub async fn online(world: &World, server: &Server, fleet: &mut Fleet) -> Result
     let started = Instant::now();
     let mut n = 0;
     for s in 0..world.sizes.stores {
-        let docs = documents_of(world, s);
         for t in 0..2 {
-            let i = terminal_of(s, t);
-            n += docs.len();
-            fleet.send(i, Cmd::Want(docs.clone()));
-            fleet.send(
-                i,
-                Cmd::Goals(docs.iter().map(|d| (*d, Goal::Synced)).collect()),
-            );
-            fleet.send(
-                i,
-                Cmd::Connect {
-                    url: server.sync_url(s),
-                },
-            );
+            n += fetch_store(fleet, world, server, s, t);
         }
     }
     fleet
@@ -711,20 +717,7 @@ pub async fn memory(
         let batch: Vec<usize> = (first..(first + sizes.memory_batch).min(stores)).collect();
         let mut n = 0;
         for &s in &batch {
-            let docs = documents_of(world, s);
-            n += docs.len();
-            let i = terminal_of(s, 0);
-            fleet.send(i, Cmd::Want(docs.clone()));
-            fleet.send(
-                i,
-                Cmd::Goals(docs.iter().map(|d| (*d, Goal::Synced)).collect()),
-            );
-            fleet.send(
-                i,
-                Cmd::Connect {
-                    url: server.sync_url(s),
-                },
-            );
+            n += fetch_store(&fleet, world, server, s, 0);
         }
         fleet
             .wait_count("memory: syncing a batch", PHASE_TIMEOUT, n, |r| {
