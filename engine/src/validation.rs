@@ -172,6 +172,8 @@ fn validate_appends(
     let mut out = Outcome::default();
     let mut batch: HashSet<ChangeHash> = HashSet::new();
     let mut expanded = Vec::with_capacity(changes.len());
+    // The log as the root shows it: what `locate` calls `Events`.
+    let log = read::obj(doc, &ROOT, keys::EVENTS)?;
     for c in changes {
         let hash = c.hash();
         let actor = c.actor_id();
@@ -196,7 +198,7 @@ fn validate_appends(
             out.new_actors.push(a);
         }
         let e = c.decode();
-        if !e.extra_bytes.is_empty() || !appends_only(doc, &e) {
+        if !e.extra_bytes.is_empty() || instance::appended_events(&e, &log).is_none() {
             return None;
         }
         expanded.push(e);
@@ -213,34 +215,6 @@ fn validate_appends(
     }
     out.state = Some(post);
     Some(out)
-}
-
-/// Does every op of the change either insert a new map into the event log
-/// or write inside an object the change itself made?
-fn appends_only(doc: &Automerge, e: &ExpandedChange) -> bool {
-    let start = e.start_op.get();
-    let end = start + e.operations.len() as u64;
-    let mut log: Option<(u64, ActorId)> = None;
-    e.operations.iter().all(|op| {
-        let ObjectId::Id(id) = &op.obj else {
-            return false;
-        };
-        if id.actor() == &e.actor_id && (start..end).contains(&id.counter()) {
-            return true;
-        }
-        if !(op.insert && matches!(op.action, OpType::Make(ObjType::Map))) {
-            return false;
-        }
-        let at = (id.counter(), id.actor().clone());
-        if log.as_ref() == Some(&at) {
-            return true;
-        }
-        let is_log = matches!(locate(doc, at.0, &at.1), Some((Container::Events, _)));
-        if is_log {
-            log = Some(at);
-        }
-        is_log
-    })
 }
 
 /// The last sequence number of each actor in `doc`.
@@ -382,9 +356,7 @@ enum Container {
 /// through winning, undeleted values only. An op on a deleted object or
 /// on the losing side of a conflict is refused as touching an unknown one.
 fn locate(doc: &Automerge, counter: u64, actor: &ActorId) -> Option<(Container, ObjId)> {
-    let (id, typ) = doc
-        .import(&format!("{counter}@{}", actor.to_hex_string()))
-        .ok()?;
+    let (id, typ) = read::made_by_op(doc, counter, actor)?;
     let mut path: Vec<Parent> = doc.parents(&id).ok()?.collect();
     if path.iter().any(|p| !p.visible) {
         return None;
@@ -491,9 +463,7 @@ impl Before {
             if made_here(id) {
                 continue;
             }
-            let Ok((obj, _)) =
-                doc.import(&format!("{}@{}", id.counter(), id.actor().to_hex_string()))
-            else {
+            let Some((obj, _)) = read::made_by_op(doc, id.counter(), id.actor()) else {
                 continue;
             };
             let at = (id.counter(), id.actor().clone());

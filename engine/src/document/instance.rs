@@ -477,6 +477,38 @@ pub fn read<R: ReadDoc>(doc: &R) -> Result<InstanceView, ModelError> {
     })
 }
 
+/// The events a change appends to the status log `log` (the op counters of
+/// their maps, under the change's actor), when that is all it does: every
+/// op either inserts a new map into the log or writes inside an object the
+/// change itself made. None for any other change. What terminals send;
+/// validation's fast path and `refresh` both rely on it.
+pub(crate) fn appended_events(e: &automerge::ExpandedChange, log: &ObjId) -> Option<Vec<u64>> {
+    let ObjId::Id(log_counter, log_actor, _) = log else {
+        return None;
+    };
+    let start = e.start_op.get();
+    let end = start + e.operations.len() as u64;
+    let mut events = Vec::new();
+    for (i, op) in e.operations.iter().enumerate() {
+        let automerge::legacy::ObjectId::Id(id) = &op.obj else {
+            return None;
+        };
+        if id.actor() == &e.actor_id && (start..end).contains(&id.counter()) {
+            // Inside an object this change made: part of its event.
+            continue;
+        }
+        let into_log = op.insert
+            && matches!(op.action, automerge::legacy::OpType::Make(ObjType::Map))
+            && id.counter() == *log_counter
+            && id.actor() == log_actor;
+        if !into_log {
+            return None;
+        }
+        events.push(start + i as u64);
+    }
+    Some(events)
+}
+
 /// The view of `doc` brought forward from `old`, its view at `since`, when
 /// everything after `since` only appends new status events to the log
 /// (what terminals send): only those events are read, only their tasks'
@@ -493,10 +525,7 @@ pub fn refresh(doc: &Automerge, since: &[ChangeHash], old: &InstanceView) -> Opt
         return None;
     }
     let changes = doc.get_changes(since);
-    let log = match events_obj(doc).ok()? {
-        ObjId::Id(counter, actor, _) => (counter, actor),
-        ObjId::Root => return None,
-    };
+    let log = events_obj(doc).ok()?;
     let mut new_events: Vec<StatusEvent> = Vec::new();
     let mut malformed = 0;
     for c in &changes {
@@ -504,25 +533,8 @@ pub fn refresh(doc: &Automerge, since: &[ChangeHash], old: &InstanceView) -> Opt
         if !e.extra_bytes.is_empty() {
             return None;
         }
-        let start = e.start_op.get();
-        let end = start + e.operations.len() as u64;
-        for (i, op) in e.operations.iter().enumerate() {
-            let automerge::legacy::ObjectId::Id(id) = &op.obj else {
-                return None;
-            };
-            if id.actor() == &e.actor_id && (start..end).contains(&id.counter()) {
-                // Inside an object this change made: part of its event.
-                continue;
-            }
-            let into_log = op.insert
-                && matches!(op.action, automerge::legacy::OpType::Make(ObjType::Map))
-                && id.counter() == log.0
-                && id.actor() == &log.1;
-            if !into_log {
-                return None;
-            }
-            let at = format!("{}@{}", start + i as u64, e.actor_id.to_hex_string());
-            let (event, _) = doc.import(&at).ok()?;
+        for counter in appended_events(&e, &log)? {
+            let (event, _) = read::made_by_op(doc, counter, &e.actor_id)?;
             match read_event(doc, &event) {
                 Some(ev) => new_events.push(ev),
                 None => malformed += 1,

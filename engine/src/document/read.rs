@@ -11,6 +11,17 @@ use std::borrow::Cow;
 
 use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, ScalarValueRef, Value, ValueRef};
 
+/// The object an op made (`counter@actor`, as a decoded change names it),
+/// with its type, if `doc` holds it.
+pub(crate) fn made_by_op(
+    doc: &automerge::Automerge,
+    counter: u64,
+    actor: &automerge::ActorId,
+) -> Option<(ObjId, ObjType)> {
+    doc.import(&format!("{counter}@{}", actor.to_hex_string()))
+        .ok()
+}
+
 pub(crate) fn obj<R: ReadDoc>(doc: &R, parent: &ObjId, key: &str) -> Option<ObjId> {
     match doc.get(parent, key) {
         Ok(Some((Value::Object(_), id))) => Some(id),
