@@ -578,6 +578,10 @@ impl Store {
     /// with the changes, so a crash before the index catches up loses
     /// nothing (`index_due` lists them at the next start).
     pub fn mark_index_due(&mut self, docs: &[DocumentId]) -> Result<(), StorageError> {
+        // Called at every batch's commit, usually with nothing to mark.
+        if docs.is_empty() {
+            return Ok(());
+        }
         self.write(|tx| {
             let mut mark =
                 tx.prepare_cached("INSERT OR IGNORE INTO index_due (doc_id) VALUES (?1)")?;
