@@ -344,6 +344,11 @@ pub async fn storm(
     let before = server.stats()?;
     let gen_before = server::self_stats()?;
     let sampler = RssSampler::start(server.pid());
+    // A mark for profiling the timed part (e.g. `perf record -p`).
+    eprintln!(
+        "[{}] storm: every terminal reconnects now",
+        server.kind.label()
+    );
     let start = Instant::now();
     for s in 0..world.sizes.stores {
         for t in 0..2 {
