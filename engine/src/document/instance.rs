@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use automerge::transaction::{CommitOptions, Transactable, Transaction};
+use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{
     Automerge, AutomergeError, Change, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue, ValueRef,
     ROOT,
@@ -16,7 +16,7 @@ use automerge::{
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::genesis::{self, DocKind};
+use super::genesis::{self, DocKind, FieldWriter};
 use super::keys;
 use super::read;
 use crate::ids::{DocumentId, EventId, TaskId};
@@ -68,84 +68,131 @@ fn events_obj<R: ReadDoc>(doc: &R) -> Result<ObjId, ModelError> {
         .ok_or_else(|| ModelError::NotAnInstance("no events list".into()))
 }
 
-fn put_meta(
-    tx: &mut Transaction<'_>,
-    meta_obj: &ObjId,
+fn put_meta<W: FieldWriter>(
+    w: &mut W,
+    meta_obj: &W::Obj,
     meta: &ListMeta,
 ) -> Result<(), AutomergeError> {
-    tx.put(meta_obj, keys::STORE, meta.store.as_str())?;
-    tx.put(meta_obj, keys::NAME, meta.name.as_str())?;
+    w.put_field(meta_obj, keys::STORE, meta.store.as_str().into())?;
+    w.put_field(meta_obj, keys::NAME, meta.name.as_str().into())?;
     if let Some(t) = meta.template {
-        tx.put(meta_obj, keys::TEMPLATE, t.0.to_string())?;
+        w.put_field(meta_obj, keys::TEMPLATE, t.0.to_string().into())?;
     }
-    tx.put(
+    w.put_field(
         meta_obj,
         keys::DATE,
-        meta.date.format("%Y-%m-%d").to_string(),
+        meta.date.format("%Y-%m-%d").to_string().into(),
     )?;
-    tx.put(meta_obj, keys::TIME_ZONE, meta.time_zone.as_str())?;
-    tx.put(meta_obj, keys::CREATED_BY, meta.created_by.encode())?;
+    w.put_field(meta_obj, keys::TIME_ZONE, meta.time_zone.as_str().into())?;
+    w.put_field(meta_obj, keys::CREATED_BY, meta.created_by.encode().into())?;
     Ok(())
 }
 
-fn put_opt_time(
-    tx: &mut Transaction<'_>,
-    obj: &ObjId,
-    key: &str,
-    t: Option<DateTime<Utc>>,
-) -> Result<(), AutomergeError> {
+fn opt_time(t: Option<DateTime<Utc>>) -> ScalarValue {
     match t {
-        Some(t) => tx.put(
-            obj,
-            key,
-            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        ),
-        None => tx.put(obj, key, ScalarValue::Null),
+        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).into(),
+        None => ScalarValue::Null,
     }
 }
 
 /// Write every field of a task (HQ content, a store's own task, an HQ edit).
-fn put_task_fields(
-    tx: &mut Transaction<'_>,
-    task_obj: &ObjId,
+fn put_task_fields<W: FieldWriter>(
+    w: &mut W,
+    task_obj: &W::Obj,
     spec: &TaskSpec,
 ) -> Result<(), AutomergeError> {
-    tx.put(task_obj, keys::TITLE, spec.title.as_str())?;
-    tx.put(task_obj, keys::DESCRIPTION, spec.description.as_str())?;
-    put_opt_time(tx, task_obj, keys::START, spec.start)?;
-    put_opt_time(tx, task_obj, keys::DUE, spec.due)?;
-    tx.put(task_obj, keys::PRIORITY, spec.priority.as_str())?;
-    match &spec.link {
-        Some(l) => tx.put(task_obj, keys::LINK, l.encode())?,
-        None => tx.put(task_obj, keys::LINK, ScalarValue::Null)?,
-    }
-    match &spec.assignee {
-        Some(a) => tx.put(task_obj, keys::ASSIGNEE, a.encode())?,
-        None => tx.put(task_obj, keys::ASSIGNEE, ScalarValue::Null)?,
-    }
-    tx.put(task_obj, keys::CREATED_BY, spec.created_by.encode())?;
-    tx.put(task_obj, keys::POSITION, spec.position)?;
+    w.put_field(task_obj, keys::TITLE, spec.title.as_str().into())?;
+    w.put_field(
+        task_obj,
+        keys::DESCRIPTION,
+        spec.description.as_str().into(),
+    )?;
+    w.put_field(task_obj, keys::START, opt_time(spec.start))?;
+    w.put_field(task_obj, keys::DUE, opt_time(spec.due))?;
+    w.put_field(task_obj, keys::PRIORITY, spec.priority.as_str().into())?;
+    let link = spec
+        .link
+        .as_ref()
+        .map_or(ScalarValue::Null, |l| l.encode().into());
+    w.put_field(task_obj, keys::LINK, link)?;
+    let assignee = spec
+        .assignee
+        .as_ref()
+        .map_or(ScalarValue::Null, |a| a.encode().into());
+    w.put_field(task_obj, keys::ASSIGNEE, assignee)?;
+    w.put_field(task_obj, keys::CREATED_BY, spec.created_by.encode().into())?;
+    w.put_field(task_obj, keys::POSITION, spec.position.into())?;
     Ok(())
 }
 
 /// The deterministic changes that make an instance: genesis, one task
 /// genesis per task, then one content change with every HQ-authored field.
 /// The hub and an offline agent produce the same bytes for the same content.
+/// Written op by op (`genesis::OpWriter`), not through a document.
 pub fn materialize(content: &InstanceContent) -> Result<Vec<Change>, ModelError> {
     content.meta.validate()?;
     for t in &content.tasks {
         t.validate()?;
     }
+    let sorted = tasks_by_id(content)?;
     let id = content.id;
-    let first = genesis::genesis(id, DocKind::Instance);
+    let g = genesis::write_genesis(id, DocKind::Instance);
+    let mut changes = Vec::with_capacity(sorted.len() + 2);
+    changes.push(g.change.clone());
+    let mut task_objs = Vec::with_capacity(sorted.len());
+    for t in &sorted {
+        let (c, obj) = genesis::write_task_genesis(&g, id, t.id);
+        changes.push(c);
+        task_objs.push((obj, *t));
+    }
+    // On top of every task genesis (each made op max_op + 1), or of the
+    // genesis alone for a list without tasks.
+    let (deps, max_op) = if sorted.is_empty() {
+        (vec![g.change.hash()], g.max_op)
+    } else {
+        (
+            changes[1..].iter().map(|c| c.hash()).collect(),
+            g.max_op + 1,
+        )
+    };
+    let actor = genesis::content_actor(id, &genesis::digest_json(content));
+    let mut w = genesis::OpWriter::new(actor, deps, max_op);
+    put_meta(&mut w, g.container(keys::META), &content.meta)?;
+    for (o, t) in &task_objs {
+        put_task_fields(&mut w, o, t)?;
+    }
+    changes.push(w.finish());
+    Ok(changes)
+}
+
+/// The tasks in id order; two with one id would make one map written twice.
+fn tasks_by_id(content: &InstanceContent) -> Result<Vec<&TaskSpec>, ModelError> {
+    let mut sorted: Vec<&TaskSpec> = content.tasks.iter().collect();
+    sorted.sort_by_key(|t| t.id);
+    if let Some(w) = sorted.windows(2).find(|w| w[0].id == w[1].id) {
+        return Err(ModelError::BadField {
+            field: "tasks",
+            reason: format!("task id {} appears twice", w[0].id),
+        });
+    }
+    Ok(sorted)
+}
+
+/// `materialize` as first written, with transactions on scratch
+/// documents: the reference the written ops are compared with.
+#[cfg(test)]
+pub(crate) fn materialize_by_transaction(
+    content: &InstanceContent,
+) -> Result<Vec<Change>, ModelError> {
+    let sorted = tasks_by_id(content)?;
+    let id = content.id;
+    let first = genesis::by_transaction::genesis(id, DocKind::Instance);
     let mut base = Automerge::new();
     base.apply_changes([first.clone()])?;
     let genesis_doc = base.fork();
     let mut changes = vec![first];
-    let mut sorted: Vec<&TaskSpec> = content.tasks.iter().collect();
-    sorted.sort_by_key(|t| t.id);
     for t in &sorted {
-        let c = genesis::task_genesis_on(&genesis_doc, id, t.id);
+        let c = genesis::by_transaction::task_genesis_on(&genesis_doc, id, t.id);
         base.apply_changes([c.clone()])?;
         changes.push(c);
     }
@@ -159,7 +206,7 @@ pub fn materialize(content: &InstanceContent) -> Result<Vec<Change>, ModelError>
         })
         .collect();
     let actor = genesis::content_actor(id, &genesis::digest_json(content));
-    let content_change = genesis::content_change(&base, actor, |tx| {
+    let content_change = genesis::by_transaction::content_change(&base, actor, |tx| {
         put_meta(tx, &meta_obj, &content.meta)?;
         for (o, t) in &task_objs {
             put_task_fields(tx, o, t)?;
@@ -795,7 +842,7 @@ mod single_pass_tests {
     use super::*;
     use crate::document::instance_tests::content;
 
-    fn text(tx: &mut Transaction<'_>, obj: &ObjId, key: &str, value: &str) {
+    fn text(tx: &mut automerge::transaction::Transaction<'_>, obj: &ObjId, key: &str, value: &str) {
         let t = tx.put_object(obj, key, ObjType::Text).unwrap();
         tx.splice_text(&t, 0, 0, value).unwrap();
     }
@@ -913,7 +960,7 @@ mod single_pass_tests {
         let mut doc = create(&c, ActorId::random()).unwrap();
         let mut tx = doc.transaction();
         let events = tx.get(&ROOT, keys::EVENTS).unwrap().unwrap().1;
-        let event = |tx: &mut Transaction<'_>, n: u128| {
+        let event = |tx: &mut automerge::transaction::Transaction<'_>, n: u128| {
             let e = tx
                 .insert_object(&events, (n - 1) as usize, ObjType::Map)
                 .unwrap();
