@@ -329,8 +329,11 @@ impl Hub {
         }
         let r = f(self);
         // An operation that failed half-way keeps what it wrote, as its
-        // writes did when each committed on its own.
-        match self.commit_batch() {
+        // writes did when each committed on its own. A publish to many
+        // stores leaves their status index for when the hub is idle (or
+        // the index is read): the stores get their lists sooner.
+        let index_now = self.index_pending.len() <= 1;
+        match self.commit_batch_indexing(index_now) {
             Ok(()) => split(r),
             Err(closing) => (Err(HubError::NotSaved), closing),
         }
@@ -457,6 +460,7 @@ impl Hub {
         }
         let changes = instance::materialize(content)?;
         let hashes: Vec<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
+        let is_new = self.store.doc_owner(content.id)?.is_none();
         self.store.add_known_content(content.id, &hashes)?;
         self.store
             .set_doc_owner(content.id, &store_id, DocKind::Instance)?;
@@ -466,9 +470,22 @@ impl Hub {
             doc.apply_changes(changes)
                 .map_err(|e| ModelError::Automerge(e.to_string()))?;
             out.extend(self.fan_out(content.id, None));
+        } else if is_new {
+            // Nothing else is stored for it: the changes just written are
+            // the whole document (no need to read them back).
+            let mut doc = Automerge::new();
+            doc.apply_changes(changes)
+                .map_err(|e| ModelError::Automerge(e.to_string()))?;
+            self.cache(content.id, doc);
         }
         self.load(content.id)?;
-        self.reindex(content.id);
+        if self.store.in_batch() {
+            // Indexed when the batch commits, or, for a publish to many
+            // stores, once the hub is idle (see `batched`).
+            self.index_pending.insert(content.id);
+        } else {
+            self.reindex(content.id);
+        }
         let entry = DirectoryEntry {
             name: content.meta.name.clone(),
             date: content.meta.date,
@@ -554,7 +571,7 @@ impl Hub {
         if self.docs.contains_key(&doc_id) {
             return Ok(());
         }
-        let mut doc = match self.store.load_document(doc_id) {
+        let doc = match self.store.load_document(doc_id) {
             Ok(Some(d)) => d,
             Ok(None) => return Err(HubError::UnknownDocument(doc_id)),
             Err(e) => {
@@ -564,10 +581,15 @@ impl Hub {
                 })
             }
         };
+        self.cache(doc_id, doc);
+        Ok(())
+    }
+
+    /// Hold `doc` in memory (the hub's actor set), evicting idle ones.
+    fn cache(&mut self, doc_id: DocumentId, mut doc: Automerge) {
         doc.set_actor(self.store.actor_id());
         self.evict_idle();
         self.docs.insert(doc_id, doc);
-        Ok(())
     }
 
     /// Keep memory bounded: drop documents nobody is syncing once over the cap.

@@ -1187,3 +1187,49 @@ fn a_batched_publish_commits_once_before_its_fan_out_is_returned() {
     net.run();
     assert!(net.agents[0].list(id).is_ok(), "and the terminal has it");
 }
+
+#[test]
+fn a_publish_of_many_lists_in_one_batch_leaves_their_index_due_and_a_single_one_indexes_at_once() {
+    let mut net = Net::new(1);
+    net.connect(0);
+    net.run();
+    let indexed = |store: &Store, id: DocumentId| {
+        store
+            .status_by_list(None, NOW)
+            .unwrap()
+            .iter()
+            .any(|r| r.doc == id)
+    };
+    let lists: Vec<_> = (1..=3).map(list_dated).collect();
+    let (r, out) = net.hub.batched(|hub| {
+        let mut out = Vec::new();
+        for l in &lists {
+            out.extend(hub.publish(l, NOW)?);
+        }
+        Ok(((), out))
+    });
+    r.unwrap();
+    net.route_hub(out);
+    net.run();
+    for l in &lists {
+        assert!(net.agents[0].list(l.id).is_ok(), "the terminal has it");
+        assert!(!indexed(net.hub.store(), l.id), "indexed later");
+    }
+    assert_eq!(net.hub.index_backlog(), 3);
+    for l in &lists {
+        assert!(
+            indexed(net.hub.indexed_store(), l.id),
+            "caught up when read"
+        );
+    }
+    assert_eq!(net.hub.index_backlog(), 0);
+
+    let one = list_dated(4);
+    let (r, _) = net.hub.batched(|hub| Ok(((), hub.publish(&one, NOW)?)));
+    r.unwrap();
+    assert!(
+        indexed(net.hub.store(), one.id),
+        "one list: in its own commit"
+    );
+    assert_eq!(net.hub.index_backlog(), 0);
+}
