@@ -362,10 +362,18 @@ impl Hub {
         }
         for d in &docs {
             self.index_due.remove(d);
+            let was_cached = self.docs.contains_key(d);
             match self.load(*d) {
                 Ok(()) => self.reindex(*d),
                 // Deleted since, or unreadable: nothing to index.
                 Err(e) => debug!(doc = %d, error = %e, "not indexed"),
+            }
+            // Loaded only to be indexed (after a restart): not kept, so
+            // catching up does not fill memory with lists nobody syncs.
+            if !was_cached && self.subscribers.get(d).is_none_or(|s| s.is_empty()) {
+                self.docs.remove(d);
+                self.indexed.remove(d);
+                self.views.remove(d);
             }
         }
         if own_batch {

@@ -1150,8 +1150,14 @@ fn a_list_due_for_indexing_at_a_crash_is_indexed_after_restart() {
     assert_eq!(completed(&store), Some(0), "the index was behind");
     let mut hub = Hub::open(store, cfg).unwrap();
     assert_eq!(hub.index_backlog(), 1);
+    let cached = hub.cached_document_count();
     assert_eq!(completed(hub.indexed_store()), Some(1));
     assert_eq!(hub.store().index_due().unwrap(), Vec::new(), "mark cleared");
+    assert_eq!(
+        hub.cached_document_count(),
+        cached,
+        "a list loaded only to be indexed is not kept in memory"
+    );
 }
 
 /// An HQ publish in `Hub::batched` is one transaction: nothing of it is
