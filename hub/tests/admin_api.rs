@@ -1,8 +1,11 @@
 //! The admin API over HTTP: what an HQ operator's requests do, and the
 //! 4xx answers that say what to fix.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use engine::document::directory;
+use engine::ids::{DocumentId, StoreId};
 use engine::replica::hub::HubLimits;
 use hub::runtime::HubHandle;
 use hub::server;
@@ -196,6 +199,164 @@ async fn publishing_a_list_and_reading_its_status() {
         )
         .await;
     assert_eq!(s, 404);
+}
+
+/// The lists in `store`'s directory at the hub: list id -> list name.
+async fn directory_of(hub: &HubHandle, store: &str) -> BTreeMap<DocumentId, String> {
+    let store: StoreId = store.parse().unwrap();
+    hub.call(move |hub, _| {
+        let doc = hub
+            .document(DocumentId::directory_of(&store))
+            .expect("every store has a directory");
+        let view = directory::read(doc).expect("a directory document");
+        let entries = view.entries.into_iter().map(|(id, e)| (id, e.name));
+        (entries.collect(), Vec::new())
+    })
+    .await
+    .unwrap()
+}
+
+fn doc_id(v: &Value) -> DocumentId {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn one_request_publishes_a_list_to_many_stores_each_in_its_own_zone() {
+    let api = start().await;
+    for (id, tz) in [
+        ("berlin", "Europe/Berlin"),
+        ("new-york", "America/New_York"),
+        ("tokyo", "Asia/Tokyo"),
+    ] {
+        let (s, v) = api
+            .post("/stores", json!({"id": id, "name": id, "time_zone": tz}))
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let (s, v) = api
+        .post(
+            "/lists",
+            json!({"stores": ["new-york", "berlin"], "name": "Price change", "date": "2026-11-26",
+                   "tasks": [{"title": "Relabel aisle 3", "due": "10:00"}, {"title": "Check the shelf"}]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let lists = v["lists"].as_array().expect("a list per store");
+    assert_eq!(lists.len(), 2, "{v}");
+    assert!(
+        v.get("id").is_none(),
+        "the many-store reply has no top-level id: {v}"
+    );
+    let mut ids = Vec::new();
+    for (l, (store, due)) in lists.iter().zip([
+        ("new-york", "2026-11-26T15:00:00Z"),
+        ("berlin", "2026-11-26T09:00:00Z"),
+    ]) {
+        assert_eq!(l["store"], store, "in request order: {v}");
+        let id = doc_id(&l["id"]);
+        assert_eq!(l["url"], id.to_url());
+        let (s, doc) = api.get(&format!("/documents/{id}")).await;
+        assert_eq!(s, 200, "{doc}");
+        assert_eq!(doc["meta"]["store"], store);
+        assert_eq!(doc["meta"]["name"], "Price change");
+        assert_eq!(doc["tasks"].as_array().unwrap().len(), 2);
+        assert_eq!(doc["tasks"][0]["spec"]["due"], due, "10:00 in {store}");
+        let dir = directory_of(&api.hub, store).await;
+        assert_eq!(
+            dir.into_iter().collect::<Vec<_>>(),
+            vec![(id, "Price change".to_owned())],
+            "{store}'s directory lists its own list"
+        );
+        ids.push(id);
+    }
+    assert_ne!(ids[0], ids[1], "each store gets its own document");
+    assert!(
+        directory_of(&api.hub, "tokyo").await.is_empty(),
+        "a store not named gets nothing"
+    );
+    let (_, rows) = api.get("/status/lists").await;
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+
+    // The one-store form keeps its reply: just the list's id and url.
+    let (s, v) = api
+        .post(
+            "/lists",
+            json!({"store": "tokyo", "name": "Promo", "date": "2026-11-26", "tasks": [{"title": "a"}]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["id", "url"], "{v}");
+    assert!(directory_of(&api.hub, "tokyo")
+        .await
+        .contains_key(&doc_id(&v["id"])));
+}
+
+#[tokio::test]
+async fn a_many_store_publish_checks_every_store_before_writing_anything() {
+    let api = start().await;
+    for (id, tz) in [("utc", "UTC"), ("berlin", "Europe/Berlin")] {
+        let (s, v) = api
+            .post("/stores", json!({"id": id, "name": id, "time_zone": tz}))
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let list = |stores: Value| json!({"stores": stores, "name": "x", "date": "2026-11-26", "tasks": [{"title": "a"}]});
+    let (s, v) = api
+        .post("/lists", list(json!(["utc", "ghost", "berlin"])))
+        .await;
+    assert_eq!(s, 404, "{v}");
+    assert!(
+        error_of(&v).contains("ghost"),
+        "names the unknown store: {v}"
+    );
+    assert!(!error_of(&v).contains("utc"), "names only the unknown: {v}");
+
+    // 02:30 on the night clocks go forward does not exist in Berlin; the
+    // store before it gets nothing either.
+    let (s, v) = api
+        .post(
+            "/lists",
+            json!({"stores": ["utc", "berlin"], "name": "x", "date": "2026-03-29",
+                   "tasks": [{"title": "a", "due": "02:30"}]}),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(error_of(&v).contains("berlin"), "names the store: {v}");
+
+    let too_many: Vec<String> = (0..=hub::api::MAX_STORES_PER_PUBLISH)
+        .map(|i| format!("store-{i}"))
+        .collect();
+    let both = json!({"store": "utc", "stores": ["berlin"], "name": "x", "date": "2026-11-26",
+                      "tasks": [{"title": "a"}]});
+    let neither = json!({"name": "x", "date": "2026-11-26", "tasks": [{"title": "a"}]});
+    for (bad, expect) in [
+        (both, "not both"),
+        (neither, "name the store"),
+        (list(json!([])), "empty"),
+        (list(json!(["utc", "berlin", "utc"])), "more than once"),
+        (list(json!(["utc", "has space"])), "has space"),
+        (list(json!(too_many)), "at most"),
+    ] {
+        let (s, v) = api.post("/lists", bad).await;
+        assert_eq!(s, 400, "{v}");
+        assert!(error_of(&v).contains(expect), "{v} should mention {expect}");
+    }
+    for store in ["utc", "berlin"] {
+        assert!(
+            directory_of(&api.hub, store).await.is_empty(),
+            "a refused request published nothing to {store}"
+        );
+    }
+    let (_, rows) = api.get("/status/lists").await;
+    assert_eq!(rows, json!([]), "no list anywhere");
+
+    // The same stores, all known: each gets the list.
+    let (s, v) = api.post("/lists", list(json!(["utc", "berlin"]))).await;
+    assert_eq!(s, 201, "{v}");
+    for store in ["utc", "berlin"] {
+        assert_eq!(directory_of(&api.hub, store).await.len(), 1, "{store}");
+    }
 }
 
 #[tokio::test]
