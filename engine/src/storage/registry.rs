@@ -291,32 +291,36 @@ impl Store {
     }
 
     /// Record that HQ vouches for these deterministic content changes.
+    /// Record `hashes` as content HQ vouches for in `doc` (adds to what
+    /// is known already).
     pub fn add_known_content(
         &mut self,
         doc: DocumentId,
         hashes: &[ChangeHash],
     ) -> Result<(), StorageError> {
         self.write(|tx| {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO known_content (hash, doc_id) VALUES (?1, ?2)",
-            )?;
+            let mut known = known_in(tx, doc)?;
+            let before = known.len();
             for h in hashes {
-                stmt.execute(params![h.as_ref(), doc.as_bytes()])?;
+                if !known.contains(h) {
+                    known.push(*h);
+                }
             }
+            if known.len() == before {
+                return Ok(());
+            }
+            let blob: Vec<u8> = known.iter().flat_map(|h| h.0).collect();
+            tx.prepare_cached(
+                "INSERT INTO known_content_sets (doc_id, hashes) VALUES (?1, ?2)
+                 ON CONFLICT (doc_id) DO UPDATE SET hashes = excluded.hashes",
+            )?
+            .execute(params![doc.as_bytes(), blob])?;
             Ok(())
         })
     }
 
     pub fn known_content(&self, doc: DocumentId) -> Result<Vec<ChangeHash>, StorageError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT hash FROM known_content WHERE doc_id = ?1")?;
-            let rows = stmt.query_map([doc.as_bytes()], |r| r.get::<_, Vec<u8>>(0))?;
-            let mut out = Vec::new();
-            for r in rows {
-                out.push(ChangeHash::try_from(r?.as_slice()).map_err(|_| bad_row("hash"))?);
-            }
-            Ok(out)
-        })
+        self.read(|c| known_in(c, doc))
     }
 
     /// Store accepted changes and claim their new actors for `author`, in
@@ -390,6 +394,18 @@ impl Store {
     }
 }
 
+/// The content hashes known for `doc`, in the order they were added.
+fn known_in(c: &rusqlite::Connection, doc: DocumentId) -> Result<Vec<ChangeHash>, Failure> {
+    let blob: Option<Vec<u8>> = c
+        .prepare_cached("SELECT hashes FROM known_content_sets WHERE doc_id = ?1")?
+        .query_row([doc.as_bytes()], |r| r.get(0))
+        .optional()?;
+    blob.unwrap_or_default()
+        .chunks(32)
+        .map(|h| ChangeHash::try_from(h).map_err(|_| bad_row("known content hash")))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,6 +414,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path().join("r.db"), [1; 16]).unwrap();
         (dir, s)
+    }
+
+    #[test]
+    fn known_content_adds_to_what_a_document_has_and_purge_forgets_it() {
+        let (_d, mut s) = store();
+        let (a, b) = (
+            DocumentId::from_random_bytes([1; 16]),
+            DocumentId::from_random_bytes([2; 16]),
+        );
+        let h = |n: u8| ChangeHash([n; 32]);
+        assert_eq!(s.known_content(a).unwrap(), vec![]);
+        s.add_known_content(a, &[h(1), h(2)]).unwrap();
+        s.add_known_content(a, &[h(2), h(3)]).unwrap();
+        s.add_known_content(b, &[h(9)]).unwrap();
+        assert_eq!(s.known_content(a).unwrap(), vec![h(1), h(2), h(3)]);
+        assert_eq!(s.known_content(b).unwrap(), vec![h(9)]);
+        s.purge_document(a).unwrap();
+        assert_eq!(s.known_content(a).unwrap(), vec![]);
+        assert_eq!(s.known_content(b).unwrap(), vec![h(9)]);
     }
 
     #[test]

@@ -563,7 +563,7 @@ impl Store {
                 "DELETE FROM sync_states WHERE doc_id = ?1",
                 "DELETE FROM documents WHERE doc_id = ?1",
                 "DELETE FROM doc_owners WHERE doc_id = ?1",
-                "DELETE FROM known_content WHERE doc_id = ?1",
+                "DELETE FROM known_content_sets WHERE doc_id = ?1",
                 "DELETE FROM task_status WHERE doc_id = ?1",
                 "DELETE FROM status_events WHERE doc_id = ?1",
                 "DELETE FROM index_due WHERE doc_id = ?1",
