@@ -706,6 +706,11 @@ pub async fn memory(
     server: &Server,
 ) -> Result<(Memory, u64)> {
     let stores = world.sizes.stores;
+    if kind == Kind::Hub {
+        // Lists the last run left due for indexing are indexed when the
+        // hub is idle: that work (and its memory) is not a connection's.
+        status_lists(server).await?;
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = server.stats()?;
     let mut fleet = Fleet::new("mem", 2 * stores);
