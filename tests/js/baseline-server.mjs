@@ -20,7 +20,7 @@ if (!dir) {
 }
 
 const wss = new WebSocketServer({ host: "127.0.0.1", port: Number(port) })
-new Repo({
+const repo = new Repo({
   network: [new NodeWSServerAdapter(wss)],
   storage: new NodeFSStorageAdapter(dir),
   peerId: `baseline-${process.pid}`,
@@ -28,9 +28,16 @@ new Repo({
   // for it, never push every document to every peer.
   sharePolicy: async () => false,
 })
-wss.on("listening", () => {
+// The adapter answers connections only once the repo has read its storage
+// id (automerge-repo 2.5.6, Repo.js / NetworkSubsystem.js); a connection
+// accepted before that is never answered and dropped by the keep-alive
+// 5 s later. So say "listening" only after it.
+await repo.networkSubsystem.peerMetadata
+const announce = () => {
   process.stdout.write(`baseline listening on http://127.0.0.1:${wss.address().port}\n`)
-})
+}
+if (wss.address()) announce()
+else wss.on("listening", announce)
 for (const signal of ["SIGTERM", "SIGINT"]) {
   process.on(signal, () => process.exit(0))
 }

@@ -106,7 +106,8 @@ pub struct ServerResult {
     pub memory: Memory,
     /// RSS after the memory workload's disconnect, before its batches.
     pub memory_base_kib: u64,
-    /// Reconnects while seeding the baseline and bringing the stores online.
+    /// Reconnects while bringing the stores online (the baseline is seeded
+    /// on disk before it starts).
     pub setup_reconnects: u64,
 }
 
