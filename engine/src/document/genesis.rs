@@ -81,9 +81,9 @@ pub(crate) struct OpWriter {
     start_op: u64,
     deps: Vec<ChangeHash>,
     ops: Vec<legacy::Op>,
-    /// The last op on each (object, key) in this change: its predecessor
-    /// if the change writes that key again.
-    last: HashMap<(ObjectId, String), OpId>,
+    /// The last op on each (object, key) in this change (and the value it
+    /// put): its predecessor if the change writes that key again.
+    last: HashMap<(ObjectId, String), (OpId, Option<ScalarValue>)>,
 }
 
 impl OpWriter {
@@ -102,10 +102,23 @@ impl OpWriter {
     }
 
     fn push(&mut self, obj: &ObjectId, key: &str, action: OpType) -> OpId {
+        let slot = (obj.clone(), key.to_owned());
+        let value = match &action {
+            OpType::Put(v) => Some(v.clone()),
+            _ => None,
+        };
+        if let Some((last, Some(was))) = self.last.get(&slot) {
+            // A transaction records nothing for a put of the value the
+            // key already holds.
+            if value.as_ref() == Some(was) {
+                return last.clone();
+            }
+        }
         let id = OpId::new(self.start_op + self.ops.len() as u64, &self.actor);
         let pred = self
             .last
-            .insert((obj.clone(), key.to_owned()), id.clone())
+            .insert(slot, (id.clone(), value))
+            .map(|(p, _)| p)
             .into_iter()
             .collect::<Vec<_>>();
         self.ops.push(legacy::Op {
@@ -446,7 +459,8 @@ mod tests {
     }
 
     #[test]
-    fn a_key_written_twice_in_one_change_has_the_first_write_as_predecessor() {
+    fn a_key_written_again_in_one_change_has_the_first_write_as_predecessor_and_the_same_value_is_no_op(
+    ) {
         let id = doc_id(5);
         let g = write_genesis(id, DocKind::Instance);
         let meta = g.container(keys::META).clone();
@@ -454,12 +468,16 @@ mod tests {
         let mut w = OpWriter::new(actor.clone(), vec![g.change.hash()], g.max_op);
         w.put(&meta, keys::NAME, "first");
         w.put(&meta, keys::NAME, "second");
+        w.put(&meta, keys::NAME, "second");
+        w.put(&meta, keys::DATE, "2026-11-26");
         let written = w.finish();
         let base = genesis_document(id, DocKind::Instance);
         let (_, meta_id) = base.get(ROOT, keys::META).unwrap().unwrap();
         let by_tx = by_transaction::content_change(&base, actor, |tx| {
             tx.put(&meta_id, keys::NAME, "first")?;
             tx.put(&meta_id, keys::NAME, "second")?;
+            tx.put(&meta_id, keys::NAME, "second")?;
+            tx.put(&meta_id, keys::DATE, "2026-11-26")?;
             Ok(())
         })
         .unwrap();

@@ -432,33 +432,43 @@ fn refresh_reads_only_new_events_and_declines_anything_else() {
 /// tasks (ids in any order), any store-written creator.
 fn arb_content() -> impl Strategy<Value = InstanceContent> {
     let task = (
-        any::<u128>(),
-        "[a-zA-Z0-9äß€][a-zA-Z0-9 äß€]{0,19}",
+        (
+            any::<u128>(),
+            "[a-zA-Z0-9äß€][a-zA-Z0-9 äß€]{0,19}",
+            "[a-z äß\n]{0,40}",
+        ),
         any::<bool>(),
         any::<bool>(),
         0usize..4,
         any::<bool>(),
         any::<bool>(),
         any::<i64>(),
+        any::<bool>(),
     )
-        .prop_map(|(n, title, start, due, prio, link, assignee, position)| {
-            let mut t = task_spec(n, &title);
-            t.start = t.start.filter(|_| start);
-            t.due = t.due.filter(|_| due);
-            t.priority = [
-                Priority::Low,
-                Priority::Normal,
-                Priority::High,
-                Priority::Urgent,
-            ][prio];
-            t.link = t.link.filter(|_| link);
-            t.assignee = t.assignee.filter(|_| assignee);
-            t.position = position;
-            t
-        });
+        .prop_map(
+            |((n, title, description), start, due, prio, link, assignee, position, by_store)| {
+                let mut t = task_spec(n, &title);
+                t.description = description;
+                if by_store {
+                    t.created_by = CreatedBy::Store("store-042".parse().unwrap());
+                }
+                t.start = t.start.filter(|_| start);
+                t.due = t.due.filter(|_| due);
+                t.priority = [
+                    Priority::Low,
+                    Priority::Normal,
+                    Priority::High,
+                    Priority::Urgent,
+                ][prio];
+                t.link = t.link.filter(|_| link);
+                t.assignee = t.assignee.filter(|_| assignee);
+                t.position = position;
+                t
+            },
+        );
     (
         any::<u128>(),
-        proptest::collection::vec(task, 0..25),
+        proptest::collection::vec(task, 0..25).prop_shuffle(),
         any::<bool>(),
         "[a-zA-Z0-9][a-zA-Z0-9 ]{0,29}",
     )
@@ -470,8 +480,9 @@ fn arb_content() -> impl Strategy<Value = InstanceContent> {
                 c.meta.template = None;
                 c.meta.created_by = CreatedBy::Store(c.meta.store.clone());
             }
-            tasks.sort_by_key(|t| t.id);
-            tasks.dedup_by_key(|t| t.id);
+            // Any order, ids unique (a repeated id is refused).
+            let mut seen = std::collections::HashSet::new();
+            tasks.retain(|t| seen.insert(t.id));
             c.tasks = tasks;
             c
         })
@@ -493,6 +504,18 @@ proptest! {
         let mut doc = Automerge::new();
         doc.apply_changes(ours).unwrap();
         prop_assert_eq!(read(&doc).unwrap().tasks.len(), c.tasks.len());
+    }
+}
+
+#[test]
+fn a_list_of_500_tasks_has_the_bytes_transactions_make() {
+    // Past 127 actors (multi-byte actor indices) and thousands of ops.
+    let c = content(500);
+    let ours = materialize(&c).unwrap();
+    let reference = materialize_by_transaction(&c).unwrap();
+    assert_eq!(ours.len(), 502);
+    for (mut a, mut b) in ours.into_iter().zip(reference) {
+        assert_eq!(a.bytes(), b.bytes());
     }
 }
 

@@ -276,11 +276,11 @@ impl Hub {
     pub fn commit_batch_indexing(&mut self, index_now: bool) -> Result<(), Vec<Output>> {
         let mut pending: Vec<DocumentId> = self.index_pending.drain().collect();
         if index_now {
-            for doc in pending.drain(..) {
-                if self.load(doc).is_ok() {
-                    self.reindex(doc);
-                }
-            }
+            // A list whose rows could not be written stays due.
+            pending = std::mem::take(&mut pending)
+                .into_iter()
+                .filter(|doc| self.load(*doc).is_ok() && !self.reindex(*doc))
+                .collect();
         }
         let marked = self.store.mark_index_due(&pending);
         match marked.and_then(|()| self.store.commit_batch()) {
@@ -360,11 +360,16 @@ impl Hub {
                 return 0;
             }
         }
+        let mut failed = Vec::new();
         for d in &docs {
             self.index_due.remove(d);
             let was_cached = self.docs.contains_key(d);
             match self.load(*d) {
-                Ok(()) => self.reindex(*d),
+                Ok(()) => {
+                    if !self.reindex(*d) {
+                        failed.push(*d);
+                    }
+                }
                 // Deleted since, or unreadable: nothing to index.
                 Err(e) => debug!(doc = %d, error = %e, "not indexed"),
             }
@@ -384,7 +389,10 @@ impl Hub {
                 return 0;
             }
         }
-        docs.len()
+        // Still due (their marks were not cleared either): tried again later.
+        let indexed = docs.len() - failed.len();
+        self.index_due.extend(failed);
+        indexed
     }
 
     /// The store with the status index caught up: what the dashboard's
@@ -457,6 +465,9 @@ impl Hub {
 
     /// Materialize an instance for its store, list it in the store's
     /// directory, persist both, and push them to every connected syncer.
+    /// In a batch (`batched`) a publish that fails part-way is undone
+    /// whole, its rows and what it changed in memory, so a publish to
+    /// many stores keeps only complete lists.
     pub fn publish(
         &mut self,
         content: &InstanceContent,
@@ -467,17 +478,51 @@ impl Hub {
             return Err(HubError::UnknownStore(store_id));
         }
         let changes = instance::materialize(content)?;
+        if !self.store.in_batch() {
+            return self.publish_changes(content, changes, now_ms);
+        }
+        self.store.begin_operation()?;
+        match self.publish_changes(content, changes, now_ms) {
+            Ok(out) => {
+                self.store.end_operation()?;
+                Ok(out)
+            }
+            Err(e) => {
+                if let Err(r) = self.store.rollback_operation() {
+                    // The batch is lost then, and its commit says so.
+                    warn!(error = %r, "could not undo a failed publish");
+                }
+                // Reloaded from disk when next used.
+                for d in [content.id, DocumentId::directory_of(&store_id)] {
+                    self.docs.remove(&d);
+                    self.indexed.remove(&d);
+                    self.views.remove(&d);
+                }
+                self.index_pending.remove(&content.id);
+                Err(e)
+            }
+        }
+    }
+
+    /// `publish`'s writes. Nothing goes out before the last of them
+    /// succeeded (a failed publish leaves no session believing it sent
+    /// something).
+    fn publish_changes(
+        &mut self,
+        content: &InstanceContent,
+        changes: Vec<Change>,
+        now_ms: i64,
+    ) -> Result<Vec<Output>, HubError> {
+        let store_id = &content.meta.store;
         let hashes: Vec<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
         let is_new = self.store.doc_owner(content.id)?.is_none();
         self.store.add_known_content(content.id, &hashes)?;
         self.store
-            .set_doc_owner(content.id, &store_id, DocKind::Instance)?;
+            .set_doc_owner(content.id, store_id, DocKind::Instance)?;
         self.store.append_changes(content.id, &changes)?;
-        let mut out = Vec::new();
         if let Some(doc) = self.docs.get_mut(&content.id) {
             doc.apply_changes(changes)
                 .map_err(|e| ModelError::Automerge(e.to_string()))?;
-            out.extend(self.fan_out(content.id, None));
         } else if is_new {
             // Nothing else is stored for it: the changes just written are
             // the whole document (no need to read them back).
@@ -500,10 +545,11 @@ impl Hub {
             template: content.meta.template,
             created_by: content.meta.created_by.clone(),
         };
-        let dir_id = DocumentId::directory_of(&store_id);
-        out.extend(self.edit(dir_id, now_ms, |doc| {
+        let dir_id = DocumentId::directory_of(store_id);
+        let mut out = self.edit(dir_id, now_ms, |doc| {
             directory::put_entry(doc, content.id, &entry, now_ms).map(|c| c.into_iter().collect())
-        })?);
+        })?;
+        out.extend(self.fan_out(content.id, None));
         Ok(out)
     }
 
@@ -536,10 +582,10 @@ impl Hub {
     /// Refresh the status index rows of an instance after it changed,
     /// writing only the rows that differ from what the last refresh wrote
     /// (all of them when that is not known). The index is derived data: a
-    /// failure is logged, never fatal.
-    pub(crate) fn reindex(&mut self, doc_id: DocumentId) {
+    /// failure is logged, never fatal; false then (the list is still due).
+    pub(crate) fn reindex(&mut self, doc_id: DocumentId) -> bool {
         let Some(doc) = self.docs.get(&doc_id) else {
-            return;
+            return false;
         };
         let heads = doc.get_heads();
         let refreshed = self
@@ -549,24 +595,30 @@ impl Hub {
         let view = match refreshed.map(Ok).unwrap_or_else(|| instance::read(doc)) {
             Ok(view) => view,
             Err(e) => {
+                // Not a readable instance: nothing to index, now or later.
                 debug!(doc = %doc_id, error = %e, "not indexed");
-                return;
+                return true;
             }
         };
         // Taken out before the write: if it fails, the next refresh
         // rewrites every row of the list.
         let last = self.indexed.remove(&doc_id);
-        match self.store.update_index(&view, last.as_ref()) {
+        let written = match self.store.update_index(&view, last.as_ref()) {
             Ok(update) => {
                 for other in &update.taken_from {
                     self.indexed.remove(other);
                 }
                 self.indexed.insert(doc_id, update.rows);
+                true
             }
-            Err(e) => warn!(doc = %doc_id, error = %e, "could not update the status index"),
-        }
+            Err(e) => {
+                warn!(doc = %doc_id, error = %e, "could not update the status index");
+                false
+            }
+        };
         // The view is the document's, whatever became of the write.
         self.views.insert(doc_id, (heads, view));
+        written
     }
 
     /// The document as the hub holds it (loaded into memory if needed).
@@ -899,7 +951,9 @@ impl Hub {
                 (DocKind::Instance, _) if self.store.in_batch() => {
                     self.index_pending.insert(doc_id);
                 }
-                (DocKind::Instance, _) => self.reindex(doc_id),
+                (DocKind::Instance, _) => {
+                    self.reindex(doc_id);
+                }
                 // Lists the store made at a terminal become its documents
                 // before the terminal's next frame (usually their sync).
                 (DocKind::Directory, Principal::Store(s)) if s == &owner.0 => {

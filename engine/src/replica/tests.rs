@@ -1239,3 +1239,105 @@ fn a_publish_of_many_lists_in_one_batch_leaves_their_index_due_and_a_single_one_
     );
     assert_eq!(net.hub.index_backlog(), 0);
 }
+
+/// A publish that fails part-way inside a batch (here: its directory entry
+/// cannot be written) is undone whole, rows and memory, and nothing of it
+/// goes out; the publishes before it in the batch commit and go out.
+#[test]
+fn a_publish_that_fails_part_way_in_a_batch_is_undone_whole_and_the_rest_commits() {
+    let mut net = Net::new(1);
+    net.connect(0);
+    net.run();
+    let (a, b) = (list_dated(1), list_dated(2));
+    let dir = DocumentId::directory_of(&a.meta.store);
+    let hex = |d: DocumentId| {
+        d.as_bytes()
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    };
+    let injector = rusqlite::Connection::open(net.hub.store().path()).unwrap();
+    // The directory change of b's publish fails: its last write.
+    injector
+        .execute_batch(&format!(
+            "CREATE TRIGGER fail_b BEFORE INSERT ON changes
+             WHEN NEW.doc_id = X'{}'
+              AND EXISTS (SELECT 1 FROM doc_owners WHERE doc_id = X'{}')
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            hex(dir),
+            hex(b.id)
+        ))
+        .unwrap();
+    let (r, out) = net.hub.batched(|hub| {
+        let out = hub.publish(&a, NOW)?;
+        let e = hub.publish(&b, NOW).unwrap_err();
+        assert!(e.to_string().contains("injected failure"), "{e}");
+        Ok(((), out))
+    });
+    r.unwrap();
+    injector.execute_batch("DROP TRIGGER fail_b").unwrap();
+    net.route_hub(out);
+    net.run();
+    assert!(net.agents[0].list(a.id).is_ok(), "a committed and went out");
+    assert!(net.agents[0].list(b.id).is_err(), "nothing of b went out");
+    let store = net.hub.store();
+    assert_eq!(store.doc_owner(b.id).unwrap(), None, "b's owner row undone");
+    assert_eq!(
+        store.known_content(b.id).unwrap(),
+        vec![],
+        "and its content"
+    );
+    assert!(
+        store.load_document(b.id).unwrap().is_none(),
+        "and its changes"
+    );
+    let entries = crate::document::directory::read(net.hub.document(dir).unwrap())
+        .unwrap()
+        .entries;
+    assert!(entries.contains_key(&a.id) && !entries.contains_key(&b.id));
+    assert!(
+        !net.hub
+            .indexed_store()
+            .status_by_list(None, NOW)
+            .unwrap()
+            .iter()
+            .any(|r| r.doc == b.id),
+        "b is not indexed"
+    );
+    // Sent again, it goes through.
+    let (r, out) = net.hub.batched(|hub| Ok(((), hub.publish(&b, NOW)?)));
+    r.unwrap();
+    net.route_hub(out);
+    net.run();
+    assert!(net.agents[0].list(b.id).is_ok());
+}
+
+/// A list whose index rows cannot be written at commit stays due, and is
+/// indexed once they can be (not left stale until its next change).
+#[test]
+fn a_list_whose_index_write_fails_at_commit_stays_due() {
+    let mut net = Net::new(1);
+    net.connect(0);
+    net.run();
+    let list = list_dated(1);
+    let injector = rusqlite::Connection::open(net.hub.store().path()).unwrap();
+    injector
+        .execute_batch(
+            "CREATE TRIGGER fail_index BEFORE INSERT ON task_status
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+    let (r, _) = net.hub.batched(|hub| Ok(((), hub.publish(&list, NOW)?)));
+    r.unwrap();
+    assert_eq!(net.hub.index_backlog(), 1, "still due");
+    injector.execute_batch("DROP TRIGGER fail_index").unwrap();
+    let indexed = net
+        .hub
+        .indexed_store()
+        .status_by_list(None, NOW)
+        .unwrap()
+        .iter()
+        .any(|r| r.doc == list.id);
+    assert!(indexed);
+    assert_eq!(net.hub.index_backlog(), 0);
+}

@@ -296,6 +296,29 @@ impl Store {
         self.batch
     }
 
+    /// Inside a batch: a point to return to if an operation of several
+    /// writes fails part-way (`rollback_operation`), so the batch keeps
+    /// only whole operations. Close it with `end_operation`.
+    pub(crate) fn begin_operation(&mut self) -> Result<(), StorageError> {
+        debug_assert!(self.batch, "operations are marked inside a batch");
+        self.conn
+            .execute_batch("SAVEPOINT operation")
+            .map_err(|e| StorageError::from_sqlite(&self.path, e))
+    }
+
+    pub(crate) fn end_operation(&mut self) -> Result<(), StorageError> {
+        self.conn
+            .execute_batch("RELEASE operation")
+            .map_err(|e| StorageError::from_sqlite(&self.path, e))
+    }
+
+    /// Undo every write since `begin_operation` (the batch goes on).
+    pub(crate) fn rollback_operation(&mut self) -> Result<(), StorageError> {
+        self.conn
+            .execute_batch("ROLLBACK TO operation; RELEASE operation")
+            .map_err(|e| StorageError::from_sqlite(&self.path, e))
+    }
+
     /// Run `f` in one read transaction, so several queries see one consistent
     /// state even if another process commits in between.
     fn read<T>(

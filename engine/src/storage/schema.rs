@@ -301,6 +301,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("replica.sqlite3");
             let doc_id = DocumentId::from_random_bytes([old as u8 + 1; 16]);
+            let other_doc = DocumentId::from_random_bytes([0xEE; 16]);
 
             let mut doc = AutoCommit::new();
             doc.put(ROOT, "title", "closing checklist").unwrap();
@@ -337,11 +338,17 @@ mod tests {
                     .unwrap();
                 }
                 if (3..10).contains(&old) {
-                    // A row per hash until v10.
-                    for change in &changes {
+                    // A row per hash until v10; two documents' rows
+                    // interleaved, to be regrouped.
+                    for (i, change) in changes.iter().enumerate() {
                         conn.execute(
                             "INSERT INTO known_content (hash, doc_id) VALUES (?1, ?2)",
                             params![change.hash().0, doc_id.as_bytes()],
+                        )
+                        .unwrap();
+                        conn.execute(
+                            "INSERT INTO known_content (hash, doc_id) VALUES (?1, ?2)",
+                            params![[i as u8 + 1; 32], other_doc.as_bytes()],
                         )
                         .unwrap();
                     }
@@ -374,6 +381,12 @@ mod tests {
                 let mut want: Vec<_> = changes.iter().map(|c| c.hash()).collect();
                 want.sort();
                 assert_eq!(known, want, "known content from v{old}");
+                let mut other = store.known_content(other_doc).unwrap();
+                other.sort();
+                let want: Vec<_> = (0..changes.len())
+                    .map(|i| automerge::ChangeHash([i as u8 + 1; 32]))
+                    .collect();
+                assert_eq!(other, want, "the other document's, from v{old}");
             }
             // Tables added by later steps work.
             let peer = PeerId::from("hub");
