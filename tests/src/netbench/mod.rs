@@ -7,7 +7,6 @@
 pub mod agent_latency;
 pub mod fixture;
 pub mod fleet;
-pub mod seed;
 pub mod server;
 pub mod terminal;
 pub mod workloads;
@@ -156,33 +155,19 @@ async fn run_one(
         Kind::Hub => {
             fixture::hub_data(world, &opts.cache, &data)?;
         }
-        Kind::Baseline => {
-            // Untimed setup: the baseline has no admin API, and pushing
-            // every document over the protocol takes it longer than the
-            // whole run at full size, so its storage is written before it
-            // starts.
-            let (w, db, dir) = (world.clone(), fixture_dir.join("hub.db"), data.clone());
-            let seeded = tokio::task::spawn_blocking(move || seed::baseline_storage(&w, &db, &dir))
-                .await
-                .context("the baseline seeding task")?
-                .context("seeding the baseline's storage")?;
-            eprintln!(
-                "[{}] seeded its storage with {} documents ({:.1} MB) in {:.1} s",
-                kind.label(),
-                seeded.documents,
-                seeded.bytes as f64 / 1e6,
-                seeded.took.as_secs_f64()
-            );
-        }
+        Kind::Baseline => std::fs::create_dir_all(&data)?,
     }
     let log = |n: u32| {
         opts.work
             .join(format!("{}-{n}.log", kind.label().replace(' ', "-")))
     };
     let srv = Server::start(kind, &opts.programs, &data, &log(1))?;
-    // Seeding opened no connection: the setup's reconnects are the ones
-    // bringing the stores online.
     let mut out = ServerResult::default();
+    if kind == Kind::Baseline {
+        eprintln!("seeding the baseline with every document ...");
+        out.setup_reconnects = workloads::seed(world, &srv, &fixture_dir.join("hub.db")).await?;
+        note_reconnects(kind, "seeding", out.setup_reconnects);
+    }
     let mut fleet = Fleet::new(
         &format!("{}-term", kind.label().replace(' ', "-")),
         2 * sizes.stores,

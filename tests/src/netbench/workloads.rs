@@ -106,8 +106,7 @@ pub struct ServerResult {
     pub memory: Memory,
     /// RSS after the memory workload's disconnect, before its batches.
     pub memory_base_kib: u64,
-    /// Reconnects while bringing the stores online (the baseline is seeded
-    /// on disk before it starts).
+    /// Reconnects while seeding the baseline and bringing the stores online.
     pub setup_reconnects: u64,
 }
 
@@ -238,20 +237,29 @@ pub async fn seed(world: &World, server: &Server, fixture_db: &std::path::Path) 
     Ok(reconnects)
 }
 
+/// Stores brought online together in the (untimed) setup. In waves, so a
+/// server that answers 62,000 first requests at once slowly (the JS
+/// baseline at 1,000 stores stopped accepting connections for minutes)
+/// still gets to the timed workloads; the storm is the all-at-once one.
+const ONLINE_WAVE: usize = 100;
+
 /// Bring both terminals of every store online holding every document.
 pub async fn online(world: &World, server: &Server, fleet: &mut Fleet) -> Result<Duration> {
     let started = Instant::now();
-    let mut n = 0;
-    for s in 0..world.sizes.stores {
-        for t in 0..2 {
-            n += fetch_store(fleet, world, server, s, t);
+    let stores: Vec<usize> = (0..world.sizes.stores).collect();
+    for wave in stores.chunks(ONLINE_WAVE) {
+        let mut n = 0;
+        for &s in wave {
+            for t in 0..2 {
+                n += fetch_store(fleet, world, server, s, t);
+            }
         }
+        fleet
+            .wait_count("bringing the stores online", PHASE_TIMEOUT, n, |r| {
+                matches!(r, Report::Reached { .. })
+            })
+            .await?;
     }
-    fleet
-        .wait_count("bringing the stores online", PHASE_TIMEOUT, n, |r| {
-            matches!(r, Report::Reached { .. })
-        })
-        .await?;
     fleet.drain();
     Ok(started.elapsed())
 }
