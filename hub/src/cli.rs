@@ -126,10 +126,12 @@ pub enum ListsCmd {
         #[arg(long = "group", value_delimiter = ',')]
         groups: Vec<String>,
     },
-    /// Publish a one-off list to a store: `--task "Title@21:00"` (due time optional).
+    /// Publish a one-off list to a store, or the same list to several
+    /// (`--store a,b,c`, one request): `--task "Title@21:00"` (due time
+    /// optional).
     Publish {
-        #[arg(long)]
-        store: String,
+        #[arg(long = "store", value_delimiter = ',', required = true)]
+        stores: Vec<String>,
         #[arg(long)]
         name: String,
         /// Store-local date, YYYY-MM-DD.
@@ -367,26 +369,39 @@ pub async fn lists(remote: &Remote, cmd: ListsCmd) -> anyhow::Result<()> {
             print(remote, &v, |_| format!("template {template} assigned"));
         }
         ListsCmd::Publish {
-            store,
+            mut stores,
             name,
             date,
             tasks,
         } => {
             let req = NewList {
-                store,
+                store: stores.first().cloned().unwrap_or_default(),
                 name,
                 date,
                 tasks: tasks.iter().map(|t| parse_task_arg(t)).collect(),
             };
-            let v = call(
-                remote,
-                reqwest::Method::POST,
-                "/api/lists",
-                Some(serde_json::to_value(req)?),
-            )
-            .await?;
-            print(remote, &v, |v| {
-                format!("published {}", v["id"].as_str().unwrap_or("?"))
+            let mut body = serde_json::to_value(req)?;
+            if stores.len() > 1 {
+                // The same list for each store, in one request.
+                body["stores"] = json!(std::mem::take(&mut stores));
+                if let Some(o) = body.as_object_mut() {
+                    o.remove("store");
+                }
+            }
+            let v = call(remote, reqwest::Method::POST, "/api/lists", Some(body)).await?;
+            print(remote, &v, |v| match v["lists"].as_array() {
+                Some(lists) => lists
+                    .iter()
+                    .map(|l| {
+                        format!(
+                            "published {} to {}",
+                            l["id"].as_str().unwrap_or("?"),
+                            l["store"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                None => format!("published {}", v["id"].as_str().unwrap_or("?")),
             });
         }
     }

@@ -508,6 +508,28 @@ async fn the_cli_drives_the_same_endpoints() {
     .await
     .unwrap();
     assert!(lists(&api, "s2").await >= 14);
+    let before = [lists(&api, "s1").await, lists(&api, "s2").await];
+    let publish = |stores: Vec<String>| ListsCmd::Publish {
+        stores,
+        name: "Delivery".into(),
+        date: "2026-12-01".into(),
+        tasks: vec!["Count pallets@09:00".into()],
+    };
+    // One store, then the same list to both in one request.
+    cli::lists(&remote, publish(vec!["s1".into()]))
+        .await
+        .unwrap();
+    cli::lists(&remote, publish(vec!["s1".into(), "s2".into()]))
+        .await
+        .unwrap();
+    assert_eq!(lists(&api, "s1").await, before[0] + 2);
+    assert_eq!(lists(&api, "s2").await, before[1] + 1);
+    assert!(
+        cli::lists(&remote, publish(vec!["s1".into(), "nowhere".into()]))
+            .await
+            .is_err()
+    );
+    assert_eq!(lists(&api, "s1").await, before[0] + 2, "nothing published");
     assert!(cli::lists(
         &remote,
         ListsCmd::Assign {
