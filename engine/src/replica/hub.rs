@@ -194,9 +194,7 @@ impl Hub {
 
     /// Drop a document from memory and from every session (it was deleted).
     pub(crate) fn forget_document(&mut self, doc: DocumentId) {
-        self.docs.remove(&doc);
-        self.indexed.remove(&doc);
-        self.views.remove(&doc);
+        self.uncache(doc);
         self.index_due.remove(&doc);
         if let Some(subs) = self.subscribers.remove(&doc) {
             for conn in subs {
@@ -376,9 +374,7 @@ impl Hub {
             // Loaded only to be indexed (after a restart): not kept, so
             // catching up does not fill memory with lists nobody syncs.
             if !was_cached && self.subscribers.get(d).is_none_or(|s| s.is_empty()) {
-                self.docs.remove(d);
-                self.indexed.remove(d);
-                self.views.remove(d);
+                self.uncache(*d);
             }
         }
         if own_batch {
@@ -493,11 +489,8 @@ impl Hub {
                     warn!(error = %r, "could not undo a failed publish");
                 }
                 // Reloaded from disk when next used.
-                for d in [content.id, DocumentId::directory_of(&store_id)] {
-                    self.docs.remove(&d);
-                    self.indexed.remove(&d);
-                    self.views.remove(&d);
-                }
+                self.uncache(content.id);
+                self.uncache(DocumentId::directory_of(&store_id));
                 self.index_pending.remove(&content.id);
                 Err(e)
             }
@@ -532,13 +525,8 @@ impl Hub {
             self.cache(content.id, doc);
         }
         self.load(content.id)?;
-        if self.store.in_batch() {
-            // Indexed when the batch commits, or, for a publish to many
-            // stores, once the hub is idle (see `batched`).
-            self.index_pending.insert(content.id);
-        } else {
-            self.reindex(content.id);
-        }
+        // For a publish to many stores, once the hub is idle (`batched`).
+        self.index_changed(content.id);
         let entry = DirectoryEntry {
             name: content.meta.name.clone(),
             date: content.meta.date,
@@ -652,6 +640,23 @@ impl Hub {
         self.docs.insert(doc_id, doc);
     }
 
+    /// Drop a document from memory with what `reindex` kept of it.
+    fn uncache(&mut self, doc_id: DocumentId) {
+        self.docs.remove(&doc_id);
+        self.indexed.remove(&doc_id);
+        self.views.remove(&doc_id);
+    }
+
+    /// An instance changed: in a batch its index is written once at the
+    /// commit (or marked due, see `commit_batch_indexing`), else now.
+    fn index_changed(&mut self, doc_id: DocumentId) {
+        if self.store.in_batch() {
+            self.index_pending.insert(doc_id);
+        } else {
+            self.reindex(doc_id);
+        }
+    }
+
     /// Keep memory bounded: drop documents nobody is syncing once over the cap.
     fn evict_idle(&mut self) {
         // A document dropped after a failed write (in `on_sync`, `edit`)
@@ -674,9 +679,7 @@ impl Hub {
             .take(self.docs.len() + 1 - self.cfg.limits.max_cached_documents)
             .collect();
         for d in idle {
-            self.docs.remove(&d);
-            self.indexed.remove(&d);
-            self.views.remove(&d);
+            self.uncache(d);
         }
     }
 
@@ -947,13 +950,7 @@ impl Hub {
         if accepted_any {
             out.extend(self.fan_out(doc_id, Some(conn)));
             match (&owner.1, &principal) {
-                // In a batch, once per document at commit; else now.
-                (DocKind::Instance, _) if self.store.in_batch() => {
-                    self.index_pending.insert(doc_id);
-                }
-                (DocKind::Instance, _) => {
-                    self.reindex(doc_id);
-                }
+                (DocKind::Instance, _) => self.index_changed(doc_id),
                 // Lists the store made at a terminal become its documents
                 // before the terminal's next frame (usually their sync).
                 (DocKind::Directory, Principal::Store(s)) if s == &owner.0 => {

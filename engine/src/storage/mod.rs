@@ -266,9 +266,7 @@ impl Store {
         if self.batch {
             return Ok(());
         }
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| StorageError::from_sqlite(&self.path, e))?;
+        self.exec("BEGIN IMMEDIATE")?;
         self.batch = true;
         Ok(())
     }
@@ -301,21 +299,22 @@ impl Store {
     /// only whole operations. Close it with `end_operation`.
     pub(crate) fn begin_operation(&mut self) -> Result<(), StorageError> {
         debug_assert!(self.batch, "operations are marked inside a batch");
-        self.conn
-            .execute_batch("SAVEPOINT operation")
-            .map_err(|e| StorageError::from_sqlite(&self.path, e))
+        self.exec("SAVEPOINT operation")
     }
 
     pub(crate) fn end_operation(&mut self) -> Result<(), StorageError> {
-        self.conn
-            .execute_batch("RELEASE operation")
-            .map_err(|e| StorageError::from_sqlite(&self.path, e))
+        self.exec("RELEASE operation")
     }
 
     /// Undo every write since `begin_operation` (the batch goes on).
     pub(crate) fn rollback_operation(&mut self) -> Result<(), StorageError> {
+        self.exec("ROLLBACK TO operation; RELEASE operation")
+    }
+
+    /// Run transaction-control SQL on the connection.
+    fn exec(&self, sql: &str) -> Result<(), StorageError> {
         self.conn
-            .execute_batch("ROLLBACK TO operation; RELEASE operation")
+            .execute_batch(sql)
             .map_err(|e| StorageError::from_sqlite(&self.path, e))
     }
 

@@ -189,6 +189,12 @@ fn event_row_fingerprint(
         .finish()
 }
 
+/// A 16-byte id column; None for a row that does not hold one (skipped).
+fn id16(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<[u8; 16]>> {
+    let bytes: Vec<u8> = r.get(i)?;
+    Ok(<[u8; 16]>::try_from(bytes.as_slice()).ok())
+}
+
 /// What the index holds for `doc`, read back from the tables: the
 /// starting point of a write that has no [`IndexedRows`] from an earlier
 /// one (after a restart, an eviction). Reading a list's rows is much
@@ -201,10 +207,7 @@ fn rows_in_table(tx: &rusqlite::Connection, doc: &[u8]) -> rusqlite::Result<Inde
     )?;
     let mut found = tasks.query([doc])?;
     while let Some(r) = found.next()? {
-        let id: Vec<u8> = r.get(0)?;
-        let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) else {
-            continue;
-        };
+        let Some(id) = id16(r, 0)? else { continue };
         let (store, list, date, title): (String, String, String, String) =
             (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
         let status: String = r.get(7)?;
@@ -227,10 +230,7 @@ fn rows_in_table(tx: &rusqlite::Connection, doc: &[u8]) -> rusqlite::Result<Inde
     )?;
     let mut found = events.query([doc])?;
     while let Some(r) = found.next()? {
-        let id: Vec<u8> = r.get(0)?;
-        let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) else {
-            continue;
-        };
+        let Some(id) = id16(r, 0)? else { continue };
         let task: Vec<u8> = r.get(1)?;
         let (store, worker, terminal, status): (String, String, String, String) =
             (r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
