@@ -411,27 +411,80 @@ async fn publish_list(
     body: Result<Json<PublishRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     hq!(state, headers);
-    let result: Result<serde_json::Value, ApiError> = async {
+    let result: Result<serde_json::Value, ApiReply> = async {
         let Json(req) = body.map_err(|e| bad_request(format!("bad JSON: {e}")))?;
         let stores = stores_named(&req)?;
         let one = req.store.is_some();
         let s = stores.clone();
-        let ids = state
+        let ids = match state
             .hub
             .call(move |hub, now| publish_to(hub, &req, &s, now))
-            .await??;
+            .await?
+        {
+            Ok(ids) => ids,
+            Err(Partial { error, published }) if !published.is_empty() => {
+                // Some stores got the list: say which (with the ids they
+                // got, so a retry need not guess) and which did not.
+                let ApiError(code, msg) = error;
+                let body = json!({
+                    "error": msg,
+                    "lists": published_lists(&stores, &published),
+                    "not_published": &stores[published.len()..],
+                });
+                return Err(ApiReply(code, body));
+            }
+            Err(Partial { error, .. }) => return Err(error.into()),
+        };
         if let (true, [id]) = (one, ids.as_slice()) {
             return Ok(json!({ "id": id, "url": id.to_url() }));
         }
-        let lists: Vec<serde_json::Value> = stores
-            .iter()
-            .zip(ids)
-            .map(|(store, id)| json!({ "store": store, "id": id, "url": id.to_url() }))
-            .collect();
-        Ok(json!({ "lists": lists }))
+        Ok(json!({ "lists": published_lists(&stores, &ids) }))
     }
     .await;
-    reply(StatusCode::CREATED, result)
+    match result {
+        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Err(ApiReply(code, body)) => (code, Json(body)).into_response(),
+    }
+}
+
+/// `{"store", "id", "url"}` for each store and the list it got, in order.
+fn published_lists(stores: &[StoreId], ids: &[DocumentId]) -> Vec<serde_json::Value> {
+    stores
+        .iter()
+        .zip(ids)
+        .map(|(store, id)| json!({ "store": store, "id": id, "url": id.to_url() }))
+        .collect()
+}
+
+/// An error answer with a body beyond `{"error"}`.
+struct ApiReply(StatusCode, serde_json::Value);
+
+impl From<ApiError> for ApiReply {
+    fn from(ApiError(code, msg): ApiError) -> Self {
+        ApiReply(code, json!({ "error": msg }))
+    }
+}
+
+impl From<anyhow::Error> for ApiReply {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+/// A publish that failed, with the lists that went out before it did
+/// (`published[i]` is the list of the request's i-th store).
+struct Partial {
+    error: ApiError,
+    published: Vec<DocumentId>,
+}
+
+impl From<ApiError> for Partial {
+    fn from(error: ApiError) -> Self {
+        Partial {
+            error,
+            published: Vec::new(),
+        }
+    }
 }
 
 /// The stores a publish request names: exactly one of `store` and
@@ -478,16 +531,17 @@ fn stores_named(req: &PublishRequest) -> Result<Vec<StoreId>, ApiError> {
 /// transaction (one fsync). Every store is looked up and every list built
 /// before anything is written, so a request refused for an unknown store
 /// (or a time one store's zone does not have) writes nothing. Returns each
-/// store's new list id, in order.
+/// store's new list id, in order; on a failure part-way, the ids of the
+/// lists published before it (they commit and go out).
 fn publish_to(
     hub: &mut Hub,
     req: &PublishRequest,
     stores: &[StoreId],
     now: i64,
-) -> (Result<Vec<DocumentId>, ApiError>, Vec<Output>) {
+) -> (Result<Vec<DocumentId>, Partial>, Vec<Output>) {
     let contents = match lists_for(hub, req, stores) {
         Ok(c) => c,
-        Err(e) => return (Err(e), Vec::new()),
+        Err(e) => return (Err(e.into()), Vec::new()),
     };
     let (r, out) = hub.batched(|hub| {
         let mut out = Vec::new();
@@ -505,22 +559,25 @@ fn publish_to(
     });
     let r = match r {
         Ok((_, None)) => Ok(contents.iter().map(|c| c.id).collect()),
-        Ok((0, Some(e))) => Err(ApiError::from(e)),
+        Ok((0, Some(e))) => Err(ApiError::from(e).into()),
         Ok((done, Some(e))) => {
             let ApiError(code, msg) = ApiError::from(e);
-            Err(ApiError(
-                code,
-                format!(
-                    "{msg}; the first {done} of {} stores (through {}) got the list, \
-                     {} and those after it did not: send those again",
-                    stores.len(),
-                    stores[done - 1],
-                    stores[done]
+            Err(Partial {
+                error: ApiError(
+                    code,
+                    format!(
+                        "{msg}; the first {done} of {} stores (through {}) got the list, \
+                         {} and those after it did not: send those again",
+                        stores.len(),
+                        stores[done - 1],
+                        stores[done]
+                    ),
                 ),
-            ))
+                published: contents[..done].iter().map(|c| c.id).collect(),
+            })
         }
         // The commit failed: nothing of it was saved.
-        Err(e) => Err(ApiError::from(e)),
+        Err(e) => Err(ApiError::from(e).into()),
     };
     (r, out)
 }

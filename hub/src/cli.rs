@@ -165,14 +165,33 @@ pub(crate) async fn call(
     let text = resp.text().await.unwrap_or_default();
     let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.trim().to_owned()));
     if !status.is_success() {
-        let msg = value
+        let mut msg = value
             .get("error")
             .and_then(Value::as_str)
             .map(str::to_owned)
             .unwrap_or_else(|| value.to_string());
+        // A many-store publish that failed part-way names what went out.
+        if let Some(lists) = value.get("lists").and_then(Value::as_array) {
+            msg.push_str(&format!("\n{}", published_lines(lists)));
+        }
         bail!("{status}: {msg}");
     }
     Ok(value)
+}
+
+/// "published <id> to <store>", a line per `{"store", "id"}`.
+fn published_lines(lists: &[Value]) -> String {
+    lists
+        .iter()
+        .map(|l| {
+            format!(
+                "published {} to {}",
+                l["id"].as_str().unwrap_or("?"),
+                l["store"].as_str().unwrap_or("?")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub(crate) fn print(remote: &Remote, v: &Value, text: impl FnOnce(&Value) -> String) {
@@ -390,17 +409,7 @@ pub async fn lists(remote: &Remote, cmd: ListsCmd) -> anyhow::Result<()> {
             }
             let v = call(remote, reqwest::Method::POST, "/api/lists", Some(body)).await?;
             print(remote, &v, |v| match v["lists"].as_array() {
-                Some(lists) => lists
-                    .iter()
-                    .map(|l| {
-                        format!(
-                            "published {} to {}",
-                            l["id"].as_str().unwrap_or("?"),
-                            l["store"].as_str().unwrap_or("?")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                Some(lists) => published_lines(lists),
                 None => format!("published {}", v["id"].as_str().unwrap_or("?")),
             });
         }

@@ -292,6 +292,56 @@ async fn one_request_publishes_a_list_to_many_stores_each_in_its_own_zone() {
         .contains_key(&doc_id(&v["id"])));
 }
 
+/// A many-store publish that fails part-way (here: the hub's database
+/// refuses the second store's list) answers with the error, the lists the
+/// stores before it got, and the stores still to send to; those lists are
+/// really published, the rest got nothing, and sending the rest again works.
+#[tokio::test]
+async fn a_many_store_publish_that_fails_part_way_says_which_lists_went_out() {
+    let api = start().await;
+    for id in ["s1", "s2", "s3"] {
+        let (s, v) = api
+            .post("/stores", json!({"id": id, "name": id, "time_zone": "UTC"}))
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let db = api.dir.as_ref().unwrap().path().join("hub.db");
+    let injector = rusqlite::Connection::open(db).unwrap();
+    injector
+        .execute_batch(
+            "CREATE TRIGGER fail_s2 BEFORE INSERT ON doc_owners WHEN NEW.store_id = 's2'
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+    let list = |stores: Value| json!({"stores": stores, "name": "Recount", "date": "2026-11-26", "tasks": [{"title": "a"}]});
+    let (s, v) = api.post("/lists", list(json!(["s1", "s2", "s3"]))).await;
+    assert!(s >= 500, "{s} {v}");
+    assert!(error_of(&v).contains("injected failure"), "{v}");
+    assert!(error_of(&v).contains("the first 1 of 3 stores"), "{v}");
+    let lists = v["lists"].as_array().expect("the lists that went out");
+    assert_eq!(lists.len(), 1, "{v}");
+    assert_eq!(lists[0]["store"], "s1");
+    let got = doc_id(&lists[0]["id"]);
+    assert_eq!(v["not_published"], json!(["s2", "s3"]), "{v}");
+    assert_eq!(
+        directory_of(&api.hub, "s1")
+            .await
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![(got, "Recount".to_owned())],
+        "s1 has the list the answer names"
+    );
+    for store in ["s2", "s3"] {
+        assert!(directory_of(&api.hub, store).await.is_empty(), "{store}");
+    }
+    injector.execute_batch("DROP TRIGGER fail_s2").unwrap();
+    let (s, v) = api.post("/lists", list(v["not_published"].clone())).await;
+    assert_eq!(s, 201, "{v}");
+    for store in ["s2", "s3"] {
+        assert_eq!(directory_of(&api.hub, store).await.len(), 1, "{store}");
+    }
+}
+
 #[tokio::test]
 async fn a_many_store_publish_checks_every_store_before_writing_anything() {
     let api = start().await;
