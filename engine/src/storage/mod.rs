@@ -18,6 +18,7 @@
 mod documents;
 mod error;
 mod groups;
+mod read_cache;
 mod registry;
 mod schema;
 mod status_index;
@@ -84,6 +85,8 @@ pub struct Store {
     /// Inside `begin_batch` .. `commit_batch`: writes are savepoints of one
     /// open transaction, durable only when the batch commits.
     batch: bool,
+    /// Rows read on every batch that hardly ever change (see `read_cache`).
+    cache: std::cell::RefCell<read_cache::ReadCache>,
 }
 
 impl std::fmt::Debug for Store {
@@ -144,6 +147,7 @@ impl Store {
             path,
             actor,
             batch: false,
+            cache: Default::default(),
         })
     }
 
@@ -256,7 +260,11 @@ impl Store {
             tx.commit()?;
             Ok(out)
         };
-        run(&mut self.conn).map_err(|failure| failure.on(file))
+        run(&mut self.conn).map_err(|failure| {
+            // Rolled back: whatever was read since may not hold any more.
+            self.cache.get_mut().clear();
+            failure.on(file)
+        })
     }
 
     /// Group commit: the writes until `commit_batch` share one transaction
@@ -279,12 +287,14 @@ impl Store {
         }
         self.batch = false;
         if self.conn.is_autocommit() {
+            self.cache.get_mut().clear();
             return Err(StorageError::BatchAborted {
                 file: self.path.clone(),
             });
         }
         if let Err(e) = self.conn.execute_batch("COMMIT") {
             let _ = self.conn.execute_batch("ROLLBACK");
+            self.cache.get_mut().clear();
             return Err(StorageError::from_sqlite(&self.path, e));
         }
         Ok(())
@@ -308,6 +318,7 @@ impl Store {
 
     /// Undo every write since `begin_operation` (the batch goes on).
     pub(crate) fn rollback_operation(&mut self) -> Result<(), StorageError> {
+        self.cache.get_mut().clear();
         self.exec("ROLLBACK TO operation; RELEASE operation")
     }
 

@@ -8,6 +8,7 @@
 use automerge::{ActorId, Change, ChangeHash};
 use rusqlite::{params, OptionalExtension};
 
+use super::read_cache::keep;
 use super::{Failure, StorageError, Store};
 use crate::document::DocKind;
 use crate::ids::{DocumentId, Principal, StoreId};
@@ -242,11 +243,16 @@ impl Store {
             )?
             .execute(params![doc.as_bytes(), store.as_str(), kind.as_str()])?;
             Ok(())
-        })
+        })?;
+        self.cache.get_mut().doc_owners.remove(&doc);
+        Ok(())
     }
 
     pub fn doc_owner(&self, doc: DocumentId) -> Result<Option<(StoreId, DocKind)>, StorageError> {
-        self.read(|c| {
+        if let Some(owner) = self.cache.borrow().doc_owners.get(&doc) {
+            return Ok(Some(owner.clone()));
+        }
+        let owner = self.read(|c| {
             let row = c
                 .prepare_cached("SELECT store_id, kind FROM doc_owners WHERE doc_id = ?1")?
                 .query_row([doc.as_bytes()], |r| {
@@ -264,7 +270,11 @@ impl Store {
                     Ok(Some((s.parse().map_err(|_| bad_row("store_id"))?, kind)))
                 }
             }
-        })
+        })?;
+        if let Some(o) = &owner {
+            keep(&mut self.cache.borrow_mut().doc_owners, doc, o.clone());
+        }
+        Ok(owner)
     }
 
     pub fn documents_of_store(&self, store: &StoreId) -> Result<Vec<DocumentId>, StorageError> {
@@ -281,13 +291,25 @@ impl Store {
     }
 
     pub fn actor_owner(&self, actor: &ActorId) -> Result<Option<Principal>, StorageError> {
-        self.read(|c| {
+        if let Some(p) = self.cache.borrow().actor_owners.get(actor) {
+            return Ok(Some(p.clone()));
+        }
+        let owner = self.read(|c| {
             let p = c
                 .prepare_cached("SELECT principal FROM actor_owners WHERE actor = ?1")?
                 .query_row([actor.to_bytes()], |r| r.get::<_, String>(0))
                 .optional()?;
             Ok(p.and_then(|p| decode_principal(&p)))
-        })
+        })?;
+        // An actor's owner never changes once recorded (INSERT OR IGNORE).
+        if let Some(p) = &owner {
+            keep(
+                &mut self.cache.borrow_mut().actor_owners,
+                actor.clone(),
+                p.clone(),
+            );
+        }
+        Ok(owner)
     }
 
     /// Record that HQ vouches for these deterministic content changes.
@@ -316,11 +338,22 @@ impl Store {
             )?
             .execute(params![doc.as_bytes(), blob])?;
             Ok(())
-        })
+        })?;
+        self.cache.get_mut().known_content.remove(&doc);
+        Ok(())
     }
 
     pub fn known_content(&self, doc: DocumentId) -> Result<Vec<ChangeHash>, StorageError> {
-        self.read(|c| known_in(c, doc))
+        if let Some(known) = self.cache.borrow().known_content.get(&doc) {
+            return Ok(known.clone());
+        }
+        let known = self.read(|c| known_in(c, doc))?;
+        keep(
+            &mut self.cache.borrow_mut().known_content,
+            doc,
+            known.clone(),
+        );
+        Ok(known)
     }
 
     /// Store accepted changes and claim their new actors for `author`, in
@@ -433,6 +466,74 @@ mod tests {
         s.purge_document(a).unwrap();
         assert_eq!(s.known_content(a).unwrap(), vec![]);
         assert_eq!(s.known_content(b).unwrap(), vec![h(9)]);
+    }
+
+    /// Owners, actors and known content are kept in memory once read; a
+    /// rolled-back operation, a failed write and a failed batch commit
+    /// leave none of what they wrote behind there either.
+    #[test]
+    fn rows_read_inside_a_rollback_are_not_remembered() {
+        let (_d, mut s) = store();
+        let st: StoreId = "s1".parse().unwrap();
+        let doc = DocumentId::from_random_bytes([3; 16]);
+        let actor = ActorId::from(&[7u8; 16][..]);
+        let h = ChangeHash([5; 32]);
+        let write_all = |s: &mut Store| {
+            s.set_doc_owner(doc, &st, DocKind::Instance).unwrap();
+            s.add_known_content(doc, &[h]).unwrap();
+            s.claim_actor(&actor, &Principal::Hq).unwrap();
+            // Read back: now in memory.
+            assert_eq!(
+                s.doc_owner(doc).unwrap(),
+                Some((st.clone(), DocKind::Instance))
+            );
+            assert_eq!(s.known_content(doc).unwrap(), vec![h]);
+            assert_eq!(s.actor_owner(&actor).unwrap(), Some(Principal::Hq));
+        };
+        let nothing_left = |s: &Store| {
+            assert_eq!(s.doc_owner(doc).unwrap(), None);
+            assert_eq!(s.known_content(doc).unwrap(), vec![]);
+            assert_eq!(s.actor_owner(&actor).unwrap(), None);
+        };
+
+        // An operation undone inside a batch.
+        s.begin_batch().unwrap();
+        s.begin_operation().unwrap();
+        write_all(&mut s);
+        s.rollback_operation().unwrap();
+        nothing_left(&s);
+        s.commit_batch().unwrap();
+        nothing_left(&s);
+
+        // A batch whose commit fails (a deferred constraint breaks at COMMIT).
+        s.conn
+            .execute_batch(
+                "CREATE TABLE p (x INTEGER PRIMARY KEY);
+                 CREATE TABLE t (x INTEGER REFERENCES p (x) DEFERRABLE INITIALLY DEFERRED);",
+            )
+            .unwrap();
+        s.begin_batch().unwrap();
+        write_all(&mut s);
+        s.conn.execute_batch("INSERT INTO t VALUES (1)").unwrap();
+        assert!(s.commit_batch().is_err());
+        nothing_left(&s);
+
+        // A batch SQLite already rolled back: the next write fails.
+        s.begin_batch().unwrap();
+        write_all(&mut s);
+        s.conn.execute_batch("ROLLBACK").unwrap();
+        assert!(s.set_doc_owner(doc, &st, DocKind::Instance).is_err());
+        nothing_left(&s);
+        assert!(s.commit_batch().is_err());
+
+        // Committed, it stays; purged, it goes.
+        s.begin_batch().unwrap();
+        write_all(&mut s);
+        s.commit_batch().unwrap();
+        assert_eq!(s.known_content(doc).unwrap(), vec![h]);
+        s.purge_document(doc).unwrap();
+        assert_eq!(s.doc_owner(doc).unwrap(), None);
+        assert_eq!(s.known_content(doc).unwrap(), vec![]);
     }
 
     #[test]

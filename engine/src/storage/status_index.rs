@@ -571,7 +571,11 @@ impl Store {
                 tx.prepare_cached(sql)?.execute([doc.as_bytes()])?;
             }
             Ok(())
-        })
+        })?;
+        let cache = self.cache.get_mut();
+        cache.doc_owners.remove(&doc);
+        cache.known_content.remove(&doc);
+        Ok(())
     }
 
     /// Mark lists whose index rows are now behind their documents; written

@@ -1,0 +1,46 @@
+//! Rows the hub reads for every incoming batch and almost never writes
+//! (who owns a document, who introduced an actor, the content HQ vouches
+//! for), kept in memory by the [`Store`](super::Store) that read them.
+//!
+//! Sound because a `Store` is its file's only writer (the hub's documents
+//! in memory already rely on that): a write method that changes one of
+//! these rows drops it from here, and every rollback (a write that failed,
+//! a batch whose commit failed, an operation undone) drops everything,
+//! since a row read inside a transaction that did not commit was never
+//! true. Only rows that exist are kept (a peer naming unknown documents or
+//! fresh actors adds nothing), and each map is emptied when it reaches
+//! [`MAX_ENTRIES`], so memory stays bounded.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use automerge::{ActorId, ChangeHash};
+
+use crate::document::DocKind;
+use crate::ids::{DocumentId, Principal, StoreId};
+
+/// Entries per map before it is emptied (about 100 bytes each).
+pub(super) const MAX_ENTRIES: usize = 200_000;
+
+#[derive(Default)]
+pub(super) struct ReadCache {
+    pub doc_owners: HashMap<DocumentId, (StoreId, DocKind)>,
+    pub actor_owners: HashMap<ActorId, Principal>,
+    pub known_content: HashMap<DocumentId, Vec<ChangeHash>>,
+}
+
+impl ReadCache {
+    pub fn clear(&mut self) {
+        self.doc_owners.clear();
+        self.actor_owners.clear();
+        self.known_content.clear();
+    }
+}
+
+/// Remember `k -> v`, emptying `map` first when it is full.
+pub(super) fn keep<K: Eq + Hash, V>(map: &mut HashMap<K, V>, k: K, v: V) {
+    if map.len() >= MAX_ENTRIES {
+        map.clear();
+    }
+    map.insert(k, v);
+}
