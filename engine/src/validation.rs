@@ -116,6 +116,10 @@ pub struct Outcome {
     /// The document with the accepted changes applied (when there are
     /// any): the caller may use it instead of applying them again.
     pub state: Option<Automerge>,
+    /// Each actor's last sequence number in the document with the
+    /// accepted changes applied: what [`validate_with_seqs`] takes next
+    /// time, when the document is still at that state.
+    pub seqs: HashMap<ActorId, u64>,
 }
 
 impl Outcome {
@@ -134,15 +138,36 @@ pub fn validate(
     author: &Principal,
     ctx: &ValidationContext<'_>,
 ) -> Outcome {
+    validate_with_seqs(doc, changes, author, ctx, None)
+}
+
+/// [`validate`], given `seqs`, each actor's last sequence number in `doc`
+/// (an earlier [`Outcome::seqs`] for this very state), which spares
+/// reading every change's metadata. It must be exactly that: a lower
+/// number would let an actor reuse one.
+pub fn validate_with_seqs(
+    doc: &Automerge,
+    changes: &[Change],
+    author: &Principal,
+    ctx: &ValidationContext<'_>,
+    seqs: Option<HashMap<ActorId, u64>>,
+) -> Outcome {
+    let seqs = seqs.unwrap_or_else(|| last_seqs(doc));
     // Automerge can panic on malformed input (see `validate_each`); the
     // fast path then gives way to the careful one.
     let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        validate_appends(doc, changes, author, ctx)
+        validate_appends(doc, changes, author, ctx, seqs.clone())
     }));
     if let Ok(Some(out)) = fast {
         return out;
     }
-    validate_each(doc, changes, author, ctx)
+    validate_each(doc, changes, author, ctx, seqs)
+}
+
+/// Record that `actor` has used sequence number `seq`.
+fn note_seq(seqs: &mut HashMap<ActorId, u64>, actor: &ActorId, seq: u64) {
+    let last = seqs.entry(actor.clone()).or_default();
+    *last = (*last).max(seq);
 }
 
 /// The common batch, checked with one `apply_changes` for all of it: a
@@ -159,6 +184,7 @@ fn validate_appends(
     changes: &[Change],
     author: &Principal,
     ctx: &ValidationContext<'_>,
+    mut seqs: HashMap<ActorId, u64>,
 ) -> Option<Outcome> {
     let store = match author {
         Principal::Store(s) if s == ctx.owner => s,
@@ -167,7 +193,6 @@ fn validate_appends(
     if changes.len() < 2 {
         return None;
     }
-    let mut seqs = last_seqs(doc);
     let mut claimed: HashSet<ActorId> = HashSet::new();
     let mut out = Outcome::default();
     let mut batch: HashSet<ChangeHash> = HashSet::new();
@@ -192,7 +217,7 @@ fn validate_appends(
         }
         batch.insert(hash);
         let new_actor = actor_rule(c, author, ctx, &seqs, &claimed).ok()?;
-        seqs.insert(actor.clone(), c.seq());
+        note_seq(&mut seqs, actor, c.seq());
         if let Some(a) = new_actor {
             claimed.insert(a.clone());
             out.new_actors.push(a);
@@ -214,11 +239,12 @@ fn validate_appends(
         out.accepted.push(c.clone());
     }
     out.state = Some(post);
+    out.seqs = seqs;
     Some(out)
 }
 
 /// The last sequence number of each actor in `doc`.
-fn last_seqs(doc: &Automerge) -> HashMap<ActorId, u64> {
+pub(crate) fn last_seqs(doc: &Automerge) -> HashMap<ActorId, u64> {
     let mut seqs: HashMap<ActorId, u64> = HashMap::new();
     for m in doc.get_changes_meta(&[]) {
         let e = seqs.entry(m.actor.into_owned()).or_default();
@@ -234,9 +260,9 @@ fn validate_each(
     changes: &[Change],
     author: &Principal,
     ctx: &ValidationContext<'_>,
+    mut seqs: HashMap<ActorId, u64>,
 ) -> Outcome {
     let mut out = Outcome::default();
-    let mut seqs = last_seqs(doc);
     // The accepted state so far: `doc` plus the changes accepted in this
     // call. Each change is checked on it and applied to it; one refused
     // after it was applied is taken out again by rebuilding the copy.
@@ -293,7 +319,7 @@ fn validate_each(
             });
             match checked {
                 Ok(new_actor) => {
-                    seqs.insert(c.actor_id().clone(), c.seq());
+                    note_seq(&mut seqs, c.actor_id(), c.seq());
                     if let Some(a) = new_actor {
                         claimed.insert(a.clone());
                         out.new_actors.push(a);
@@ -321,6 +347,7 @@ fn validate_each(
     if !out.accepted.is_empty() {
         out.state = Some(scratch);
     }
+    out.seqs = seqs;
     out
 }
 

@@ -98,6 +98,16 @@ impl Base {
         };
         assert_eq!(hashes(&fast), hashes(&slow));
         assert_eq!(fast.new_actors, slow.new_actors);
+        // The sequence numbers handed back are the state's own, and given
+        // them, validation decides as it does reading them itself.
+        let mut after = self.doc.fork();
+        after
+            .apply_changes(fast.accepted.clone())
+            .expect("accepted changes apply");
+        assert_eq!(fast.seqs, crate::validation::last_seqs(&after));
+        let given = self.validate_with_given_seqs(changes);
+        crate::validation::tests::assert_same_verdicts(&given.verdicts, &fast.verdicts);
+        assert_eq!(given.seqs, fast.seqs);
         if let Some(state) = &fast.state {
             let mut expected = self.doc.fork();
             expected
@@ -108,10 +118,18 @@ impl Base {
         fast
     }
 
+    /// [`Base::validate`] given the document's sequence numbers.
+    fn validate_with_given_seqs(&self, changes: &[Change]) -> crate::validation::Outcome {
+        let seqs = crate::validation::last_seqs(&self.doc);
+        self.validate_with(changes, |doc, changes, author, ctx| {
+            crate::validation::validate_with_seqs(doc, changes, author, ctx, Some(seqs.clone()))
+        })
+    }
+
     fn validate_with(
         &self,
         changes: &[Change],
-        f: fn(
+        f: impl Fn(
             &Automerge,
             &[Change],
             &Principal,

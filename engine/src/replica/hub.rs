@@ -165,6 +165,10 @@ pub struct Hub {
     /// what a change that only appends status events is read against
     /// (`instance::refresh`) instead of parsing the whole log again.
     views: HashMap<DocumentId, (Vec<ChangeHash>, instance::InstanceView)>,
+    /// Each actor's last sequence number in a cached document, at the
+    /// heads given: validation's starting point for the next batch on it
+    /// when the document is still at those heads (else read again).
+    seqs: HashMap<DocumentId, (Vec<ChangeHash>, HashMap<ActorId, u64>)>,
 }
 
 impl Hub {
@@ -185,6 +189,7 @@ impl Hub {
             index_due,
             indexed: HashMap::new(),
             views: HashMap::new(),
+            seqs: HashMap::new(),
         })
     }
 
@@ -645,6 +650,7 @@ impl Hub {
         self.docs.remove(&doc_id);
         self.indexed.remove(&doc_id);
         self.views.remove(&doc_id);
+        self.seqs.remove(&doc_id);
     }
 
     /// An instance changed: in a batch its index is written once at the
@@ -985,7 +991,13 @@ impl Hub {
             max_event_time: now_ms + self.cfg.limits.event_time_tolerance_ms,
         };
         let doc = self.docs.get(&doc_id).expect("caller loaded it");
-        let outcome = validation::validate(doc, incoming, principal, &ctx);
+        let heads = doc.get_heads();
+        let seqs = match self.seqs.remove(&doc_id) {
+            Some((at, seqs)) if at == heads => Some(seqs),
+            _ => None,
+        };
+        let mut outcome = validation::validate_with_seqs(doc, incoming, principal, &ctx, seqs);
+        let seqs = std::mem::take(&mut outcome.seqs);
         let rejections: Vec<(ChangeHash, String)> = outcome
             .verdicts
             .iter()
@@ -1001,6 +1013,7 @@ impl Hub {
             .cloned()
             .collect();
         if outcome.accepted.is_empty() {
+            self.seqs.insert(doc_id, (heads, seqs));
             return Ok((0, rejections, waiting));
         }
         self.store
@@ -1012,6 +1025,7 @@ impl Hub {
         match outcome.state {
             Some(mut state) => {
                 state.set_actor(self.store.actor_id());
+                self.seqs.insert(doc_id, (state.get_heads(), seqs));
                 self.docs.insert(doc_id, state);
             }
             None => {
