@@ -156,7 +156,7 @@ pub fn validate_with_seqs(
     // Automerge can panic on malformed input (see `validate_each`); the
     // fast path then gives way to the careful one.
     let fast = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        validate_appends(doc, changes, author, ctx, seqs.clone())
+        validate_appends(doc, changes, author, ctx, &seqs)
     }));
     if let Ok(Some(out)) = fast {
         return out;
@@ -184,7 +184,7 @@ fn validate_appends(
     changes: &[Change],
     author: &Principal,
     ctx: &ValidationContext<'_>,
-    mut seqs: HashMap<ActorId, u64>,
+    seqs: &HashMap<ActorId, u64>,
 ) -> Option<Outcome> {
     let store = match author {
         Principal::Store(s) if s == ctx.owner => s,
@@ -193,6 +193,9 @@ fn validate_appends(
     if changes.len() < 2 {
         return None;
     }
+    // Copied only here, past the cheap refusals: the careful path needs
+    // the map as it was if this one gives way part-way.
+    let mut seqs = seqs.clone();
     let mut claimed: HashSet<ActorId> = HashSet::new();
     let mut out = Outcome::default();
     let mut batch: HashSet<ChangeHash> = HashSet::new();
