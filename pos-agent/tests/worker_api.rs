@@ -16,7 +16,24 @@ use engine::model::{
 };
 use serde_json::{json, Value};
 
-const TZ: &str = "Europe/Berlin";
+/// The store's time zone: one where it is now about noon, so every time the
+/// fixture sets (20 minutes ago to 3 hours ahead) falls on the same local
+/// day whenever the suite runs. A fixed zone made the "today" view flip to
+/// the next day for an hour each night (CI failed at 23:0x UTC in Berlin).
+/// `Etc/GMT-N` is UTC+N (POSIX signs), without daylight saving.
+fn tz() -> &'static str {
+    static ZONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ZONE.get_or_init(|| {
+        use chrono::Timelike;
+        let east = (12 - Utc::now().hour() as i32).rem_euclid(24);
+        let east = if east > 12 { east - 24 } else { east };
+        match east {
+            0 => "Etc/GMT".to_owned(),
+            e if e > 0 => format!("Etc/GMT-{e}"),
+            e => format!("Etc/GMT+{}", -e),
+        }
+    })
+}
 
 fn id(n: u128) -> TaskId {
     TaskId(uuid::Uuid::from_u128(n))
@@ -39,7 +56,7 @@ fn task(n: u128, title: &str, due: Option<DateTime<Utc>>, to: &str) -> TaskSpec 
 
 fn list(n: u128, name: &str, tasks: Vec<TaskSpec>) -> InstanceContent {
     let today = Utc::now()
-        .with_timezone(&TZ.parse::<chrono_tz::Tz>().unwrap())
+        .with_timezone(&tz().parse::<chrono_tz::Tz>().unwrap())
         .date_naive();
     InstanceContent {
         id: DocumentId(uuid::Uuid::from_u128(n)),
@@ -48,7 +65,7 @@ fn list(n: u128, name: &str, tasks: Vec<TaskSpec>) -> InstanceContent {
             name: name.into(),
             template: None,
             date: today,
-            time_zone: TZ.into(),
+            time_zone: tz().into(),
             created_by: CreatedBy::Hq,
         },
         tasks,
@@ -260,7 +277,7 @@ async fn a_worker_sees_todays_tasks_for_them_and_their_groups_in_due_order() {
 
     let (s, n) = l.get_as(&ana, "/api/notifications").await;
     assert_eq!(s, 200, "{n}");
-    assert_eq!(n["time_zone"], TZ);
+    assert_eq!(n["time_zone"], tz());
     assert_eq!(n["window_minutes"], 30);
     let titles = |k: &str| -> Vec<String> {
         n[k].as_array()
