@@ -24,6 +24,44 @@ pub const ADMIN: &str = "process-test-admin-token";
 /// The store every process test uses.
 pub const STORE: &str = "store-042";
 
+/// A time zone where it is now about noon (`Etc/GMT-N` is UTC+N, without
+/// daylight saving), so a test's times from a few hours ago to a few hours
+/// ahead all fall on one local day whatever hour the suite runs at. Chosen
+/// once per test process, so every caller in it agrees.
+pub fn noon_zone() -> &'static str {
+    static ZONE: OnceLock<String> = OnceLock::new();
+    ZONE.get_or_init(|| {
+        use chrono::Timelike;
+        let east = (12 - chrono::Utc::now().hour() as i32).rem_euclid(24);
+        let east = if east > 12 { east - 24 } else { east };
+        match east {
+            0 => "Etc/GMT".to_owned(),
+            e if e > 0 => format!("Etc/GMT-{e}"),
+            e => format!("Etc/GMT+{}", -e),
+        }
+    })
+}
+
+/// `HH:MM` on the clock of [`noon_zone`], `minutes` from now.
+pub fn noon_zone_in(minutes: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::minutes(minutes))
+        .with_timezone(
+            &engine::recurrence::parse_time_zone(noon_zone()).expect("Etc/GMT zones exist"),
+        )
+        .format("%H:%M")
+        .to_string()
+}
+
+/// Today's date (`YYYY-MM-DD`) in [`noon_zone`].
+pub fn noon_zone_today() -> String {
+    chrono::Utc::now()
+        .with_timezone(
+            &engine::recurrence::parse_time_zone(noon_zone()).expect("Etc/GMT zones exist"),
+        )
+        .date_naive()
+        .to_string()
+}
+
 /// Build the two binaries once (cargo has finished building the tests by
 /// the time they run, so this nested build only links what is missing).
 pub fn bin(name: &str) -> PathBuf {

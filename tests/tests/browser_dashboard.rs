@@ -154,19 +154,19 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
     let post = |path: &str, body: Value| procs::post(format!("{api}{path}"), body);
     post(
         "/stores",
-        json!({"id": "store-042", "name": "Main Street", "time_zone": "UTC"}),
+        json!({"id": "store-042", "name": "Main Street", "time_zone": procs::noon_zone()}),
     )
     .await;
     post(
         "/stores",
-        json!({"id": "store-007", "name": "Harbour Road", "time_zone": "UTC"}),
+        json!({"id": "store-007", "name": "Harbour Road", "time_zone": procs::noon_zone()}),
     )
     .await;
     let token = post("/stores/store-042/tokens", json!({"label": "tills"})).await["token"]
         .as_str()
         .unwrap()
         .to_owned();
-    let today = chrono::Utc::now().date_naive().to_string();
+    let today = procs::noon_zone_today();
     let (closing, t) = publish(
         &api,
         "store-042",

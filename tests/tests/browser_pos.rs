@@ -20,7 +20,6 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use chrono::{Duration as Minutes, Utc};
 use serde_json::{json, Value};
 use tests::procs::{self, AgentArgs, ADMIN, STORE};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -77,15 +76,6 @@ async fn task_id(agent: &str, title: &str) -> String {
         .to_owned()
 }
 
-/// `HH:MM` in Berlin, `minutes` from now (the store's clock).
-fn berlin_in(minutes: i64) -> String {
-    let tz = engine::recurrence::parse_time_zone("Europe/Berlin").unwrap();
-    (Utc::now() + Minutes::minutes(minutes))
-        .with_timezone(&tz)
-        .format("%H:%M")
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_completes_a_task_offline_in_the_browser_and_sees_it_confirmed() {
     let Some(chromium) = chromium("POS") else {
@@ -101,7 +91,7 @@ async fn a_worker_completes_a_task_offline_in_the_browser_and_sees_it_confirmed(
     // HQ: the store, its roster with PINs, a token, today's closing list.
     procs::post(
         format!("{api}/stores"),
-        json!({"id": STORE, "name": "Main Street", "time_zone": "Europe/Berlin"}),
+        json!({"id": STORE, "name": "Main Street", "time_zone": procs::noon_zone()}),
     )
     .await;
     for (id, name, role, groups, pin) in [
@@ -124,17 +114,16 @@ async fn a_worker_completes_a_task_offline_in_the_browser_and_sees_it_confirmed(
         .as_str()
         .unwrap()
         .to_owned();
-    let tz = engine::recurrence::parse_time_zone("Europe/Berlin").unwrap();
-    let today = Utc::now().with_timezone(&tz).date_naive().to_string();
+    let today = procs::noon_zone_today();
     let list = procs::post(
         format!("{api}/lists"),
         json!({"store": STORE, "name": "Closing", "date": today, "tasks": [
-            {"title": "Count the till", "due": berlin_in(45), "assignee": "worker:w-1",
+            {"title": "Count the till", "due": procs::noon_zone_in(45), "assignee": "worker:w-1",
              "link": "pos:tender-declaration",
              "description": "Count notes and coins, declare the tender, put the surplus in the safe."},
-            {"title": "Clean the coffee machine", "due": berlin_in(-30), "assignee": "group:closers"},
-            {"title": "Restock carrier bags", "due": berlin_in(20), "assignee": "group:closers"},
-            {"title": "Lock the back door", "due": berlin_in(120), "assignee": "worker:w-2"},
+            {"title": "Clean the coffee machine", "due": procs::noon_zone_in(-30), "assignee": "group:closers"},
+            {"title": "Restock carrier bags", "due": procs::noon_zone_in(20), "assignee": "group:closers"},
+            {"title": "Lock the back door", "due": procs::noon_zone_in(120), "assignee": "worker:w-2"},
             {"title": "Switch off the oven", "assignee": "group:closers"},
         ]}),
     )
