@@ -84,6 +84,13 @@ fn net_workloads_run_against_both_servers() {
             r.steady.delivered, r.steady.made,
             "{k}: every steady change arrives"
         );
+        // The last of each store's changes is made 1.5 s in (4 at 2/s).
+        assert!(
+            r.steady.span >= std::time::Duration::from_millis(1500)
+                && r.steady.span < std::time::Duration::from_secs(30),
+            "{k}: first made to last delivered: {:?}",
+            r.steady.span
+        );
         assert_eq!(r.fanout.stores, stores, "{k}: every store got the new list");
         assert_eq!(
             r.storm.index_all.is_some(),

@@ -379,6 +379,11 @@ impl std::fmt::Display for Report {
                 None,
             ),
             (
+                "3 steady: delivered per second, first made to last delivered",
+                Box::new(|r| format!("{:.0}", r.steady.delivered_per_sec())),
+                Some((Box::new(|r| r.steady.delivered_per_sec()), true)),
+            ),
+            (
                 "3 steady: server CPU (share of one core)",
                 Box::new(|r| {
                     format!(

@@ -97,6 +97,8 @@ pub struct Shared {
     pub track_latency: AtomicBool,
     pub sent_at: Mutex<HashMap<ChangeHash, Instant>>,
     pub latencies: Mutex<Vec<Duration>>,
+    /// When the last tracked change arrived at another terminal.
+    pub last_delivery: Mutex<Option<Instant>>,
     pub reconnect: ReconnectPolicy,
     /// Connections opened again after a drop or a failed attempt.
     pub reconnects: AtomicU64,
@@ -119,6 +121,7 @@ impl Shared {
             track_latency: AtomicBool::new(false),
             sent_at: Mutex::new(HashMap::new()),
             latencies: Mutex::new(Vec::new()),
+            last_delivery: Mutex::new(None),
             reconnect,
             reconnects: AtomicU64::new(0),
             down: Mutex::new(HashMap::new()),
@@ -628,6 +631,8 @@ impl Terminal {
                         .lock()
                         .expect("not poisoned")
                         .extend(lat);
+                    let mut last = self.shared.last_delivery.lock().expect("not poisoned");
+                    *last = Some(last.map_or(arrived, |l| l.max(arrived)));
                 }
             }
         }

@@ -52,12 +52,24 @@ pub struct Steady {
     pub secs: u64,
     pub made: usize,
     pub delivered: usize,
+    /// From the first change made to the last one delivered: what the
+    /// server sustained. Offered more than it can carry, `delivered /
+    /// span` is its capacity.
+    pub span: Duration,
     pub p50: Duration,
     pub p99: Duration,
     pub max: Duration,
     pub server_cpu: Duration,
     pub bytes: u64,
     pub reconnects: u64,
+}
+
+impl Steady {
+    /// The rate the server carried: the offered rate while it keeps up,
+    /// its capacity once it cannot.
+    pub fn delivered_per_sec(&self) -> f64 {
+        self.delivered as f64 / self.span.as_secs_f64().max(1e-9)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -428,6 +440,7 @@ pub async fn steady(
 ) -> Result<Steady> {
     fleet.shared.latencies.lock().expect("not poisoned").clear();
     fleet.shared.sent_at.lock().expect("not poisoned").clear();
+    *fleet.shared.last_delivery.lock().expect("not poisoned") = None;
     fleet.shared.track_latency.store(true, Ordering::Relaxed);
     fleet.reset_counters();
     let before = server.stats()?;
@@ -488,6 +501,14 @@ pub async fn steady(
         secs: sizes.steady_secs,
         made,
         delivered: lat.len(),
+        span: fleet
+            .shared
+            .last_delivery
+            .lock()
+            .expect("not poisoned")
+            .map_or(Duration::ZERO, |l| {
+                l.saturating_duration_since(start.into_std())
+            }),
         p50: percentile(&lat, 0.5),
         p99: percentile(&lat, 0.99),
         max: lat.last().copied().unwrap_or_default(),
