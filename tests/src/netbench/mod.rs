@@ -384,12 +384,15 @@ impl std::fmt::Display for Report {
                 Some((Box::new(|r| r.steady.delivered_per_sec()), true)),
             ),
             (
-                "3 steady: server CPU (share of one core)",
+                "3 steady: server CPU (share of one core until the last delivery)",
                 Box::new(|r| {
+                    // A server that fell behind works on past the offered
+                    // seconds, so its share is over the time it worked.
+                    let worked = r.steady.span.as_secs_f64().max(r.steady.secs as f64);
                     format!(
                         "{:.1} s ({:.0} %)",
                         r.steady.server_cpu.as_secs_f64(),
-                        100.0 * r.steady.server_cpu.as_secs_f64() / r.steady.secs.max(1) as f64
+                        100.0 * r.steady.server_cpu.as_secs_f64() / worked.max(1e-9)
                     )
                 }),
                 Some((Box::new(|r| r.steady.server_cpu.as_secs_f64()), false)),
