@@ -44,22 +44,19 @@ pub fn noon_zone() -> &'static str {
 
 /// `HH:MM` on the clock of [`noon_zone`], `minutes` from now.
 pub fn noon_zone_in(minutes: i64) -> String {
-    (chrono::Utc::now() + chrono::Duration::minutes(minutes))
-        .with_timezone(
-            &engine::recurrence::parse_time_zone(noon_zone()).expect("Etc/GMT zones exist"),
-        )
+    (noon_zone_now() + chrono::Duration::minutes(minutes))
         .format("%H:%M")
         .to_string()
 }
 
 /// Today's date (`YYYY-MM-DD`) in [`noon_zone`].
 pub fn noon_zone_today() -> String {
-    chrono::Utc::now()
-        .with_timezone(
-            &engine::recurrence::parse_time_zone(noon_zone()).expect("Etc/GMT zones exist"),
-        )
-        .date_naive()
-        .to_string()
+    noon_zone_now().date_naive().to_string()
+}
+
+fn noon_zone_now() -> chrono::DateTime<chrono::FixedOffset> {
+    let zone = engine::recurrence::parse_time_zone(noon_zone()).expect("Etc/GMT zones exist");
+    chrono::Utc::now().with_timezone(&zone).fixed_offset()
 }
 
 /// Build the two binaries once (cargo has finished building the tests by
