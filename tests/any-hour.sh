@@ -15,12 +15,12 @@ command -v faketime >/dev/null || { echo "needs faketime (apt-get install faketi
 times=("$@")
 if [ ${#times[@]} -eq 0 ]; then
   d=$(date -u -d tomorrow +%F)
-  times=("$d 21:45:00" "$d 22:45:00" "$d 23:30:00" "$d 23:59:20" "$d 04:30:00" "$d 05:20:00" "2026-12-31 23:59:10")
+  times=("$d 21:45:00" "$d 22:45:00" "$d 23:30:00" "$d 23:59:20" "$d 04:30:00" "$d 05:20:00" "$(date -u +%Y)-12-31 23:59:10")
 fi
 list=$(mktemp)
 trap 'rm -f "$list"' EXIT
 # Package directory and executable of every test target, as cargo runs them.
-cargo test --workspace --no-run --message-format=json 2>/dev/null | python3 -c '
+cargo test --workspace --no-run --message-format=json | python3 -c '
 import sys, json, os
 for line in sys.stdin:
     m = json.loads(line)
@@ -35,11 +35,14 @@ for t in "${times[@]}"; do
   while read -r dir bin; do
     # NO_FAKE_STAT: file times stay real (nested cargo builds);
     # DONT_FAKE_MONOTONIC: timers and timeouts keep real time.
-    if ! out=$(cd "$dir" && DONT_FAKE_MONOTONIC=1 NO_FAKE_STAT=1 timeout 600 \
+    if out=$(cd "$dir" && DONT_FAKE_MONOTONIC=1 NO_FAKE_STAT=1 timeout 600 \
         faketime "$t" "$bin" --test-threads=2 2>&1); then
+      :
+    else
+      rc=$?
       failed=1
-      echo "FAILED: $bin"
-      echo "$out" | grep -E "^test .*FAILED|panicked" | head -20
+      echo "FAILED (exit $rc; 124 = still running after 600 s): $bin"
+      echo "$out" | grep -E "^test .*FAILED|panicked" | head -20 || true
     fi
   done < "$list"
 done
