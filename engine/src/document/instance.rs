@@ -563,31 +563,7 @@ pub(crate) fn appended_events(e: &automerge::ExpandedChange, log: &ObjId) -> Opt
 /// anything else changed, or a new event reuses an id (then `read`).
 /// Always equal to `read(doc)` when it answers.
 pub fn refresh(doc: &Automerge, since: &[ChangeHash], old: &InstanceView) -> Option<InstanceView> {
-    // A view of a state this document does not contain (it was reloaded
-    // without changes that failed to save) cannot be brought forward.
-    if since
-        .iter()
-        .any(|h| doc.get_change_meta_by_hash(h).is_none())
-    {
-        return None;
-    }
-    let changes = doc.get_changes(since);
-    let log = events_obj(doc).ok()?;
-    let mut new_events: Vec<StatusEvent> = Vec::new();
-    let mut malformed = 0;
-    for c in &changes {
-        let e = c.decode();
-        if !e.extra_bytes.is_empty() {
-            return None;
-        }
-        for counter in appended_events(&e, &log)? {
-            let (event, _) = read::made_by_op(doc, counter, &e.actor_id)?;
-            match read_event(doc, &event) {
-                Some(ev) => new_events.push(ev),
-                None => malformed += 1,
-            }
-        }
-    }
+    let (new_events, malformed) = appended_since(doc, since)?;
     let mut ids: std::collections::HashSet<EventId> = old
         .tasks
         .iter()
@@ -666,6 +642,74 @@ impl LogSummary {
         }
         Ok(out)
     }
+
+    /// Bring this summary, made at `since`, forward to `doc` when all that
+    /// happened after `since` is status events appended to the log (what
+    /// terminals send): only those events are read, where [`LogSummary::of`]
+    /// reads the whole log again. Returns false, and leaves the summary as
+    /// it was, when anything else changed or `doc` lacks `since`; then use
+    /// `of`. When it answers, the summary holds the same events per task as
+    /// `of(doc)` would (perhaps in another order, which `status::derive`
+    /// ignores) and the same latest time.
+    pub fn advance(&mut self, doc: &Automerge, since: &[ChangeHash]) -> bool {
+        // A malformed event is left out, as `of` leaves it out.
+        match appended_since(doc, since) {
+            Some((new, _malformed)) => {
+                for e in new {
+                    self.latest = self.latest.max(e.at);
+                    self.by_task.entry(e.task).or_default().push(e);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Each task's events sorted, for comparing two summaries whose events
+    /// arrived in different orders.
+    #[cfg(test)]
+    pub(crate) fn normalized(&self) -> (std::collections::BTreeMap<TaskId, Vec<StatusEvent>>, i64) {
+        let by_task = self
+            .by_task
+            .iter()
+            .map(|(t, es)| {
+                let mut es = es.clone();
+                es.sort();
+                (*t, es)
+            })
+            .collect();
+        (by_task, self.latest)
+    }
+}
+
+/// The well-formed events appended to `doc`'s log after `since`, and how
+/// many malformed ones, when every change after `since` only appends
+/// events; None otherwise, or when `doc` does not contain `since` (it was
+/// reloaded without changes that failed to save).
+fn appended_since(doc: &Automerge, since: &[ChangeHash]) -> Option<(Vec<StatusEvent>, usize)> {
+    if since
+        .iter()
+        .any(|h| doc.get_change_meta_by_hash(h).is_none())
+    {
+        return None;
+    }
+    let log = events_obj(doc).ok()?;
+    let mut new_events = Vec::new();
+    let mut malformed = 0;
+    for c in doc.get_changes(since) {
+        let e = c.decode();
+        if !e.extra_bytes.is_empty() {
+            return None;
+        }
+        for counter in appended_events(&e, &log)? {
+            let (event, _) = read::made_by_op(doc, counter, &e.actor_id)?;
+            match read_event(doc, &event) {
+                Some(ev) => new_events.push(ev),
+                None => malformed += 1,
+            }
+        }
+    }
+    Some((new_events, malformed))
 }
 
 /// `record_status`, reading the log from `summary` (made at `doc`'s

@@ -256,8 +256,8 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     /// The terminal's cached log summary gives exactly the changes reading
-    /// the document does, including after merging another replica's work
-    /// (which makes the cache start over from the document).
+    /// the document does, including after merging another replica's
+    /// status events (which the cache takes in with `advance`).
     #[test]
     fn recording_from_a_log_summary_makes_the_same_changes(
         work in prop::collection::vec((1u128..4, 0u8..3, 0i64..3_000), 1..12),
@@ -273,8 +273,9 @@ proptest! {
         for (i, (task, s, wall)) in work.iter().enumerate() {
             if i == merge_at {
                 plain.merge(&mut other.clone()).unwrap();
+                let since = cached.get_heads();
                 cached.merge(&mut other.clone()).unwrap();
-                summary = LogSummary::of(&cached).unwrap();
+                prop_assert!(summary.advance(&cached, &since), "another terminal's event is an append");
             }
             let status = [Status::InProgress, Status::Completed, Status::Reopened][*s as usize];
             let u = update(100 + i as u128, *task, status, "w1");
@@ -377,6 +378,110 @@ proptest! {
         }
         let _ = refreshed;
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// `LogSummary::advance` ends where reading the whole log again does,
+    /// or declines and leaves the summary as it was.
+    #[test]
+    fn advancing_a_log_summary_equals_reading_it_again(
+        happenings in proptest::collection::vec(happening(), 1..24),
+    ) {
+        let c = content(3);
+        let hq = create(&c, ActorId::from([9u8; 16])).unwrap();
+        let mut terminals = [hq.fork(), hq.fork()];
+        terminals[0].set_actor(ActorId::from([1u8; 16]));
+        terminals[1].set_actor(ActorId::from([2u8; 16]));
+        let mut hub = hub_copy(&hq);
+        let mut since = hub.get_heads();
+        let mut summary = LogSummary::of(&hub).unwrap();
+        let mut n = 1000u128;
+        let mut at = 1_800_000_000_000i64;
+        for h in happenings {
+            n += 1;
+            at += 1000;
+            match h {
+                Happening::Status { t, task, status, note } => {
+                    let status = [Status::InProgress, Status::Completed, Status::Reopened][status as usize];
+                    let mut u = update(n, task, status, "w1");
+                    u.note = note.then(|| format!("note {n}"));
+                    let _ = record_status(&mut terminals[t], &u, at);
+                }
+                Happening::Sync => {
+                    let (a, b) = terminals.split_at_mut(1);
+                    sync_pair(&mut a[0], &mut b[0]);
+                }
+                Happening::Reassign(task) => {
+                    let to: Assignee = "worker:w-9".parse().unwrap();
+                    let _ = set_assignee(&mut hub, TaskId(Uuid::from_u128(task)), Some(&to), at);
+                }
+                Happening::ReusedId { t, task } => {
+                    let _ = record_status(&mut terminals[t], &update(1001, task, Status::Completed, "w2"), at);
+                }
+                Happening::Refresh => {
+                    for t in &mut terminals {
+                        hub.merge(t).unwrap();
+                    }
+                    let full = LogSummary::of(&hub).unwrap();
+                    let before = summary.normalized();
+                    if summary.advance(&hub, &since) {
+                        prop_assert_eq!(summary.normalized(), full.normalized());
+                    } else {
+                        prop_assert_eq!(summary.normalized(), before);
+                    }
+                    since = hub.get_heads();
+                    summary = full;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_log_summary_advances_over_appended_events_only() {
+    let c = content(2);
+    let mut hub = create(&c, ActorId::from([9u8; 16])).unwrap();
+    let mut t = hub.fork();
+    t.set_actor(ActorId::from([1u8; 16]));
+    let since = hub.get_heads();
+    let mut summary = LogSummary::of(&hub).unwrap();
+    record_status(
+        &mut t,
+        &update(1, 1, Status::Completed, "w1"),
+        1_800_000_000_000,
+    )
+    .unwrap();
+    hub.merge(&mut t).unwrap();
+    assert!(summary.advance(&hub, &since), "an append advances");
+    assert_eq!(
+        summary.normalized(),
+        LogSummary::of(&hub).unwrap().normalized()
+    );
+    assert_eq!(summary.normalized().1, 1_800_000_000_000);
+    // An HQ edit is not an append: declined, the summary untouched.
+    let since = hub.get_heads();
+    let to: Assignee = "worker:w-9".parse().unwrap();
+    set_assignee(
+        &mut hub,
+        TaskId(Uuid::from_u128(2)),
+        Some(&to),
+        1_800_000_001_000,
+    )
+    .unwrap();
+    let before = summary.normalized();
+    assert!(!summary.advance(&hub, &since));
+    assert_eq!(summary.normalized(), before);
+    // Heads the document does not hold: declined.
+    record_status(
+        &mut t,
+        &update(2, 2, Status::Completed, "w1"),
+        1_800_000_002_000,
+    )
+    .unwrap();
+    assert!(!summary.advance(&hub, &t.get_heads()));
+    assert_eq!(summary.normalized(), before);
 }
 
 /// The hub's copy of a list: HQ's document under the hub's own actor.

@@ -595,10 +595,12 @@ impl Agent {
         now_ms: i64,
     ) -> Result<(StatusEvent, Vec<Output>), AgentError> {
         let mut event = None;
-        // The log summary of this list, if made at its current heads.
-        let heads = self.doc(list).map(|d| d.get_heads());
-        let mut summary = match (self.log_summaries.remove(&list), &heads) {
-            (Some((at, sum)), Some(h)) if &at == h => Some(sum),
+        // The log summary of this list, made at its current heads or
+        // brought forward to them over the events that arrived since
+        // (another terminal's updates); else it is read again below.
+        let mut summary = match (self.log_summaries.remove(&list), self.doc(list)) {
+            (Some((at, sum)), Some(doc)) if at == doc.get_heads() => Some(sum),
+            (Some((at, mut sum)), Some(doc)) => sum.advance(doc, &at).then_some(sum),
             _ => None,
         };
         let out = self.commit_local(list, |doc| {

@@ -162,6 +162,41 @@ fn an_agent_receives_its_lists_and_its_updates_reach_another_terminal() {
     );
 }
 
+/// A terminal's cached log summary takes in what another terminal recorded
+/// in between: its next event follows that one (`prev`), and a reopen of
+/// the task the other completed is allowed.
+#[test]
+fn an_update_after_another_terminals_follows_it() {
+    let mut net = Net::new(2);
+    net.connect(0);
+    net.connect(1);
+    net.run();
+    let id = content(3).id;
+    let (first, out) = net.agents[1]
+        .record_status(id, &upd(1, Status::InProgress, "w1"), NOW)
+        .unwrap();
+    net.route_agent(1, out);
+    net.run();
+    let (done, out) = net.agents[0]
+        .record_status(id, &upd(2, Status::Completed, "w2"), NOW + 1_000)
+        .unwrap();
+    assert_eq!(done.prev, vec![first.id]);
+    net.route_agent(0, out);
+    net.run();
+    let (reopened, out) = net.agents[1]
+        .record_status(id, &upd(3, Status::Reopened, "w1"), NOW + 2_000)
+        .expect("the task the other terminal completed can be reopened");
+    assert_eq!(reopened.prev, vec![done.id]);
+    assert!(reopened.at > done.at);
+    net.route_agent(1, out);
+    net.run();
+    for a in 0..2 {
+        let task = net.agents[a].list(id).unwrap().tasks[0].status.clone();
+        assert_eq!(task.current, Status::Reopened);
+        assert!(task.conflict.is_empty());
+    }
+}
+
 #[test]
 fn offline_conflicting_updates_converge_and_show_the_conflict() {
     let mut net = Net::new(2);
