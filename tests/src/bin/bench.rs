@@ -16,6 +16,13 @@ use clap::{Parser, Subcommand};
 use tests::load_bench::{self, Sizes};
 use tests::netbench::{self, agent_latency, server::Kind, server::Programs};
 
+/// mimalloc, as in the hub: with glibc's malloc, allocating and freeing was
+/// about a fifth of the load generator's CPU in the reconnect storm, and the
+/// generator shares this machine's two cores with the server it measures
+/// (either server: the hub and the JS baseline gain alike).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "Benchmarks of the sync engine")]
 struct Cli {

@@ -220,6 +220,10 @@ pub struct Terminal {
     storage: StorageId,
     actor: ActorId,
     docs: HashMap<DocumentId, Automerge>,
+    /// Each document's log summary and the heads it was made at, as the
+    /// agent keeps them (`Agent::record_status`): a status update reads
+    /// what arrived since, not the whole log.
+    summaries: HashMap<DocumentId, (Vec<ChangeHash>, instance::LogSummary)>,
     saved_sync: HashMap<DocumentId, Vec<u8>>,
     want: BTreeSet<DocumentId>,
     goals: HashMap<DocumentId, (Goal, bool)>,
@@ -258,6 +262,7 @@ pub fn spawn(index: usize, name: String, shared: Arc<Shared>) -> mpsc::Unbounded
         storage: StorageId::new(format!("storage-{name}")),
         actor: ActorId::random(),
         docs: HashMap::new(),
+        summaries: HashMap::new(),
         saved_sync: HashMap::new(),
         want: BTreeSet::new(),
         goals: HashMap::new(),
@@ -474,6 +479,7 @@ impl Terminal {
             Cmd::Hold(docs) => {
                 for (d, mut doc) in docs {
                     doc.set_actor(self.actor.clone());
+                    self.summaries.remove(&d);
                     self.docs.insert(d, doc);
                     if self.is_open() {
                         self.start_doc(d);
@@ -482,6 +488,7 @@ impl Terminal {
             }
             Cmd::DropAll => {
                 self.docs.clear();
+                self.summaries.clear();
                 self.saved_sync.clear();
                 self.want.clear();
                 self.goals.clear();
@@ -548,7 +555,18 @@ impl Terminal {
     fn record(&mut self, d: DocumentId, update: &StatusUpdate) -> Result<ChangeHash, String> {
         let doc = self.docs.get_mut(&d).ok_or("no such document")?;
         let now = chrono::Utc::now().timestamp_millis();
-        let (_, change) = instance::record_status(doc, update, now).map_err(|e| e.to_string())?;
+        let cached = match self.summaries.remove(&d) {
+            Some((at, sum)) if at == doc.get_heads() => Some(sum),
+            Some((at, mut sum)) => sum.advance(doc, &at).then_some(sum),
+            None => None,
+        };
+        let mut summary = match cached {
+            Some(sum) => sum,
+            None => instance::LogSummary::of(doc).map_err(|e| e.to_string())?,
+        };
+        let (_, change) = instance::record_status_with(doc, update, now, Some(&mut summary))
+            .map_err(|e| e.to_string())?;
+        self.summaries.insert(d, (doc.get_heads(), summary));
         let hash = change.hash();
         if self.shared.track_latency.load(Ordering::Relaxed) {
             self.shared
