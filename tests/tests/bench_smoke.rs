@@ -91,6 +91,11 @@ fn net_workloads_run_against_both_servers() {
             "{k}: first made to last delivered: {:?}",
             r.steady.span
         );
+        // The generator made and applied every change: it used some CPU.
+        assert!(
+            r.steady.generator_cpu > std::time::Duration::ZERO,
+            "{k}: the generator's CPU in steady state"
+        );
         assert_eq!(r.fanout.stores, stores, "{k}: every store got the new list");
         assert_eq!(
             r.storm.index_all.is_some(),

@@ -398,6 +398,18 @@ impl std::fmt::Display for Report {
                 Some((Box::new(|r| r.steady.server_cpu.as_secs_f64()), false)),
             ),
             (
+                "3 steady: generator CPU (share of one core, same time)",
+                Box::new(|r| {
+                    let worked = r.steady.span.as_secs_f64().max(r.steady.secs as f64);
+                    format!(
+                        "{:.1} s ({:.0} %)",
+                        r.steady.generator_cpu.as_secs_f64(),
+                        100.0 * r.steady.generator_cpu.as_secs_f64() / worked.max(1e-9)
+                    )
+                }),
+                None,
+            ),
+            (
                 "3 steady: changes per server CPU second",
                 Box::new(|r| {
                     format!(

@@ -60,6 +60,10 @@ pub struct Steady {
     pub p99: Duration,
     pub max: Duration,
     pub server_cpu: Duration,
+    /// The load generator's own CPU time over the same phase: it shares
+    /// the machine's cores with the server, so a server's capacity is
+    /// only measured while this stays below what the machine has left.
+    pub generator_cpu: Duration,
     pub bytes: u64,
     pub reconnects: u64,
 }
@@ -444,6 +448,7 @@ pub async fn steady(
     fleet.shared.track_latency.store(true, Ordering::Relaxed);
     fleet.reset_counters();
     let before = server.stats()?;
+    let gen_before = server::self_stats()?;
     let per_store = (sizes.steady_secs as f64 * sizes.steady_rate).round() as usize;
     let interval = Duration::from_secs_f64(1.0 / sizes.steady_rate);
     let start = tokio::time::Instant::now();
@@ -491,6 +496,7 @@ pub async fn steady(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let after = server.stats()?;
+    let gen_after = server::self_stats()?;
     fleet.shared.track_latency.store(false, Ordering::Relaxed);
     if let Some(e) = fleet.first_error() {
         bail!("steady state: the server sent an error: {e}");
@@ -513,6 +519,7 @@ pub async fn steady(
         p99: percentile(&lat, 0.99),
         max: lat.last().copied().unwrap_or_default(),
         server_cpu: after.cpu.saturating_sub(before.cpu),
+        generator_cpu: gen_after.cpu.saturating_sub(gen_before.cpu),
         bytes: fleet.shared.bytes(),
         reconnects: fleet.take_reconnects(),
     })
