@@ -184,12 +184,40 @@ async fn run_one(
     eprintln!("[{}] reconnect storm ...", kind.label());
     out.storm = workloads::storm(world, sizes, &srv, &mut fleet).await?;
     note_reconnects(kind, "the storm", out.storm.reconnects);
+    // Each workload's headline as it ends: a later one failing (an
+    // overloaded baseline, say) loses nothing already measured.
+    let st = &out.storm;
+    eprintln!(
+        "[{}] storm: {:.2} s, server CPU {:.2} s, generator CPU {:.2} s",
+        kind.label(),
+        st.total.as_secs_f64(),
+        st.server_cpu.as_secs_f64(),
+        st.generator_cpu.as_secs_f64()
+    );
     eprintln!("[{}] steady state ...", kind.label());
     out.steady = workloads::steady(world, sizes, &srv, &mut fleet).await?;
     note_reconnects(kind, "steady state", out.steady.reconnects);
+    let st = &out.steady;
+    eprintln!(
+        "[{}] steady: {} of {} delivered, {:.0} per second; p50 / p99 {:.1} / {:.1} ms; server CPU {:.1} s, generator CPU {:.1} s",
+        kind.label(),
+        st.delivered,
+        st.made,
+        st.delivered_per_sec(),
+        st.p50.as_secs_f64() * 1e3,
+        st.p99.as_secs_f64() * 1e3,
+        st.server_cpu.as_secs_f64(),
+        st.generator_cpu.as_secs_f64()
+    );
     eprintln!("[{}] publish fan-out ...", kind.label());
     out.fanout = workloads::fanout(world, sizes, kind, &srv, &mut fleet).await?;
     note_reconnects(kind, "the fan-out", out.fanout.reconnects);
+    eprintln!(
+        "[{}] fan-out: p50 / p99 {:.0} / {:.0} ms",
+        kind.label(),
+        out.fanout.p50.as_secs_f64() * 1e3,
+        out.fanout.p99.as_secs_f64() * 1e3
+    );
     fleet.disconnect_all().await;
     drop(fleet);
     srv.stop(Duration::from_secs(10))?;

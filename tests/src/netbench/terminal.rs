@@ -633,8 +633,12 @@ impl Terminal {
         if let Some(before) = before {
             if doc.get_heads() != before {
                 let arrived = Instant::now();
-                let new: Vec<ChangeHash> =
-                    doc.get_changes(&before).iter().map(|c| c.hash()).collect();
+                // Metadata only: `get_changes` would encode each change again.
+                let new: Vec<ChangeHash> = doc
+                    .get_changes_meta(&before)
+                    .iter()
+                    .map(|c| c.hash)
+                    .collect();
                 let mut sent = self.shared.sent_at.lock().expect("not poisoned");
                 let mut lat = Vec::new();
                 for h in new {
