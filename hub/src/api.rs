@@ -14,10 +14,11 @@ use engine::ids::{DocumentId, Principal, StoreId, TaskId};
 use engine::model::{Assignee, CreatedBy, InstanceContent, Link, ListMeta, Priority, TaskSpec};
 use engine::replica::hub::{Hub, HubError};
 use engine::replica::Output;
-use engine::storage::StoreRecord;
+use engine::storage::{Store, StoreRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::runtime::now_ms;
 use crate::server::{authenticate, presented_token, random_token, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -898,6 +899,35 @@ fn parse_day(field: &str, q: &Option<String>) -> Result<Option<NaiveDate>, ApiEr
         .transpose()
 }
 
+/// Run a query of the status index. The hub thread brings the index up
+/// to date first (nothing to do unless lists are due); the query itself
+/// then runs on a read-only connection on a blocking thread, so sync does
+/// not wait for it (`server::Readers`). Without readers it runs on the
+/// hub thread.
+async fn index_read<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Store, i64) -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let Some(readers) = state.readers.clone() else {
+        return state
+            .hub
+            .call(move |hub, now| (f(hub.indexed_store(), now), Vec::new()))
+            .await;
+    };
+    state
+        .hub
+        .call(|hub, _| {
+            hub.catch_up_index(None);
+            ((), Vec::new())
+        })
+        .await?;
+    let read = tokio::task::spawn_blocking(move || readers.with(|s| f(s, now_ms())));
+    Ok(anyhow::Context::context(
+        read.await,
+        "the status query stopped",
+    )??)
+}
+
 fn parse_store(q: &Option<String>) -> Result<Option<StoreId>, ApiError> {
     q.as_deref()
         .map(|s| s.parse().map_err(|e| bad_request(format!("store: {e}"))))
@@ -923,15 +953,10 @@ async fn status_by_list(
         Err(e) => return e.into_response(),
     };
     json_reply(
-        state
-            .hub
-            .call(move |hub, now| {
-                let rows =
-                    hub.indexed_store()
-                        .status_by_list_between(store.as_ref(), from, to, now);
-                (rows, Vec::new())
-            })
-            .await,
+        index_read(&state, move |s, now| {
+            s.status_by_list_between(store.as_ref(), from, to, now)
+        })
+        .await,
     )
 }
 
@@ -949,25 +974,19 @@ async fn status_past_due(
     };
     let limit = q.limit.unwrap_or(500).min(10_000);
     json_reply(
-        state
-            .hub
-            .call(move |hub, now| {
-                let rows = hub
-                    .indexed_store()
-                    .past_due(store.as_ref(), now, limit)
-                    .map(|rows| {
-                        rows.into_iter()
-                        .map(|r| {
-                            json!({"store": r.store, "doc": r.doc, "list": r.list, "date": r.date,
+        index_read(&state, move |s, now| {
+            s.past_due(store.as_ref(), now, limit).map(|rows| {
+                rows.into_iter()
+                    .map(|r| {
+                        json!({"store": r.store, "doc": r.doc, "list": r.list, "date": r.date,
                                    "task": r.task, "title": r.title, "due": rfc3339(r.due_ms),
                                    "due_ms": r.due_ms, "assignee": r.assignee,
                                    "status": r.status, "conflict": r.conflict})
-                        })
-                        .collect::<Vec<_>>()
-                    });
-                (rows, Vec::new())
+                    })
+                    .collect::<Vec<_>>()
             })
-            .await,
+        })
+        .await,
     )
 }
 
@@ -984,19 +1003,10 @@ async fn status_by_worker(
     };
     let limit = q.limit.unwrap_or(200).min(10_000);
     json_reply(
-        state
-            .hub
-            .call(move |hub, _| {
-                (
-                    hub.indexed_store().status_by_worker(
-                        store.as_ref(),
-                        q.worker.as_deref(),
-                        limit,
-                    ),
-                    Vec::new(),
-                )
-            })
-            .await,
+        index_read(&state, move |s, _| {
+            s.status_by_worker(store.as_ref(), q.worker.as_deref(), limit)
+        })
+        .await,
     )
 }
 
@@ -1093,5 +1103,85 @@ mod tests {
             serde_json::from_value(serde_json::to_value(cli).unwrap()).unwrap();
         let stores = stores_named(&req).unwrap_or_else(|e| panic!("{}", e.1));
         assert_eq!(stores, vec!["store-042".parse::<StoreId>().unwrap()]);
+    }
+
+    /// Status queries run off the hub thread, on a read-only connection,
+    /// and still see lists whose index was due when they were asked.
+    #[tokio::test]
+    async fn a_status_query_runs_off_the_hub_thread_and_sees_every_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = crate::server::open(dir.path(), Default::default(), Some("admin")).unwrap();
+        let state = opened.state;
+        assert!(state.readers.is_some(), "the server opens readers");
+        let store: StoreId = "store-a".parse().unwrap();
+        let req = PublishRequest {
+            store: None,
+            stores: None,
+            name: "Closing".into(),
+            date: "2026-11-26".into(),
+            tasks: vec![NewTask {
+                title: "Count the till".into(),
+                description: String::new(),
+                start: None,
+                due: None,
+                priority: None,
+                link: None,
+                assignee: None,
+            }],
+        };
+        let publish = state.hub.call(move |hub, now| {
+            hub.add_store(&StoreRecord {
+                id: store.clone(),
+                name: "A".into(),
+                time_zone: "Europe/Berlin".into(),
+            })
+            .unwrap();
+            // Many lists in one batch: their index is left due.
+            let (r, out) = hub.batched(|hub| {
+                let mut out = Vec::new();
+                for _ in 0..5 {
+                    let c = content_from_request(&req, &store, "Europe/Berlin")
+                        .unwrap_or_else(|e| panic!("{}", e.1));
+                    out.extend(hub.publish(&c, now)?);
+                }
+                Ok(((), out))
+            });
+            r.unwrap();
+            (hub.index_backlog(), out)
+        });
+        let read = index_read(&state, |s, now| {
+            let rows = s.status_by_list(None, now).unwrap();
+            let lists: HashSet<_> = rows.iter().map(|r| r.doc).collect();
+            (lists.len(), std::thread::current().name().map(String::from))
+        });
+        // Keeps the hub thread from indexing on its own while idle.
+        let busy = state.hub.call(|_, _| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            ((), Vec::new())
+        });
+        // Poll each once, in order: the publish, the read's catch-up and
+        // the busy job are queued back to back.
+        let (mut publish, mut read, mut busy) = (
+            std::pin::pin!(futures_util::future::maybe_done(publish)),
+            std::pin::pin!(futures_util::future::maybe_done(read)),
+            std::pin::pin!(futures_util::future::maybe_done(busy)),
+        );
+        let _ = futures_util::poll!(publish.as_mut());
+        let _ = futures_util::poll!(read.as_mut());
+        let _ = futures_util::poll!(busy.as_mut());
+        tokio::join!(publish.as_mut(), read.as_mut(), busy.as_mut());
+        assert_eq!(publish.take_output().unwrap().unwrap(), 5, "indexed later");
+        busy.take_output().unwrap().unwrap();
+        let (lists, thread) = read.take_output().unwrap().unwrap();
+        assert_eq!(lists, 5, "the read sees every list");
+        assert_ne!(thread.as_deref(), Some("hub-replica"));
+        // The connection is read-only.
+        let a: StoreId = "store-a".parse().unwrap();
+        let write = state
+            .readers
+            .as_ref()
+            .unwrap()
+            .with(|s| s.record_store_sync(&[(a, 1)]));
+        assert!(write.unwrap().is_err(), "a reader cannot write");
     }
 }

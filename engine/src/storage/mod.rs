@@ -151,6 +151,37 @@ impl Store {
         })
     }
 
+    /// A read-only connection to a replica database that `open` has
+    /// already created and migrated, for readers that should not run on the
+    /// writer's thread: in WAL mode it reads the last committed state while
+    /// the writer goes on. Any write through it fails.
+    pub fn open_reader(path: impl AsRef<Path>) -> Result<Store, StorageError> {
+        let path = path.as_ref().to_path_buf();
+        let sql = |e| StorageError::from_sqlite(&path, e);
+        let conn = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| match StorageError::from_sqlite(&path, source) {
+            StorageError::Sqlite { file, source } => StorageError::CannotOpen { file, source },
+            other => other,
+        })?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        schema::check_not_newer(&conn, &path)?;
+        let actor: Vec<u8> = conn
+            .query_row("SELECT actor_id FROM replica WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .map_err(sql)?;
+        Ok(Store {
+            conn,
+            path,
+            actor: ActorId::from(actor),
+            batch: false,
+            cache: Default::default(),
+        })
+    }
+
     /// Give the file's free pages back to the file system (after
     /// compaction or deletes). Bounded by the free pages there are; runs
     /// outside any transaction, as SQLite requires.
