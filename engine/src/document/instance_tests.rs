@@ -1,6 +1,6 @@
 //! Tests of instance documents across replicas.
 
-use automerge::{ActorId, Automerge, Change, ReadDoc, ROOT};
+use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc, ROOT};
 use chrono::{NaiveDate, TimeZone, Utc};
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -324,64 +324,82 @@ fn happening() -> impl Strategy<Value = Happening> {
     ]
 }
 
+/// Play `happenings` on two terminals of a 3-task list and the hub's copy;
+/// at each `Refresh` the terminals' work is merged into the hub and
+/// `check` is called with the hub and its heads at the previous refresh.
+fn play(
+    happenings: Vec<Happening>,
+    mut check: impl FnMut(&Automerge, &[ChangeHash]) -> Result<(), TestCaseError>,
+) -> Result<(), TestCaseError> {
+    let c = content(3);
+    let hq = create(&c, ActorId::from([9u8; 16])).unwrap();
+    let mut terminals = [hq.fork(), hq.fork()];
+    terminals[0].set_actor(ActorId::from([1u8; 16]));
+    terminals[1].set_actor(ActorId::from([2u8; 16]));
+    let mut hub = hub_copy(&hq);
+    let mut since = hub.get_heads();
+    let mut n = 1000u128;
+    let mut at = 1_800_000_000_000i64;
+    for h in happenings {
+        n += 1;
+        at += 1000;
+        match h {
+            Happening::Status {
+                t,
+                task,
+                status,
+                note,
+            } => {
+                let status =
+                    [Status::InProgress, Status::Completed, Status::Reopened][status as usize];
+                let mut u = update(n, task, status, "w1");
+                u.note = note.then(|| format!("note {n}"));
+                let _ = record_status(&mut terminals[t], &u, at);
+            }
+            Happening::Sync => {
+                let (a, b) = terminals.split_at_mut(1);
+                sync_pair(&mut a[0], &mut b[0]);
+            }
+            Happening::Reassign(task) => {
+                let to: Assignee = "worker:w-9".parse().unwrap();
+                let _ = set_assignee(&mut hub, TaskId(Uuid::from_u128(task)), Some(&to), at);
+            }
+            Happening::ReusedId { t, task } => {
+                let _ = record_status(
+                    &mut terminals[t],
+                    &update(1001, task, Status::Completed, "w2"),
+                    at,
+                );
+            }
+            Happening::Refresh => {
+                for t in &mut terminals {
+                    hub.merge(t).unwrap();
+                }
+                check(&hub, &since)?;
+                since = hub.get_heads();
+            }
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
     /// `refresh` answers exactly what `read` does, or declines.
     #[test]
     fn refresh_equals_a_full_read(happenings in proptest::collection::vec(happening(), 1..24)) {
-        let c = content(3);
-        let hq = create(&c, ActorId::from([9u8; 16])).unwrap();
-        let mut terminals = [hq.fork(), hq.fork()];
-        terminals[0].set_actor(ActorId::from([1u8; 16]));
-        terminals[1].set_actor(ActorId::from([2u8; 16]));
-        let mut hub = hub_copy(&hq);
-        let mut since = hub.get_heads();
-        let mut view = read(&hub).unwrap();
-        let mut n = 1000u128;
-        let mut at = 1_800_000_000_000i64;
-        let mut refreshed = 0;
-        for h in happenings {
-            n += 1;
-            at += 1000;
-            match h {
-                Happening::Status { t, task, status, note } => {
-                    let status = [Status::InProgress, Status::Completed, Status::Reopened][status as usize];
-                    let mut u = update(n, task, status, "w1");
-                    u.note = note.then(|| format!("note {n}"));
-                    let _ = record_status(&mut terminals[t], &u, at);
-                }
-                Happening::Sync => {
-                    let (a, b) = terminals.split_at_mut(1);
-                    sync_pair(&mut a[0], &mut b[0]);
-                }
-                Happening::Reassign(task) => {
-                    let to: Assignee = "worker:w-9".parse().unwrap();
-                    let _ = set_assignee(&mut hub, TaskId(Uuid::from_u128(task)), Some(&to), at);
-                }
-                Happening::ReusedId { t, task } => {
-                    let _ = record_status(&mut terminals[t], &update(1001, task, Status::Completed, "w2"), at);
-                }
-                Happening::Refresh => {
-                    for t in &mut terminals {
-                        hub.merge(t).unwrap();
-                    }
-                    let full = read(&hub).unwrap();
-                    if let Some(v) = refresh(&hub, &since, &view) {
-                        prop_assert_eq!(&v, &full);
-                        refreshed += 1;
-                    }
-                    since = hub.get_heads();
-                    view = full;
-                }
+        let mut view: Option<InstanceView> = None;
+        play(happenings, |hub, since| {
+            let full = read(hub).unwrap();
+            let old = view.get_or_insert_with(|| read(&hub_at_start()).unwrap());
+            if let Some(v) = refresh(hub, since, old) {
+                prop_assert_eq!(&v, &full);
             }
-        }
-        let _ = refreshed;
+            view = Some(full);
+            Ok(())
+        })?;
     }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
 
     /// `LogSummary::advance` ends where reading the whole log again does,
     /// or declines and leaves the summary as it was.
@@ -389,99 +407,25 @@ proptest! {
     fn advancing_a_log_summary_equals_reading_it_again(
         happenings in proptest::collection::vec(happening(), 1..24),
     ) {
-        let c = content(3);
-        let hq = create(&c, ActorId::from([9u8; 16])).unwrap();
-        let mut terminals = [hq.fork(), hq.fork()];
-        terminals[0].set_actor(ActorId::from([1u8; 16]));
-        terminals[1].set_actor(ActorId::from([2u8; 16]));
-        let mut hub = hub_copy(&hq);
-        let mut since = hub.get_heads();
-        let mut summary = LogSummary::of(&hub).unwrap();
-        let mut n = 1000u128;
-        let mut at = 1_800_000_000_000i64;
-        for h in happenings {
-            n += 1;
-            at += 1000;
-            match h {
-                Happening::Status { t, task, status, note } => {
-                    let status = [Status::InProgress, Status::Completed, Status::Reopened][status as usize];
-                    let mut u = update(n, task, status, "w1");
-                    u.note = note.then(|| format!("note {n}"));
-                    let _ = record_status(&mut terminals[t], &u, at);
-                }
-                Happening::Sync => {
-                    let (a, b) = terminals.split_at_mut(1);
-                    sync_pair(&mut a[0], &mut b[0]);
-                }
-                Happening::Reassign(task) => {
-                    let to: Assignee = "worker:w-9".parse().unwrap();
-                    let _ = set_assignee(&mut hub, TaskId(Uuid::from_u128(task)), Some(&to), at);
-                }
-                Happening::ReusedId { t, task } => {
-                    let _ = record_status(&mut terminals[t], &update(1001, task, Status::Completed, "w2"), at);
-                }
-                Happening::Refresh => {
-                    for t in &mut terminals {
-                        hub.merge(t).unwrap();
-                    }
-                    let full = LogSummary::of(&hub).unwrap();
-                    let before = summary.normalized();
-                    if summary.advance(&hub, &since) {
-                        prop_assert_eq!(summary.normalized(), full.normalized());
-                    } else {
-                        prop_assert_eq!(summary.normalized(), before);
-                    }
-                    since = hub.get_heads();
-                    summary = full;
-                }
+        let mut summary: Option<LogSummary> = None;
+        play(happenings, |hub, since| {
+            let full = LogSummary::of(hub).unwrap();
+            let sum = summary.get_or_insert_with(|| LogSummary::of(&hub_at_start()).unwrap());
+            let before = sum.normalized();
+            if sum.advance(hub, since) {
+                prop_assert_eq!(sum.normalized(), full.normalized());
+            } else {
+                prop_assert_eq!(sum.normalized(), before);
             }
-        }
+            summary = Some(full);
+            Ok(())
+        })?;
     }
 }
 
-#[test]
-fn a_log_summary_advances_over_appended_events_only() {
-    let c = content(2);
-    let mut hub = create(&c, ActorId::from([9u8; 16])).unwrap();
-    let mut t = hub.fork();
-    t.set_actor(ActorId::from([1u8; 16]));
-    let since = hub.get_heads();
-    let mut summary = LogSummary::of(&hub).unwrap();
-    record_status(
-        &mut t,
-        &update(1, 1, Status::Completed, "w1"),
-        1_800_000_000_000,
-    )
-    .unwrap();
-    hub.merge(&mut t).unwrap();
-    assert!(summary.advance(&hub, &since), "an append advances");
-    assert_eq!(
-        summary.normalized(),
-        LogSummary::of(&hub).unwrap().normalized()
-    );
-    assert_eq!(summary.normalized().1, 1_800_000_000_000);
-    // An HQ edit is not an append: declined, the summary untouched.
-    let since = hub.get_heads();
-    let to: Assignee = "worker:w-9".parse().unwrap();
-    set_assignee(
-        &mut hub,
-        TaskId(Uuid::from_u128(2)),
-        Some(&to),
-        1_800_000_001_000,
-    )
-    .unwrap();
-    let before = summary.normalized();
-    assert!(!summary.advance(&hub, &since));
-    assert_eq!(summary.normalized(), before);
-    // Heads the document does not hold: declined.
-    record_status(
-        &mut t,
-        &update(2, 2, Status::Completed, "w1"),
-        1_800_000_002_000,
-    )
-    .unwrap();
-    assert!(!summary.advance(&hub, &t.get_heads()));
-    assert_eq!(summary.normalized(), before);
+/// The hub's copy of the list `play` starts from.
+fn hub_at_start() -> Automerge {
+    hub_copy(&create(&content(3), ActorId::from([9u8; 16])).unwrap())
 }
 
 /// The hub's copy of a list: HQ's document under the hub's own actor.
@@ -491,14 +435,17 @@ fn hub_copy(hq: &Automerge) -> Automerge {
     hub
 }
 
+/// `refresh` and `LogSummary::advance` take in appended events and
+/// decline anything else (the summary then left as it was).
 #[test]
-fn refresh_reads_only_new_events_and_declines_anything_else() {
+fn refresh_and_a_log_summary_read_only_new_events_and_decline_anything_else() {
     let c = content(2);
     let mut hub = create(&c, ActorId::from([9u8; 16])).unwrap();
     let mut t = hub.fork();
     t.set_actor(ActorId::from([1u8; 16]));
     let since = hub.get_heads();
     let view = read(&hub).unwrap();
+    let mut summary = LogSummary::of(&hub).unwrap();
     record_status(
         &mut t,
         &update(1, 1, Status::Completed, "w1"),
@@ -508,6 +455,10 @@ fn refresh_reads_only_new_events_and_declines_anything_else() {
     hub.merge(&mut t).unwrap();
     let v = refresh(&hub, &since, &view).expect("an append is refreshed");
     assert_eq!(v, read(&hub).unwrap());
+    assert!(summary.advance(&hub, &since), "an append advances");
+    let full = LogSummary::of(&hub).unwrap().normalized();
+    assert_eq!(summary.normalized(), full);
+    assert_eq!(full.1, 1_800_000_000_000, "the latest time");
     assert_eq!(
         v.task(TaskId(Uuid::from_u128(1))).unwrap().status.current,
         Status::Completed
@@ -523,6 +474,9 @@ fn refresh_reads_only_new_events_and_declines_anything_else() {
     )
     .unwrap();
     assert!(refresh(&hub, &since, &v).is_none());
+    let before = summary.normalized();
+    assert!(!summary.advance(&hub, &since));
+    assert_eq!(summary.normalized(), before, "untouched");
     // A view of a state the document does not hold: declined.
     record_status(
         &mut t,
@@ -531,6 +485,8 @@ fn refresh_reads_only_new_events_and_declines_anything_else() {
     )
     .unwrap();
     assert!(refresh(&hub, &t.get_heads(), &v).is_none());
+    assert!(!summary.advance(&hub, &t.get_heads()));
+    assert_eq!(summary.normalized(), before);
 }
 
 /// Content with every optional field present or absent, any number of
