@@ -902,18 +902,12 @@ fn parse_day(field: &str, q: &Option<String>) -> Result<Option<NaiveDate>, ApiEr
 /// Run a query of the status index. The hub thread brings the index up
 /// to date first (nothing to do unless lists are due); the query itself
 /// then runs on a read-only connection on a blocking thread, so sync does
-/// not wait for it (`server::Readers`). Without readers it runs on the
-/// hub thread.
+/// not wait for it (`server::Readers`).
 async fn index_read<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Store, i64) -> T + Send + 'static,
 ) -> anyhow::Result<T> {
-    let Some(readers) = state.readers.clone() else {
-        return state
-            .hub
-            .call(move |hub, now| (f(hub.indexed_store(), now), Vec::new()))
-            .await;
-    };
+    let readers = state.readers.clone();
     state
         .hub
         .call(|hub, _| {
@@ -1112,7 +1106,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let opened = crate::server::open(dir.path(), Default::default(), Some("admin")).unwrap();
         let state = opened.state;
-        assert!(state.readers.is_some(), "the server opens readers");
         let store: StoreId = "store-a".parse().unwrap();
         let req = PublishRequest {
             store: None,
@@ -1177,11 +1170,7 @@ mod tests {
         assert_ne!(thread.as_deref(), Some("hub-replica"));
         // The connection is read-only.
         let a: StoreId = "store-a".parse().unwrap();
-        let write = state
-            .readers
-            .as_ref()
-            .unwrap()
-            .with(|s| s.record_store_sync(&[(a, 1)]));
+        let write = state.readers.with(|s| s.record_store_sync(&[(a, 1)]));
         assert!(write.unwrap().is_err(), "a reader cannot write");
     }
 }

@@ -34,29 +34,23 @@ use crate::runtime::{now_ms, HubHandle, Outbound, OUTBOUND_QUEUE};
 pub struct AppState {
     pub hub: HubHandle,
     pub limits: Arc<HubLimits>,
-    /// Read-only connections for the status queries (see `Readers`);
-    /// without them those queries run on the hub thread.
-    pub readers: Option<Arc<Readers>>,
+    /// Read-only connections for the status queries (see `Readers`).
+    pub readers: Arc<Readers>,
     next_conn: Arc<AtomicU64>,
     /// Cancelled at shutdown: open WebSockets close too.
     shutdown: CancellationToken,
 }
 
 impl AppState {
-    pub fn new(hub: HubHandle, limits: HubLimits) -> AppState {
+    /// `db` is the hub's database file, which status queries read.
+    pub fn new(hub: HubHandle, limits: HubLimits, db: PathBuf) -> AppState {
         AppState {
             hub,
             limits: Arc::new(limits),
-            readers: None,
+            readers: Arc::new(Readers::new(db)),
             next_conn: Arc::new(AtomicU64::new(1)),
             shutdown: CancellationToken::new(),
         }
-    }
-
-    /// Serve status queries from read-only connections to `db`.
-    pub fn with_readers(mut self, db: PathBuf) -> AppState {
-        self.readers = Some(Arc::new(Readers::new(db)));
-        self
     }
 }
 
@@ -163,7 +157,7 @@ pub fn open(
     let db = store.path().to_path_buf();
     let hub = Hub::open(store, cfg)?;
     Ok(Opened {
-        state: AppState::new(HubHandle::spawn(hub), limits).with_readers(db),
+        state: AppState::new(HubHandle::spawn(hub), limits, db),
         admin_token_file: token_file,
         new_admin_token,
     })

@@ -70,6 +70,14 @@ fn enable_incremental_vacuum(conn: &Connection, path: &Path) -> Result<(), Stora
     Ok(())
 }
 
+/// A failure to open `path` at all, told apart from later SQL errors.
+fn cannot_open(path: &Path, source: rusqlite::Error) -> StorageError {
+    match StorageError::from_sqlite(path, source) {
+        StorageError::Sqlite { file, source } => StorageError::CannotOpen { file, source },
+        other => other,
+    }
+}
+
 /// How long a write waits for another process holding the file's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -107,15 +115,7 @@ impl Store {
     pub fn open(path: impl AsRef<Path>, fresh_actor: [u8; 16]) -> Result<Store, StorageError> {
         let path = path.as_ref().to_path_buf();
         let sql = |e| StorageError::from_sqlite(&path, e);
-        let mut conn =
-            Connection::open(&path).map_err(|source| {
-                match StorageError::from_sqlite(&path, source) {
-                    StorageError::Sqlite { file, source } => {
-                        StorageError::CannotOpen { file, source }
-                    }
-                    other => other,
-                }
-            })?;
+        let mut conn = Connection::open(&path).map_err(|e| cannot_open(&path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
 
         // Read-only checks first, so a foreign or damaged file is refused
@@ -162,10 +162,7 @@ impl Store {
             &path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|source| match StorageError::from_sqlite(&path, source) {
-            StorageError::Sqlite { file, source } => StorageError::CannotOpen { file, source },
-            other => other,
-        })?;
+        .map_err(|e| cannot_open(&path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
         schema::check_not_newer(&conn, &path)?;
         let actor: Vec<u8> = conn
