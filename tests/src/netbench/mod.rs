@@ -413,28 +413,12 @@ impl std::fmt::Display for Report {
             ),
             (
                 "3 steady: server CPU (share of one core until the last delivery)",
-                Box::new(|r| {
-                    // A server that fell behind works on past the offered
-                    // seconds, so its share is over the time it worked.
-                    let worked = r.steady.span.as_secs_f64().max(r.steady.secs as f64);
-                    format!(
-                        "{:.1} s ({:.0} %)",
-                        r.steady.server_cpu.as_secs_f64(),
-                        100.0 * r.steady.server_cpu.as_secs_f64() / worked.max(1e-9)
-                    )
-                }),
+                Box::new(|r| r.steady.cpu_share(r.steady.server_cpu)),
                 Some((Box::new(|r| r.steady.server_cpu.as_secs_f64()), false)),
             ),
             (
                 "3 steady: generator CPU (share of one core, same time)",
-                Box::new(|r| {
-                    let worked = r.steady.span.as_secs_f64().max(r.steady.secs as f64);
-                    format!(
-                        "{:.1} s ({:.0} %)",
-                        r.steady.generator_cpu.as_secs_f64(),
-                        100.0 * r.steady.generator_cpu.as_secs_f64() / worked.max(1e-9)
-                    )
-                }),
+                Box::new(|r| r.steady.cpu_share(r.steady.generator_cpu)),
                 None,
             ),
             (

@@ -74,6 +74,17 @@ impl Steady {
     pub fn delivered_per_sec(&self) -> f64 {
         self.delivered as f64 / self.span.as_secs_f64().max(1e-9)
     }
+
+    /// `cpu` seconds and as a share of one core over the time worked: a
+    /// server that fell behind works on past the offered seconds.
+    pub fn cpu_share(&self, cpu: Duration) -> String {
+        let worked = self.span.as_secs_f64().max(self.secs as f64);
+        format!(
+            "{:.1} s ({:.0} %)",
+            cpu.as_secs_f64(),
+            100.0 * cpu.as_secs_f64() / worked.max(1e-9)
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default)]
