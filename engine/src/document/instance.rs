@@ -665,6 +665,18 @@ impl LogSummary {
         }
     }
 
+    /// A summary `cached` at heads `at`, carried to `doc`'s current heads:
+    /// as it is if they are the same, brought forward with `advance` if
+    /// only events were appended since; None if it must be read again
+    /// (`of`), or there was none.
+    pub fn carried_to(
+        cached: Option<(Vec<ChangeHash>, LogSummary)>,
+        doc: &Automerge,
+    ) -> Option<LogSummary> {
+        let (at, mut sum) = cached?;
+        (at == doc.get_heads() || sum.advance(doc, &at)).then_some(sum)
+    }
+
     /// Each task's events sorted, for comparing two summaries whose events
     /// arrived in different orders.
     #[cfg(test)]

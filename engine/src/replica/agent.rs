@@ -598,11 +598,10 @@ impl Agent {
         // The log summary of this list, made at its current heads or
         // brought forward to them over the events that arrived since
         // (another terminal's updates); else it is read again below.
-        let mut summary = match (self.log_summaries.remove(&list), self.doc(list)) {
-            (Some((at, sum)), Some(doc)) if at == doc.get_heads() => Some(sum),
-            (Some((at, mut sum)), Some(doc)) => sum.advance(doc, &at).then_some(sum),
-            _ => None,
-        };
+        let cached = self.log_summaries.remove(&list);
+        let mut summary = self
+            .doc(list)
+            .and_then(|doc| instance::LogSummary::carried_to(cached, doc));
         let out = self.commit_local(list, |doc| {
             let sum = match summary.take() {
                 Some(s) => s,

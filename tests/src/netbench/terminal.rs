@@ -555,12 +555,7 @@ impl Terminal {
     fn record(&mut self, d: DocumentId, update: &StatusUpdate) -> Result<ChangeHash, String> {
         let doc = self.docs.get_mut(&d).ok_or("no such document")?;
         let now = chrono::Utc::now().timestamp_millis();
-        let cached = match self.summaries.remove(&d) {
-            Some((at, sum)) if at == doc.get_heads() => Some(sum),
-            Some((at, mut sum)) => sum.advance(doc, &at).then_some(sum),
-            None => None,
-        };
-        let mut summary = match cached {
+        let mut summary = match instance::LogSummary::carried_to(self.summaries.remove(&d), doc) {
             Some(sum) => sum,
             None => instance::LogSummary::of(doc).map_err(|e| e.to_string())?,
         };
