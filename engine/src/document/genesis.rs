@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 
-use automerge::legacy::{self, Key, ObjectId, OpId, OpType};
+use automerge::legacy::{self, ElementId, Key, ObjectId, OpId, OpType};
 use automerge::transaction::Transactable;
 use automerge::{
     ActorId, Automerge, AutomergeError, Change, ChangeHash, ExpandedChange, ObjId, ObjType,
@@ -78,7 +78,9 @@ pub fn content_actor(doc: DocumentId, content_digest: &[u8]) -> ActorId {
 /// to a store was mostly that.
 pub(crate) struct OpWriter {
     actor: ActorId,
+    seq: u64,
     start_op: u64,
+    time: i64,
     deps: Vec<ChangeHash>,
     ops: Vec<legacy::Op>,
     /// The last op on each (object, key) in this change (and the value it
@@ -94,11 +96,21 @@ impl OpWriter {
         deps.sort();
         OpWriter {
             actor,
+            seq: 1,
             start_op: max_op + 1,
+            time: 0,
             deps,
             ops: Vec::new(),
             last: HashMap::new(),
         }
+    }
+
+    /// The actor's change number `seq` (not its first), made at `time`
+    /// (seconds, as a transaction commits it).
+    pub(crate) fn stamped(mut self, seq: u64, time: i64) -> OpWriter {
+        self.seq = seq;
+        self.time = time;
+        self
     }
 
     fn push(&mut self, obj: &ObjectId, key: &str, action: OpType) -> OpId {
@@ -140,6 +152,21 @@ impl OpWriter {
         ObjectId::Id(self.push(obj, key, OpType::Make(kind)))
     }
 
+    /// Insert a new element after `after` in the list `list` (what a
+    /// transaction records for an insert at the index after it); returns
+    /// the element's id, which is also the object id when it makes one.
+    pub(crate) fn insert(&mut self, list: &ObjectId, after: ElementId, action: OpType) -> OpId {
+        let id = OpId::new(self.start_op + self.ops.len() as u64, &self.actor);
+        self.ops.push(legacy::Op {
+            action,
+            obj: list.clone(),
+            key: Key::Seq(after),
+            pred: Vec::new().into(),
+            insert: true,
+        });
+        id
+    }
+
     /// The largest op counter in the change (and its dependencies).
     pub(crate) fn max_op(&self) -> u64 {
         self.start_op + self.ops.len() as u64 - 1
@@ -150,9 +177,9 @@ impl OpWriter {
             operations: self.ops,
             actor_id: self.actor,
             hash: None,
-            seq: 1,
+            seq: self.seq,
             start_op: NonZeroU64::new(self.start_op).expect("start_op is max_op + 1"),
-            time: 0,
+            time: self.time,
             message: None,
             deps: self.deps,
             extra_bytes: Vec::new(),

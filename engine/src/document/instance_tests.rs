@@ -108,6 +108,38 @@ fn status_updates_follow_the_log_and_the_clock() {
     );
 }
 
+/// A log whose last entry is not an event map (only a hostile peer writes
+/// one; the hub refuses it) still takes a new event: by a transaction, as
+/// the op-by-op change needs the last event's id to insert after.
+#[test]
+fn an_event_after_a_malformed_log_entry_is_still_recorded() {
+    use automerge::transaction::Transactable;
+    let mut doc = create(&content(2), ActorId::from([3u8; 16])).unwrap();
+    record_status(&mut doc, &update(1, 1, Status::InProgress, "w1"), 1_000).unwrap();
+    let log = match doc.get(ROOT, keys::EVENTS).unwrap().unwrap() {
+        (automerge::Value::Object(_), id) => id,
+        other => panic!("no log: {other:?}"),
+    };
+    let mut tx = doc.transaction();
+    let len = tx.length(&log);
+    tx.insert(&log, len, "not an event").unwrap();
+    tx.commit();
+    let (e, change) =
+        record_status(&mut doc, &update(2, 1, Status::Completed, "w1"), 2_000).unwrap();
+    assert_eq!(doc.get_heads(), vec![change.hash()]);
+    let v = read(&doc).unwrap();
+    assert_eq!(v.malformed_events, 1);
+    let t = v.task(TaskId(Uuid::from_u128(1))).unwrap();
+    assert_eq!(t.status.current, Status::Completed);
+    assert_eq!(t.status.history.last().unwrap().id, e.id);
+    // And the next one goes back to the op-by-op change after it.
+    let mut reference = doc.fork();
+    reference.set_actor(doc.get_actor().clone());
+    let (e3, c3) = record_status(&mut doc, &update(3, 2, Status::InProgress, "w1"), 3_000).unwrap();
+    let by_transaction = append_event_by_transaction(&mut reference, &e3, 3_000).unwrap();
+    assert_eq!(c3.raw_bytes(), by_transaction.raw_bytes());
+}
+
 #[test]
 fn reopen_needs_a_completed_task_and_unknown_tasks_are_refused() {
     let c = content(1);
@@ -324,6 +356,22 @@ fn happening() -> impl Strategy<Value = Happening> {
     ]
 }
 
+/// Record `u` on `doc` as `record_status` does (the change written op by
+/// op), and the same event on a copy by a transaction: the two changes
+/// must be byte for byte the same, and so must the documents after.
+fn record_both_ways(doc: &mut Automerge, u: &StatusUpdate, at: i64) -> Result<(), TestCaseError> {
+    let mut reference = doc.fork();
+    reference.set_actor(doc.get_actor().clone());
+    let Ok((event, change)) = record_status(doc, u, at) else {
+        return Ok(());
+    };
+    let by_transaction = append_event_by_transaction(&mut reference, &event, at).unwrap();
+    prop_assert_eq!(change.raw_bytes(), by_transaction.raw_bytes());
+    prop_assert_eq!(doc.get_heads(), reference.get_heads());
+    prop_assert_eq!(read(doc).unwrap(), read(&reference).unwrap());
+    Ok(())
+}
+
 /// Play `happenings` on two terminals of a 3-task list and the hub's copy;
 /// at each `Refresh` the terminals' work is merged into the hub and
 /// `check` is called with the hub and its heads at the previous refresh.
@@ -354,7 +402,7 @@ fn play(
                     [Status::InProgress, Status::Completed, Status::Reopened][status as usize];
                 let mut u = update(n, task, status, "w1");
                 u.note = note.then(|| format!("note {n}"));
-                let _ = record_status(&mut terminals[t], &u, at);
+                record_both_ways(&mut terminals[t], &u, at)?;
             }
             Happening::Sync => {
                 let (a, b) = terminals.split_at_mut(1);
@@ -365,11 +413,8 @@ fn play(
                 let _ = set_assignee(&mut hub, TaskId(Uuid::from_u128(task)), Some(&to), at);
             }
             Happening::ReusedId { t, task } => {
-                let _ = record_status(
-                    &mut terminals[t],
-                    &update(1001, task, Status::Completed, "w2"),
-                    at,
-                );
+                let u = update(1001, task, Status::Completed, "w2");
+                record_both_ways(&mut terminals[t], &u, at)?;
             }
             Happening::Refresh => {
                 for t in &mut terminals {
