@@ -770,6 +770,10 @@ pub fn record_status_with(
         note: update.note.clone(),
     };
     let events_o = events_obj(doc)?;
+    // The actor may have been set before its changes arrived (then it
+    // would not find its own last change); a transaction resolves it too.
+    let actor = doc.get_actor().clone();
+    doc.set_actor(actor);
     let change = match event_change(doc, &events_o, &event, wall_ms) {
         Some(change) => {
             doc.apply_changes([change.clone()])?;
@@ -795,27 +799,45 @@ pub fn record_status_with(
 
 /// The change that appends `event` to the log `events_o`, written op by op
 /// (`genesis::OpWriter`): the bytes a transaction on `doc` would commit
-/// (`append_event_by_transaction`; a proptest compares them), at about
-/// half the cost, since a transaction splices every op into the
-/// document's columns one at a time and applying the finished change does
-/// it in one pass. None when the log's last element is not an event map
-/// (never so in a document the hub accepted): then the transaction.
+/// (`append_event_by_transaction`; a proptest compares them) for less:
+/// a transaction splices every op into the document's columns one at a
+/// time, applying the finished change does it in one pass. None, for the
+/// transaction to do it, when the document holds changes waiting for
+/// their dependencies (a transaction drops this actor's own among them,
+/// which applying a change does not), or when the log's last entry is not
+/// an element as inserted (a put replaced it; only a hostile peer's
+/// document, which the hub refuses).
 fn event_change(
     doc: &Automerge,
     events_o: &ObjId,
     event: &StatusEvent,
     wall_ms: i64,
 ) -> Option<Change> {
+    if !doc.get_missing_deps(&[]).is_empty() {
+        return None;
+    }
     let log = legacy_obj(events_o)?;
     let after = match doc.length(events_o) {
         0 => ElementId::Head,
-        len => match doc.get(events_o, len - 1).ok()?? {
-            (automerge::Value::Object(ObjType::Map), id) => match legacy_obj(&id)? {
-                LegacyObj::Id(op) => ElementId::Id(op),
-                LegacyObj::Root => return None,
-            },
-            _ => return None,
-        },
+        // A transaction inserting at the end names the last element. Its
+        // value's id is the element's only if that value is the insert
+        // itself, not a later put over it (Automerge offers no other way
+        // to ask, and an insert after a non-element makes it panic).
+        len => {
+            let (_, value) = doc.get(events_o, len - 1).ok()??;
+            let ObjId::Id(counter, actor, _) = &value else {
+                return None;
+            };
+            let made_by = doc.get_change_by_hash(&doc.hash_for_opid(&value)?)?;
+            let made_by = made_by.decode();
+            let op = made_by
+                .operations
+                .get(usize::try_from(counter.checked_sub(made_by.start_op.get())?).ok()?)?;
+            if !op.insert || op.obj != log {
+                return None;
+            }
+            ElementId::Id(automerge::legacy::OpId::new(*counter, actor))
+        }
     };
     // What a transaction takes: the next sequence number of this actor and
     // an op counter above every op in the document. The heads' changes
