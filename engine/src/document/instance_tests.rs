@@ -158,31 +158,39 @@ fn an_event_after_an_overwritten_or_malformed_log_entry_goes_where_a_transaction
     );
 }
 
-/// A document holding this actor's own change that waits for a missing
-/// dependency (say, storage lost the change before it): a transaction
-/// drops that change, so the next event does not reuse its sequence
-/// number; recording does the same.
-#[test]
-fn a_change_of_ours_waiting_for_its_dependency_is_dropped_as_a_transaction_drops_it() {
-    let actor = ActorId::from([4u8; 16]);
+/// A list, and `n` status changes `actor` made on a copy of it elsewhere
+/// (say, on this terminal before its replica was restored from backup).
+fn changes_made_elsewhere(actor: &ActorId, n: u128) -> (Automerge, Vec<Change>) {
     let base = create(&content(2), ActorId::from([9u8; 16])).unwrap();
     let mut elsewhere = base.fork();
     elsewhere.set_actor(actor.clone());
-    record_status(
-        &mut elsewhere,
-        &update(1, 1, Status::InProgress, "w1"),
-        1_000,
-    )
-    .unwrap();
-    let (_, second) = record_status(
-        &mut elsewhere,
-        &update(2, 1, Status::Completed, "w1"),
-        2_000,
-    )
-    .unwrap();
+    let changes = (1..=n)
+        .map(|i| {
+            let u = update(
+                i,
+                1,
+                [Status::InProgress, Status::Completed][i as usize % 2],
+                "w1",
+            );
+            record_status(&mut elsewhere, &u, 1_000 * i as i64)
+                .unwrap()
+                .1
+        })
+        .collect();
+    (base, changes)
+}
+
+/// A document holding this actor's own change that waits for a missing
+/// dependency (storage lost the change before it): a transaction drops
+/// that change, so the next event does not reuse its sequence number;
+/// recording does the same.
+#[test]
+fn a_change_of_ours_waiting_for_its_dependency_is_dropped_as_a_transaction_drops_it() {
+    let actor = ActorId::from([4u8; 16]);
+    let (base, changes) = changes_made_elsewhere(&actor, 2);
     let mut doc = base.fork();
     doc.set_actor(actor);
-    doc.apply_changes([second]).unwrap();
+    doc.apply_changes([changes[1].clone()]).unwrap();
     assert_eq!(
         doc.get_missing_deps(&[]).len(),
         1,
@@ -202,18 +210,10 @@ fn a_change_of_ours_waiting_for_its_dependency_is_dropped_as_a_transaction_drops
 #[test]
 fn an_actor_set_before_its_changes_arrived_continues_their_sequence() {
     let actor = ActorId::from([5u8; 16]);
-    let base = create(&content(2), ActorId::from([9u8; 16])).unwrap();
-    let mut elsewhere = base.fork();
-    elsewhere.set_actor(actor.clone());
-    let (_, first) = record_status(
-        &mut elsewhere,
-        &update(1, 1, Status::InProgress, "w1"),
-        1_000,
-    )
-    .unwrap();
+    let (base, changes) = changes_made_elsewhere(&actor, 1);
     let mut doc = base.fork();
     doc.set_actor(actor);
-    doc.apply_changes([first]).unwrap();
+    doc.apply_changes(changes).unwrap();
     assert_recorded_as_a_transaction_would(&mut doc, &update(2, 1, Status::Completed, "w1"), 2_000);
     assert_eq!(doc.get_last_local_change().unwrap().seq(), 2);
 }
