@@ -666,6 +666,16 @@ impl LogSummary {
         }
     }
 
+    /// Take in `event`, just recorded on top of the heads this summary
+    /// was made at.
+    pub fn note(&mut self, event: &StatusEvent) {
+        self.latest = self.latest.max(event.at);
+        self.by_task
+            .entry(event.task)
+            .or_default()
+            .push(event.clone());
+    }
+
     /// A summary `cached` at heads `at`, carried to `doc`'s current heads:
     /// as it is if they are the same, brought forward with `advance` if
     /// only events were appended since; None if it must be read again
@@ -733,6 +743,52 @@ pub fn record_status_with(
     wall_ms: i64,
     summary: Option<&mut LogSummary>,
 ) -> Result<(StatusEvent, Change), ModelError> {
+    resolve_actor(doc);
+    let prepared = prepare_status(doc, update, wall_ms, summary.as_deref())?;
+    let change = match prepared.change {
+        Some(change) => {
+            doc.apply_changes([change.clone()])?;
+            resolve_actor(doc);
+            change
+        }
+        None => append_event_by_transaction(doc, &prepared.event, wall_ms)?,
+    };
+    if let Some(sum) = summary {
+        sum.note(&prepared.event);
+    }
+    Ok((prepared.event, change))
+}
+
+/// Point `doc` at its actor's entry again, as a transaction does first:
+/// an actor set before its changes arrived (or introduced by applying
+/// one of its own changes) is otherwise not found, and its last change
+/// with it.
+pub fn resolve_actor(doc: &mut Automerge) {
+    let actor = doc.get_actor().clone();
+    doc.set_actor(actor);
+}
+
+/// A status update made ready to commit, without touching the document.
+#[derive(Debug)]
+pub struct PreparedStatus {
+    /// The event as it will be stored.
+    pub event: StatusEvent,
+    /// The change that appends it, when it can be written op by op; None
+    /// when a transaction must make it (`append_event_by_transaction`).
+    pub change: Option<Change>,
+}
+
+/// The event `update` makes on `doc` and the change that appends it,
+/// leaving `doc` as it is: a replica that persists a change before its
+/// document shows it (the agent) applies it once, with no scratch copy.
+/// `doc`'s actor must be resolved (`resolve_actor`); `summary`, if given,
+/// made at `doc`'s current heads.
+pub fn prepare_status(
+    doc: &Automerge,
+    update: &StatusUpdate,
+    wall_ms: i64,
+    summary: Option<&LogSummary>,
+) -> Result<PreparedStatus, ModelError> {
     let task_o = task_obj(doc, update.task)?;
     if read::string(doc, &task_o, keys::TITLE).is_none() {
         return Err(ModelError::UnknownTask(update.task));
@@ -745,7 +801,7 @@ pub fn record_status_with(
             });
         }
     }
-    let (events, latest) = match &summary {
+    let (events, latest) = match summary {
         Some(sum) => (
             sum.by_task.get(&update.task).cloned().unwrap_or_default(),
             sum.latest,
@@ -769,32 +825,8 @@ pub fn record_status_with(
         prev: current.head_ids(),
         note: update.note.clone(),
     };
-    let events_o = events_obj(doc)?;
-    // The actor may have been set before its changes arrived (then it
-    // would not find its own last change); a transaction resolves it too.
-    let actor = doc.get_actor().clone();
-    doc.set_actor(actor);
-    let change = match event_change(doc, &events_o, &event, wall_ms) {
-        Some(change) => {
-            doc.apply_changes([change.clone()])?;
-            // Applying leaves the document's actor unresolved when the
-            // change introduced it, and then it would not find its own
-            // last change next time; resolving it again is what a commit
-            // does.
-            let actor = doc.get_actor().clone();
-            doc.set_actor(actor);
-            change
-        }
-        None => append_event_by_transaction(doc, &event, wall_ms)?,
-    };
-    if let Some(sum) = summary {
-        sum.latest = sum.latest.max(event.at);
-        sum.by_task
-            .entry(event.task)
-            .or_default()
-            .push(event.clone());
-    }
-    Ok((event, change))
+    let change = event_change(doc, &events_obj(doc)?, &event, wall_ms);
+    Ok(PreparedStatus { event, change })
 }
 
 /// The change that appends `event` to the log `events_o`, written op by op

@@ -349,6 +349,12 @@ impl Agent {
         self.doc(id)
     }
 
+    /// A held document, to put it in states sync alone rarely makes.
+    #[cfg(test)]
+    pub(crate) fn document_mut(&mut self, id: DocumentId) -> Option<&mut Automerge> {
+        self.doc_mut(id)
+    }
+
     /// Every document held, loaded or not.
     pub fn document_ids(&self) -> Vec<DocumentId> {
         let mut v: Vec<DocumentId> = self.docs.keys().copied().collect();
@@ -410,6 +416,16 @@ impl Agent {
         let mut scratch = doc.fork();
         scratch.set_actor(doc.get_actor().clone());
         let changes = f(&mut scratch)?;
+        self.commit_changes(doc_id, changes)
+    }
+
+    /// Commit `changes`, made on top of `doc_id`'s current state: stored
+    /// first, then applied to the document and sent.
+    fn commit_changes(
+        &mut self,
+        doc_id: DocumentId,
+        changes: Vec<Change>,
+    ) -> Result<Vec<Output>, AgentError> {
         if changes.is_empty() {
             return Ok(self.sync_new_loads());
         }
@@ -594,29 +610,34 @@ impl Agent {
         update: &StatusUpdate,
         now_ms: i64,
     ) -> Result<(StatusEvent, Vec<Output>), AgentError> {
-        let mut event = None;
         // The log summary of this list, made at its current heads or
         // brought forward to them over the events that arrived since
-        // (another terminal's updates); else it is read again below.
+        // (another terminal's updates); else read again.
         let cached = self.log_summaries.remove(&list);
-        let mut summary = self
-            .doc(list)
-            .and_then(|doc| instance::LogSummary::carried_to(cached, doc));
-        let out = self.commit_local(list, |doc| {
-            let sum = match summary.take() {
-                Some(s) => s,
-                None => instance::LogSummary::of(doc)?,
-            };
-            let sum = summary.insert(sum);
-            let (e, c) = instance::record_status_with(doc, update, now_ms, Some(sum))?;
-            event = Some(e);
-            Ok(vec![c])
-        })?;
-        if let (Some(sum), Some(doc)) = (summary, self.doc(list)) {
+        let doc = self.doc_mut(list).ok_or(AgentError::UnknownList(list))?;
+        instance::resolve_actor(doc);
+        let mut summary = match instance::LogSummary::carried_to(cached, doc) {
+            Some(sum) => sum,
+            None => instance::LogSummary::of(doc)?,
+        };
+        let prepared = instance::prepare_status(doc, update, now_ms, Some(&summary))?;
+        let event = prepared.event;
+        // Written without touching the document, so no scratch copy is
+        // needed to keep it unchanged until the change is stored.
+        let out = match prepared.change {
+            Some(change) => self.commit_changes(list, vec![change])?,
+            None => self.commit_local(list, |doc| {
+                Ok(vec![instance::append_event_by_transaction(
+                    doc, &event, now_ms,
+                )?])
+            })?,
+        };
+        summary.note(&event);
+        if let Some(doc) = self.doc(list) {
             let heads = doc.get_heads();
-            self.log_summaries.insert(list, (heads, sum));
+            self.log_summaries.insert(list, (heads, summary));
         }
-        Ok((event.expect("set on success"), out))
+        Ok((event, out))
     }
 
     pub fn set_assignee(

@@ -162,6 +162,44 @@ fn an_agent_receives_its_lists_and_its_updates_reach_another_terminal() {
     );
 }
 
+/// A list holding a change that waits for its dependency (sync delivered
+/// it out of order) cannot take the op-by-op event change; the agent
+/// records by a transaction on a scratch copy instead, and the hub
+/// accepts it.
+#[test]
+fn an_update_to_a_list_with_a_change_waiting_for_its_dependency_is_recorded() {
+    let mut net = Net::new(2);
+    net.connect(0);
+    net.connect(1);
+    net.run();
+    let id = content(3).id;
+    let doc = net.agents[0].document_mut(id).unwrap();
+    let mut other = doc.fork();
+    other.set_actor(automerge::ActorId::from([7u8; 16]));
+    crate::document::instance::record_status(&mut other, &upd(1, Status::InProgress, "w2"), NOW)
+        .unwrap();
+    let (_, waiting) = crate::document::instance::record_status(
+        &mut other,
+        &upd(2, Status::Completed, "w2"),
+        NOW + 1,
+    )
+    .unwrap();
+    doc.apply_changes([waiting]).unwrap();
+    assert_eq!(automerge::ReadDoc::get_missing_deps(doc, &[]).len(), 1);
+    let (event, out) = net.agents[0]
+        .record_status(id, &upd(3, Status::InProgress, "w1"), NOW + 2)
+        .unwrap();
+    net.route_agent(0, out);
+    net.run();
+    let view = net.agents[1].list(id).unwrap();
+    let task = view.task(event.task).unwrap();
+    assert_eq!(task.status.history.last().unwrap().id, event.id);
+    assert_eq!(
+        net.hub.document(id).unwrap().get_heads(),
+        net.agents[1].document(id).unwrap().get_heads()
+    );
+}
+
 /// A terminal's cached log summary takes in what another terminal recorded
 /// in between: its next event follows that one (`prev`), and a reopen of
 /// the task the other completed is allowed.
