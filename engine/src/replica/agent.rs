@@ -355,6 +355,16 @@ impl Agent {
         self.doc_mut(id)
     }
 
+    /// Commit changes made elsewhere, as a local edit does.
+    #[cfg(test)]
+    pub(crate) fn commit_for_test(
+        &mut self,
+        id: DocumentId,
+        changes: Vec<Change>,
+    ) -> Result<Vec<Output>, AgentError> {
+        self.commit_changes(id, changes)
+    }
+
     /// Every document held, loaded or not.
     pub fn document_ids(&self) -> Vec<DocumentId> {
         let mut v: Vec<DocumentId> = self.docs.keys().copied().collect();
@@ -435,10 +445,21 @@ impl Agent {
         self.mark_unconfirmed(doc_id)?;
         // Persist before the in-memory copy (and so any peer) can see it.
         self.store.append_changes(doc_id, &changes)?;
-        self.doc_mut(doc_id)
+        let applied = self
+            .doc_mut(doc_id)
             .expect("loaded above")
-            .apply_changes(changes)
-            .map_err(ModelError::from)?;
+            .apply_changes(changes);
+        if let Err(e) = applied {
+            // Stored, but the document refuses it (a bug in how it was
+            // made; Automerge checks before it changes anything). Storage
+            // goes back to what memory holds, so the two agree and the
+            // next change is not stacked on a row that would not load.
+            let held = self.doc(doc_id).expect("loaded above").get_changes(&[]);
+            if let Err(se) = self.store.replace_document(doc_id, &held) {
+                error!(doc = %doc_id, error = %se, "could not take back a change the document refused");
+            }
+            return Err(ModelError::from(e).into());
+        }
         self.working.insert(doc_id);
         let mut out = self.push(doc_id);
         out.extend(self.sync_new_loads());

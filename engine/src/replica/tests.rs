@@ -91,6 +91,16 @@ impl Net {
         }
     }
 
+    /// `n` terminals, all connected and synced.
+    fn online(n: usize) -> Net {
+        let mut net = Net::new(n);
+        for i in 0..n {
+            net.connect(i);
+        }
+        net.run();
+        net
+    }
+
     fn connect(&mut self, i: usize) {
         let principal = Principal::Store(self.agents[i].store_id().clone());
         self.hub.connect(conn_of(i), principal, self.now);
@@ -143,10 +153,7 @@ fn upd(n: u128, status: Status, worker: &str) -> StatusUpdate {
 
 #[test]
 fn an_agent_receives_its_lists_and_its_updates_reach_another_terminal() {
-    let mut net = Net::new(2);
-    net.connect(0);
-    net.connect(1);
-    net.run();
+    let mut net = Net::online(2);
     let id = content(3).id;
     assert_eq!(net.agents[0].list(id).unwrap().tasks.len(), 3);
     let (_, out) = net.agents[0]
@@ -168,10 +175,7 @@ fn an_agent_receives_its_lists_and_its_updates_reach_another_terminal() {
 /// accepts it.
 #[test]
 fn an_update_to_a_list_with_a_change_waiting_for_its_dependency_is_recorded() {
-    let mut net = Net::new(2);
-    net.connect(0);
-    net.connect(1);
-    net.run();
+    let mut net = Net::online(2);
     let id = content(3).id;
     let doc = net.agents[0].document_mut(id).unwrap();
     let mut other = doc.fork();
@@ -200,15 +204,40 @@ fn an_update_to_a_list_with_a_change_waiting_for_its_dependency_is_recorded() {
     );
 }
 
+/// A change the document refuses after it was stored (a bug in how it was
+/// made: here another change under the terminal's actor and sequence
+/// number) is taken back out of storage: the error reaches the caller,
+/// and the replica still opens with what it held, and records on.
+#[test]
+fn a_stored_change_the_document_refuses_is_taken_back_out_of_storage() {
+    let mut net = Net::online(1);
+    let id = content(3).id;
+    let doc = net.agents[0].document(id).unwrap();
+    let mut twin = doc.fork();
+    twin.set_actor(doc.get_actor().clone());
+    net.agents[0]
+        .record_status(id, &upd(1, Status::InProgress, "w1"), NOW)
+        .unwrap();
+    let heads = net.agents[0].document(id).unwrap().get_heads();
+    // Another change under the same actor and sequence number.
+    let (_, clash) =
+        crate::document::instance::record_status(&mut twin, &upd(2, Status::Completed, "w1"), NOW)
+            .unwrap();
+    assert!(net.agents[0].commit_for_test(id, vec![clash]).is_err());
+    assert_eq!(net.agents[0].document(id).unwrap().get_heads(), heads);
+    net.restart(0, NOW);
+    assert_eq!(net.agents[0].document(id).unwrap().get_heads(), heads);
+    net.agents[0]
+        .record_status(id, &upd(3, Status::Completed, "w1"), NOW + 1)
+        .unwrap();
+}
+
 /// A terminal's cached log summary takes in what another terminal recorded
 /// in between: its next event follows that one (`prev`), and a reopen of
 /// the task the other completed is allowed.
 #[test]
 fn an_update_after_another_terminals_follows_it() {
-    let mut net = Net::new(2);
-    net.connect(0);
-    net.connect(1);
-    net.run();
+    let mut net = Net::online(2);
     let id = content(3).id;
     let (first, out) = net.agents[1]
         .record_status(id, &upd(1, Status::InProgress, "w1"), NOW)
@@ -237,10 +266,7 @@ fn an_update_after_another_terminals_follows_it() {
 
 #[test]
 fn offline_conflicting_updates_converge_and_show_the_conflict() {
-    let mut net = Net::new(2);
-    net.connect(0);
-    net.connect(1);
-    net.run();
+    let mut net = Net::online(2);
     net.disconnect(0);
     net.disconnect(1);
     let id = content(3).id;
@@ -261,10 +287,7 @@ fn offline_conflicting_updates_converge_and_show_the_conflict() {
 
 #[test]
 fn a_rejected_change_is_reported_to_the_agent_and_not_forwarded() {
-    let mut net = Net::new(2);
-    net.connect(0);
-    net.connect(1);
-    net.run();
+    let mut net = Net::online(2);
     let id = content(3).id;
     // A status event dated a day in the future: the hub refuses it.
     let (_, out) = net.agents[0]
@@ -314,10 +337,7 @@ fn a_rejected_change_is_reported_to_the_agent_and_not_forwarded() {
 
 #[test]
 fn work_recorded_offline_after_a_refused_change_is_kept_and_accepted() {
-    let mut net = Net::new(2);
-    net.connect(0);
-    net.connect(1);
-    net.run();
+    let mut net = Net::online(2);
     net.disconnect(0);
     let id = content(3).id;
     // Offline: one event with a clock a day ahead, then good work on top of it.
@@ -573,10 +593,7 @@ mod templates {
 
 #[test]
 fn the_status_index_follows_every_accepted_change() {
-    let mut net = Net::new(2);
-    net.connect(0);
-    net.connect(1);
-    net.run();
+    let mut net = Net::online(2);
     let id = content(3).id;
     let rows = net.hub.store().status_by_list(None, NOW).unwrap();
     assert_eq!(rows.len(), 1);
@@ -982,10 +999,7 @@ fn v4(n: u8) -> DocumentId {
 
 #[test]
 fn a_list_made_at_a_terminal_reaches_the_hub_and_the_stores_other_terminals() {
-    let mut net = Net::new(2);
-    net.connect(0);
-    net.connect(1);
-    net.run();
+    let mut net = Net::online(2);
     // Online: the list's sync may reach the hub before its directory entry.
     let online = v4(1);
     let out = net.agents[0]
@@ -1022,10 +1036,7 @@ fn a_list_made_at_a_terminal_reaches_the_hub_and_the_stores_other_terminals() {
 #[test]
 fn in_a_batch_the_status_index_is_due_at_commit_caught_up_before_it_is_read_and_a_second_terminal_converges(
 ) {
-    let mut net = Net::new(2);
-    net.connect(0);
-    net.connect(1);
-    net.run();
+    let mut net = Net::online(2);
     let id = content(3).id;
     let completed_in = |store: &Store| {
         store
