@@ -848,7 +848,7 @@ fn event_change(
     if !doc.get_missing_deps(&[]).is_empty() {
         return None;
     }
-    let log = legacy_obj(events_o)?;
+    let log = legacy_obj(events_o);
     let after = match doc.length(events_o) {
         0 => ElementId::Head,
         // A transaction inserting at the end names the last element. Its
@@ -871,12 +871,12 @@ fn event_change(
             ElementId::Id(automerge::legacy::OpId::new(*counter, actor))
         }
     };
-    // What a transaction takes: the next sequence number of this actor and
-    // an op counter above every op in the document. The heads' changes
-    // hold the largest counters; this actor's own last change is counted
-    // too, so its op ids stay unique even under a peer's odd counters.
-    // Like a transaction, it depends on the heads and on this actor's last
-    // change, when that is not one of them.
+    // What a transaction takes: the next sequence number of this actor, an
+    // op counter above every op in the document (the heads' changes hold
+    // the largest; this actor's own last change is counted too, so its op
+    // ids stay unique even under a peer's odd counters), and as
+    // dependencies the heads and this actor's last change when that is
+    // not one of them.
     let last = doc.get_last_local_change();
     let seq = last.as_ref().map_or(0, |c| c.seq()) + 1;
     let mut deps = doc.get_heads();
@@ -913,11 +913,11 @@ fn event_change(
 }
 
 /// An object id as a change's ops name it.
-fn legacy_obj(o: &ObjId) -> Option<LegacyObj> {
+fn legacy_obj(o: &ObjId) -> LegacyObj {
     match o {
-        ObjId::Root => Some(LegacyObj::Root),
+        ObjId::Root => LegacyObj::Root,
         ObjId::Id(counter, actor, _) => {
-            Some(LegacyObj::Id(automerge::legacy::OpId::new(*counter, actor)))
+            LegacyObj::Id(automerge::legacy::OpId::new(*counter, actor))
         }
     }
 }
