@@ -113,6 +113,11 @@ impl OpWriter {
         self
     }
 
+    /// The id the next op gets.
+    fn next_id(&self) -> OpId {
+        OpId::new(self.start_op + self.ops.len() as u64, &self.actor)
+    }
+
     fn push(&mut self, obj: &ObjectId, key: &str, action: OpType) -> OpId {
         let slot = (obj.clone(), key.to_owned());
         let value = match &action {
@@ -126,7 +131,7 @@ impl OpWriter {
                 return last.clone();
             }
         }
-        let id = OpId::new(self.start_op + self.ops.len() as u64, &self.actor);
+        let id = self.next_id();
         let pred = self
             .last
             .insert(slot, (id.clone(), value))
@@ -156,7 +161,7 @@ impl OpWriter {
     /// transaction records for an insert at the index after it); returns
     /// the element's id, which is also the object id when it makes one.
     pub(crate) fn insert(&mut self, list: &ObjectId, after: ElementId, action: OpType) -> OpId {
-        let id = OpId::new(self.start_op + self.ops.len() as u64, &self.actor);
+        let id = self.next_id();
         self.ops.push(legacy::Op {
             action,
             obj: list.clone(),
