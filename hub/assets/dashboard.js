@@ -34,6 +34,13 @@ function h(tag, attrs, ...children) {
 class AuthError extends Error {}
 
 async function api(path) {
+  return (await apiRead(path)).body;
+}
+
+/** `api`, with how many lists the hub's status index had not caught up
+ * with when it answered (its `status-index-behind` header): during a
+ * reconnect storm a status read answers from the index as it stands. */
+async function apiRead(path) {
   const token = localStorage.getItem(TOKEN_KEY);
   if (!token) throw new AuthError("no token");
   const resp = await fetch(new URL("api/" + path, document.baseURI), {
@@ -47,7 +54,7 @@ async function api(path) {
     throw new AuthError((body && body.error) || body || resp.statusText);
   }
   if (!resp.ok) throw new Error(`${path}: ${resp.status} ${(body && body.error) || body}`);
-  return body;
+  return { body, behind: Number(resp.headers.get("status-index-behind")) || 0 };
 }
 
 // ---- time ------------------------------------------------------------
@@ -284,6 +291,13 @@ async function refreshInstance() {
 
 // ---- refresh loop ----------------------------------------------------
 
+function showBehind(lists) {
+  $("index-behind").textContent = lists > 0
+    ? `Catching up: ${lists} ${lists === 1 ? "list has" : "lists have"} changes not counted here yet. They will be in a moment.`
+    : "";
+  $("index-behind").hidden = !(lists > 0);
+}
+
 function showError(msg) {
   $("error").textContent = msg || "";
   $("error").hidden = !msg;
@@ -310,13 +324,14 @@ async function refresh() {
     const day = state.day;
     const [stores, grid, pastDue] = await Promise.all([
       api("stores"),
-      api(`status/lists?from=${day}&to=${day}`),
-      api("status/past-due?limit=200"),
+      apiRead(`status/lists?from=${day}&to=${day}`),
+      apiRead("status/past-due?limit=200"),
     ]);
     if (run !== state.run) return;
     drawStores(stores);
-    drawGrid(grid);
-    drawPastDue(pastDue);
+    drawGrid(grid.body);
+    drawPastDue(pastDue.body);
+    showBehind(Math.max(grid.behind, pastDue.behind));
     await refreshInstance();
     for (const el of document.querySelectorAll("[data-ago]")) el.textContent = ago(Number(el.dataset.ago));
     $("sign-in").hidden = true;

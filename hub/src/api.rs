@@ -18,7 +18,7 @@ use engine::storage::{Store, StoreRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::runtime::now_ms;
+use crate::runtime::{now_ms, INDEX_CHUNK};
 use crate::server::{authenticate, presented_token, random_token, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -899,27 +899,66 @@ fn parse_day(field: &str, q: &Option<String>) -> Result<Option<NaiveDate>, ApiEr
         .transpose()
 }
 
-/// Run a query of the status index. The hub thread brings the index up
-/// to date first (nothing to do unless lists are due); the query itself
-/// then runs on a read-only connection on a blocking thread, so sync does
-/// not wait for it (`server::Readers`).
+/// The response header telling how many lists' status a query may not
+/// reflect yet (see `index_read`); the dashboard shows it.
+pub(crate) const INDEX_BEHIND_HEADER: &str = "status-index-behind";
+
+/// Run a query of the status index over `store` (every store for `None`).
+/// First the lists due for indexing that the query covers are brought up
+/// to date on the hub thread, a chunk per job so sync is served between
+/// chunks, for at most `AppState::index_read_budget`; during a reconnect
+/// storm that is a fraction of what is due, and the query answers from
+/// the index as it stands rather than hold the hub thread for seconds.
+/// The query itself runs on a read-only connection on a blocking thread
+/// (`server::Readers`). Returns its result and how many of the lists it
+/// covers are still due (changed since their rows were written).
 async fn index_read<T: Send + 'static>(
     state: &AppState,
+    store: Option<StoreId>,
     f: impl FnOnce(&Store, i64) -> T + Send + 'static,
-) -> anyhow::Result<T> {
-    let readers = state.readers.clone();
-    state
+) -> anyhow::Result<(T, usize)> {
+    let deadline = tokio::time::Instant::now() + state.index_read_budget;
+    let due_of = |hub: &mut Hub, store: &Option<StoreId>| hub.index_due_of(store.as_ref());
+    let scope = store.clone();
+    let mut due = state
         .hub
-        .call(|hub, _| {
-            hub.catch_up_index(None);
-            ((), Vec::new())
-        })
-        .await?;
+        .call(move |hub, _| (due_of(hub, &scope), Vec::new()))
+        .await??;
+    while !due.is_empty() && tokio::time::Instant::now() < deadline {
+        let chunk: Vec<DocumentId> = due.drain(..due.len().min(INDEX_CHUNK)).collect();
+        state
+            .hub
+            .call(move |hub, _| {
+                hub.catch_up_index_of(&chunk);
+                ((), Vec::new())
+            })
+            .await?;
+    }
+    // Counted again: lists changed while this read caught up are behind too.
+    let behind = state
+        .hub
+        .call(move |hub, _| (due_of(hub, &store).map(|d| d.len()), Vec::new()))
+        .await??;
+    let readers = state.readers.clone();
     let read = tokio::task::spawn_blocking(move || readers.with(|s| f(s, now_ms())));
-    Ok(anyhow::Context::context(
-        read.await,
-        "the status query stopped",
-    )??)
+    let answer = anyhow::Context::context(read.await, "the status query stopped")??;
+    Ok((answer, behind))
+}
+
+/// `json_reply` for `index_read`'s answer, with how many lists are behind
+/// in the `status-index-behind` header.
+fn index_reply<T: Serialize, E: Into<ApiError>>(
+    r: anyhow::Result<(Result<T, E>, usize)>,
+) -> Response {
+    match r {
+        Ok((answer, behind)) => {
+            let mut resp = json_reply(Ok(answer));
+            resp.headers_mut()
+                .insert(INDEX_BEHIND_HEADER, axum::http::HeaderValue::from(behind));
+            resp
+        }
+        Err(e) => json_reply::<T, E>(Err(e)),
+    }
 }
 
 fn parse_store(q: &Option<String>) -> Result<Option<StoreId>, ApiError> {
@@ -946,8 +985,8 @@ async fn status_by_list(
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
-    json_reply(
-        index_read(&state, move |s, now| {
+    index_reply(
+        index_read(&state, store.clone(), move |s, now| {
             s.status_by_list_between(store.as_ref(), from, to, now)
         })
         .await,
@@ -967,8 +1006,8 @@ async fn status_past_due(
         Err(e) => return e.into_response(),
     };
     let limit = q.limit.unwrap_or(500).min(10_000);
-    json_reply(
-        index_read(&state, move |s, now| {
+    index_reply(
+        index_read(&state, store.clone(), move |s, now| {
             s.past_due(store.as_ref(), now, limit).map(|rows| {
                 rows.into_iter()
                     .map(|r| {
@@ -996,8 +1035,8 @@ async fn status_by_worker(
         Err(e) => return e.into_response(),
     };
     let limit = q.limit.unwrap_or(200).min(10_000);
-    json_reply(
-        index_read(&state, move |s, _| {
+    index_reply(
+        index_read(&state, store.clone(), move |s, _| {
             s.status_by_worker(store.as_ref(), q.worker.as_deref(), limit)
         })
         .await,
@@ -1099,14 +1138,14 @@ mod tests {
         assert_eq!(stores, vec!["store-042".parse::<StoreId>().unwrap()]);
     }
 
-    /// Status queries run off the hub thread, on a read-only connection,
-    /// and still see lists whose index was due when they were asked.
-    #[tokio::test]
-    async fn a_status_query_runs_off_the_hub_thread_and_sees_every_list() {
-        let dir = tempfile::tempdir().unwrap();
-        let opened = crate::server::open(dir.path(), Default::default(), Some("admin")).unwrap();
-        let state = opened.state;
-        let store: StoreId = "store-a".parse().unwrap();
+    /// Publish `per_store` lists to each of `stores` (added first) in one
+    /// batch, so their status index is left due; answers the backlog.
+    fn publish_unindexed<'a>(
+        state: &'a AppState,
+        stores: &[&str],
+        per_store: usize,
+    ) -> impl std::future::Future<Output = anyhow::Result<usize>> + 'a {
+        let stores: Vec<StoreId> = stores.iter().map(|s| s.parse().unwrap()).collect();
         let req = PublishRequest {
             store: None,
             stores: None,
@@ -1122,37 +1161,44 @@ mod tests {
                 assignee: None,
             }],
         };
-        let publish = state.hub.call(move |hub, now| {
-            hub.add_store(&StoreRecord {
-                id: store.clone(),
-                name: "A".into(),
-                time_zone: "Europe/Berlin".into(),
-            })
-            .unwrap();
-            // Many lists in one batch: their index is left due.
+        state.hub.call(move |hub, now| {
+            for store in &stores {
+                hub.add_store(&StoreRecord {
+                    id: store.clone(),
+                    name: store.to_string(),
+                    time_zone: "Europe/Berlin".into(),
+                })
+                .unwrap();
+            }
             let (r, out) = hub.batched(|hub| {
                 let mut out = Vec::new();
-                for _ in 0..5 {
-                    let c = content_from_request(&req, &store, "Europe/Berlin")
-                        .unwrap_or_else(|e| panic!("{}", e.1));
-                    out.extend(hub.publish(&c, now)?);
+                for store in &stores {
+                    for _ in 0..per_store {
+                        let c = content_from_request(&req, store, "Europe/Berlin")
+                            .unwrap_or_else(|e| panic!("{}", e.1));
+                        out.extend(hub.publish(&c, now)?);
+                    }
                 }
                 Ok(((), out))
             });
             r.unwrap();
             (hub.index_backlog(), out)
-        });
-        let read = index_read(&state, |s, now| {
-            let rows = s.status_by_list(None, now).unwrap();
-            let lists: HashSet<_> = rows.iter().map(|r| r.doc).collect();
-            (lists.len(), std::thread::current().name().map(String::from))
-        });
-        // Keeps the hub thread from indexing on its own while idle.
+        })
+    }
+
+    /// Run `publish`, then `read`, with the hub thread kept busy for 300 ms
+    /// right after the read's first step, so that the hub does not index
+    /// the published lists on its own while idle before the read does.
+    async fn publish_then_read<P: std::future::Future, R: std::future::Future>(
+        state: &AppState,
+        publish: P,
+        read: R,
+    ) -> (P::Output, R::Output) {
         let busy = state.hub.call(|_, _| {
             std::thread::sleep(std::time::Duration::from_millis(300));
             ((), Vec::new())
         });
-        // Poll each once, in order: the publish, the read's catch-up and
+        // Poll each once, in order: the publish, the read's first step and
         // the busy job are queued back to back.
         let (mut publish, mut read, mut busy) = (
             std::pin::pin!(futures_util::future::maybe_done(publish)),
@@ -1163,14 +1209,106 @@ mod tests {
         let _ = futures_util::poll!(read.as_mut());
         let _ = futures_util::poll!(busy.as_mut());
         tokio::join!(publish.as_mut(), read.as_mut(), busy.as_mut());
-        assert_eq!(publish.take_output().unwrap().unwrap(), 5, "indexed later");
         busy.take_output().unwrap().unwrap();
-        let (lists, thread) = read.take_output().unwrap().unwrap();
+        (publish.take_output().unwrap(), read.take_output().unwrap())
+    }
+
+    fn open_hub(dir: &std::path::Path) -> AppState {
+        crate::server::open(dir, Default::default(), Some("admin"))
+            .unwrap()
+            .state
+    }
+
+    /// Status queries run off the hub thread, on a read-only connection,
+    /// and still see lists whose index was due when they were asked.
+    #[tokio::test]
+    async fn a_status_query_runs_off_the_hub_thread_and_sees_every_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = open_hub(dir.path());
+        // Room to catch up however slow the machine.
+        state.index_read_budget = std::time::Duration::from_secs(60);
+        let publish = publish_unindexed(&state, &["store-a"], 5);
+        let read = index_read(&state, None, |s, now| {
+            let rows = s.status_by_list(None, now).unwrap();
+            let lists: HashSet<_> = rows.iter().map(|r| r.doc).collect();
+            (lists.len(), std::thread::current().name().map(String::from))
+        });
+        let (published, read) = publish_then_read(&state, publish, read).await;
+        assert_eq!(published.unwrap(), 5, "indexed later");
+        let ((lists, thread), behind) = read.unwrap();
         assert_eq!(lists, 5, "the read sees every list");
+        assert_eq!(behind, 0);
         assert_ne!(thread.as_deref(), Some("hub-replica"));
         // The connection is read-only.
         let a: StoreId = "store-a".parse().unwrap();
         let write = state.readers.with(|s| s.record_store_sync(&[(a, 1)]));
         assert!(write.unwrap().is_err(), "a reader cannot write");
+    }
+
+    /// A read over a backlog it has no time left to index answers at once
+    /// from the index as it stands, and says in its header how many lists
+    /// it may not reflect.
+    #[tokio::test]
+    async fn a_status_read_out_of_budget_answers_as_indexed_and_says_how_many_lists_are_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = open_hub(dir.path());
+        state.index_read_budget = std::time::Duration::ZERO;
+        let publish = publish_unindexed(&state, &["store-a", "store-b"], 3);
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer admin".parse().unwrap());
+        let query = || StatusQuery {
+            store: None,
+            worker: None,
+            limit: None,
+            from: None,
+            to: None,
+        };
+        // `index_read` itself: the handler's sign-in check is a hub job of
+        // its own, after which the idle hub would index on its own.
+        let fleet = async {
+            index_reply(index_read(&state, None, |s, now| s.status_by_list(None, now)).await)
+        };
+        let a: StoreId = "store-a".parse().unwrap();
+        let one_store = index_read(&state, Some(a), |_, _| ());
+        let read = futures_util::future::join(fleet, one_store);
+        let (published, (resp, one_store)) = publish_then_read(&state, publish, read).await;
+        assert_eq!(published.unwrap(), 6);
+        assert_eq!(one_store.unwrap().1, 3, "only store-a's lists count");
+        assert_eq!(resp.status(), StatusCode::OK);
+        // (Its rows may already hold lists the hub, idle again, indexed
+        // on its own between the count and the query.)
+        assert_eq!(resp.headers()[INDEX_BEHIND_HEADER], "6");
+
+        // Once the hub has caught up (idle), nothing is behind.
+        state.index_read_budget = std::time::Duration::from_secs(60);
+        let resp =
+            status_by_list(State(state.clone()), headers, axum::extract::Query(query())).await;
+        assert_eq!(resp.headers()[INDEX_BEHIND_HEADER], "0");
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+        let lists: HashSet<_> = rows.iter().map(|r| r["doc"].clone()).collect();
+        assert_eq!(lists.len(), 6);
+    }
+
+    /// A read naming a store catches up that store's lists only, and
+    /// counts only those as behind.
+    #[tokio::test]
+    async fn a_store_scoped_status_read_catches_up_that_stores_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = open_hub(dir.path());
+        state.index_read_budget = std::time::Duration::from_secs(60);
+        let publish = publish_unindexed(&state, &["store-a", "store-b"], 3);
+        let a: StoreId = "store-a".parse().unwrap();
+        let scope = a.clone();
+        let read = index_read(&state, Some(a), move |s, now| {
+            s.status_by_list(Some(&scope), now).unwrap().len()
+        });
+        let (published, read) = publish_then_read(&state, publish, read).await;
+        assert_eq!(published.unwrap(), 6);
+        let (rows, behind) = read.unwrap();
+        assert_eq!(rows, 3, "store-a's three lists, one row each");
+        assert_eq!(behind, 0, "nothing of store-a is behind");
     }
 }

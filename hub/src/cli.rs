@@ -162,6 +162,9 @@ pub(crate) async fn call(
         .await
         .with_context(|| format!("calling {url}; is the hub running?"))?;
     let status = resp.status();
+    if let Some(note) = behind_note(resp.headers()) {
+        eprintln!("{note}");
+    }
     let text = resp.text().await.unwrap_or_default();
     let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.trim().to_owned()));
     if !status.is_success() {
@@ -177,6 +180,24 @@ pub(crate) async fn call(
         bail!("{status}: {msg}");
     }
     Ok(value)
+}
+
+/// What to tell the operator when a status query was answered before the
+/// hub's status index caught up (`status-index-behind`, see
+/// `api::index_read`).
+fn behind_note(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let lists: u64 = headers
+        .get(crate::api::INDEX_BEHIND_HEADER)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    (lists > 0).then(|| {
+        format!(
+            "note: the hub is still indexing {lists} changed list(s); \
+             these figures may not include their latest changes yet"
+        )
+    })
 }
 
 /// "published <id> to <store>", a line per `{"store", "id"}`.
@@ -573,6 +594,19 @@ pub async fn purge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_answer_with_lists_behind_gets_a_note_and_one_without_none() {
+        let with = |v: &str| {
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert(crate::api::INDEX_BEHIND_HEADER, v.parse().unwrap());
+            behind_note(&h)
+        };
+        assert!(with("12").unwrap().contains("indexing 12 changed list(s)"));
+        assert_eq!(with("0"), None);
+        assert_eq!(with("many"), None);
+        assert_eq!(behind_note(&reqwest::header::HeaderMap::new()), None);
+    }
 
     #[test]
     fn task_args_take_an_optional_due_time() {

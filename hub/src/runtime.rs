@@ -120,7 +120,7 @@ const LOADED_BATCH: usize = 4;
 
 /// Lists indexed per step while the hub is idle; small enough that a frame
 /// arriving meanwhile waits only a few milliseconds.
-const INDEX_CHUNK: usize = 16;
+pub(crate) const INDEX_CHUNK: usize = 16;
 
 fn run(
     mut hub: Hub,

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -36,10 +37,17 @@ pub struct AppState {
     pub limits: Arc<HubLimits>,
     /// Read-only connections for the status queries (see `Readers`).
     pub readers: Arc<Readers>,
+    /// How long a status query may spend bringing the index up to date
+    /// before it answers from the index as it stands (`api::index_read`).
+    pub index_read_budget: Duration,
     next_conn: Arc<AtomicU64>,
     /// Cancelled at shutdown: open WebSockets close too.
     shutdown: CancellationToken,
 }
+
+/// See `AppState::index_read_budget`: a dashboard read every few seconds
+/// costs the hub thread at most this, in chunks sync is served between.
+pub const INDEX_READ_BUDGET: Duration = Duration::from_millis(250);
 
 impl AppState {
     /// `db` is the hub's database file, which status queries read.
@@ -48,6 +56,7 @@ impl AppState {
             hub,
             limits: Arc::new(limits),
             readers: Arc::new(Readers::new(db)),
+            index_read_budget: INDEX_READ_BUDGET,
             next_conn: Arc::new(AtomicU64::new(1)),
             shutdown: CancellationToken::new(),
         }

@@ -125,6 +125,22 @@ try {
   await page.keyboard.press("Escape");
   await dialog.waitFor({ state: "hidden" });
   report.drill.closedWithEscape = true;
+
+  // A status read the hub answered before its index caught up (a
+  // reconnect storm): the header says how many lists are behind, and the
+  // board says so until a read has none behind.
+  report.behindHiddenAtFirst = await page.locator("#index-behind").isHidden();
+  await page.route("**/api/status/lists*", async (route) => {
+    const response = await route.fetch();
+    await route.fulfill({ response, headers: { ...response.headers(), "status-index-behind": "37" } });
+  });
+  await page.evaluate(() => refresh());
+  await page.locator("#index-behind").waitFor();
+  report.behind = (await page.locator("#index-behind").textContent()).trim();
+  await page.unroute("**/api/status/lists*");
+  await page.evaluate(() => refresh());
+  await page.locator("#index-behind").waitFor({ state: "hidden" });
+  report.behindClears = true;
 } catch (e) {
   report.failed = String(e && e.stack || e);
 } finally {

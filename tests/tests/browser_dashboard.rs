@@ -420,6 +420,14 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
         "{sides:?}"
     );
     assert_eq!(coffee["history"].as_array().unwrap().len(), 2);
+
+    assert_eq!(r["behindHiddenAtFirst"], true, "nothing is behind here");
+    assert_eq!(
+        r["behind"],
+        "Catching up: 37 lists have changes not counted here yet. They will be in a moment.",
+        "{r:#}"
+    );
+    assert_eq!(r["behindClears"], true);
     assert_eq!(d["closedWithEscape"], true);
     drop((pos1, pos2));
 }

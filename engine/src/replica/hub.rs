@@ -352,10 +352,36 @@ impl Hub {
     /// failure is logged and the lists stay due: the index is derived data.
     pub fn catch_up_index(&mut self, max: Option<usize>) -> usize {
         let take = max.unwrap_or(usize::MAX).min(self.index_due.len());
-        if take == 0 {
+        let docs: Vec<DocumentId> = self.index_due.iter().take(take).copied().collect();
+        self.catch_up_index_of(&docs)
+    }
+
+    /// Lists of `store` (of every store for `None`) whose status index is
+    /// behind their documents: what a query over that store would miss.
+    pub fn index_due_of(&self, store: Option<&StoreId>) -> Result<Vec<DocumentId>, HubError> {
+        Ok(match store {
+            None => self.index_due.iter().copied().collect(),
+            Some(s) => self
+                .store
+                .documents_of_store(s)?
+                .into_iter()
+                .filter(|d| self.index_due.contains(d))
+                .collect(),
+        })
+    }
+
+    /// Bring the status index of those of `docs` still due up to date, in
+    /// one transaction; returns how many were indexed. A failure is
+    /// logged and they stay due, as in `catch_up_index`.
+    pub fn catch_up_index_of(&mut self, docs: &[DocumentId]) -> usize {
+        let docs: Vec<DocumentId> = docs
+            .iter()
+            .copied()
+            .filter(|d| self.index_due.contains(d))
+            .collect();
+        if docs.is_empty() {
             return 0;
         }
-        let docs: Vec<DocumentId> = self.index_due.iter().take(take).copied().collect();
         let own_batch = !self.store.in_batch();
         if own_batch {
             if let Err(e) = self.store.begin_batch() {

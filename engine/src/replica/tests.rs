@@ -10,7 +10,7 @@ use super::agent::{Agent, AgentConfig};
 use super::hub::{Hub, HubConfig, HubLimits};
 use super::{ConnId, Output};
 use crate::document::instance_tests::content;
-use crate::ids::{DocumentId, EventId, Principal, TaskId};
+use crate::ids::{DocumentId, EventId, Principal, StoreId, TaskId};
 use crate::model::{Status, StatusUpdate};
 use crate::protocol::wire::{PeerId, StorageId, WireLimits};
 use crate::storage::{Store, StoreRecord};
@@ -1322,6 +1322,84 @@ fn a_publish_of_many_lists_in_one_batch_leaves_their_index_due_and_a_single_one_
         "one list: in its own commit"
     );
     assert_eq!(net.hub.index_backlog(), 0);
+}
+
+/// A query over one store brings only that store's due lists up to date;
+/// another store's stay due until a query covers them.
+#[test]
+fn a_store_scoped_catch_up_indexes_that_stores_due_lists_only() {
+    let mut net = Net::new(0);
+    let other: StoreId = "store-007".parse().unwrap();
+    net.hub
+        .add_store(&StoreRecord {
+            id: other.clone(),
+            name: "Store 7".into(),
+            time_zone: "Europe/Berlin".into(),
+        })
+        .unwrap();
+    let ours: Vec<_> = (1..=2).map(list_dated).collect();
+    let theirs: Vec<_> = (1..=3)
+        .map(|d| {
+            let mut c = list_dated(d);
+            c.meta.store = other.clone();
+            c.id = DocumentId::recurring_instance(c.meta.template.unwrap(), &other, c.meta.date);
+            c
+        })
+        .collect();
+    let (r, _) = net.hub.batched(|hub| {
+        let mut out = Vec::new();
+        for l in ours.iter().chain(&theirs) {
+            out.extend(hub.publish(l, NOW)?);
+        }
+        Ok(((), out))
+    });
+    r.unwrap();
+    let sorted = |mut v: Vec<DocumentId>| {
+        v.sort();
+        v
+    };
+    let ids = |ls: &[crate::model::InstanceContent]| sorted(ls.iter().map(|l| l.id).collect());
+    let store = ours[0].meta.store.clone();
+    assert_eq!(
+        sorted(net.hub.index_due_of(Some(&store)).unwrap()),
+        ids(&ours)
+    );
+    assert_eq!(
+        sorted(net.hub.index_due_of(Some(&other)).unwrap()),
+        ids(&theirs)
+    );
+    assert_eq!(net.hub.index_due_of(None).unwrap().len(), 5);
+
+    let due = net.hub.index_due_of(Some(&store)).unwrap();
+    assert_eq!(net.hub.catch_up_index_of(&due), 2);
+    assert!(net.hub.index_due_of(Some(&store)).unwrap().is_empty());
+    assert_eq!(sorted(net.hub.index_due_of(None).unwrap()), ids(&theirs));
+    let rows = net.hub.store().status_by_list(Some(&store), NOW).unwrap();
+    let mut expected = ids(&ours);
+    expected.push(content(3).id); // Net::new's list, indexed at its publish
+    assert_eq!(
+        sorted(rows.iter().map(|r| r.doc).collect()),
+        sorted(expected)
+    );
+    assert!(
+        net.hub
+            .store()
+            .status_by_list(Some(&other), NOW)
+            .unwrap()
+            .is_empty(),
+        "the other store's lists are not indexed yet"
+    );
+    // Lists no longer due are skipped, not indexed again.
+    assert_eq!(net.hub.catch_up_index_of(&due), 0);
+    assert_eq!(net.hub.catch_up_index(None), 3);
+    assert_eq!(
+        net.hub
+            .store()
+            .status_by_list(Some(&other), NOW)
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 /// A publish that fails part-way inside a batch (here: its directory entry
