@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::runtime::{now_ms, INDEX_CHUNK};
-use crate::server::{authenticate, presented_token, random_token, AppState};
+use crate::server::{authenticate_request, presented_token, random_token, AppState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -95,7 +95,7 @@ pub(crate) fn json_reply<T: Serialize, E: Into<ApiError>>(
 }
 
 pub(crate) async fn require_hq(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    match authenticate(state, presented_token(headers, None)).await? {
+    match authenticate_request(state, presented_token(headers, None)).await? {
         Principal::Hq => Ok(()),
         Principal::Store(_) => Err(ApiError(
             StatusCode::FORBIDDEN,
@@ -174,7 +174,7 @@ async fn list_stores(State(state): State<AppState>, headers: HeaderMap) -> Respo
     let activity = state.hub.activity.clone();
     let r = state
         .hub
-        .call(move |hub, _| {
+        .call_soon(move |hub, _| {
             // Read on the hub thread, so it agrees with the hub's connections.
             let links = activity.lock().unwrap_or_else(|e| e.into_inner()).links();
             let mut connections: HashMap<StoreId, usize> = HashMap::new();
@@ -649,7 +649,7 @@ async fn get_document(
     };
     let r = state
         .hub
-        .call(move |hub, _| {
+        .call_soon(move |hub, _| {
             let v = hub
                 .document(doc)
                 .map_err(ApiError::from)
@@ -664,7 +664,7 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
     hq!(state, headers);
     match state
         .hub
-        .call(|hub, _| {
+        .call_soon(|hub, _| {
             let c = hub.counters();
             (
                 json!({
@@ -922,13 +922,13 @@ async fn index_read<T: Send + 'static>(
     let scope = store.clone();
     let mut due = state
         .hub
-        .call(move |hub, _| (due_of(hub, &scope), Vec::new()))
+        .call_soon(move |hub, _| (due_of(hub, &scope), Vec::new()))
         .await??;
     while !due.is_empty() && tokio::time::Instant::now() < deadline {
         let chunk: Vec<DocumentId> = due.drain(..due.len().min(INDEX_CHUNK)).collect();
         state
             .hub
-            .call(move |hub, _| {
+            .call_soon(move |hub, _| {
                 hub.catch_up_index_of(&chunk);
                 ((), Vec::new())
             })
@@ -937,7 +937,7 @@ async fn index_read<T: Send + 'static>(
     // Counted again: lists changed while this read caught up are behind too.
     let behind = state
         .hub
-        .call(move |hub, _| (due_of(hub, &store).map(|d| d.len()), Vec::new()))
+        .call_soon(move |hub, _| (due_of(hub, &store).map(|d| d.len()), Vec::new()))
         .await??;
     let readers = state.readers.clone();
     let read = tokio::task::spawn_blocking(move || readers.with(|s| f(s, now_ms())));
@@ -1105,7 +1105,7 @@ async fn list_templates(State(state): State<AppState>, headers: HeaderMap) -> Re
     json_reply(
         state
             .hub
-            .call(|hub, _| {
+            .call_soon(|hub, _| {
                 let r = hub.store().latest_templates().and_then(|ts| {
                     ts.into_iter()
                         .map(|t| {
@@ -1139,12 +1139,21 @@ mod tests {
     }
 
     /// Publish `per_store` lists to each of `stores` (added first) in one
-    /// batch, so their status index is left due; answers the backlog.
-    fn publish_unindexed<'a>(
-        state: &'a AppState,
+    /// batch, so their status index is left due, then start `read` and
+    /// answer the backlog the publish left and what the read answered.
+    ///
+    /// The hub thread is held so that it does not index the lists on its
+    /// own while idle before the read does: the publish job waits, once
+    /// done, until the read's first step is queued (a `call_soon` job,
+    /// which runs once the publish job returns), and a job that sleeps
+    /// 300 ms is queued behind it, during which the read queues its next
+    /// steps.
+    async fn publish_then_read<R: std::future::Future>(
+        state: &AppState,
         stores: &[&str],
         per_store: usize,
-    ) -> impl std::future::Future<Output = anyhow::Result<usize>> + 'a {
+        read: R,
+    ) -> (usize, R::Output) {
         let stores: Vec<StoreId> = stores.iter().map(|s| s.parse().unwrap()).collect();
         let req = PublishRequest {
             store: None,
@@ -1161,7 +1170,9 @@ mod tests {
                 assignee: None,
             }],
         };
-        state.hub.call(move |hub, now| {
+        let (published_tx, published_rx) = std::sync::mpsc::channel::<()>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let publish = state.hub.call(move |hub, now| {
             for store in &stores {
                 hub.add_store(&StoreRecord {
                     id: store.clone(),
@@ -1182,35 +1193,30 @@ mod tests {
                 Ok(((), out))
             });
             r.unwrap();
+            published_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
             (hub.index_backlog(), out)
-        })
-    }
-
-    /// Run `publish`, then `read`, with the hub thread kept busy for 300 ms
-    /// right after the read's first step, so that the hub does not index
-    /// the published lists on its own while idle before the read does.
-    async fn publish_then_read<P: std::future::Future, R: std::future::Future>(
-        state: &AppState,
-        publish: P,
-        read: R,
-    ) -> (P::Output, R::Output) {
+        });
         let busy = state.hub.call(|_, _| {
             std::thread::sleep(std::time::Duration::from_millis(300));
             ((), Vec::new())
         });
-        // Poll each once, in order: the publish, the read's first step and
-        // the busy job are queued back to back.
         let (mut publish, mut read, mut busy) = (
             std::pin::pin!(futures_util::future::maybe_done(publish)),
             std::pin::pin!(futures_util::future::maybe_done(read)),
             std::pin::pin!(futures_util::future::maybe_done(busy)),
         );
         let _ = futures_util::poll!(publish.as_mut());
+        published_rx.recv().unwrap();
         let _ = futures_util::poll!(read.as_mut());
         let _ = futures_util::poll!(busy.as_mut());
+        go_tx.send(()).unwrap();
         tokio::join!(publish.as_mut(), read.as_mut(), busy.as_mut());
         busy.take_output().unwrap().unwrap();
-        (publish.take_output().unwrap(), read.take_output().unwrap())
+        (
+            publish.take_output().unwrap().unwrap(),
+            read.take_output().unwrap(),
+        )
     }
 
     fn open_hub(dir: &std::path::Path) -> AppState {
@@ -1227,14 +1233,13 @@ mod tests {
         let mut state = open_hub(dir.path());
         // Room to catch up however slow the machine.
         state.index_read_budget = std::time::Duration::from_secs(60);
-        let publish = publish_unindexed(&state, &["store-a"], 5);
         let read = index_read(&state, None, |s, now| {
             let rows = s.status_by_list(None, now).unwrap();
             let lists: HashSet<_> = rows.iter().map(|r| r.doc).collect();
             (lists.len(), std::thread::current().name().map(String::from))
         });
-        let (published, read) = publish_then_read(&state, publish, read).await;
-        assert_eq!(published.unwrap(), 5, "indexed later");
+        let (published, read) = publish_then_read(&state, &["store-a"], 5, read).await;
+        assert_eq!(published, 5, "indexed later");
         let ((lists, thread), behind) = read.unwrap();
         assert_eq!(lists, 5, "the read sees every list");
         assert_eq!(behind, 0);
@@ -1253,7 +1258,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut state = open_hub(dir.path());
         state.index_read_budget = std::time::Duration::ZERO;
-        let publish = publish_unindexed(&state, &["store-a", "store-b"], 3);
         let mut headers = HeaderMap::new();
         headers.insert("authorization", "Bearer admin".parse().unwrap());
         let query = || StatusQuery {
@@ -1271,8 +1275,9 @@ mod tests {
         let a: StoreId = "store-a".parse().unwrap();
         let one_store = index_read(&state, Some(a), |_, _| ());
         let read = futures_util::future::join(fleet, one_store);
-        let (published, (resp, one_store)) = publish_then_read(&state, publish, read).await;
-        assert_eq!(published.unwrap(), 6);
+        let (published, (resp, one_store)) =
+            publish_then_read(&state, &["store-a", "store-b"], 3, read).await;
+        assert_eq!(published, 6);
         assert_eq!(one_store.unwrap().1, 3, "only store-a's lists count");
         assert_eq!(resp.status(), StatusCode::OK);
         // (Its rows may already hold lists the hub, idle again, indexed
@@ -1292,6 +1297,39 @@ mod tests {
         assert_eq!(lists.len(), 6);
     }
 
+    /// An HTTP request's token is checked without the hub thread, so an
+    /// admin request does not wait behind the frames queued for it.
+    #[tokio::test]
+    async fn an_api_token_is_checked_while_the_hub_thread_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = open_hub(dir.path());
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let held = state.hub.call(move |_, _| {
+            go_rx.recv().unwrap();
+            ((), Vec::new())
+        });
+        let mut held = std::pin::pin!(futures_util::future::maybe_done(held));
+        let _ = futures_util::poll!(held.as_mut());
+        let headers = |token: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+            h
+        };
+        let within = |f| tokio::time::timeout(std::time::Duration::from_secs(10), f);
+        let (admin, wrong) = (headers("admin"), headers("not-the-token"));
+        within(require_hq(&state, &admin))
+            .await
+            .expect("answered while the hub thread is held")
+            .unwrap();
+        let refused = within(require_hq(&state, &wrong))
+            .await
+            .expect("answered while the hub thread is held")
+            .unwrap_err();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        go_tx.send(()).unwrap();
+        held.await;
+    }
+
     /// A read naming a store catches up that store's lists only, and
     /// counts only those as behind.
     #[tokio::test]
@@ -1299,14 +1337,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut state = open_hub(dir.path());
         state.index_read_budget = std::time::Duration::from_secs(60);
-        let publish = publish_unindexed(&state, &["store-a", "store-b"], 3);
         let a: StoreId = "store-a".parse().unwrap();
         let scope = a.clone();
         let read = index_read(&state, Some(a), move |s, now| {
             s.status_by_list(Some(&scope), now).unwrap().len()
         });
-        let (published, read) = publish_then_read(&state, publish, read).await;
-        assert_eq!(published.unwrap(), 6);
+        let (published, read) = publish_then_read(&state, &["store-a", "store-b"], 3, read).await;
+        assert_eq!(published, 6);
         let (rows, behind) = read.unwrap();
         assert_eq!(rows, 3, "store-a's three lists, one row each");
         assert_eq!(behind, 0, "nothing of store-a is behind");

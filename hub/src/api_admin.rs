@@ -143,7 +143,7 @@ async fn list_workers(
     };
     let r = state
         .hub
-        .call(move |hub, _| {
+        .call_soon(move |hub, _| {
             let r = hub.roster(&store).map(|roster| {
                 roster
                     .iter()
@@ -263,7 +263,7 @@ async fn list_groups(State(state): State<AppState>, headers: HeaderMap) -> Respo
     hq!(state, headers);
     let r = state
         .hub
-        .call(|hub, _| (hub.store().store_groups(), Vec::new()))
+        .call_soon(|hub, _| (hub.store().store_groups(), Vec::new()))
         .await;
     json_reply(r)
 }

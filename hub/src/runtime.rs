@@ -1,9 +1,9 @@
 //! The thread that owns the hub replica (and so its SQLite connection).
 //! Async code talks to it through a channel; nothing blocks the runtime.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc as std_mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use engine::ids::Principal;
@@ -37,12 +37,19 @@ enum Cmd {
         conn: ConnId,
     },
     Job(Job),
+    /// A job was put in the `soon` queue: look at it now if idle.
+    Wake,
 }
+
+/// Jobs to run between two batches, ahead of the commands queued (see
+/// `HubHandle::call_soon`).
+type Soon = Arc<Mutex<VecDeque<Job>>>;
 
 /// A cheap handle to the hub thread.
 #[derive(Clone)]
 pub struct HubHandle {
     tx: std_mpsc::Sender<Cmd>,
+    soon: Soon,
     /// Message handling times, measured on the hub thread.
     pub latency: std::sync::Arc<crate::metrics::Latency>,
     /// Store connections and last-sync times, kept by the hub thread.
@@ -65,12 +72,15 @@ impl HubHandle {
         let l = latency.clone();
         let activity = std::sync::Arc::new(std::sync::Mutex::new(StoreActivity::default()));
         let a = activity.clone();
+        let soon = Soon::default();
+        let s = soon.clone();
         thread::Builder::new()
             .name("hub-replica".into())
-            .spawn(move || run(hub, rx, &l, &a))
+            .spawn(move || run(hub, rx, &s, &l, &a))
             .expect("spawning the hub thread");
         HubHandle {
             tx,
+            soon,
             latency,
             activity,
         }
@@ -98,18 +108,48 @@ impl HubHandle {
         &self,
         f: impl FnOnce(&mut Hub, i64) -> (T, Vec<Output>) + Send + 'static,
     ) -> anyhow::Result<T> {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |hub, now| {
-            let (value, out) = f(hub, now);
-            let _ = tx.send(value);
-            out
-        });
+        let (job, rx) = job(f);
         self.tx
             .send(Cmd::Job(job))
             .map_err(|_| anyhow::anyhow!("the hub thread has stopped"))?;
         rx.await
             .map_err(|_| anyhow::anyhow!("the hub thread has stopped"))
     }
+
+    /// [`HubHandle::call`], run as soon as the batch being handled is
+    /// committed, ahead of every frame and command queued: during a
+    /// reconnect storm the queue holds a second or more of frames, and a
+    /// dashboard read or a metrics scrape would wait behind all of them.
+    /// Only for jobs whose outcome does not depend on where they fall
+    /// among frames and connection changes: reads, and status index
+    /// catch-up (derived data, which the idle hub does between batches
+    /// anyway). Anything that changes documents, tokens or connections
+    /// goes through `call`, in order.
+    pub async fn call_soon<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Hub, i64) -> (T, Vec<Output>) + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let (job, rx) = job(f);
+        lock(&self.soon).push_back(job);
+        self.tx
+            .send(Cmd::Wake)
+            .map_err(|_| anyhow::anyhow!("the hub thread has stopped"))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("the hub thread has stopped"))
+    }
+}
+
+/// `f` as a job for the hub thread, and where its answer will arrive.
+fn job<T: Send + 'static>(
+    f: impl FnOnce(&mut Hub, i64) -> (T, Vec<Output>) + Send + 'static,
+) -> (Job, oneshot::Receiver<T>) {
+    let (tx, rx) = oneshot::channel();
+    let job: Job = Box::new(move |hub, now| {
+        let (value, out) = f(hub, now);
+        let _ = tx.send(value);
+        out
+    });
+    (job, rx)
 }
 
 /// Most frames committed together.
@@ -125,6 +165,7 @@ pub(crate) const INDEX_CHUNK: usize = 16;
 fn run(
     mut hub: Hub,
     rx: std_mpsc::Receiver<Cmd>,
+    soon: &Mutex<VecDeque<Job>>,
     latency: &crate::metrics::Latency,
     activity: &Mutex<StoreActivity>,
 ) {
@@ -134,6 +175,15 @@ fn run(
     // before trying again rather than spin.
     let mut index_stalled = false;
     loop {
+        // Between batches: the jobs that may go ahead of the queue.
+        loop {
+            // (The lock is not held while the job runs.)
+            let Some(job) = lock(soon).pop_front() else {
+                break;
+            };
+            let out = job(&mut hub, now_ms());
+            deliver(&mut hub, &mut conns, out);
+        }
         let cmd = match next.take() {
             Some(c) => c,
             None => match rx.try_recv() {
@@ -218,6 +268,7 @@ fn run(
                 Vec::new()
             }
             Cmd::Job(job) => job(&mut hub, now),
+            Cmd::Wake => Vec::new(),
         };
         deliver(&mut hub, &mut conns, out);
     }
@@ -228,9 +279,9 @@ fn run(
     }
 }
 
-fn lock(activity: &Mutex<StoreActivity>) -> std::sync::MutexGuard<'_, StoreActivity> {
-    // The data stays consistent even if a reader panicked holding the lock.
-    activity.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The data stays consistent even if a holder panicked with the lock.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Persist a store's last-sync time. Bookkeeping for the dashboard: a
@@ -259,5 +310,61 @@ fn deliver(hub: &mut Hub, conns: &mut HashMap<ConnId, mpsc::Sender<Outbound>>, o
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    /// A `call_soon` job runs as soon as the job running now returns,
+    /// ahead of the jobs queued before it with `call`; those keep their
+    /// order.
+    #[tokio::test]
+    async fn a_soon_job_goes_ahead_of_the_queue_and_the_queue_keeps_its_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::server::open(dir.path(), Default::default(), Some("admin"))
+            .unwrap()
+            .state;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let o = order.clone();
+        let running = state.hub.call(move |_, _| {
+            started_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            o.lock().unwrap().push("running");
+            ((), Vec::new())
+        });
+        let mut running = std::pin::pin!(futures_util::future::maybe_done(running));
+        let _ = futures_util::poll!(running.as_mut());
+        started_rx.recv().unwrap();
+        let queued = |name: &'static str| {
+            let o = order.clone();
+            state.hub.call(move |_, _| {
+                o.lock().unwrap().push(name);
+                ((), Vec::new())
+            })
+        };
+        let (first, second) = (queued("queued 1"), queued("queued 2"));
+        let o = order.clone();
+        let soon = state.hub.call_soon(move |_, _| {
+            o.lock().unwrap().push("soon");
+            ((), Vec::new())
+        });
+        let (mut first, mut second, mut soon) = (
+            std::pin::pin!(futures_util::future::maybe_done(first)),
+            std::pin::pin!(futures_util::future::maybe_done(second)),
+            std::pin::pin!(futures_util::future::maybe_done(soon)),
+        );
+        let _ = futures_util::poll!(first.as_mut());
+        let _ = futures_util::poll!(second.as_mut());
+        let _ = futures_util::poll!(soon.as_mut());
+        go_tx.send(()).unwrap();
+        tokio::join!(running, first, second, soon);
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["running", "soon", "queued 1", "queued 2"]
+        );
     }
 }

@@ -218,7 +218,7 @@ pub async fn run(
 async fn healthz(State(state): State<AppState>) -> Response {
     match state
         .hub
-        .call(|h, _| (h.store().list_stores().map(|_| ()), Vec::new()))
+        .call_soon(|h, _| (h.store().list_stores().map(|_| ()), Vec::new()))
         .await
     {
         Ok(Ok(())) => "ok\n".into_response(),
@@ -230,7 +230,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     let snap = state
         .hub
-        .call(|h, _| {
+        .call_soon(|h, _| {
             let online: std::collections::HashSet<_> = h
                 .connected_principals()
                 .into_iter()
@@ -326,19 +326,49 @@ pub fn presented_token(headers: &HeaderMap, query: Option<&str>) -> Option<Strin
         .or_else(|| query.map(str::to_owned))
 }
 
-/// Resolve the presented token to a principal, or a 401 with the reason.
+/// Resolve the token presented at a WebSocket upgrade to a principal, or a
+/// 401 with the reason. Checked on the hub thread, in order with the
+/// commands queued there.
 pub async fn authenticate(state: &AppState, token: Option<String>) -> Result<Principal, Response> {
     let result = state
         .hub
         .call(move |hub, now| (hub.authenticate(token.as_deref(), now), Vec::new()))
         .await;
+    auth_reply(result).map_err(IntoResponse::into_response)
+}
+
+/// `authenticate` for an HTTP API request, checked on a read-only
+/// connection (`Readers`): it sees every committed token change, and the
+/// request does not wait behind the sync frames queued for the hub thread
+/// (a second or more during a reconnect storm).
+pub async fn authenticate_request(
+    state: &AppState,
+    token: Option<String>,
+) -> Result<Principal, Response> {
+    let readers = state.readers.clone();
+    let check = tokio::task::spawn_blocking(move || {
+        readers.with(|s| engine::replica::hub::authenticate_on(s, token.as_deref(), now_ms()))
+    })
+    .await;
+    auth_reply(match check {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(anyhow::Error::from(e).context("opening the database to check a token")),
+        Err(e) => Err(anyhow::Error::from(e).context("checking a token")),
+    })
+    .map_err(IntoResponse::into_response)
+}
+
+/// The principal, or the status and reason to refuse the request with.
+fn auth_reply(
+    result: anyhow::Result<Result<Principal, engine::replica::hub::AuthError>>,
+) -> Result<Principal, (StatusCode, String)> {
     match result {
         Ok(Ok(p)) => Ok(p),
         Ok(Err(e)) => {
             warn!(reason = %e, "refused a connection");
-            Err((StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response())
+            Err((StatusCode::UNAUTHORIZED, format!("{e}\n")))
         }
-        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()),
+        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}\n"))),
     }
 }
 

@@ -106,6 +106,24 @@ pub enum AuthError {
     Storage(String),
 }
 
+/// [`Hub::authenticate`] on any connection to the hub's database, such as
+/// a read-only one (`Store::open_reader`): it sees what the hub thread has
+/// committed.
+pub fn authenticate_on(
+    store: &Store,
+    token: Option<&str>,
+    now_ms: i64,
+) -> Result<Principal, AuthError> {
+    let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
+    match store.check_token(token_hash(token), now_ms) {
+        Ok(TokenCheck::Valid(p)) => Ok(p),
+        Ok(TokenCheck::Unknown) => Err(AuthError::Unknown),
+        Ok(TokenCheck::Expired) => Err(AuthError::Expired),
+        Ok(TokenCheck::Revoked) => Err(AuthError::Revoked),
+        Err(e) => Err(AuthError::Storage(e.to_string())),
+    }
+}
+
 /// SHA-256 of a token: only hashes are stored.
 pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
@@ -445,14 +463,7 @@ impl Hub {
 
     /// Check a token presented at the WebSocket upgrade.
     pub fn authenticate(&self, token: Option<&str>, now_ms: i64) -> Result<Principal, AuthError> {
-        let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
-        match self.store.check_token(token_hash(token), now_ms) {
-            Ok(TokenCheck::Valid(p)) => Ok(p),
-            Ok(TokenCheck::Unknown) => Err(AuthError::Unknown),
-            Ok(TokenCheck::Expired) => Err(AuthError::Expired),
-            Ok(TokenCheck::Revoked) => Err(AuthError::Revoked),
-            Err(e) => Err(AuthError::Storage(e.to_string())),
-        }
+        authenticate_on(&self.store, token, now_ms)
     }
 
     /// Register a token (the caller made it from random bytes).
