@@ -27,6 +27,8 @@ enum Cmd {
     Connect {
         conn: ConnId,
         principal: Principal,
+        /// The token it was checked with, checked again here.
+        token: Option<String>,
         out: mpsc::Sender<Outbound>,
     },
     Frame {
@@ -86,10 +88,20 @@ impl HubHandle {
         }
     }
 
-    pub fn connect(&self, conn: ConnId, principal: Principal, out: mpsc::Sender<Outbound>) {
+    /// Register a connection whose `token` was found to be `principal`'s
+    /// at its upgrade. The hub thread checks the token again, in order
+    /// with the revocations queued: one revoked since is closed at once.
+    pub fn connect(
+        &self,
+        conn: ConnId,
+        principal: Principal,
+        token: Option<String>,
+        out: mpsc::Sender<Outbound>,
+    ) {
         let _ = self.tx.send(Cmd::Connect {
             conn,
             principal,
+            token,
             out,
         });
     }
@@ -251,8 +263,21 @@ fn run(
             Cmd::Connect {
                 conn,
                 principal,
+                token,
                 out,
             } => {
+                // Revoked (or expired) between its upgrade and now.
+                match hub.authenticate(token.as_deref(), now) {
+                    Ok(p) if p == principal => {}
+                    refused => {
+                        let why = refused
+                            .err()
+                            .map_or("token changed".into(), |e| e.to_string());
+                        warn!(conn, %principal, reason = %why, "closing a connection at once");
+                        let _ = out.try_send(Outbound::Close(why));
+                        continue;
+                    }
+                }
                 conns.insert(conn, out);
                 let seen = lock(activity).connected(conn, &principal, now);
                 record_store_sync(&hub, seen);
@@ -316,6 +341,76 @@ fn deliver(hub: &mut Hub, conns: &mut HashMap<ConnId, mpsc::Sender<Outbound>>, o
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
+
+    use engine::ids::{Principal, StoreId};
+    use engine::storage::StoreRecord;
+    use tokio::sync::mpsc;
+
+    use super::Outbound;
+
+    /// A token revoked after a WebSocket upgrade checked it, but before the
+    /// hub thread registered the connection, does not get a connection.
+    #[tokio::test]
+    async fn a_connection_whose_token_was_revoked_since_its_upgrade_is_closed_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::server::open(dir.path(), Default::default(), Some("admin"))
+            .unwrap()
+            .state;
+        let store: StoreId = "store-a".parse().unwrap();
+        let principal = Principal::Store(store.clone());
+        let p = principal.clone();
+        state
+            .hub
+            .call(move |hub, now| {
+                hub.add_store(&StoreRecord {
+                    id: store,
+                    name: "A".into(),
+                    time_zone: "Europe/Berlin".into(),
+                })
+                .unwrap();
+                hub.add_token("revoked-soon", &p, "till 1", now, None)
+                    .unwrap();
+                hub.add_token("still-good", &p, "till 2", now, None)
+                    .unwrap();
+                ((), Vec::new())
+            })
+            .await
+            .unwrap();
+        // The upgrade's check passes; then HQ revokes the token.
+        let checked = state
+            .hub
+            .call(|hub, now| (hub.authenticate(Some("revoked-soon"), now), Vec::new()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(checked, principal);
+        state
+            .hub
+            .call(|hub, now| (hub.revoke_token("revoked-soon", now), Vec::new()))
+            .await
+            .unwrap()
+            .unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        state
+            .hub
+            .connect(1, principal.clone(), Some("revoked-soon".into()), tx);
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await;
+        match closed.expect("closed at once, not served") {
+            Some(Outbound::Close(why)) => assert!(why.contains("revoked"), "{why}"),
+            other => panic!("expected a close, got {other:?}"),
+        }
+        let (tx, mut rx) = mpsc::channel(8);
+        state
+            .hub
+            .connect(2, principal, Some("still-good".into()), tx);
+        let connections = state
+            .hub
+            .call(|hub, _| (hub.connection_count(), Vec::new()))
+            .await
+            .unwrap();
+        assert_eq!(connections, 1, "only the valid token's connection");
+        assert!(rx.try_recv().is_err(), "nothing closes it");
+    }
 
     /// A `call_soon` job runs as soon as the job running now returns,
     /// ahead of the jobs queued before it with `call`; those keep their

@@ -378,8 +378,8 @@ async fn sync_upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let principal = match authenticate(&state, presented_token(&headers, q.token.as_deref())).await
-    {
+    let token = presented_token(&headers, q.token.as_deref());
+    let principal = match authenticate(&state, token.clone()).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -398,13 +398,18 @@ async fn sync_upgrade(
         .max_frame_size(max)
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| serve_socket(state, principal, socket))
+        .on_upgrade(move |socket| serve_socket(state, principal, token, socket))
 }
 
-async fn serve_socket(state: AppState, principal: Principal, socket: WebSocket) {
+async fn serve_socket(
+    state: AppState,
+    principal: Principal,
+    token: Option<String>,
+    socket: WebSocket,
+) {
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
-    state.hub.connect(conn, principal, tx);
+    state.hub.connect(conn, principal, token, tx);
     let (mut sink, mut stream) = socket.split();
     let every = std::time::Duration::from_secs(state.limits.keepalive_secs.max(1));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
