@@ -1,6 +1,7 @@
 //! Shared helpers for multi-replica tests, the crash test's writer process
 //! and the load benchmark.
 
+pub mod bench_record;
 pub mod browser;
 pub mod daily_lists;
 pub mod fault_proxy;

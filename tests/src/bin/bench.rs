@@ -1,4 +1,4 @@
-//! Benchmarks that write their numbers to BENCHMARKS.md by hand.
+//! Benchmarks whose numbers go in BENCHMARKS.md.
 //!
 //! `cargo run -p tests --release --bin bench -- load` measures opening a
 //! replica holding a year of daily lists, as a store and as the agent does
@@ -8,11 +8,15 @@
 //! workloads (reconnect storm, publish fan-out, steady state, memory)
 //! against the `hub` binary and the JS automerge-repo sync server, and
 //! `-- agent` the terminal's local update latency (see `tests::netbench`).
+//!
+//! Each takes `--record [FILE]` to append its table, with the command, the
+//! machine and the commit, to BENCHMARKS.md (`tests::bench_record`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use tests::bench_record::{self, Machine};
 use tests::load_bench::{self, Sizes};
 use tests::netbench::{self, agent_latency, server::Kind, server::Programs};
 
@@ -87,6 +91,45 @@ struct NetArgs {
     /// Tiny sizes: checks the benchmark works, measures nothing useful.
     #[arg(long)]
     smoke: bool,
+    #[command(flatten)]
+    record: RecordArg,
+}
+
+/// `--record [FILE]`: append the table to BENCHMARKS.md (the workspace's,
+/// or FILE) with the command, the machine, the commit and the time.
+#[derive(clap::Args)]
+struct RecordArg {
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    record: Option<Option<PathBuf>>,
+}
+
+impl RecordArg {
+    /// Where to record, checked before the run: a smoke run measures
+    /// nothing worth keeping, and a missing file fails now, not after an
+    /// hour of benchmark.
+    fn target(&self, smoke: bool) -> Result<Option<PathBuf>> {
+        let Some(file) = &self.record else {
+            return Ok(None);
+        };
+        anyhow::ensure!(!smoke, "--smoke measures nothing; it is not recorded");
+        let file = file.clone().unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md")
+        });
+        anyhow::ensure!(file.is_file(), "--record {}: no such file", file.display());
+        Ok(Some(file))
+    }
+}
+
+/// Append `report` to `file` (if recording) as run `what`.
+fn record(file: Option<PathBuf>, what: &str, machine: Option<Machine>, report: &str) -> Result<()> {
+    let (Some(file), Some(machine)) = (file, machine) else {
+        return Ok(());
+    };
+    let command = bench_record::command_line(std::env::args());
+    let section = bench_record::section(what, &command, &machine, chrono::Utc::now(), report);
+    bench_record::append(&file, &section)?;
+    eprintln!("recorded in {}", file.display());
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -96,6 +139,8 @@ struct AgentArgs {
     /// Timed status updates.
     #[arg(long, default_value_t = 500)]
     updates: usize,
+    #[command(flatten)]
+    record: RecordArg,
 }
 
 #[derive(clap::Args)]
@@ -105,6 +150,8 @@ struct LoadArgs {
     /// Timed runs of each measurement.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    #[command(flatten)]
+    record: RecordArg,
 }
 
 /// The replica `load` and `agent` measure: a year of daily lists by default.
@@ -162,6 +209,7 @@ fn main() -> Result<()> {
 }
 
 fn net(args: NetArgs) -> Result<()> {
+    let record_in = args.record.target(args.smoke)?;
     let sizes = if args.smoke {
         netbench::Sizes::SMOKE
     } else {
@@ -216,19 +264,25 @@ fn net(args: NetArgs) -> Result<()> {
         work,
         servers,
     };
+    // The machine as it was when the run started (its load average).
+    let machine = record_in
+        .is_some()
+        .then(|| Machine::here(opts.servers.contains(&Kind::Baseline)));
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(netbench::run(&opts))?;
     println!("{report}");
-    Ok(())
+    record(record_in, "bench net", machine, &report.to_string())
 }
 
 fn agent(args: AgentArgs) -> Result<()> {
+    let record_in = args.record.target(args.replica.smoke)?;
+    let machine = record_in.is_some().then(|| Machine::here(false));
     let sizes = args.replica.sizes();
     let updates = if args.replica.smoke { 20 } else { args.updates };
     let mut temp = None;
     let db = args.replica.db(&mut temp)?;
     let r = agent_latency::run(&db, sizes, updates)?;
-    println!(
+    let report = format!(
         "Replica: {} documents ({} days x {} lists x {} tasks)\n\n| measure | value |\n|---|---|\n| cold start (Store::open + Agent::open) | {:.1} ms |\n| local status update p50 / p99 / max ({} updates, durable) | {:.2} / {:.2} / {:.2} ms |",
         r.documents,
         sizes.days,
@@ -240,15 +294,18 @@ fn agent(args: AgentArgs) -> Result<()> {
         r.p99.as_secs_f64() * 1e3,
         r.max.as_secs_f64() * 1e3,
     );
-    Ok(())
+    println!("{report}");
+    record(record_in, "bench agent", machine, &report)
 }
 
 fn load(args: LoadArgs) -> Result<()> {
+    let record_in = args.record.target(args.replica.smoke)?;
+    let machine = record_in.is_some().then(|| Machine::here(false));
     let sizes = args.replica.sizes();
     let runs = if args.replica.smoke { 2 } else { args.runs };
     let mut temp = None;
     let db = args.replica.db(&mut temp)?;
     let report = load_bench::run(&db, sizes, runs)?;
     println!("{report}");
-    Ok(())
+    record(record_in, "bench load", machine, &report.to_string())
 }
