@@ -309,6 +309,7 @@ function showSignIn(message) {
   state.last = {};
   $("board").hidden = true;
   $("sign-out").hidden = true;
+  showBehind(0);
   $("sign-in").hidden = false;
   $("sign-in-message").textContent = message || "";
   $("refreshed").textContent = "";
@@ -347,6 +348,7 @@ async function refresh() {
       return;
     }
     if (run !== state.run) return;
+    showBehind(0);
     showError(`Could not reach the hub (${e.message}); retrying.`);
   }
   if (run === state.run) state.timer = setTimeout(refresh, REFRESH_MS);

@@ -13,7 +13,7 @@ use engine::storage::StoreRecord;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::{bad_request, hq, json_reply, nonempty, reply, ApiError};
+use crate::api::{bad_request, hq, hq_read, json_reply, nonempty, reply, ApiError};
 use crate::server::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -136,7 +136,7 @@ async fn list_workers(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    hq!(state, headers);
+    hq_read!(state, headers);
     let store: StoreId = match parse("store id", &id) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
@@ -260,7 +260,7 @@ async fn remove_worker(
 }
 
 async fn list_groups(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    hq!(state, headers);
+    hq_read!(state, headers);
     let r = state
         .hub
         .call_soon(|hub, _| (hub.store().store_groups(), Vec::new()))
@@ -349,14 +349,14 @@ async fn list_tokens(
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    hq!(state, headers);
+    hq_read!(state, headers);
     let store: Option<StoreId> = match q.store.as_deref().map(|s| parse("store", s)).transpose() {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
     let r = state
         .hub
-        .call(move |hub, now| {
+        .call_soon(move |hub, now| {
             let r = hub.list_tokens(store.as_ref()).map(|v| {
                 v.into_iter()
                     .map(|t| {

@@ -2,6 +2,7 @@
 //! Async code talks to it through a channel; nothing blocks the runtime.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -52,6 +53,10 @@ type Soon = Arc<Mutex<VecDeque<Job>>>;
 pub struct HubHandle {
     tx: std_mpsc::Sender<Cmd>,
     soon: Soon,
+    /// The status index catches up while the thread is idle (always, but
+    /// for tests: only they switch it off).
+    #[cfg_attr(not(test), allow(dead_code))]
+    idle_indexing: Arc<AtomicBool>,
     /// Message handling times, measured on the hub thread.
     pub latency: std::sync::Arc<crate::metrics::Latency>,
     /// Store connections and last-sync times, kept by the hub thread.
@@ -76,13 +81,16 @@ impl HubHandle {
         let a = activity.clone();
         let soon = Soon::default();
         let s = soon.clone();
+        let idle_indexing = Arc::new(AtomicBool::new(true));
+        let i = idle_indexing.clone();
         thread::Builder::new()
             .name("hub-replica".into())
-            .spawn(move || run(hub, rx, &s, &l, &a))
+            .spawn(move || run(hub, rx, &s, &i, &l, &a))
             .expect("spawning the hub thread");
         HubHandle {
             tx,
             soon,
+            idle_indexing,
             latency,
             activity,
         }
@@ -126,6 +134,14 @@ impl HubHandle {
             .map_err(|_| anyhow::anyhow!("the hub thread has stopped"))?;
         rx.await
             .map_err(|_| anyhow::anyhow!("the hub thread has stopped"))
+    }
+
+    /// Stop indexing while idle: tests that check what a status read
+    /// catches up itself.
+    #[cfg(test)]
+    pub(crate) fn pause_idle_indexing(&self) {
+        self.idle_indexing
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// [`HubHandle::call`], run as soon as the batch being handled is
@@ -178,6 +194,7 @@ fn run(
     mut hub: Hub,
     rx: std_mpsc::Receiver<Cmd>,
     soon: &Mutex<VecDeque<Job>>,
+    idle_indexing: &AtomicBool,
     latency: &crate::metrics::Latency,
     activity: &Mutex<StoreActivity>,
 ) {
@@ -187,12 +204,11 @@ fn run(
     // before trying again rather than spin.
     let mut index_stalled = false;
     loop {
-        // Between batches: the jobs that may go ahead of the queue.
-        loop {
-            // (The lock is not held while the job runs.)
-            let Some(job) = lock(soon).pop_front() else {
-                break;
-            };
+        // Between batches: the jobs that may go ahead of the queue, those
+        // queued by now (the lock is not held while they run; jobs queued
+        // meanwhile wait for the next command, so frames are never starved).
+        let jobs = std::mem::take(&mut *lock(soon));
+        for job in jobs {
             let out = job(&mut hub, now_ms());
             deliver(&mut hub, &mut conns, out);
         }
@@ -201,7 +217,11 @@ fn run(
             None => match rx.try_recv() {
                 Ok(c) => c,
                 // Idle: sync comes first, the status index catches up now.
-                Err(std_mpsc::TryRecvError::Empty) if hub.index_backlog() > 0 && !index_stalled => {
+                Err(std_mpsc::TryRecvError::Empty)
+                    if hub.index_backlog() > 0
+                        && !index_stalled
+                        && idle_indexing.load(Ordering::Relaxed) =>
+                {
                     index_stalled = hub.catch_up_index(Some(INDEX_CHUNK)) == 0;
                     continue;
                 }
@@ -221,6 +241,9 @@ fn run(
             while frames.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(c @ Cmd::Frame { .. }) => frames.push(c),
+                    // Soon jobs run right after this batch anyway: a wake
+                    // must not cut a group commit short.
+                    Ok(Cmd::Wake) => continue,
                     Ok(other) => {
                         next = Some(other);
                         break;
