@@ -424,7 +424,7 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
     assert_eq!(r["behindHiddenAtFirst"], true, "nothing is behind here");
     assert_eq!(
         r["behind"],
-        "Catching up: 37 lists have changes not counted here yet. They will be in a moment.",
+        "Catching up: changes to 37 lists are still being counted, so figures here may trail them for a moment.",
         "{r:#}"
     );
     assert_eq!(r["behindClears"], true);
