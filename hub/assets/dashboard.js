@@ -293,7 +293,7 @@ async function refreshInstance() {
 
 function showBehind(lists) {
   $("index-behind").textContent = lists > 0
-    ? `Catching up: changes to ${lists} ${lists === 1 ? "list are" : "lists are"} still being counted, so figures here may trail them for a moment.`
+    ? `Catching up: changes to ${lists} ${lists === 1 ? "list" : "lists"} are still being counted, so figures here may trail them for a moment.`
     : "";
   $("index-behind").hidden = !(lists > 0);
 }
