@@ -707,21 +707,41 @@ fn publish_body(
     })
 }
 
-/// The hub's per-list status (its dashboard grid), which it answers with
-/// its status index caught up.
+/// Ask the hub for its per-list status (its dashboard grid) until the
+/// answer says nothing is behind (`status-index-behind: 0`): a read
+/// catches up for at most a quarter second and answers from the index as
+/// it stands, counting the lists still due, so one answer is not enough.
 async fn status_lists(server: &Server) -> Result<()> {
-    let resp = reqwest::Client::new()
-        .get(format!("http://{}/api/status/lists", server.addr))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .context("asking the hub for its status index")?;
-    anyhow::ensure!(
-        resp.status().is_success(),
-        "the hub's status index answered {}",
-        resp.status()
-    );
-    Ok(())
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + PHASE_TIMEOUT;
+    loop {
+        let resp = client
+            .get(format!("http://{}/api/status/lists", server.addr))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .context("asking the hub for its status index")?;
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "the hub's status index answered {}",
+            resp.status()
+        );
+        let behind: u64 = resp
+            .headers()
+            .get("status-index-behind")
+            .context("the hub's status answer has no status-index-behind header")?
+            .to_str()?
+            .parse()
+            .context("status-index-behind")?;
+        if behind == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the hub's status index was still {behind} lists behind after {PHASE_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Documents the hub says it holds in memory (`/metrics`), if it says.
