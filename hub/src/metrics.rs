@@ -53,6 +53,8 @@ pub struct Snapshot {
     pub stores: usize,
     pub documents: usize,
     pub cached_documents: usize,
+    /// Lists whose status index is behind their documents.
+    pub index_backlog: usize,
     pub counters: engine::replica::hub::HubCounters,
 }
 
@@ -99,6 +101,13 @@ pub fn render(s: &Snapshot, latency: &Latency) -> String {
         "Documents loaded in memory.",
         "gauge",
         s.cached_documents,
+    );
+    gauge(
+        &mut out,
+        "hub_status_index_backlog",
+        "Lists whose status (dashboard) figures are still being brought up to date.",
+        "gauge",
+        s.index_backlog,
     );
     let c = &s.counters;
     gauge(

@@ -186,9 +186,14 @@ const MAX_BATCH: usize = 256;
 /// A batch of at least this many frames means the hub is under load.
 const LOADED_BATCH: usize = 4;
 
-/// Lists indexed per step while the hub is idle; small enough that a frame
+/// Lists a status read indexes per hub job; small enough that a frame
 /// arriving meanwhile waits only a few milliseconds.
 pub(crate) const INDEX_CHUNK: usize = 16;
+
+/// Longest the idle hub thread indexes in one transaction. It stops
+/// sooner, after the list in hand, when a command arrives: what a frame
+/// waits for is one list and the commit.
+const IDLE_INDEX_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
 
 fn run(
     mut hub: Hub,
@@ -222,7 +227,26 @@ fn run(
                         && !index_stalled
                         && idle_indexing.load(Ordering::Relaxed) =>
                 {
-                    index_stalled = hub.catch_up_index(Some(INDEX_CHUNK)) == 0;
+                    // One transaction for as many lists as fit before a
+                    // command arrives (or a slice of time passes): a
+                    // transaction per few lists spent the catch-up after
+                    // a storm on commits.
+                    let started = std::time::Instant::now();
+                    let mut arrived = None;
+                    let indexed = hub.catch_up_index_while(|| {
+                        if started.elapsed() >= IDLE_INDEX_SLICE {
+                            return false;
+                        }
+                        match rx.try_recv() {
+                            Ok(c) => {
+                                arrived = Some(c);
+                                false
+                            }
+                            Err(_) => true,
+                        }
+                    });
+                    index_stalled = indexed == 0;
+                    next = arrived;
                     continue;
                 }
                 Err(std_mpsc::TryRecvError::Empty) => match rx.recv() {

@@ -242,6 +242,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
                 stores: h.store().list_stores().map(|s| s.len()).unwrap_or(0),
                 documents: h.store().list_documents().map(|d| d.len()).unwrap_or(0),
                 cached_documents: h.cached_document_count(),
+                index_backlog: h.index_backlog(),
                 counters: h.counters(),
             };
             (snap, Vec::new())

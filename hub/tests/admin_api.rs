@@ -484,6 +484,7 @@ async fn healthz_and_metrics() {
         "hub_connections 0",
         "hub_stores 1",
         "hub_documents 1",
+        "hub_status_index_backlog 0",
         "hub_changes_accepted_total 0",
         "hub_changes_rejected_total 0",
         "hub_sync_bytes_in_total 0",

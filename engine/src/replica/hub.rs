@@ -392,14 +392,31 @@ impl Hub {
     /// one transaction; returns how many were indexed. A failure is
     /// logged and they stay due, as in `catch_up_index`.
     pub fn catch_up_index_of(&mut self, docs: &[DocumentId]) -> usize {
-        let docs: Vec<DocumentId> = docs
-            .iter()
-            .copied()
-            .filter(|d| self.index_due.contains(d))
-            .collect();
-        if docs.is_empty() {
+        let mut docs = docs.iter().copied();
+        self.catch_up_each(|hub| docs.find(|d| hub.index_due.contains(d)))
+    }
+
+    /// Bring due lists' status index up to date one after another, in one
+    /// transaction, for as long as `more()` says (asked after each list;
+    /// at least one is indexed if any is due): the idle hub thread's
+    /// catch-up, which stops as soon as a command arrives. Returns how many
+    /// were indexed; failures as in `catch_up_index`.
+    pub fn catch_up_index_while(&mut self, mut more: impl FnMut() -> bool) -> usize {
+        let mut first = true;
+        self.catch_up_each(|hub| {
+            if !std::mem::take(&mut first) && !more() {
+                return None;
+            }
+            hub.index_due.iter().next().copied()
+        })
+    }
+
+    /// Index the lists `next` names, until it says None, in one
+    /// transaction (unless a batch is open).
+    fn catch_up_each(&mut self, mut next: impl FnMut(&Hub) -> Option<DocumentId>) -> usize {
+        let Some(mut d) = next(self) else {
             return 0;
-        }
+        };
         let own_batch = !self.store.in_batch();
         if own_batch {
             if let Err(e) = self.store.begin_batch() {
@@ -407,14 +424,16 @@ impl Hub {
                 return 0;
             }
         }
+        let mut docs = Vec::new();
         let mut failed = Vec::new();
-        for d in &docs {
-            self.index_due.remove(d);
-            let was_cached = self.docs.contains_key(d);
-            match self.load(*d) {
+        loop {
+            self.index_due.remove(&d);
+            docs.push(d);
+            let was_cached = self.docs.contains_key(&d);
+            match self.load(d) {
                 Ok(()) => {
-                    if !self.reindex(*d) {
-                        failed.push(*d);
+                    if !self.reindex(d) {
+                        failed.push(d);
                     }
                 }
                 // Deleted since, or unreadable: nothing to index.
@@ -422,8 +441,12 @@ impl Hub {
             }
             // Loaded only to be indexed (after a restart): not kept, so
             // catching up does not fill memory with lists nobody syncs.
-            if !was_cached && self.subscribers.get(d).is_none_or(|s| s.is_empty()) {
-                self.uncache(*d);
+            if !was_cached && self.subscribers.get(&d).is_none_or(|s| s.is_empty()) {
+                self.uncache(d);
+            }
+            match next(self) {
+                Some(n) => d = n,
+                None => break,
             }
         }
         if own_batch {

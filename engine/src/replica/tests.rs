@@ -1402,6 +1402,41 @@ fn a_store_scoped_catch_up_indexes_that_stores_due_lists_only() {
     );
 }
 
+/// The idle catch-up indexes one list, then more while it is told to,
+/// all in one transaction.
+#[test]
+fn an_idle_catch_up_indexes_lists_while_it_is_told_to() {
+    let mut net = Net::new(0);
+    let lists: Vec<_> = (1..=5).map(list_dated).collect();
+    let (r, _) = net.hub.batched(|hub| {
+        let mut out = Vec::new();
+        for l in &lists {
+            out.extend(hub.publish(l, NOW)?);
+        }
+        Ok(((), out))
+    });
+    r.unwrap();
+    assert_eq!(net.hub.index_backlog(), 5);
+    assert_eq!(net.hub.catch_up_index_while(|| false), 1, "at least one");
+    assert_eq!(net.hub.index_backlog(), 4);
+    let mut asked = 0;
+    let indexed = net.hub.catch_up_index_while(|| {
+        asked += 1;
+        asked < 3
+    });
+    assert_eq!(
+        (indexed, asked),
+        (3, 3),
+        "one, then two more; asked after each"
+    );
+    assert_eq!(net.hub.catch_up_index_while(|| true), 1, "the last one");
+    assert_eq!(net.hub.catch_up_index_while(|| true), 0, "nothing due");
+    let rows = net.hub.store().status_by_list(None, NOW).unwrap();
+    for l in &lists {
+        assert!(rows.iter().any(|r| r.doc == l.id), "{} indexed", l.id);
+    }
+}
+
 /// A publish that fails part-way inside a batch (here: its directory entry
 /// cannot be written) is undone whole, rows and memory, and nothing of it
 /// goes out; the publishes before it in the batch commit and go out.

@@ -707,41 +707,59 @@ fn publish_body(
     })
 }
 
-/// Ask the hub for its per-list status (its dashboard grid) until the
-/// answer says nothing is behind (`status-index-behind: 0`): a read
-/// catches up for at most a quarter second and answers from the index as
-/// it stands, counting the lists still due, so one answer is not enough.
+/// Wait until the hub's status index (its dashboard's figures) has every
+/// change: `/metrics` polled until `hub_status_index_backlog` is 0 (a
+/// status read answers within a quarter second from the index as it
+/// stands, and reading the whole fleet's grid over and over would cost
+/// the hub more than the catching up), then one status read, which must
+/// say nothing is behind (`status-index-behind: 0`).
 async fn status_lists(server: &Server) -> Result<()> {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + PHASE_TIMEOUT;
     loop {
-        let resp = client
-            .get(format!("http://{}/api/status/lists", server.addr))
-            .bearer_auth(ADMIN_TOKEN)
+        let text = client
+            .get(format!("http://{}/metrics", server.addr))
             .send()
             .await
-            .context("asking the hub for its status index")?;
-        anyhow::ensure!(
-            resp.status().is_success(),
-            "the hub's status index answered {}",
-            resp.status()
-        );
-        let behind: u64 = resp
-            .headers()
-            .get("status-index-behind")
-            .context("the hub's status answer has no status-index-behind header")?
-            .to_str()?
+            .context("asking the hub for its metrics")?
+            .text()
+            .await?;
+        let backlog: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("hub_status_index_backlog "))
+            .context("the hub's metrics have no hub_status_index_backlog")?
+            .trim()
             .parse()
-            .context("status-index-behind")?;
-        if behind == 0 {
-            return Ok(());
+            .context("hub_status_index_backlog")?;
+        if backlog == 0 {
+            break;
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "the hub's status index was still {behind} lists behind after {PHASE_TIMEOUT:?}"
+            "the hub's status index was still {backlog} lists behind after {PHASE_TIMEOUT:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let resp = client
+        .get(format!("http://{}/api/status/lists", server.addr))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .context("asking the hub for its status index")?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "the hub's status index answered {}",
+        resp.status()
+    );
+    let behind = resp
+        .headers()
+        .get("status-index-behind")
+        .context("the hub's status answer has no status-index-behind header")?;
+    anyhow::ensure!(
+        behind == "0",
+        "the hub's status answer says {behind:?} lists are behind after its backlog was 0"
+    );
+    Ok(())
 }
 
 /// Documents the hub says it holds in memory (`/metrics`), if it says.
