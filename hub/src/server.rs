@@ -228,9 +228,27 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    // Counted on a reader connection: listing 31,000 documents on the hub
+    // thread for every scrape was most of a scrape's cost.
+    let readers = state.readers.clone();
+    let counts = tokio::task::spawn_blocking(move || {
+        readers.with(
+            |s| -> Result<(usize, usize), engine::storage::StorageError> {
+                Ok((s.list_stores()?.len(), s.document_count()?))
+            },
+        )
+    })
+    .await;
+    let (stores, documents) = match counts {
+        Ok(Ok(Ok(c))) => c,
+        Ok(Ok(Err(e)) | Err(e)) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}\n")).into_response()
+        }
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    };
     let snap = state
         .hub
-        .call_soon(|h, _| {
+        .call_soon(move |h, _| {
             let online: std::collections::HashSet<_> = h
                 .connected_principals()
                 .into_iter()
@@ -239,8 +257,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
             let snap = crate::metrics::Snapshot {
                 connections: h.connection_count(),
                 stores_online: online.len(),
-                stores: h.store().list_stores().map(|s| s.len()).unwrap_or(0),
-                documents: h.store().list_documents().map(|d| d.len()).unwrap_or(0),
+                stores,
+                documents,
                 cached_documents: h.cached_document_count(),
                 index_backlog: h.index_backlog(),
                 counters: h.counters(),

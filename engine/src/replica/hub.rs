@@ -403,11 +403,19 @@ impl Hub {
     /// were indexed; failures as in `catch_up_index`.
     pub fn catch_up_index_while(&mut self, mut more: impl FnMut() -> bool) -> usize {
         let mut first = true;
+        // Taken once: looking for the first entry of a set being emptied
+        // scans its emptied buckets again every time.
+        let mut due: Vec<DocumentId> = self.index_due.iter().copied().collect();
         self.catch_up_each(|hub| {
             if !std::mem::take(&mut first) && !more() {
                 return None;
             }
-            hub.index_due.iter().next().copied()
+            while let Some(d) = due.pop() {
+                if hub.index_due.contains(&d) {
+                    return Some(d);
+                }
+            }
+            None
         })
     }
 

@@ -98,6 +98,17 @@ impl Store {
         self.read(|conn| list_documents(conn, &self.path))
     }
 
+    /// How many documents are stored (what `/metrics` reports; cheaper
+    /// than listing them).
+    pub fn document_count(&self) -> Result<usize, StorageError> {
+        self.read(|conn| {
+            let n: i64 = conn
+                .prepare_cached("SELECT COUNT(*) FROM documents")?
+                .query_row([], |r| r.get(0))?;
+            Ok(n as usize)
+        })
+    }
+
     /// Whether `doc` is stored (even if all its changes still wait for dependencies).
     pub fn document_exists(&self, doc: DocumentId) -> Result<bool, StorageError> {
         self.read(|conn| {
