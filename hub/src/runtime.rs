@@ -193,7 +193,7 @@ pub(crate) const INDEX_CHUNK: usize = 16;
 /// Longest the idle hub thread indexes in one transaction. It stops
 /// sooner, after the list in hand, when a command arrives: what a frame
 /// waits for is one list and the commit.
-const IDLE_INDEX_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
+const IDLE_INDEX_SLICE: std::time::Duration = std::time::Duration::from_millis(250);
 
 fn run(
     mut hub: Hub,

@@ -738,7 +738,7 @@ async fn status_lists(server: &Server) -> Result<()> {
             Instant::now() < deadline,
             "the hub's status index was still {backlog} lists behind after {PHASE_TIMEOUT:?}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let resp = client
         .get(format!("http://{}/api/status/lists", server.addr))
