@@ -394,15 +394,20 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::Outbound;
+    use crate::server::AppState;
+
+    fn open(dir: &std::path::Path) -> AppState {
+        crate::server::open(dir, Default::default(), Some("admin"))
+            .unwrap()
+            .state
+    }
 
     /// A token revoked after a WebSocket upgrade checked it, but before the
     /// hub thread registered the connection, does not get a connection.
     #[tokio::test]
     async fn a_connection_whose_token_was_revoked_since_its_upgrade_is_closed_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let state = crate::server::open(dir.path(), Default::default(), Some("admin"))
-            .unwrap()
-            .state;
+        let state = open(dir.path());
         let store: StoreId = "store-a".parse().unwrap();
         let principal = Principal::Store(store.clone());
         let p = principal.clone();
@@ -465,9 +470,7 @@ mod tests {
     #[tokio::test]
     async fn a_soon_job_goes_ahead_of_the_queue_and_the_queue_keeps_its_order() {
         let dir = tempfile::tempdir().unwrap();
-        let state = crate::server::open(dir.path(), Default::default(), Some("admin"))
-            .unwrap()
-            .state;
+        let state = open(dir.path());
         let order = Arc::new(Mutex::new(Vec::new()));
         let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();

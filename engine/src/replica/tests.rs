@@ -641,6 +641,20 @@ fn the_status_index_follows_every_accepted_change() {
     );
 }
 
+/// Publish `lists` in one batch (their status index is left due); the
+/// fan-out to route.
+fn publish_in_one_batch(hub: &mut Hub, lists: &[crate::model::InstanceContent]) -> Vec<Output> {
+    let (r, out) = hub.batched(|hub| {
+        let mut out = Vec::new();
+        for l in lists {
+            out.extend(hub.publish(l, NOW)?);
+        }
+        Ok(((), out))
+    });
+    r.unwrap();
+    out
+}
+
 /// `content(3)` moved to `days_before` NOW's (UTC) date: another list of
 /// the same store and template, dated so.
 fn list_dated(days_before: u64) -> crate::model::InstanceContent {
@@ -1291,14 +1305,7 @@ fn a_publish_of_many_lists_in_one_batch_leaves_their_index_due_and_a_single_one_
             .any(|r| r.doc == id)
     };
     let lists: Vec<_> = (1..=3).map(list_dated).collect();
-    let (r, out) = net.hub.batched(|hub| {
-        let mut out = Vec::new();
-        for l in &lists {
-            out.extend(hub.publish(l, NOW)?);
-        }
-        Ok(((), out))
-    });
-    r.unwrap();
+    let out = publish_in_one_batch(&mut net.hub, &lists);
     net.route_hub(out);
     net.run();
     for l in &lists {
@@ -1346,14 +1353,8 @@ fn a_store_scoped_catch_up_indexes_that_stores_due_lists_only() {
             c
         })
         .collect();
-    let (r, _) = net.hub.batched(|hub| {
-        let mut out = Vec::new();
-        for l in ours.iter().chain(&theirs) {
-            out.extend(hub.publish(l, NOW)?);
-        }
-        Ok(((), out))
-    });
-    r.unwrap();
+    let both: Vec<_> = ours.iter().chain(&theirs).cloned().collect();
+    publish_in_one_batch(&mut net.hub, &both);
     let sorted = |mut v: Vec<DocumentId>| {
         v.sort();
         v
@@ -1408,14 +1409,7 @@ fn a_store_scoped_catch_up_indexes_that_stores_due_lists_only() {
 fn an_idle_catch_up_indexes_lists_while_it_is_told_to() {
     let mut net = Net::new(0);
     let lists: Vec<_> = (1..=5).map(list_dated).collect();
-    let (r, _) = net.hub.batched(|hub| {
-        let mut out = Vec::new();
-        for l in &lists {
-            out.extend(hub.publish(l, NOW)?);
-        }
-        Ok(((), out))
-    });
-    r.unwrap();
+    publish_in_one_batch(&mut net.hub, &lists);
     assert_eq!(net.hub.index_backlog(), 5);
     assert_eq!(net.hub.catch_up_index_while(|| false), 1, "at least one");
     assert_eq!(net.hub.index_backlog(), 4);
