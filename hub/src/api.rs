@@ -1236,18 +1236,12 @@ mod tests {
         )
     }
 
-    fn open_hub(dir: &std::path::Path) -> AppState {
-        crate::server::open(dir, Default::default(), Some("admin"))
-            .unwrap()
-            .state
-    }
-
     /// Status queries run off the hub thread, on a read-only connection,
     /// and still see lists whose index was due when they were asked.
     #[tokio::test]
     async fn a_status_query_runs_off_the_hub_thread_and_sees_every_list() {
         let dir = tempfile::tempdir().unwrap();
-        let mut state = open_hub(dir.path());
+        let mut state = crate::server::open_for_test(dir.path());
         // Room to catch up however slow the machine.
         state.index_read_budget = std::time::Duration::from_secs(60);
         let read = index_read(&state, None, |s, now| {
@@ -1273,7 +1267,7 @@ mod tests {
     #[tokio::test]
     async fn a_status_read_out_of_budget_answers_as_indexed_and_says_how_many_lists_are_behind() {
         let dir = tempfile::tempdir().unwrap();
-        let mut state = open_hub(dir.path());
+        let mut state = crate::server::open_for_test(dir.path());
         state.index_read_budget = std::time::Duration::ZERO;
         let mut headers = HeaderMap::new();
         headers.insert("authorization", "Bearer admin".parse().unwrap());
@@ -1322,7 +1316,7 @@ mod tests {
     #[tokio::test]
     async fn a_read_requests_token_is_checked_while_the_hub_thread_is_busy() {
         let dir = tempfile::tempdir().unwrap();
-        let state = open_hub(dir.path());
+        let state = crate::server::open_for_test(dir.path());
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let held = state.hub.call(move |_, _| {
             go_rx.recv().unwrap();
@@ -1355,7 +1349,7 @@ mod tests {
     #[tokio::test]
     async fn a_store_scoped_status_read_catches_up_that_stores_lists() {
         let dir = tempfile::tempdir().unwrap();
-        let mut state = open_hub(dir.path());
+        let mut state = crate::server::open_for_test(dir.path());
         state.index_read_budget = std::time::Duration::from_secs(60);
         let a: StoreId = "store-a".parse().unwrap();
         let scope = a.clone();

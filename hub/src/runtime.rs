@@ -394,13 +394,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::Outbound;
-    use crate::server::AppState;
-
-    fn open(dir: &std::path::Path) -> AppState {
-        crate::server::open(dir, Default::default(), Some("admin"))
-            .unwrap()
-            .state
-    }
+    use crate::server::open_for_test as open;
 
     /// A token revoked after a WebSocket upgrade checked it, but before the
     /// hub thread registered the connection, does not get a connection.

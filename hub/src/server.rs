@@ -102,6 +102,13 @@ impl Readers {
     }
 }
 
+/// A hub in `dir` with default limits and the admin token "admin", for
+/// tests.
+#[cfg(test)]
+pub(crate) fn open_for_test(dir: &Path) -> AppState {
+    open(dir, Default::default(), Some("admin")).unwrap().state
+}
+
 /// What `open` made ready: the hub thread and the admin token path.
 pub struct Opened {
     pub state: AppState,
