@@ -964,9 +964,7 @@ async fn index_read<T: Send + 'static>(
         .hub
         .call_soon(move |hub, _| (due_of(hub, &store).map(|d| d.len()), Vec::new()))
         .await??;
-    let readers = state.readers.clone();
-    let read = tokio::task::spawn_blocking(move || readers.with(|s| f(s, now_ms())));
-    let answer = anyhow::Context::context(read.await, "the status query stopped")??;
+    let answer = state.readers.read(move |s| f(s, now_ms())).await?;
     Ok((answer, behind))
 }
 

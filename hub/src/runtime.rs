@@ -129,19 +129,15 @@ impl HubHandle {
         f: impl FnOnce(&mut Hub, i64) -> (T, Vec<Output>) + Send + 'static,
     ) -> anyhow::Result<T> {
         let (job, rx) = job(f);
-        self.tx
-            .send(Cmd::Job(job))
-            .map_err(|_| anyhow::anyhow!("the hub thread has stopped"))?;
-        rx.await
-            .map_err(|_| anyhow::anyhow!("the hub thread has stopped"))
+        self.tx.send(Cmd::Job(job)).map_err(stopped)?;
+        rx.await.map_err(stopped)
     }
 
     /// Stop indexing while idle: tests that check what a status read
     /// catches up itself.
     #[cfg(test)]
     pub(crate) fn pause_idle_indexing(&self) {
-        self.idle_indexing
-            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.idle_indexing.store(false, Ordering::Relaxed);
     }
 
     /// [`HubHandle::call`], run as soon as the batch being handled is
@@ -159,12 +155,14 @@ impl HubHandle {
     ) -> anyhow::Result<T> {
         let (job, rx) = job(f);
         lock(&self.soon).push_back(job);
-        self.tx
-            .send(Cmd::Wake)
-            .map_err(|_| anyhow::anyhow!("the hub thread has stopped"))?;
-        rx.await
-            .map_err(|_| anyhow::anyhow!("the hub thread has stopped"))
+        self.tx.send(Cmd::Wake).map_err(stopped)?;
+        rx.await.map_err(stopped)
     }
+}
+
+/// A job's channel closed: the hub thread is gone.
+fn stopped<E>(_: E) -> anyhow::Error {
+    anyhow::anyhow!("the hub thread has stopped")
 }
 
 /// `f` as a job for the hub thread, and where its answer will arrive.
@@ -344,7 +342,7 @@ fn run(
         };
         deliver(&mut hub, &mut conns, out);
     }
-    hub.catch_up_index(None);
+    hub.catch_up_index();
     let rest = lock(activity).unwritten();
     if let Err(e) = hub.store().record_store_sync(&rest) {
         warn!(error = %e, "could not record when stores last synced");

@@ -86,7 +86,7 @@ impl Readers {
     }
 
     /// Run `f` on an idle connection (or a new one). Blocking: call it
-    /// from `spawn_blocking`.
+    /// from `spawn_blocking`, or use `read`.
     pub fn with<T>(&self, f: impl FnOnce(&Store) -> T) -> Result<T, engine::storage::StorageError> {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let store = match idle {
@@ -99,6 +99,18 @@ impl Readers {
             idle.push(store);
         }
         Ok(out)
+    }
+
+    /// `with` on a blocking thread, for async callers.
+    pub async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let readers = self.clone();
+        let out = tokio::task::spawn_blocking(move || readers.with(f))
+            .await
+            .context("a read of the hub's database stopped")?;
+        out.context("opening a read-only connection to the hub's database")
     }
 }
 
@@ -237,21 +249,20 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     // Counted on a reader connection: listing 31,000 documents on the hub
     // thread for every scrape was most of a scrape's cost.
-    let readers = state.readers.clone();
-    let counts = tokio::task::spawn_blocking(move || {
-        readers.with(
+    let counts = state
+        .readers
+        .read(
             |s| -> Result<(usize, usize), engine::storage::StorageError> {
                 Ok((s.list_stores()?.len(), s.document_count()?))
             },
         )
-    })
-    .await;
+        .await;
     let (stores, documents) = match counts {
-        Ok(Ok(Ok(c))) => c,
-        Ok(Ok(Err(e)) | Err(e)) => {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
             return (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}\n")).into_response()
         }
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}\n")).into_response(),
     };
     let snap = state
         .hub
@@ -371,17 +382,11 @@ pub async fn authenticate_request(
     state: &AppState,
     token: Option<String>,
 ) -> Result<Principal, Response> {
-    let readers = state.readers.clone();
-    let check = tokio::task::spawn_blocking(move || {
-        readers.with(|s| engine::replica::hub::authenticate_on(s, token.as_deref(), now_ms()))
-    })
-    .await;
-    auth_reply(match check {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(anyhow::Error::from(e).context("opening the database to check a token")),
-        Err(e) => Err(anyhow::Error::from(e).context("checking a token")),
-    })
-    .map_err(IntoResponse::into_response)
+    let check = state
+        .readers
+        .read(move |s| engine::replica::hub::authenticate_on(s, token.as_deref(), now_ms()))
+        .await;
+    auth_reply(check).map_err(IntoResponse::into_response)
 }
 
 /// The principal, or the status and reason to refuse the request with.

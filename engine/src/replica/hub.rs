@@ -365,13 +365,11 @@ impl Hub {
         self.index_due.len()
     }
 
-    /// Bring up to `max` lists' status index up to date (all of them for
-    /// `None`), in one transaction; returns how many were indexed. A
-    /// failure is logged and the lists stay due: the index is derived data.
-    pub fn catch_up_index(&mut self, max: Option<usize>) -> usize {
-        let take = max.unwrap_or(usize::MAX).min(self.index_due.len());
-        let docs: Vec<DocumentId> = self.index_due.iter().take(take).copied().collect();
-        self.catch_up_index_of(&docs)
+    /// Bring every due list's status index up to date, in one
+    /// transaction; returns how many were indexed. A failure is logged and
+    /// the lists stay due: the index is derived data.
+    pub fn catch_up_index(&mut self) -> usize {
+        self.catch_up_index_while(|| true)
     }
 
     /// Lists of `store` (of every store for `None`) whose status index is
@@ -474,7 +472,7 @@ impl Hub {
     /// The store with the status index caught up: what the dashboard's
     /// queries read.
     pub fn indexed_store(&mut self) -> &Store {
-        self.catch_up_index(None);
+        self.catch_up_index();
         &self.store
     }
 

@@ -1392,7 +1392,7 @@ fn a_store_scoped_catch_up_indexes_that_stores_due_lists_only() {
     );
     // Lists no longer due are skipped, not indexed again.
     assert_eq!(net.hub.catch_up_index_of(&due), 0);
-    assert_eq!(net.hub.catch_up_index(None), 3);
+    assert_eq!(net.hub.catch_up_index(), 3);
     assert_eq!(
         net.hub
             .store()

@@ -717,20 +717,7 @@ async fn status_lists(server: &Server) -> Result<()> {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + PHASE_TIMEOUT;
     loop {
-        let text = client
-            .get(format!("http://{}/metrics", server.addr))
-            .send()
-            .await
-            .context("asking the hub for its metrics")?
-            .text()
-            .await?;
-        let backlog: u64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("hub_status_index_backlog "))
-            .context("the hub's metrics have no hub_status_index_backlog")?
-            .trim()
-            .parse()
-            .context("hub_status_index_backlog")?;
+        let backlog = hub_metric(server, "hub_status_index_backlog").await?;
         if backlog == 0 {
             break;
         }
@@ -767,17 +754,24 @@ async fn documents_in_memory(kind: Kind, server: &Server) -> Option<u64> {
     if kind != Kind::Hub {
         return None;
     }
+    hub_metric(server, "hub_documents_in_memory").await.ok()
+}
+
+/// One of the hub's `/metrics` values.
+async fn hub_metric(server: &Server, name: &str) -> Result<u64> {
     let text = reqwest::Client::new()
         .get(format!("http://{}/metrics", server.addr))
         .send()
         .await
-        .ok()?
+        .context("asking the hub for its metrics")?
         .text()
-        .await
-        .ok()?;
+        .await?;
     text.lines()
-        .find_map(|l| l.strip_prefix("hub_documents_in_memory "))
-        .and_then(|v| v.trim().parse().ok())
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .with_context(|| format!("the hub's metrics have no {name}"))?
+        .trim()
+        .parse()
+        .with_context(|| format!("{name} in the hub's metrics"))
 }
 
 /// Workload 5, on a freshly started server holding every document:
