@@ -91,6 +91,14 @@ impl Net {
         }
     }
 
+    /// The hub and terminal `agent` hold `doc` at the same heads.
+    fn assert_same_heads(&mut self, agent: usize, doc: DocumentId) {
+        assert_eq!(
+            self.hub.document(doc).unwrap().get_heads(),
+            self.agents[agent].document(doc).unwrap().get_heads()
+        );
+    }
+
     /// `n` terminals, all connected and synced.
     fn online(n: usize) -> Net {
         let mut net = Net::new(n);
@@ -163,10 +171,7 @@ fn an_agent_receives_its_lists_and_its_updates_reach_another_terminal() {
     net.run();
     let view = net.agents[1].list(id).unwrap();
     assert_eq!(view.tasks[0].status.current, Status::Completed);
-    assert_eq!(
-        net.hub.document(id).unwrap().get_heads(),
-        net.agents[1].document(id).unwrap().get_heads()
-    );
+    net.assert_same_heads(1, id);
 }
 
 /// A list holding a change that waits for its dependency (sync delivered
@@ -198,10 +203,7 @@ fn an_update_to_a_list_with_a_change_waiting_for_its_dependency_is_recorded() {
     let view = net.agents[1].list(id).unwrap();
     let task = view.task(event.task).unwrap();
     assert_eq!(task.status.history.last().unwrap().id, event.id);
-    assert_eq!(
-        net.hub.document(id).unwrap().get_heads(),
-        net.agents[1].document(id).unwrap().get_heads()
-    );
+    net.assert_same_heads(1, id);
 }
 
 /// A change the document refuses after it was stored (a bug in how it was
@@ -329,10 +331,7 @@ fn a_rejected_change_is_reported_to_the_agent_and_not_forwarded() {
         Status::InProgress,
         "later work reaches the other terminal"
     );
-    assert_eq!(
-        net.hub.document(id).unwrap().get_heads(),
-        net.agents[0].document(id).unwrap().get_heads()
-    );
+    net.assert_same_heads(0, id);
 }
 
 #[test]
@@ -368,10 +367,7 @@ fn work_recorded_offline_after_a_refused_change_is_kept_and_accepted() {
         Status::NotStarted,
         "the refused event stays refused"
     );
-    assert_eq!(
-        net.hub.document(id).unwrap().get_heads(),
-        net.agents[0].document(id).unwrap().get_heads()
-    );
+    net.assert_same_heads(0, id);
     assert!(net.agents[0]
         .sync_status()
         .unwrap()
