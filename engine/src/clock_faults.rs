@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::document::instance::{self, materialize, record_status};
 use crate::document::instance_tests::content;
 use crate::document::DocKind;
-use crate::ids::{EventId, Principal, TaskId};
+use crate::ids::{EventId, Principal, TaskId, WorkerId};
 use crate::model::{Status, StatusUpdate};
 use crate::validation::{validate, ValidationContext, Verdict};
 
@@ -58,6 +58,7 @@ fn hub_verdict(base: &Automerge, doc: &Automerge) -> Verdict {
         actor_owner: &lookup,
         known_content: &known,
         max_event_time: HUB_NOW + TOLERANCE,
+        worker_known: &|w: &WorkerId| ["w1", "w2"].contains(&w.as_str()),
     };
     let store = Principal::Store(c.meta.store.clone());
     let out = validate(base, &base.get_changes_added(doc), &store, &ctx);

@@ -29,6 +29,8 @@ pub enum ModelError {
         "task {task} cannot be reopened: it is {current}, only a completed task can be reopened"
     )]
     ReopenNotCompleted { task: TaskId, current: Status },
+    #[error("status event {0} is already in the log; a new event needs a new id (history is append-only)")]
+    DuplicateEvent(EventId),
     #[error("automerge: {0}")]
     Automerge(String),
 }
@@ -290,6 +292,21 @@ pub enum Status {
 }
 
 impl Status {
+    /// May a new event record this status? `not_started` is only the
+    /// state of a task with no events; undoing a completion is `reopened`,
+    /// so a log never goes back to "nothing happened" (the terminal's API
+    /// and the hub's validation both ask this).
+    pub fn is_recordable(self) -> bool {
+        !matches!(self, Status::NotStarted)
+    }
+
+    /// Why [`Status::is_recordable`] said no, for the worker or the peer.
+    pub fn not_recordable_reason(self) -> String {
+        format!(
+            "{self} cannot be recorded as a new status; record in_progress, completed or reopened (reopened undoes a completion)"
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::NotStarted => "not_started",

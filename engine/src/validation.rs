@@ -14,8 +14,10 @@
 //! - task maps: only through their byte-identical task genesis;
 //! - HQ-authored list and task fields: read-only, except `assignee`;
 //! - its own lists and tasks (`created_by = store:S`): any authored field;
-//! - status log: append new events only, well-formed, dated no later than
-//!   the hub's clock plus a tolerance;
+//! - status log: append new events only, well-formed, each with an id no
+//!   other event in the document has, a status that can be recorded (not
+//!   `not_started`), by a worker who is or was on S's roster, dated no
+//!   later than the hub's clock plus a tolerance;
 //! - directory: only entries for lists S created; templates and the
 //!   worker roster are HQ's (the roster map comes from its own genesis);
 //! - actor ids: one owner each; a change by an actor first introduced by
@@ -33,7 +35,7 @@ use serde::Serialize;
 use crate::document::directory::DirectoryEntry;
 use crate::document::genesis::{self, DocKind};
 use crate::document::{instance, keys, read};
-use crate::ids::{DocumentId, Principal, StoreId, TaskId};
+use crate::ids::{DocumentId, EventId, Principal, StoreId, TaskId, WorkerId};
 use crate::model::{Assignee, CreatedBy};
 
 /// Facts about the document and the world the hub supplies.
@@ -48,6 +50,10 @@ pub struct ValidationContext<'a> {
     pub known_content: &'a HashSet<ChangeHash>,
     /// Latest event time (ms) accepted: hub clock plus tolerance (rule 6).
     pub max_event_time: i64,
+    /// May a store's new status event name this worker: is, or ever was,
+    /// on the owner store's roster (a terminal offline when HQ took a
+    /// worker off still records what they did before it heard).
+    pub worker_known: &'a dyn Fn(&WorkerId) -> bool,
 }
 
 /// Why a change was refused. The message is sent back to the peer.
@@ -76,6 +82,12 @@ pub enum Rejection {
     LogNotAppendOnly,
     #[error("bad status event: {0}")]
     BadEvent(String),
+    #[error(
+        "status event {id} is already in the log: an event cannot be recorded twice or edited"
+    )]
+    DuplicateEventId { id: String },
+    #[error("worker {worker} is not on this store's roster")]
+    UnknownWorker { worker: String },
     #[error("status event dated {at} is after the hub's clock allows ({max})")]
     EventInFuture { at: i64, max: i64 },
     #[error("unknown field {field} on {on}")]
@@ -236,10 +248,20 @@ fn validate_appends(
     let mut post = doc.fork();
     post.apply_changes(changes.iter().cloned()).ok()?;
     let nothing_before = Before::default();
+    let mut log_ids = None;
     for (c, e) in changes.iter().zip(&expanded) {
         // Applied, not queued for a dependency.
         post.get_change_meta_by_hash(&c.hash())?;
-        check_ops(&post, e, c.actor_id(), Some(store), &nothing_before, ctx).ok()?;
+        check_ops(
+            &post,
+            e,
+            c.actor_id(),
+            Some(store),
+            &nothing_before,
+            ctx,
+            &mut log_ids,
+        )
+        .ok()?;
         out.verdicts.push((c.hash(), Verdict::Accepted));
         out.accepted.push(c.clone());
     }
@@ -596,7 +618,7 @@ fn check_change(
         None => Before::default(),
     };
     apply(doc)?;
-    check_ops(doc, &expanded, &actor, store, &before, ctx)?;
+    check_ops(doc, &expanded, &actor, store, &before, ctx, &mut None)?;
     Ok(new_actor)
 }
 
@@ -630,8 +652,30 @@ fn actor_rule(
     Ok(new_actor)
 }
 
+/// How many entries of the log in `post` carry each event id: read once
+/// per state (`log_ids` is `None` until then), for the duplicate check.
+fn event_id_counts<'m>(
+    post: &Automerge,
+    log_ids: &'m mut Option<HashMap<EventId, usize>>,
+) -> &'m HashMap<EventId, usize> {
+    log_ids.get_or_insert_with(|| {
+        let mut counts = HashMap::new();
+        if let Some(log) = read::obj(post, &ROOT, keys::EVENTS) {
+            for item in post.list_range(&log, ..) {
+                let id = read::string(post, &item.id(), keys::EVENT_ID)
+                    .and_then(|s| s.parse::<EventId>().ok());
+                if let Some(id) = id {
+                    *counts.entry(id).or_default() += 1;
+                }
+            }
+        }
+        counts
+    })
+}
+
 /// The checks on what a store's (or HQ's) change did, run on `post`, the
 /// state with the change applied; `before` holds what its ops overwrote.
+/// `log_ids` caches the log's event ids for `post` across calls on it.
 fn check_ops(
     post: &Automerge,
     expanded: &ExpandedChange,
@@ -639,6 +683,7 @@ fn check_ops(
     store: Option<&StoreId>,
     before: &Before,
     ctx: &ValidationContext<'_>,
+    log_ids: &mut Option<HashMap<EventId, usize>>,
 ) -> Result<(), Rejection> {
     let start = expanded.start_op.get();
     let end = start + expanded.operations.len() as u64;
@@ -870,6 +915,24 @@ fn check_ops(
             return Err(Rejection::EventInFuture {
                 at: ev.at,
                 max: ctx.max_event_time,
+            });
+        }
+        if !ev.status.is_recordable() {
+            return Err(Rejection::BadEvent(ev.status.not_recordable_reason()));
+        }
+        if store.is_some() && !(ctx.worker_known)(&ev.worker) {
+            return Err(Rejection::UnknownWorker {
+                worker: ev.worker.to_string(),
+            });
+        }
+        // Another entry with this id (older, concurrent, or in this very
+        // change) would let the log say two things under one name.
+        if event_id_counts(post, log_ids)
+            .get(&ev.id)
+            .is_some_and(|&n| n > 1)
+        {
+            return Err(Rejection::DuplicateEventId {
+                id: ev.id.to_string(),
             });
         }
     }

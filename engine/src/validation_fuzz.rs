@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::document::instance::{self, materialize, record_status};
 use crate::document::instance_tests::content;
 use crate::document::{keys, DocKind};
-use crate::ids::{EventId, Principal, StoreId, TaskId};
+use crate::ids::{EventId, Principal, StoreId, TaskId, WorkerId};
 use crate::model::{Status, StatusUpdate};
 use crate::validation::{validate, ValidationContext, Verdict};
 
@@ -144,6 +144,7 @@ impl Base {
             actor_owner: &lookup,
             known_content: &self.known,
             max_event_time: NOW + 60_000,
+            worker_known: &|w: &WorkerId| ["w1", "w2"].contains(&w.as_str()),
         };
         f(&self.doc, changes, &store(), &ctx)
     }

@@ -487,6 +487,29 @@ fn check_change(
                 max: ctx.max_event_time,
             });
         }
+        if ev.status == crate::model::Status::NotStarted {
+            return Err(Rejection::BadEvent(ev.status.not_recordable_reason()));
+        }
+        if store.is_some() && !(ctx.worker_known)(&ev.worker) {
+            return Err(Rejection::UnknownWorker {
+                worker: ev.worker.to_string(),
+            });
+        }
+        // Read plainly: every entry of the log, parsed, compared by id.
+        let log = read::obj(&post, &ROOT, keys::EVENTS).ok_or(Rejection::UnknownObject)?;
+        let same_id = post
+            .list_range(&log, ..)
+            .filter(|item| {
+                read::string(&post, &item.id(), keys::EVENT_ID)
+                    .and_then(|s| s.parse::<crate::ids::EventId>().ok())
+                    == Some(ev.id)
+            })
+            .count();
+        if same_id > 1 {
+            return Err(Rejection::DuplicateEventId {
+                id: ev.id.to_string(),
+            });
+        }
     }
     Ok((post, new_actor))
 }

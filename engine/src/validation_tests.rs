@@ -11,8 +11,11 @@ use super::*;
 use crate::document::directory;
 use crate::document::instance::{self, add_task, record_status, set_assignee};
 use crate::document::instance_tests::{content, task_spec};
-use crate::ids::{EventId, TaskId};
+use crate::ids::{EventId, TaskId, WorkerId};
 use crate::model::{CreatedBy, InstanceContent, Status, StatusUpdate};
+
+/// The store's roster in these tests: a new event by anyone else is refused.
+const ROSTER: &[&str] = &["w1", "w2", "w-1", "w-js"];
 
 const NOW: i64 = 1_800_000_000_000;
 
@@ -71,6 +74,7 @@ impl Hub {
             actor_owner: &lookup,
             known_content: &self.known,
             max_event_time: NOW + 60_000,
+            worker_known: &|w: &WorkerId| ROSTER.contains(&w.as_str()),
         };
         let out = validate(base, changes, author, &ctx);
         // Every case here also pins the fast path to the reference rules.
@@ -493,6 +497,7 @@ fn directory_rules() {
         actor_owner: &owners,
         known_content: &known,
         max_event_time: NOW,
+        worker_known: &|w: &WorkerId| ROSTER.contains(&w.as_str()),
     };
     let check =
         |edit: &Automerge| validate(&hub_dir, &hub_dir.get_changes_added(edit), &store(), &ctx);
@@ -547,6 +552,7 @@ fn the_roster_is_hqs_and_its_map_comes_only_from_its_genesis() {
         actor_owner: &owners,
         known_content: &known,
         max_event_time: NOW,
+        worker_known: &|w: &WorkerId| ROSTER.contains(&w.as_str()),
     };
     let worker = directory::RosterWorker {
         name: "Ana".into(),
@@ -666,4 +672,176 @@ pub(crate) fn assert_same_verdicts(fast: &[(ChangeHash, Verdict)], slow: &[(Chan
         same,
         "the fast path disagrees with the reference:\n fast: {fast:?}\n slow: {slow:?}"
     );
+}
+
+/// A status event with every field given, as a hostile peer would write
+/// it: appended by a transaction, past `record_status`'s own checks.
+fn forged_event(id: u128, status: Status, worker: &str, at: i64) -> crate::model::StatusEvent {
+    crate::model::StatusEvent {
+        id: EventId(Uuid::from_u128(id)),
+        task: task(1),
+        status,
+        worker: worker.parse().unwrap(),
+        terminal: "pos-9".parse().unwrap(),
+        at,
+        prev: Vec::new(),
+        note: Some("forged".into()),
+    }
+}
+
+#[test]
+fn a_second_event_with_an_id_already_in_the_log_is_refused() {
+    let mut hub = Hub::new();
+    // A peer that has not seen the original yet: its copy is concurrent.
+    let mut concurrent = hub.terminal(2);
+    let mut t = hub.terminal(1);
+    record_status(&mut t, &upd(1, 1, Status::Completed), NOW).unwrap();
+    assert_eq!(only_verdict(&hub.receive(&t, &store())), Verdict::Accepted);
+    let dup = Verdict::Rejected(Rejection::DuplicateEventId {
+        id: Uuid::from_u128(1).to_string(),
+    });
+
+    // After seeing it, under another actor: another status, worker, note,
+    // and a time before the original's, so it would sort first.
+    for (n, status, worker) in [
+        (3u8, Status::InProgress, "w2"),
+        (4, Status::Completed, "w1"),
+        (5, Status::Reopened, "w-1"),
+    ] {
+        let mut forger = hub.terminal(n);
+        instance::append_event_by_transaction(
+            &mut forger,
+            &forged_event(1, status, worker, NOW - 60_000),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(only_verdict(&hub.check(&forger, &store())), dup);
+    }
+    // Under the original's own actor, after it.
+    let mut same_actor = t.fork();
+    same_actor.set_actor(ActorId::from(&[1u8; 16][..]));
+    instance::append_event_by_transaction(
+        &mut same_actor,
+        &forged_event(1, Status::InProgress, "w2", NOW - 1),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(only_verdict(&hub.check(&same_actor, &store())), dup);
+    // Made without seeing the original.
+    instance::append_event_by_transaction(
+        &mut concurrent,
+        &forged_event(1, Status::InProgress, "w2", NOW - 1),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(only_verdict(&hub.check(&concurrent, &store())), dup);
+}
+
+#[test]
+fn of_two_new_events_with_one_id_in_a_batch_only_the_first_is_accepted() {
+    let hub = Hub::new();
+    let mut t = hub.terminal(1);
+    record_status(&mut t, &upd(7, 1, Status::InProgress), NOW).unwrap();
+    instance::append_event_by_transaction(
+        &mut t,
+        &forged_event(7, Status::Completed, "w2", NOW + 1),
+        NOW,
+    )
+    .unwrap();
+    let changes = hub.doc.get_changes_added(&t);
+    assert_eq!(changes.len(), 2);
+    let out = hub.check(&t, &store());
+    assert_eq!(out.verdict(&changes[0].hash()), Some(&Verdict::Accepted));
+    assert_eq!(
+        out.verdict(&changes[1].hash()),
+        Some(&Verdict::Rejected(Rejection::DuplicateEventId {
+            id: Uuid::from_u128(7).to_string()
+        }))
+    );
+
+    // Both events in one change: refused whole.
+    let mut one = hub.terminal(2);
+    let (_, events) = one.get(ROOT, "events").unwrap().unwrap();
+    raw(&mut one, |tx| {
+        for status in ["in_progress", "completed"] {
+            let e = tx.insert_object(&events, 0, ObjType::Map).unwrap();
+            for (k, v) in [
+                ("id", Uuid::from_u128(8).to_string()),
+                ("task", Uuid::from_u128(1).to_string()),
+                ("status", status.into()),
+                ("worker", "w1".into()),
+                ("terminal", "pos-1".into()),
+            ] {
+                tx.put(&e, k, v).unwrap();
+            }
+            tx.put(&e, "at", NOW).unwrap();
+        }
+    });
+    assert!(matches!(
+        only_verdict(&hub.check(&one, &store())),
+        Verdict::Rejected(Rejection::DuplicateEventId { .. })
+    ));
+}
+
+#[test]
+fn the_hub_checks_what_the_terminal_checks_status_worker_and_terminal() {
+    let hub = Hub::new();
+    // `not_started` is no status to record (the terminal refuses it too).
+    let mut t = hub.terminal(1);
+    instance::append_event_by_transaction(
+        &mut t,
+        &forged_event(1, Status::NotStarted, "w1", NOW),
+        NOW,
+    )
+    .unwrap();
+    assert!(matches!(
+        only_verdict(&hub.check(&t, &store())),
+        Verdict::Rejected(Rejection::BadEvent(ref r)) if r.contains("not_started")
+    ));
+    let mut t = hub.terminal(1);
+    assert!(matches!(
+        record_status(&mut t, &upd(1, 1, Status::NotStarted), NOW),
+        Err(crate::model::ModelError::BadField {
+            field: "status",
+            ..
+        })
+    ));
+
+    // A worker nobody put on this store's roster.
+    let mut t = hub.terminal(2);
+    let mut ghost = upd(2, 1, Status::Completed);
+    ghost.worker = "ghost-999".parse().unwrap();
+    record_status(&mut t, &ghost, NOW).unwrap();
+    assert_eq!(
+        only_verdict(&hub.check(&t, &store())),
+        Verdict::Rejected(Rejection::UnknownWorker {
+            worker: "ghost-999".into()
+        })
+    );
+    // HQ is not bound to a store's roster.
+    assert_eq!(
+        only_verdict(&hub.check(&t, &Principal::Hq)),
+        Verdict::Accepted
+    );
+
+    // A terminal id that is no id.
+    let mut t = hub.terminal(3);
+    let (_, events) = t.get(ROOT, "events").unwrap().unwrap();
+    raw(&mut t, |tx| {
+        let e = tx.insert_object(&events, 0, ObjType::Map).unwrap();
+        for (k, v) in [
+            ("id", Uuid::from_u128(3).to_string()),
+            ("task", Uuid::from_u128(1).to_string()),
+            ("status", "completed".into()),
+            ("worker", "w1".into()),
+            ("terminal", "pos 1; drop".into()),
+        ] {
+            tx.put(&e, k, v).unwrap();
+        }
+        tx.put(&e, "at", NOW).unwrap();
+    });
+    assert!(matches!(
+        only_verdict(&hub.check(&t, &store())),
+        Verdict::Rejected(Rejection::BadEvent(_))
+    ));
 }

@@ -241,6 +241,19 @@ impl Sim {
                 time_zone: "Europe/Berlin".into(),
             })
             .expect("add a store");
+            // The workers `record_random_status` acts as: the hub refuses
+            // events by anyone not on the store's roster.
+            for w in 1..=5 {
+                let rec = engine::document::directory::RosterWorker {
+                    name: format!("Worker {w}"),
+                    role: "cashier".parse().expect("a valid role"),
+                    groups: Vec::new(),
+                    pin: None,
+                };
+                let id = format!("w{w}").parse().expect("a valid worker code");
+                hub.put_worker(store, &id, &rec, START_MS)
+                    .expect("put a worker on the roster");
+            }
         }
 
         // Two lists at the start, a third published mid-run; one list for

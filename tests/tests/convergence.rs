@@ -162,7 +162,7 @@ fn conflicting_offline_updates_show_the_same_conflict_everywhere() {
             id: engine::ids::EventId(uuid::Uuid::from_u128(1000 + i as u128)),
             task,
             status,
-            worker: format!("w{i}").parse().unwrap(),
+            worker: format!("w{}", i + 1).parse().unwrap(),
             terminal: format!("pos-{i}").parse().unwrap(),
             note: None,
         };

@@ -193,8 +193,28 @@ impl Fixture {
                             name: format!("Shop {store}"),
                             time_zone: "Europe/Berlin".into(),
                         })?;
-                        hub.add_token(&token, &Principal::Store(store), "js interop", now, None)?;
+                        hub.add_token(
+                            &token,
+                            &Principal::Store(store.clone()),
+                            "js interop",
+                            now,
+                            None,
+                        )?;
                         out.extend(hub.publish(&content, now)?);
+                        // The JS client records as w-1007: the hub refuses
+                        // events by a worker not on the store's roster.
+                        let rec = engine::document::directory::RosterWorker {
+                            name: "Ana".into(),
+                            role: "cashier".parse().expect("a valid role"),
+                            groups: Vec::new(),
+                            pin: None,
+                        };
+                        out.extend(hub.put_worker(
+                            &store,
+                            &"w-1007".parse().expect("a worker id"),
+                            &rec,
+                            now,
+                        )?);
                     }
                     Ok(())
                 })();

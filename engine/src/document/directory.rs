@@ -294,6 +294,17 @@ pub fn put_worker(
     Ok(out)
 }
 
+/// The ids on the roster, without parsing their entries (the hub asks
+/// this for every batch of status events it validates).
+pub fn roster_ids<R: ReadDoc>(doc: &R) -> Vec<WorkerId> {
+    let Some(roster) = read::obj(doc, &ROOT, keys::ROSTER) else {
+        return Vec::new();
+    };
+    doc.map_range(&roster, ..)
+        .filter_map(|item| item.key.parse().ok())
+        .collect()
+}
+
 /// Take a worker off the roster. `None` when the worker was not on it.
 pub fn remove_worker(
     doc: &mut Automerge,

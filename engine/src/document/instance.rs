@@ -432,16 +432,63 @@ fn events_in<R: ReadDoc>(doc: &R, events: &ObjId) -> (Vec<StatusEvent>, usize) {
     let mut out = Vec::new();
     let mut malformed = 0;
     for item in doc.list_range(events, ..) {
+        let o = item.id();
         let parsed = match item.value {
-            ValueRef::Object(ObjType::Map) => read_event(doc, &item.id()),
+            ValueRef::Object(ObjType::Map) => read_event(doc, &o),
             _ => None,
         };
         match parsed {
-            Some(e) => out.push(e),
+            Some(e) => out.push((o, e)),
             None => malformed += 1,
         }
     }
-    (out, malformed)
+    (first_of_each_id(out), malformed)
+}
+
+/// One event per id: of entries that share an event id, the one whose
+/// object was made first in Lamport order (op counter, then actor). The
+/// hub refuses a second event with an id already in the document, so two
+/// can only meet when a peer bypassed validation or two concurrent
+/// changes raced; either way a copy made after seeing the original has a
+/// higher op counter than everything it saw, so it can never replace the
+/// original, whatever its content or `at` says. Every replica holding the
+/// same changes keeps the same entry. Log order is kept.
+fn first_of_each_id(entries: Vec<(ObjId, StatusEvent)>) -> Vec<StatusEvent> {
+    let mut seen = std::collections::HashSet::with_capacity(entries.len());
+    if entries.iter().all(|(_, e)| seen.insert(e.id)) {
+        return entries.into_iter().map(|(_, e)| e).collect();
+    }
+    let order = |o: &ObjId| match o {
+        ObjId::Id(counter, actor, _) => Some((*counter, actor.clone())),
+        ObjId::Root => None,
+    };
+    let mut first: std::collections::HashMap<EventId, (u64, automerge::ActorId)> =
+        std::collections::HashMap::new();
+    for (o, e) in &entries {
+        let Some(op) = order(o) else { continue };
+        match first.get(&e.id) {
+            Some(f) if *f <= op => {}
+            _ => {
+                first.insert(e.id, op);
+            }
+        }
+    }
+    entries
+        .into_iter()
+        .filter(|(o, e)| order(o).is_some_and(|op| first.get(&e.id) == Some(&op)))
+        .map(|(_, e)| e)
+        .collect()
+}
+
+/// Is `id` the id of an event already in `doc`'s log?
+pub fn has_event<R: ReadDoc>(doc: &R, id: EventId) -> Result<bool, ModelError> {
+    let events_o = events_obj(doc)?;
+    let want = id.0.to_string();
+    Ok(doc.list_range(&events_o, ..).any(|item| {
+        matches!(item.value, ValueRef::Object(ObjType::Map))
+            && read::string(doc, &item.id(), keys::EVENT_ID)
+                .is_some_and(|s| s == want || s.parse::<EventId>().ok() == Some(id))
+    }))
 }
 
 /// Every well-formed event in the log and the count of malformed entries.
@@ -470,13 +517,13 @@ fn events_of_task<R: ReadDoc>(
         if read::string(doc, &ev, keys::TASK).as_deref() == Some(want.as_str()) {
             if let Some(e) = read_event(doc, &ev) {
                 latest = latest.max(e.at);
-                mine.push(e);
+                mine.push((ev, e));
             }
         } else if let Some(at) = read::int(doc, &ev, keys::AT) {
             latest = latest.max(at);
         }
     }
-    Ok((mine, latest))
+    Ok((first_of_each_id(mine), latest))
 }
 
 fn doc_id<R: ReadDoc>(doc: &R) -> Result<DocumentId, ModelError> {
@@ -626,6 +673,8 @@ pub fn record_status(
 #[derive(Debug, Clone, Default)]
 pub struct LogSummary {
     by_task: std::collections::HashMap<TaskId, Vec<StatusEvent>>,
+    /// Every event id in the log: a new event may not reuse one.
+    ids: std::collections::HashSet<EventId>,
     latest: i64,
 }
 
@@ -635,10 +684,12 @@ impl LogSummary {
         let (events, _) = read_events(doc)?;
         let mut out = LogSummary {
             by_task: Default::default(),
+            ids: Default::default(),
             latest: i64::MIN,
         };
         for e in events {
             out.latest = out.latest.max(e.at);
+            out.ids.insert(e.id);
             out.by_task.entry(e.task).or_default().push(e);
         }
         Ok(out)
@@ -656,8 +707,18 @@ impl LogSummary {
         // A malformed event is left out, as `of` leaves it out.
         match appended_since(doc, since) {
             Some((new, _malformed)) => {
+                // An id seen before: which copy counts depends on where
+                // each was made (`first_of_each_id`), so read it all again.
+                let mut fresh = std::collections::HashSet::with_capacity(new.len());
+                if !new
+                    .iter()
+                    .all(|e| !self.ids.contains(&e.id) && fresh.insert(e.id))
+                {
+                    return false;
+                }
                 for e in new {
                     self.latest = self.latest.max(e.at);
+                    self.ids.insert(e.id);
                     self.by_task.entry(e.task).or_default().push(e);
                 }
                 true
@@ -670,6 +731,7 @@ impl LogSummary {
     /// was made at.
     pub fn note(&mut self, event: &StatusEvent) {
         self.latest = self.latest.max(event.at);
+        self.ids.insert(event.id);
         self.by_task
             .entry(event.task)
             .or_default()
@@ -801,12 +863,28 @@ pub fn prepare_status(
             });
         }
     }
+    if !update.status.is_recordable() {
+        return Err(ModelError::BadField {
+            field: "status",
+            reason: update.status.not_recordable_reason(),
+        });
+    }
     let (events, latest) = match summary {
-        Some(sum) => (
-            sum.by_task.get(&update.task).cloned().unwrap_or_default(),
-            sum.latest,
-        ),
-        None => events_of_task(doc, update.task)?,
+        Some(sum) => {
+            if sum.ids.contains(&update.id) {
+                return Err(ModelError::DuplicateEvent(update.id));
+            }
+            (
+                sum.by_task.get(&update.task).cloned().unwrap_or_default(),
+                sum.latest,
+            )
+        }
+        None => {
+            if has_event(doc, update.id)? {
+                return Err(ModelError::DuplicateEvent(update.id));
+            }
+            events_of_task(doc, update.task)?
+        }
     };
     let current = status::of_task(&status::derive(events), update.task);
     if update.status == Status::Reopened && current.current != Status::Completed {

@@ -5,6 +5,7 @@
 //! connection that syncs the same document.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use automerge::sync;
 use automerge::{ActorId, Automerge, Change, ChangeHash};
@@ -15,7 +16,7 @@ use super::rate::TokenBucket;
 use super::{rejection_message, ConnId, Output};
 use crate::document::directory::{self, DirectoryEntry};
 use crate::document::{instance, DocKind};
-use crate::ids::{DocumentId, Principal, StoreId};
+use crate::ids::{DocumentId, Principal, StoreId, WorkerId};
 use crate::model::{InstanceContent, ModelError};
 use crate::protocol::wire::{
     self, PeerId, PeerMetadata, StorageId, WireError, WireLimits, WireMessage,
@@ -187,6 +188,10 @@ pub struct Hub {
     /// heads given: validation's starting point for the next batch on it
     /// when the document is still at those heads (else read again).
     seqs: HashMap<DocumentId, (Vec<ChangeHash>, HashMap<ActorId, u64>)>,
+    /// Each store's workers whose status events validation accepts (on
+    /// the roster now or once), at the directory heads they were read
+    /// at: read again when the directory has moved.
+    rosters: HashMap<StoreId, (Vec<ChangeHash>, Arc<HashSet<WorkerId>>)>,
 }
 
 impl Hub {
@@ -208,6 +213,7 @@ impl Hub {
             indexed: HashMap::new(),
             views: HashMap::new(),
             seqs: HashMap::new(),
+            rosters: HashMap::new(),
         })
     }
 
@@ -1046,8 +1052,14 @@ impl Hub {
         now_ms: i64,
     ) -> Result<Stored, StorageError> {
         let known: HashSet<ChangeHash> = self.store.known_content(doc_id)?.into_iter().collect();
+        // Only a store's status events name workers that must be checked.
+        let roster = match (principal, owner.1) {
+            (Principal::Store(_), DocKind::Instance) => Some(self.workers_of(&owner.0)?),
+            _ => None,
+        };
         let store = &self.store;
         let lookup = |a: &ActorId| store.actor_owner(a).ok().flatten();
+        let worker_known = |w: &WorkerId| roster.as_ref().is_some_and(|r| r.contains(w));
         let ctx = ValidationContext {
             doc_id,
             kind: owner.1,
@@ -1055,6 +1067,7 @@ impl Hub {
             actor_owner: &lookup,
             known_content: &known,
             max_event_time: now_ms + self.cfg.limits.event_time_tolerance_ms,
+            worker_known: &worker_known,
         };
         let doc = self.docs.get(&doc_id).expect("caller loaded it");
         let heads = doc.get_heads();
@@ -1105,6 +1118,37 @@ impl Hub {
             }
         }
         Ok((accepted, rejections, waiting))
+    }
+
+    /// The workers whose status events `store`'s terminals may record:
+    /// those on its roster now and those HQ took off it (a terminal that
+    /// was offline then still records what they did before it heard).
+    /// Read from the store's directory (loaded if need be) when it has
+    /// moved since the last time.
+    fn workers_of(&mut self, store: &StoreId) -> Result<Arc<HashSet<WorkerId>>, StorageError> {
+        let dir = DocumentId::directory_of(store);
+        if let Err(e) = self.load(dir) {
+            // Every store has a directory from the moment it is added;
+            // without one the roster is empty, and the events wait for
+            // nothing: they are refused with a reason the terminal shows.
+            warn!(%store, error = %e, "no directory to read the roster from");
+        }
+        let heads = self.docs.get(&dir).map(|d| d.get_heads());
+        if let (Some(heads), Some((at, workers))) = (&heads, self.rosters.get(store)) {
+            if at == heads {
+                return Ok(workers.clone());
+            }
+        }
+        let mut workers: HashSet<WorkerId> =
+            self.store.former_workers(store)?.into_iter().collect();
+        if let Some(d) = self.docs.get(&dir) {
+            workers.extend(directory::roster_ids(d));
+        }
+        let workers = Arc::new(workers);
+        if let Some(heads) = heads {
+            self.rosters.insert(store.clone(), (heads, workers.clone()));
+        }
+        Ok(workers)
     }
 
     /// Send `doc`'s news to every connection syncing it (except `skip`).

@@ -108,6 +108,11 @@ impl Hub {
         now_ms: i64,
     ) -> Result<(bool, Vec<Output>), HubError> {
         self.require_store(store)?;
+        // First, so a terminal's events by them are never refused for a
+        // moment: they stay known to validation (`Hub::workers_of`).
+        if self.roster(store)?.contains_key(worker) {
+            self.store_mut().note_former_worker(store, worker)?;
+        }
         let dir = DocumentId::directory_of(store);
         let mut removed = false;
         let out = self.edit(dir, now_ms, |d| {

@@ -27,6 +27,21 @@ struct Net {
     now: i64,
 }
 
+/// Put the workers these tests record status for on `store`'s roster:
+/// the hub refuses events by anyone else.
+fn staff(hub: &mut Hub, store: &StoreId) {
+    for w in ["w1", "w2"] {
+        let rec = crate::document::directory::RosterWorker {
+            name: w.into(),
+            role: "cashier".parse().unwrap(),
+            groups: Vec::new(),
+            pin: None,
+        };
+        hub.put_worker(store, &w.parse().unwrap(), &rec, NOW)
+            .unwrap();
+    }
+}
+
 fn conn_of(i: usize) -> ConnId {
     i as ConnId + 1
 }
@@ -64,6 +79,7 @@ impl Net {
             time_zone: "Europe/Berlin".into(),
         })
         .unwrap();
+        staff(&mut hub, &c.meta.store);
         hub.publish(&c, NOW).unwrap();
         let agents = (0..n).map(|i| open_agent(&dir, i, NOW)).collect();
         Net {
@@ -892,7 +908,7 @@ fn a_roster_edit_reaches_a_connected_terminal_and_removing_the_store_cuts_it_off
     net.run();
     let roster = net.agents[0].directory().unwrap().roster;
     assert!(roster[&ana].check_pin(&ana, "2468"));
-    assert_eq!(net.hub.roster(&store).unwrap().len(), 1);
+    assert_eq!(net.hub.roster(&store).unwrap().len(), 3, "w1, w2 and Ana");
 
     // A bad PIN hash or an empty name never reaches the document.
     let bad = crate::document::directory::RosterWorker {
@@ -906,7 +922,7 @@ fn a_roster_edit_reaches_a_connected_terminal_and_removing_the_store_cuts_it_off
     assert!(removed);
     net.route_hub(out);
     net.run();
-    assert!(net.agents[0].directory().unwrap().roster.is_empty());
+    assert!(!net.agents[0].directory().unwrap().roster.contains_key(&ana));
 
     // Removing the store closes its connection and deletes its documents.
     let docs = net.hub.store().documents_of_store(&store).unwrap().len();
@@ -1196,6 +1212,7 @@ fn what_the_hub_remembers_of_the_index_is_bounded_by_its_document_cache() {
         time_zone: "Europe/Berlin".into(),
     })
     .unwrap();
+    staff(&mut hub, &content(1).meta.store);
     for days in 1..=5 {
         hub.publish(&list_dated(days), NOW).unwrap();
         assert!(hub.cached_document_count() <= 2);
@@ -1527,4 +1544,54 @@ fn a_list_whose_index_write_fails_at_commit_stays_due() {
         .any(|r| r.doc == list.id);
     assert!(indexed);
     assert_eq!(net.hub.index_backlog(), 0);
+}
+
+/// The hub checks an event's worker against the store's roster, minding a
+/// terminal that was offline when HQ took a worker off it: their work
+/// from before it heard is accepted, a stranger's is refused and shown.
+#[test]
+fn events_by_a_worker_taken_off_the_roster_while_offline_count_and_a_strangers_do_not() {
+    let mut net = Net::online(2);
+    let id = content(3).id;
+    let store = content(1).meta.store;
+    net.disconnect(0);
+    let (removed, out) = net
+        .hub
+        .remove_worker(&store, &"w2".parse().unwrap(), net.now)
+        .unwrap();
+    assert!(removed);
+    net.route_hub(out);
+    net.run();
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(1, Status::Completed, "w2"), NOW)
+        .unwrap();
+    net.route_agent(0, out);
+    net.connect(0);
+    net.run();
+    assert!(net.agents[0].sync_status().unwrap().rejected.is_empty());
+    assert_eq!(
+        net.agents[1].list(id).unwrap().tasks[0].status.current,
+        Status::Completed,
+        "the former worker's completion reached the other terminal"
+    );
+
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(2, Status::InProgress, "ghost-999"), NOW + 1)
+        .unwrap();
+    net.route_agent(0, out);
+    net.run();
+    let rejected = net.agents[0].sync_status().unwrap().rejected;
+    assert_eq!(rejected.len(), 1);
+    assert!(
+        rejected[0]
+            .reason
+            .contains("ghost-999 is not on this store's roster"),
+        "{}",
+        rejected[0].reason
+    );
+    assert_eq!(
+        net.agents[1].list(id).unwrap().tasks[0].status.current,
+        Status::Completed,
+        "the stranger's event never reached the other terminal"
+    );
 }

@@ -11,7 +11,7 @@ use rusqlite::{params, OptionalExtension};
 use super::read_cache::keep;
 use super::{Failure, StorageError, Store};
 use crate::document::DocKind;
-use crate::ids::{DocumentId, Principal, StoreId};
+use crate::ids::{DocumentId, Principal, StoreId, WorkerId};
 
 /// A store as HQ registered it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -156,6 +156,38 @@ impl Store {
             for row in rows {
                 let (id, at) = row?;
                 out.push((id.parse().map_err(|_| bad_row("store_id"))?, at));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Remember that `worker` was on `store`'s roster before HQ took them
+    /// off it (see schema v11).
+    pub fn note_former_worker(
+        &mut self,
+        store: &StoreId,
+        worker: &WorkerId,
+    ) -> Result<(), StorageError> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO former_workers (store_id, worker_id) VALUES (?1, ?2)
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![store.as_str(), worker.as_str()])?;
+            Ok(())
+        })
+    }
+
+    /// Workers once on `store`'s roster and taken off it.
+    pub fn former_workers(&self, store: &StoreId) -> Result<Vec<WorkerId>, StorageError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT worker_id FROM former_workers WHERE store_id = ?1 ORDER BY worker_id",
+            )?;
+            let rows = stmt.query_map([store.as_str()], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row?.parse().map_err(|_| bad_row("worker_id"))?);
             }
             Ok(out)
         })

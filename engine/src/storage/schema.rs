@@ -215,6 +215,17 @@ const MIGRATIONS: &[&str] = &[
         FROM known_content GROUP BY doc_id;
     DROP TABLE known_content;
     ",
+    // v11: workers HQ took off a store's roster. A terminal that was
+    // offline when that happened still records their earlier work, so
+    // the hub accepts events by anyone who was ever on the roster: the
+    // roster in the directory has only today's workers.
+    "
+    CREATE TABLE former_workers (
+        store_id  TEXT NOT NULL,
+        worker_id TEXT NOT NULL,
+        PRIMARY KEY (store_id, worker_id)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes and understands.
@@ -334,6 +345,26 @@ mod tests {
                     conn.execute(
                         "INSERT INTO meta (key, value) VALUES ('hub_url', x'01')",
                         [],
+                    )
+                    .unwrap();
+                }
+                if old >= 10 {
+                    // One row per document from v10 on.
+                    let hashes = |h: Vec<[u8; 32]>| h.concat();
+                    conn.execute(
+                        "INSERT INTO known_content_sets (doc_id, hashes) VALUES (?1, ?2)",
+                        params![
+                            doc_id.as_bytes(),
+                            hashes(changes.iter().map(|c| c.hash().0).collect())
+                        ],
+                    )
+                    .unwrap();
+                    conn.execute(
+                        "INSERT INTO known_content_sets (doc_id, hashes) VALUES (?1, ?2)",
+                        params![
+                            other_doc.as_bytes(),
+                            hashes((0..changes.len()).map(|i| [i as u8 + 1; 32]).collect())
+                        ],
                     )
                     .unwrap();
                 }

@@ -87,6 +87,16 @@ pub async fn start(limits: HubLimits) -> TestHub {
                 hub.add_token(&format!("tok-{s}"), &p, "", now, None)
                     .unwrap();
                 hub.publish(&content(s, n), now).unwrap();
+                // The worker the tests record status as: the hub refuses
+                // events by anyone not on the store's roster.
+                let w1 = engine::document::directory::RosterWorker {
+                    name: "W1".into(),
+                    role: "cashier".parse().unwrap(),
+                    groups: Vec::new(),
+                    pin: None,
+                };
+                hub.put_worker(&s.parse().unwrap(), &"w1".parse().unwrap(), &w1, now)
+                    .unwrap();
             }
             ((), Vec::new())
         })

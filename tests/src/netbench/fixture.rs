@@ -132,7 +132,7 @@ pub fn list_content(store: &StoreId, l: usize, tasks: usize) -> InstanceContent 
 /// published), copied from a cache under `cache` (built there on first use).
 pub fn hub_data(world: &World, cache: &Path, into: &Path) -> Result<()> {
     let s = world.sizes;
-    let cached = cache.join(format!("hub-{}x{}x{}-v1", s.stores, s.lists, s.tasks));
+    let cached = cache.join(format!("hub-{}x{}x{}-v2", s.stores, s.lists, s.tasks));
     if !cached.join("hub.db").exists() {
         let building = cache.join(format!(
             "building-{}-{:x}",
@@ -186,6 +186,17 @@ fn build_hub_data(world: &World, dir: &Path) -> Result<PathBuf> {
             now,
             None,
         )?;
+        // The workers the simulated terminals record as (`w1`, `w2`):
+        // the hub refuses events by anyone not on the roster.
+        for w in 1..=2 {
+            let rec = engine::document::directory::RosterWorker {
+                name: format!("Worker {w}"),
+                role: "clerk".parse().expect("a valid role"),
+                groups: Vec::new(),
+                pin: None,
+            };
+            hub.put_worker(id, &format!("w{w}").parse()?, &rec, now)?;
+        }
         for l in 0..world.sizes.lists {
             hub.publish(&world.content(n, l), now)?;
         }
