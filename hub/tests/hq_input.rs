@@ -387,9 +387,16 @@ async fn a_template_is_unassigned_and_deleted_withdrawing_only_future_lists_nobo
     assert_eq!(made, 15, "today and 14 days ahead");
     assert_eq!(api.directory_templates("s1").await, vec![id]);
     let s1: StoreId = "s1".parse().unwrap();
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono_tz::Europe::Berlin)
-        .date_naive();
+    // "Today" as the hub saw it when it made the lists (store-local): the
+    // earliest list's date.
+    let (_, rows) = api.call(Method::GET, "/status/lists?store=s1", None).await;
+    let today: chrono::NaiveDate = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["date"].as_str().unwrap().parse().unwrap())
+        .min()
+        .unwrap();
     let list_of =
         |days: u64| DocumentId::recurring_instance(id, &s1, today + chrono::Days::new(days));
     // Somebody already started tomorrow's list.
@@ -405,6 +412,20 @@ async fn a_template_is_unassigned_and_deleted_withdrawing_only_future_lists_nobo
         (&json!([]), &json!([])),
         "{v}"
     );
+    let unassign_cmd = |stores: Vec<String>| ListsCmd::Unassign {
+        template: id.to_string(),
+        stores,
+        groups: vec![],
+    };
+    let err = cli::lists(&api.remote(), unassign_cmd(vec!["s1".into()]))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is not assigned to store s1"), "{err}");
+    assert!(cli::lists(&api.remote(), unassign_cmd(vec![]))
+        .await
+        .is_err());
+    assert_eq!(api.lists("s1").await, 15);
     let (s, v) = unassign(json!({"stores": ["s2"]})).await;
     assert_eq!(s, 400, "{v}");
     assert!(
