@@ -73,6 +73,10 @@ pub enum TemplateError {
     Model(#[from] ModelError),
 }
 
+/// How far past midnight a due time earlier than the list's start may
+/// reach: it is read as the next day within this many hours of the start.
+pub const NEXT_DAY_DUE_HOURS: i64 = 12;
+
 /// The id of a template task inside one instance.
 pub fn task_id_in(instance: DocumentId, key: Uuid) -> TaskId {
     TaskId(Uuid::new_v5(&instance.0, key.as_bytes()))
@@ -130,8 +134,40 @@ impl Template {
                     reason: "title is empty".into(),
                 });
             }
+            if let Some(DueSpec::At(due)) = t.due {
+                self.check_due_after_start(due)
+                    .map_err(|reason| TemplateError::Task {
+                        index: i + 1,
+                        reason,
+                    })?;
+            }
         }
         Ok(())
+    }
+
+    /// A due time of day earlier than the list's start is the next day
+    /// (00:30 for a 21:00 closing list), but only within
+    /// [`NEXT_DAY_DUE_HOURS`] of the start: 20:00 for a 21:00 list is far
+    /// likelier a mistake than "23 hours later", and a one-off list refuses
+    /// a due time before its start too. Times quoted as typed (store-local).
+    fn check_due_after_start(&self, due: NaiveTime) -> Result<(), String> {
+        let start = self.recurrence.time_of_day();
+        if due >= start {
+            return Ok(());
+        }
+        let after = Duration::days(1) - (start - due);
+        if after <= Duration::hours(NEXT_DAY_DUE_HOURS) {
+            return Ok(());
+        }
+        Err(format!(
+            "due {} is before the list's start {} (store time); a due time earlier than the \
+             start means the next day only up to {NEXT_DAY_DUE_HOURS} hours after the start \
+             (e.g. 00:30 for a 21:00 list): give a time after {}, or minutes after the \
+             start (+30)",
+            due.format("%H:%M"),
+            start.format("%H:%M"),
+            start.format("%H:%M"),
+        ))
     }
 
     /// The instance content of `occ` in `store` (zone `time_zone`).
@@ -319,6 +355,18 @@ mod tests {
             t.validate(),
             Err(TemplateError::Task { index: 1, .. })
         ));
+        // Due before the start: the next day only within 12 hours.
+        let mut t = closing(1);
+        t.tasks[1].due = Some(DueSpec::At(NaiveTime::from_hms_opt(20, 0, 0).unwrap()));
+        let err = t.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("task 2: due 20:00 is before the list's start 21:00 (store time)"),
+            "{err}"
+        );
+        t.tasks[1].due = Some(DueSpec::At(NaiveTime::from_hms_opt(9, 0, 0).unwrap()));
+        assert!(t.validate().is_ok(), "09:00 is 12 hours after 21:00");
+        t.tasks[1].due = Some(DueSpec::At(NaiveTime::from_hms_opt(9, 1, 0).unwrap()));
+        assert!(t.validate().is_err());
         let t = closing(1);
         let store: StoreId = "s".parse().unwrap();
         let d = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();

@@ -34,7 +34,9 @@ pub fn routes() -> Router<AppState> {
         .route("/status/past-due", get(status_past_due))
         .route("/purge", post(purge))
         .route("/templates", get(list_templates).post(put_template))
+        .route("/templates/{id}", axum::routing::delete(delete_template))
         .route("/templates/{id}/assign", post(assign_template))
+        .route("/templates/{id}/unassign", post(unassign_template))
 }
 
 /// An API error: status code and a message that says what to fix.
@@ -169,12 +171,28 @@ async fn add_store(
         let r = rec.clone();
         state
             .hub
-            .call(move |hub, _| (hub.add_store(&r), Vec::new()))
+            .call(move |hub, _| (add_new_store(hub, &r), Vec::new()))
             .await??;
         Ok(rec)
     }
     .await;
     reply(StatusCode::CREATED, result)
+}
+
+/// Add a store that does not exist yet: adding is not updating, so an
+/// id already taken is a 409 naming the command that changes a store.
+fn add_new_store(hub: &mut Hub, rec: &StoreRecord) -> Result<(), ApiError> {
+    if let Some(old) = hub.store().get_store(&rec.id)? {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "store {} already exists ({:?}, {}); nothing was changed. To change its name or \
+                 time zone: `hub stores update --id {} --name ... --tz ...` (PATCH /api/stores/{})",
+                old.id, old.name, old.time_zone, old.id, old.id
+            ),
+        ));
+    }
+    Ok(hub.add_store(rec)?)
 }
 
 pub(crate) fn nonempty(field: &str, v: String) -> Result<String, ApiError> {
@@ -381,12 +399,25 @@ pub fn content_from_request(
     }
     let mut tasks = Vec::new();
     for (i, t) in req.tasks.iter().enumerate() {
+        let start = local_time("start", &t.start, date, tz)?;
+        let due = local_time("due", &t.due, date, tz)?;
+        if let (Some(s), Some(d), Some(ls), Some(ld)) = (start, due, &t.start, &t.due) {
+            // Said here in the store's time, as typed: the model's own
+            // check would quote the instants in UTC.
+            if d < s {
+                return Err(bad_request(format!(
+                    "task {}: due {ld} is before its start {ls} (store time, {tz}); \
+                     move the due time after the start",
+                    i + 1
+                )));
+            }
+        }
         let spec = TaskSpec {
             id: TaskId(uuid::Uuid::new_v4()),
             title: t.title.clone(),
             description: t.description.clone(),
-            start: local_time("start", &t.start, date, tz)?,
-            due: local_time("due", &t.due, date, tz)?,
+            start,
+            due,
             priority: match &t.priority {
                 Some(p) => p
                     .parse::<Priority>()
@@ -611,7 +642,7 @@ fn publish_to(
 /// Each store's list content, in its own time zone; a 404 naming the
 /// stores the hub does not know.
 fn lists_for(
-    hub: &Hub,
+    hub: &mut Hub,
     req: &PublishRequest,
     stores: &[StoreId],
 ) -> Result<Vec<InstanceContent>, ApiError> {
@@ -644,7 +675,7 @@ fn lists_for(
         return Err(ApiError(StatusCode::NOT_FOUND, msg));
     }
     let many = stores.len() > 1;
-    records
+    let contents = records
         .iter()
         .map(|rec| {
             content_from_request(req, &rec.id, &rec.time_zone).map_err(|ApiError(code, msg)| {
@@ -657,7 +688,27 @@ fn lists_for(
                 }
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    // A `worker:` assignee must be on the roster of every store the list
+    // goes to: worker ids are per store, and a task for nobody would sit
+    // unclaimed (use a role or worker group for a list for many stores).
+    let named: Vec<(usize, engine::ids::WorkerId)> = contents
+        .first()
+        .map(|c| {
+            c.tasks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| match &t.assignee {
+                    Some(Assignee::Worker(w)) => Some((i + 1, w.clone())),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for rec in &records {
+        hub.check_worker_assignees(&rec.id, &named)?;
+    }
+    Ok(contents)
 }
 
 async fn get_document(
@@ -720,6 +771,12 @@ pub struct NewTemplate {
     /// First date the rule applies (YYYY-MM-DD); default today (UTC).
     pub start_date: Option<String>,
     pub tasks: Vec<NewTemplateTask>,
+    /// Stores to assign it to, in the same request (all checked first).
+    #[serde(default)]
+    pub stores: Vec<String>,
+    /// Store groups to assign it to, in the same request.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone)]
@@ -734,6 +791,28 @@ pub struct NewTemplateTask {
     pub priority: Option<String>,
     pub link: Option<String>,
     pub assignee: Option<String>,
+}
+
+/// Store and store group ids as a request names them.
+fn targets(
+    stores: &[String],
+    groups: &[String],
+) -> Result<(Vec<StoreId>, Vec<engine::ids::StoreGroupId>), ApiError> {
+    let stores = stores
+        .iter()
+        .map(|s| {
+            s.parse()
+                .map_err(|e| bad_request(format!("store {s:?}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let groups = groups
+        .iter()
+        .map(|g| {
+            g.parse()
+                .map_err(|e| bad_request(format!("group {g:?}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((stores, groups))
 }
 
 fn template_from_request(req: NewTemplate) -> Result<engine::template::Template, ApiError> {
@@ -821,17 +900,20 @@ async fn put_template(
     hq!(state, headers);
     let r: Result<engine::template::Template, ApiError> = async {
         let Json(req) = body.map_err(|e| bad_request(format!("bad JSON: {e}")))?;
+        let (stores, groups) = targets(&req.stores, &req.groups)?;
         let t = template_from_request(req)?;
         let saved = state
             .hub
-            .call(move |hub, now| match hub.put_template(t) {
-                Ok(saved) => {
-                    // Existing future instances follow the new revision now.
-                    let out = hub.materialize_horizon(now).unwrap_or_default();
-                    (Ok(saved), out)
-                }
-                Err(e) => (Err(e), Vec::new()),
-            })
+            .call(
+                move |hub, now| match hub.save_template(t, &stores, &groups) {
+                    Ok(saved) => {
+                        // Existing future instances follow the new revision now.
+                        let out = hub.materialize_horizon(now).unwrap_or_default();
+                        (Ok(saved), out)
+                    }
+                    Err(e) => (Err(e), Vec::new()),
+                },
+            )
             .await??;
         Ok(saved)
     }
@@ -864,36 +946,18 @@ async fn assign_template(
         let id: engine::ids::TemplateId = id
             .parse()
             .map_err(|e| bad_request(format!("template id: {e}")))?;
-        let stores: Vec<StoreId> = req
-            .stores
-            .iter()
-            .map(|s| {
-                s.parse()
-                    .map_err(|e| bad_request(format!("store {s:?}: {e}")))
-            })
-            .collect::<Result<_, _>>()?;
-        let groups: Vec<engine::ids::StoreGroupId> = req
-            .groups
-            .iter()
-            .map(|g| {
-                g.parse()
-                    .map_err(|e| bad_request(format!("group {g:?}: {e}")))
-            })
-            .collect::<Result<_, _>>()?;
+        let (stores, groups) = targets(&req.stores, &req.groups)?;
         if stores.is_empty() && groups.is_empty() {
             return Err(bad_request("name at least one store or store group"));
         }
         state
             .hub
-            .call(move |hub, now| {
-                match hub
-                    .assign_template(id, &stores)
-                    .and_then(|()| hub.assign_template_to_groups(id, &groups))
-                {
+            .call(
+                move |hub, now| match hub.assign_template_to(id, &stores, &groups) {
                     Ok(()) => (Ok(()), hub.materialize_horizon(now).unwrap_or_default()),
                     Err(e) => (Err(e), Vec::new()),
-                }
-            })
+                },
+            )
             .await??;
         Ok(())
     }
@@ -902,6 +966,65 @@ async fn assign_template(
         Ok(()) => Json(json!({"assigned": true})).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// `POST /api/templates/{id}/unassign` (`{"stores", "groups"}`): take a
+/// template off stores or store groups; the stores it no longer reaches
+/// have its future lists withdrawn (see `Hub::unassign_template`).
+async fn unassign_template(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<AssignTemplate>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<engine::replica::TemplateRemoval, ApiError> = async {
+        let Json(req) = body.map_err(|e| {
+            bad_request(format!(
+                "bad JSON: {e}; send {{\"stores\": [ids], \"groups\": [ids]}}"
+            ))
+        })?;
+        let id: engine::ids::TemplateId = id
+            .parse()
+            .map_err(|e| bad_request(format!("template id: {e}")))?;
+        let (stores, groups) = targets(&req.stores, &req.groups)?;
+        Ok(state
+            .hub
+            .call(
+                move |hub, now| match hub.unassign_template(id, &stores, &groups, now) {
+                    Ok((removal, out)) => (Ok(removal), out),
+                    Err(e) => (Err(e), Vec::new()),
+                },
+            )
+            .await??)
+    }
+    .await;
+    reply(StatusCode::OK, r)
+}
+
+/// `DELETE /api/templates/{id}`: delete a template, its revisions and
+/// assignments; future lists nobody started are withdrawn, the rest stay
+/// (see `Hub::delete_template`).
+async fn delete_template(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<engine::replica::TemplateRemoval, ApiError> = async {
+        let id: engine::ids::TemplateId = id
+            .parse()
+            .map_err(|e| bad_request(format!("template id: {e}")))?;
+        Ok(state
+            .hub
+            .call(move |hub, now| match hub.delete_template(id, now) {
+                Ok((removal, out)) => (Ok(removal), out),
+                Err(e) => (Err(e), Vec::new()),
+            })
+            .await??)
+    }
+    .await;
+    reply(StatusCode::OK, r)
 }
 
 #[derive(Deserialize)]

@@ -1,14 +1,16 @@
 //! Admin API for store administration (HQ token required): update and
 //! remove stores, each store's worker roster, store groups, and tokens.
-//! Mounted under `/api` next to `api::routes`.
+//! Mounted under `/api` next to `api::routes`. Adding and changing are
+//! distinct: `PUT` of a worker adds one (409 if the id is taken), `PATCH`
+//! changes the fields it is given.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use engine::document::directory::{PinHash, RosterWorker};
-use engine::ids::{StoreGroupId, StoreId, WorkerId};
+use engine::document::directory::{self, PinHash, RosterWorker};
+use engine::ids::{StoreGroupId, StoreId, WorkerGroupId, WorkerId};
 use engine::storage::StoreRecord;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -25,7 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/stores/{id}/workers", get(list_workers))
         .route(
             "/stores/{id}/workers/{worker}",
-            put(put_worker).delete(remove_worker),
+            put(add_worker).patch(update_worker).delete(remove_worker),
         )
         .route("/store-groups", get(list_groups))
         .route("/store-groups/{group}/stores", post(add_to_group))
@@ -162,11 +164,45 @@ struct NewWorker {
     role: String,
     #[serde(default)]
     groups: Vec<String>,
-    /// 4 to 8 digits. Omitted on an update: the current PIN stays.
+    /// 4 to 8 digits.
     pin: Option<String>,
 }
 
-async fn put_worker(
+/// A change to a worker: only the fields given change.
+#[derive(Deserialize)]
+struct WorkerUpdate {
+    name: Option<String>,
+    role: Option<String>,
+    /// Replaces the worker's groups (`[]` clears them).
+    groups: Option<Vec<String>>,
+    /// A new PIN, 4 to 8 digits.
+    pin: Option<String>,
+}
+
+fn parse_groups(groups: &[String]) -> Result<Vec<WorkerGroupId>, ApiError> {
+    groups
+        .iter()
+        .map(|g| parse(&format!("group {g:?}"), g))
+        .collect()
+}
+
+/// The stored form of `pin` for `worker`: a salted hash.
+fn hash_pin(worker: &WorkerId, pin: &str) -> Result<String, ApiError> {
+    let mut salt = [0u8; 16];
+    salt.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..]);
+    Ok(PinHash::new(worker, pin, salt)
+        .map_err(|e| bad_request(e.to_string()))?
+        .to_string())
+}
+
+fn role(r: &str) -> Result<WorkerGroupId, ApiError> {
+    directory::parse_role(r).map_err(|e| bad_request(e.to_string()))
+}
+
+/// `PUT /api/stores/{id}/workers/{worker}`: add a worker. A worker already
+/// on the roster is a 409 that names `hub workers update` (PATCH): adding
+/// must not silently replace their groups or PIN.
+async fn add_worker(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((id, worker)): Path<(String, String)>,
@@ -180,42 +216,88 @@ async fn put_worker(
             b,
             "{\"name\", \"role\", \"groups\": [..], \"pin\": \"4-8 digits\"}",
         )?;
-        let name = nonempty("name", req.name)?;
-        let role = parse("role", &req.role)?;
-        let groups = req
-            .groups
-            .iter()
-            .map(|g| parse(&format!("group {g:?}"), g))
-            .collect::<Result<Vec<_>, _>>()?;
-        let pin = match req.pin {
-            Some(p) => {
-                let mut salt = [0u8; 16];
-                salt.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..]);
-                Some(
-                    PinHash::new(&worker, &p, salt)
-                        .map_err(|e| bad_request(e.to_string()))?
-                        .to_string(),
-                )
-            }
-            None => None,
+        let rec = RosterWorker {
+            name: nonempty("name", req.name)?,
+            role: role(&req.role)?,
+            groups: parse_groups(&req.groups)?,
+            pin: req.pin.map(|p| hash_pin(&worker, &p)).transpose()?,
         };
         let w = worker.clone();
         let rec = state
             .hub
             .call(move |hub, now| {
                 let r = (|| {
-                    let keep_pin = match pin {
-                        Some(p) => Some(p),
-                        None => hub.roster(&store)?.get(&w).and_then(|old| old.pin.clone()),
-                    };
-                    let rec = RosterWorker {
-                        name,
-                        role,
-                        groups,
-                        pin: keep_pin,
-                    };
+                    if hub.roster(&store)?.contains_key(&w) {
+                        return Err(ApiError(
+                            StatusCode::CONFLICT,
+                            format!(
+                                "worker {w} is already on the roster of store {store}; nothing was \
+                                 changed. To change them: `hub workers update --store {store} --id {w} \
+                                 [--name ..] [--role ..] [--group ..] [--pin ..]` \
+                                 (PATCH /api/stores/{store}/workers/{w})"
+                            ),
+                        ));
+                    }
                     let out = hub.put_worker(&store, &w, &rec, now)?;
-                    Ok::<_, engine::replica::hub::HubError>((rec, out))
+                    Ok((rec, out))
+                })();
+                match r {
+                    Ok((rec, out)) => (Ok(rec), out),
+                    Err(e) => (Err(e), Vec::new()),
+                }
+            })
+            .await??;
+        Ok(worker_json(&worker, &rec))
+    }
+    .await;
+    reply(StatusCode::CREATED, r)
+}
+
+/// `PATCH /api/stores/{id}/workers/{worker}`: change the fields given;
+/// the rest (groups and PIN included) stay. 404 if not on the roster.
+async fn update_worker(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, worker)): Path<(String, String)>,
+    b: JsonBody<WorkerUpdate>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<Value, ApiError> = async {
+        let store: StoreId = parse("store id", &id)?;
+        let worker: WorkerId = parse("worker id", &worker)?;
+        let req = body(
+            b,
+            "{\"name\"?, \"role\"?, \"groups\"?: [..], \"pin\"?: \"4-8 digits\"}",
+        )?;
+        if req.name.is_none() && req.role.is_none() && req.groups.is_none() && req.pin.is_none() {
+            return Err(bad_request(
+                "nothing to change: give name, role, groups and/or pin",
+            ));
+        }
+        let name = req.name.map(|n| nonempty("name", n)).transpose()?;
+        let new_role = req.role.as_deref().map(role).transpose()?;
+        let groups = req.groups.as_deref().map(parse_groups).transpose()?;
+        let pin = req.pin.map(|p| hash_pin(&worker, &p)).transpose()?;
+        let w = worker.clone();
+        let rec = state
+            .hub
+            .call(move |hub, now| {
+                let r = (|| {
+                    let Some(mut rec) = hub.roster(&store)?.remove(&w) else {
+                        return Err(ApiError(
+                            StatusCode::NOT_FOUND,
+                            format!(
+                                "worker {w} is not on the roster of store {store}; add them with \
+                                 `hub workers add --store {store} --id {w} ...`"
+                            ),
+                        ));
+                    };
+                    rec.name = name.unwrap_or(rec.name);
+                    rec.role = new_role.unwrap_or(rec.role);
+                    rec.groups = groups.unwrap_or(rec.groups);
+                    rec.pin = pin.or(rec.pin);
+                    let out = hub.put_worker(&store, &w, &rec, now)?;
+                    Ok((rec, out))
                 })();
                 match r {
                     Ok((rec, out)) => (Ok(rec), out),

@@ -28,7 +28,8 @@ pub struct Remote {
 
 #[derive(Subcommand, Debug)]
 pub enum StoresCmd {
-    /// Add or update a store.
+    /// Add a store (an id already taken is refused: change a store with
+    /// `stores update`).
     Add {
         #[arg(long)]
         id: String,
@@ -93,7 +94,8 @@ pub enum StoresCmd {
 pub enum ListsCmd {
     /// Show recurring lists (templates): id, revision, rule, stores.
     Templates,
-    /// Create a recurring list (template) and assign it to stores:
+    /// Create a recurring list (template) and assign it to stores, in one
+    /// request (nothing is saved if a store or group is unknown):
     /// `--task "Title@21:30"` (due at a local time) or `--task "Title@+30"` (minutes after start).
     Create {
         #[arg(long)]
@@ -125,6 +127,27 @@ pub enum ListsCmd {
         stores: Vec<String>,
         #[arg(long = "group", value_delimiter = ',')]
         groups: Vec<String>,
+    },
+    /// Take a recurring list (template) off stores or store groups. Stores
+    /// it no longer reaches lose its future lists nobody started; today's
+    /// list and lists with status recorded stay.
+    Unassign {
+        #[arg(long)]
+        template: String,
+        #[arg(long = "store", value_delimiter = ',')]
+        stores: Vec<String>,
+        #[arg(long = "group", value_delimiter = ',')]
+        groups: Vec<String>,
+    },
+    /// Delete a recurring list (template): no more lists are made from it,
+    /// its future lists nobody started are withdrawn from the stores;
+    /// today's list and lists with status recorded stay.
+    Delete {
+        #[arg(long)]
+        template: String,
+        /// Really delete (without it, nothing happens).
+        #[arg(long)]
+        yes: bool,
     },
     /// Publish a one-off list to a store, or the same list to several
     /// (`--store a,b,c`, one request): `--task "Title@21:00"` (due time
@@ -299,16 +322,20 @@ pub async fn stores(remote: &Remote, cmd: StoresCmd) -> anyhow::Result<()> {
 
 /// `"Title@21:00"` -> due at 21:00 local; `"Title@+30"` -> 30 minutes
 /// after the list starts (recurring lists only); plain text -> no due time.
-fn parse_task_arg(arg: &str) -> NewTask {
-    let is_due = |d: &str| {
-        (d.len() == 5 && d.as_bytes()[2] == b':')
-            || (d.len() > 1 && d.starts_with('+') && d[1..].bytes().all(|b| b.is_ascii_digit()))
-    };
+/// An `@` followed by a digit or `+` starts a due time, which must then be
+/// one (`A@9pm` is refused, not made a title); any other `@` is part of
+/// the title (`Email boss@example.com`).
+fn parse_task_arg(arg: &str) -> anyhow::Result<NewTask> {
     let (title, due) = match arg.rsplit_once('@') {
-        Some((t, d)) if is_due(d) => (t.to_owned(), Some(d.to_owned())),
+        Some((t, d)) if d.starts_with(|c: char| c.is_ascii_digit() || c == '+') => {
+            (t.to_owned(), Some(due_arg(arg, d)?))
+        }
         _ => (arg.to_owned(), None),
     };
-    NewTask {
+    if title.trim().is_empty() {
+        bail!("--task {arg:?}: the title is empty; write --task \"Title@21:30\"");
+    }
+    Ok(NewTask {
         title,
         description: String::new(),
         start: None,
@@ -316,7 +343,23 @@ fn parse_task_arg(arg: &str) -> NewTask {
         priority: None,
         link: None,
         assignee: None,
+    })
+}
+
+/// The due part of `--task` (after the `@`): `HH:MM` (24-hour; `9:30` is
+/// 09:30) or `+minutes`.
+fn due_arg(arg: &str, d: &str) -> anyhow::Result<String> {
+    if let Some(m) = d.strip_prefix('+') {
+        if !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()) && m.parse::<u32>().is_ok() {
+            return Ok(d.to_owned());
+        }
+    } else if let Ok(t) = chrono::NaiveTime::parse_from_str(d, "%H:%M") {
+        return Ok(t.format("%H:%M").to_string());
     }
+    bail!(
+        "--task {arg:?}: due {d:?} is not a time; write a 24-hour time (\"Title@21:00\") or \
+         minutes after the list starts (\"Title@+30\")"
+    )
 }
 
 pub async fn lists(remote: &Remote, cmd: ListsCmd) -> anyhow::Result<()> {
@@ -362,22 +405,16 @@ pub async fn lists(remote: &Remote, cmd: ListsCmd) -> anyhow::Result<()> {
             let tasks: Vec<Value> = tasks
                 .iter()
                 .map(|t| {
-                    let nt = parse_task_arg(t);
-                    json!({"title": nt.title, "due": nt.due})
+                    let nt = parse_task_arg(t)?;
+                    Ok(json!({"title": nt.title, "due": nt.due}))
                 })
-                .collect();
-            let body = json!({"name": name, "rrule": rrule, "time": time, "start_date": start_date, "tasks": tasks});
+                .collect::<anyhow::Result<_>>()?;
+            // One request: the template and its stores are saved together
+            // or not at all.
+            let body = json!({"name": name, "rrule": rrule, "time": time, "start_date": start_date,
+                              "tasks": tasks, "stores": stores, "groups": groups});
             let t = call(remote, reqwest::Method::POST, "/api/templates", Some(body)).await?;
             let id = t["id"].as_str().unwrap_or_default().to_owned();
-            if !stores.is_empty() || !groups.is_empty() {
-                call(
-                    remote,
-                    reqwest::Method::POST,
-                    &format!("/api/templates/{id}/assign"),
-                    Some(json!({ "stores": stores, "groups": groups })),
-                )
-                .await?;
-            }
             let targets: Vec<String> = stores
                 .iter()
                 .cloned()
@@ -408,6 +445,36 @@ pub async fn lists(remote: &Remote, cmd: ListsCmd) -> anyhow::Result<()> {
             .await?;
             print(remote, &v, |_| format!("template {template} assigned"));
         }
+        ListsCmd::Unassign {
+            template,
+            stores,
+            groups,
+        } => {
+            if stores.is_empty() && groups.is_empty() {
+                bail!("name at least one --store or --group to take the template off");
+            }
+            let v = call(
+                remote,
+                reqwest::Method::POST,
+                &format!("/api/templates/{template}/unassign"),
+                Some(json!({ "stores": stores, "groups": groups })),
+            )
+            .await?;
+            print(remote, &v, |v| removal_text(&template, "unassigned", v));
+        }
+        ListsCmd::Delete { template, yes } => {
+            if !yes {
+                bail!("deleting template {template} stops its lists and withdraws its future lists nobody started from the stores (today's and lists with status stay); add --yes to do it");
+            }
+            let v = call(
+                remote,
+                reqwest::Method::DELETE,
+                &format!("/api/templates/{template}"),
+                None,
+            )
+            .await?;
+            print(remote, &v, |v| removal_text(&template, "deleted", v));
+        }
         ListsCmd::Publish {
             mut stores,
             name,
@@ -418,7 +485,10 @@ pub async fn lists(remote: &Remote, cmd: ListsCmd) -> anyhow::Result<()> {
                 store: stores.first().cloned().unwrap_or_default(),
                 name,
                 date,
-                tasks: tasks.iter().map(|t| parse_task_arg(t)).collect(),
+                tasks: tasks
+                    .iter()
+                    .map(|t| parse_task_arg(t))
+                    .collect::<anyhow::Result<_>>()?,
             };
             let mut body = serde_json::to_value(req)?;
             if stores.len() > 1 {
@@ -436,6 +506,27 @@ pub async fn lists(remote: &Remote, cmd: ListsCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What `lists unassign|delete` did: `TemplateRemoval` as text.
+fn removal_text(template: &str, done: &str, v: &Value) -> String {
+    let n = |k: &str| v[k].as_array().map(Vec::len).unwrap_or(0);
+    let stores: Vec<&str> = v["stores"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    format!(
+        "template {template} {done}; {} future list(s) withdrawn from {}; {} kept (today's or with status recorded)",
+        n("withdrawn"),
+        if stores.is_empty() {
+            "no store".to_owned()
+        } else {
+            stores.join(", ")
+        },
+        n("kept")
+    )
 }
 
 /// `hub status --by store|worker`, or `hub status --past-due`.
@@ -609,18 +700,37 @@ mod tests {
     }
 
     #[test]
+    fn a_task_arg_whose_due_time_is_not_a_time_is_refused_not_made_a_title() {
+        for bad in ["A@9pm", "A@21.30", "A@25:00", "A@+", "A@+3x"] {
+            let err = parse_task_arg(bad).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref()
+                    .is_some_and(|e| e.contains("is not a time") && e.contains("\"Title@21:00\"")),
+                "{bad}: {err:?}"
+            );
+        }
+        let t = parse_task_arg("Open up@9:30").unwrap();
+        assert_eq!(
+            t.due.as_deref(),
+            Some("09:30"),
+            "a 24-hour time without its 0"
+        );
+        assert!(parse_task_arg("@21:00").is_err(), "no title");
+    }
+
+    #[test]
     fn task_args_take_an_optional_due_time() {
-        let t = parse_task_arg("Count the till@21:30");
+        let t = parse_task_arg("Count the till@21:30").unwrap();
         assert_eq!(
             (t.title.as_str(), t.due.as_deref()),
             ("Count the till", Some("21:30"))
         );
-        let t = parse_task_arg("Restock@+45");
+        let t = parse_task_arg("Restock@+45").unwrap();
         assert_eq!(
             (t.title.as_str(), t.due.as_deref()),
             ("Restock", Some("+45"))
         );
-        let t = parse_task_arg("Email boss@example.com");
+        let t = parse_task_arg("Email boss@example.com").unwrap();
         assert_eq!((t.title.as_str(), t.due), ("Email boss@example.com", None));
     }
 

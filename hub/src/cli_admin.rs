@@ -10,7 +10,8 @@ use crate::cli::{call, print, Remote, StoresCmd};
 
 #[derive(Subcommand, Debug)]
 pub enum WorkersCmd {
-    /// Add or update a worker on a store's roster (reaches its terminals).
+    /// Add a worker to a store's roster (reaches its terminals). An id
+    /// already on the roster is refused: change a worker with `update`.
     Add {
         #[arg(long)]
         store: String,
@@ -18,14 +19,36 @@ pub enum WorkersCmd {
         id: String,
         #[arg(long)]
         name: String,
-        /// e.g. manager, cashier (counts as a group for assignments).
+        /// manager, cashier, stocker or clerk (counts as a group for
+        /// assignments).
         #[arg(long)]
         role: String,
         /// Worker groups (repeat or comma-separate).
         #[arg(long = "group", value_delimiter = ',')]
         groups: Vec<String>,
-        /// Sign-in PIN, 4 to 8 digits (kept as a salted hash). Omit on an
-        /// update to keep the current one.
+        /// Sign-in PIN, 4 to 8 digits (kept as a salted hash).
+        #[arg(long)]
+        pin: Option<String>,
+    },
+    /// Change a worker on a store's roster: only what is given changes
+    /// (their groups and PIN stay unless given).
+    Update {
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// manager, cashier, stocker or clerk.
+        #[arg(long)]
+        role: Option<String>,
+        /// Replace the worker's groups (repeat or comma-separate).
+        #[arg(long = "group", value_delimiter = ',', conflicts_with = "no_groups")]
+        groups: Vec<String>,
+        /// Take the worker out of every group.
+        #[arg(long)]
+        no_groups: bool,
+        /// A new sign-in PIN, 4 to 8 digits.
         #[arg(long)]
         pin: Option<String>,
     },
@@ -179,7 +202,43 @@ pub async fn workers(remote: &Remote, cmd: WorkersCmd) -> anyhow::Result<()> {
             .await?;
             print(remote, &v, |v| {
                 format!(
-                    "worker {} ({}) on the roster of {store}",
+                    "worker {} ({}) added to the roster of {store}",
+                    s(&v["id"]),
+                    s(&v["role"])
+                )
+            });
+        }
+        WorkersCmd::Update {
+            store,
+            id,
+            name,
+            role,
+            groups,
+            no_groups,
+            pin,
+        } => {
+            let mut body = serde_json::Map::new();
+            for (k, v) in [("name", name), ("role", role), ("pin", pin)] {
+                if let Some(v) = v {
+                    body.insert(k.into(), json!(v));
+                }
+            }
+            if no_groups || !groups.is_empty() {
+                body.insert("groups".into(), json!(groups));
+            }
+            if body.is_empty() {
+                bail!("nothing to change: pass --name, --role, --group, --no-groups and/or --pin");
+            }
+            let v = call(
+                remote,
+                Method::PATCH,
+                &format!("/api/stores/{store}/workers/{id}"),
+                Some(Value::Object(body)),
+            )
+            .await?;
+            print(remote, &v, |v| {
+                format!(
+                    "worker {} ({}) updated on the roster of {store}",
                     s(&v["id"]),
                     s(&v["role"])
                 )

@@ -677,6 +677,16 @@ async fn past_due_lists_open_tasks_due_before_now() {
     let today = chrono::Utc::now().date_naive();
     let yesterday = (today - chrono::Days::new(1)).to_string();
     let tomorrow = (today + chrono::Days::new(1)).to_string();
+    // HQ assigns tasks to rostered workers only.
+    let (s, v) = api
+        .call(
+            reqwest::Method::PUT,
+            "/stores/s1/workers/w-7",
+            "admin",
+            Some(json!({"name": "Ana", "role": "cashier"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
     let (_, v) = api
         .post(
             "/lists",

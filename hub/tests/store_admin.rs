@@ -122,12 +122,12 @@ async fn a_stores_roster_is_edited_and_never_shows_pin_hashes() {
             Some(json!({"name": "Ana", "role": "manager", "groups": ["closers"], "pin": "2468"})),
         )
         .await;
-    assert_eq!(s, 200, "{v}");
+    assert_eq!(s, 201, "{v}");
     assert_eq!(v["has_pin"], true);
     // An update without a PIN keeps the PIN.
     let (s, v) = api
         .call(
-            Method::PUT,
+            Method::PATCH,
             "/stores/s1/workers/w-ana",
             Some(json!({"name": "Ana B.", "role": "manager"})),
         )

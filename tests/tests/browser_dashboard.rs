@@ -162,6 +162,8 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
         json!({"id": "store-007", "name": "Harbour Road", "time_zone": procs::noon_zone()}),
     )
     .await;
+    // The list below assigns a task to w-1: HQ names rostered workers only.
+    procs::add_worker(&hub.addr, "w-1").await;
     let token = post("/stores/store-042/tokens", json!({"label": "tills"})).await["token"]
         .as_str()
         .unwrap()

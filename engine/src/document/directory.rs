@@ -53,6 +53,27 @@ pub struct RosterWorker {
 /// The role that may assign, create tasks and resolve conflicts at a terminal.
 pub const MANAGER_ROLE: &str = "manager";
 
+/// The roles HQ may give a worker. A role is a permission (`manager`) or a
+/// job everyone in the chain shares (`group:cashier` reaches every
+/// cashier), so a typo must not make a new one: `manger` would be a worker
+/// without manager rights that no `group:manager` task reaches. Worker
+/// groups (`closers`, ...) stay free-form. Add a role here.
+pub const ROLES: [&str; 4] = [MANAGER_ROLE, "cashier", "stocker", "clerk"];
+
+/// `role` if it is one of [`ROLES`]; else an error listing them.
+pub fn parse_role(role: &str) -> Result<WorkerGroupId, ModelError> {
+    if !ROLES.contains(&role) {
+        return Err(ModelError::BadField {
+            field: "role",
+            reason: format!(
+                "unknown role {role:?}; a role is one of {}",
+                ROLES.join(", ")
+            ),
+        });
+    }
+    Ok(role.parse()?)
+}
+
 impl RosterWorker {
     /// The worker's role and groups: what a `group:` assignee matches.
     pub fn in_group(&self, g: &WorkerGroupId) -> bool {
@@ -275,6 +296,21 @@ pub fn put_template(
     commit(doc, keys::TEMPLATES, wall_ms, |tx, o| {
         tx.put(o, template.0.to_string(), json)
     })
+}
+
+/// Drop a template the store may no longer materialize (HQ deleted it or
+/// took it off this store). `None` when the directory did not hold it.
+pub fn remove_template(
+    doc: &mut Automerge,
+    template: TemplateId,
+    wall_ms: i64,
+) -> Result<Option<Change>, ModelError> {
+    let map = map_of(doc, keys::TEMPLATES)?;
+    let key = template.0.to_string();
+    if doc.get(&map, key.as_str()).ok().flatten().is_none() {
+        return Ok(None);
+    }
+    commit(doc, keys::TEMPLATES, wall_ms, |tx, o| tx.delete(o, key))
 }
 
 /// Add or replace a worker on the roster. The first worker also brings

@@ -21,7 +21,7 @@ pub struct RemovedStore {
 }
 
 impl Hub {
-    fn require_store(&self, store: &StoreId) -> Result<StoreRecord, HubError> {
+    pub(crate) fn require_store(&self, store: &StoreId) -> Result<StoreRecord, HubError> {
         self.store()
             .get_store(store)?
             .ok_or_else(|| HubError::UnknownStore(store.clone()))
@@ -183,22 +183,51 @@ impl Hub {
         id: TemplateId,
         groups: &[StoreGroupId],
     ) -> Result<(), HubError> {
-        if self.store().template_revisions(id)?.is_empty() {
-            return Err(ModelError::BadField {
-                field: "template",
-                reason: format!("unknown template {id}; create it first"),
-            }
-            .into());
+        self.assign_template_to(id, &[], groups)
+    }
+
+    /// Every `worker:` assignee in `named` (task number, worker) must be
+    /// on `store`'s roster: a task for nobody would sit unclaimed. The
+    /// error lists the roster, so a typo is easy to see.
+    pub fn check_worker_assignees(
+        &mut self,
+        store: &StoreId,
+        named: &[(usize, WorkerId)],
+    ) -> Result<(), HubError> {
+        if named.is_empty() {
+            return Ok(());
         }
-        let known = self.store().store_groups()?;
-        if let Some(g) = groups.iter().find(|g| !known.contains_key(*g)) {
-            return Err(ModelError::BadField {
-                field: "groups",
-                reason: format!("unknown store group {g}; add a store to it first"),
-            }
-            .into());
+        let roster = self.roster(store)?;
+        let Some((i, w)) = named.iter().find(|(_, w)| !roster.contains_key(w)) else {
+            return Ok(());
+        };
+        /// Workers named in the answer; the rest are counted.
+        const NAMED: usize = 20;
+        let reason = if roster.is_empty() {
+            format!(
+                "task {i}: worker:{w} is not on the roster of store {store}, which has no workers yet; \
+                 add them first (`hub workers add --store {store} ...`)"
+            )
+        } else {
+            let mut ids: Vec<&str> = roster.keys().take(NAMED).map(|k| k.as_str()).collect();
+            let more = roster.len().saturating_sub(NAMED);
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            ids.sort_unstable();
+            format!(
+                "task {i}: worker:{w} is not on the roster of store {store}; its workers are {}{more} \
+                 (`hub workers list --store {store}`)",
+                ids.join(", ")
+            )
+        };
+        Err(ModelError::BadField {
+            field: "assignee",
+            reason,
         }
-        Ok(self.store_mut().assign_template_to_groups(id, groups)?)
+        .into())
     }
 
     pub fn list_tokens(&self, store: Option<&StoreId>) -> Result<Vec<TokenInfo>, HubError> {

@@ -2,6 +2,8 @@
 //! horizon of instances materialized in every assigned store's local time.
 //! Editing a template updates the future instances already made (their
 //! HQ-authored fields only: status logs and store assignments stay).
+//! Taking a template off a store, or deleting it, withdraws the future
+//! lists nobody started and keeps the rest (see `withdraw`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,8 +13,8 @@ use super::hub::{Hub, HubError};
 use super::Output;
 use crate::document::directory::{self, DirectoryTemplate};
 use crate::document::instance;
-use crate::ids::{DocumentId, StoreId, TemplateId};
-use crate::model::{InstanceContent, ModelError};
+use crate::ids::{DocumentId, StoreGroupId, StoreId, TemplateId, WorkerId};
+use crate::model::{Assignee, InstanceContent, ModelError};
 use crate::template::{Template, TemplateError};
 
 /// Days ahead the hub keeps instances materialized (DESIGN: 14).
@@ -28,6 +30,27 @@ impl From<TemplateError> for HubError {
             }),
         }
     }
+}
+
+/// What taking a template off stores, or deleting it, did to their lists.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TemplateRemoval {
+    pub template: TemplateId,
+    /// Stores the template no longer reaches.
+    pub stores: Vec<StoreId>,
+    /// Future lists nobody had started: out of their store's directory
+    /// (terminals delete their copies) and deleted at the hub.
+    pub withdrawn: Vec<DocumentId>,
+    /// Lists of the template from today on that stay: today's, and any
+    /// with status recorded.
+    pub kept: Vec<DocumentId>,
+}
+
+fn unknown_template(id: TemplateId) -> HubError {
+    HubError::Model(ModelError::BadField {
+        field: "template",
+        reason: format!("unknown template {id}; `hub lists templates` lists them"),
+    })
 }
 
 /// What a bulk delete did (or, as a dry run, would do).
@@ -110,9 +133,24 @@ impl Hub {
         }
     }
 
-    /// Save a template as its next revision (the hub numbers revisions).
-    pub fn put_template(&mut self, mut t: Template) -> Result<Template, HubError> {
+    /// Save a template as its next revision (the hub numbers revisions),
+    /// checked against the stores it is assigned to already.
+    pub fn put_template(&mut self, t: Template) -> Result<Template, HubError> {
+        self.save_template(t, &[], &[])
+    }
+
+    /// Save a template as its next revision and assign it to `stores` and
+    /// `groups`: everything is checked first (the template, every store
+    /// and group, its `worker:` assignees against the rosters), then
+    /// written in one transaction, so a refused request leaves nothing.
+    pub fn save_template(
+        &mut self,
+        mut t: Template,
+        stores: &[StoreId],
+        groups: &[StoreGroupId],
+    ) -> Result<Template, HubError> {
         t.validate()?;
+        self.check_template_targets(&t, stores, groups)?;
         let latest = self
             .store()
             .template_revisions(t.id)?
@@ -120,25 +158,273 @@ impl Hub {
             .map(|l| l.revision)
             .unwrap_or(0);
         t.revision = latest + 1;
-        self.store_mut().put_template(&t)?;
-        Ok(t)
+        let (r, _) = self.batched(|hub| {
+            hub.store_mut().put_template(&t)?;
+            hub.store_mut().assign_template(t.id, stores)?;
+            hub.store_mut().assign_template_to_groups(t.id, groups)?;
+            Ok(((), Vec::new()))
+        });
+        r.map(|()| t)
     }
 
     /// Assign a template to stores (all must exist).
     pub fn assign_template(&mut self, id: TemplateId, stores: &[StoreId]) -> Result<(), HubError> {
-        if self.store().template_revisions(id)?.is_empty() {
-            return Err(HubError::Model(ModelError::BadField {
-                field: "template",
-                reason: format!("unknown template {id}; create it first"),
-            }));
-        }
+        self.assign_template_to(id, stores, &[])
+    }
+
+    /// Assign a template to `stores` and to store `groups` (every store in
+    /// them now and every store added later): all checked, then written in
+    /// one transaction.
+    pub fn assign_template_to(
+        &mut self,
+        id: TemplateId,
+        stores: &[StoreId],
+        groups: &[StoreGroupId],
+    ) -> Result<(), HubError> {
+        let t = self.latest_template(id)?;
+        self.check_template_targets(&t, stores, groups)?;
+        let (r, _) = self.batched(|hub| {
+            hub.store_mut().assign_template(id, stores)?;
+            hub.store_mut().assign_template_to_groups(id, groups)?;
+            Ok(((), Vec::new()))
+        });
+        r
+    }
+
+    /// The latest revision of template `id`.
+    pub fn latest_template(&self, id: TemplateId) -> Result<Template, HubError> {
+        self.store()
+            .template_revisions(id)?
+            .pop()
+            .ok_or_else(|| unknown_template(id))
+    }
+
+    /// Can `t` go to `stores` and `groups` on top of where it goes now?
+    /// Every store and group must exist. A `worker:` assignee must be on
+    /// the roster of every store the template reaches by name; a template
+    /// for store groups may not name a worker at all: a worker id belongs
+    /// to one store's roster, and a group gains stores later, whose
+    /// rosters nobody checked (use a role or worker group there).
+    fn check_template_targets(
+        &mut self,
+        t: &Template,
+        stores: &[StoreId],
+        groups: &[StoreGroupId],
+    ) -> Result<(), HubError> {
         for s in stores {
-            if self.store().get_store(s)?.is_none() {
-                return Err(HubError::UnknownStore(s.clone()));
+            self.require_store(s)?;
+        }
+        if !groups.is_empty() {
+            let known = self.store().store_groups()?;
+            let unknown: Vec<&str> = groups
+                .iter()
+                .filter(|g| !known.contains_key(*g))
+                .map(|g| g.as_str())
+                .collect();
+            if !unknown.is_empty() {
+                let valid = if known.is_empty() {
+                    "there are no store groups yet".to_owned()
+                } else {
+                    let names: Vec<&str> = known.keys().map(|g| g.as_str()).collect();
+                    format!("the store groups are {}", names.join(", "))
+                };
+                return Err(ModelError::BadField {
+                    field: "groups",
+                    reason: format!(
+                        "unknown store group {}; {valid} (a group is made by putting a store in it: `hub groups add --group G --store S`)",
+                        unknown.join(", ")
+                    ),
+                }
+                .into());
             }
         }
-        self.store_mut().assign_template(id, stores)?;
+        let named: Vec<(usize, WorkerId)> = t
+            .tasks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, task)| match &task.assignee {
+                Some(Assignee::Worker(w)) => Some((i + 1, w.clone())),
+                _ => None,
+            })
+            .collect();
+        let Some((i, w)) = named.first() else {
+            return Ok(());
+        };
+        if !groups.is_empty() || !self.store().template_groups(t.id)?.is_empty() {
+            return Err(ModelError::BadField {
+                field: "assignee",
+                reason: format!(
+                    "task {i}: a list for store groups cannot be assigned to worker:{w}: a worker id \
+                     belongs to one store's roster, and stores joining the group later have other \
+                     workers; assign the task to a role or worker group (e.g. group:cashier) instead"
+                ),
+            }
+            .into());
+        }
+        let mut targets: BTreeSet<StoreId> = self
+            .store()
+            .template_direct_stores(t.id)?
+            .into_iter()
+            .collect();
+        targets.extend(stores.iter().cloned());
+        for s in &targets {
+            self.check_worker_assignees(s, &named)?;
+        }
         Ok(())
+    }
+
+    /// Take template `id` off `stores` and store `groups`. The stores it no
+    /// longer reaches (a store may still get it through another group)
+    /// lose it from their directory and have its future lists withdrawn
+    /// (`withdraw`). Everything named must be assigned now.
+    pub fn unassign_template(
+        &mut self,
+        id: TemplateId,
+        stores: &[StoreId],
+        groups: &[StoreGroupId],
+        now_ms: i64,
+    ) -> Result<(TemplateRemoval, Vec<Output>), HubError> {
+        let t = self.latest_template(id)?;
+        if stores.is_empty() && groups.is_empty() {
+            return Err(ModelError::BadField {
+                field: "stores",
+                reason: "name at least one store or store group to take the template off".into(),
+            }
+            .into());
+        }
+        let direct = self.store().template_direct_stores(id)?;
+        let assigned_groups = self.store().template_groups(id)?;
+        let assignments = || {
+            let mut v: Vec<String> = direct.iter().map(|s| format!("store {s}")).collect();
+            v.extend(assigned_groups.iter().map(|g| format!("group {g}")));
+            if v.is_empty() {
+                "it is assigned nowhere".to_owned()
+            } else {
+                format!("it is assigned to {}", v.join(", "))
+            }
+        };
+        let not_assigned: Vec<String> = stores
+            .iter()
+            .filter(|s| !direct.contains(s))
+            .map(|s| format!("store {s}"))
+            .chain(
+                groups
+                    .iter()
+                    .filter(|g| !assigned_groups.contains(g))
+                    .map(|g| format!("group {g}")),
+            )
+            .collect();
+        if !not_assigned.is_empty() {
+            return Err(ModelError::BadField {
+                field: "stores",
+                reason: format!(
+                    "template {id} is not assigned to {}; {}",
+                    not_assigned.join(", "),
+                    assignments()
+                ),
+            }
+            .into());
+        }
+        let before: BTreeSet<StoreId> = self.store().template_stores(id)?.into_iter().collect();
+        let members = self.store().store_groups()?;
+        let mut after: BTreeSet<StoreId> = direct
+            .iter()
+            .filter(|s| !stores.contains(s))
+            .cloned()
+            .collect();
+        for g in assigned_groups.iter().filter(|g| !groups.contains(g)) {
+            after.extend(members.get(g).into_iter().flatten().cloned());
+        }
+        let gone: Vec<StoreId> = before.difference(&after).cloned().collect();
+        let (r, out) = self.batched(|hub| {
+            // Withdrawn first: if that fails part-way the template is still
+            // assigned, and the next materialization makes the lists again.
+            let (removal, out) = hub.withdraw(&t, &gone, now_ms)?;
+            hub.store_mut().unassign_template(id, stores, groups)?;
+            Ok((removal, out))
+        });
+        r.map(|removal| (removal, out))
+    }
+
+    /// Delete template `id`: every revision and assignment. Each store it
+    /// reached loses it from its directory (so no terminal makes its
+    /// lists offline any more) and has its future lists withdrawn
+    /// (`withdraw`); lists already under way and past lists stay.
+    pub fn delete_template(
+        &mut self,
+        id: TemplateId,
+        now_ms: i64,
+    ) -> Result<(TemplateRemoval, Vec<Output>), HubError> {
+        let t = self.latest_template(id)?;
+        let reached = self.store().template_stores(id)?;
+        let (r, out) = self.batched(|hub| {
+            let (removal, out) = hub.withdraw(&t, &reached, now_ms)?;
+            hub.store_mut().delete_template(id)?;
+            Ok((removal, out))
+        });
+        r.map(|removal| (removal, out))
+    }
+
+    /// Template `t` no longer reaches `stores`: drop it from their
+    /// directories, and withdraw its lists dated after today (store-local)
+    /// that nobody recorded status on, like a purge: out of the directory
+    /// (terminals delete their copies) and deleted at the hub. Today's list
+    /// stays (terminals are working on it; `hub purge` deletes it if
+    /// wanted), and so does every list with status recorded: status
+    /// history is never deleted as a side effect.
+    fn withdraw(
+        &mut self,
+        t: &Template,
+        stores: &[StoreId],
+        now_ms: i64,
+    ) -> Result<(TemplateRemoval, Vec<Output>), HubError> {
+        let now = Utc
+            .timestamp_millis_opt(now_ms)
+            .single()
+            .unwrap_or_else(Utc::now);
+        let days = self.limits().horizon_days + 1;
+        let mut removal = TemplateRemoval {
+            template: t.id,
+            stores: stores.to_vec(),
+            withdrawn: Vec::new(),
+            kept: Vec::new(),
+        };
+        let mut out = Vec::new();
+        for store in stores {
+            let Some(rec) = self.store().get_store(store)? else {
+                continue;
+            };
+            let tz =
+                crate::recurrence::parse_time_zone(&rec.time_zone).map_err(TemplateError::from)?;
+            let today = now.with_timezone(&tz).date_naive();
+            let dir = DocumentId::directory_of(store);
+            out.extend(self.edit(dir, now_ms, |d| {
+                Ok(directory::remove_template(d, t.id, now_ms)?
+                    .into_iter()
+                    .collect())
+            })?);
+            for day in 0..=days {
+                let doc = DocumentId::recurring_instance(t.id, store, today + Duration::days(day));
+                if self.store().doc_owner(doc)?.is_none() {
+                    continue;
+                }
+                let view = instance::read(self.document(doc)?)?;
+                let untouched = view.tasks.iter().all(|t| t.status.history.is_empty());
+                if day == 0 || !untouched {
+                    removal.kept.push(doc);
+                    continue;
+                }
+                out.extend(self.edit(dir, now_ms, |d| {
+                    Ok(directory::remove_entry(d, doc, now_ms)?
+                        .into_iter()
+                        .collect())
+                })?);
+                self.forget_document(doc);
+                self.store_mut().purge_document(doc)?;
+                removal.withdrawn.push(doc);
+            }
+        }
+        Ok((removal, out))
     }
 
     /// `materialize` over the configured horizon (`HubLimits::horizon_days`).

@@ -14,7 +14,7 @@ mod hub_admin;
 mod hub_templates;
 
 pub use hub_admin::RemovedStore;
-pub use hub_templates::{PurgeReport, DEFAULT_HORIZON_DAYS};
+pub use hub_templates::{PurgeReport, TemplateRemoval, DEFAULT_HORIZON_DAYS};
 mod rate;
 
 /// A connection, as numbered by whoever owns the sockets.

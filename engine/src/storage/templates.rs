@@ -1,9 +1,10 @@
-//! HQ templates at the hub: every revision, and the stores each is assigned to.
+//! HQ templates at the hub: every revision, and the stores and store groups
+//! each is assigned to.
 
 use rusqlite::params;
 
 use super::{Failure, StorageError, Store};
-use crate::ids::{StoreId, TemplateId};
+use crate::ids::{StoreGroupId, StoreId, TemplateId};
 use crate::template::Template;
 
 fn decode(body: &str) -> Result<Template, Failure> {
@@ -12,6 +13,16 @@ fn decode(body: &str) -> Result<Template, Failure> {
             0,
             rusqlite::types::Type::Text,
             Box::new(e),
+        ))
+    })
+}
+
+fn parse_store(s: String) -> Result<StoreId, Failure> {
+    s.parse().map_err(|_| {
+        Failure::Sql(rusqlite::Error::InvalidColumnType(
+            0,
+            "store_id".into(),
+            rusqlite::types::Type::Text,
         ))
     })
 }
@@ -76,6 +87,60 @@ impl Store {
         })
     }
 
+    /// Stores a template is assigned to by name (not through a group).
+    pub fn template_direct_stores(&self, id: TemplateId) -> Result<Vec<StoreId>, StorageError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT store_id FROM template_stores WHERE template_id = ?1 ORDER BY 1",
+            )?;
+            let rows = stmt.query_map([id.0.as_bytes()], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(parse_store(r?)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Take a template off `stores` and `groups`, in one transaction.
+    pub fn unassign_template(
+        &mut self,
+        id: TemplateId,
+        stores: &[StoreId],
+        groups: &[StoreGroupId],
+    ) -> Result<(), StorageError> {
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "DELETE FROM template_stores WHERE template_id = ?1 AND store_id = ?2",
+            )?;
+            for s in stores {
+                stmt.execute(params![id.0.as_bytes(), s.as_str()])?;
+            }
+            let mut stmt = tx.prepare_cached(
+                "DELETE FROM template_groups WHERE template_id = ?1 AND group_id = ?2",
+            )?;
+            for g in groups {
+                stmt.execute(params![id.0.as_bytes(), g.as_str()])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Delete a template: every revision and every assignment, in one
+    /// transaction. Its instances are the caller's business.
+    pub fn delete_template(&mut self, id: TemplateId) -> Result<(), StorageError> {
+        self.write(|tx| {
+            for sql in [
+                "DELETE FROM template_stores WHERE template_id = ?1",
+                "DELETE FROM template_groups WHERE template_id = ?1",
+                "DELETE FROM templates WHERE template_id = ?1",
+            ] {
+                tx.prepare_cached(sql)?.execute([id.0.as_bytes()])?;
+            }
+            Ok(())
+        })
+    }
+
     /// Stores a template reaches: assigned directly or through a store
     /// group (membership as it is now, so a store added to a group later
     /// gets the group's lists at the next materialization).
@@ -92,13 +157,7 @@ impl Store {
             let rows = stmt.query_map([id.0.as_bytes()], |r| r.get::<_, String>(0))?;
             let mut out = Vec::new();
             for r in rows {
-                out.push(r?.parse().map_err(|_| {
-                    Failure::Sql(rusqlite::Error::InvalidColumnType(
-                        0,
-                        "store_id".into(),
-                        rusqlite::types::Type::Text,
-                    ))
-                })?);
+                out.push(parse_store(r?)?);
             }
             Ok(out)
         })
