@@ -178,10 +178,13 @@ async fn run() -> anyhow::Result<()> {
             limits.wire.max_message_bytes = max_frame_bytes;
             limits.messages_per_second = max_messages_per_second;
             limits.max_documents_per_connection = max_documents_per_connection;
-            let opened = hub::server::open(&data, limits, admin_token.as_deref())?;
+            // Bind first: a start that fails here (the address is in use)
+            // must not create the data directory and mint the admin token,
+            // or the start that works would not say where the token is.
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
+            let opened = hub::server::open(&data, limits, admin_token.as_deref())?;
             let addr = listener.local_addr()?;
             println!("hub listening on http://{addr} (sync: ws://{addr}/sync, admin API: http://{addr}/api/)");
             if opened.new_admin_token.is_some() {

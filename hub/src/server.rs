@@ -158,21 +158,19 @@ pub fn open(
         }
     };
     let token_file = data_dir.join("admin-token");
-    let mut new_admin_token = None;
-    let token = match admin_token {
-        Some(t) => Some(t.to_owned()),
-        None if !token_file.exists() => {
-            let t = random_token();
-            write_secret(&token_file, &t)?;
-            new_admin_token = Some(t.clone());
-            Some(t)
-        }
-        None => None,
+    let new_admin_token = match admin_token {
+        None if !token_file.exists() => Some(random_token()),
+        _ => None,
     };
-    if let Some(t) = &token {
+    if let Some(t) = admin_token.or(new_admin_token.as_deref()) {
         if store.check_token(token_hash(t), now_ms())? == engine::storage::TokenCheck::Unknown {
             store.put_token(token_hash(t), &Principal::Hq, "admin", now_ms(), None)?;
         }
+    }
+    // Written once the hub knows the token: a file naming a token the hub
+    // never registered would stop the next start from minting one.
+    if let Some(t) = &new_admin_token {
+        write_secret(&token_file, t)?;
     }
     let cfg = HubConfig {
         peer_id: PeerId::new(format!(

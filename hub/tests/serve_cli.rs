@@ -3,7 +3,10 @@
 //! it is), a hub URL without a scheme gets a message saying what to write,
 //! and output piped into a reader that closes (`| head`) ends quietly.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// `hub` with no HUB_* settings from the environment running the tests.
 fn hub() -> Command {
@@ -18,6 +21,62 @@ fn hub() -> Command {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn a_start_that_cannot_bind_writes_no_admin_token_and_the_next_start_says_where_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let failed = hub()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    assert!(
+        text(&failed.stderr).contains("listening on"),
+        "{}",
+        text(&failed.stderr)
+    );
+    let token_file = data.join("admin-token");
+    assert!(
+        !token_file.exists(),
+        "no admin token minted by a failed start"
+    );
+
+    let mut child = hub()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data")
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut said = Vec::new();
+    let told = loop {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(l) if l.contains("admin token written to") => break Some(l),
+            Ok(l) => said.push(l),
+            Err(_) => break None,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let told = told.unwrap_or_else(|| panic!("the start never said where the token is: {said:?}"));
+    assert!(told.contains(&token_file.display().to_string()), "{told}");
+    assert!(token_file.exists());
 }
 
 #[test]
