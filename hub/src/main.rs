@@ -154,7 +154,11 @@ async fn run() -> anyhow::Result<()> {
     let args = hub::config::expand_args(std::env::args_os().collect(), "HUB_", |k| {
         std::env::var(k).ok()
     })?;
-    match Cli::parse_from(args).cmd {
+    let cli = Cli::parse_from(args);
+    if !matches!(cli.cmd, Cmd::Serve { .. }) {
+        quiet_on_closed_stdout();
+    }
+    match cli.cmd {
         Cmd::Serve {
             config: _,
             data,
@@ -221,6 +225,18 @@ async fn run() -> anyhow::Result<()> {
             worker,
             past_due,
         } => cli::status(&remote, &by, store, worker, past_due).await,
+    }
+}
+
+/// Let a write to a closed stdout end the process quietly, as it does for
+/// other command-line tools (`... | head`). Rust ignores SIGPIPE, so the
+/// write failed instead and `println!` panicked. Not for a server: its
+/// sockets report a closed peer as an error, never by this signal.
+fn quiet_on_closed_stdout() {
+    // SAFETY: sets one signal's action back to the default; no handler
+    // is installed, so no Rust code runs in a signal context.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

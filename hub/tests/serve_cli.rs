@@ -4,9 +4,13 @@
 //! and output piped into a reader that closes (`| head`) ends quietly.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use engine::replica::hub::HubLimits;
+
+mod common;
 
 /// `hub` with no HUB_* settings from the environment running the tests.
 fn hub() -> Command {
@@ -108,4 +112,25 @@ fn a_hub_url_without_a_scheme_is_refused_saying_what_to_write() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// `cmd` with its stdout a pipe whose reader is already gone.
+fn output_into_closed_pipe(mut cmd: Command) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    cmd.stdout(writer).stderr(Stdio::piped());
+    cmd.output().unwrap()
+}
+
+#[tokio::test]
+async fn output_into_a_closed_pipe_ends_quietly() {
+    let hub_in_process = common::start(HubLimits::default()).await;
+    let mut cmd = hub();
+    cmd.args(["stores", "list", "--json", "--token", "admin"])
+        .args(["--hub-url", &format!("http://{}", hub_in_process.addr)]);
+    let out = tokio::task::spawn_blocking(move || output_into_closed_pipe(cmd))
+        .await
+        .unwrap();
+    assert_eq!(text(&out.stderr), "", "nothing said, no panic");
+    assert_ne!(out.status.code(), Some(101), "not a panic");
 }
