@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use engine::replica::hub::HubLimits;
 use hub::cli::{self, ListsCmd, Remote, StoresCmd};
 use hub::cli_admin::{self, GroupsCmd, WorkersCmd};
+use hub::connection_slots::ConnectionCaps;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -69,6 +70,17 @@ enum Cmd {
         /// intervals is closed.
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
         keepalive_secs: u64,
+        /// Sync connections one token may hold open at once; more are
+        /// refused with 429 (a terminal holds one, two or three while it
+        /// reconnects after a network fault).
+        #[arg(long, default_value_t = ConnectionCaps::default().per_token,
+              value_parser = at_least_one)]
+        max_connections_per_token: usize,
+        /// Sync connections one store may hold open at once, over all its
+        /// tokens; more are refused with 429.
+        #[arg(long, default_value_t = ConnectionCaps::default().per_store,
+              value_parser = at_least_one)]
+        max_connections_per_store: usize,
     },
     /// Manage stores and their tokens.
     Stores {
@@ -171,6 +183,8 @@ async fn run() -> anyhow::Result<()> {
             retention_days,
             keepalive_secs,
             max_cached_documents,
+            max_connections_per_token,
+            max_connections_per_store,
         } => {
             let mut limits = HubLimits {
                 horizon_days,
@@ -189,6 +203,10 @@ async fn run() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
             let opened = hub::server::open(&data, limits, admin_token.as_deref())?;
+            let state = opened.state.with_connection_caps(ConnectionCaps {
+                per_token: max_connections_per_token,
+                per_store: max_connections_per_store,
+            });
             let addr = listener.local_addr()?;
             println!("hub listening on http://{addr} (sync: ws://{addr}/sync, admin API: http://{addr}/api/)");
             if opened.new_admin_token.is_some() {
@@ -204,7 +222,7 @@ async fn run() -> anyhow::Result<()> {
                 info!("shutting down");
                 stop.cancel();
             });
-            hub::server::run(listener, opened.state, shutdown).await
+            hub::server::run(listener, state, shutdown).await
         }
         Cmd::Stores { remote, cmd } => cli::stores(&remote, cmd).await,
         Cmd::Lists { remote, cmd } => cli::lists(&remote, cmd).await,
@@ -225,6 +243,14 @@ async fn run() -> anyhow::Result<()> {
             worker,
             past_due,
         } => cli::status(&remote, &by, store, worker, past_due).await,
+    }
+}
+
+/// A cap of at least one connection (0 would lock every terminal out).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?} is not a number of connections, 1 or more")),
     }
 }
 

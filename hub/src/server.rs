@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api;
+use crate::connection_slots::{ConnectionCaps, ConnectionSlots, Slot};
 use crate::runtime::{now_ms, HubHandle, Outbound, OUTBOUND_QUEUE};
 
 /// Shared by every request handler.
@@ -40,6 +41,8 @@ pub struct AppState {
     /// How long a status query may spend bringing the index up to date
     /// before it answers from the index as it stands (`api::index_read`).
     pub index_read_budget: Duration,
+    /// Sync connections open per token and per store, under their caps.
+    pub slots: Arc<ConnectionSlots>,
     next_conn: Arc<AtomicU64>,
     /// Cancelled at shutdown: open WebSockets close too.
     shutdown: CancellationToken,
@@ -57,9 +60,16 @@ impl AppState {
             limits: Arc::new(limits),
             readers: Arc::new(Readers::new(db)),
             index_read_budget: INDEX_READ_BUDGET,
+            slots: ConnectionSlots::new(ConnectionCaps::default()),
             next_conn: Arc::new(AtomicU64::new(1)),
             shutdown: CancellationToken::new(),
         }
+    }
+
+    /// These caps on open sync connections instead of the defaults.
+    pub fn with_connection_caps(mut self, caps: ConnectionCaps) -> AppState {
+        self.slots = ConnectionSlots::new(caps);
+        self
     }
 }
 
@@ -419,6 +429,22 @@ async fn sync_upgrade(
         )
             .into_response();
     };
+    // The token authenticated, so it has a hash; a missing one was refused.
+    let hash = token_hash(token.as_deref().unwrap_or_default());
+    let slot = match state.slots.take(hash, &principal) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            if refusal.first {
+                warn!(%principal, reason = %refusal.why, "refusing sync connections over the cap");
+            }
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(axum::http::header::RETRY_AFTER, "30")],
+                format!("{}\n", refusal.why),
+            )
+                .into_response();
+        }
+    };
     let max = state.limits.wire.max_message_bytes;
     // Small socket buffers: the defaults (128 KiB each way) were most of a
     // connection's memory, and sync frames are mostly small (the read
@@ -427,13 +453,16 @@ async fn sync_upgrade(
         .max_frame_size(max)
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| serve_socket(state, principal, token, socket))
+        .on_upgrade(move |socket| serve_socket(state, principal, token, slot, socket))
 }
 
+/// Serve one sync connection until it ends. `_slot` holds its place under
+/// the connection caps and is released when this returns.
 async fn serve_socket(
     state: AppState,
     principal: Principal,
     token: Option<String>,
+    _slot: Slot,
     socket: WebSocket,
 ) {
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
