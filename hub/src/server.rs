@@ -422,6 +422,13 @@ async fn sync_upgrade(
         Ok(p) => p,
         Err(r) => return r,
     };
+    if principal == Principal::Hq {
+        // HQ writes through the admin API, which checks what it writes;
+        // nothing needs the admin token as a sync peer, so a leaked
+        // admin token is not also a replica with write rights.
+        warn!("refused the admin token at /sync");
+        return (StatusCode::FORBIDDEN, ADMIN_TOKEN_AT_SYNC).into_response();
+    }
     let Ok(ws) = ws else {
         return (
             StatusCode::BAD_REQUEST,
@@ -455,6 +462,10 @@ async fn sync_upgrade(
         .write_buffer_size(0)
         .on_upgrade(move |socket| serve_socket(state, principal, token, slot, socket))
 }
+
+/// The answer to the admin token at `/sync`.
+pub const ADMIN_TOKEN_AT_SYNC: &str = "the admin token is for the admin API (/api/) and the hub \
+     CLI, not for sync: a terminal connects with its store's token (hub stores token --store ID)\n";
 
 /// Serve one sync connection until it ends. `_slot` holds its place under
 /// the connection caps and is released when this returns.

@@ -240,3 +240,21 @@ async fn a_slot_is_released_however_the_connection_ends() {
         .unwrap();
     until_store_a_holds(&hub, 0).await;
 }
+
+#[tokio::test]
+async fn the_admin_token_is_refused_at_sync() {
+    let hub = start(16, 32).await;
+    let (status, body) = open(&hub.addr, "admin").await.err().unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("admin API") && body.contains("store's token"),
+        "{body}"
+    );
+    let url = format!("ws://{}/sync?token=admin", hub.addr);
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("the admin token as ?token= was not refused: {other:?}"),
+    }
+    // Store tokens still work.
+    assert!(open(&hub.addr, "tok-store-a").await.is_ok());
+}
