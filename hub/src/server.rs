@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -478,7 +478,7 @@ async fn serve_socket(
 ) {
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
-    state.hub.connect(conn, principal, token, tx);
+    state.hub.connect(conn, principal.clone(), token, tx);
     let (mut sink, mut stream) = socket.split();
     let every = std::time::Duration::from_secs(state.limits.keepalive_secs.max(1));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -506,7 +506,7 @@ async fn serve_socket(
                 }
                 Some(Outbound::Close(reason)) => {
                     info!(conn, %reason, "closing");
-                    let _ = sink.send(Message::Close(None)).await;
+                    let _ = sink.send(close_frame(close_code::POLICY, &reason)).await;
                     break;
                 }
                 None => break,
@@ -519,13 +519,62 @@ async fn serve_socket(
                     Some(Ok(Message::Binary(b))) => state.hub.frame(conn, b.to_vec()),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Text(_))) => {
-                        warn!(conn, "text frame: the sync protocol is binary CBOR; closing");
+                        let reason = "text frame: the sync protocol is binary CBOR";
+                        warn!(conn, "{reason}; closing");
+                        let _ = sink.send(close_frame(close_code::UNSUPPORTED, reason)).await;
                         break;
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Err(e)) => {
+                        // Said in a close frame, so the peer learns why
+                        // rather than seeing the socket vanish (1006).
+                        match read_error_close(e, state.limits.wire.max_message_bytes) {
+                            Some((code, reason)) => {
+                                warn!(conn, %principal, %reason, "closing");
+                                let _ = sink.send(close_frame(code, &reason)).await;
+                            }
+                            None => info!(conn, "connection lost"),
+                        }
+                        break;
+                    }
+                    Some(Ok(Message::Close(_))) | None => break,
                 }
             }
         }
     }
     state.hub.disconnect(conn);
+}
+
+/// A close frame; the reason is cut to the 123 bytes a close frame holds.
+fn close_frame(code: u16, reason: &str) -> Message {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason[..end].into(),
+    }))
+}
+
+/// The close code and reason for a read error, or None when the
+/// connection is already gone (nothing to tell the peer).
+fn read_error_close(e: axum::Error, max_message_bytes: usize) -> Option<(u16, String)> {
+    use tungstenite::error::{CapacityError, Error as WsError};
+    let inner = e.into_inner();
+    let Some(e) = inner.downcast_ref::<WsError>() else {
+        return Some((close_code::ERROR, format!("read error: {inner}")));
+    };
+    match e {
+        WsError::Capacity(CapacityError::MessageTooLong { size, .. }) => Some((
+            close_code::SIZE,
+            format!(
+                "message of {size} bytes is over the hub's limit of {max_message_bytes} \
+                 (hub serve --max-frame-bytes)"
+            ),
+        )),
+        WsError::Capacity(c) => Some((close_code::SIZE, c.to_string())),
+        WsError::Protocol(p) => Some((close_code::PROTOCOL, p.to_string())),
+        WsError::Utf8(_) => Some((close_code::INVALID, "text frame is not UTF-8".into())),
+        _ => None,
+    }
 }

@@ -18,6 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use hub::connection_slots::ConnectionCaps;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
@@ -257,4 +258,26 @@ async fn the_admin_token_is_refused_at_sync() {
     }
     // Store tokens still work.
     assert!(open(&hub.addr, "tok-store-a").await.is_ok());
+}
+
+#[tokio::test]
+async fn an_oversized_message_is_answered_with_close_1009_and_a_reason() {
+    let mut limits = HubLimits::default();
+    limits.wire.max_message_bytes = 64 * 1024;
+    let hub = common::start(limits).await;
+    let mut ws = open(&hub.addr, "tok-store-a").await.unwrap();
+    let _ = ws.send(Message::Binary(vec![0u8; 200 * 1024].into())).await;
+    let frame = loop {
+        match tokio::time::timeout(DEADLINE, ws.next()).await.unwrap() {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("the connection ended without a close frame: {other:?}"),
+        }
+    };
+    let frame = frame.expect("a close frame with a code");
+    assert_eq!(frame.code, CloseCode::Size, "{frame:?}");
+    assert!(
+        frame.reason.contains("204800") && frame.reason.contains("65536"),
+        "{frame:?}"
+    );
 }
