@@ -319,6 +319,24 @@ mod tests {
             (50_000, 7, Some(90), 5)
         );
         assert!(super::Cli::try_parse_from(["hub", "serve", "--horizon-days", "400"]).is_err());
+        let cli = super::Cli::try_parse_from(["hub", "serve", "--max-connections-per-token", "4"])
+            .unwrap();
+        let super::Cmd::Serve {
+            max_connections_per_token,
+            max_connections_per_store,
+            ..
+        } = cli.cmd
+        else {
+            panic!("not serve");
+        };
+        assert_eq!(
+            (max_connections_per_token, max_connections_per_store),
+            (4, 32)
+        );
+        for zero in ["--max-connections-per-token", "--max-connections-per-store"] {
+            let e = super::Cli::try_parse_from(["hub", "serve", zero, "0"]).unwrap_err();
+            assert!(e.to_string().contains("1 or more"), "{e}");
+        }
         assert!(super::Cli::try_parse_from(["hub", "serve", "--retention-days", "0"]).is_err());
     }
 }
