@@ -28,19 +28,6 @@ pub struct Remote {
     pub json: bool,
 }
 
-/// `--hub-url` / `HUB_URL`: an http or https URL. Without a scheme,
-/// `127.0.0.1:8090` failed later as "relative URL without a base", and
-/// `localhost:8090` parses as a URL of scheme "localhost".
-fn hub_url(s: &str) -> Result<String, String> {
-    let use_instead = "use http://HOST:PORT, e.g. http://127.0.0.1:8080 (--hub-url or HUB_URL)";
-    match reqwest::Url::parse(s) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(s.to_owned()),
-        _ => Err(format!(
-            "{s:?} is not an http:// or https:// URL: {use_instead}"
-        )),
-    }
-}
-
 #[derive(Subcommand, Debug)]
 pub enum StoresCmd {
     /// Add or update a store.
@@ -155,6 +142,19 @@ pub enum ListsCmd {
         #[arg(long = "task", required = true)]
         tasks: Vec<String>,
     },
+}
+
+/// `--hub-url` / `HUB_URL`: an http or https URL. Without a scheme,
+/// `127.0.0.1:8090` failed later as "relative URL without a base", and
+/// `localhost:8090` parses as a URL of scheme "localhost".
+fn hub_url(s: &str) -> Result<String, String> {
+    let use_instead = "use http://HOST:PORT, e.g. http://127.0.0.1:8080 (--hub-url or HUB_URL)";
+    match reqwest::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(s.to_owned()),
+        _ => Err(format!(
+            "{s:?} is not an http:// or https:// URL: {use_instead}"
+        )),
+    }
 }
 
 pub(crate) async fn call(
