@@ -9,6 +9,7 @@
 //! for the other stores.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use engine::ids::Principal;
@@ -74,6 +75,9 @@ struct Count {
 pub struct ConnectionSlots {
     caps: ConnectionCaps,
     held: Mutex<Held>,
+    /// Upgrades refused over a cap, for `/metrics` (the log says only
+    /// the first of a run of refusals).
+    refused: AtomicU64,
 }
 
 /// One open connection's place under the caps; released on drop.
@@ -96,6 +100,7 @@ impl ConnectionSlots {
         Arc::new(ConnectionSlots {
             caps,
             held: Mutex::new(Held::default()),
+            refused: AtomicU64::new(0),
         })
     }
 
@@ -135,6 +140,7 @@ impl ConnectionSlots {
                 Refused::Token { .. } => token,
                 Refused::Store { .. } => store,
             };
+            self.refused.fetch_add(1, Ordering::Relaxed);
             let first = !count.refusal_logged;
             count.refusal_logged = true;
             // An entry made for this attempt alone holds nothing.
@@ -149,6 +155,11 @@ impl ConnectionSlots {
             token: token_hash,
             principal: principal.clone(),
         })
+    }
+
+    /// Upgrades refused over a cap since the hub started.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// Connections `principal` holds open (all its tokens).
@@ -224,6 +235,7 @@ mod tests {
         // Another store is not affected.
         let _b = slots.take([9; 32], &store("store-b")).unwrap();
         assert_eq!(slots.open_for(&a), 3);
+        assert_eq!(slots.refused(), 3);
         drop(t1);
         assert_eq!(slots.open_for(&a), 2);
         let again = slots.take([1; 32], &a);

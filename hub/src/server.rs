@@ -272,6 +272,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         }
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}\n")).into_response(),
     };
+    let connections_refused = state.slots.refused();
     let snap = state
         .hub
         .call_soon(move |h, _| {
@@ -288,6 +289,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
                 cached_documents: h.cached_document_count(),
                 index_backlog: h.index_backlog(),
                 counters: h.counters(),
+                connections_refused,
             };
             (snap, Vec::new())
         })

@@ -171,6 +171,17 @@ async fn over_the_cap_is_refused_with_429_and_another_store_still_syncs_meanwhil
     assert_eq!(accepted.load(Ordering::Relaxed), 0, "nothing over the cap");
     assert!(refused.load(Ordering::Relaxed) >= 50);
     assert_eq!(hub.state.slots.open_for(&store_a()), 5);
+    let metrics = reqwest::get(format!("http://{}/metrics", hub.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = format!(
+        "hub_connections_refused_total {}",
+        refused.load(Ordering::Relaxed) + 2
+    );
+    assert!(metrics.contains(&counted), "{counted} in:\n{metrics}");
 }
 
 #[tokio::test]
