@@ -10,12 +10,14 @@ use crate::api::{NewList, NewTask};
 
 #[derive(Args, Debug, Clone)]
 pub struct Remote {
-    /// Base URL of the hub.
+    /// Base URL of the hub, with its scheme: http://HOST:PORT (or https://
+    /// behind a TLS proxy). A bare HOST:PORT is refused, not guessed.
     #[arg(
         long,
         global = true,
         env = "HUB_URL",
-        default_value = "http://127.0.0.1:8080"
+        default_value = "http://127.0.0.1:8080",
+        value_parser = hub_url
     )]
     pub hub_url: String,
     /// HQ admin token (see DIR/admin-token after the first `hub serve`).
@@ -163,6 +165,19 @@ pub enum ListsCmd {
         #[arg(long = "task", required = true)]
         tasks: Vec<String>,
     },
+}
+
+/// `--hub-url` / `HUB_URL`: an http or https URL. Without a scheme,
+/// `127.0.0.1:8090` failed later as "relative URL without a base", and
+/// `localhost:8090` parses as a URL of scheme "localhost".
+fn hub_url(s: &str) -> Result<String, String> {
+    let use_instead = "use http://HOST:PORT, e.g. http://127.0.0.1:8080 (--hub-url or HUB_URL)";
+    match reqwest::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(s.to_owned()),
+        _ => Err(format!(
+            "{s:?} is not an http:// or https:// URL: {use_instead}"
+        )),
+    }
 }
 
 pub(crate) async fn call(

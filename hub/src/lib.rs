@@ -7,6 +7,7 @@ pub mod api_admin;
 pub mod cli;
 pub mod cli_admin;
 pub mod config;
+pub mod connection_slots;
 pub mod connectivity;
 pub mod dashboard;
 pub mod metrics;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use engine::replica::hub::HubLimits;
 use hub::cli::{self, ListsCmd, Remote, StoresCmd};
 use hub::cli_admin::{self, GroupsCmd, WorkersCmd};
+use hub::connection_slots::ConnectionCaps;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -69,6 +70,17 @@ enum Cmd {
         /// intervals is closed.
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
         keepalive_secs: u64,
+        /// Sync connections one token may hold open at once; more are
+        /// refused with 429 (a terminal holds one, two or three while it
+        /// reconnects after a network fault).
+        #[arg(long, default_value_t = ConnectionCaps::default().per_token,
+              value_parser = at_least_one)]
+        max_connections_per_token: usize,
+        /// Sync connections one store may hold open at once, over all its
+        /// tokens; more are refused with 429.
+        #[arg(long, default_value_t = ConnectionCaps::default().per_store,
+              value_parser = at_least_one)]
+        max_connections_per_store: usize,
     },
     /// Manage stores and their tokens.
     Stores {
@@ -154,7 +166,11 @@ async fn run() -> anyhow::Result<()> {
     let args = hub::config::expand_args(std::env::args_os().collect(), "HUB_", |k| {
         std::env::var(k).ok()
     })?;
-    match Cli::parse_from(args).cmd {
+    let cli = Cli::parse_from(args);
+    if !matches!(cli.cmd, Cmd::Serve { .. }) {
+        quiet_on_closed_stdout();
+    }
+    match cli.cmd {
         Cmd::Serve {
             config: _,
             data,
@@ -167,6 +183,8 @@ async fn run() -> anyhow::Result<()> {
             retention_days,
             keepalive_secs,
             max_cached_documents,
+            max_connections_per_token,
+            max_connections_per_store,
         } => {
             let mut limits = HubLimits {
                 horizon_days,
@@ -178,10 +196,17 @@ async fn run() -> anyhow::Result<()> {
             limits.wire.max_message_bytes = max_frame_bytes;
             limits.messages_per_second = max_messages_per_second;
             limits.max_documents_per_connection = max_documents_per_connection;
-            let opened = hub::server::open(&data, limits, admin_token.as_deref())?;
+            // Bind first: a start that fails here (the address is in use)
+            // must not create the data directory and mint the admin token,
+            // or the start that works would not say where the token is.
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
+            let opened = hub::server::open(&data, limits, admin_token.as_deref())?;
+            let state = opened.state.with_connection_caps(ConnectionCaps {
+                per_token: max_connections_per_token,
+                per_store: max_connections_per_store,
+            });
             let addr = listener.local_addr()?;
             println!("hub listening on http://{addr} (sync: ws://{addr}/sync, admin API: http://{addr}/api/)");
             if opened.new_admin_token.is_some() {
@@ -197,7 +222,7 @@ async fn run() -> anyhow::Result<()> {
                 info!("shutting down");
                 stop.cancel();
             });
-            hub::server::run(listener, opened.state, shutdown).await
+            hub::server::run(listener, state, shutdown).await
         }
         Cmd::Stores { remote, cmd } => cli::stores(&remote, cmd).await,
         Cmd::Lists { remote, cmd } => cli::lists(&remote, cmd).await,
@@ -218,6 +243,26 @@ async fn run() -> anyhow::Result<()> {
             worker,
             past_due,
         } => cli::status(&remote, &by, store, worker, past_due).await,
+    }
+}
+
+/// A cap of at least one connection (0 would lock every terminal out).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?} is not a number of connections, 1 or more")),
+    }
+}
+
+/// Let a write to a closed stdout end the process quietly, as it does for
+/// other command-line tools (`... | head`). Rust ignores SIGPIPE, so the
+/// write failed instead and `println!` panicked. Not for a server: its
+/// sockets report a closed peer as an error, never by this signal.
+fn quiet_on_closed_stdout() {
+    // SAFETY: sets one signal's action back to the default; no handler
+    // is installed, so no Rust code runs in a signal context.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -274,6 +319,24 @@ mod tests {
             (50_000, 7, Some(90), 5)
         );
         assert!(super::Cli::try_parse_from(["hub", "serve", "--horizon-days", "400"]).is_err());
+        let cli = super::Cli::try_parse_from(["hub", "serve", "--max-connections-per-token", "4"])
+            .unwrap();
+        let super::Cmd::Serve {
+            max_connections_per_token,
+            max_connections_per_store,
+            ..
+        } = cli.cmd
+        else {
+            panic!("not serve");
+        };
+        assert_eq!(
+            (max_connections_per_token, max_connections_per_store),
+            (4, 32)
+        );
+        for zero in ["--max-connections-per-token", "--max-connections-per-store"] {
+            let e = super::Cli::try_parse_from(["hub", "serve", zero, "0"]).unwrap_err();
+            assert!(e.to_string().contains("1 or more"), "{e}");
+        }
         assert!(super::Cli::try_parse_from(["hub", "serve", "--retention-days", "0"]).is_err());
     }
 }

@@ -56,6 +56,8 @@ pub struct Snapshot {
     /// Lists whose status index is behind their documents.
     pub index_backlog: usize,
     pub counters: engine::replica::hub::HubCounters,
+    /// Sync upgrades refused over a connection cap.
+    pub connections_refused: u64,
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, kind: &str, v: impl std::fmt::Display) {
@@ -73,6 +75,13 @@ pub fn render(s: &Snapshot, latency: &Latency) -> String {
         "Open sync connections.",
         "gauge",
         s.connections,
+    );
+    gauge(
+        &mut out,
+        "hub_connections_refused_total",
+        "Sync connections refused because their token or store held as many as its cap allows.",
+        "counter",
+        s.connections_refused,
     );
     gauge(
         &mut out,

@@ -10,8 +10,9 @@ use std::thread;
 use engine::ids::Principal;
 use engine::replica::hub::Hub;
 use engine::replica::{ConnId, Output};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::connectivity::StoreActivity;
 
@@ -368,11 +369,19 @@ fn deliver(hub: &mut Hub, conns: &mut HashMap<ConnId, mpsc::Sender<Outbound>>, o
         match o {
             Output::Send { conn, frame } => {
                 let Some(tx) = conns.get(&conn) else { continue };
-                if tx.try_send(Outbound::Frame(frame)).is_err() {
-                    warn!(conn, "connection too slow to keep up; closing it");
-                    conns.remove(&conn);
-                    hub.disconnect(conn);
+                match tx.try_send(Outbound::Frame(frame)) {
+                    Ok(()) => continue,
+                    Err(TrySendError::Full(_)) => {
+                        warn!(conn, "connection too slow to keep up; closing it")
+                    }
+                    // The peer is gone and its task with it; its
+                    // disconnect is on its way here. Nothing was slow.
+                    Err(TrySendError::Closed(_)) => {
+                        debug!(conn, "connection already closed; dropping its frames")
+                    }
                 }
+                conns.remove(&conn);
+                hub.disconnect(conn);
             }
             Output::Close { conn, reason } => {
                 if let Some(tx) = conns.remove(&conn) {
@@ -502,6 +511,68 @@ mod tests {
         assert_eq!(
             *order.lock().unwrap(),
             ["running", "soon", "queued 1", "queued 2"]
+        );
+    }
+
+    /// What was logged, kept for the test to read.
+    #[derive(Clone, Default)]
+    struct Logged(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logged {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A frame for a peer that has gone (its task dropped its queue) is
+    /// not "too slow to keep up": only a full queue is. Both are let go.
+    #[tokio::test]
+    async fn a_peer_that_closed_is_not_logged_as_too_slow() {
+        use engine::replica::Output;
+        let dir = tempfile::tempdir().unwrap();
+        let state = open(dir.path());
+        let logged = Logged::default();
+        let l = logged.clone();
+        let left = state
+            .hub
+            .call(move |hub, _| {
+                let (full, _full_rx) = mpsc::channel(1);
+                full.try_send(Outbound::Frame(Vec::new())).unwrap();
+                let (gone, gone_rx) = mpsc::channel(1);
+                drop(gone_rx);
+                let mut conns = std::collections::HashMap::from([(1, full), (2, gone)]);
+                let log = tracing_subscriber::fmt()
+                    .with_max_level(tracing::Level::DEBUG)
+                    .with_ansi(false)
+                    .with_writer(move || l.clone())
+                    .finish();
+                tracing::subscriber::with_default(log, || {
+                    let out = [1, 2].map(|conn| Output::Send {
+                        conn,
+                        frame: vec![0],
+                    });
+                    super::deliver(hub, &mut conns, out.into());
+                });
+                (conns.len(), Vec::new())
+            })
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "both are let go");
+        let text = String::from_utf8(logged.0.lock().unwrap().clone()).unwrap();
+        let line = |conn: u64| {
+            text.lines()
+                .find(|l| l.contains(&format!("conn={conn}")))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(line(1).contains("too slow"), "{text}");
+        assert!(
+            line(2).contains("already closed") && !line(2).contains("too slow"),
+            "{text}"
         );
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api;
+use crate::connection_slots::{ConnectionCaps, ConnectionSlots, Slot};
 use crate::runtime::{now_ms, HubHandle, Outbound, OUTBOUND_QUEUE};
 
 /// Shared by every request handler.
@@ -40,6 +41,8 @@ pub struct AppState {
     /// How long a status query may spend bringing the index up to date
     /// before it answers from the index as it stands (`api::index_read`).
     pub index_read_budget: Duration,
+    /// Sync connections open per token and per store, under their caps.
+    pub slots: Arc<ConnectionSlots>,
     next_conn: Arc<AtomicU64>,
     /// Cancelled at shutdown: open WebSockets close too.
     shutdown: CancellationToken,
@@ -57,9 +60,16 @@ impl AppState {
             limits: Arc::new(limits),
             readers: Arc::new(Readers::new(db)),
             index_read_budget: INDEX_READ_BUDGET,
+            slots: ConnectionSlots::new(ConnectionCaps::default()),
             next_conn: Arc::new(AtomicU64::new(1)),
             shutdown: CancellationToken::new(),
         }
+    }
+
+    /// These caps on open sync connections instead of the defaults.
+    pub fn with_connection_caps(mut self, caps: ConnectionCaps) -> AppState {
+        self.slots = ConnectionSlots::new(caps);
+        self
     }
 }
 
@@ -158,21 +168,19 @@ pub fn open(
         }
     };
     let token_file = data_dir.join("admin-token");
-    let mut new_admin_token = None;
-    let token = match admin_token {
-        Some(t) => Some(t.to_owned()),
-        None if !token_file.exists() => {
-            let t = random_token();
-            write_secret(&token_file, &t)?;
-            new_admin_token = Some(t.clone());
-            Some(t)
-        }
-        None => None,
+    let new_admin_token = match admin_token {
+        None if !token_file.exists() => Some(random_token()),
+        _ => None,
     };
-    if let Some(t) = &token {
+    if let Some(t) = admin_token.or(new_admin_token.as_deref()) {
         if store.check_token(token_hash(t), now_ms())? == engine::storage::TokenCheck::Unknown {
             store.put_token(token_hash(t), &Principal::Hq, "admin", now_ms(), None)?;
         }
+    }
+    // Written once the hub knows the token: a file naming a token the hub
+    // never registered would stop the next start from minting one.
+    if let Some(t) = &new_admin_token {
+        write_secret(&token_file, t)?;
     }
     let cfg = HubConfig {
         peer_id: PeerId::new(format!(
@@ -264,6 +272,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         }
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}\n")).into_response(),
     };
+    let connections_refused = state.slots.refused();
     let snap = state
         .hub
         .call_soon(move |h, _| {
@@ -280,6 +289,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
                 cached_documents: h.cached_document_count(),
                 index_backlog: h.index_backlog(),
                 counters: h.counters(),
+                connections_refused,
             };
             (snap, Vec::new())
         })
@@ -414,12 +424,35 @@ async fn sync_upgrade(
         Ok(p) => p,
         Err(r) => return r,
     };
+    if principal == Principal::Hq {
+        // HQ writes through the admin API, which checks what it writes;
+        // nothing needs the admin token as a sync peer, so a leaked
+        // admin token is not also a replica with write rights.
+        warn!("refused the admin token at /sync");
+        return (StatusCode::FORBIDDEN, ADMIN_TOKEN_AT_SYNC).into_response();
+    }
     let Ok(ws) = ws else {
         return (
             StatusCode::BAD_REQUEST,
             "this endpoint speaks WebSocket (automerge-repo sync protocol)\n",
         )
             .into_response();
+    };
+    // The token authenticated, so it has a hash; a missing one was refused.
+    let hash = token_hash(token.as_deref().unwrap_or_default());
+    let slot = match state.slots.take(hash, &principal) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            if refusal.first {
+                warn!(%principal, reason = %refusal.why, "refusing sync connections over the cap");
+            }
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(axum::http::header::RETRY_AFTER, "30")],
+                format!("{}\n", refusal.why),
+            )
+                .into_response();
+        }
     };
     let max = state.limits.wire.max_message_bytes;
     // Small socket buffers: the defaults (128 KiB each way) were most of a
@@ -429,18 +462,25 @@ async fn sync_upgrade(
         .max_frame_size(max)
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| serve_socket(state, principal, token, socket))
+        .on_upgrade(move |socket| serve_socket(state, principal, token, slot, socket))
 }
 
+/// The answer to the admin token at `/sync`.
+pub const ADMIN_TOKEN_AT_SYNC: &str = "the admin token is for the admin API (/api/) and the hub \
+     CLI, not for sync: a terminal connects with its store's token (hub stores token --store ID)\n";
+
+/// Serve one sync connection until it ends. `_slot` holds its place under
+/// the connection caps and is released when this returns.
 async fn serve_socket(
     state: AppState,
     principal: Principal,
     token: Option<String>,
+    _slot: Slot,
     socket: WebSocket,
 ) {
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
-    state.hub.connect(conn, principal, token, tx);
+    state.hub.connect(conn, principal.clone(), token, tx);
     let (mut sink, mut stream) = socket.split();
     let every = std::time::Duration::from_secs(state.limits.keepalive_secs.max(1));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -468,7 +508,7 @@ async fn serve_socket(
                 }
                 Some(Outbound::Close(reason)) => {
                     info!(conn, %reason, "closing");
-                    let _ = sink.send(Message::Close(None)).await;
+                    let _ = sink.send(close_frame(close_code::POLICY, &reason)).await;
                     break;
                 }
                 None => break,
@@ -481,13 +521,62 @@ async fn serve_socket(
                     Some(Ok(Message::Binary(b))) => state.hub.frame(conn, b.to_vec()),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Text(_))) => {
-                        warn!(conn, "text frame: the sync protocol is binary CBOR; closing");
+                        let reason = "text frame: the sync protocol is binary CBOR";
+                        warn!(conn, "{reason}; closing");
+                        let _ = sink.send(close_frame(close_code::UNSUPPORTED, reason)).await;
                         break;
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Err(e)) => {
+                        // Said in a close frame, so the peer learns why
+                        // rather than seeing the socket vanish (1006).
+                        match read_error_close(e, state.limits.wire.max_message_bytes) {
+                            Some((code, reason)) => {
+                                warn!(conn, %principal, %reason, "closing");
+                                let _ = sink.send(close_frame(code, &reason)).await;
+                            }
+                            None => info!(conn, "connection lost"),
+                        }
+                        break;
+                    }
+                    Some(Ok(Message::Close(_))) | None => break,
                 }
             }
         }
     }
     state.hub.disconnect(conn);
+}
+
+/// A close frame; the reason is cut to the 123 bytes a close frame holds.
+fn close_frame(code: u16, reason: &str) -> Message {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason[..end].into(),
+    }))
+}
+
+/// The close code and reason for a read error, or None when the
+/// connection is already gone (nothing to tell the peer).
+fn read_error_close(e: axum::Error, max_message_bytes: usize) -> Option<(u16, String)> {
+    use tungstenite::error::{CapacityError, Error as WsError};
+    let inner = e.into_inner();
+    let Some(e) = inner.downcast_ref::<WsError>() else {
+        return Some((close_code::ERROR, format!("read error: {inner}")));
+    };
+    match e {
+        WsError::Capacity(CapacityError::MessageTooLong { size, .. }) => Some((
+            close_code::SIZE,
+            format!(
+                "message of {size} bytes is over the hub's limit of {max_message_bytes} \
+                 (hub serve --max-frame-bytes)"
+            ),
+        )),
+        WsError::Capacity(c) => Some((close_code::SIZE, c.to_string())),
+        WsError::Protocol(p) => Some((close_code::PROTOCOL, p.to_string())),
+        WsError::Utf8(_) => Some((close_code::INVALID, "text frame is not UTF-8".into())),
+        _ => None,
+    }
 }

@@ -185,6 +185,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         json: cli.json,
         sign_in: cli.as_worker.map(|w| (w, cli.pin.unwrap_or_default())),
     };
+    if !matches!(cli.cmd, Cmd::Run { .. }) {
+        quiet_on_closed_stdout();
+    }
     match cli.cmd {
         Cmd::Run {
             data,
@@ -332,6 +335,18 @@ async fn compact_on_a_timer(handle: pos_agent::runtime::AgentHandle, shutdown: C
             Ok(Err(e)) => tracing::warn!(error = %e, "compaction failed; retrying later"),
             Err(_) => return,
         }
+    }
+}
+
+/// Let a write to a closed stdout end the process quietly, as it does for
+/// other command-line tools (`... | head`). Rust ignores SIGPIPE, so the
+/// write failed instead and `println!` panicked. Not for a server: its
+/// sockets report a closed peer as an error, never by this signal.
+fn quiet_on_closed_stdout() {
+    // SAFETY: sets one signal's action back to the default; no handler
+    // is installed, so no Rust code runs in a signal context.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

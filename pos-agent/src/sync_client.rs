@@ -8,7 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::{self, HeaderValue};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -119,12 +119,18 @@ async fn connect_once(
         "Authorization",
         HeaderValue::from_str(&format!("Bearer {token}"))?,
     );
-    let (ws, response) = tokio::time::timeout(
+    let (ws, response) = match tokio::time::timeout(
         Duration::from_secs(10),
         tokio_tungstenite::connect_async(req),
     )
     .await
-    .map_err(|_| anyhow::anyhow!("connecting to {url} timed out"))??;
+    {
+        Err(_) => anyhow::bail!("connecting to {url} timed out"),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(r))) => {
+            anyhow::bail!("{}", refusal(r.status(), r.body().as_deref()))
+        }
+        Ok(r) => r?,
+    };
     info!(%url, "connected to hub");
     *up_since = Some(Instant::now());
     // Date events by the hub's clock: a terminal hours off would otherwise
@@ -200,6 +206,19 @@ async fn connect_once(
     result
 }
 
+/// The hub's answer to an upgrade it refused, with the reason its body
+/// gives: which connection cap is full and how to raise it, a token that
+/// is unknown or revoked, the admin token where a store's belongs.
+fn refusal(status: http::StatusCode, body: Option<&[u8]>) -> String {
+    let reason = String::from_utf8_lossy(body.unwrap_or_default());
+    let reason = reason.trim();
+    if reason.is_empty() {
+        format!("the hub refused the connection: {status}")
+    } else {
+        format!("the hub refused the connection: {status}: {reason}")
+    }
+}
+
 /// The hub's clock (from the upgrade response's HTTP Date header, whole
 /// seconds) minus ours. Differences within 2 s are the header's rounding
 /// and network delay, and count as none.
@@ -230,6 +249,20 @@ mod tests {
             "a terminal three hours ahead"
         );
         assert_eq!(clock_offset_ms("yesterday", now), None);
+    }
+
+    #[test]
+    fn a_refused_upgrade_says_why() {
+        let body = b"this token already holds 16 open sync connections\n";
+        assert_eq!(
+            refusal(http::StatusCode::TOO_MANY_REQUESTS, Some(body)),
+            "the hub refused the connection: 429 Too Many Requests: \
+             this token already holds 16 open sync connections"
+        );
+        assert_eq!(
+            refusal(http::StatusCode::UNAUTHORIZED, None),
+            "the hub refused the connection: 401 Unauthorized"
+        );
     }
 
     #[test]

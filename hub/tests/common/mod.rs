@@ -14,6 +14,7 @@ use engine::protocol::Session;
 use engine::replica::hub::HubLimits;
 use engine::storage::StoreRecord;
 use futures_util::{SinkExt, StreamExt};
+use hub::connection_slots::ConnectionCaps;
 use hub::server::{self, AppState};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -70,9 +71,14 @@ pub fn content(store: &str, n: u128) -> InstanceContent {
 /// A hub in this process with stores `store-a` (list 1) and `store-b`
 /// (list 2), each with the token `tok-<store>`.
 pub async fn start(limits: HubLimits) -> TestHub {
+    start_with_caps(limits, ConnectionCaps::default()).await
+}
+
+/// `start`, with these caps on open sync connections.
+pub async fn start_with_caps(limits: HubLimits, caps: ConnectionCaps) -> TestHub {
     let dir = tempfile::tempdir().unwrap();
     let opened = server::open(dir.path(), limits, Some("admin")).unwrap();
-    let state = opened.state.clone();
+    let state = opened.state.with_connection_caps(caps);
     state
         .hub
         .call(|hub, now| {
@@ -105,7 +111,7 @@ pub async fn start(limits: HubLimits) -> TestHub {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let shutdown = CancellationToken::new();
-    tokio::spawn(server::run(listener, opened.state, shutdown.clone()));
+    tokio::spawn(server::run(listener, state.clone(), shutdown.clone()));
     TestHub {
         _dir: dir,
         addr,

@@ -138,11 +138,13 @@ impl Server {
         }
     }
 
-    /// HQ's connection for the baseline (it has no admin API).
-    pub fn hq_url(&self) -> String {
+    /// HQ's connection for the baseline (it has no admin API). The hub
+    /// has none: HQ writes through its admin API, and `/sync` refuses the
+    /// admin token.
+    pub fn hq_url(&self) -> Result<String> {
         match self.kind {
-            Kind::Hub => format!("ws://{}/sync?token={ADMIN_TOKEN}", self.addr),
-            Kind::Baseline => format!("ws://{}/", self.addr),
+            Kind::Hub => bail!("the hub takes HQ's writes at its admin API, not at /sync"),
+            Kind::Baseline => Ok(format!("ws://{}/", self.addr)),
         }
     }
 

@@ -246,7 +246,7 @@ pub async fn seed(world: &World, server: &Server, fixture_db: &std::path::Path) 
             fleet.send(
                 i,
                 Cmd::Connect {
-                    url: server.hq_url(),
+                    url: server.hq_url()?,
                 },
             );
         }
@@ -576,7 +576,7 @@ pub async fn fanout(
             hq.send(
                 0,
                 Cmd::Connect {
-                    url: server.hq_url(),
+                    url: server.hq_url()?,
                 },
             );
             hq.wait_count("HQ loading the directories", PHASE_TIMEOUT, stores, |r| {
