@@ -4,6 +4,7 @@
 #[cfg(test)]
 mod clock_faults;
 pub mod document;
+pub mod due;
 pub mod ids;
 pub mod model;
 pub mod protocol;

@@ -227,12 +227,10 @@ function drawInstance(doc) {
   $("instance-meta").replaceChildren(
     `${storeName(m.store)} (${m.store}) · ${m.date} · ${m.time_zone} · `,
     h("code", {}, doc.id));
-  const now = Date.now();
   $("instance-body").replaceChildren(...doc.tasks.map((t) => {
     const s = t.status;
-    const shown = s.current === "reopened" ? "not_started" : s.current;
-    const due = t.spec.due ? Date.parse(t.spec.due) : null;
-    const late = due !== null && due < now && shown !== "completed";
+    // The hub marks what is late (engine::due), as the grid counts it.
+    const late = t.past_due === true;
     const assignees = t.assignee_conflict && t.assignee_conflict.length
       ? t.assignee_conflict.map((a) => assigneeText(a) || "nobody").join(" / ") + " (assigned concurrently)"
       : assigneeText(t.spec.assignee);

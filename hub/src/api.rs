@@ -725,15 +725,31 @@ async fn get_document(
     };
     let r = state
         .hub
-        .call_soon(move |hub, _| {
+        .call_soon(move |hub, now_ms| {
             let v = hub
                 .document(doc)
                 .map_err(ApiError::from)
-                .and_then(|d| instance::read(d).map_err(|e| bad_request(e.to_string())));
+                .and_then(|d| instance::read(d).map_err(|e| bad_request(e.to_string())))
+                .map(|view| with_past_due(&view, now_ms));
             (v, Vec::new())
         })
         .await;
     json_reply(r)
+}
+
+/// The instance as JSON with each task marked `past_due` by the engine's
+/// rule (`engine::due`, as the index counts it), so the drill-down shows
+/// what the grid and the past-due list count, not its own judgement.
+fn with_past_due(view: &instance::InstanceView, now_ms: i64) -> serde_json::Value {
+    let mut v = json!(view);
+    if let Some(tasks) = v["tasks"].as_array_mut() {
+        for (row, t) in tasks.iter_mut().zip(&view.tasks) {
+            let open = t.status.effective() != engine::model::Status::Completed;
+            let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+            row["past_due"] = json!(engine::due::is_past_due(t.spec.due, open, now));
+        }
+    }
+    v
 }
 
 async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {

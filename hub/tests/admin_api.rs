@@ -892,3 +892,40 @@ async fn the_dashboard_is_served_at_the_root_without_a_token() {
     let r = reqwest::get(format!("{root}/api/stores")).await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
 }
+
+/// The drill-down marks late tasks by the engine's rule (`engine::due`),
+/// the one the grid and the past-due list count by, instead of leaving
+/// the page to judge with the viewer's clock.
+#[tokio::test]
+async fn a_document_marks_its_late_tasks_as_the_status_index_counts_them() {
+    let api = start().await;
+    api.post(
+        "/stores",
+        json!({"id": "s1", "name": "Main", "time_zone": "UTC"}),
+    )
+    .await;
+    let mut late = Vec::new();
+    for date in ["2020-01-02", "2099-01-02"] {
+        let (_, v) = api
+            .post(
+                "/lists",
+                json!({"store": "s1", "name": "Closing", "date": date,
+                       "tasks": [{"title": "Count the till", "due": "10:00"}, {"title": "No time"}]}),
+            )
+            .await;
+        let (s, doc) = api
+            .get(&format!("/documents/{}", v["id"].as_str().unwrap()))
+            .await;
+        assert_eq!(s, 200);
+        late.push((
+            doc["tasks"][0]["past_due"].clone(),
+            doc["tasks"][1]["past_due"].clone(),
+        ));
+    }
+    assert_eq!(
+        late,
+        vec![(json!(true), json!(false)), (json!(false), json!(false))]
+    );
+    let (_, rows) = api.get("/status/past-due").await;
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+}

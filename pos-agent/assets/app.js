@@ -285,7 +285,8 @@ function statusChip(t) {
 }
 
 function taskRow(t) {
-  const late = t.due && new Date(t.due) < new Date() && t.status !== "completed";
+  // The agent decides what is late (engine::due), with the store's clock.
+  const late = t.past_due;
   return el("button", { class: "task" + (late ? " late" : ""), "data-task": t.task, onclick: () => openTask(t.task) },
     el("span", { class: "due" }, t.due_local || "—"),
     el("span", { class: "title" }, t.title, el("span", { class: "small" }, who(t.assignee))),

@@ -39,6 +39,9 @@ pub struct TaskRow {
     pub status_note: Option<String>,
     pub conflict: bool,
     pub created_by: CreatedBy,
+    /// Open and its due time has passed (`engine::due`), as of when the
+    /// row was made: the screen marks it, it does not judge by itself.
+    pub past_due: bool,
 }
 
 /// The store's local date and a formatter for due times.
@@ -90,6 +93,11 @@ pub fn row(list: &InstanceView, t: &TaskView, clock: &Clock) -> TaskRow {
         status_note: latest.and_then(|e| e.note.clone()),
         conflict: t.status.is_conflicted(),
         created_by: t.spec.created_by.clone(),
+        past_due: engine::due::is_past_due(
+            t.spec.due,
+            t.status.current != Status::Completed || t.status.is_conflicted(),
+            clock.now,
+        ),
     }
 }
 
@@ -105,7 +113,7 @@ pub fn is_today(list: &InstanceView, t: &TaskView, clock: &Clock) -> bool {
         Some(due) => {
             clock.local_date(due) == today
                 || (list.meta.date == today && clock.local_date(due) >= today)
-                || (due < clock.now && !done(t))
+                || engine::due::is_past_due(Some(due), !done(t), clock.now)
         }
         None => list.meta.date == today,
     }
@@ -218,7 +226,7 @@ pub fn notifications(groups: &[ListGroup], clock: &Clock, window_minutes: i64) -
         }
         let Some(due) = t.due else { continue };
         let delta = (due - clock.now).num_minutes();
-        if due <= clock.now {
+        if engine::due::has_passed(due, clock.now) {
             past_due.push(Notice {
                 task: t.clone(),
                 minutes: (clock.now - due).num_minutes(),
@@ -385,5 +393,43 @@ mod tests {
 
         let all = today_by_list(&lists, &clock, |_| true);
         assert_eq!(all.iter().map(|g| g.tasks.len()).sum::<usize>(), 5);
+    }
+
+    /// Past due is `engine::due`'s rule on every path of the terminal: at
+    /// its due millisecond a task is due, not late; a millisecond later it
+    /// is late in the alerts, in "today" and on its row alike.
+    #[test]
+    fn past_due_begins_after_the_due_time_on_every_path() {
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let due = Utc.with_ymd_and_hms(2026, 11, 25, 17, 0, 0).unwrap();
+        // Yesterday's list: only a late task is still "today".
+        let yesterday = due.with_timezone(&tz).date_naive();
+        let lists = vec![list(1, yesterday, vec![task(1, Some(due), None)])];
+        for (now, late) in [
+            (due, false),
+            (due + chrono::Duration::milliseconds(1), true),
+        ] {
+            let clock = Clock { tz, now };
+            let t = &lists[0].tasks[0];
+            assert_eq!(row(&lists[0], t, &clock).past_due, late, "row at {now}");
+            let all = today_by_list(&lists, &clock, |_| true);
+            let n = notifications(&all, &clock, 30);
+            assert_eq!(n.past_due.len(), late as usize, "alerts at {now}");
+            assert_eq!(
+                n.upcoming.len(),
+                !late as usize,
+                "due now is upcoming at {now}"
+            );
+        }
+        // Two days on, an open late task is still in today's work; done, it is not.
+        let later = Clock {
+            tz,
+            now: due + chrono::Duration::days(2),
+        };
+        assert!(is_today(&lists[0], &lists[0].tasks[0], &later));
+        let mut done = lists[0].tasks[0].clone();
+        done.status.current = Status::Completed;
+        assert!(!is_today(&lists[0], &done, &later));
+        assert!(!row(&lists[0], &done, &later).past_due);
     }
 }

@@ -413,13 +413,17 @@ impl Store {
         let day = |d: Option<chrono::NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
         self.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT store_id, doc_id, list_name, list_date,
+                concat!(
+                    "SELECT store_id, doc_id, list_name, list_date,
                         SUM(status = 'not_started'), SUM(status = 'in_progress'), SUM(status = 'completed'),
-                        SUM(status != 'completed' AND due_ms IS NOT NULL AND due_ms < ?2), SUM(conflict)
+                        SUM(status != 'completed' AND ",
+                    crate::due_has_passed_sql!(),
+                    "), SUM(conflict)
                  FROM task_status
                  WHERE (?1 IS NULL OR store_id = ?1)
                    AND (?3 IS NULL OR list_date >= ?3) AND (?4 IS NULL OR list_date <= ?4)
-                 GROUP BY doc_id ORDER BY list_date DESC, store_id, list_name",
+                 GROUP BY doc_id ORDER BY list_date DESC, store_id, list_name"
+                ),
             )?;
             let params = params![store.map(|s| s.as_str()), now_ms, day(from), day(to)];
             let rows = stmt.query_map(params, |r| {
@@ -451,11 +455,15 @@ impl Store {
             // The first two conditions are the partial index's own, so
             // SQLite can walk `task_status_open_by_due` instead of the table.
             let mut stmt = c.prepare_cached(
-                "SELECT store_id, doc_id, list_name, list_date, task_id, title, due_ms, assignee, status, conflict
+                concat!(
+                    "SELECT store_id, doc_id, list_name, list_date, task_id, title, due_ms, assignee, status, conflict
                  FROM task_status
                  WHERE status != 'completed' AND due_ms IS NOT NULL
-                   AND due_ms < ?2 AND (?1 IS NULL OR store_id = ?1)
-                 ORDER BY due_ms, store_id, list_name, title LIMIT ?3",
+                   AND ",
+                    crate::due_has_passed_sql!(),
+                    " AND (?1 IS NULL OR store_id = ?1)
+                 ORDER BY due_ms, store_id, list_name, title LIMIT ?3"
+                ),
             )?;
             let rows = stmt.query_map(params![store.map(|s| s.as_str()), now_ms, limit], |r| {
                 Ok(PastDueRow {
@@ -695,6 +703,34 @@ mod tests {
             tasks,
             malformed_events: 0,
         }
+    }
+
+    /// The dashboard's past-due list and the grid's count follow
+    /// `engine::due`: a task due at `now` is not late yet, one due a
+    /// millisecond before is.
+    #[test]
+    fn past_due_at_the_boundary_is_the_engines_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path().join("hub.db"), [1; 16]).unwrap();
+        s.index_instance(&view(
+            1,
+            "s1",
+            "2026-11-26",
+            vec![
+                task(1, "Due now", Some(NOW), &[]),
+                task(2, "Due a moment ago", Some(NOW - 1), &[]),
+            ],
+        ))
+        .unwrap();
+        let late: Vec<String> = s
+            .past_due(None, NOW, 100)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.title)
+            .collect();
+        assert_eq!(late, vec!["Due a moment ago".to_owned()]);
+        assert!(crate::due::has_passed_ms(NOW - 1, NOW) && !crate::due::has_passed_ms(NOW, NOW));
+        assert_eq!(s.status_by_list(None, NOW).unwrap()[0].past_due, 1);
     }
 
     #[test]
