@@ -64,9 +64,13 @@ fn tasks_obj<R: ReadDoc>(doc: &R) -> Result<ObjId, ModelError> {
         .ok_or_else(|| ModelError::NotAnInstance("no tasks map".into()))
 }
 
+/// The status log: a list (a peer that put anything else there wrote no
+/// log, and appending to it would make a change Automerge cannot apply).
 fn events_obj<R: ReadDoc>(doc: &R) -> Result<ObjId, ModelError> {
-    read::obj(doc, &ROOT, keys::EVENTS)
-        .ok_or_else(|| ModelError::NotAnInstance("no events list".into()))
+    match doc.get(&ROOT, keys::EVENTS) {
+        Ok(Some((automerge::Value::Object(ObjType::List), id))) => Ok(id),
+        _ => Err(ModelError::NotAnInstance("no events list".into())),
+    }
 }
 
 fn put_meta<W: FieldWriter>(

@@ -812,3 +812,23 @@ fn a_terminal_refuses_not_started_and_an_event_id_it_already_has() {
     );
     assert_eq!(read_events(&doc).unwrap().0.len(), 1, "nothing was written");
 }
+
+/// Found by `validation_fuzz`: with the log replaced by a map (a hostile
+/// root edit, which the hub refuses), recording status is an error, not a
+/// change Automerge panics on.
+#[test]
+fn recording_into_a_log_that_is_not_a_list_is_an_error() {
+    use automerge::transaction::Transactable;
+    let c = content(1);
+    let mut doc = Automerge::new();
+    doc.apply_changes(materialize(&c).unwrap()).unwrap();
+    doc.set_actor(ActorId::from(&[1u8; 16][..]));
+    let mut tx = doc.transaction();
+    tx.put_object(ROOT, keys::EVENTS, automerge::ObjType::Map)
+        .unwrap();
+    tx.commit();
+    assert!(matches!(
+        record_status(&mut doc, &update(1, 1, Status::Completed, "w-1"), 5_000),
+        Err(ModelError::NotAnInstance(_))
+    ));
+}

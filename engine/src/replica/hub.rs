@@ -670,9 +670,6 @@ impl Hub {
         let last = self.indexed.remove(&doc_id);
         let written = match self.store.update_index(&view, last.as_ref()) {
             Ok(update) => {
-                for other in &update.taken_from {
-                    self.indexed.remove(other);
-                }
                 self.indexed.insert(doc_id, update.rows);
                 true
             }

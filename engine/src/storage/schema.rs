@@ -226,6 +226,31 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (store_id, worker_id)
     ) WITHOUT ROWID;
     ",
+    // v12: a status event's index row is keyed by its list and its id.
+    // Keyed by the id alone, a store that copied an event's id into
+    // another of its lists took the original's row over, and the worker
+    // report showed the copy in place of what was recorded.
+    "
+    CREATE TABLE status_events_v12 (
+        doc_id    BLOB NOT NULL,
+        event_id  BLOB NOT NULL,
+        task_id   BLOB NOT NULL,
+        store_id  TEXT NOT NULL,
+        worker    TEXT NOT NULL,
+        terminal  TEXT NOT NULL,
+        status    TEXT NOT NULL,
+        at_ms     INTEGER NOT NULL,
+        note      TEXT,
+        PRIMARY KEY (doc_id, event_id)
+    ) WITHOUT ROWID;
+    INSERT INTO status_events_v12
+        (doc_id, event_id, task_id, store_id, worker, terminal, status, at_ms, note)
+        SELECT doc_id, event_id, task_id, store_id, worker, terminal, status, at_ms, note
+        FROM status_events;
+    DROP TABLE status_events;
+    ALTER TABLE status_events_v12 RENAME TO status_events;
+    CREATE INDEX status_events_by_worker ON status_events (store_id, worker, at_ms);
+    ",
 ];
 
 /// The schema version this build writes and understands.

@@ -4,7 +4,7 @@
 //! differ from what it holds (kept by the caller from the last update, or
 //! read back); the views are plain SQL over it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use rusqlite::params;
 use serde::Serialize;
@@ -84,13 +84,10 @@ pub struct IndexedRows {
 /// What [`Store::update_index`] did.
 #[derive(Debug)]
 pub struct IndexUpdate {
-    /// What the index now holds for the instance.
+    /// What the index now holds for the instance. Its rows are its own
+    /// (keyed by list and id, schema v12): a list that copies another's
+    /// event id never touches the other's rows.
     pub rows: IndexedRows,
-    /// Other instances whose event rows this write took over. An event's id
-    /// is its row's key, and a peer can copy an event into another list;
-    /// the list indexed last holds the row, as a full rewrite always had
-    /// it. The [`IndexedRows`] of these instances no longer match the table.
-    pub taken_from: BTreeSet<DocumentId>,
 }
 
 /// Builds a [`RowFingerprint`]; each value is tagged and length-prefixed so
@@ -257,8 +254,7 @@ impl Store {
 
     /// Bring the index rows of one instance to its current view. `last` is
     /// what the previous update of this instance returned, if nothing has
-    /// written its rows since (no purge, no rolled-back transaction, not
-    /// named in another update's `taken_from`): then only the rows that
+    /// written its rows since (no purge, no rolled-back transaction): then only the rows that
     /// differ are written. Without it the instance's rows are read back
     /// from the table first, which is still far cheaper than rewriting
     /// them. Either way the table ends up as a full rewrite leaves it.
@@ -285,18 +281,13 @@ impl Store {
                    title = excluded.title, due_ms = excluded.due_ms, assignee = excluded.assignee,
                    status = excluded.status, conflict = excluded.conflict",
             )?;
-            // A new event id is the common case: one statement. Only when
-            // the id has a row already is its owner looked up and replaced.
-            let mut add_event = tx.prepare_cached(
+            let mut put_event = tx.prepare_cached(
                 "INSERT INTO status_events (event_id, doc_id, task_id, store_id, worker, terminal, status, at_ms, note)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (event_id) DO NOTHING",
-            )?;
-            let mut event_owner =
-                tx.prepare_cached("SELECT doc_id FROM status_events WHERE event_id = ?1")?;
-            let mut replace_event = tx.prepare_cached(
-                "INSERT OR REPLACE INTO status_events (event_id, doc_id, task_id, store_id, worker, terminal, status, at_ms, note)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 ON CONFLICT (doc_id, event_id) DO UPDATE SET
+                   task_id = excluded.task_id, store_id = excluded.store_id, worker = excluded.worker,
+                   terminal = excluded.terminal, status = excluded.status, at_ms = excluded.at_ms,
+                   note = excluded.note",
             )?;
             let store = view.meta.store.as_str();
             let date = view.meta.date.format("%Y-%m-%d").to_string();
@@ -304,7 +295,6 @@ impl Store {
                 tasks: HashMap::with_capacity(view.tasks.len()),
                 events: HashMap::with_capacity(last.events.len()),
             };
-            let mut taken_from = BTreeSet::new();
             for t in &view.tasks {
                 let row = TaskRow {
                     task: t.spec.id,
@@ -350,14 +340,7 @@ impl Store {
                         e.at,
                         e.note,
                     ];
-                    if add_event.execute(values)? == 0 {
-                        let owner: Vec<u8> =
-                            event_owner.query_row([e.id.0.as_bytes()], |r| r.get(0))?;
-                        if owner != doc {
-                            taken_from.insert(doc_of(owner));
-                        }
-                        replace_event.execute(values)?;
-                    }
+                    put_event.execute(values)?;
                 }
             }
             let mut drop_task =
@@ -365,7 +348,6 @@ impl Store {
             for task in last.tasks.keys().filter(|t| !written.tasks.contains_key(t)) {
                 drop_task.execute(params![doc, task.0.as_bytes()])?;
             }
-            // Only this instance's row: another list may have taken the id.
             let mut drop_event = tx
                 .prepare_cached("DELETE FROM status_events WHERE event_id = ?1 AND doc_id = ?2")?;
             for event in last.events.keys().filter(|e| !written.events.contains_key(e)) {
@@ -373,10 +355,7 @@ impl Store {
             }
             tx.prepare_cached("DELETE FROM index_due WHERE doc_id = ?1")?
                 .execute([doc])?;
-            Ok(IndexUpdate {
-                rows: written,
-                taken_from,
-            })
+            Ok(IndexUpdate { rows: written })
         })
     }
 
@@ -861,9 +840,6 @@ mod tests {
                 .update_index(view, self.kept.get(&view.id))
                 .unwrap();
             let written = self.incremental.conn.total_changes() - before;
-            for d in &update.taken_from {
-                self.kept.remove(d);
-            }
             self.kept.insert(view.id, update.rows);
             self.full.index_instance(view).unwrap();
             assert_eq!(
@@ -958,7 +934,7 @@ mod tests {
     }
 
     #[test]
-    fn a_list_that_copies_an_event_id_takes_its_row_as_a_full_rewrite_would() {
+    fn a_list_that_copies_an_event_id_leaves_the_originals_row_alone() {
         let mut pair = Pair::new();
         let a = view(
             1,
@@ -974,13 +950,23 @@ mod tests {
         );
         pair.index(&a);
         pair.index(&b);
-        assert!(!pair.kept.contains_key(&a.id), "b took a's event row");
-        // a, written again, takes it back: a full write, since a's record
-        // no longer matches the table.
-        pair.index(&a);
-        assert!(!pair.kept.contains_key(&b.id));
+        // The worker report still shows a's event as recorded, and b's.
+        let rows = pair.incremental.status_by_worker(None, None, 10).unwrap();
+        let mut got: Vec<(&str, DocumentId)> =
+            rows.iter().map(|r| (r.status.as_str(), r.doc)).collect();
+        got.sort();
+        assert_eq!(got, vec![("completed", a.id), ("in_progress", b.id)]);
+        // Written again, a writes nothing: its rows are as it left them.
+        assert_eq!(pair.index(&a), 0);
         pair.purge(a.id);
         pair.index(&b);
+        assert_eq!(
+            pair.incremental
+                .status_by_worker(None, None, 10)
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     /// A task's values in the property test: title, due, assignee (indices).
