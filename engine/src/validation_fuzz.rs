@@ -455,6 +455,28 @@ fn protected(doc: &Automerge) -> String {
     out
 }
 
+/// Each entry of the status log as written: id (as a UUID), status, worker.
+fn log_entries(doc: &Automerge) -> Vec<(String, String, String)> {
+    let Some(events) = child(doc, &ROOT, keys::EVENTS) else {
+        return Vec::new();
+    };
+    let s = |e: &ObjId, k: &str| match doc.get(e, k) {
+        Ok(Some((automerge::Value::Scalar(v), _))) => v.to_str().unwrap_or_default().to_owned(),
+        Ok(Some((automerge::Value::Object(ObjType::Text), id))) => {
+            doc.text(&id).unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    doc.list_range(&events, ..)
+        .map(|item| {
+            let e = item.id();
+            let id = s(&e, "id");
+            let id = id.parse::<Uuid>().map(|u| u.to_string()).unwrap_or(id);
+            (id, s(&e, "status"), s(&e, "worker"))
+        })
+        .collect()
+}
+
 fn actor_choice() -> impl Strategy<Value = ActorId> {
     prop_oneof![
         4 => Just(ActorId::from([0x01; 16])),
@@ -468,21 +490,50 @@ fn actor_choice() -> impl Strategy<Value = ActorId> {
 /// One step of a batch a terminal sends: a real status event (for a task
 /// of the list or not, dated now or in the future, from this terminal's
 /// actor or a foreign one), or random raw ops on top of what came before.
+/// An event may also reuse an id (the base's event 1, or an earlier
+/// step's), record `not_started`, or name a worker on no roster: written
+/// by hand then, past `record_status`'s own refusals, as a hostile peer
+/// would (issue #19: the fuzzer never made these before).
 #[derive(Debug, Clone)]
 enum Step {
     Event {
         task: u128,
         future: bool,
         foreign_actor: bool,
+        reuse_id: Option<u128>,
+        status: Status,
+        stranger: bool,
     },
     Raw(Vec<Op>),
 }
 
 fn step() -> impl Strategy<Value = Step> {
+    let status = prop_oneof![
+        6 => Just(Status::Completed),
+        2 => Just(Status::InProgress),
+        1 => Just(Status::Reopened),
+        1 => Just(Status::NotStarted),
+    ];
+    let event = (
+        0u128..4,
+        proptest::bool::weighted(0.1),
+        proptest::bool::weighted(0.1),
+        proptest::option::weighted(0.2, 0u128..8),
+        status,
+        proptest::bool::weighted(0.1),
+    )
+        .prop_map(
+            |(task, future, foreign_actor, reuse_id, status, stranger)| Step::Event {
+                task,
+                future,
+                foreign_actor,
+                reuse_id,
+                status,
+                stranger,
+            },
+        );
     prop_oneof![
-        4 => (0u128..4, proptest::bool::weighted(0.1), proptest::bool::weighted(0.1)).prop_map(
-            |(task, future, foreign_actor)| Step::Event { task, future, foreign_actor }
-        ),
+        4 => event,
         1 => proptest::collection::vec(op(), 1..4).prop_map(Step::Raw),
     ]
 }
@@ -500,24 +551,54 @@ fn batch_of(b: &Base, steps: &[Step]) -> Vec<Change> {
                 task,
                 future,
                 foreign_actor,
+                reuse_id,
+                status,
+                stranger,
             } => {
                 if *foreign_actor {
                     t.set_actor(ActorId::from(OTHER_STORE_ACTOR));
                 }
+                // 0 reuses the base's event; n an earlier step's (or a new one).
+                let id = match reuse_id {
+                    Some(0) => 1,
+                    Some(n) => 100 + n,
+                    None => 100 + i as u128,
+                };
                 let update = StatusUpdate {
-                    id: EventId(Uuid::from_u128(100 + i as u128)),
+                    id: EventId(Uuid::from_u128(id)),
                     // Tasks 1 and 2 are the list's; 3 and 0 are not.
                     task: TaskId(Uuid::from_u128(*task)),
-                    status: Status::Completed,
-                    worker: "w1".parse().expect("a worker id"),
+                    status: *status,
+                    worker: if *stranger { "ghost-999" } else { "w1" }
+                        .parse()
+                        .expect("a worker id"),
                     terminal: "pos-1".parse().expect("a terminal id"),
                     note: Some(format!("step {i}")),
                 };
                 let at = if *future { NOW + 3_600_000 } else { NOW };
-                if record_status(&mut t, &update, at).is_err() {
+                let recorded = match record_status(&mut t, &update, at) {
+                    Ok(_) => true,
+                    // What the terminal refuses to record, by hand.
+                    Err(_) => instance::append_event_by_transaction(
+                        &mut t,
+                        &crate::model::StatusEvent {
+                            id: update.id,
+                            task: update.task,
+                            status: update.status,
+                            worker: update.worker.clone(),
+                            terminal: update.terminal.clone(),
+                            at,
+                            prev: Vec::new(),
+                            note: update.note.clone(),
+                        },
+                        at,
+                    )
+                    .is_ok(),
+                };
+                t.set_actor(ActorId::from([0x01; 16]));
+                if !recorded {
                     continue;
                 }
-                t.set_actor(ActorId::from([0x01; 16]));
             }
             Step::Raw(ops) => {
                 let mut b2 = Base {
@@ -559,6 +640,14 @@ proptest! {
         let mut after = b.doc.fork();
         after.apply_changes(out.accepted.clone()).expect("accepted changes apply");
         prop_assert_eq!(protected(&after), protected(&b.doc));
+        // Nothing accepted puts a second event under one id, records
+        // not_started or names a worker on no roster.
+        let log = log_entries(&after);
+        let ids: HashSet<&String> = log.iter().map(|(id, _, _)| id).collect();
+        prop_assert_eq!(ids.len(), log.len(), "an id twice in {:?}", log);
+        for (_, status, worker) in &log {
+            prop_assert!(status != "not_started" && worker != "ghost-999", "{:?}", log);
+        }
     }
 
     #[test]
