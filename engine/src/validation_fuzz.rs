@@ -461,7 +461,7 @@ fn log_entries(doc: &Automerge) -> Vec<(String, String, String)> {
         return Vec::new();
     };
     let s = |e: &ObjId, k: &str| match doc.get(e, k) {
-        Ok(Some((automerge::Value::Scalar(v), _))) => v.to_str().unwrap_or_default().to_owned(),
+        Ok(Some((automerge::Value::Scalar(v), _))) => v.as_str().unwrap_or_default().to_owned(),
         Ok(Some((automerge::Value::Object(ObjType::Text), id))) => {
             doc.text(&id).unwrap_or_default()
         }
