@@ -879,7 +879,7 @@ async fn resolve(
     body: Bytes,
 ) -> Response {
     let r = async {
-        const SHAPE: &str = "{\"status\"?: \"in_progress|completed|not_started\", \"assignee\"?: \"worker:<id>|group:<id>|null\", \"note\"?}";
+        const SHAPE: &str = "{\"status\"?: \"in_progress|completed|reopened\", \"assignee\"?: \"worker:<id>|group:<id>|null\", \"note\"?}";
         let body: Value = json_body(&body, SHAPE)?;
         let task = parse_task(&task)?;
         let status: Option<Status> = match body.get("status") {

@@ -143,6 +143,13 @@ async fn every_action_works_offline_and_bad_input_is_refused() {
             422,
             "roster",
         ),
+        // Issue #19, 3: no going back to "nothing happened"; reopen instead.
+        (
+            path.clone(),
+            json!({"status": "not_started", "worker": "w-1"}).to_string(),
+            422,
+            "not_started cannot be recorded",
+        ),
         (
             format!("/api/tasks/{task}/assign"),
             r#"{"to": "team:everyone"}"#.to_owned(),
