@@ -151,6 +151,47 @@ impl Store {
         })
     }
 
+    /// `replace_document`, and in the same transaction this replica's actor
+    /// becomes `new_actor` and each `meta` key is set: after a diverged
+    /// history is dropped, the fresh actor that re-records the dropped work
+    /// is on disk together with that work, so a crash leaves either the old
+    /// document under the old actor or the new one under the new actor,
+    /// never changes under an actor the file does not name.
+    pub fn replace_document_with_actor(
+        &mut self,
+        doc: DocumentId,
+        changes: &[Change],
+        new_actor: [u8; 16],
+        meta: &[(&str, Vec<u8>)],
+    ) -> Result<(), StorageError> {
+        self.write(|tx| {
+            tx.prepare_cached("DELETE FROM sync_states WHERE doc_id = ?1")?
+                .execute([doc.as_bytes()])?;
+            tx.prepare_cached("DELETE FROM documents WHERE doc_id = ?1")?
+                .execute([doc.as_bytes()])?;
+            append_in(tx, doc, changes)?;
+            tx.prepare_cached("UPDATE replica SET actor_id = ?1 WHERE id = 1")?
+                .execute([&new_actor])?;
+            for (key, value) in meta {
+                tx.prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(rusqlite::params![key, value])?;
+            }
+            Ok(())
+        })?;
+        let actor = automerge::ActorId::from(new_actor);
+        tracing::info!(
+            file = %self.path.display(),
+            old = %self.actor,
+            new = %actor,
+            "replica actor id replaced"
+        );
+        self.actor = actor;
+        Ok(())
+    }
+
     /// Set aside a document that does not load: its raw snapshot and change
     /// rows are copied into `meta` under `quarantine/<doc>/<n>` (kept for
     /// an operator or a later salvage, never read by the replica), and the
