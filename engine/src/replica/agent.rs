@@ -727,7 +727,7 @@ impl Agent {
                         .filter(|c| c.actor_id() == &actor)
                         .map(Change::seq)
                         .max();
-                    if !ours.is_some_and(|last| last >= seq) {
+                    if ours.is_none_or(|last| last < seq) {
                         // The message conflicts with itself: nothing of
                         // ours to drop would make it fit.
                         return Err(ModelError::from(

@@ -83,7 +83,10 @@ fn assert_recovered(net: &mut Net, id: DocumentId, old_actor: &automerge::ActorI
     assert_eq!(change.doc, id);
     assert_eq!(change.old_actor, old_actor.to_hex_string());
     assert_eq!(change.diverged_actor, old_actor.to_hex_string());
-    assert_eq!(change.new_actor, net.agents[0].store().actor_id().to_hex_string());
+    assert_eq!(
+        change.new_actor,
+        net.agents[0].store().actor_id().to_hex_string()
+    );
     assert_ne!(&net.agents[0].store().actor_id(), old_actor);
     assert!(net.agents[0].unconfirmed().is_empty());
     let mut events = hub_events(net, id);
@@ -119,7 +122,10 @@ fn the_hubs_change_under_a_reused_sequence_number_makes_the_terminal_take_a_fres
     assert_eq!(again, &offline);
     let change = &net.agents[0].sync_status().unwrap().actor_changes[0];
     assert_eq!((change.dropped, change.rerecorded), (1, 1));
-    assert!(change.reason.starts_with("the hub sent change"), "{change:?}");
+    assert!(
+        change.reason.starts_with("the hub sent change"),
+        "{change:?}"
+    );
 
     // It survives a restart, and the terminal records on under the new actor.
     net.restart(0, NOW + 3_000);
@@ -186,8 +192,14 @@ fn the_hub_refusing_a_reused_sequence_number_makes_the_terminal_record_it_again(
     net.run();
     assert_recovered(&mut net, id, &old_actor);
     let change = &net.agents[0].sync_status().unwrap().actor_changes[0];
-    assert!(change.reason.starts_with("the hub refused change"), "{change:?}");
-    assert_eq!(change.rerecorded, 1, "the refused change's own event: {change:?}");
+    assert!(
+        change.reason.starts_with("the hub refused change"),
+        "{change:?}"
+    );
+    assert_eq!(
+        change.rerecorded, 1,
+        "the refused change's own event: {change:?}"
+    );
     let events = hub_events(&mut net, id);
     for n in [1, 5, 6] {
         assert!(events.contains(&EventId(Uuid::from_u128(n))), "event {n}");
@@ -201,7 +213,9 @@ fn the_sequence_reused_rejection_is_recognized_from_its_text() {
         seq: 7,
     };
     assert!(is_sequence_reused(&r.to_string()));
-    assert!(!is_sequence_reused(&Rejection::LogNotAppendOnly.to_string()));
+    assert!(!is_sequence_reused(
+        &Rejection::LogNotAppendOnly.to_string()
+    ));
     assert!(!is_sequence_reused("actor 0a already used it"));
 }
 
