@@ -74,7 +74,8 @@ pub struct SyncStatus {
 /// under the actor the backup names, or when another holder of the store's
 /// token writes under this terminal's actor. The terminal dropped its
 /// diverged changes, took a fresh actor and recorded the dropped status
-/// events again under it (same ids, same content).
+/// events (same ids, same content) and entries of lists made at this store
+/// again under it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ActorChange {
     pub doc: DocumentId,
@@ -85,11 +86,12 @@ pub struct ActorChange {
     pub new_actor: String,
     /// What showed the divergence.
     pub reason: String,
-    /// Local changes dropped, and status events recorded again.
+    /// Local changes dropped, and status events and list entries recorded
+    /// again.
     pub dropped: usize,
     pub rerecorded: usize,
-    /// Dropped local edits that were not status events (assignments,
-    /// added tasks, list entries): not made again.
+    /// Dropped local edits that were neither (assignments, added tasks):
+    /// not made again.
     pub not_rerecorded: usize,
     pub at: i64,
 }
@@ -638,13 +640,14 @@ impl Agent {
     /// them, the hub's message (if that is what showed it) is applied to
     /// what is left, and the status events only the dropped changes held
     /// are recorded again, exactly as they were (id, task, status, worker,
-    /// terminal, time, the events they supersede, note), under a fresh
+    /// terminal, time, the events they supersede, note), as are the
+    /// directory entries of lists made at this store, under a fresh
     /// actor: the old one's next sequence numbers may be taken at the hub
     /// in other documents too. The new document, the fresh actor and the
     /// record shown in `sync_status` are stored in one transaction, so a
     /// crash redoes the whole step or none of it. Other dropped edits
-    /// (assignments, added tasks, list entries) are not made again; they
-    /// are counted in the record.
+    /// (assignments, added tasks) are not made again; they are counted in
+    /// the record.
     fn recover_diverged(
         &mut self,
         doc_id: DocumentId,
@@ -658,6 +661,23 @@ impl Agent {
         let before: Vec<StatusEvent> = instance::read_events(doc)
             .map(|(e, _)| e)
             .unwrap_or_default();
+        // The entries of the lists made at this store (the directory): one
+        // only the dropped changes held is put again, or its list would
+        // never be adopted by the hub.
+        let mine = CreatedBy::Store(self.cfg.store_id.clone());
+        let entries_before: Vec<(DocumentId, directory::DirectoryEntry)> =
+            if doc_id == self.directory_id() {
+                directory::read(doc)
+                    .map(|d| {
+                        d.entries
+                            .into_iter()
+                            .filter(|(_, e)| e.created_by == mine)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
         // Drop, per actor, its changes from this sequence number on.
         let mut drop_from: HashMap<automerge::ActorId, u64> = HashMap::new();
         let mut refused_hash = None;
@@ -771,8 +791,31 @@ impl Agent {
                 }
             }
         }
-        // Dropped changes that wrote no status event: other edits.
-        let not_rerecorded = dropped.iter().filter(|c| !writes_status_event(c)).count();
+        let mut remade_entries = 0;
+        if !entries_before.is_empty() {
+            let present = directory::read(&rebuilt)
+                .map(|d| d.entries)
+                .unwrap_or_default();
+            for (id, entry) in entries_before {
+                if present.contains_key(&id) {
+                    continue;
+                }
+                match directory::put_entry(&mut rebuilt, id, &entry, now_ms) {
+                    Ok(_) => remade_entries += 1,
+                    Err(err) => {
+                        error!(list = %id, error = %err, "a list entry of the diverged history could not be made again")
+                    }
+                }
+            }
+        }
+        // Dropped changes that wrote neither a status event nor a list
+        // entry: other edits, not made again.
+        let not_rerecorded = if doc_id == self.directory_id() {
+            dropped.len().saturating_sub(remade_entries)
+        } else {
+            dropped.iter().filter(|c| !writes_status_event(c)).count()
+        };
+        let rerecorded = rerecorded + remade_entries;
         let record = ActorChange {
             doc: doc_id,
             diverged_actor: diverged_actor.to_hex_string(),

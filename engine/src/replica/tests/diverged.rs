@@ -292,3 +292,49 @@ fn a_sync_message_one_document_cannot_take_leaves_the_others_syncing() {
     net.run();
     net.assert_same_heads(0, dir);
 }
+
+/// The clone and the terminal each make a list offline under the shared
+/// actor: their directory entries collide. The terminal's entry is put
+/// again under its fresh actor, so the hub adopts its list, which syncs.
+#[test]
+fn a_list_entry_of_the_diverged_history_is_made_again_and_its_list_reaches_the_hub() {
+    let (mut net, _) = cloned_net();
+    let (theirs, ours) = (v4(41), v4(42));
+    net.agents[1]
+        .create_list(&store_list(theirs), net.now)
+        .unwrap();
+    net.connect(1);
+    net.run();
+    net.disconnect(1);
+    net.agents[0]
+        .create_list(&store_list(ours), net.now)
+        .unwrap();
+    net.connect(0);
+    net.run();
+    let dir = net.agents[0].directory_id();
+    net.assert_same_heads(0, dir);
+    let store = content(1).meta.store;
+    for id in [theirs, ours] {
+        assert_eq!(
+            net.hub.store().doc_owner(id).unwrap(),
+            Some((store.clone(), crate::document::DocKind::Instance)),
+            "{id}"
+        );
+    }
+    let at_hub = crate::document::instance::read(net.hub.document(ours).unwrap()).unwrap();
+    assert_eq!(at_hub.tasks[0].spec.title, "Mop it");
+    net.assert_same_heads(0, ours);
+    let status = net.agents[0].sync_status().unwrap();
+    assert!(status.rejected.is_empty(), "{:?}", status.rejected);
+    let change = status
+        .actor_changes
+        .iter()
+        .find(|c| c.doc == dir)
+        .expect("the directory's history diverged");
+    assert_eq!(
+        (change.rerecorded, change.not_rerecorded),
+        (1, 0),
+        "{change:?}"
+    );
+    assert!(net.agents[0].unconfirmed().is_empty());
+}
