@@ -564,6 +564,45 @@ mod tests {
         );
     }
 
+    /// The document, the actor and the meta keys change together, and
+    /// stay changed after a reopen; a failed write changes none of them.
+    #[test]
+    fn a_document_replaced_with_a_new_actor_keeps_both_across_a_reopen() {
+        let (dir, mut store) = temp_store();
+        let id = doc_id(1);
+        store
+            .append_changes(id, &checklist(3).get_changes(&[]))
+            .unwrap();
+        let fewer = checklist(1).get_changes(&[]);
+        store
+            .replace_document_with_actor(id, &fewer, [9; 16], &[("k", b"v".to_vec())])
+            .unwrap();
+        assert_eq!(store.actor_id(), automerge::ActorId::from([9_u8; 16]));
+        let path = store.path().to_path_buf();
+        drop(store);
+        let mut store = Store::open(&path, [1; 16]).unwrap();
+        assert_eq!(store.actor_id(), automerge::ActorId::from([9_u8; 16]));
+        assert_eq!(store.get_meta("k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(store.change_row_count(id).unwrap(), fewer.len());
+
+        // A write that fails part way (here: at the meta table) leaves
+        // nothing of it behind.
+        store
+            .conn
+            .execute_batch("CREATE TRIGGER no_meta BEFORE INSERT ON meta BEGIN SELECT RAISE(ABORT, 'no'); END;")
+            .unwrap();
+        let more = checklist(2).get_changes(&[]);
+        assert!(store
+            .replace_document_with_actor(id, &more, [8; 16], &[("k2", b"w".to_vec())])
+            .is_err());
+        assert_eq!(store.actor_id(), automerge::ActorId::from([9_u8; 16]));
+        assert_eq!(store.change_row_count(id).unwrap(), fewer.len());
+        drop(store);
+        let store = Store::open(&path, [1; 16]).unwrap();
+        assert_eq!(store.actor_id(), automerge::ActorId::from([9_u8; 16]));
+        drop(dir);
+    }
+
     #[test]
     fn a_quarantined_document_keeps_its_bytes_aside_and_leaves_the_others() {
         let (_dir, mut store) = temp_store();
