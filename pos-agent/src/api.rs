@@ -967,6 +967,7 @@ async fn sync_status(State(app): State<App>) -> Response {
             "last_sync_ms": s.last_sync_ms,
             "unconfirmed_changes": unconfirmed,
             "rejected": s.rejected,
+            "actor_changes": s.actor_changes,
         }))
     })
     .await;

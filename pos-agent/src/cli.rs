@@ -315,5 +315,16 @@ pub async fn sync_status(l: &Local) -> anyhow::Result<()> {
     for r in v["rejected"].as_array().into_iter().flatten() {
         println!("rejected by hub: {}", s(r, "reason"));
     }
+    for c in v["actor_changes"].as_array().into_iter().flatten() {
+        println!(
+            "history diverged from the hub's in list {} (restored from a backup, or another holder of the store token wrote as this terminal): now actor {} (was {}); {} status event(s) recorded again, {} other local edit(s) not remade; {}",
+            s(c, "doc"),
+            s(c, "new_actor"),
+            s(c, "old_actor"),
+            c["rerecorded"].as_u64().unwrap_or(0),
+            c["not_rerecorded"].as_u64().unwrap_or(0),
+            s(c, "reason"),
+        );
+    }
     Ok(())
 }

@@ -208,6 +208,8 @@ pub struct Sim {
     trace: std::collections::hash_map::DefaultHasher,
     /// Print every event (`SIM_TRACE=1`), to follow a failing seed.
     verbose: bool,
+    /// Agent backups taken so far (names their files).
+    backups: u32,
 }
 
 impl Sim {
@@ -334,6 +336,7 @@ impl Sim {
             close_reasons: Vec::new(),
             trace: Default::default(),
             verbose: std::env::var_os("SIM_TRACE").is_some(),
+            backups: 0,
         };
         for i in 0..sim.agents.len() {
             sim.try_connect(i);
@@ -497,6 +500,28 @@ impl Sim {
                 .expect("a valid worker code"),
             terminal: format!("pos-{i}").parse().expect("a valid terminal code"),
             note: self.rng.gen_bool(0.2).then(|| "shelf 4 was empty".into()),
+        };
+        self.record_status(i, list, &update)
+    }
+
+    /// A worker on agent `i` starts or completes a random task of `list`
+    /// (never a reopen, which the agent may refuse). Returns the event if
+    /// it was acknowledged.
+    pub fn record_random_status_in(&mut self, i: usize, list: DocumentId) -> Option<StatusEvent> {
+        let tasks = self.agents[i].agent.as_ref()?.list(list).ok()?.tasks;
+        if tasks.is_empty() {
+            return None;
+        }
+        let task = tasks[self.rng.gen_range(0..tasks.len())].spec.id;
+        let update = StatusUpdate {
+            id: EventId(uuid::Builder::from_random_bytes(self.rng.gen()).into_uuid()),
+            task,
+            status: [Status::InProgress, Status::Completed][self.rng.gen_range(0..2)],
+            worker: format!("w{}", self.rng.gen_range(1..=5))
+                .parse()
+                .expect("a valid worker code"),
+            terminal: format!("pos-{i}").parse().expect("a valid terminal code"),
+            note: None,
         };
         self.record_status(i, list, &update)
     }
@@ -716,6 +741,37 @@ impl Sim {
         self.try_connect(i);
     }
 
+    /// A copy of agent `i`'s SQLite file as it is on disk now: a backup of
+    /// the terminal's data directory, or a VM snapshot. The simulator is
+    /// between steps, so no transaction is open and the database and its
+    /// write-ahead log together are a consistent copy.
+    pub fn back_up_agent(&mut self, i: usize) -> AgentBackup {
+        self.backups += 1;
+        let path = self
+            .dir
+            .path()
+            .join(format!("agent-{i}-backup-{}.sqlite3", self.backups));
+        copy_database(&self.agents[i].path, &path);
+        self.trace_note(&("backup", i, self.backups));
+        AgentBackup { agent: i, path }
+    }
+
+    /// Agent `backup.agent`'s process dies, its file is replaced by the
+    /// backup, and it starts again from it (connecting unless partitioned).
+    /// Whatever the agent acknowledged after the backup and never sent to
+    /// the hub is lost with the restore, as it would be on a real terminal:
+    /// a test that checks nothing acknowledged was lost lets the agent sync
+    /// first (`run_until_quiescent`).
+    pub fn restore_agent(&mut self, backup: &AgentBackup) {
+        let i = backup.agent;
+        self.crash_agent(i, None);
+        self.events
+            .retain(|_, e| !matches!(e, Event::AgentRestart { agent } if *agent == i));
+        copy_database(&backup.path, &self.agents[i].path);
+        self.trace_note(&("restore", i));
+        self.restart_agent(i);
+    }
+
     /// The hub's process dies; every agent sees its connection reset.
     pub fn crash_hub(&mut self, restart_after: Option<i64>) {
         if self.hub.take().is_none() {
@@ -809,6 +865,35 @@ impl Sim {
     /// Where the replicas' files are (removed when the `Sim` is dropped).
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
+    }
+}
+
+/// A copy of an agent's SQLite file (`Sim::back_up_agent`).
+#[derive(Debug, Clone)]
+pub struct AgentBackup {
+    agent: usize,
+    path: PathBuf,
+}
+
+/// Copy an SQLite database in WAL mode (the file and its log; the shared
+/// memory index is rebuilt from the log) over `to`, which must not be open.
+fn copy_database(from: &std::path::Path, to: &std::path::Path) {
+    let with = |p: &std::path::Path, suffix: &str| {
+        let mut s = p.as_os_str().to_owned();
+        s.push(suffix);
+        PathBuf::from(s)
+    };
+    for suffix in ["", "-wal", "-shm"] {
+        let (src, dst) = (with(from, suffix), with(to, suffix));
+        match std::fs::remove_file(&dst) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("removing {}: {e}", dst.display()),
+        }
+        if suffix != "-shm" && src.exists() {
+            std::fs::copy(&src, &dst)
+                .unwrap_or_else(|e| panic!("copying {} to {}: {e}", src.display(), dst.display()));
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use automerge::{Automerge, Change};
 use chrono::NaiveDate;
 use tracing::{debug, error, info, warn};
 
-use super::{parse_rejection, ConnId, Output};
+use super::{is_sequence_reused, parse_rejection, ConnId, Output};
 use crate::document::directory::{self, DirectoryView};
 use crate::document::instance::{self, InstanceView};
 use crate::document::{genesis, DocKind};
@@ -61,6 +61,52 @@ pub struct SyncStatus {
     pub online: bool,
     pub last_sync_ms: Option<i64>,
     pub rejected: Vec<RejectionRecord>,
+    /// Times this terminal found its actor's history diverged from the
+    /// hub's and took a fresh actor id (oldest first, the last
+    /// `ACTOR_CHANGES_KEPT`).
+    pub actor_changes: Vec<ActorChange>,
+}
+
+/// The terminal's actor history of a document diverged from the hub's: the
+/// hub holds a different change under a (actor, sequence number) this
+/// replica also used. It happens when the data directory is restored from a
+/// backup (or a VM snapshot is reverted) and the terminal records again
+/// under the actor the backup names, or when another holder of the store's
+/// token writes under this terminal's actor. The terminal dropped its
+/// diverged changes, took a fresh actor and recorded the dropped status
+/// events (same ids, same content) and entries of lists made at this store
+/// again under it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ActorChange {
+    pub doc: DocumentId,
+    /// The actor whose history diverged (hex).
+    pub diverged_actor: String,
+    /// The actor this terminal used before, and the one it uses now (hex).
+    pub old_actor: String,
+    pub new_actor: String,
+    /// What showed the divergence.
+    pub reason: String,
+    /// Local changes dropped, and status events and list entries recorded
+    /// again.
+    pub dropped: usize,
+    pub rerecorded: usize,
+    /// Dropped local edits that were neither (assignments, added tasks):
+    /// not made again.
+    pub not_rerecorded: usize,
+    pub at: i64,
+}
+
+/// What showed that this terminal's history diverged from the hub's.
+enum Divergence {
+    /// The hub refused change `refused` of ours: its (actor, seq) is taken.
+    Refused { refused: automerge::ChangeHash },
+    /// The hub sent `message`, whose change `seq` of `actor` we hold with
+    /// other content.
+    HubSent {
+        message: automerge::sync::Message,
+        actor: automerge::ActorId,
+        seq: u64,
+    },
 }
 
 const CONN: ConnId = 0;
@@ -69,6 +115,9 @@ const CLOCK_OFFSET_KEY: &str = "clock_offset_ms";
 /// has not confirmed. `open` loads them whatever their date, so they sync
 /// at the next connect even after a restart.
 const UNCONFIRMED_KEY: &str = "unconfirmed_documents";
+/// Meta key: the JSON list of `ActorChange`s, the last `ACTOR_CHANGES_KEPT`.
+const ACTOR_CHANGES_KEY: &str = "actor_changes";
+const ACTOR_CHANGES_KEPT: usize = 20;
 /// Meta key: the storage id of the hub this terminal last synced with.
 const HUB_STORAGE_KEY: &str = "hub_storage_id";
 /// Lists dated this many days before today (UTC) or later are recent:
@@ -115,6 +164,10 @@ pub struct Agent {
     /// Per list: the log summary for recording status, and the heads it
     /// is valid at (a change from anywhere else makes it stale).
     log_summaries: HashMap<DocumentId, (Vec<automerge::ChangeHash>, instance::LogSummary)>,
+    /// Documents whose sync failed on this connection (a sync message the
+    /// document cannot take and that is not a diverged history): left out
+    /// until the next connection, so the others keep syncing.
+    unsyncable: BTreeSet<DocumentId>,
 }
 
 /// How often one connection offers a list again after "unavailable".
@@ -146,6 +199,7 @@ impl Agent {
             unavailable: BTreeMap::new(),
             offer_again: BTreeSet::new(),
             log_summaries: HashMap::new(),
+            unsyncable: BTreeSet::new(),
         };
         let dir = agent.directory_id();
         agent.doc(dir);
@@ -412,6 +466,7 @@ impl Agent {
             online: self.session.as_ref().is_some_and(|s| s.is_open()),
             last_sync_ms: self.last_sync_ms,
             rejected: self.store.rejections()?,
+            actor_changes: read_actor_changes(&self.store)?,
         })
     }
 
@@ -563,6 +618,253 @@ impl Agent {
                 d.set_actor(actor.clone());
             }
         }
+        self.docs.insert(doc_id, Slot::from(rebuilt));
+        let Some(session) = self.session.as_mut() else {
+            return Ok(Vec::new());
+        };
+        session.drop_document(doc_id);
+        Ok(self.push(doc_id))
+    }
+
+    /// Stop taking the hub's sync messages for `doc_id` on this connection
+    /// (see `unsyncable`); the next connection tries again.
+    fn leave_out(&mut self, doc_id: DocumentId) {
+        self.unsyncable.insert(doc_id);
+    }
+
+    /// This replica's history of `doc_id` diverged from the hub's: a change
+    /// of some actor at some sequence number is one thing here and another
+    /// at the hub (see `ActorChange`). The hub's history is the one every
+    /// other replica has, so ours gives way: the local changes at and after
+    /// the diverged sequence numbers are dropped with everything built on
+    /// them, the hub's message (if that is what showed it) is applied to
+    /// what is left, and the status events only the dropped changes held
+    /// are recorded again, exactly as they were (id, task, status, worker,
+    /// terminal, time, the events they supersede, note), as are the
+    /// directory entries of lists made at this store, under a fresh
+    /// actor: the old one's next sequence numbers may be taken at the hub
+    /// in other documents too. The new document, the fresh actor and the
+    /// record shown in `sync_status` are stored in one transaction, so a
+    /// crash redoes the whole step or none of it. Other dropped edits
+    /// (assignments, added tasks) are not made again; they are counted in
+    /// the record.
+    fn recover_diverged(
+        &mut self,
+        doc_id: DocumentId,
+        cause: Divergence,
+        now_ms: i64,
+    ) -> Result<Vec<Output>, AgentError> {
+        let Some(doc) = self.doc(doc_id) else {
+            return Ok(Vec::new());
+        };
+        let held = doc.get_changes(&[]);
+        let before: Vec<StatusEvent> = instance::read_events(doc)
+            .map(|(e, _)| e)
+            .unwrap_or_default();
+        // The entries of the lists made at this store (the directory): one
+        // only the dropped changes held is put again, or its list would
+        // never be adopted by the hub.
+        let mine = CreatedBy::Store(self.cfg.store_id.clone());
+        let entries_before: Vec<(DocumentId, directory::DirectoryEntry)> =
+            if doc_id == self.directory_id() {
+                directory::read(doc)
+                    .map(|d| {
+                        d.entries
+                            .into_iter()
+                            .filter(|(_, e)| e.created_by == mine)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+        // Drop, per actor, its changes from this sequence number on.
+        let mut drop_from: HashMap<automerge::ActorId, u64> = HashMap::new();
+        let mut refused_hash = None;
+        let (message, diverged_actor, reason) = match cause {
+            Divergence::Refused { refused } => {
+                let Some(c) = held.iter().find(|c| c.hash() == refused) else {
+                    // Already dropped (the hub's changes showed it first).
+                    debug!(doc = %doc_id, %refused, "the hub refused a reused sequence number this terminal no longer holds");
+                    return Ok(Vec::new());
+                };
+                drop_from.insert(c.actor_id().clone(), c.seq());
+                refused_hash = Some(refused);
+                let reason = format!(
+                    "the hub refused change {refused}: sequence number {} of actor {} is another change there",
+                    c.seq(),
+                    c.actor_id()
+                );
+                (None, c.actor_id().clone(), reason)
+            }
+            Divergence::HubSent {
+                message,
+                actor,
+                seq,
+            } => {
+                let reason = format!(
+                    "the hub sent change {seq} of actor {actor}, and this terminal holds another change {seq} of that actor"
+                );
+                drop_from.insert(actor.clone(), seq);
+                (Some(message), actor, reason)
+            }
+        };
+        // Each round drops at least one more change (an actor's history can
+        // diverge earlier than the first conflict the hub's message showed),
+        // so this ends within `held.len()` rounds.
+        let (rebuilt, dropped) = loop {
+            let mut dropped: Vec<&Change> = Vec::new();
+            let mut dropped_hashes: HashSet<automerge::ChangeHash> = HashSet::new();
+            let mut kept = Vec::new();
+            for c in &held {
+                let diverged = drop_from
+                    .get(c.actor_id())
+                    .is_some_and(|&from| c.seq() >= from);
+                if diverged || c.deps().iter().any(|d| dropped_hashes.contains(d)) {
+                    dropped_hashes.insert(c.hash());
+                    dropped.push(c);
+                } else {
+                    kept.push(c.clone());
+                }
+            }
+            let mut rebuilt = Automerge::new();
+            rebuilt
+                .apply_changes(kept.clone())
+                .map_err(ModelError::from)?;
+            let Some(message) = &message else {
+                break (rebuilt, dropped);
+            };
+            let mut state = automerge::sync::State::new();
+            match automerge::sync::SyncDoc::receive_sync_message(
+                &mut rebuilt,
+                &mut state,
+                message.clone(),
+            ) {
+                Ok(()) => break (rebuilt, dropped),
+                Err(automerge::AutomergeError::DuplicateSeqNumber(seq, actor)) => {
+                    let ours = kept
+                        .iter()
+                        .filter(|c| c.actor_id() == &actor)
+                        .map(Change::seq)
+                        .max();
+                    if ours.is_none_or(|last| last < seq) {
+                        // The message conflicts with itself: nothing of
+                        // ours to drop would make it fit.
+                        return Err(ModelError::from(
+                            automerge::AutomergeError::DuplicateSeqNumber(seq, actor),
+                        )
+                        .into());
+                    }
+                    let from = drop_from.entry(actor).or_insert(seq);
+                    *from = (*from).min(seq);
+                }
+                Err(e) => return Err(ModelError::from(e).into()),
+            }
+        };
+        let mut rebuilt = rebuilt;
+        let present: HashSet<crate::ids::EventId> = instance::read_events(&rebuilt)
+            .map(|(e, _)| e.iter().map(|e| e.id).collect())
+            .unwrap_or_default();
+        // A fresh actor, derived (the engine has no RNG) from the old one
+        // and the dropped changes, which hold this terminal's own content
+        // (random event ids): new, and the same if a crash makes this step
+        // run again (nothing was stored under it then).
+        let old_actor = self.store.actor_id();
+        let mut h = <sha2::Sha256 as sha2::Digest>::new();
+        sha2::Digest::update(&mut h, b"diverged");
+        sha2::Digest::update(&mut h, old_actor.to_bytes());
+        sha2::Digest::update(&mut h, doc_id.as_bytes());
+        for c in &dropped {
+            sha2::Digest::update(&mut h, c.hash().as_ref());
+        }
+        let fresh: [u8; 16] = sha2::Digest::finalize(h)[..16]
+            .try_into()
+            .expect("16 of 32 bytes");
+        let actor = automerge::ActorId::from(fresh);
+        rebuilt.set_actor(actor.clone());
+        let mut rerecorded = 0;
+        for e in before.iter().filter(|e| !present.contains(&e.id)) {
+            match instance::append_event_by_transaction(&mut rebuilt, e, now_ms) {
+                Ok(_) => rerecorded += 1,
+                Err(err) => {
+                    error!(doc = %doc_id, event = %e.id, error = %err, "a status event of the diverged history could not be recorded again")
+                }
+            }
+        }
+        let mut remade_entries = 0;
+        if !entries_before.is_empty() {
+            let present = directory::read(&rebuilt)
+                .map(|d| d.entries)
+                .unwrap_or_default();
+            for (id, entry) in entries_before {
+                if present.contains_key(&id) {
+                    continue;
+                }
+                match directory::put_entry(&mut rebuilt, id, &entry, now_ms) {
+                    Ok(_) => remade_entries += 1,
+                    Err(err) => {
+                        error!(list = %id, error = %err, "a list entry of the diverged history could not be made again")
+                    }
+                }
+            }
+        }
+        // Dropped changes that wrote neither a status event nor a list
+        // entry: other edits, not made again.
+        let not_rerecorded = if doc_id == self.directory_id() {
+            dropped.len().saturating_sub(remade_entries)
+        } else {
+            dropped.iter().filter(|c| !writes_status_event(c)).count()
+        };
+        let rerecorded = rerecorded + remade_entries;
+        let record = ActorChange {
+            doc: doc_id,
+            diverged_actor: diverged_actor.to_hex_string(),
+            old_actor: old_actor.to_hex_string(),
+            new_actor: actor.to_hex_string(),
+            reason,
+            dropped: dropped.len(),
+            rerecorded,
+            not_rerecorded,
+            at: now_ms,
+        };
+        let mut records = read_actor_changes(&self.store)?;
+        records.push(record.clone());
+        let skip = records.len().saturating_sub(ACTOR_CHANGES_KEPT);
+        let records: Vec<ActorChange> = records.into_iter().skip(skip).collect();
+        let mut unconfirmed = self.unconfirmed_docs.clone();
+        unconfirmed.insert(doc_id);
+        let unconfirmed_text: Vec<String> = unconfirmed.iter().map(DocumentId::to_string).collect();
+        self.store.replace_document_with_actor(
+            doc_id,
+            &rebuilt.get_changes(&[]),
+            fresh,
+            &[
+                (
+                    ACTOR_CHANGES_KEY,
+                    serde_json::to_vec(&records).expect("records serialize"),
+                ),
+                (UNCONFIRMED_KEY, unconfirmed_text.join("\n").into_bytes()),
+            ],
+        )?;
+        self.unconfirmed_docs = unconfirmed;
+        error!(
+            doc = %doc_id,
+            diverged_actor = %record.diverged_actor,
+            old_actor = %record.old_actor,
+            new_actor = %record.new_actor,
+            refused = ?refused_hash,
+            dropped = record.dropped,
+            rerecorded,
+            not_rerecorded,
+            reason = %record.reason,
+            "this terminal's history diverged from the hub's (restored from a backup, or another holder of the store token wrote under this terminal's actor): dropped the diverged changes and recorded their status events again under a fresh actor id"
+        );
+        for (_, slot) in self.docs.iter_mut() {
+            if let Some(d) = slot.get_mut() {
+                d.set_actor(actor.clone());
+            }
+        }
+        self.log_summaries.remove(&doc_id);
         self.docs.insert(doc_id, Slot::from(rebuilt));
         let Some(session) = self.session.as_mut() else {
             return Ok(Vec::new());
@@ -894,6 +1196,7 @@ impl Agent {
         self.session = Some(session);
         self.unavailable.clear();
         self.offer_again.clear();
+        self.unsyncable.clear();
         vec![Output::Send {
             conn: CONN,
             frame: wire::encode(&join),
@@ -1002,6 +1305,29 @@ impl Agent {
                 }
             }
             SessionEvent::RemoteError { message } => match parse_rejection(&message) {
+                Some((doc, hash, reason)) if is_sequence_reused(&reason) => {
+                    // Not a wrong change: the hub holds another change under
+                    // the same (actor, seq). Nothing to show as refused; the
+                    // work is recorded again under a fresh actor.
+                    match hash.parse::<automerge::ChangeHash>() {
+                        Ok(refused) => {
+                            match self.recover_diverged(
+                                doc,
+                                Divergence::Refused { refused },
+                                now_ms,
+                            ) {
+                                Ok(o) => out.extend(o),
+                                Err(e) => {
+                                    error!(%doc, error = %e, "could not recover from a diverged actor history");
+                                    self.unsyncable.insert(doc);
+                                }
+                            }
+                        }
+                        Err(_) => {
+                            warn!(%hash, "the hub named a change hash that does not parse")
+                        }
+                    }
+                }
                 Some((doc, hash, reason)) => {
                     warn!(%doc, %hash, %reason, "hub rejected a change");
                     let rec = RejectionRecord {
@@ -1147,7 +1473,7 @@ impl Agent {
         now_ms: i64,
     ) -> Vec<Output> {
         let is_dir = doc_id == self.directory_id();
-        if self.session.is_none() {
+        if self.session.is_none() || self.unsyncable.contains(&doc_id) {
             return Vec::new();
         }
         let new = !self.docs.contains_key(&doc_id);
@@ -1167,30 +1493,59 @@ impl Agent {
         let mut scratch = doc.fork();
         scratch.set_actor(doc.get_actor().clone());
         let mut state = session.sync_state(doc_id).clone();
-        if let Err(e) =
-            automerge::sync::SyncDoc::receive_sync_message(&mut scratch, &mut state, message)
-        {
-            warn!(doc = %doc_id, error = %e, "bad sync message from hub");
-            return vec![Output::Close {
-                conn: CONN,
-                reason: e.to_string(),
-            }];
-        }
-        let new_changes = scratch.get_changes(&before);
-        // Persist before the changes become visible or acknowledged.
-        if !new_changes.is_empty() {
-            if let Err(e) = self.store.append_changes(doc_id, &new_changes) {
-                warn!(doc = %doc_id, error = %e, "could not store changes from the hub; dropping the connection");
-                return vec![Output::Close {
-                    conn: CONN,
-                    reason: e.to_string(),
-                }];
+        // Kept only until the message applies: a diverged history needs it
+        // again, on the copy without the diverged changes.
+        let kept = message.clone();
+        let mut recovered = Vec::new();
+        let changed = match automerge::sync::SyncDoc::receive_sync_message(
+            &mut scratch,
+            &mut state,
+            message,
+        ) {
+            Ok(()) => {
+                let new_changes = scratch.get_changes(&before);
+                // Persist before the changes become visible or acknowledged.
+                if !new_changes.is_empty() {
+                    if let Err(e) = self.store.append_changes(doc_id, &new_changes) {
+                        warn!(doc = %doc_id, error = %e, "could not store changes from the hub; dropping the connection");
+                        return vec![Output::Close {
+                            conn: CONN,
+                            reason: e.to_string(),
+                        }];
+                    }
+                }
+                *doc = scratch;
+                *session.sync_state(doc_id) = state;
+                !new_changes.is_empty()
             }
-        }
-        *doc = scratch;
-        *session.sync_state(doc_id) = state;
+            Err(automerge::AutomergeError::DuplicateSeqNumber(seq, actor)) => {
+                let cause = Divergence::HubSent {
+                    message: kept,
+                    actor,
+                    seq,
+                };
+                match self.recover_diverged(doc_id, cause, now_ms) {
+                    Ok(out) => {
+                        recovered = out;
+                        true
+                    }
+                    Err(e) => {
+                        error!(doc = %doc_id, error = %e, "could not recover from a diverged actor history; leaving the document out of this connection");
+                        self.leave_out(doc_id);
+                        return Vec::new();
+                    }
+                }
+            }
+            Err(e) => {
+                // One document the hub's message does not fit must not stop
+                // the others: this one waits for the next connection.
+                error!(doc = %doc_id, error = %e, "the hub's sync message does not apply; leaving the document out of this connection");
+                self.leave_out(doc_id);
+                return Vec::new();
+            }
+        };
         self.clear_if_confirmed(doc_id);
-        if is_dir && !new_changes.is_empty() {
+        if is_dir && changed {
             let listed_before: BTreeSet<DocumentId> = self.dates.keys().copied().collect();
             self.refresh_dates();
             let gone: Vec<DocumentId> = listed_before
@@ -1204,8 +1559,9 @@ impl Agent {
         if new && !is_dir && self.is_recent(doc_id, now_ms) {
             self.working.insert(doc_id);
         }
-        let mut out = self.push(doc_id);
-        if is_dir && !new_changes.is_empty() {
+        let mut out = recovered;
+        out.extend(self.push(doc_id));
+        if is_dir && changed {
             out.extend(self.request_missing());
         }
         if is_dir {
@@ -1233,7 +1589,15 @@ impl Agent {
     /// not cover.
     pub fn unconfirmed(&mut self) -> BTreeMap<DocumentId, usize> {
         let mut out = BTreeMap::new();
-        let me = self.store.actor_id();
+        // This replica's actors: the current one and the ones it gave up
+        // after a diverged history (their re-recorded work is under the
+        // current one, the rest of their unconfirmed work is not).
+        let mut mine: HashSet<automerge::ActorId> = read_actor_changes(&self.store)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| hex_actor(&c.old_actor))
+            .collect();
+        mine.insert(self.store.actor_id());
         let hub_peer = self
             .store
             .get_meta(HUB_STORAGE_KEY)
@@ -1259,7 +1623,7 @@ impl Agent {
             let n = doc
                 .get_changes(&shared)
                 .iter()
-                .filter(|c| c.actor_id() == &me)
+                .filter(|c| mine.contains(c.actor_id()))
                 .count();
             if n > 0 {
                 out.insert(id, n);
@@ -1289,4 +1653,28 @@ fn read_unconfirmed(store: &Store) -> Result<BTreeSet<DocumentId>, StorageError>
 fn write_unconfirmed(store: &mut Store, ids: &BTreeSet<DocumentId>) -> Result<(), StorageError> {
     let text: Vec<String> = ids.iter().map(DocumentId::to_string).collect();
     store.set_meta(UNCONFIRMED_KEY, text.join("\n").as_bytes())
+}
+
+/// Whether `change` writes a status event (an event id is among its keys).
+fn writes_status_event(change: &Change) -> bool {
+    use crate::document::keys;
+    change
+        .decode()
+        .operations
+        .iter()
+        .any(|op| matches!(&op.key, automerge::legacy::Key::Map(k) if k.as_str() == keys::EVENT_ID))
+}
+
+fn hex_actor(hex: &str) -> Option<automerge::ActorId> {
+    hex.parse().ok()
+}
+
+fn read_actor_changes(store: &Store) -> Result<Vec<ActorChange>, StorageError> {
+    let Some(bytes) = store.get_meta(ACTOR_CHANGES_KEY)? else {
+        return Ok(Vec::new());
+    };
+    Ok(serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        warn!(error = %e, "the record of actor changes does not parse; showing none");
+        Vec::new()
+    }))
 }

@@ -820,6 +820,23 @@ impl Hub {
         out
     }
 
+    /// One document's sync message failed on `conn`: say why and forget
+    /// that document's sync state with the peer (its next message starts
+    /// over), but keep the connection, so its other documents go on.
+    fn document_failed(&mut self, conn: ConnId, doc_id: DocumentId, reason: String) -> Vec<Output> {
+        warn!(conn, doc = %doc_id, %reason, "a document's sync failed; the connection stays");
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Vec::new();
+        };
+        c.session.drop_document(doc_id);
+        c.waiting.remove(&doc_id);
+        let err = c.session.error(reason);
+        if let Some(subs) = self.subscribers.get_mut(&doc_id) {
+            subs.remove(&conn);
+        }
+        vec![self.send(conn, &err)]
+    }
+
     fn send(&mut self, conn: ConnId, msg: &WireMessage) -> Output {
         let frame = wire::encode(msg);
         self.counters.bytes_out += frame.len() as u64;
@@ -957,7 +974,11 @@ impl Hub {
             match changes_in(doc, &message) {
                 Ok(c) => c,
                 Err(e) => {
-                    return self.fatal(conn, format!("undecodable changes for {doc_id}: {e}"))
+                    return self.document_failed(
+                        conn,
+                        doc_id,
+                        format!("undecodable changes for {doc_id}: {e}"),
+                    )
                 }
             }
         };
@@ -975,7 +996,11 @@ impl Hub {
             let doc = self.docs.get_mut(&doc_id).expect("loaded above");
             let c = self.conns.get_mut(&conn).expect("checked above");
             if let Err(e) = c.session.apply(doc_id, doc, message) {
-                return self.fatal(conn, format!("bad sync message for {doc_id}: {e}"));
+                return self.document_failed(
+                    conn,
+                    doc_id,
+                    format!("bad sync message for {doc_id}: {e}"),
+                );
             }
         }
         let mut accepted_any = false;

@@ -51,5 +51,18 @@ pub fn parse_rejection(message: &str) -> Option<(crate::ids::DocumentId, String,
     Some((doc, hash.to_owned(), reason.to_owned()))
 }
 
+/// Whether a rejection's reason (as `parse_rejection` gives it back) is
+/// [`Rejection::SequenceReused`](crate::validation::Rejection::SequenceReused):
+/// then the change was not wrong, the terminal's actor history diverged
+/// from the hub's (a restored backup, or another holder of the store's
+/// token wrote under this terminal's actor), and the agent recovers by
+/// taking a fresh actor instead of listing the change as refused.
+pub fn is_sequence_reused(reason: &str) -> bool {
+    reason
+        .strip_prefix("actor ")
+        .and_then(|r| r.split_once(" already used sequence number "))
+        .is_some_and(|(_, rest)| rest.ends_with(" for a different change"))
+}
+
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,8 @@ use crate::storage::{Store, StoreRecord};
 
 const NOW: i64 = 1_800_000_000_000;
 
+mod diverged;
+
 struct Net {
     _dir: tempfile::TempDir,
     hub: Hub,

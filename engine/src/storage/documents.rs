@@ -151,6 +151,47 @@ impl Store {
         })
     }
 
+    /// `replace_document`, and in the same transaction this replica's actor
+    /// becomes `new_actor` and each `meta` key is set: after a diverged
+    /// history is dropped, the fresh actor that re-records the dropped work
+    /// is on disk together with that work, so a crash leaves either the old
+    /// document under the old actor or the new one under the new actor,
+    /// never changes under an actor the file does not name.
+    pub fn replace_document_with_actor(
+        &mut self,
+        doc: DocumentId,
+        changes: &[Change],
+        new_actor: [u8; 16],
+        meta: &[(&str, Vec<u8>)],
+    ) -> Result<(), StorageError> {
+        self.write(|tx| {
+            tx.prepare_cached("DELETE FROM sync_states WHERE doc_id = ?1")?
+                .execute([doc.as_bytes()])?;
+            tx.prepare_cached("DELETE FROM documents WHERE doc_id = ?1")?
+                .execute([doc.as_bytes()])?;
+            append_in(tx, doc, changes)?;
+            tx.prepare_cached("UPDATE replica SET actor_id = ?1 WHERE id = 1")?
+                .execute([&new_actor])?;
+            for (key, value) in meta {
+                tx.prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(rusqlite::params![key, value])?;
+            }
+            Ok(())
+        })?;
+        let actor = automerge::ActorId::from(new_actor);
+        tracing::info!(
+            file = %self.path.display(),
+            old = %self.actor,
+            new = %actor,
+            "replica actor id replaced"
+        );
+        self.actor = actor;
+        Ok(())
+    }
+
     /// Set aside a document that does not load: its raw snapshot and change
     /// rows are copied into `meta` under `quarantine/<doc>/<n>` (kept for
     /// an operator or a later salvage, never read by the replica), and the
@@ -521,6 +562,45 @@ mod tests {
             store.append_changes(doc_id(2), &changes).unwrap(),
             changes.len()
         );
+    }
+
+    /// The document, the actor and the meta keys change together, and
+    /// stay changed after a reopen; a failed write changes none of them.
+    #[test]
+    fn a_document_replaced_with_a_new_actor_keeps_both_across_a_reopen() {
+        let (dir, mut store) = temp_store();
+        let id = doc_id(1);
+        store
+            .append_changes(id, &checklist(3).get_changes(&[]))
+            .unwrap();
+        let fewer = checklist(1).get_changes(&[]);
+        store
+            .replace_document_with_actor(id, &fewer, [9; 16], &[("k", b"v".to_vec())])
+            .unwrap();
+        assert_eq!(store.actor_id(), automerge::ActorId::from([9_u8; 16]));
+        let path = store.path().to_path_buf();
+        drop(store);
+        let mut store = Store::open(&path, [1; 16]).unwrap();
+        assert_eq!(store.actor_id(), automerge::ActorId::from([9_u8; 16]));
+        assert_eq!(store.get_meta("k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(store.change_row_count(id).unwrap(), fewer.len());
+
+        // A write that fails part way (here: at the meta table) leaves
+        // nothing of it behind.
+        store
+            .conn
+            .execute_batch("CREATE TRIGGER no_meta BEFORE INSERT ON meta BEGIN SELECT RAISE(ABORT, 'no'); END;")
+            .unwrap();
+        let more = checklist(2).get_changes(&[]);
+        assert!(store
+            .replace_document_with_actor(id, &more, [8; 16], &[("k2", b"w".to_vec())])
+            .is_err());
+        assert_eq!(store.actor_id(), automerge::ActorId::from([9_u8; 16]));
+        assert_eq!(store.change_row_count(id).unwrap(), fewer.len());
+        drop(store);
+        let store = Store::open(&path, [1; 16]).unwrap();
+        assert_eq!(store.actor_id(), automerge::ActorId::from([9_u8; 16]));
+        drop(dir);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub fn for_each_seed(test: &str, seeds: &[u64], f: impl Fn(u64)) {
         if let Err(e) = panic::catch_unwind(AssertUnwindSafe(|| f(seed))) {
             eprintln!(
                 "\n{test} failed for seed {seed}; replay it with:\n    \
-                 SIM_SEED={seed} cargo test -p tests --test convergence {test}\n"
+                 SIM_SEED={seed} cargo test -p tests {test}\n"
             );
             panic::resume_unwind(e);
         }

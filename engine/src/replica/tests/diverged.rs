@@ -1,0 +1,340 @@
+//! A terminal whose actor history diverged from the hub's: the hub holds
+//! a change under (actor, sequence number) that the terminal holds with
+//! other content. Here the other content comes from a clone of the
+//! terminal's file (a restored backup and a token holder writing under
+//! the terminal's actor look the same from the hub). Both ways the
+//! divergence can show are covered: the hub's change arriving, and the
+//! hub refusing the terminal's change as a reused sequence number.
+
+use super::*;
+use crate::protocol::wire::{self, WireMessage};
+use crate::replica::is_sequence_reused;
+use crate::validation::Rejection;
+
+/// Agent `to` becomes a copy of agent `from`'s file (same actor, same
+/// history): both processes stopped while the files are copied.
+fn clone_agent(net: &mut Net, from: usize, to: usize) {
+    net.restart(from, net.now);
+    let path = |i: usize, suffix: &str| net._dir.path().join(format!("a{i}.db{suffix}"));
+    drop(net.agents.remove(to));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(path(to, suffix));
+        if suffix != "-shm" && path(from, suffix).exists() {
+            std::fs::copy(path(from, suffix), path(to, suffix)).unwrap();
+        }
+    }
+    net.agents.insert(to, open_agent(&net._dir, to, net.now));
+}
+
+/// The ids of the status events in the hub's copy of `doc`, in log order.
+fn hub_events(net: &mut Net, doc: DocumentId) -> Vec<EventId> {
+    let d = net.hub.document(doc).unwrap();
+    crate::document::instance::read_events(d)
+        .unwrap()
+        .0
+        .into_iter()
+        .map(|e| e.id)
+        .collect()
+}
+
+/// Terminal 0 synced one event, then terminal 1 became a clone of it;
+/// both offline.
+fn cloned_net() -> (Net, DocumentId) {
+    let mut net = Net::new(2);
+    let id = content(3).id;
+    net.connect(0);
+    net.run();
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(1, Status::InProgress, "w1"), NOW)
+        .unwrap();
+    net.route_agent(0, out);
+    net.run();
+    net.disconnect(0);
+    clone_agent(&mut net, 0, 1);
+    assert_eq!(
+        net.agents[0].store().actor_id(),
+        net.agents[1].store().actor_id()
+    );
+    (net, id)
+}
+
+/// `cloned_net`, and the clone recorded under the shared actor and synced
+/// while terminal 0 was offline: terminal 0's next offline update reuses
+/// the clone's sequence number.
+fn diverged_net() -> (Net, DocumentId) {
+    let (mut net, id) = cloned_net();
+    net.connect(1);
+    net.run();
+    let (_, out) = net.agents[1]
+        .record_status(id, &upd(2, Status::Completed, "w2"), NOW + 1_000)
+        .unwrap();
+    net.route_agent(1, out);
+    net.run();
+    net.disconnect(1);
+    (net, id)
+}
+
+fn assert_recovered(net: &mut Net, id: DocumentId, old_actor: &automerge::ActorId) {
+    net.assert_same_heads(0, id);
+    let status = net.agents[0].sync_status().unwrap();
+    assert!(status.rejected.is_empty(), "{:?}", status.rejected);
+    assert_eq!(status.actor_changes.len(), 1, "{:?}", status.actor_changes);
+    let change = &status.actor_changes[0];
+    assert_eq!(change.doc, id);
+    assert_eq!(change.old_actor, old_actor.to_hex_string());
+    assert_eq!(change.diverged_actor, old_actor.to_hex_string());
+    assert_eq!(
+        change.new_actor,
+        net.agents[0].store().actor_id().to_hex_string()
+    );
+    assert_ne!(&net.agents[0].store().actor_id(), old_actor);
+    assert!(net.agents[0].unconfirmed().is_empty());
+    let mut events = hub_events(net, id);
+    let n = events.len();
+    events.sort();
+    events.dedup();
+    assert_eq!(events.len(), n, "an event twice at the hub");
+}
+
+#[test]
+fn the_hubs_change_under_a_reused_sequence_number_makes_the_terminal_take_a_fresh_actor() {
+    let (mut net, id) = diverged_net();
+    let old_actor = net.agents[0].store().actor_id();
+    let (offline, _) = net.agents[0]
+        .record_status(id, &upd(3, Status::Completed, "w3"), NOW + 2_000)
+        .unwrap();
+    net.connect(0);
+    net.run();
+    assert!(net.agents[0].sync_status().unwrap().online);
+    assert_recovered(&mut net, id, &old_actor);
+    let events = hub_events(&mut net, id);
+    for n in [1, 2, 3] {
+        assert!(events.contains(&EventId(Uuid::from_u128(n))), "event {n}");
+    }
+    // Recorded again as it was, only under another actor.
+    let view = net.agents[0].list(id).unwrap();
+    let again = view.tasks[0]
+        .status
+        .history
+        .iter()
+        .find(|e| e.id == offline.id)
+        .unwrap();
+    assert_eq!(again, &offline);
+    let change = &net.agents[0].sync_status().unwrap().actor_changes[0];
+    assert_eq!((change.dropped, change.rerecorded), (1, 1));
+    assert!(
+        change.reason.starts_with("the hub sent change"),
+        "{change:?}"
+    );
+
+    // It survives a restart, and the terminal records on under the new actor.
+    net.restart(0, NOW + 3_000);
+    assert_eq!(net.agents[0].sync_status().unwrap().actor_changes.len(), 1);
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(4, Status::InProgress, "w1"), NOW + 3_000)
+        .unwrap();
+    net.connect(0);
+    net.route_agent(0, out);
+    net.run();
+    net.assert_same_heads(0, id);
+    assert!(hub_events(&mut net, id).contains(&EventId(Uuid::from_u128(4))));
+}
+
+#[test]
+fn the_hub_refusing_a_reused_sequence_number_makes_the_terminal_record_it_again() {
+    let (mut net, id) = cloned_net();
+    let old_actor = net.agents[0].store().actor_id();
+    // Both connected and synced; then both record under the shared actor
+    // at once, and the clone's change reaches the hub first. The hub's
+    // refusal of the terminal's change reaches the terminal before the
+    // clone's change does (held below).
+    net.connect(0);
+    net.connect(1);
+    net.run();
+    let (_, out) = net.agents[1]
+        .record_status(id, &upd(5, Status::InProgress, "w2"), NOW + 2_000)
+        .unwrap();
+    net.route_agent(1, out);
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(6, Status::Completed, "w3"), NOW + 2_000)
+        .unwrap();
+    net.route_agent(0, out);
+    let mut held = Vec::new();
+    let mut steps = 0;
+    while let Some((to_hub, i, frame)) = net.queue.pop_front() {
+        steps += 1;
+        assert!(steps < 10_000, "sync did not quiesce");
+        if to_hub {
+            let out = net.hub.receive(conn_of(i), &frame, net.now);
+            net.route_hub(out);
+            continue;
+        }
+        let msg = wire::decode(&frame, &WireLimits::default()).unwrap();
+        let refusal = matches!(&msg, WireMessage::Error { message, .. }
+            if crate::replica::parse_rejection(message).is_some_and(|(_, _, r)| is_sequence_reused(&r)));
+        if i == 0 && !refusal && held.len() < 64 && matches!(msg, WireMessage::Sync { .. }) {
+            held.push(frame);
+            continue;
+        }
+        let out = net.agents[i].receive(&frame, net.now);
+        net.route_agent(i, out);
+        if refusal {
+            // The refusal is in; let the held answers through now.
+            for f in held.drain(..) {
+                net.queue.push_back((false, 0, f));
+            }
+        }
+    }
+    for f in held {
+        let out = net.agents[0].receive(&f, net.now);
+        net.route_agent(0, out);
+    }
+    net.run();
+    assert_recovered(&mut net, id, &old_actor);
+    let change = &net.agents[0].sync_status().unwrap().actor_changes[0];
+    assert!(
+        change.reason.starts_with("the hub refused change"),
+        "{change:?}"
+    );
+    assert_eq!(
+        change.rerecorded, 1,
+        "the refused change's own event: {change:?}"
+    );
+    let events = hub_events(&mut net, id);
+    for n in [1, 5, 6] {
+        assert!(events.contains(&EventId(Uuid::from_u128(n))), "event {n}");
+    }
+}
+
+#[test]
+fn the_sequence_reused_rejection_is_recognized_from_its_text() {
+    let r = Rejection::SequenceReused {
+        actor: "0a0b".into(),
+        seq: 7,
+    };
+    assert!(is_sequence_reused(&r.to_string()));
+    assert!(!is_sequence_reused(
+        &Rejection::LogNotAppendOnly.to_string()
+    ));
+    assert!(!is_sequence_reused("actor 0a already used it"));
+}
+
+/// A sync message from the hub that one document cannot take (here it
+/// carries two different changes under one (actor, seq) of someone else,
+/// which no dropping of the terminal's own changes can fit) leaves that
+/// document out of this connection; the connection stays, and the
+/// terminal's other documents sync.
+#[test]
+fn a_sync_message_one_document_cannot_take_leaves_the_others_syncing() {
+    let mut net = Net::online(1);
+    let id = content(3).id;
+    let hub_doc = net.hub.document(id).unwrap().fork();
+    let twins: Vec<Vec<u8>> = [1u128, 2]
+        .into_iter()
+        .map(|n| {
+            let mut d = hub_doc.fork();
+            d.set_actor(automerge::ActorId::from([0x77; 16]));
+            let (_, c) = crate::document::instance::record_status(
+                &mut d,
+                &upd(10 + n, Status::InProgress, "w1"),
+                NOW,
+            )
+            .unwrap();
+            c.raw_bytes().to_vec()
+        })
+        .collect();
+    let mut state = automerge::sync::State::new();
+    let mut m = automerge::sync::SyncDoc::generate_sync_message(&hub_doc, &mut state).unwrap();
+    m.changes = twins.into();
+    let mut copy = net.agents[0].document(id).unwrap().fork();
+    assert!(
+        automerge::sync::SyncDoc::receive_sync_message(
+            &mut copy,
+            &mut automerge::sync::State::new(),
+            m.clone()
+        )
+        .is_err(),
+        "the message does not apply"
+    );
+    let frame = wire::encode(&WireMessage::Sync {
+        sender_id: PeerId::new("hub"),
+        target_id: PeerId::new("agent-0"),
+        document_id: id,
+        data: m.encode(),
+    });
+    let out = net.agents[0].receive(&frame, NOW);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Close { .. })),
+        "{out:?}"
+    );
+    assert!(net.agents[0].sync_status().unwrap().online);
+    // The directory still syncs on this connection: an entry HQ adds
+    // arrives.
+    let dir = net.agents[0].directory_id();
+    let out = net
+        .hub
+        .edit(dir, NOW, |d| {
+            crate::document::directory::put_entry(
+                d,
+                v4(9),
+                &crate::document::directory::DirectoryEntry {
+                    name: "Extra".into(),
+                    date: chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap(),
+                    template: None,
+                    created_by: crate::model::CreatedBy::Hq,
+                },
+                NOW,
+            )
+            .map(|c| c.into_iter().collect())
+        })
+        .unwrap();
+    net.route_hub(out);
+    net.run();
+    net.assert_same_heads(0, dir);
+}
+
+/// The clone and the terminal each make a list offline under the shared
+/// actor: their directory entries collide. The terminal's entry is put
+/// again under its fresh actor, so the hub adopts its list, which syncs.
+#[test]
+fn a_list_entry_of_the_diverged_history_is_made_again_and_its_list_reaches_the_hub() {
+    let (mut net, _) = cloned_net();
+    let (theirs, ours) = (v4(41), v4(42));
+    net.agents[1]
+        .create_list(&store_list(theirs), net.now)
+        .unwrap();
+    net.connect(1);
+    net.run();
+    net.disconnect(1);
+    net.agents[0]
+        .create_list(&store_list(ours), net.now)
+        .unwrap();
+    net.connect(0);
+    net.run();
+    let dir = net.agents[0].directory_id();
+    net.assert_same_heads(0, dir);
+    let store = content(1).meta.store;
+    for id in [theirs, ours] {
+        assert_eq!(
+            net.hub.store().doc_owner(id).unwrap(),
+            Some((store.clone(), crate::document::DocKind::Instance)),
+            "{id}"
+        );
+    }
+    let at_hub = crate::document::instance::read(net.hub.document(ours).unwrap()).unwrap();
+    assert_eq!(at_hub.tasks[0].spec.title, "Mop it");
+    net.assert_same_heads(0, ours);
+    let status = net.agents[0].sync_status().unwrap();
+    assert!(status.rejected.is_empty(), "{:?}", status.rejected);
+    let change = status
+        .actor_changes
+        .iter()
+        .find(|c| c.doc == dir)
+        .expect("the directory's history diverged");
+    assert_eq!(
+        (change.rerecorded, change.not_rerecorded),
+        (1, 0),
+        "{change:?}"
+    );
+    assert!(net.agents[0].unconfirmed().is_empty());
+}
