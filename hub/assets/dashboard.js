@@ -229,6 +229,7 @@ function drawInstance(doc) {
     h("code", {}, doc.id));
   $("instance-body").replaceChildren(...doc.tasks.map((t) => {
     const s = t.status;
+    const due = t.spec.due ? Date.parse(t.spec.due) : null;
     // The hub marks what is late (engine::due), as the grid counts it.
     const late = t.past_due === true;
     const assignees = t.assignee_conflict && t.assignee_conflict.length

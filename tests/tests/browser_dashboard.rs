@@ -162,8 +162,11 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
         json!({"id": "store-007", "name": "Harbour Road", "time_zone": procs::noon_zone()}),
     )
     .await;
-    // The list below assigns a task to w-1: HQ names rostered workers only.
-    procs::add_worker(&hub.addr, "w-1").await;
+    // The list below assigns a task to w-1 (HQ names rostered workers
+    // only), and w-1 and w-2 record status (the hub refuses a stranger's).
+    for w in ["w-1", "w-2"] {
+        procs::add_worker(&hub.addr, w).await;
+    }
     let token = post("/stores/store-042/tokens", json!({"label": "tills"})).await["token"]
         .as_str()
         .unwrap()
