@@ -9,7 +9,8 @@
 //! event's id with another status, worker or note), changes under another
 //! principal's actor, a copy rewound to an older state (a restored backup:
 //! its next change reuses a sequence number with other content), re-dated
-//! events, and changes duplicated, resent, reordered, dropped or garbled.
+//! events, events already logged edited in place, and changes duplicated,
+//! resent, reordered, dropped or garbled.
 //!
 //! The oracle: the fast validator and the reference reach the same verdict
 //! on every change; nothing panics (except inside Automerge, where
@@ -190,6 +191,12 @@ enum Step {
     },
     /// An event written field by field, as a hostile peer can.
     Forge(Forged),
+    /// Edit an event already in the log: re-date, re-attribute, change
+    /// its status or note, or delete it.
+    Rewrite {
+        which: u8,
+        how: Rewrite,
+    },
     /// Write under another actor from here on.
     SwitchActor(ActorChoice),
     /// The copy goes back to an older state of the hub's (a restored
@@ -227,6 +234,15 @@ enum Step {
         at: u16,
         byte: u8,
     },
+}
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Rewrite {
+    Redate(Clock),
+    Worker(WorkerChoice),
+    Status(StatusChoice),
+    Note(u8),
+    Delete,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -433,6 +449,36 @@ fn actor(hub: &Hub, choice: ActorChoice) -> ActorId {
     }
 }
 
+/// Change an event already in the log in place.
+fn rewrite(doc: &mut Automerge, which: u8, how: Rewrite) -> Option<Change> {
+    let events = match doc.get(ROOT, keys::EVENTS).ok()?? {
+        (automerge::Value::Object(ObjType::List), o) => o,
+        _ => return None,
+    };
+    let len = doc.length(&events);
+    if len == 0 {
+        return None;
+    }
+    let at = usize::from(which) % len;
+    let event = match doc.get(&events, at).ok()?? {
+        (automerge::Value::Object(ObjType::Map), o) => o,
+        _ => return None,
+    };
+    let before = doc.get_heads();
+    doc.transact_with::<_, _, automerge::AutomergeError, _>(
+        |_| CommitOptions::default().with_time(NOW / 1000),
+        |tx| match how {
+            Rewrite::Redate(c) => tx.put(&event, keys::AT, c.ms()),
+            Rewrite::Worker(w) => tx.put(&event, keys::WORKER, w.id()),
+            Rewrite::Status(s) => tx.put(&event, keys::STATUS, s.status().as_str()),
+            Rewrite::Note(n) => tx.put(&event, keys::NOTE, format!("rewritten {n}")),
+            Rewrite::Delete => tx.delete(&events, at),
+        },
+    )
+    .ok()?;
+    since(doc, &before).pop()
+}
+
 /// Write one event into the log field by field.
 /// Returns the change and the event id it used.
 fn forge(
@@ -580,6 +626,11 @@ fn build_batch(s: &Scenario, hub: &Hub, event_ids: &mut Vec<EventId>) -> Vec<Cha
                     if id == fresh {
                         event_ids.push(fresh);
                     }
+                    batch.push(c);
+                }
+            }
+            Step::Rewrite { which, how } => {
+                if let Some(c) = rewrite(&mut copy, *which, *how) {
                     batch.push(c);
                 }
             }
