@@ -737,7 +737,7 @@ fn log_ids(doc: &Automerge) -> Vec<String> {
         return Vec::new();
     };
     doc.list_range(&log, ..)
-        .filter_map(|item| match doc.get(&item.id(), keys::EVENT_ID).ok()?? {
+        .filter_map(|item| match doc.get(item.id(), keys::EVENT_ID).ok()?? {
             (automerge::Value::Scalar(v), _) => v.as_str().map(str::to_owned),
             (automerge::Value::Object(ObjType::Text), t) => doc.text(&t).ok(),
             _ => None,
