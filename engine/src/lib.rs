@@ -16,3 +16,5 @@ pub mod template;
 pub mod validation;
 #[cfg(test)]
 mod validation_fuzz;
+#[cfg(test)]
+mod validation_fuzz_cases;

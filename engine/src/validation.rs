@@ -943,6 +943,6 @@ fn check_ops(
 #[path = "validation_tests.rs"]
 pub(crate) mod tests;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 #[path = "validation_reference.rs"]
-pub(crate) mod reference;
+pub mod reference;

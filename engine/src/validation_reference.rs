@@ -1,7 +1,9 @@
 //! The validation rules as first written: every change applied to its own
 //! fork and every container of the document indexed again after it. Slow
 //! (it was most of the hub's CPU in the reconnect storm) but simple; kept
-//! only as the oracle `validation_fuzz` compares the fast path against.
+//! only as the oracle `validation_fuzz` and the cargo fuzz targets in
+//! `fuzz/` compare the fast path against (built for them by the engine's
+//! `fuzzing` feature, never in a default build).
 
 use std::collections::{HashMap, HashSet};
 
@@ -107,6 +109,18 @@ pub fn validate(
         out.verdicts.push((c.hash(), Verdict::MissingDeps));
     }
     out
+}
+
+/// Do the fast path's verdicts (`fast`) match the reference's (`slow`)?
+/// The same changes in the same order, each with the same verdict; where
+/// Automerge panicked on a malformed change in the fast path, any refusal
+/// by the reference will do (the two stop at different checks first).
+pub fn same_verdicts(fast: &[(ChangeHash, Verdict)], slow: &[(ChangeHash, Verdict)]) -> bool {
+    let malformed = |v: &Verdict| matches!(v, Verdict::Rejected(Rejection::DoesNotApply(m)) if m.contains("malformed"));
+    fast.len() == slow.len()
+        && fast.iter().zip(slow).all(|((h1, v1), (h2, v2))| {
+            h1 == h2 && (v1 == v2 || (malformed(v1) && matches!(v2, Verdict::Rejected(_))))
+        })
 }
 
 fn opid_key(id: &ObjId) -> Option<(u64, ActorId)> {
