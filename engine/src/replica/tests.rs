@@ -910,7 +910,11 @@ fn a_roster_edit_reaches_a_connected_terminal_and_removing_the_store_cuts_it_off
     net.run();
     let roster = net.agents[0].directory().unwrap().roster;
     assert!(roster[&ana].check_pin(&ana, "2468"));
-    assert_eq!(net.hub.roster(&store).unwrap().len(), 4, "w1, w2, w3 and Ana");
+    assert_eq!(
+        net.hub.roster(&store).unwrap().len(),
+        4,
+        "w1, w2, w3 and Ana"
+    );
 
     // A bad PIN hash or an empty name never reaches the document.
     let bad = crate::document::directory::RosterWorker {
