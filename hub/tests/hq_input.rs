@@ -6,69 +6,15 @@
 
 use engine::document::directory;
 use engine::ids::{DocumentId, StoreId, TemplateId};
-use engine::replica::hub::HubLimits;
 use hub::cli::{self, ListsCmd, Remote, StoresCmd};
 use hub::cli_admin::{self, WorkersCmd};
-use hub::runtime::HubHandle;
-use hub::server;
 use reqwest::Method;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
-struct Api {
-    _dir: tempfile::TempDir,
-    base: String,
-    hub: HubHandle,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-/// A hub with stores `s1` (Europe/Berlin) and `s2` (America/New_York).
-async fn start() -> Api {
-    let dir = tempfile::tempdir().unwrap();
-    let opened = server::open(dir.path(), HubLimits::default(), Some("admin")).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let shutdown = CancellationToken::new();
-    let hub = opened.state.hub.clone();
-    tokio::spawn(server::run(listener, opened.state, shutdown.clone()));
-    let api = Api {
-        _dir: dir,
-        base: format!("http://{addr}/api"),
-        hub,
-        shutdown,
-    };
-    for (id, tz) in [("s1", "Europe/Berlin"), ("s2", "America/New_York")] {
-        let (s, v) = api
-            .call(
-                Method::POST,
-                "/stores",
-                Some(json!({"id": id, "name": id, "time_zone": tz})),
-            )
-            .await;
-        assert_eq!(s, 201, "{v}");
-    }
-    api
-}
+mod common;
+use common::admin::{start, Api};
 
 impl Api {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = reqwest::Client::new()
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth("admin");
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
     fn remote(&self) -> Remote {
         Remote {
             hub_url: self.base.trim_end_matches("/api").to_owned(),

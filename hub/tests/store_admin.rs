@@ -4,68 +4,14 @@
 
 use engine::replica::hub::HubLimits;
 use futures_util::StreamExt;
-use hub::server;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_util::sync::CancellationToken;
 
-struct Api {
-    _dir: tempfile::TempDir,
-    base: String,
-    addr: String,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start() -> Api {
-    start_with(HubLimits::default()).await
-}
-
-async fn start_with(limits: HubLimits) -> Api {
-    let dir = tempfile::tempdir().unwrap();
-    let opened = server::open(dir.path(), limits, Some("admin")).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(server::run(listener, opened.state, shutdown.clone()));
-    let api = Api {
-        _dir: dir,
-        base: format!("http://{addr}/api"),
-        addr,
-        shutdown,
-    };
-    for (id, tz) in [("s1", "Europe/Berlin"), ("s2", "America/New_York")] {
-        let (s, v) = api
-            .call(
-                Method::POST,
-                "/stores",
-                Some(json!({"id": id, "name": id, "time_zone": tz})),
-            )
-            .await;
-        assert_eq!(s, 201, "{v}");
-    }
-    api
-}
+mod common;
+use common::admin::{start, start_with, Api};
 
 impl Api {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = reqwest::Client::new()
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth("admin");
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
     /// Open a sync connection with `token`: Ok(socket) or the HTTP status.
     async fn ws(
         &self,

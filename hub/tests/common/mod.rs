@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod admin;
+
 use std::time::Duration;
 
 use engine::ids::{DocumentId, Principal, StoreId, TaskId};
