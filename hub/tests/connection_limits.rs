@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use automerge::Automerge;
 use engine::document::instance;
-use engine::ids::{DocumentId, Principal};
-use engine::protocol::SessionEvent;
+use engine::ids::Principal;
 use engine::replica::hub::HubLimits;
 use futures_util::{SinkExt, StreamExt};
 use hub::connection_slots::ConnectionCaps;
@@ -22,7 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{content, next, send, Client, TestHub, Ws};
+use common::{content, Client, TestHub, Ws};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -81,36 +80,6 @@ async fn until_store_a_holds(hub: &TestHub, n: usize) {
     }
 }
 
-impl Client {
-    /// Sync `doc` until the hub goes quiet; returns errors and unavailability.
-    async fn sync(&mut self, id: DocumentId, doc: &mut Automerge) -> Vec<String> {
-        let mut errors = Vec::new();
-        if let Some(m) = self.session.generate(id, doc) {
-            send(&mut self.ws, &m).await;
-        }
-        loop {
-            let Ok(m) = tokio::time::timeout(Duration::from_millis(500), next(&mut self.ws)).await
-            else {
-                return errors;
-            };
-            let Some(m) = m else { return errors };
-            match self.session.receive(m).unwrap().0 {
-                SessionEvent::Sync {
-                    doc: d, message, ..
-                } if d == id => {
-                    self.session.apply(id, doc, message).unwrap();
-                    if let Some(m) = self.session.generate(id, doc) {
-                        send(&mut self.ws, &m).await;
-                    }
-                }
-                SessionEvent::RemoteError { message } => errors.push(message),
-                SessionEvent::Unavailable { .. } => errors.push("unavailable".into()),
-                _ => {}
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn over_the_cap_is_refused_with_429_and_another_store_still_syncs_meanwhile() {
     let hub = start(3, 5).await;
@@ -162,7 +131,7 @@ async fn over_the_cap_is_refused_with_429_and_another_store_still_syncs_meanwhil
     for i in 0..5 {
         let mut b = Client::join(&hub.addr, "tok-store-b", &format!("b{i}")).await;
         let mut doc = Automerge::new();
-        let errs = b.sync(content("store-b", 2).id, &mut doc).await;
+        let errs = b.sync_until_quiet(content("store-b", 2).id, &mut doc).await;
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(instance::read(&doc).unwrap().tasks.len(), 2);
     }

@@ -1,20 +1,17 @@
 //! The hub's `/sync` endpoint over real WebSockets: authentication at the
 //! upgrade, scoping, validation answers, fan-out and limits.
 
-use std::time::Duration;
-
 use automerge::{ActorId, Automerge};
 use engine::document::instance;
 use engine::ids::{DocumentId, EventId, Principal, TaskId};
 use engine::model::{Status, StatusUpdate};
 use engine::protocol::wire::{self, WireMessage};
-use engine::protocol::SessionEvent;
 use engine::replica::hub::HubLimits;
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{connect, content, next, send, Client, TestHub};
+use common::{connect, content, next, Client, TestHub};
 
 /// The shared test hub, plus an expired and a revoked token of `store-a`.
 async fn start(limits: HubLimits) -> TestHub {
@@ -34,36 +31,6 @@ async fn start(limits: HubLimits) -> TestHub {
     hub
 }
 
-impl Client {
-    /// Sync `doc` until the hub goes quiet; returns error texts and unavailability.
-    async fn sync(&mut self, id: DocumentId, doc: &mut Automerge) -> Vec<String> {
-        let mut errors = Vec::new();
-        if let Some(m) = self.session.generate(id, doc) {
-            send(&mut self.ws, &m).await;
-        }
-        loop {
-            let Ok(m) = tokio::time::timeout(Duration::from_millis(500), next(&mut self.ws)).await
-            else {
-                return errors;
-            };
-            let Some(m) = m else { return errors };
-            match self.session.receive(m).unwrap().0 {
-                SessionEvent::Sync {
-                    doc: d, message, ..
-                } if d == id => {
-                    self.session.apply(id, doc, message).unwrap();
-                    if let Some(m) = self.session.generate(id, doc) {
-                        send(&mut self.ws, &m).await;
-                    }
-                }
-                SessionEvent::RemoteError { message } => errors.push(message),
-                SessionEvent::Unavailable { .. } => errors.push("unavailable".into()),
-                _ => {}
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn the_upgrade_refuses_missing_unknown_expired_and_revoked_tokens() {
     let hub = start(HubLimits::default()).await;
@@ -80,15 +47,17 @@ async fn a_store_sees_its_documents_and_another_stores_look_missing() {
     let hub = start(HubLimits::default()).await;
     let mut c = Client::join(&hub.addr, "tok-store-a", "a").await;
     let mut doc = Automerge::new();
-    let errs = c.sync(content("store-a", 1).id, &mut doc).await;
+    let errs = c.sync_until_quiet(content("store-a", 1).id, &mut doc).await;
     assert!(errs.is_empty(), "{errs:?}");
     assert_eq!(instance::read(&doc).unwrap().tasks.len(), 2);
     let mut other = Automerge::new();
-    let errs = c.sync(content("store-b", 2).id, &mut other).await;
+    let errs = c
+        .sync_until_quiet(content("store-b", 2).id, &mut other)
+        .await;
     assert_eq!(errs, vec!["unavailable".to_owned()]);
     let mut missing = Automerge::new();
     let errs = c
-        .sync(DocumentId(uuid::Uuid::from_u128(999)), &mut missing)
+        .sync_until_quiet(DocumentId(uuid::Uuid::from_u128(999)), &mut missing)
         .await;
     assert_eq!(
         errs,
@@ -104,8 +73,8 @@ async fn accepted_changes_fan_out_and_rejected_ones_are_answered_and_not_forward
     let mut a = Client::join(&hub.addr, "tok-store-a", "a").await;
     let mut b = Client::join(&hub.addr, "tok-store-a", "b").await;
     let (mut da, mut db) = (Automerge::new(), Automerge::new());
-    a.sync(id, &mut da).await;
-    b.sync(id, &mut db).await;
+    a.sync_until_quiet(id, &mut da).await;
+    b.sync_until_quiet(id, &mut db).await;
     da.set_actor(ActorId::random());
     let update = StatusUpdate {
         id: EventId(uuid::Uuid::from_u128(7)),
@@ -116,8 +85,8 @@ async fn accepted_changes_fan_out_and_rejected_ones_are_answered_and_not_forward
         note: None,
     };
     instance::record_status(&mut da, &update, chrono::Utc::now().timestamp_millis()).unwrap();
-    assert!(a.sync(id, &mut da).await.is_empty());
-    b.sync(id, &mut db).await;
+    assert!(a.sync_until_quiet(id, &mut da).await.is_empty());
+    b.sync_until_quiet(id, &mut db).await;
     assert_eq!(
         instance::read(&db).unwrap().tasks[0].status.current,
         Status::Completed,
@@ -140,14 +109,14 @@ async fn accepted_changes_fan_out_and_rejected_ones_are_answered_and_not_forward
     })
     .unwrap();
     let hash = da.get_heads()[0];
-    let errs = a.sync(id, &mut da).await;
+    let errs = a.sync_until_quiet(id, &mut da).await;
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(
         errs[0].contains(&hash.to_string()) && errs[0].contains("read-only"),
         "{}",
         errs[0]
     );
-    b.sync(id, &mut db).await;
+    b.sync_until_quiet(id, &mut db).await;
     assert_eq!(
         instance::read(&db).unwrap().tasks[1].spec.title,
         "Task 2",
@@ -209,13 +178,13 @@ async fn limits_close_the_connection_and_the_hub_keeps_serving() {
     // Too many documents on one connection.
     let mut c = Client::join(&hub.addr, "tok-store-a", "docs").await;
     let mut d1 = Automerge::new();
-    c.sync(
+    c.sync_until_quiet(
         DocumentId::directory_of(&"store-a".parse().unwrap()),
         &mut d1,
     )
     .await;
     let mut d2 = Automerge::new();
-    c.sync(content("store-a", 1).id, &mut d2).await;
+    c.sync_until_quiet(content("store-a", 1).id, &mut d2).await;
     let third = content("store-a", 3);
     hub.state
         .hub
@@ -223,7 +192,7 @@ async fn limits_close_the_connection_and_the_hub_keeps_serving() {
         .await
         .unwrap();
     let mut d3 = Automerge::new();
-    let errs = c.sync(content("store-a", 3).id, &mut d3).await;
+    let errs = c.sync_until_quiet(content("store-a", 3).id, &mut d3).await;
     assert!(
         errs.iter()
             .any(|e| e.contains("documents on one connection")),
@@ -233,6 +202,9 @@ async fn limits_close_the_connection_and_the_hub_keeps_serving() {
     // Everyone else is still served.
     let mut ok = Client::join(&hub.addr, "tok-store-b", "fine").await;
     let mut doc = Automerge::new();
-    assert!(ok.sync(content("store-b", 2).id, &mut doc).await.is_empty());
+    assert!(ok
+        .sync_until_quiet(content("store-b", 2).id, &mut doc)
+        .await
+        .is_empty());
     assert_eq!(instance::read(&doc).unwrap().tasks.len(), 2);
 }

@@ -9,10 +9,11 @@ pub mod admin;
 
 use std::time::Duration;
 
+use automerge::Automerge;
 use engine::ids::{DocumentId, Principal, StoreId, TaskId};
 use engine::model::{CreatedBy, InstanceContent, ListMeta, Priority, TaskSpec};
 use engine::protocol::wire::{self, PeerId, PeerMetadata, WireLimits, WireMessage};
-use engine::protocol::Session;
+use engine::protocol::{Session, SessionEvent};
 use engine::replica::hub::HubLimits;
 use engine::storage::StoreRecord;
 use futures_util::{SinkExt, StreamExt};
@@ -183,5 +184,37 @@ impl Client {
         let peer = next(&mut ws).await.expect("peer");
         session.receive(peer).unwrap();
         Client { ws, session }
+    }
+}
+
+impl Client {
+    /// Sync `doc` until the hub goes quiet (500 ms without a message);
+    /// returns error texts and unavailability. A sync message `doc` cannot
+    /// take is a test failure.
+    pub async fn sync_until_quiet(&mut self, id: DocumentId, doc: &mut Automerge) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let Some(m) = self.session.generate(id, doc) {
+            send(&mut self.ws, &m).await;
+        }
+        loop {
+            let Ok(m) = tokio::time::timeout(Duration::from_millis(500), next(&mut self.ws)).await
+            else {
+                return errors;
+            };
+            let Some(m) = m else { return errors };
+            match self.session.receive(m).unwrap().0 {
+                SessionEvent::Sync {
+                    doc: d, message, ..
+                } if d == id => {
+                    self.session.apply(id, doc, message).unwrap();
+                    if let Some(m) = self.session.generate(id, doc) {
+                        send(&mut self.ws, &m).await;
+                    }
+                }
+                SessionEvent::RemoteError { message } => errors.push(message),
+                SessionEvent::Unavailable { .. } => errors.push("unavailable".into()),
+                _ => {}
+            }
+        }
     }
 }
