@@ -1,7 +1,7 @@
 //! A hub in the test process speaking `/sync` over real WebSockets, and a
-//! protocol client driven by the engine's session: shared by the
-//! `sync_endpoint` and `hostile_peers` tests (each adds its own way of
-//! syncing a document to `Client`).
+//! protocol client driven by the engine's session (`sync_until_quiet`; a
+//! test that needs a laxer loop, as `hostile_peers`, adds its own), shared
+//! by the hub's integration tests; `admin` drives the admin API.
 
 #![allow(dead_code)]
 
