@@ -661,12 +661,8 @@ fn event_id_counts<'m>(
     log_ids.get_or_insert_with(|| {
         let mut counts = HashMap::new();
         if let Some(log) = read::obj(post, &ROOT, keys::EVENTS) {
-            for item in post.list_range(&log, ..) {
-                let id = read::string(post, &item.id(), keys::EVENT_ID)
-                    .and_then(|s| s.parse::<EventId>().ok());
-                if let Some(id) = id {
-                    *counts.entry(id).or_default() += 1;
-                }
+            for id in instance::entry_ids(post, &log) {
+                *counts.entry(id).or_default() += 1;
             }
         }
         counts

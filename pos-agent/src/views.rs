@@ -72,7 +72,7 @@ impl Clock {
 
 pub fn row(list: &InstanceView, t: &TaskView, clock: &Clock) -> TaskRow {
     let latest = t.status.latest.as_ref();
-    TaskRow {
+    let mut row = TaskRow {
         list: list.id,
         list_name: list.meta.name.clone(),
         list_date: list.meta.date,
@@ -93,12 +93,10 @@ pub fn row(list: &InstanceView, t: &TaskView, clock: &Clock) -> TaskRow {
         status_note: latest.and_then(|e| e.note.clone()),
         conflict: t.status.is_conflicted(),
         created_by: t.spec.created_by.clone(),
-        past_due: engine::due::is_past_due(
-            t.spec.due,
-            t.status.current != Status::Completed || t.status.is_conflicted(),
-            clock.now,
-        ),
-    }
+        past_due: false,
+    };
+    row.past_due = engine::due::is_past_due(row.due, row.is_open(), clock.now);
+    row
 }
 
 fn done(t: &TaskView) -> bool {

@@ -487,12 +487,19 @@ fn first_of_each_id(entries: Vec<(ObjId, StatusEvent)>) -> Vec<StatusEvent> {
 /// Is `id` the id of an event already in `doc`'s log?
 pub fn has_event<R: ReadDoc>(doc: &R, id: EventId) -> Result<bool, ModelError> {
     let events_o = events_obj(doc)?;
-    let want = id.0.to_string();
-    Ok(doc.list_range(&events_o, ..).any(|item| {
-        matches!(item.value, ValueRef::Object(ObjType::Map))
-            && read::string(doc, &item.id(), keys::EVENT_ID)
-                .is_some_and(|s| s == want || s.parse::<EventId>().ok() == Some(id))
-    }))
+    let found = entry_ids(doc, &events_o).any(|e| e == id);
+    Ok(found)
+}
+
+/// The id of every entry of the log `events` that carries one, in log
+/// order and copies included: what the checks for a reused id count.
+pub(crate) fn entry_ids<'a, R: ReadDoc>(
+    doc: &'a R,
+    events: &'a ObjId,
+) -> impl Iterator<Item = EventId> + 'a {
+    doc.list_range(events, ..).filter_map(move |item| {
+        read::string(doc, &item.id(), keys::EVENT_ID).and_then(|s| s.parse().ok())
+    })
 }
 
 /// Every well-formed event in the log and the count of malformed entries.

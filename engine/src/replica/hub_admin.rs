@@ -110,10 +110,10 @@ impl Hub {
         self.require_store(store)?;
         // First, so a terminal's events by them are never refused for a
         // moment: they stay known to validation (`Hub::workers_of`).
-        if self.roster(store)?.contains_key(worker) {
+        let dir = DocumentId::directory_of(store);
+        if directory::roster_ids(self.document(dir)?).contains(worker) {
             self.store_mut().note_former_worker(store, worker)?;
         }
-        let dir = DocumentId::directory_of(store);
         let mut removed = false;
         let out = self.edit(dir, now_ms, |d| {
             let c = directory::remove_worker(d, worker, now_ms)?;
