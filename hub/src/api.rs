@@ -18,7 +18,7 @@ use engine::storage::{Store, StoreRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::runtime::{now_ms, INDEX_CHUNK};
+use crate::runtime::{answer_with, now_ms, INDEX_CHUNK};
 use crate::server::{authenticate, authenticate_request, presented_token, random_token, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -741,11 +741,11 @@ async fn get_document(
 /// rule (`engine::due`, as the index counts it), so the drill-down shows
 /// what the grid and the past-due list count, not its own judgement.
 fn with_past_due(view: &instance::InstanceView, now_ms: i64) -> serde_json::Value {
+    let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
     let mut v = json!(view);
     if let Some(tasks) = v["tasks"].as_array_mut() {
         for (row, t) in tasks.iter_mut().zip(&view.tasks) {
             let open = t.status.effective() != engine::model::Status::Completed;
-            let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
             row["past_due"] = json!(engine::due::is_past_due(t.spec.due, open, now));
         }
     }
@@ -1006,12 +1006,7 @@ async fn unassign_template(
         let (stores, groups) = targets(&req.stores, &req.groups)?;
         Ok(state
             .hub
-            .call(
-                move |hub, now| match hub.unassign_template(id, &stores, &groups, now) {
-                    Ok((removal, out)) => (Ok(removal), out),
-                    Err(e) => (Err(e), Vec::new()),
-                },
-            )
+            .call(move |hub, now| answer_with(hub.unassign_template(id, &stores, &groups, now)))
             .await??)
     }
     .await;
@@ -1033,10 +1028,7 @@ async fn delete_template(
             .map_err(|e| bad_request(format!("template id: {e}")))?;
         Ok(state
             .hub
-            .call(move |hub, now| match hub.delete_template(id, now) {
-                Ok((removal, out)) => (Ok(removal), out),
-                Err(e) => (Err(e), Vec::new()),
-            })
+            .call(move |hub, now| answer_with(hub.delete_template(id, now)))
             .await??)
     }
     .await;
@@ -1250,10 +1242,7 @@ async fn purge(
         let dry_run = req.dry_run;
         let report = state
             .hub
-            .call(move |hub, now| match hub.purge(&filter, dry_run, now) {
-                Ok((report, out)) => (Ok(report), out),
-                Err(e) => (Err(e), Vec::new()),
-            })
+            .call(move |hub, now| answer_with(hub.purge(&filter, dry_run, now)))
             .await??;
         Ok(report)
     }

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::{bad_request, hq, hq_read, json_reply, nonempty, reply, ApiError};
+use crate::runtime::answer_with;
 use crate::server::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -112,10 +113,7 @@ async fn remove_store(
         let id: StoreId = parse("store id", &id)?;
         Ok(state
             .hub
-            .call(move |hub, now| match hub.remove_store(&id, now) {
-                Ok((rep, out)) => (Ok(rep), out),
-                Err(e) => (Err(e), Vec::new()),
-            })
+            .call(move |hub, now| answer_with(hub.remove_store(&id, now)))
             .await??)
     }
     .await;
@@ -241,10 +239,7 @@ async fn add_worker(
                     let out = hub.put_worker(&store, &w, &rec, now)?;
                     Ok((rec, out))
                 })();
-                match r {
-                    Ok((rec, out)) => (Ok(rec), out),
-                    Err(e) => (Err(e), Vec::new()),
-                }
+                answer_with(r)
             })
             .await??;
         Ok(worker_json(&worker, &rec))
@@ -299,10 +294,7 @@ async fn update_worker(
                     let out = hub.put_worker(&store, &w, &rec, now)?;
                     Ok((rec, out))
                 })();
-                match r {
-                    Ok((rec, out)) => (Ok(rec), out),
-                    Err(e) => (Err(e), Vec::new()),
-                }
+                answer_with(r)
             })
             .await??;
         Ok(worker_json(&worker, &rec))
@@ -323,10 +315,7 @@ async fn remove_worker(
         let w = worker.clone();
         let removed = state
             .hub
-            .call(move |hub, now| match hub.remove_worker(&store, &w, now) {
-                Ok((removed, out)) => (Ok(removed), out),
-                Err(e) => (Err(e), Vec::new()),
-            })
+            .call(move |hub, now| answer_with(hub.remove_worker(&store, &w, now)))
             .await??;
         if removed {
             Ok(json!({"removed": worker}))

@@ -68,6 +68,16 @@ pub struct HubHandle {
 /// (and is closed rather than let the hub's memory grow).
 pub const OUTBOUND_QUEUE: usize = 4096;
 
+/// A hub call's result in the shape [`HubHandle::call`] takes: the value
+/// (or error) to answer with, and the outputs to deliver (none after an
+/// error, which wrote nothing).
+pub fn answer_with<T, E>(r: Result<(T, Vec<Output>), E>) -> (Result<T, E>, Vec<Output>) {
+    match r {
+        Ok((v, out)) => (Ok(v), out),
+        Err(e) => (Err(e), Vec::new()),
+    }
+}
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
