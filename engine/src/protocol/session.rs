@@ -160,6 +160,24 @@ impl Session {
         self.docs.remove(&doc);
     }
 
+    /// Start `doc`'s sync on this connection over, after this side dropped
+    /// changes it held (a diverged history rebuilt): forget what the
+    /// exchange knew, and have the next message ask the peer to forget
+    /// what it sent on this connection (Automerge's sync reset; a peer
+    /// without it sees empty heads, which means the same). Without that,
+    /// the peer never sends again a change it sent before the drop, even
+    /// when asked for it by hash: Automerge leaves out whatever is in its
+    /// `sent_hashes`, and this replica could never catch up.
+    pub fn restart_document(&mut self, doc: DocumentId) {
+        let capabilities = self
+            .docs
+            .remove(&doc)
+            .and_then(|d| d.state.their_capabilities);
+        let entry = self.doc_mut(doc);
+        entry.state.their_capabilities = capabilities;
+        entry.state.needs_reset = true;
+    }
+
     fn doc_mut(&mut self, doc: DocumentId) -> &mut DocSync {
         self.docs.entry(doc).or_insert_with(|| DocSync {
             state: sync::State::new(),

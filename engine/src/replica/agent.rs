@@ -869,7 +869,10 @@ impl Agent {
         let Some(session) = self.session.as_mut() else {
             return Ok(Vec::new());
         };
-        session.drop_document(doc_id);
+        // The hub may have sent on this connection some of the changes just
+        // dropped (its changes built on the diverged ones): it must send
+        // them again.
+        session.restart_document(doc_id);
         Ok(self.push(doc_id))
     }
 

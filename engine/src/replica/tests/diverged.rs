@@ -338,3 +338,115 @@ fn a_list_entry_of_the_diverged_history_is_made_again_and_its_list_reaches_the_h
     );
     assert!(net.agents[0].unconfirmed().is_empty());
 }
+
+/// The hub sends a change built on the diverged one before the diverged
+/// change itself (here: the terminal's bloom filter claims the diverged
+/// change, as a false positive of the filter does about once in a hundred
+/// hashes). The terminal holds that change waiting for its dependency,
+/// then the diverged change arrives, and the rebuild drops the waiting
+/// one. The hub, which sent it on this connection already, must send it
+/// again: the terminal restarts the document's sync and asks the hub to
+/// forget what it sent.
+#[test]
+fn a_change_the_hub_sent_before_the_divergence_showed_arrives_again() {
+    let mut net = Net::new(3);
+    let id = content(3).id;
+    net.connect(0);
+    net.run();
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(1, Status::InProgress, "w1"), NOW)
+        .unwrap();
+    net.route_agent(0, out);
+    net.run();
+    net.disconnect(0);
+    clone_agent(&mut net, 0, 1);
+    // The clone records under the shared actor (change X), and terminal 2
+    // builds on it (change Y).
+    net.connect(1);
+    net.run();
+    let (_, out) = net.agents[1]
+        .record_status(id, &upd(2, Status::Completed, "w2"), NOW + 1_000)
+        .unwrap();
+    net.route_agent(1, out);
+    net.run();
+    net.disconnect(1);
+    let x = net.hub.document(id).unwrap().get_heads();
+    assert_eq!(x.len(), 1);
+    net.connect(2);
+    net.run();
+    let (_, out) = net.agents[2]
+        .record_status(id, &upd(3, Status::Completed, "w3"), NOW + 1_500)
+        .unwrap();
+    net.route_agent(2, out);
+    net.run();
+    net.disconnect(2);
+    let y = net.hub.document(id).unwrap().get_heads();
+    assert_ne!(x, y);
+
+    // Terminal 0 reuses X's sequence number offline, then connects. Its
+    // first sync message for the list claims, through its bloom filter,
+    // to hold X.
+    let old_actor = net.agents[0].store().actor_id();
+    net.agents[0]
+        .record_status(id, &upd(4, Status::Completed, "w1"), NOW + 2_000)
+        .unwrap();
+    net.connect(0);
+    let mut forged = false;
+    let mut steps = 0;
+    while let Some((to_hub, i, mut frame)) = net.queue.pop_front() {
+        steps += 1;
+        assert!(steps < 10_000, "sync did not quiesce");
+        if to_hub && i == 0 && !forged {
+            let msg = wire::decode(&frame, &wire::WireLimits::default()).unwrap();
+            if let WireMessage::Sync {
+                sender_id,
+                target_id,
+                document_id,
+                data,
+            } = msg.clone()
+            {
+                if document_id == id {
+                    let mut m = automerge::sync::Message::decode(&data).unwrap();
+                    let have = &mut m.have[0];
+                    let doc = net.agents[0].document(id).unwrap();
+                    let mut claimed: Vec<automerge::ChangeHash> = doc
+                        .get_changes(&have.last_sync)
+                        .iter()
+                        .map(|c| c.hash())
+                        .collect();
+                    claimed.extend(x.iter().copied());
+                    have.bloom = automerge::sync::BloomFilter::from_hashes(claimed.iter());
+                    frame = wire::encode(&WireMessage::Sync {
+                        sender_id,
+                        target_id,
+                        document_id,
+                        data: m.encode(),
+                    });
+                    forged = true;
+                }
+            }
+        }
+        if to_hub {
+            let out = net.hub.receive(conn_of(i), &frame, net.now);
+            net.route_hub(out);
+        } else {
+            let out = net.agents[i].receive(&frame, net.now);
+            net.route_agent(i, out);
+        }
+    }
+    assert!(forged, "terminal 0 sent no sync message for the list");
+    assert_recovered(&mut net, id, &old_actor);
+    let events: Vec<EventId> = net.agents[0]
+        .list(id)
+        .unwrap()
+        .tasks
+        .iter()
+        .flat_map(|t| t.status.history.iter().map(|e| e.id))
+        .collect();
+    for n in [1, 2, 3, 4] {
+        assert!(
+            events.contains(&EventId(Uuid::from_u128(n))),
+            "event {n} missing at the terminal: {events:?}"
+        );
+    }
+}
