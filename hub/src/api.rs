@@ -14,7 +14,7 @@ use engine::ids::{DocumentId, Principal, StoreId, TaskId};
 use engine::model::{Assignee, CreatedBy, InstanceContent, Link, ListMeta, Priority, TaskSpec};
 use engine::replica::hub::{Hub, HubError};
 use engine::replica::Output;
-use engine::storage::{Store, StoreRecord};
+use engine::storage::{SqliteDatabase, StoreRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -182,7 +182,7 @@ async fn add_store(
 /// Add a store that does not exist yet: adding is not updating, so an
 /// id already taken is a 409 naming the command that changes a store.
 fn add_new_store(hub: &mut Hub, rec: &StoreRecord) -> Result<(), ApiError> {
-    if let Some(old) = hub.store().get_store(&rec.id)? {
+    if let Some(old) = hub.db().get_store(&rec.id)? {
         return Err(ApiError(
             StatusCode::CONFLICT,
             format!(
@@ -226,9 +226,9 @@ async fn list_stores(State(state): State<AppState>, headers: HeaderMap) -> Respo
                     *connections.entry(s).or_default() += 1;
                 }
             }
-            let stores = hub.store().list_stores().and_then(|v| {
+            let stores = hub.db().list_stores().and_then(|v| {
                 let persisted: HashMap<StoreId, i64> =
-                    hub.store().store_sync_times()?.into_iter().collect();
+                    hub.db().store_sync_times()?.into_iter().collect();
                 Ok(v.into_iter()
                     .map(|s| {
                         let n = connections.get(&s.id).copied().unwrap_or(0);
@@ -649,7 +649,7 @@ fn lists_for(
     let mut records = Vec::with_capacity(stores.len());
     let mut unknown = Vec::new();
     for s in stores {
-        match hub.store().get_store(s)? {
+        match hub.db().get_store(s)? {
             Some(rec) => records.push(rec),
             None => unknown.push(s.to_string()),
         }
@@ -1071,7 +1071,7 @@ pub(crate) const INDEX_BEHIND_HEADER: &str = "status-index-behind";
 async fn index_read<T: Send + 'static>(
     state: &AppState,
     store: Option<StoreId>,
-    f: impl FnOnce(&Store, i64) -> T + Send + 'static,
+    f: impl FnOnce(&SqliteDatabase, i64) -> T + Send + 'static,
 ) -> anyhow::Result<(T, usize)> {
     let deadline = tokio::time::Instant::now() + state.index_read_budget;
     let due_of = |hub: &mut Hub, store: &Option<StoreId>| hub.index_due_of(store.as_ref());
@@ -1257,10 +1257,10 @@ async fn list_templates(State(state): State<AppState>, headers: HeaderMap) -> Re
         state
             .hub
             .call_soon(|hub, _| {
-                let r = hub.store().latest_templates().and_then(|ts| {
+                let r = hub.db().latest_templates().and_then(|ts| {
                     ts.into_iter()
                         .map(|t| {
-                            let stores = hub.store().template_stores(t.id)?;
+                            let stores = hub.db().template_stores(t.id)?;
                             Ok(json!({"template": t, "stores": stores}))
                         })
                         .collect::<Result<Vec<_>, engine::storage::StorageError>>()

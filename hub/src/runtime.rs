@@ -355,7 +355,7 @@ fn run(
     }
     hub.catch_up_index();
     let rest = lock(activity).unwritten();
-    if let Err(e) = hub.store().record_store_sync(&rest) {
+    if let Err(e) = hub.db().record_store_sync(&rest) {
         warn!(error = %e, "could not record when stores last synced");
     }
 }
@@ -369,7 +369,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// failure is logged, never fatal to sync.
 fn record_store_sync(hub: &Hub, seen: Option<(engine::ids::StoreId, i64)>) {
     let Some(seen) = seen else { return };
-    if let Err(e) = hub.store().record_store_sync(std::slice::from_ref(&seen)) {
+    if let Err(e) = hub.db().record_store_sync(std::slice::from_ref(&seen)) {
         warn!(store = %seen.0, error = %e, "could not record when the store last synced");
     }
 }

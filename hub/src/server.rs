@@ -18,7 +18,7 @@ use axum::Router;
 use engine::ids::Principal;
 use engine::protocol::wire::{PeerId, StorageId};
 use engine::replica::hub::{token_hash, Hub, HubConfig, HubLimits};
-use engine::storage::Store;
+use engine::storage::SqliteDatabase;
 use futures_util::{SinkExt, StreamExt};
 use rand::RngCore;
 use serde::Deserialize;
@@ -81,7 +81,7 @@ impl AppState {
 /// still brings the index up to date first, so no reader sees it stale.
 pub struct Readers {
     db: PathBuf,
-    idle: std::sync::Mutex<Vec<Store>>,
+    idle: std::sync::Mutex<Vec<SqliteDatabase>>,
 }
 
 /// Idle reader connections kept open.
@@ -97,11 +97,14 @@ impl Readers {
 
     /// Run `f` on an idle connection (or a new one). Blocking: call it
     /// from `spawn_blocking`, or use `read`.
-    pub fn with<T>(&self, f: impl FnOnce(&Store) -> T) -> Result<T, engine::storage::StorageError> {
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&SqliteDatabase) -> T,
+    ) -> Result<T, engine::storage::StorageError> {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let store = match idle {
             Some(s) => s,
-            None => Store::open_reader(&self.db)?,
+            None => SqliteDatabase::open_reader(&self.db)?,
         };
         let out = f(&store);
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -114,7 +117,7 @@ impl Readers {
     /// `with` on a blocking thread, for async callers.
     pub async fn read<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&Store) -> T + Send + 'static,
+        f: impl FnOnce(&SqliteDatabase) -> T + Send + 'static,
     ) -> anyhow::Result<T> {
         let readers = self.clone();
         let out = tokio::task::spawn_blocking(move || readers.with(f))
@@ -158,7 +161,8 @@ pub fn open(
     let db = data_dir.join("hub.db");
     let mut actor = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut actor);
-    let mut store = Store::open(&db, actor).with_context(|| format!("opening {}", db.display()))?;
+    let mut store =
+        SqliteDatabase::open(&db, actor).with_context(|| format!("opening {}", db.display()))?;
     let storage_id = match store.get_meta("storage_id")? {
         Some(b) => String::from_utf8_lossy(&b).into_owned(),
         None => {
@@ -245,7 +249,7 @@ pub async fn run(
 async fn healthz(State(state): State<AppState>) -> Response {
     match state
         .hub
-        .call_soon(|h, _| (h.store().list_stores().map(|_| ()), Vec::new()))
+        .call_soon(|h, _| (h.db().list_stores().map(|_| ()), Vec::new()))
         .await
     {
         Ok(Ok(())) => "ok\n".into_response(),

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use engine::ids::{StoreId, TerminalId};
 use engine::protocol::wire::{PeerId, StorageId, WireLimits};
 use engine::replica::agent::{Agent, AgentConfig};
-use engine::storage::Store;
+use engine::storage::SqliteDatabase;
 use rand::RngCore;
 
 use crate::runtime::AgentHandle;
@@ -32,7 +32,8 @@ pub fn open(
     let db = data_dir.join("agent.db");
     let mut actor = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut actor);
-    let mut st = Store::open(&db, actor).with_context(|| format!("opening {}", db.display()))?;
+    let mut st =
+        SqliteDatabase::open(&db, actor).with_context(|| format!("opening {}", db.display()))?;
     let remembered = st
         .get_meta("store_id")?
         .map(|b| String::from_utf8_lossy(&b).into_owned());

@@ -19,7 +19,7 @@ use engine::ids::DocumentId;
 use engine::model::Status;
 use engine::protocol::wire::{PeerId, StorageId, WireLimits};
 use engine::replica::agent::{Agent, AgentConfig};
-use engine::storage::Store;
+use engine::storage::SqliteDatabase;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -101,9 +101,9 @@ impl Timings {
 /// The pieces of open + load + read, each timed alone (median of runs).
 #[derive(Debug, Clone)]
 pub struct Phases {
-    /// `PRAGMA quick_check`, which `Store::open` runs on every open.
+    /// `PRAGMA quick_check`, which `SqliteDatabase::open` runs on every open.
     pub quick_check: Timings,
-    /// `Store::open` as a whole (quick check, pragmas, migrations, identity).
+    /// `SqliteDatabase::open` as a whole (quick check, pragmas, migrations, identity).
     pub open: Timings,
     /// Reading every snapshot and change row out of SQLite.
     pub sql_read: Timings,
@@ -134,13 +134,13 @@ pub struct ReplicaReport {
     /// Status events seen through the derived views: proof the measured
     /// runs did the whole job.
     pub events_read: usize,
-    /// `Store::open` + `list_documents`.
+    /// `SqliteDatabase::open` + `list_documents`.
     pub open_list: Timings,
-    /// `Store::open` + `load_all_documents`.
+    /// `SqliteDatabase::open` + `load_all_documents`.
     pub open_load: Timings,
-    /// `Store::open` + `load_all_documents` + `instance::read` of each.
+    /// `SqliteDatabase::open` + `load_all_documents` + `instance::read` of each.
     pub open_load_read: Timings,
-    /// `Store::open` + `load_document` + `instance::read` of the newest
+    /// `SqliteDatabase::open` + `load_document` + `instance::read` of the newest
     /// day's lists only: what an agent that loads lazily does at start.
     /// `None` for an existing replica (its days are unknown).
     pub open_newest_day: Option<Timings>,
@@ -155,7 +155,7 @@ pub struct ReplicaReport {
 /// the lists of the last three days only.
 #[derive(Debug, Clone)]
 pub struct AgentOpen {
-    /// `Store::open` + `Agent::open`.
+    /// `SqliteDatabase::open` + `Agent::open`.
     pub open: Timings,
     /// The same + `Agent::lists()`: the views the terminal shows first.
     pub open_lists: Timings,
@@ -251,7 +251,7 @@ fn build(path: &Path, sizes: Sizes) -> Result<Duration> {
     let start = Instant::now();
     let mut rng = StdRng::seed_from_u64(0x10AD);
     let store_id = store();
-    let mut store = Store::open(path, rng.gen())?;
+    let mut store = SqliteDatabase::open(path, rng.gen())?;
     // One directory entry per list, one change each, as the hub's
     // `publish` writes them.
     let dir_id = DocumentId::directory_of(&store_id);
@@ -301,7 +301,7 @@ fn is_directory(id: DocumentId) -> bool {
 
 /// Noon (UTC) of the newest day the replica's directory lists, or `None`
 /// without a directory.
-fn newest_in_directory(store: &Store) -> Result<Option<i64>> {
+fn newest_in_directory(store: &SqliteDatabase) -> Result<Option<i64>> {
     let Some(doc) = store.load_document(DocumentId::directory_of(&crate::daily_lists::store()))?
     else {
         return Ok(None);
@@ -331,18 +331,27 @@ fn agent_config() -> AgentConfig {
 fn agent_open(path: &Path, runs: usize, now_ms: i64) -> Result<AgentOpen> {
     let open = Timings::measure(runs, || {
         Ok(Agent::open(
-            Store::open(path, EXISTING)?,
+            SqliteDatabase::open(path, EXISTING)?,
             agent_config(),
             now_ms,
         )?)
     })?;
     let open_lists = Timings::measure(runs, || {
-        let agent = Agent::open(Store::open(path, EXISTING)?, agent_config(), now_ms)?;
+        let agent = Agent::open(
+            SqliteDatabase::open(path, EXISTING)?,
+            agent_config(),
+            now_ms,
+        )?;
         let lists = agent.lists();
         ensure!(!lists.is_empty(), "the agent's working set is empty");
         Ok((agent, lists))
     })?;
-    let loaded = Agent::open(Store::open(path, EXISTING)?, agent_config(), now_ms)?.loaded_count();
+    let loaded = Agent::open(
+        SqliteDatabase::open(path, EXISTING)?,
+        agent_config(),
+        now_ms,
+    )?
+    .loaded_count();
     Ok(AgentOpen {
         open,
         open_lists,
@@ -363,7 +372,7 @@ fn copy_replica(from: &Path, to: &Path) -> Result<()> {
 
 /// What a background compaction task would do, for every document at once.
 fn compact_all(path: &Path) -> Result<Duration> {
-    let mut store = Store::open(path, EXISTING)?;
+    let mut store = SqliteDatabase::open(path, EXISTING)?;
     let start = Instant::now();
     for doc in store.documents_needing_compaction(1)? {
         store.compact(doc)?;
@@ -392,7 +401,7 @@ fn measure(
     newest: &[DocumentId],
 ) -> Result<ReplicaReport> {
     let (documents, change_rows, agent_now) = {
-        let store = Store::open(path, EXISTING)?;
+        let store = SqliteDatabase::open(path, EXISTING)?;
         let docs = store.list_documents()?;
         let mut rows = 0;
         for doc in &docs {
@@ -403,12 +412,12 @@ fn measure(
     };
 
     let open_list = Timings::measure(runs, || {
-        let store = Store::open(path, EXISTING)?;
+        let store = SqliteDatabase::open(path, EXISTING)?;
         let docs = store.list_documents()?;
         Ok((store, docs))
     })?;
     let open_load = Timings::measure(runs, || {
-        let store = Store::open(path, EXISTING)?;
+        let store = SqliteDatabase::open(path, EXISTING)?;
         let docs = store
             .load_all_documents()?
             .into_iter()
@@ -418,7 +427,7 @@ fn measure(
     })?;
     let mut events_read = 0;
     let open_load_read = Timings::measure(runs, || {
-        let store = Store::open(path, EXISTING)?;
+        let store = SqliteDatabase::open(path, EXISTING)?;
         let mut views = Vec::new();
         for (id, doc) in store.load_all_documents()? {
             let doc = doc.with_context(|| format!("loading {id}"))?;
@@ -437,7 +446,7 @@ fn measure(
         None
     } else {
         Some(Timings::measure(runs, || {
-            let store = Store::open(path, EXISTING)?;
+            let store = SqliteDatabase::open(path, EXISTING)?;
             let mut views = Vec::new();
             for id in newest {
                 let doc = store
@@ -485,7 +494,7 @@ fn phases(path: &Path, runs: usize) -> Result<Phases> {
         ensure!(verdict == "ok", "quick_check: {verdict}");
         Ok(conn)
     })?;
-    let open = Timings::measure(runs, || Ok(Store::open(path, EXISTING)?))?;
+    let open = Timings::measure(runs, || Ok(SqliteDatabase::open(path, EXISTING)?))?;
 
     let conn = rusqlite::Connection::open(path)?;
     let mut stored = Vec::new();
@@ -609,7 +618,7 @@ const ROWS: &[Row] = &[
     ("phase: `PRAGMA quick_check`", |r| {
         cell(&r.phases.quick_check)
     }),
-    ("phase: `Store::open`", |r| cell(&r.phases.open)),
+    ("phase: `SqliteDatabase::open`", |r| cell(&r.phases.open)),
     ("phase: SQL read of every row", |r| cell(&r.phases.sql_read)),
     ("phase: Automerge decode (load + apply)", |r| {
         cell(&r.phases.decode)

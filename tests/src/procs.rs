@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use engine::document::instance;
 use engine::ids::{DocumentId, EventId};
-use engine::storage::Store;
+use engine::storage::SqliteDatabase;
 use serde_json::{json, Value};
 
 /// The hub's admin token in every process test.
@@ -403,7 +403,8 @@ pub fn task_histories(view: &Value) -> Option<BTreeMap<String, (String, Vec<Stri
 /// replica's database (agent or hub), duplicates included: the derived
 /// views dedupe by id, so "exactly once" is checked here.
 pub fn raw_events(db: &Path) -> anyhow::Result<BTreeMap<DocumentId, Vec<EventId>>> {
-    let store = Store::open(db, [0xEE; 16]).with_context(|| format!("opening {}", db.display()))?;
+    let store = SqliteDatabase::open(db, [0xEE; 16])
+        .with_context(|| format!("opening {}", db.display()))?;
     let mut out = BTreeMap::new();
     for (id, loaded) in store.load_all_documents()? {
         let doc = loaded.with_context(|| format!("document {id} does not load"))?;

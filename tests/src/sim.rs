@@ -47,7 +47,7 @@ use engine::protocol::wire::{self, PeerId, StorageId, WireLimits, WireMessage};
 use engine::replica::agent::{Agent, AgentConfig};
 use engine::replica::hub::{Hub, HubConfig, HubLimits};
 use engine::replica::ConnId;
-use engine::storage::{Store, StoreRecord};
+use engine::storage::{SqliteDatabase, StoreRecord};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
@@ -234,7 +234,7 @@ impl Sim {
                 ..HubLimits::default()
             },
         };
-        let store = Store::open(&hub_path, rng.gen()).expect("open the hub's store");
+        let store = SqliteDatabase::open(&hub_path, rng.gen()).expect("open the hub's store");
         let mut hub = Hub::open(store, hub_cfg.clone()).expect("open the hub");
         for (store, name) in [(&main_store, "Main Street"), (&other_store, "Harbour")] {
             hub.add_store(&StoreRecord {
@@ -289,7 +289,7 @@ impl Sim {
                 wire: WireLimits::default(),
             };
             let agent = Agent::open(
-                Store::open(&path, rng.gen()).expect("open an agent's store"),
+                SqliteDatabase::open(&path, rng.gen()).expect("open an agent's store"),
                 agent_cfg.clone(),
                 START_MS,
             )
@@ -733,7 +733,7 @@ impl Sim {
             return;
         }
         // Any actor bytes: the file keeps the replica's own actor id.
-        let store = Store::open(&node.path, actor_bytes).expect("reopen an agent's store");
+        let store = SqliteDatabase::open(&node.path, actor_bytes).expect("reopen an agent's store");
         node.agent =
             Some(Agent::open(store, node.cfg.clone(), self.now_ms).expect("reopen an agent"));
         node.backoff_ms = BACKOFF_FIRST_MS;
@@ -803,7 +803,8 @@ impl Sim {
         if self.hub.is_some() {
             return;
         }
-        let store = Store::open(&self.hub_path, self.rng.gen()).expect("reopen the hub's store");
+        let store =
+            SqliteDatabase::open(&self.hub_path, self.rng.gen()).expect("reopen the hub's store");
         self.hub = Some(Hub::open(store, self.hub_cfg.clone()).expect("reopen the hub"));
         self.trace_note(&"hub restart");
     }

@@ -20,7 +20,7 @@ use anyhow::{bail, ensure, Context, Result};
 use automerge::{ActorId, ReadDoc};
 use engine::document::instance;
 use engine::ids::EventId;
-use engine::storage::Store;
+use engine::storage::SqliteDatabase;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -98,7 +98,7 @@ fn run(seed: u64, iterations: u32, db: &Path) -> Result<String> {
 
         found = check_replica(db, &saved, &found)
             .with_context(|| format!("after iteration {iteration}, killed {kill_at:?}"))?;
-        let store = Store::open(db, [0xEE; 16])?;
+        let store = SqliteDatabase::open(db, [0xEE; 16])?;
         match &actor {
             None => actor = Some(store.actor_id()),
             Some(a) => ensure!(
@@ -284,7 +284,7 @@ fn check_replica(
         ensure!(orphans == 0, "{orphans} rows break a foreign key");
     }
 
-    let store = Store::open(db, [0xEE; 16]).context("reopening the replica")?;
+    let store = SqliteDatabase::open(db, [0xEE; 16]).context("reopening the replica")?;
     let mut found = BTreeSet::new();
     for (id, loaded) in store.load_all_documents()? {
         let doc = loaded.with_context(|| format!("document {id} does not load"))?;

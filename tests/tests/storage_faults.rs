@@ -169,7 +169,7 @@ async fn a_corrupt_document_is_set_aside_and_fetched_again_from_the_hub() {
 
     // The damaged bytes are kept, not thrown away.
     shop.stop_agent();
-    let store = engine::storage::Store::open(shop.db(), [0; 16]).unwrap();
+    let store = engine::storage::SqliteDatabase::open(shop.db(), [0; 16]).unwrap();
     let kept = store.quarantined().unwrap();
     assert!(
         kept.iter()

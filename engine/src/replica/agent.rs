@@ -28,7 +28,7 @@ use crate::model::{
 };
 use crate::protocol::wire::{self, PeerId, PeerMetadata, StorageId, WireLimits, WireMessage};
 use crate::protocol::{Session, SessionEvent};
-use crate::storage::{self, RejectionRecord, StorageError, Store};
+use crate::storage::{self, RejectionRecord, SqliteDatabase, StorageError};
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -129,7 +129,7 @@ const RECENT_DAYS: i64 = 2;
 type Slot = OnceCell<Automerge>;
 
 pub struct Agent {
-    store: Store,
+    db: SqliteDatabase,
     cfg: AgentConfig,
     /// Every document held: stored ones (loaded or not) and ones the hub
     /// started sending this run.
@@ -180,11 +180,11 @@ impl Agent {
     /// with changes the hub has not confirmed. Every other list loads on
     /// first use. A document that fails to load is logged and skipped; the
     /// rest serve.
-    pub fn open(store: Store, cfg: AgentConfig, now_ms: i64) -> Result<Agent, AgentError> {
-        let stored = store.list_documents()?;
-        let unconfirmed_docs = read_unconfirmed(&store)?;
+    pub fn open(db: SqliteDatabase, cfg: AgentConfig, now_ms: i64) -> Result<Agent, AgentError> {
+        let stored = db.list_documents()?;
+        let unconfirmed_docs = read_unconfirmed(&db)?;
         let mut agent = Agent {
-            store,
+            db,
             cfg,
             docs: stored.iter().map(|id| (*id, Slot::new())).collect(),
             unconfirmed_docs,
@@ -208,10 +208,10 @@ impl Agent {
             // The directory's genesis is deterministic: making it here is
             // the same change the hub made.
             let g = genesis::genesis(dir, DocKind::Directory);
-            agent.store.append_changes(dir, std::slice::from_ref(&g))?;
+            agent.db.append_changes(dir, std::slice::from_ref(&g))?;
             let mut d = Automerge::new();
             d.apply_changes([g]).map_err(ModelError::from)?;
-            d.set_actor(agent.store.actor_id());
+            d.set_actor(agent.db.actor_id());
             agent.docs.insert(dir, Slot::from(d));
         }
         agent.refresh_dates();
@@ -275,7 +275,7 @@ impl Agent {
         if let Some(d) = slot.get() {
             return Some(d);
         }
-        match self.store.load_document(id) {
+        match self.db.load_document(id) {
             Ok(Some(d)) => Some(slot.get_or_init(|| d)),
             Ok(None) => None,
             Err(e @ StorageError::CorruptDocument { .. }) => {
@@ -299,15 +299,15 @@ impl Agent {
     fn quarantine_unreadable(&mut self) {
         let ids = std::mem::take(&mut *self.unreadable.borrow_mut());
         for id in ids {
-            match self.store.quarantine_document(id) {
+            match self.db.quarantine_document(id) {
                 Ok(rows) => {
                     let unconfirmed = self.unconfirmed_docs.remove(&id);
                     if unconfirmed {
-                        let _ = write_unconfirmed(&mut self.store, &self.unconfirmed_docs);
+                        let _ = write_unconfirmed(&mut self.db, &self.unconfirmed_docs);
                     }
                     error!(
                         doc = %id,
-                        file = %self.store.path().display(),
+                        file = %self.db.path().display(),
                         rows,
                         key = %format!("{}{id}/", storage::QUARANTINE_PREFIX),
                         unconfirmed_changes_may_be_lost = unconfirmed,
@@ -344,8 +344,8 @@ impl Agent {
         self.loaded().count()
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn db(&self) -> &SqliteDatabase {
+        &self.db
     }
 
     pub fn store_id(&self) -> &StoreId {
@@ -387,7 +387,7 @@ impl Agent {
     /// history; `list` loads one).
     pub fn all_list_ids(&self) -> Result<Vec<DocumentId>, AgentError> {
         let dir = self.directory_id();
-        let mut ids = self.store.list_documents()?;
+        let mut ids = self.db.list_documents()?;
         ids.retain(|id| *id != dir);
         Ok(ids)
     }
@@ -431,7 +431,7 @@ impl Agent {
     /// wrong clock does not date its work outside the hub's tolerance.
     /// Kept across restarts, so it applies offline too.
     pub fn clock_offset_ms(&self) -> i64 {
-        self.store
+        self.db
             .get_meta(CLOCK_OFFSET_KEY)
             .ok()
             .flatten()
@@ -446,8 +446,7 @@ impl Agent {
                 offset_ms = offset,
                 "terminal clock differs from the hub's; correcting event times"
             );
-            self.store
-                .set_meta(CLOCK_OFFSET_KEY, &offset.to_be_bytes())?;
+            self.db.set_meta(CLOCK_OFFSET_KEY, &offset.to_be_bytes())?;
         }
         Ok(())
     }
@@ -458,15 +457,15 @@ impl Agent {
         threshold_changes: usize,
         max_documents: usize,
     ) -> Result<usize, AgentError> {
-        Ok(self.store.compact_some(threshold_changes, max_documents)?)
+        Ok(self.db.compact_some(threshold_changes, max_documents)?)
     }
 
     pub fn sync_status(&self) -> Result<SyncStatus, AgentError> {
         Ok(SyncStatus {
             online: self.session.as_ref().is_some_and(|s| s.is_open()),
             last_sync_ms: self.last_sync_ms,
-            rejected: self.store.rejections()?,
-            actor_changes: read_actor_changes(&self.store)?,
+            rejected: self.db.rejections()?,
+            actor_changes: read_actor_changes(&self.db)?,
         })
     }
 
@@ -499,7 +498,7 @@ impl Agent {
         // unmarked change that a restart would not load and sync.
         self.mark_unconfirmed(doc_id)?;
         // Persist before the in-memory copy (and so any peer) can see it.
-        self.store.append_changes(doc_id, &changes)?;
+        self.db.append_changes(doc_id, &changes)?;
         let applied = self
             .doc_mut(doc_id)
             .expect("loaded above")
@@ -510,7 +509,7 @@ impl Agent {
             // goes back to what memory holds, so the two agree and the
             // next change is not stacked on a row that would not load.
             let held = self.doc(doc_id).expect("loaded above").get_changes(&[]);
-            if let Err(se) = self.store.replace_document(doc_id, &held) {
+            if let Err(se) = self.db.replace_document(doc_id, &held) {
                 error!(doc = %doc_id, error = %se, "could not take back a change the document refused");
             }
             return Err(ModelError::from(e).into());
@@ -579,15 +578,15 @@ impl Agent {
         // A fresh actor, derived (the engine has no RNG) from the old one
         // and the refused change, so it is new and the same after a crash
         // and replay of this step.
-        let old_actor = self.store.actor_id();
+        let old_actor = self.db.actor_id();
         let mut h = <sha2::Sha256 as sha2::Digest>::new();
         sha2::Digest::update(&mut h, old_actor.to_bytes());
         sha2::Digest::update(&mut h, hash.as_ref());
         let fresh: [u8; 16] = sha2::Digest::finalize(h)[..16]
             .try_into()
             .expect("16 of 32 bytes");
-        self.store.reset_actor(fresh)?;
-        let actor = self.store.actor_id();
+        self.db.reset_actor(fresh)?;
+        let actor = self.db.actor_id();
         rebuilt.set_actor(actor.clone());
         let mut rerecorded = 0;
         for e in before
@@ -610,7 +609,7 @@ impl Agent {
             }
         }
         self.mark_unconfirmed(doc_id)?;
-        self.store
+        self.db
             .replace_document(doc_id, &rebuilt.get_changes(&[]))?;
         warn!(doc = %doc_id, %hash, dropped = dropped.len(), rerecorded, "dropped a refused change and what was built on it");
         for (_, slot) in self.docs.iter_mut() {
@@ -769,7 +768,7 @@ impl Agent {
         // and the dropped changes, which hold this terminal's own content
         // (random event ids): new, and the same if a crash makes this step
         // run again (nothing was stored under it then).
-        let old_actor = self.store.actor_id();
+        let old_actor = self.db.actor_id();
         let mut h = <sha2::Sha256 as sha2::Digest>::new();
         sha2::Digest::update(&mut h, b"diverged");
         sha2::Digest::update(&mut h, old_actor.to_bytes());
@@ -827,14 +826,14 @@ impl Agent {
             not_rerecorded,
             at: now_ms,
         };
-        let mut records = read_actor_changes(&self.store)?;
+        let mut records = read_actor_changes(&self.db)?;
         records.push(record.clone());
         let skip = records.len().saturating_sub(ACTOR_CHANGES_KEPT);
         let records: Vec<ActorChange> = records.into_iter().skip(skip).collect();
         let mut unconfirmed = self.unconfirmed_docs.clone();
         unconfirmed.insert(doc_id);
         let unconfirmed_text: Vec<String> = unconfirmed.iter().map(DocumentId::to_string).collect();
-        self.store.replace_document_with_actor(
+        self.db.replace_document_with_actor(
             doc_id,
             &rebuilt.get_changes(&[]),
             fresh,
@@ -879,13 +878,13 @@ impl Agent {
     /// HQ took a list out of this store's directory (retention, bulk
     /// delete): delete the terminal's copy too.
     fn remove_delisted(&mut self, doc_id: DocumentId) {
-        match self.store.delete_document(doc_id) {
+        match self.db.delete_document(doc_id) {
             Ok(_) => {
                 info!(doc = %doc_id, "list deleted by HQ; removed from this terminal");
                 self.docs.remove(&doc_id);
                 self.working.remove(&doc_id);
                 if self.unconfirmed_docs.remove(&doc_id) {
-                    let _ = write_unconfirmed(&mut self.store, &self.unconfirmed_docs);
+                    let _ = write_unconfirmed(&mut self.db, &self.unconfirmed_docs);
                 }
                 if let Some(s) = self.session.as_mut() {
                     s.drop_document(doc_id);
@@ -897,7 +896,7 @@ impl Agent {
 
     fn mark_unconfirmed(&mut self, doc_id: DocumentId) -> Result<(), AgentError> {
         if self.unconfirmed_docs.insert(doc_id) {
-            if let Err(e) = write_unconfirmed(&mut self.store, &self.unconfirmed_docs) {
+            if let Err(e) = write_unconfirmed(&mut self.db, &self.unconfirmed_docs) {
                 self.unconfirmed_docs.remove(&doc_id);
                 return Err(e.into());
             }
@@ -922,7 +921,7 @@ impl Agent {
             return;
         }
         self.unconfirmed_docs.remove(&doc_id);
-        if let Err(e) = write_unconfirmed(&mut self.store, &self.unconfirmed_docs) {
+        if let Err(e) = write_unconfirmed(&mut self.db, &self.unconfirmed_docs) {
             // Harmless: the list loads at the next open and is cleared then.
             warn!(doc = %doc_id, error = %e, "could not record that the hub confirmed a list");
         }
@@ -1095,7 +1094,7 @@ impl Agent {
                 format!("{} is not a random (v4) UUID", content.id),
             ));
         }
-        let actor = self.store.actor_id();
+        let actor = self.db.actor_id();
         let (mut doc, mut changes) =
             instance::create_store_list(content.id, &content.meta, actor.clone(), now_ms)?;
         for t in &content.tasks {
@@ -1117,8 +1116,8 @@ impl Agent {
         // (not listed yet), never an entry without its list.
         self.mark_unconfirmed(content.id)?;
         self.mark_unconfirmed(dir_id)?;
-        self.store.append_changes(content.id, &changes)?;
-        self.store.append_changes(dir_id, entry_change.as_slice())?;
+        self.db.append_changes(content.id, &changes)?;
+        self.db.append_changes(dir_id, entry_change.as_slice())?;
         self.docs.insert(content.id, Slot::from(doc));
         self.working.insert(content.id);
         self.doc_mut(dir_id)
@@ -1173,10 +1172,10 @@ impl Agent {
                 // Not marked unconfirmed: the hub makes the same changes,
                 // and a list it never synced is synced at connect anyway.
                 let changes = instance::materialize(&content)?;
-                self.store.append_changes(content.id, &changes)?;
+                self.db.append_changes(content.id, &changes)?;
                 let mut doc = Automerge::new();
                 doc.apply_changes(changes).map_err(ModelError::from)?;
-                doc.set_actor(self.store.actor_id());
+                doc.set_actor(self.db.actor_id());
                 info!(doc = %content.id, date = %content.meta.date, "materialized offline");
                 self.docs.insert(content.id, Slot::from(doc));
                 self.working.insert(content.id);
@@ -1219,7 +1218,7 @@ impl Agent {
             .filter_map(|d| session.encoded_sync_state(d).map(|s| (d, s)))
             .collect();
         if let Err(e) = self
-            .store
+            .db
             .save_sync_states(&storage::PeerId(hub.as_str().to_owned()), &states)
         {
             warn!(error = %e, "could not save sync state; next sync starts over");
@@ -1282,10 +1281,7 @@ impl Agent {
                 if let Some(sid) = &storage_id {
                     // Remembered so the sync indicator can tell what the hub
                     // has confirmed while offline (from saved sync state).
-                    if let Err(e) = self
-                        .store
-                        .set_meta(HUB_STORAGE_KEY, sid.as_str().as_bytes())
-                    {
+                    if let Err(e) = self.db.set_meta(HUB_STORAGE_KEY, sid.as_str().as_bytes()) {
                         warn!(error = %e, "could not remember the hub's storage id");
                     }
                 }
@@ -1339,7 +1335,7 @@ impl Agent {
                         reason,
                         at: now_ms,
                     };
-                    if let Err(e) = self.store.record_rejection(&rec) {
+                    if let Err(e) = self.db.record_rejection(&rec) {
                         warn!(error = %e, "could not record the rejection");
                     }
                     match rec.hash.parse::<automerge::ChangeHash>() {
@@ -1399,7 +1395,7 @@ impl Agent {
         let (Some(peer), Some(session)) = (self.hub_peer(), self.session.as_mut()) else {
             return;
         };
-        if let Ok(Some(state)) = self.store.load_sync_state(&peer, id) {
+        if let Ok(Some(state)) = self.db.load_sync_state(&peer, id) {
             session.restore_sync_state(id, &state);
         }
     }
@@ -1419,7 +1415,7 @@ impl Agent {
                 .map(|(id, _)| *id)
                 .collect();
             for id in unloaded {
-                if let Ok(None) = self.store.load_sync_state(&peer, id) {
+                if let Ok(None) = self.db.load_sync_state(&peer, id) {
                     self.doc(id);
                 }
             }
@@ -1483,7 +1479,7 @@ impl Agent {
         if self.doc(doc_id).is_none() {
             // New to this terminal (or its stored copy does not load).
             let mut d = Automerge::new();
-            d.set_actor(self.store.actor_id());
+            d.set_actor(self.db.actor_id());
             self.docs.insert(doc_id, Slot::from(d));
         }
         let (Some(session), Some(doc)) = (
@@ -1509,7 +1505,7 @@ impl Agent {
                 let new_changes = scratch.get_changes(&before);
                 // Persist before the changes become visible or acknowledged.
                 if !new_changes.is_empty() {
-                    if let Err(e) = self.store.append_changes(doc_id, &new_changes) {
+                    if let Err(e) = self.db.append_changes(doc_id, &new_changes) {
                         warn!(doc = %doc_id, error = %e, "could not store changes from the hub; dropping the connection");
                         return vec![Output::Close {
                             conn: CONN,
@@ -1595,14 +1591,14 @@ impl Agent {
         // This replica's actors: the current one and the ones it gave up
         // after a diverged history (their re-recorded work is under the
         // current one, the rest of their unconfirmed work is not).
-        let mut mine: HashSet<automerge::ActorId> = read_actor_changes(&self.store)
+        let mut mine: HashSet<automerge::ActorId> = read_actor_changes(&self.db)
             .unwrap_or_default()
             .iter()
             .filter_map(|c| hex_actor(&c.old_actor))
             .collect();
-        mine.insert(self.store.actor_id());
+        mine.insert(self.db.actor_id());
         let hub_peer = self
-            .store
+            .db
             .get_meta(HUB_STORAGE_KEY)
             .ok()
             .flatten()
@@ -1617,7 +1613,7 @@ impl Agent {
                 Some(s) => s.sync_state(id).shared_heads.clone(),
                 None => hub_peer
                     .as_ref()
-                    .and_then(|p| self.store.load_sync_state(p, id).ok().flatten())
+                    .and_then(|p| self.db.load_sync_state(p, id).ok().flatten())
                     .and_then(|b| automerge::sync::State::decode(&b).ok())
                     .map(|st| st.shared_heads)
                     .unwrap_or_default(),
@@ -1636,7 +1632,7 @@ impl Agent {
     }
 }
 
-fn read_unconfirmed(store: &Store) -> Result<BTreeSet<DocumentId>, StorageError> {
+fn read_unconfirmed(store: &SqliteDatabase) -> Result<BTreeSet<DocumentId>, StorageError> {
     let Some(bytes) = store.get_meta(UNCONFIRMED_KEY)? else {
         return Ok(BTreeSet::new());
     };
@@ -1653,7 +1649,10 @@ fn read_unconfirmed(store: &Store) -> Result<BTreeSet<DocumentId>, StorageError>
         .collect())
 }
 
-fn write_unconfirmed(store: &mut Store, ids: &BTreeSet<DocumentId>) -> Result<(), StorageError> {
+fn write_unconfirmed(
+    store: &mut SqliteDatabase,
+    ids: &BTreeSet<DocumentId>,
+) -> Result<(), StorageError> {
     let text: Vec<String> = ids.iter().map(DocumentId::to_string).collect();
     store.set_meta(UNCONFIRMED_KEY, text.join("\n").as_bytes())
 }
@@ -1672,7 +1671,7 @@ fn hex_actor(hex: &str) -> Option<automerge::ActorId> {
     hex.parse().ok()
 }
 
-fn read_actor_changes(store: &Store) -> Result<Vec<ActorChange>, StorageError> {
+fn read_actor_changes(store: &SqliteDatabase) -> Result<Vec<ActorChange>, StorageError> {
     let Some(bytes) = store.get_meta(ACTOR_CHANGES_KEY)? else {
         return Ok(Vec::new());
     };

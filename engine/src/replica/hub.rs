@@ -22,7 +22,7 @@ use crate::protocol::wire::{
     self, PeerId, PeerMetadata, StorageId, WireError, WireLimits, WireMessage,
 };
 use crate::protocol::{Session, SessionEvent};
-use crate::storage::{self, IndexedRows, StorageError, Store, StoreRecord, TokenCheck};
+use crate::storage::{self, IndexedRows, SqliteDatabase, StorageError, StoreRecord, TokenCheck};
 use crate::validation::{self, ValidationContext, Verdict};
 
 /// Limits on what one connection may send.
@@ -108,10 +108,10 @@ pub enum AuthError {
 }
 
 /// [`Hub::authenticate`] on any connection to the hub's database, such as
-/// a read-only one (`Store::open_reader`): it sees what the hub thread has
+/// a read-only one (`SqliteDatabase::open_reader`): it sees what the hub thread has
 /// committed.
 pub fn authenticate_on(
-    store: &Store,
+    store: &SqliteDatabase,
     token: Option<&str>,
     now_ms: i64,
 ) -> Result<Principal, AuthError> {
@@ -162,7 +162,7 @@ pub struct HubCounters {
 }
 
 pub struct Hub {
-    store: Store,
+    db: SqliteDatabase,
     cfg: HubConfig,
     docs: HashMap<DocumentId, Automerge>,
     conns: HashMap<ConnId, Conn>,
@@ -196,13 +196,13 @@ pub struct Hub {
 
 impl Hub {
     /// Open the hub over its store; the store's actor is HQ's.
-    pub fn open(mut store: Store, cfg: HubConfig) -> Result<Hub, HubError> {
-        let actor = store.actor_id();
-        store.claim_actor(&actor, &Principal::Hq)?;
+    pub fn open(mut db: SqliteDatabase, cfg: HubConfig) -> Result<Hub, HubError> {
+        let actor = db.actor_id();
+        db.claim_actor(&actor, &Principal::Hq)?;
         // Lists a crash left behind in the index.
-        let index_due = store.index_due()?.into_iter().collect();
+        let index_due = db.index_due()?.into_iter().collect();
         Ok(Hub {
-            store,
+            db,
             cfg,
             docs: HashMap::new(),
             conns: HashMap::new(),
@@ -217,8 +217,8 @@ impl Hub {
         })
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn db(&self) -> &SqliteDatabase {
+        &self.db
     }
 
     /// Drop a document from memory and from every session (it was deleted).
@@ -241,11 +241,11 @@ impl Hub {
         threshold_changes: usize,
         max_documents: usize,
     ) -> Result<usize, HubError> {
-        Ok(self.store.compact_some(threshold_changes, max_documents)?)
+        Ok(self.db.compact_some(threshold_changes, max_documents)?)
     }
 
-    pub(crate) fn store_mut(&mut self) -> &mut Store {
-        &mut self.store
+    pub(crate) fn db_mut(&mut self) -> &mut SqliteDatabase {
+        &mut self.db
     }
 
     pub fn limits(&self) -> &HubLimits {
@@ -284,7 +284,7 @@ impl Hub {
     /// transaction (one fsync). Outputs produced meanwhile must be held
     /// back until `commit_batch` returns Ok (persist before send).
     pub fn begin_batch(&mut self) -> Result<(), HubError> {
-        Ok(self.store.begin_batch()?)
+        Ok(self.db.begin_batch()?)
     }
 
     /// Make the batch durable. On error nothing in it was saved: the
@@ -309,8 +309,8 @@ impl Hub {
                 .filter(|doc| self.load(*doc).is_ok() && !self.reindex(*doc))
                 .collect();
         }
-        let marked = self.store.mark_index_due(&pending);
-        match marked.and_then(|()| self.store.commit_batch()) {
+        let marked = self.db.mark_index_due(&pending);
+        match marked.and_then(|()| self.db.commit_batch()) {
             Ok(()) => {
                 self.index_due.extend(pending);
                 Ok(())
@@ -348,7 +348,7 @@ impl Hub {
             Ok((t, out)) => (Ok(t), out),
             Err(e) => (Err(e), Vec::new()),
         };
-        if self.store.in_batch() {
+        if self.db.in_batch() {
             return split(f(self));
         }
         if let Err(e) = self.begin_batch() {
@@ -384,7 +384,7 @@ impl Hub {
         Ok(match store {
             None => self.index_due.iter().copied().collect(),
             Some(s) => self
-                .store
+                .db
                 .documents_of_store(s)?
                 .into_iter()
                 .filter(|d| self.index_due.contains(d))
@@ -429,9 +429,9 @@ impl Hub {
         let Some(mut d) = next(self) else {
             return 0;
         };
-        let own_batch = !self.store.in_batch();
+        let own_batch = !self.db.in_batch();
         if own_batch {
-            if let Err(e) = self.store.begin_batch() {
+            if let Err(e) = self.db.begin_batch() {
                 warn!(error = %e, "could not start indexing; will try again");
                 return 0;
             }
@@ -462,7 +462,7 @@ impl Hub {
             }
         }
         if own_batch {
-            if let Err(e) = self.store.commit_batch() {
+            if let Err(e) = self.db.commit_batch() {
                 warn!(error = %e, "could not write the status index; will try again");
                 self.indexed.clear();
                 self.index_due.extend(docs);
@@ -477,9 +477,9 @@ impl Hub {
 
     /// The store with the status index caught up: what the dashboard's
     /// queries read.
-    pub fn indexed_store(&mut self) -> &Store {
+    pub fn indexed_store(&mut self) -> &SqliteDatabase {
         self.catch_up_index();
-        &self.store
+        &self.db
     }
 
     /// Instances whose index rows `reindex` remembers (bounded by `docs`).
@@ -498,7 +498,7 @@ impl Hub {
 
     /// Check a token presented at the WebSocket upgrade.
     pub fn authenticate(&self, token: Option<&str>, now_ms: i64) -> Result<Principal, AuthError> {
-        authenticate_on(&self.store, token, now_ms)
+        authenticate_on(&self.db, token, now_ms)
     }
 
     /// Register a token (the caller made it from random bytes).
@@ -511,11 +511,11 @@ impl Hub {
         expires_at_ms: Option<i64>,
     ) -> Result<(), HubError> {
         if let Principal::Store(s) = principal {
-            if self.store.get_store(s)?.is_none() {
+            if self.db.get_store(s)?.is_none() {
                 return Err(HubError::UnknownStore(s.clone()));
             }
         }
-        self.store
+        self.db
             .put_token(token_hash(token), principal, label, now_ms, expires_at_ms)?;
         Ok(())
     }
@@ -526,12 +526,12 @@ impl Hub {
             field: "time_zone",
             reason: e.to_string(),
         })?;
-        self.store.put_store(rec)?;
+        self.db.put_store(rec)?;
         let dir = DocumentId::directory_of(&rec.id);
-        if self.store.doc_owner(dir)?.is_none() {
+        if self.db.doc_owner(dir)?.is_none() {
             let g = crate::document::genesis::genesis(dir, DocKind::Directory);
-            self.store.append_changes(dir, &[g])?;
-            self.store.set_doc_owner(dir, &rec.id, DocKind::Directory)?;
+            self.db.append_changes(dir, &[g])?;
+            self.db.set_doc_owner(dir, &rec.id, DocKind::Directory)?;
         }
         Ok(())
     }
@@ -547,21 +547,21 @@ impl Hub {
         now_ms: i64,
     ) -> Result<Vec<Output>, HubError> {
         let store_id = content.meta.store.clone();
-        if self.store.get_store(&store_id)?.is_none() {
+        if self.db.get_store(&store_id)?.is_none() {
             return Err(HubError::UnknownStore(store_id));
         }
         let changes = instance::materialize(content)?;
-        if !self.store.in_batch() {
+        if !self.db.in_batch() {
             return self.publish_changes(content, changes, now_ms);
         }
-        self.store.begin_operation()?;
+        self.db.begin_operation()?;
         match self.publish_changes(content, changes, now_ms) {
             Ok(out) => {
-                self.store.end_operation()?;
+                self.db.end_operation()?;
                 Ok(out)
             }
             Err(e) => {
-                if let Err(r) = self.store.rollback_operation() {
+                if let Err(r) = self.db.rollback_operation() {
                     // The batch is lost then, and its commit says so.
                     warn!(error = %r, "could not undo a failed publish");
                 }
@@ -585,11 +585,11 @@ impl Hub {
     ) -> Result<Vec<Output>, HubError> {
         let store_id = &content.meta.store;
         let hashes: Vec<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
-        let is_new = self.store.doc_owner(content.id)?.is_none();
-        self.store.add_known_content(content.id, &hashes)?;
-        self.store
+        let is_new = self.db.doc_owner(content.id)?.is_none();
+        self.db.add_known_content(content.id, &hashes)?;
+        self.db
             .set_doc_owner(content.id, store_id, DocKind::Instance)?;
-        self.store.append_changes(content.id, &changes)?;
+        self.db.append_changes(content.id, &changes)?;
         if let Some(doc) = self.docs.get_mut(&content.id) {
             doc.apply_changes(changes)
                 .map_err(|e| ModelError::Automerge(e.to_string()))?;
@@ -633,12 +633,12 @@ impl Hub {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
-        if let Err(e) = self.store.append_changes(doc_id, &changes) {
+        if let Err(e) = self.db.append_changes(doc_id, &changes) {
             // Not durable: drop the in-memory copy so nothing unsaved is served.
             self.docs.remove(&doc_id);
             return Err(e.into());
         }
-        if matches!(self.store.doc_owner(doc_id)?, Some((_, DocKind::Instance))) {
+        if matches!(self.db.doc_owner(doc_id)?, Some((_, DocKind::Instance))) {
             self.reindex(doc_id);
         }
         Ok(self.fan_out(doc_id, None))
@@ -668,7 +668,7 @@ impl Hub {
         // Taken out before the write: if it fails, the next refresh
         // rewrites every row of the list.
         let last = self.indexed.remove(&doc_id);
-        let written = match self.store.update_index(&view, last.as_ref()) {
+        let written = match self.db.update_index(&view, last.as_ref()) {
             Ok(update) => {
                 self.indexed.insert(doc_id, update.rows);
                 true
@@ -693,7 +693,7 @@ impl Hub {
         if self.docs.contains_key(&doc_id) {
             return Ok(());
         }
-        let doc = match self.store.load_document(doc_id) {
+        let doc = match self.db.load_document(doc_id) {
             Ok(Some(d)) => d,
             Ok(None) => return Err(HubError::UnknownDocument(doc_id)),
             Err(e) => {
@@ -709,7 +709,7 @@ impl Hub {
 
     /// Hold `doc` in memory (the hub's actor set), evicting idle ones.
     fn cache(&mut self, doc_id: DocumentId, mut doc: Automerge) {
-        doc.set_actor(self.store.actor_id());
+        doc.set_actor(self.db.actor_id());
         self.evict_idle();
         self.docs.insert(doc_id, doc);
     }
@@ -725,7 +725,7 @@ impl Hub {
     /// An instance changed: in a batch its index is written once at the
     /// commit (or marked due, see `commit_batch_indexing`), else now.
     fn index_changed(&mut self, doc_id: DocumentId) {
-        if self.store.in_batch() {
+        if self.db.in_batch() {
             self.index_pending.insert(doc_id);
         } else {
             self.reindex(doc_id);
@@ -800,7 +800,7 @@ impl Hub {
                 .iter()
                 .filter_map(|d| c.session.encoded_sync_state(*d).map(|s| (*d, s)))
                 .collect();
-            if let Err(e) = self.store.save_sync_states(&storage_peer(sid), &states) {
+            if let Err(e) = self.db.save_sync_states(&storage_peer(sid), &states) {
                 warn!(conn, error = %e, "could not save sync state; the peer will resync from scratch");
             }
         }
@@ -910,7 +910,7 @@ impl Hub {
         principal: &Principal,
         doc: DocumentId,
     ) -> Result<Option<(StoreId, DocKind)>, StorageError> {
-        Ok(match (self.store.doc_owner(doc)?, principal) {
+        Ok(match (self.db.doc_owner(doc)?, principal) {
             (Some(owner), Principal::Hq) => Some(owner),
             (Some(owner), Principal::Store(s)) if &owner.0 == s => Some(owner),
             _ => None,
@@ -959,7 +959,7 @@ impl Hub {
         }
         if first_contact {
             if let Some(sid) = &storage_id {
-                if let Ok(Some(state)) = self.store.load_sync_state(&storage_peer(sid), doc_id) {
+                if let Ok(Some(state)) = self.db.load_sync_state(&storage_peer(sid), doc_id) {
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.session.restore_sync_state(doc_id, &state);
                     }
@@ -1073,13 +1073,13 @@ impl Hub {
         incoming: &[Change],
         now_ms: i64,
     ) -> Result<Stored, StorageError> {
-        let known: HashSet<ChangeHash> = self.store.known_content(doc_id)?.into_iter().collect();
+        let known: HashSet<ChangeHash> = self.db.known_content(doc_id)?.into_iter().collect();
         // Only a store's status events name workers that must be checked.
         let roster = match (principal, owner.1) {
             (Principal::Store(_), DocKind::Instance) => Some(self.workers_of(&owner.0)?),
             _ => None,
         };
-        let store = &self.store;
+        let store = &self.db;
         let lookup = |a: &ActorId| store.actor_owner(a).ok().flatten();
         let worker_known = |w: &WorkerId| roster.as_ref().is_some_and(|r| r.contains(w));
         let ctx = ValidationContext {
@@ -1117,7 +1117,7 @@ impl Hub {
             self.seqs.insert(doc_id, (heads, seqs));
             return Ok((0, rejections, waiting));
         }
-        self.store
+        self.db
             .commit_accepted(doc_id, &outcome.accepted, &outcome.new_actors, principal)?;
         self.counters.changes_accepted += outcome.accepted.len() as u64;
         // Validation already built the document with these changes in:
@@ -1125,7 +1125,7 @@ impl Hub {
         let accepted = outcome.accepted.len();
         match outcome.state {
             Some(mut state) => {
-                state.set_actor(self.store.actor_id());
+                state.set_actor(self.db.actor_id());
                 self.seqs.insert(doc_id, (state.get_heads(), seqs));
                 self.docs.insert(doc_id, state);
             }
@@ -1133,7 +1133,7 @@ impl Hub {
                 let doc = self.docs.get_mut(&doc_id).expect("caller loaded it");
                 doc.apply_changes(outcome.accepted)
                     .map_err(|e| StorageError::CorruptDocument {
-                        file: self.store.path().to_path_buf(),
+                        file: self.db.path().to_path_buf(),
                         doc: doc_id,
                         reason: e.to_string(),
                     })?;
@@ -1161,8 +1161,7 @@ impl Hub {
                 return Ok(workers.clone());
             }
         }
-        let mut workers: HashSet<WorkerId> =
-            self.store.former_workers(store)?.into_iter().collect();
+        let mut workers: HashSet<WorkerId> = self.db.former_workers(store)?.into_iter().collect();
         if let Some(d) = self.docs.get(&dir) {
             workers.extend(directory::roster_ids(d));
         }

@@ -22,7 +22,7 @@ pub struct RemovedStore {
 
 impl Hub {
     pub(crate) fn require_store(&self, store: &StoreId) -> Result<StoreRecord, HubError> {
-        self.store()
+        self.db()
             .get_store(store)?
             .ok_or_else(|| HubError::UnknownStore(store.clone()))
     }
@@ -51,16 +51,16 @@ impl Hub {
             if entry.created_by != mine || id.0.get_version_num() != 4 {
                 continue;
             }
-            match self.store().doc_owner(id) {
+            match self.db().doc_owner(id) {
                 Ok(None) => {
                     // Its genesis is deterministic: the hub holds it from
                     // now on, and the terminal's sync brings the rest.
                     let kind = crate::document::DocKind::Instance;
                     let g = crate::document::genesis::genesis(id, kind);
                     let adopted = self
-                        .store_mut()
+                        .db_mut()
                         .append_changes(id, &[g])
-                        .and_then(|_| self.store_mut().set_doc_owner(id, store, kind));
+                        .and_then(|_| self.db_mut().set_doc_owner(id, store, kind));
                     if let Err(e) = adopted {
                         tracing::warn!(doc = %id, error = %e, "could not adopt a store's list");
                     } else {
@@ -112,7 +112,7 @@ impl Hub {
         // moment: they stay known to validation (`Hub::workers_of`).
         let dir = DocumentId::directory_of(store);
         if directory::roster_ids(self.document(dir)?).contains(worker) {
-            self.store_mut().note_former_worker(store, worker)?;
+            self.db_mut().note_former_worker(store, worker)?;
         }
         let mut removed = false;
         let out = self.edit(dir, now_ms, |d| {
@@ -140,11 +140,11 @@ impl Hub {
     ) -> Result<(RemovedStore, Vec<Output>), HubError> {
         self.require_store(store)?;
         let out = self.close_principal(&Principal::Store(store.clone()), "the store was removed");
-        let tokens_revoked = self.store_mut().remove_store_record(store, now_ms)?;
-        let docs = self.store().documents_of_store(store)?;
+        let tokens_revoked = self.db_mut().remove_store_record(store, now_ms)?;
+        let docs = self.db().documents_of_store(store)?;
         for d in &docs {
             self.forget_document(*d);
-            self.store_mut().purge_document(*d)?;
+            self.db_mut().purge_document(*d)?;
         }
         Ok((
             RemovedStore {
@@ -165,7 +165,7 @@ impl Hub {
         for s in stores {
             self.require_store(s)?;
         }
-        Ok(self.store_mut().add_to_group(group, stores)?)
+        Ok(self.db_mut().add_to_group(group, stores)?)
     }
 
     pub fn remove_from_group(
@@ -173,7 +173,7 @@ impl Hub {
         group: &StoreGroupId,
         stores: &[StoreId],
     ) -> Result<usize, HubError> {
-        Ok(self.store_mut().remove_from_group(group, stores)?)
+        Ok(self.db_mut().remove_from_group(group, stores)?)
     }
 
     /// Assign a template to store groups: every store in them now, and
@@ -232,7 +232,7 @@ impl Hub {
 
     pub fn list_tokens(&self, store: Option<&StoreId>) -> Result<Vec<TokenInfo>, HubError> {
         let p = store.map(|s| Principal::Store(s.clone()));
-        Ok(self.store().list_tokens(p.as_ref())?)
+        Ok(self.db().list_tokens(p.as_ref())?)
     }
 
     /// Expire a token (by its listed id) at `at_ms`; if that is now or
@@ -243,10 +243,10 @@ impl Hub {
         at_ms: i64,
         now_ms: i64,
     ) -> Result<Option<Vec<Output>>, HubError> {
-        let Some(hash) = self.store().token_hash_by_id(id)? else {
+        let Some(hash) = self.db().token_hash_by_id(id)? else {
             return Ok(None);
         };
-        if !self.store_mut().expire_token(hash, at_ms)? {
+        if !self.db_mut().expire_token(hash, at_ms)? {
             return Ok(None);
         }
         Ok(Some(if at_ms <= now_ms {
@@ -262,10 +262,10 @@ impl Hub {
         id: &str,
         now_ms: i64,
     ) -> Result<Option<Vec<Output>>, HubError> {
-        let Some(hash) = self.store().token_hash_by_id(id)? else {
+        let Some(hash) = self.db().token_hash_by_id(id)? else {
             return Ok(None);
         };
-        if !self.store_mut().revoke_token(hash, now_ms)? {
+        if !self.db_mut().revoke_token(hash, now_ms)? {
             return Ok(None);
         }
         Ok(Some(self.close_token_holder(hash, "token revoked")?))
@@ -278,7 +278,7 @@ impl Hub {
         now_ms: i64,
     ) -> Result<Option<Vec<Output>>, HubError> {
         let hash = token_hash(token);
-        if !self.store_mut().revoke_token(hash, now_ms)? {
+        if !self.db_mut().revoke_token(hash, now_ms)? {
             return Ok(None);
         }
         Ok(Some(self.close_token_holder(hash, "token revoked")?))
@@ -292,7 +292,7 @@ impl Hub {
         hash: [u8; 32],
         reason: &str,
     ) -> Result<Vec<Output>, HubError> {
-        Ok(match self.store().token_principal(hash)? {
+        Ok(match self.db().token_principal(hash)? {
             Some(p @ Principal::Store(_)) => self.close_principal(&p, reason),
             _ => Vec::new(),
         })

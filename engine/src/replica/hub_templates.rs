@@ -91,10 +91,10 @@ impl Hub {
                     .collect())
             })?);
             self.forget_document(doc);
-            self.store_mut().purge_document(doc)?;
+            self.db_mut().purge_document(doc)?;
         }
         if report.count > 0 {
-            if let Err(e) = self.store_mut().release_free_pages() {
+            if let Err(e) = self.db_mut().release_free_pages() {
                 tracing::warn!(error = %e, "could not release free pages after a purge");
             }
         }
@@ -152,16 +152,16 @@ impl Hub {
         t.validate()?;
         self.check_template_targets(&t, stores, groups)?;
         let latest = self
-            .store()
+            .db()
             .template_revisions(t.id)?
             .last()
             .map(|l| l.revision)
             .unwrap_or(0);
         t.revision = latest + 1;
         let (r, _) = self.batched(|hub| {
-            hub.store_mut().put_template(&t)?;
-            hub.store_mut().assign_template(t.id, stores)?;
-            hub.store_mut().assign_template_to_groups(t.id, groups)?;
+            hub.db_mut().put_template(&t)?;
+            hub.db_mut().assign_template(t.id, stores)?;
+            hub.db_mut().assign_template_to_groups(t.id, groups)?;
             Ok(((), Vec::new()))
         });
         r.map(|()| t)
@@ -184,8 +184,8 @@ impl Hub {
         let t = self.latest_template(id)?;
         self.check_template_targets(&t, stores, groups)?;
         let (r, _) = self.batched(|hub| {
-            hub.store_mut().assign_template(id, stores)?;
-            hub.store_mut().assign_template_to_groups(id, groups)?;
+            hub.db_mut().assign_template(id, stores)?;
+            hub.db_mut().assign_template_to_groups(id, groups)?;
             Ok(((), Vec::new()))
         });
         r
@@ -193,7 +193,7 @@ impl Hub {
 
     /// The latest revision of template `id`.
     pub fn latest_template(&self, id: TemplateId) -> Result<Template, HubError> {
-        self.store()
+        self.db()
             .template_revisions(id)?
             .pop()
             .ok_or_else(|| unknown_template(id))
@@ -215,7 +215,7 @@ impl Hub {
             self.require_store(s)?;
         }
         if !groups.is_empty() {
-            let known = self.store().store_groups()?;
+            let known = self.db().store_groups()?;
             let unknown: Vec<&str> = groups
                 .iter()
                 .filter(|g| !known.contains_key(*g))
@@ -250,7 +250,7 @@ impl Hub {
         let Some((i, w)) = named.first() else {
             return Ok(());
         };
-        if !groups.is_empty() || !self.store().template_groups(t.id)?.is_empty() {
+        if !groups.is_empty() || !self.db().template_groups(t.id)?.is_empty() {
             return Err(ModelError::BadField {
                 field: "assignee",
                 reason: format!(
@@ -262,7 +262,7 @@ impl Hub {
             .into());
         }
         let mut targets: BTreeSet<StoreId> = self
-            .store()
+            .db()
             .template_direct_stores(t.id)?
             .into_iter()
             .collect();
@@ -292,8 +292,8 @@ impl Hub {
             }
             .into());
         }
-        let direct = self.store().template_direct_stores(id)?;
-        let assigned_groups = self.store().template_groups(id)?;
+        let direct = self.db().template_direct_stores(id)?;
+        let assigned_groups = self.db().template_groups(id)?;
         let assignments = || {
             let mut v: Vec<String> = direct.iter().map(|s| format!("store {s}")).collect();
             v.extend(assigned_groups.iter().map(|g| format!("group {g}")));
@@ -325,8 +325,8 @@ impl Hub {
             }
             .into());
         }
-        let before: BTreeSet<StoreId> = self.store().template_stores(id)?.into_iter().collect();
-        let members = self.store().store_groups()?;
+        let before: BTreeSet<StoreId> = self.db().template_stores(id)?.into_iter().collect();
+        let members = self.db().store_groups()?;
         let mut after: BTreeSet<StoreId> = direct
             .iter()
             .filter(|s| !stores.contains(s))
@@ -340,7 +340,7 @@ impl Hub {
             // Withdrawn first: if that fails part-way the template is still
             // assigned, and the next materialization makes the lists again.
             let (removal, out) = hub.withdraw(&t, &gone, now_ms)?;
-            hub.store_mut().unassign_template(id, stores, groups)?;
+            hub.db_mut().unassign_template(id, stores, groups)?;
             Ok((removal, out))
         });
         r.map(|removal| (removal, out))
@@ -356,10 +356,10 @@ impl Hub {
         now_ms: i64,
     ) -> Result<(TemplateRemoval, Vec<Output>), HubError> {
         let t = self.latest_template(id)?;
-        let reached = self.store().template_stores(id)?;
+        let reached = self.db().template_stores(id)?;
         let (r, out) = self.batched(|hub| {
             let (removal, out) = hub.withdraw(&t, &reached, now_ms)?;
-            hub.store_mut().delete_template(id)?;
+            hub.db_mut().delete_template(id)?;
             Ok((removal, out))
         });
         r.map(|removal| (removal, out))
@@ -391,7 +391,7 @@ impl Hub {
         };
         let mut out = Vec::new();
         for store in stores {
-            let Some(rec) = self.store().get_store(store)? else {
+            let Some(rec) = self.db().get_store(store)? else {
                 continue;
             };
             let tz =
@@ -405,7 +405,7 @@ impl Hub {
             })?);
             for day in 0..=days {
                 let doc = DocumentId::recurring_instance(t.id, store, today + Duration::days(day));
-                if self.store().doc_owner(doc)?.is_none() {
+                if self.db().doc_owner(doc)?.is_none() {
                     continue;
                 }
                 let view = instance::read(self.document(doc)?)?;
@@ -420,7 +420,7 @@ impl Hub {
                         .collect())
                 })?);
                 self.forget_document(doc);
-                self.store_mut().purge_document(doc)?;
+                self.db_mut().purge_document(doc)?;
                 removal.withdrawn.push(doc);
             }
         }
@@ -444,10 +444,10 @@ impl Hub {
             .timestamp_millis_opt(now_ms)
             .single()
             .unwrap_or_else(Utc::now);
-        for t in self.store().latest_templates()? {
-            let revisions = self.store().template_revisions(t.id)?;
-            for store_id in self.store().template_stores(t.id)? {
-                let Some(rec) = self.store().get_store(&store_id)? else {
+        for t in self.db().latest_templates()? {
+            let revisions = self.db().template_revisions(t.id)?;
+            for store_id in self.db().template_stores(t.id)? {
+                let Some(rec) = self.db().get_store(&store_id)? else {
                     continue;
                 };
                 let tz = crate::recurrence::parse_time_zone(&rec.time_zone)
@@ -499,8 +499,8 @@ impl Hub {
                 }
             }
         }
-        self.store_mut().add_known_content(content.id, &known)?;
-        if self.store().doc_owner(content.id)?.is_none() {
+        self.db_mut().add_known_content(content.id, &known)?;
+        if self.db().doc_owner(content.id)?.is_none() {
             return self.publish(content, now_ms);
         }
         self.reconcile(content, now_ms)

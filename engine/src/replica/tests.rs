@@ -13,7 +13,7 @@ use crate::document::instance_tests::content;
 use crate::ids::{DocumentId, EventId, Principal, StoreId, TaskId};
 use crate::model::{Status, StatusUpdate};
 use crate::protocol::wire::{PeerId, StorageId, WireLimits};
-use crate::storage::{Store, StoreRecord};
+use crate::storage::{SqliteDatabase, StoreRecord};
 
 const NOW: i64 = 1_800_000_000_000;
 
@@ -50,7 +50,8 @@ fn conn_of(i: usize) -> ConnId {
 
 /// Agent `i` of the store of `content(_)`, from its file in `dir`.
 fn open_agent(dir: &tempfile::TempDir, i: usize, now_ms: i64) -> Agent {
-    let store = Store::open(dir.path().join(format!("a{i}.db")), [i as u8 + 1; 16]).unwrap();
+    let store =
+        SqliteDatabase::open(dir.path().join(format!("a{i}.db")), [i as u8 + 1; 16]).unwrap();
     Agent::open(
         store,
         AgentConfig {
@@ -67,7 +68,7 @@ fn open_agent(dir: &tempfile::TempDir, i: usize, now_ms: i64) -> Agent {
 impl Net {
     fn new(n: usize) -> Net {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("hub.db"), [0xAA; 16]).unwrap();
+        let store = SqliteDatabase::open(dir.path().join("hub.db"), [0xAA; 16]).unwrap();
         let cfg = HubConfig {
             peer_id: PeerId::new("hub"),
             storage_id: StorageId::new("hub-storage"),
@@ -609,7 +610,7 @@ mod templates {
 fn the_status_index_follows_every_accepted_change() {
     let mut net = Net::online(2);
     let id = content(3).id;
-    let rows = net.hub.store().status_by_list(None, NOW).unwrap();
+    let rows = net.hub.db().status_by_list(None, NOW).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].not_started, rows[0].completed), (3, 0));
     let (_, out) = net.agents[0]
@@ -617,7 +618,7 @@ fn the_status_index_follows_every_accepted_change() {
         .unwrap();
     net.route_agent(0, out);
     net.run();
-    let rows = net.hub.store().status_by_list(None, NOW).unwrap();
+    let rows = net.hub.db().status_by_list(None, NOW).unwrap();
     assert_eq!((rows[0].not_started, rows[0].completed), (2, 1));
     // Concurrent disagreement shows up as a conflict in the grid.
     net.disconnect(0);
@@ -633,24 +634,16 @@ fn the_status_index_follows_every_accepted_change() {
     net.run();
     let rows = net
         .hub
-        .store()
+        .db()
         .status_by_list(Some(&content(3).meta.store), NOW)
         .unwrap();
     assert_eq!(rows[0].conflicts, 1);
-    let by_worker = net
-        .hub
-        .store()
-        .status_by_worker(None, Some("w2"), 10)
-        .unwrap();
+    let by_worker = net.hub.db().status_by_worker(None, Some("w2"), 10).unwrap();
     assert_eq!(by_worker.len(), 1);
     assert_eq!(by_worker[0].status, "in_progress");
     assert_eq!(by_worker[0].title, "Task 0");
     assert_eq!(
-        net.hub
-            .store()
-            .status_by_worker(None, None, 10)
-            .unwrap()
-            .len(),
+        net.hub.db().status_by_worker(None, None, 10).unwrap().len(),
         3
     );
 }
@@ -875,14 +868,9 @@ fn a_purge_counts_first_then_removes_lists_from_the_hub_and_the_terminals() {
     net.route_hub(out);
     net.run();
     assert!(net.hub.document(id).is_err(), "gone at the hub");
-    assert!(net
-        .hub
-        .store()
-        .status_by_list(None, NOW)
-        .unwrap()
-        .is_empty());
+    assert!(net.hub.db().status_by_list(None, NOW).unwrap().is_empty());
     assert!(net.agents[0].list(id).is_err(), "gone from the terminal");
-    assert!(!net.agents[0].store().document_exists(id).unwrap());
+    assert!(!net.agents[0].db().document_exists(id).unwrap());
     // The terminal asking for it again gets nothing.
     net.disconnect(0);
     net.connect(0);
@@ -931,7 +919,7 @@ fn a_roster_edit_reaches_a_connected_terminal_and_removing_the_store_cuts_it_off
     assert!(!net.agents[0].directory().unwrap().roster.contains_key(&ana));
 
     // Removing the store closes its connection and deletes its documents.
-    let docs = net.hub.store().documents_of_store(&store).unwrap().len();
+    let docs = net.hub.db().documents_of_store(&store).unwrap().len();
     assert!(docs >= 2, "directory and list");
     let (report, out) = net.hub.remove_store(&store, net.now).unwrap();
     assert_eq!(report.documents_deleted, docs);
@@ -939,12 +927,7 @@ fn a_roster_edit_reaches_a_connected_terminal_and_removing_the_store_cuts_it_off
         .iter()
         .any(|o| matches!(o, Output::Close { conn, .. } if *conn == conn_of(0))));
     assert_eq!(net.hub.connection_count(), 0);
-    assert!(net
-        .hub
-        .store()
-        .documents_of_store(&store)
-        .unwrap()
-        .is_empty());
+    assert!(net.hub.db().documents_of_store(&store).unwrap().is_empty());
     assert!(matches!(
         net.hub.roster(&store),
         Err(super::hub::HubError::UnknownStore(_))
@@ -1050,7 +1033,7 @@ fn a_list_made_at_a_terminal_reaches_the_hub_and_the_stores_other_terminals() {
     let store = content(1).meta.store;
     for id in [online, offline] {
         assert_eq!(
-            net.hub.store().doc_owner(id).unwrap(),
+            net.hub.db().doc_owner(id).unwrap(),
             Some((store.clone(), crate::document::DocKind::Instance))
         );
         let at_hub = crate::document::instance::read(net.hub.document(id).unwrap()).unwrap();
@@ -1070,7 +1053,7 @@ fn in_a_batch_the_status_index_is_due_at_commit_caught_up_before_it_is_read_and_
 ) {
     let mut net = Net::online(2);
     let id = content(3).id;
-    let completed_in = |store: &Store| {
+    let completed_in = |store: &SqliteDatabase| {
         store
             .status_by_list(None, NOW)
             .unwrap()
@@ -1078,7 +1061,7 @@ fn in_a_batch_the_status_index_is_due_at_commit_caught_up_before_it_is_read_and_
             .find(|r| r.doc == id)
             .map(|r| r.completed)
     };
-    let completed = |net: &Net| completed_in(net.hub.store());
+    let completed = |net: &Net| completed_in(net.hub.db());
     assert_eq!(completed(&net), Some(0));
     net.hub.begin_batch().unwrap();
     for (n, task_status) in [(1, Status::InProgress), (2, Status::Completed)] {
@@ -1105,7 +1088,12 @@ fn in_a_batch_the_status_index_is_due_at_commit_caught_up_before_it_is_read_and_
 
 /// The hub's status index, written a row at a time as lists change, holds
 /// what a full rewrite of the list would.
-fn assert_index_is_a_full_rewrite(net: &mut Net, full: &mut Store, doc: DocumentId, after: &str) {
+fn assert_index_is_a_full_rewrite(
+    net: &mut Net,
+    full: &mut SqliteDatabase,
+    doc: DocumentId,
+    after: &str,
+) {
     let view = crate::document::instance::read(net.hub.document(doc).unwrap()).unwrap();
     full.index_instance(&view).unwrap();
     assert_eq!(
@@ -1127,7 +1115,7 @@ fn the_hubs_incremental_status_index_is_what_a_full_rewrite_writes() {
     use crate::document::instance;
     use crate::document::instance_tests::task_spec;
     let mut net = Net::new(2);
-    let mut full = Store::open(net._dir.path().join("full.db"), [0xBB; 16]).unwrap();
+    let mut full = SqliteDatabase::open(net._dir.path().join("full.db"), [0xBB; 16]).unwrap();
     let id = content(3).id;
     net.connect(0);
     net.connect(1);
@@ -1201,7 +1189,7 @@ fn the_hubs_incremental_status_index_is_what_a_full_rewrite_writes() {
 #[test]
 fn what_the_hub_remembers_of_the_index_is_bounded_by_its_document_cache() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("hub.db"), [0xAA; 16]).unwrap();
+    let store = SqliteDatabase::open(dir.path().join("hub.db"), [0xAA; 16]).unwrap();
     let limits = HubLimits {
         max_cached_documents: 2,
         ..HubLimits::default()
@@ -1225,12 +1213,12 @@ fn what_the_hub_remembers_of_the_index_is_bounded_by_its_document_cache() {
         assert!(hub.indexed_document_count() <= hub.cached_document_count());
         assert!(hub.viewed_document_count() <= hub.cached_document_count());
     }
-    assert_eq!(hub.store().status_by_list(None, NOW).unwrap().len(), 5);
+    assert_eq!(hub.db().status_by_list(None, NOW).unwrap().len(), 5);
     let everything = crate::storage::PurgeFilter::default();
     hub.purge(&everything, false, NOW).unwrap();
     assert_eq!(hub.indexed_document_count(), 0);
     assert_eq!(hub.viewed_document_count(), 0);
-    assert!(hub.store().status_by_list(None, NOW).unwrap().is_empty());
+    assert!(hub.db().status_by_list(None, NOW).unwrap().is_empty());
 }
 
 /// A list whose index was due when the hub stopped (crashed) is indexed
@@ -1250,14 +1238,14 @@ fn a_list_due_for_indexing_at_a_crash_is_indexed_after_restart() {
     net.hub.commit_batch_indexing(false).unwrap();
     assert_eq!(net.hub.index_backlog(), 1);
     // The hub goes away without catching up; a new one opens the file.
-    let path = net.hub.store().path().to_path_buf();
+    let path = net.hub.db().path().to_path_buf();
     let cfg = HubConfig {
         peer_id: PeerId::new("hub"),
         storage_id: StorageId::new("hub-storage"),
         limits: HubLimits::default(),
     };
-    let store = Store::open(&path, [0xAA; 16]).unwrap();
-    let completed = |s: &Store| {
+    let store = SqliteDatabase::open(&path, [0xAA; 16]).unwrap();
+    let completed = |s: &SqliteDatabase| {
         s.status_by_list(None, NOW)
             .unwrap()
             .iter()
@@ -1269,7 +1257,7 @@ fn a_list_due_for_indexing_at_a_crash_is_indexed_after_restart() {
     assert_eq!(hub.index_backlog(), 1);
     let cached = hub.cached_document_count();
     assert_eq!(completed(hub.indexed_store()), Some(1));
-    assert_eq!(hub.store().index_due().unwrap(), Vec::new(), "mark cleared");
+    assert_eq!(hub.db().index_due().unwrap(), Vec::new(), "mark cleared");
     assert_eq!(
         hub.cached_document_count(),
         cached,
@@ -1285,7 +1273,7 @@ fn a_batched_publish_commits_once_before_its_fan_out_is_returned() {
     let mut net = Net::new(1);
     net.connect(0);
     net.run();
-    let path = net.hub.store().path().to_path_buf();
+    let path = net.hub.db().path().to_path_buf();
     let owned = move |doc: DocumentId| -> i64 {
         let c = rusqlite::Connection::open(&path).unwrap();
         c.query_row(
@@ -1316,7 +1304,7 @@ fn a_publish_of_many_lists_in_one_batch_leaves_their_index_due_and_a_single_one_
     let mut net = Net::new(1);
     net.connect(0);
     net.run();
-    let indexed = |store: &Store, id: DocumentId| {
+    let indexed = |store: &SqliteDatabase, id: DocumentId| {
         store
             .status_by_list(None, NOW)
             .unwrap()
@@ -1329,7 +1317,7 @@ fn a_publish_of_many_lists_in_one_batch_leaves_their_index_due_and_a_single_one_
     net.run();
     for l in &lists {
         assert!(net.agents[0].list(l.id).is_ok(), "the terminal has it");
-        assert!(!indexed(net.hub.store(), l.id), "indexed later");
+        assert!(!indexed(net.hub.db(), l.id), "indexed later");
     }
     assert_eq!(net.hub.index_backlog(), 3);
     for l in &lists {
@@ -1343,10 +1331,7 @@ fn a_publish_of_many_lists_in_one_batch_leaves_their_index_due_and_a_single_one_
     let one = list_dated(4);
     let (r, _) = net.hub.batched(|hub| Ok(((), hub.publish(&one, NOW)?)));
     r.unwrap();
-    assert!(
-        indexed(net.hub.store(), one.id),
-        "one list: in its own commit"
-    );
+    assert!(indexed(net.hub.db(), one.id), "one list: in its own commit");
     assert_eq!(net.hub.index_backlog(), 0);
 }
 
@@ -1394,7 +1379,7 @@ fn a_store_scoped_catch_up_indexes_that_stores_due_lists_only() {
     assert_eq!(net.hub.catch_up_index_of(&due), 2);
     assert!(net.hub.index_due_of(Some(&store)).unwrap().is_empty());
     assert_eq!(sorted(net.hub.index_due_of(None).unwrap()), ids(&theirs));
-    let rows = net.hub.store().status_by_list(Some(&store), NOW).unwrap();
+    let rows = net.hub.db().status_by_list(Some(&store), NOW).unwrap();
     let mut expected = ids(&ours);
     expected.push(content(3).id); // Net::new's list, indexed at its publish
     assert_eq!(
@@ -1403,7 +1388,7 @@ fn a_store_scoped_catch_up_indexes_that_stores_due_lists_only() {
     );
     assert!(
         net.hub
-            .store()
+            .db()
             .status_by_list(Some(&other), NOW)
             .unwrap()
             .is_empty(),
@@ -1414,7 +1399,7 @@ fn a_store_scoped_catch_up_indexes_that_stores_due_lists_only() {
     assert_eq!(net.hub.catch_up_index(), 3);
     assert_eq!(
         net.hub
-            .store()
+            .db()
             .status_by_list(Some(&other), NOW)
             .unwrap()
             .len(),
@@ -1444,7 +1429,7 @@ fn an_idle_catch_up_indexes_lists_while_it_is_told_to() {
     );
     assert_eq!(net.hub.catch_up_index_while(|| true), 1, "the last one");
     assert_eq!(net.hub.catch_up_index_while(|| true), 0, "nothing due");
-    let rows = net.hub.store().status_by_list(None, NOW).unwrap();
+    let rows = net.hub.db().status_by_list(None, NOW).unwrap();
     for l in &lists {
         assert!(rows.iter().any(|r| r.doc == l.id), "{} indexed", l.id);
     }
@@ -1466,7 +1451,7 @@ fn a_publish_that_fails_part_way_in_a_batch_is_undone_whole_and_the_rest_commits
             .map(|x| format!("{x:02x}"))
             .collect::<String>()
     };
-    let injector = rusqlite::Connection::open(net.hub.store().path()).unwrap();
+    let injector = rusqlite::Connection::open(net.hub.db().path()).unwrap();
     // The directory change of b's publish fails: its last write.
     injector
         .execute_batch(&format!(
@@ -1490,7 +1475,7 @@ fn a_publish_that_fails_part_way_in_a_batch_is_undone_whole_and_the_rest_commits
     net.run();
     assert!(net.agents[0].list(a.id).is_ok(), "a committed and went out");
     assert!(net.agents[0].list(b.id).is_err(), "nothing of b went out");
-    let store = net.hub.store();
+    let store = net.hub.db();
     assert_eq!(store.doc_owner(b.id).unwrap(), None, "b's owner row undone");
     assert_eq!(
         store.known_content(b.id).unwrap(),
@@ -1530,7 +1515,7 @@ fn a_list_whose_index_write_fails_at_commit_stays_due() {
     net.connect(0);
     net.run();
     let list = list_dated(1);
-    let injector = rusqlite::Connection::open(net.hub.store().path()).unwrap();
+    let injector = rusqlite::Connection::open(net.hub.db().path()).unwrap();
     injector
         .execute_batch(
             "CREATE TRIGGER fail_index BEFORE INSERT ON task_status

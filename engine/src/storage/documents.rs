@@ -11,7 +11,7 @@ use automerge::{Automerge, Change, ChangeHash};
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
-use super::{Failure, StorageError, Store};
+use super::{Failure, SqliteDatabase, StorageError};
 use crate::ids::DocumentId;
 
 /// What one [`Store::compact`] did.
@@ -39,7 +39,7 @@ struct Stored {
     snapshot_bytes: usize,
 }
 
-impl Store {
+impl SqliteDatabase {
     /// Persist `changes` of `doc` in one transaction; returns how many were
     /// not already stored as change rows.
     ///
@@ -236,7 +236,7 @@ impl Store {
         })
     }
 
-    /// Rows set aside by [`quarantine_document`](Store::quarantine_document):
+    /// Rows set aside by [`quarantine_document`](SqliteDatabase::quarantine_document):
     /// (meta key, bytes).
     pub fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         self.read(|conn| {
@@ -264,7 +264,7 @@ impl Store {
     }
 
     /// Documents with at least `threshold_changes` change rows, for a
-    /// background task to [`compact`](Store::compact).
+    /// background task to [`compact`](SqliteDatabase::compact).
     pub fn documents_needing_compaction(
         &self,
         threshold_changes: usize,
@@ -580,7 +580,7 @@ mod tests {
         assert_eq!(store.actor_id(), automerge::ActorId::from([9_u8; 16]));
         let path = store.path().to_path_buf();
         drop(store);
-        let mut store = Store::open(&path, [1; 16]).unwrap();
+        let mut store = SqliteDatabase::open(&path, [1; 16]).unwrap();
         assert_eq!(store.actor_id(), automerge::ActorId::from([9_u8; 16]));
         assert_eq!(store.get_meta("k").unwrap().as_deref(), Some(&b"v"[..]));
         assert_eq!(store.change_row_count(id).unwrap(), fewer.len());
@@ -598,7 +598,7 @@ mod tests {
         assert_eq!(store.actor_id(), automerge::ActorId::from([9_u8; 16]));
         assert_eq!(store.change_row_count(id).unwrap(), fewer.len());
         drop(store);
-        let store = Store::open(&path, [1; 16]).unwrap();
+        let store = SqliteDatabase::open(&path, [1; 16]).unwrap();
         assert_eq!(store.actor_id(), automerge::ActorId::from([9_u8; 16]));
         drop(dir);
     }
@@ -926,7 +926,7 @@ mod tests {
         assert_same(&store.load_document(id).unwrap().unwrap(), &mut doc);
     }
 
-    fn pragma(store: &Store, name: &str) -> i64 {
+    fn pragma(store: &SqliteDatabase, name: &str) -> i64 {
         store
             .conn
             .pragma_query_value(None, name, |r| r.get(0))
@@ -956,7 +956,7 @@ mod tests {
         let path = dir.path().join("old.sqlite3");
         let id = DocumentId::from_random_bytes([8; 16]);
         {
-            let mut store = Store::open(&path, [1; 16]).unwrap();
+            let mut store = SqliteDatabase::open(&path, [1; 16]).unwrap();
             let mut am = checklist(3);
             store
                 .append_changes(id, &am.document().get_changes(&[]))
@@ -968,7 +968,7 @@ mod tests {
                 .unwrap();
             assert_eq!(pragma(&store, "auto_vacuum"), 0);
         }
-        let store = Store::open(&path, [2; 16]).unwrap();
+        let store = SqliteDatabase::open(&path, [2; 16]).unwrap();
         assert_eq!(pragma(&store, "auto_vacuum"), 2);
         assert!(store.load_document(id).unwrap().is_some(), "data kept");
         assert_eq!(store.actor_id(), automerge::ActorId::from([1u8; 16]));

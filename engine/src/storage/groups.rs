@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rusqlite::{params, OptionalExtension};
 
 use super::registry::{decode_principal, encode_principal};
-use super::{Failure, StorageError, Store};
+use super::{Failure, SqliteDatabase, StorageError};
 use crate::ids::{Principal, StoreGroupId, StoreId, TemplateId};
 
 /// A token as HQ may list it: never the token itself (only its hash is
@@ -35,7 +35,7 @@ fn parse_col<T: std::str::FromStr>(s: String, what: &str) -> Result<T, Failure> 
     })
 }
 
-impl Store {
+impl SqliteDatabase {
     /// Put `stores` in `group` (creating the group). Idempotent.
     pub fn add_to_group(
         &mut self,
@@ -227,7 +227,7 @@ mod tests {
     use crate::storage::testing::temp_store;
     use crate::storage::StoreRecord;
 
-    fn store(s: &mut Store, id: &str) -> StoreId {
+    fn store(s: &mut SqliteDatabase, id: &str) -> StoreId {
         let id: StoreId = id.parse().unwrap();
         s.put_store(&StoreRecord {
             id: id.clone(),

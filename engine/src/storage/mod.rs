@@ -85,7 +85,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const QUICK_CHECK_MAX_ERRORS: i64 = 5;
 
 /// A replica's database: documents, their changes, sync state and identity.
-pub struct Store {
+pub struct SqliteDatabase {
     conn: Connection,
     path: PathBuf,
     /// Cached copy of the `replica` row; every change this replica makes uses it.
@@ -97,7 +97,7 @@ pub struct Store {
     cache: std::cell::RefCell<read_cache::ReadCache>,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for SqliteDatabase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("path", &self.path)
@@ -106,13 +106,16 @@ impl std::fmt::Debug for Store {
     }
 }
 
-impl Store {
+impl SqliteDatabase {
     /// Open the replica database at `path`, creating and migrating it as needed.
     ///
     /// `fresh_actor` (random bytes from the caller: the engine has no RNG) becomes
     /// this replica's actor id only if the file has none yet; an existing
     /// replica keeps its identity.
-    pub fn open(path: impl AsRef<Path>, fresh_actor: [u8; 16]) -> Result<Store, StorageError> {
+    pub fn open(
+        path: impl AsRef<Path>,
+        fresh_actor: [u8; 16],
+    ) -> Result<SqliteDatabase, StorageError> {
         let path = path.as_ref().to_path_buf();
         let sql = |e| StorageError::from_sqlite(&path, e);
         let mut conn = Connection::open(&path).map_err(|e| cannot_open(&path, e))?;
@@ -142,7 +145,7 @@ impl Store {
         schema::migrate(&mut conn, &path)?;
         let actor = load_or_create_actor(&mut conn, &path, fresh_actor)?;
         tracing::debug!(file = %path.display(), %actor, "opened replica database");
-        Ok(Store {
+        Ok(SqliteDatabase {
             conn,
             path,
             actor,
@@ -155,7 +158,7 @@ impl Store {
     /// already created and migrated, for readers that should not run on the
     /// writer's thread: in WAL mode it reads the last committed state while
     /// the writer goes on. Any write through it fails.
-    pub fn open_reader(path: impl AsRef<Path>) -> Result<Store, StorageError> {
+    pub fn open_reader(path: impl AsRef<Path>) -> Result<SqliteDatabase, StorageError> {
         let path = path.as_ref().to_path_buf();
         let sql = |e| StorageError::from_sqlite(&path, e);
         let conn = Connection::open_with_flags(
@@ -170,7 +173,7 @@ impl Store {
                 row.get(0)
             })
             .map_err(sql)?;
-        Ok(Store {
+        Ok(SqliteDatabase {
             conn,
             path,
             actor: ActorId::from(actor),
@@ -472,7 +475,7 @@ mod tests {
             crate::ids::DocumentId::from_random_bytes([1; 16]),
             crate::ids::DocumentId::from_random_bytes([2; 16]),
         );
-        let other = Store::open(&path, [9; 16]).unwrap();
+        let other = SqliteDatabase::open(&path, [9; 16]).unwrap();
         store.begin_batch().unwrap();
         store.append_changes(a, &changes).unwrap();
         assert!(
@@ -561,18 +564,18 @@ mod tests {
     fn actor_id_persists_across_reopen_and_reset() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("replica.sqlite3");
-        let store = Store::open(&path, [1; 16]).unwrap();
+        let store = SqliteDatabase::open(&path, [1; 16]).unwrap();
         assert_eq!(store.actor_id(), ActorId::from([1_u8; 16]));
         drop(store);
 
         // A second open must not replace the identity with the new random bytes.
-        let mut store = Store::open(&path, [2; 16]).unwrap();
+        let mut store = SqliteDatabase::open(&path, [2; 16]).unwrap();
         assert_eq!(store.actor_id(), ActorId::from([1_u8; 16]));
 
         store.reset_actor([3; 16]).unwrap();
         assert_eq!(store.actor_id(), ActorId::from([3_u8; 16]));
         drop(store);
-        let store = Store::open(&path, [4; 16]).unwrap();
+        let store = SqliteDatabase::open(&path, [4; 16]).unwrap();
         assert_eq!(store.actor_id(), ActorId::from([3_u8; 16]));
     }
 
@@ -593,7 +596,7 @@ mod tests {
         rand::thread_rng().fill_bytes(&mut garbage);
         std::fs::write(&path, &garbage).unwrap();
 
-        let err = Store::open(&path, [1; 16]).unwrap_err();
+        let err = SqliteDatabase::open(&path, [1; 16]).unwrap_err();
         assert!(matches!(err, StorageError::NotADatabase { .. }), "{err:?}");
         let message = err.to_string();
         assert!(message.contains(&path.display().to_string()), "{message}");
@@ -607,7 +610,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("replica.sqlite3");
         {
-            let mut store = Store::open(&path, [1; 16]).unwrap();
+            let mut store = SqliteDatabase::open(&path, [1; 16]).unwrap();
             for i in 0..200 {
                 store.set_meta(&format!("key-{i}"), &[7; 512]).unwrap();
             }
@@ -621,7 +624,7 @@ mod tests {
         file.set_len(len / 2).unwrap();
         drop(file);
 
-        let err = Store::open(&path, [1; 16]).unwrap_err();
+        let err = SqliteDatabase::open(&path, [1; 16]).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -642,7 +645,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("replica.sqlite3");
         {
-            let mut store = Store::open(&path, [1; 16]).unwrap();
+            let mut store = SqliteDatabase::open(&path, [1; 16]).unwrap();
             for i in 0..200 {
                 store.set_meta(&format!("key-{i}"), &[7; 512]).unwrap();
             }
@@ -653,7 +656,7 @@ mod tests {
         rand::thread_rng().fill_bytes(&mut bytes[middle..middle + page]);
         std::fs::write(&path, &bytes).unwrap();
 
-        let err = Store::open(&path, [1; 16]).unwrap_err();
+        let err = SqliteDatabase::open(&path, [1; 16]).unwrap_err();
         assert!(matches!(err, StorageError::Damaged { .. }), "{err:?}");
         let message = err.to_string();
         assert!(message.contains(&path.display().to_string()), "{message}");
@@ -664,13 +667,13 @@ mod tests {
     fn newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("replica.sqlite3");
-        drop(Store::open(&path, [1; 16]).unwrap());
+        drop(SqliteDatabase::open(&path, [1; 16]).unwrap());
         let conn = Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", CURRENT_VERSION + 1)
             .unwrap();
         drop(conn);
 
-        let err = Store::open(&path, [1; 16]).unwrap_err();
+        let err = SqliteDatabase::open(&path, [1; 16]).unwrap_err();
         match &err {
             StorageError::TooNew { found, known, .. } => {
                 assert_eq!((*found, *known), (CURRENT_VERSION + 1, CURRENT_VERSION));
@@ -686,7 +689,7 @@ mod tests {
     fn missing_directory_gives_cannot_open_naming_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("no-such-dir").join("replica.sqlite3");
-        let err = Store::open(&path, [1; 16]).unwrap_err();
+        let err = SqliteDatabase::open(&path, [1; 16]).unwrap_err();
         assert!(matches!(err, StorageError::CannotOpen { .. }), "{err:?}");
         assert!(
             err.to_string().contains(&path.display().to_string()),
@@ -700,7 +703,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("replica.sqlite3");
         std::fs::File::create(&path).unwrap().flush().unwrap();
-        let store = Store::open(&path, [9; 16]).unwrap();
+        let store = SqliteDatabase::open(&path, [9; 16]).unwrap();
         assert_eq!(store.schema_version().unwrap(), CURRENT_VERSION);
         assert_eq!(store.actor_id(), ActorId::from([9_u8; 16]));
     }

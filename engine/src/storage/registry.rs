@@ -9,7 +9,7 @@ use automerge::{ActorId, Change, ChangeHash};
 use rusqlite::{params, OptionalExtension};
 
 use super::read_cache::keep;
-use super::{Failure, StorageError, Store};
+use super::{Failure, SqliteDatabase, StorageError};
 use crate::document::DocKind;
 use crate::ids::{DocumentId, Principal, StoreId, WorkerId};
 
@@ -61,7 +61,7 @@ fn bad_row(what: &str) -> Failure {
     ))
 }
 
-impl Store {
+impl SqliteDatabase {
     pub fn put_store(&mut self, rec: &StoreRecord) -> Result<(), StorageError> {
         self.write(|tx| {
             tx.prepare_cached(
@@ -475,9 +475,9 @@ fn known_in(c: &rusqlite::Connection, doc: DocumentId) -> Result<Vec<ChangeHash>
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
+    fn store() -> (tempfile::TempDir, SqliteDatabase) {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path().join("r.db"), [1; 16]).unwrap();
+        let s = SqliteDatabase::open(dir.path().join("r.db"), [1; 16]).unwrap();
         (dir, s)
     }
 
@@ -510,7 +510,7 @@ mod tests {
         let doc = DocumentId::from_random_bytes([3; 16]);
         let actor = ActorId::from(&[7u8; 16][..]);
         let h = ChangeHash([5; 32]);
-        let write_all = |s: &mut Store| {
+        let write_all = |s: &mut SqliteDatabase| {
             s.set_doc_owner(doc, &st, DocKind::Instance).unwrap();
             s.add_known_content(doc, &[h]).unwrap();
             s.claim_actor(&actor, &Principal::Hq).unwrap();
@@ -522,7 +522,7 @@ mod tests {
             assert_eq!(s.known_content(doc).unwrap(), vec![h]);
             assert_eq!(s.actor_owner(&actor).unwrap(), Some(Principal::Hq));
         };
-        let nothing_left = |s: &Store| {
+        let nothing_left = |s: &SqliteDatabase| {
             assert_eq!(s.doc_owner(doc).unwrap(), None);
             assert_eq!(s.known_content(doc).unwrap(), vec![]);
             assert_eq!(s.actor_owner(&actor).unwrap(), None);
@@ -597,7 +597,7 @@ mod tests {
         s.record_store_sync(&[(a.clone(), 90)]).unwrap();
         s.record_store_sync(&[(b.clone(), 70)]).unwrap();
         drop(s);
-        let s = Store::open(dir.path().join("r.db"), [1; 16]).unwrap();
+        let s = SqliteDatabase::open(dir.path().join("r.db"), [1; 16]).unwrap();
         assert_eq!(s.store_sync_times().unwrap(), vec![(a, 100), (b, 70)]);
     }
 

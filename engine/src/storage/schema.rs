@@ -317,7 +317,7 @@ mod tests {
 
     use super::*;
     use crate::ids::DocumentId;
-    use crate::storage::{PeerId, Store};
+    use crate::storage::{PeerId, SqliteDatabase};
 
     #[test]
     fn every_step_bumps_the_version_by_one() {
@@ -411,7 +411,7 @@ mod tests {
                 }
             }
 
-            let mut store = Store::open(&path, [0xBB; 16]).unwrap();
+            let mut store = SqliteDatabase::open(&path, [0xBB; 16]).unwrap();
             assert_eq!(
                 store.schema_version().unwrap(),
                 CURRENT_VERSION,

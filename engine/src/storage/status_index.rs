@@ -10,7 +10,7 @@ use rusqlite::params;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{StorageError, Store};
+use super::{SqliteDatabase, StorageError};
 use crate::document::instance::InstanceView;
 use crate::ids::{DocumentId, EventId, StoreId, TaskId};
 use crate::model::StatusEvent;
@@ -246,7 +246,7 @@ fn rows_in_table(tx: &rusqlite::Connection, doc: &[u8]) -> rusqlite::Result<Inde
     Ok(rows)
 }
 
-impl Store {
+impl SqliteDatabase {
     /// Replace the index rows of one instance with its current view.
     pub fn index_instance(&mut self, view: &InstanceView) -> Result<(), StorageError> {
         self.update_index(view, None).map(|_| ())
@@ -508,7 +508,7 @@ pub struct PurgeFilter {
     pub completed_only: bool,
 }
 
-impl Store {
+impl SqliteDatabase {
     /// Instances matching `filter`, from the status index, with their store.
     pub fn purge_candidates(
         &self,
@@ -594,7 +594,7 @@ impl Store {
 }
 
 #[cfg(test)]
-impl Store {
+impl SqliteDatabase {
     /// Every row of the two index tables, in key order: (task rows, event
     /// rows). Tests compare an incrementally kept index with a full rewrite.
     pub(crate) fn index_contents(
@@ -690,7 +690,7 @@ mod tests {
     #[test]
     fn past_due_at_the_boundary_is_the_engines_rule() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(dir.path().join("hub.db"), [1; 16]).unwrap();
+        let mut s = SqliteDatabase::open(dir.path().join("hub.db"), [1; 16]).unwrap();
         s.index_instance(&view(
             1,
             "s1",
@@ -715,7 +715,7 @@ mod tests {
     #[test]
     fn past_due_is_open_tasks_due_before_now_most_overdue_first() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(dir.path().join("hub.db"), [1; 16]).unwrap();
+        let mut s = SqliteDatabase::open(dir.path().join("hub.db"), [1; 16]).unwrap();
         s.index_instance(&view(
             1,
             "s1",
@@ -790,7 +790,7 @@ mod tests {
     #[test]
     fn past_due_walks_the_partial_index() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path().join("hub.db"), [1; 16]).unwrap();
+        let s = SqliteDatabase::open(dir.path().join("hub.db"), [1; 16]).unwrap();
         let plan: Vec<String> = s
             .read(|c| {
                 let mut stmt = c.prepare(
@@ -814,16 +814,16 @@ mod tests {
     /// over), one rewritten in full every time.
     struct Pair {
         _dir: tempfile::TempDir,
-        incremental: Store,
-        full: Store,
+        incremental: SqliteDatabase,
+        full: SqliteDatabase,
         kept: std::collections::HashMap<DocumentId, IndexedRows>,
     }
 
     impl Pair {
         fn new() -> Pair {
             let dir = tempfile::tempdir().unwrap();
-            let incremental = Store::open(dir.path().join("inc.db"), [1; 16]).unwrap();
-            let full = Store::open(dir.path().join("full.db"), [1; 16]).unwrap();
+            let incremental = SqliteDatabase::open(dir.path().join("inc.db"), [1; 16]).unwrap();
+            let full = SqliteDatabase::open(dir.path().join("full.db"), [1; 16]).unwrap();
             Pair {
                 _dir: dir,
                 incremental,

@@ -8,7 +8,7 @@ use std::fmt;
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{StorageError, Store};
+use super::{SqliteDatabase, StorageError};
 use crate::ids::DocumentId;
 
 /// A sync peer as automerge-repo names it (peer ids are free-form strings).
@@ -39,7 +39,7 @@ impl fmt::Display for PeerId {
     }
 }
 
-impl Store {
+impl SqliteDatabase {
     /// Replace the sync state for (`peer`, `doc`). Durable when this returns.
     pub fn save_sync_state(
         &mut self,

@@ -3,7 +3,7 @@
 
 use rusqlite::params;
 
-use super::{Failure, StorageError, Store};
+use super::{Failure, SqliteDatabase, StorageError};
 use crate::ids::{StoreGroupId, StoreId, TemplateId};
 use crate::template::Template;
 
@@ -27,7 +27,7 @@ fn parse_store(s: String) -> Result<StoreId, Failure> {
     })
 }
 
-impl Store {
+impl SqliteDatabase {
     /// Store a new revision (the caller numbers it).
     pub fn put_template(&mut self, t: &Template) -> Result<(), StorageError> {
         let body = serde_json::to_string(t).expect("templates serialize");

@@ -4,12 +4,13 @@
 use automerge::{transaction::Transactable, AutoCommit, ObjType, ROOT};
 use tempfile::TempDir;
 
-use super::Store;
+use super::SqliteDatabase;
 
 /// A fresh store in its own directory (keep the `TempDir` alive).
-pub(crate) fn temp_store() -> (TempDir, Store) {
+pub(crate) fn temp_store() -> (TempDir, SqliteDatabase) {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = Store::open(dir.path().join("replica.sqlite3"), [0x5A; 16]).expect("open store");
+    let store =
+        SqliteDatabase::open(dir.path().join("replica.sqlite3"), [0x5A; 16]).expect("open store");
     (dir, store)
 }
 

@@ -10,7 +10,7 @@ use automerge::Automerge;
 use engine::document::directory::{self, PinHash, RosterWorker};
 use engine::ids::{DocumentId, StoreId, WorkerId};
 use engine::model::InstanceContent;
-use engine::storage::Store;
+use engine::storage::SqliteDatabase;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -58,8 +58,8 @@ pub fn seed_doc(dir: &Path, id: DocumentId, doc: &Automerge) {
         .unwrap();
 }
 
-fn open_store(dir: &Path) -> Store {
-    let mut st = Store::open(dir.join("agent.db"), [7; 16]).unwrap();
+fn open_store(dir: &Path) -> SqliteDatabase {
+    let mut st = SqliteDatabase::open(dir.join("agent.db"), [7; 16]).unwrap();
     st.set_meta("store_id", STORE.as_bytes()).unwrap();
     st
 }

@@ -283,7 +283,7 @@ fn agent(args: AgentArgs) -> Result<()> {
     let db = args.replica.db(&mut temp)?;
     let r = agent_latency::run(&db, sizes, updates)?;
     let report = format!(
-        "Replica: {} documents ({} days x {} lists x {} tasks)\n\n| measure | value |\n|---|---|\n| cold start (Store::open + Agent::open) | {:.1} ms |\n| local status update p50 / p99 / max ({} updates, durable) | {:.2} / {:.2} / {:.2} ms |",
+        "Replica: {} documents ({} days x {} lists x {} tasks)\n\n| measure | value |\n|---|---|\n| cold start (SqliteDatabase::open + Agent::open) | {:.1} ms |\n| local status update p50 / p99 / max ({} updates, durable) | {:.2} / {:.2} / {:.2} ms |",
         r.documents,
         sizes.days,
         sizes.lists,

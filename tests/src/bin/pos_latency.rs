@@ -24,7 +24,7 @@ use engine::document::directory::{self, DirectoryEntry, PinHash, RosterWorker};
 use engine::document::instance;
 use engine::ids::{DocumentId, WorkerId};
 use engine::model::Status;
-use engine::storage::Store;
+use engine::storage::SqliteDatabase;
 use tests::daily_lists::{daily_list, next_status, status_update, store, template};
 
 #[derive(Parser, Debug)]
@@ -83,7 +83,7 @@ fn agent_binary(given: Option<PathBuf>) -> Result<PathBuf> {
 /// Returns today's task ids (the ones the benchmark updates).
 fn build_replica(dir: &Path, a: &Args) -> Result<Vec<String>> {
     std::fs::create_dir_all(dir)?;
-    let mut st = Store::open(dir.join("agent.db"), [0x42; 16])?;
+    let mut st = SqliteDatabase::open(dir.join("agent.db"), [0x42; 16])?;
     st.set_meta("store_id", store().as_str().as_bytes())?;
     let dir_id = DocumentId::directory_of(&store());
     let mut directory = directory::create(&store(), automerge::ActorId::from([0x11; 16]));

@@ -21,7 +21,7 @@ use clap::Parser;
 use engine::document::instance;
 use engine::ids::{DocumentId, TaskId};
 use engine::model::Status;
-use engine::storage::Store;
+use engine::storage::SqliteDatabase;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tests::daily_lists::{daily_list, next_status, status_update};
@@ -59,7 +59,7 @@ struct List {
 fn main() -> Result<()> {
     let args = Args::parse();
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let mut store = Store::open(&args.db, rng.gen())
+    let mut store = SqliteDatabase::open(&args.db, rng.gen())
         .with_context(|| format!("opening replica {}", args.db.display()))?;
     let mut lists = open_lists(&mut store)?;
     let mut out = std::io::stdout().lock();
@@ -96,7 +96,7 @@ fn main() -> Result<()> {
 
 /// Load the writer's lists, materializing (and persisting) any that a
 /// previous run was killed before saving.
-fn open_lists(store: &mut Store) -> Result<Vec<List>> {
+fn open_lists(store: &mut SqliteDatabase) -> Result<Vec<List>> {
     let date = NaiveDate::from_ymd_opt(2026, 11, 26).expect("a valid date");
     (0..LISTS)
         .map(|n| {

@@ -1,5 +1,5 @@
 //! Workload 4: a terminal's replica holding a year of daily lists (built
-//! by `load_bench`): cold start (`Store::open` + `Agent::open`), then the
+//! by `load_bench`): cold start (`SqliteDatabase::open` + `Agent::open`), then the
 //! latency of local status updates, each durable (SQLite commit) before
 //! `Agent::record_status` returns.
 
@@ -12,7 +12,7 @@ use engine::ids::{DocumentId, StoreId};
 use engine::model::Status;
 use engine::protocol::wire::{PeerId, StorageId, WireLimits};
 use engine::replica::agent::{Agent, AgentConfig};
-use engine::storage::Store;
+use engine::storage::SqliteDatabase;
 
 use super::fleet::percentile;
 use crate::daily_lists::{self, status_update, template};
@@ -50,7 +50,7 @@ pub fn run(db: &Path, sizes: Sizes, updates: usize) -> Result<AgentLatency> {
         wire: WireLimits::default(),
     };
     let started = Instant::now();
-    let store = Store::open(db, *uuid::Uuid::new_v4().as_bytes())?;
+    let store = SqliteDatabase::open(db, *uuid::Uuid::new_v4().as_bytes())?;
     let documents = store.list_documents()?.len();
     let mut agent = Agent::open(store, cfg, now)?;
     let cold_start = started.elapsed();

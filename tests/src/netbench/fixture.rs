@@ -13,7 +13,7 @@ use engine::ids::{DocumentId, Principal, StoreId, TaskId, TemplateId};
 use engine::model::{CreatedBy, InstanceContent, ListMeta, Priority, TaskSpec};
 use engine::protocol::wire::{PeerId, StorageId};
 use engine::replica::hub::{Hub, HubConfig, HubLimits};
-use engine::storage::{Store, StoreRecord};
+use engine::storage::{SqliteDatabase, StoreRecord};
 use uuid::Uuid;
 
 /// The admin token the benchmark's hub is started with.
@@ -165,7 +165,7 @@ pub fn hub_data(world: &World, cache: &Path, into: &Path) -> Result<()> {
 fn build_hub_data(world: &World, dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let db = dir.join("hub.db");
-    let store = Store::open(&db, *Uuid::new_v4().as_bytes())?;
+    let store = SqliteDatabase::open(&db, *Uuid::new_v4().as_bytes())?;
     let cfg = HubConfig {
         peer_id: PeerId::new("netbench-setup"),
         storage_id: StorageId::new("netbench-setup"),

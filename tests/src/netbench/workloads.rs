@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use automerge::ChangeHash;
 use engine::ids::{DocumentId, EventId};
 use engine::model::{Status, StatusUpdate};
-use engine::storage::Store;
+use engine::storage::SqliteDatabase;
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
@@ -208,7 +208,7 @@ pub async fn seed(world: &World, server: &Server, fixture_db: &std::path::Path) 
     let db = fixture_db.to_path_buf();
     let w = world.clone();
     let loader = std::thread::spawn(move || -> Result<()> {
-        let store = Store::open(&db, *uuid::Uuid::new_v4().as_bytes())?;
+        let store = SqliteDatabase::open(&db, *uuid::Uuid::new_v4().as_bytes())?;
         for first in (0..w.sizes.stores).step_by(BATCH) {
             let mut batch = Vec::new();
             for s in first..(first + BATCH).min(w.sizes.stores) {

@@ -89,7 +89,7 @@ impl Sim {
                 .unwrap_or_default();
             expected.insert(DocumentId::directory_of(store));
             let held: BTreeSet<DocumentId> = hub
-                .store()
+                .db()
                 .documents_of_store(store)
                 .expect("read the hub's registry")
                 .into_iter()

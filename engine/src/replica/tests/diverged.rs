@@ -51,10 +51,7 @@ fn cloned_net() -> (Net, DocumentId) {
     net.run();
     net.disconnect(0);
     clone_agent(&mut net, 0, 1);
-    assert_eq!(
-        net.agents[0].store().actor_id(),
-        net.agents[1].store().actor_id()
-    );
+    assert_eq!(net.agents[0].db().actor_id(), net.agents[1].db().actor_id());
     (net, id)
 }
 
@@ -85,9 +82,9 @@ fn assert_recovered(net: &mut Net, id: DocumentId, old_actor: &automerge::ActorI
     assert_eq!(change.diverged_actor, old_actor.to_hex_string());
     assert_eq!(
         change.new_actor,
-        net.agents[0].store().actor_id().to_hex_string()
+        net.agents[0].db().actor_id().to_hex_string()
     );
-    assert_ne!(&net.agents[0].store().actor_id(), old_actor);
+    assert_ne!(&net.agents[0].db().actor_id(), old_actor);
     assert!(net.agents[0].unconfirmed().is_empty());
     let mut events = hub_events(net, id);
     let n = events.len();
@@ -99,7 +96,7 @@ fn assert_recovered(net: &mut Net, id: DocumentId, old_actor: &automerge::ActorI
 #[test]
 fn the_hubs_change_under_a_reused_sequence_number_makes_the_terminal_take_a_fresh_actor() {
     let (mut net, id) = diverged_net();
-    let old_actor = net.agents[0].store().actor_id();
+    let old_actor = net.agents[0].db().actor_id();
     let (offline, _) = net.agents[0]
         .record_status(id, &upd(3, Status::Completed, "w3"), NOW + 2_000)
         .unwrap();
@@ -143,7 +140,7 @@ fn the_hubs_change_under_a_reused_sequence_number_makes_the_terminal_take_a_fres
 #[test]
 fn the_hub_refusing_a_reused_sequence_number_makes_the_terminal_record_it_again() {
     let (mut net, id) = cloned_net();
-    let old_actor = net.agents[0].store().actor_id();
+    let old_actor = net.agents[0].db().actor_id();
     // Both connected and synced; then both record under the shared actor
     // at once, and the clone's change reaches the hub first. The hub's
     // refusal of the terminal's change reaches the terminal before the
@@ -316,7 +313,7 @@ fn a_list_entry_of_the_diverged_history_is_made_again_and_its_list_reaches_the_h
     let store = content(1).meta.store;
     for id in [theirs, ours] {
         assert_eq!(
-            net.hub.store().doc_owner(id).unwrap(),
+            net.hub.db().doc_owner(id).unwrap(),
             Some((store.clone(), crate::document::DocKind::Instance)),
             "{id}"
         );
@@ -386,7 +383,7 @@ fn a_change_the_hub_sent_before_the_divergence_showed_arrives_again() {
     // Terminal 0 reuses X's sequence number offline, then connects. Its
     // first sync message for the list claims, through its bloom filter,
     // to hold X.
-    let old_actor = net.agents[0].store().actor_id();
+    let old_actor = net.agents[0].db().actor_id();
     net.agents[0]
         .record_status(id, &upd(4, Status::Completed, "w1"), NOW + 2_000)
         .unwrap();
