@@ -214,12 +214,11 @@ fn rfc3339(ms: i64) -> Option<String> {
 /// (RFC 3339, or null if never).
 async fn list_stores(State(state): State<AppState>, headers: HeaderMap) -> Response {
     hq_read!(state, headers);
-    let activity = state.hub.activity.clone();
     let r = state
         .hub
         .call_soon(move |hub, _| {
             // Read on the hub thread, so it agrees with the hub's connections.
-            let links = activity.lock().unwrap_or_else(|e| e.into_inner()).links();
+            let links = hub.store_links();
             let mut connections: HashMap<StoreId, usize> = HashMap::new();
             for p in hub.connected_principals() {
                 if let Principal::Store(s) = p {

@@ -8,7 +8,6 @@ pub mod cli;
 pub mod cli_admin;
 pub mod config;
 pub mod connection_slots;
-pub mod connectivity;
 pub mod dashboard;
 pub mod metrics;
 pub mod runtime;

@@ -12,6 +12,7 @@ use automerge::{ActorId, Automerge, Change, ChangeHash};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
+use super::connectivity::{StoreActivity, StoreLink};
 use super::rate::TokenBucket;
 use super::{rejection_message, ConnId, Output};
 use crate::document::directory::{self, DirectoryEntry};
@@ -192,6 +193,8 @@ pub struct Hub {
     /// the roster now or once), at the directory heads they were read
     /// at: read again when the directory has moved.
     rosters: HashMap<StoreId, (Vec<ChangeHash>, Arc<HashSet<WorkerId>>)>,
+    /// Which stores are connected and when each last synced.
+    activity: StoreActivity,
 }
 
 impl Hub {
@@ -214,6 +217,7 @@ impl Hub {
             views: HashMap::new(),
             seqs: HashMap::new(),
             rosters: HashMap::new(),
+            activity: StoreActivity::default(),
         })
     }
 
@@ -283,7 +287,7 @@ impl Hub {
     /// Group commit: the frames handled until `commit_batch` write in one
     /// transaction (one fsync). Outputs produced meanwhile must be held
     /// back until `commit_batch` returns Ok (persist before send).
-    pub fn begin_batch(&mut self) -> Result<(), HubError> {
+    pub(crate) fn begin_batch(&mut self) -> Result<(), HubError> {
         Ok(self.db.begin_batch()?)
     }
 
@@ -292,7 +296,8 @@ impl Hub {
     /// from disk, and every connection is closed, because any session may
     /// believe it sent or was sent something the batch held; peers
     /// reconnect and sync again. The error's outputs replace the batch's.
-    pub fn commit_batch(&mut self) -> Result<(), Vec<Output>> {
+    #[cfg(test)]
+    pub(crate) fn commit_batch(&mut self) -> Result<(), Vec<Output>> {
         self.commit_batch_indexing(true)
     }
 
@@ -300,7 +305,7 @@ impl Hub {
     /// changed written in the same transaction (`index_now`), or, when
     /// more frames are waiting, only marked due (in the same transaction)
     /// for `catch_up_index` once the hub is idle: sync comes first.
-    pub fn commit_batch_indexing(&mut self, index_now: bool) -> Result<(), Vec<Output>> {
+    pub(crate) fn commit_batch_indexing(&mut self, index_now: bool) -> Result<(), Vec<Output>> {
         let mut pending: Vec<DocumentId> = self.index_pending.drain().collect();
         if index_now {
             // A list whose rows could not be written stays due.
@@ -763,6 +768,8 @@ impl Hub {
     /// A connection passed authentication.
     pub fn connect(&mut self, conn: ConnId, principal: Principal, now_ms: i64) {
         info!(conn, %principal, "connected");
+        let seen = self.activity.connected(conn, &principal, now_ms);
+        self.record_store_sync(seen);
         let meta = PeerMetadata {
             storage_id: Some(self.cfg.storage_id.clone()),
             is_ephemeral: false,
@@ -782,6 +789,8 @@ impl Hub {
 
     /// The connection is gone: save its sync states (one transaction).
     pub fn disconnect(&mut self, conn: ConnId) {
+        let seen = self.activity.disconnected(conn);
+        self.record_store_sync(seen);
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
@@ -803,6 +812,32 @@ impl Hub {
             if let Err(e) = self.db.save_sync_states(&storage_peer(sid), &states) {
                 warn!(conn, error = %e, "could not save sync state; the peer will resync from scratch");
             }
+        }
+    }
+
+    /// Persist a store's last-sync time (in the open unit of work, if
+    /// any). Bookkeeping for the dashboard: a failure is logged, never
+    /// fatal to sync.
+    fn record_store_sync(&mut self, seen: Option<(StoreId, i64)>) {
+        let Some(seen) = seen else { return };
+        if let Err(e) = self.db.record_store_sync(std::slice::from_ref(&seen)) {
+            warn!(store = %seen.0, error = %e, "could not record when the store last synced");
+        }
+    }
+
+    /// Open connections and last-sync time (this run) of every store seen
+    /// since the hub started.
+    pub fn store_links(&self) -> HashMap<StoreId, StoreLink> {
+        self.activity.links()
+    }
+
+    /// The hub stops: the status index catches up and every store's
+    /// latest sync time is written.
+    pub fn shut_down(&mut self) {
+        self.catch_up_index();
+        let rest = self.activity.unwritten();
+        if let Err(e) = self.db.record_store_sync(&rest) {
+            warn!(error = %e, "could not record when stores last synced");
         }
     }
 
@@ -847,6 +882,8 @@ impl Hub {
     pub fn receive(&mut self, conn: ConnId, frame: &[u8], now_ms: i64) -> Vec<Output> {
         self.counters.bytes_in += frame.len() as u64;
         self.counters.messages_in += 1;
+        let seen = self.activity.frame(conn, now_ms);
+        self.record_store_sync(seen);
         let Some(c) = self.conns.get_mut(&conn) else {
             return Vec::new();
         };

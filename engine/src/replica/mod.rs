@@ -1,5 +1,5 @@
 //! Replicas as state machines: the hub and the pos-agent. Each owns its
-//! `Store` (SQLite) and is driven by inputs (a local command, a frame from
+//! database (`SqliteDatabase`) and is driven by inputs (a local command, a frame from
 //! a connection, a timer tick), each carrying `now`; it returns outputs
 //! (frames to send, connections to close). No sockets, threads or clocks:
 //! the binaries run them on a dedicated thread, the simulator runs them in
@@ -9,10 +9,14 @@
 //! in SQLite before any output that depends on it is returned.
 
 pub mod agent;
+mod batch;
+mod connectivity;
 pub mod hub;
 mod hub_admin;
 mod hub_templates;
 
+pub use batch::Batch;
+pub use connectivity::{StoreLink, WRITE_EVERY_MS};
 pub use hub_admin::RemovedStore;
 pub use hub_templates::{PurgeReport, TemplateRemoval, DEFAULT_HORIZON_DAYS};
 mod rate;

@@ -17,6 +17,7 @@ use crate::storage::{SqliteDatabase, StoreRecord};
 
 const NOW: i64 = 1_800_000_000_000;
 
+mod batch;
 mod diverged;
 
 struct Net {
