@@ -1,6 +1,7 @@
 //! The admin HTTP API under `/api/` (HQ token required): stores, tokens,
 //! publishing lists, reading documents. Every error says what to fix.
 
+use engine::storage::roles::*;
 use std::collections::{HashMap, HashSet};
 
 use axum::extract::{Path, State};

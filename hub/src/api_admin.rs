@@ -11,6 +11,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use engine::document::directory::{self, PinHash, RosterWorker};
 use engine::ids::{StoreGroupId, StoreId, WorkerGroupId, WorkerId};
+use engine::storage::roles::*;
 use engine::storage::StoreRecord;
 use serde::Deserialize;
 use serde_json::{json, Value};

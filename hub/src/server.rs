@@ -2,6 +2,7 @@
 //! API under `/api/`, and `/healthz`. `run(listener, state, shutdown)` is
 //! what `main` and the tests both call.
 
+use engine::storage::roles::*;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -11,6 +11,7 @@
 //! it never was; one loaded while connected joins the sync with the next
 //! output the agent returns.
 
+use crate::storage::roles::*;
 use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 

@@ -4,6 +4,7 @@
 //! what it accepts before answering, and fans changes out to every other
 //! connection that syncs the same document.
 
+use crate::storage::roles::*;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 

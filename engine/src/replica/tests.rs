@@ -2,6 +2,7 @@
 //! checks of the replica state machines (the simulator in `tests/` does
 //! the lossy, crashing, many-seed version).
 
+use crate::storage::roles::*;
 use std::collections::VecDeque;
 
 use uuid::Uuid;

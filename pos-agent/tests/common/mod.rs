@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use engine::storage::roles::*;
 use std::path::Path;
 
 use automerge::Automerge;
