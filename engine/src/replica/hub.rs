@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::connectivity::{StoreActivity, StoreLink};
 use super::rate::TokenBucket;
-use super::{rejection_message, ConnId, Output};
+use super::{ConnId, Output, Refusal};
 use crate::document::directory::{self, DirectoryEntry};
 use crate::document::{instance, DocKind};
 use crate::ids::{DocumentId, Principal, StoreId, WorkerId};
@@ -25,7 +25,7 @@ use crate::protocol::wire::{
 };
 use crate::protocol::{Session, SessionEvent};
 use crate::storage::{self, IndexedRows, SqliteDatabase, StorageError, StoreRecord, TokenCheck};
-use crate::validation::{self, ValidationContext, Verdict};
+use crate::validation::{self, Rejection, ValidationContext, Verdict};
 
 /// Limits on what one connection may send.
 #[derive(Debug, Clone)]
@@ -148,7 +148,7 @@ struct Conn {
 /// What `validate_and_store` did with a batch: how many changes were
 /// accepted (and stored), the rejections to report, and the changes left
 /// waiting for dependencies.
-type Stored = (usize, Vec<(ChangeHash, String)>, Vec<Change>);
+type Stored = (usize, Vec<(ChangeHash, Rejection)>, Vec<Change>);
 
 /// Most changes one connection may leave waiting for dependencies.
 const MAX_WAITING_CHANGES: usize = 10_000;
@@ -1060,10 +1060,13 @@ impl Hub {
                             c.waiting.insert(doc_id, waiting);
                         }
                     }
-                    for (hash, reason) in rejections {
-                        let text = rejection_message(doc_id, &hash, &reason);
-                        warn!(conn, %principal, doc = %doc_id, %hash, %reason, "change rejected");
-                        let err = self.conns.get(&conn).map(|c| c.session.error(text));
+                    for (hash, rejection) in rejections {
+                        let refusal = Refusal::new(doc_id, hash, &rejection);
+                        warn!(conn, %principal, doc = %doc_id, %hash, reason = %refusal.reason, rule = %refusal.rule, "change rejected");
+                        let err = self
+                            .conns
+                            .get(&conn)
+                            .map(|c| c.session.error(refusal.encode()));
                         if let Some(e) = err {
                             out.push(self.send(conn, &e));
                         }
@@ -1137,11 +1140,11 @@ impl Hub {
         };
         let mut outcome = validation::validate_with_seqs(doc, incoming, principal, &ctx, seqs);
         let seqs = std::mem::take(&mut outcome.seqs);
-        let rejections: Vec<(ChangeHash, String)> = outcome
+        let rejections: Vec<(ChangeHash, Rejection)> = outcome
             .verdicts
             .iter()
             .filter_map(|(h, v)| match v {
-                Verdict::Rejected(r) => Some((*h, r.to_string())),
+                Verdict::Rejected(r) => Some((*h, r.clone())),
                 _ => None,
             })
             .collect();

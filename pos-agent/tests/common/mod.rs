@@ -59,6 +59,11 @@ pub fn seed_doc(dir: &Path, id: DocumentId, doc: &Automerge) {
         .unwrap();
 }
 
+/// Store a row of the hub's refusals as the terminal keeps it.
+pub fn seed_rejection(dir: &Path, rec: &engine::storage::RejectionRecord) {
+    open_store(dir).record_rejection(rec).unwrap();
+}
+
 fn open_store(dir: &Path) -> SqliteDatabase {
     let mut st = SqliteDatabase::open(dir.join("agent.db"), [7; 16]).unwrap();
     st.set_meta("store_id", STORE.as_bytes()).unwrap();
