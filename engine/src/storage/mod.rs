@@ -5,6 +5,8 @@
 //! the backend, and the default; the database type is
 //! [`SqliteDatabase`].
 
+#[cfg(test)]
+mod conformance;
 mod error;
 pub mod roles;
 pub mod sqlite;
