@@ -9,14 +9,13 @@
 //! in SQLite before any output that depends on it is returned.
 
 pub mod agent;
-mod batch;
 mod connectivity;
 pub mod hub;
 mod hub_admin;
 mod hub_templates;
 
-pub use batch::Batch;
 pub use connectivity::{StoreLink, WRITE_EVERY_MS};
+pub use hub::Batch;
 pub use hub_admin::RemovedStore;
 pub use hub_templates::{PurgeReport, TemplateRemoval, DEFAULT_HORIZON_DAYS};
 mod rate;

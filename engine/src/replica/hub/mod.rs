@@ -12,14 +12,15 @@ use automerge::{ActorId, Automerge, Change, ChangeHash};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
+mod batch;
 mod cache;
-mod commit;
 mod connections;
 mod edits;
 mod peer_sync;
 mod status_projection;
 mod validate;
 
+pub use batch::{Batch, LOADED_BATCH};
 use connections::{storage_peer, Conn};
 
 use super::connectivity::{StoreActivity, StoreLink};

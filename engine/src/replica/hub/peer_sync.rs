@@ -84,6 +84,9 @@ impl Hub {
         })
     }
 
+    /// One sync message for `doc_id` from `conn`: admit the document on
+    /// this connection, take the peer's heads and needs, validate and store
+    /// its changes, then reply and fan the accepted ones out.
     pub(super) fn on_sync(
         &mut self,
         conn: ConnId,
@@ -91,67 +94,24 @@ impl Hub {
         mut message: sync::Message,
         now_ms: i64,
     ) -> Vec<Output> {
-        let Some(c) = self.conns.get(&conn) else {
+        let (principal, owner) = match self.admit(conn, doc_id) {
+            Ok(admitted) => admitted,
+            Err(out) => return out,
+        };
+        let Some((c, doc)) = self.peer_and_document(conn, doc_id) else {
             return Vec::new();
         };
-        let principal = c.principal.clone();
-        let owner = match self.visible(&principal, doc_id) {
-            Ok(Some(o)) => o,
-            Ok(None) => {
-                let msg = c.session.unavailable(doc_id);
-                return msg.map(|m| self.send(conn, &m)).into_iter().collect();
-            }
-            Err(e) => return self.fatal(conn, format!("hub storage error: {e}")),
-        };
-        if !c.session.has_document(doc_id)
-            && c.session.document_count() >= self.cfg.limits.max_documents_per_connection
-        {
-            return self.fatal(
-                conn,
-                format!(
-                    "more than {} documents on one connection",
-                    self.cfg.limits.max_documents_per_connection
-                ),
-            );
-        }
-        let first_contact = !c.session.has_document(doc_id);
-        let storage_id = c.storage_id.clone();
-        if let Err(e) = self.load(doc_id) {
-            warn!(conn, doc = %doc_id, error = %e, "document unavailable");
-            let msg = self
-                .conns
-                .get(&conn)
-                .and_then(|c| c.session.unavailable(doc_id));
-            return msg.map(|m| self.send(conn, &m)).into_iter().collect();
-        }
-        if first_contact {
-            if let Some(sid) = &storage_id {
-                if let Ok(Some(state)) = self.db.load_sync_state(&storage_peer(sid), doc_id) {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.session.restore_sync_state(doc_id, &state);
-                    }
-                }
-            }
-        }
-        self.subscribers.entry(doc_id).or_default().insert(conn);
-
-        let mut out = Vec::new();
-        let mut incoming = {
-            let doc = self.docs.get(&doc_id).expect("loaded above");
-            match changes_in(doc, &message) {
-                Ok(c) => c,
-                Err(e) => {
-                    return self.document_failed(
-                        conn,
-                        doc_id,
-                        format!("undecodable changes for {doc_id}: {e}"),
-                    )
-                }
+        let mut incoming = match changes_in(doc, &message) {
+            Ok(changes) => changes,
+            Err(e) => {
+                return self.document_failed(
+                    conn,
+                    doc_id,
+                    format!("undecodable changes for {doc_id}: {e}"),
+                )
             }
         };
-        if let Some(c) = self.conns.get_mut(&conn) {
-            incoming.extend(c.waiting.remove(&doc_id).unwrap_or_default());
-        }
+        incoming.extend(c.waiting.remove(&doc_id).unwrap_or_default());
         // The peer's heads, need and have go into the sync state *before*
         // its accepted changes reach the document: Automerge reads a message
         // without changes whose heads equal ours as an acknowledgement of
@@ -159,45 +119,28 @@ impl Hub {
         // see the hub's heads include its change (JS `getSyncInfo`, the
         // agent's unconfirmed count).
         message.changes = Vec::<Vec<u8>>::new().into();
-        {
-            let doc = self.docs.get_mut(&doc_id).expect("loaded above");
-            let c = self.conns.get_mut(&conn).expect("checked above");
-            if let Err(e) = c.session.apply(doc_id, doc, message) {
-                return self.document_failed(
-                    conn,
-                    doc_id,
-                    format!("bad sync message for {doc_id}: {e}"),
-                );
-            }
+        if let Err(e) = c.session.apply(doc_id, doc, message) {
+            return self.document_failed(
+                conn,
+                doc_id,
+                format!("bad sync message for {doc_id}: {e}"),
+            );
         }
+        let mut out = Vec::new();
         let mut accepted_any = false;
         if !incoming.is_empty() {
             match self.validate_and_store(doc_id, &owner, &principal, &incoming, now_ms) {
                 Ok((accepted, rejections, waiting)) => {
                     accepted_any = accepted > 0;
-                    if !waiting.is_empty() {
-                        let total: usize = self
-                            .conns
-                            .get(&conn)
-                            .map_or(0, |c| c.waiting.values().map(Vec::len).sum());
-                        if total + waiting.len() > MAX_WAITING_CHANGES {
-                            return self.fatal(conn, format!(
-                                "more than {MAX_WAITING_CHANGES} changes waiting for their dependencies"
-                            ));
-                        }
-                        if let Some(c) = self.conns.get_mut(&conn) {
-                            c.waiting.insert(doc_id, waiting);
-                        }
+                    if let Err(closing) = self.hold_waiting(conn, doc_id, waiting) {
+                        return closing;
                     }
                     for (hash, rejection) in rejections {
                         let refusal = Refusal::new(doc_id, hash, &rejection);
                         warn!(conn, %principal, doc = %doc_id, %hash, reason = %refusal.reason, rule = %refusal.rule, "change rejected");
-                        let err = self
-                            .conns
-                            .get(&conn)
-                            .map(|c| c.session.error(refusal.encode()));
-                        if let Some(e) = err {
-                            out.push(self.send(conn, &e));
+                        if let Some(c) = self.conns.get(&conn) {
+                            let err = c.session.error(refusal.encode());
+                            out.push(self.send(conn, &err));
                         }
                     }
                 }
@@ -208,14 +151,12 @@ impl Hub {
                 }
             }
         }
-        let doc = self.docs.get(&doc_id).expect("loaded above");
-        let c = self.conns.get_mut(&conn).expect("checked above");
-        let need = missing_dependencies(
-            doc,
-            c.waiting.get(&doc_id).map(Vec::as_slice).unwrap_or(&[]),
-        );
-        if let Some(reply) = c.session.generate_with_need(doc_id, doc, &need) {
-            out.push(self.send(conn, &reply));
+        if let Some((c, doc)) = self.peer_and_document(conn, doc_id) {
+            let waiting = c.waiting.get(&doc_id).map(Vec::as_slice).unwrap_or(&[]);
+            let need = missing_dependencies(doc, waiting);
+            if let Some(reply) = c.session.generate_with_need(doc_id, doc, &need) {
+                out.push(self.send(conn, &reply));
+            }
         }
         if accepted_any {
             out.extend(self.fan_out(doc_id, Some(conn)));
@@ -230,6 +171,90 @@ impl Hub {
             }
         }
         out
+    }
+
+    /// Before a connection's first message about `doc_id`: may its
+    /// principal see the document (missing and forbidden look the same),
+    /// is it within the connection's document limit, is the document
+    /// loaded, and is the peer's saved sync state restored. Then the
+    /// connection subscribes to the document. Returns the principal and
+    /// the document's owner, or what to send instead.
+    fn admit(
+        &mut self,
+        conn: ConnId,
+        doc_id: DocumentId,
+    ) -> Result<(Principal, (StoreId, DocKind)), Vec<Output>> {
+        let Some(c) = self.conns.get(&conn) else {
+            return Err(Vec::new());
+        };
+        let principal = c.principal.clone();
+        let unavailable = |hub: &mut Hub| -> Vec<Output> {
+            let msg = hub
+                .conns
+                .get(&conn)
+                .and_then(|c| c.session.unavailable(doc_id));
+            msg.map(|m| hub.send(conn, &m)).into_iter().collect()
+        };
+        let owner = match self.visible(&principal, doc_id) {
+            Ok(Some(o)) => o,
+            Ok(None) => return Err(unavailable(self)),
+            Err(e) => return Err(self.fatal(conn, format!("hub storage error: {e}"))),
+        };
+        let first_contact = !c.session.has_document(doc_id);
+        let max = self.cfg.limits.max_documents_per_connection;
+        if first_contact && c.session.document_count() >= max {
+            return Err(self.fatal(conn, format!("more than {max} documents on one connection")));
+        }
+        let storage_id = c.storage_id.clone();
+        if let Err(e) = self.load(doc_id) {
+            warn!(conn, doc = %doc_id, error = %e, "document unavailable");
+            return Err(unavailable(self));
+        }
+        if let (true, Some(sid)) = (first_contact, &storage_id) {
+            if let Ok(Some(state)) = self.db.load_sync_state(&storage_peer(sid), doc_id) {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.session.restore_sync_state(doc_id, &state);
+                }
+            }
+        }
+        self.subscribers.entry(doc_id).or_default().insert(conn);
+        Ok((principal, owner))
+    }
+
+    /// The connection and the document, borrowed together (both are
+    /// there once `admit` said yes and until something closes the
+    /// connection or drops the document).
+    fn peer_and_document(
+        &mut self,
+        conn: ConnId,
+        doc_id: DocumentId,
+    ) -> Option<(&mut Conn, &mut Automerge)> {
+        Some((self.conns.get_mut(&conn)?, self.docs.get_mut(&doc_id)?))
+    }
+
+    /// Keep the changes of `doc_id` that wait for dependencies on the
+    /// connection, within its limit (else close it).
+    fn hold_waiting(
+        &mut self,
+        conn: ConnId,
+        doc_id: DocumentId,
+        waiting: Vec<Change>,
+    ) -> Result<(), Vec<Output>> {
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Ok(());
+        };
+        let total: usize = c.waiting.values().map(Vec::len).sum();
+        if total + waiting.len() > MAX_WAITING_CHANGES {
+            return Err(self.fatal(
+                conn,
+                format!("more than {MAX_WAITING_CHANGES} changes waiting for their dependencies"),
+            ));
+        }
+        c.waiting.insert(doc_id, waiting);
+        Ok(())
     }
 
     /// Send `doc`'s news to every connection syncing it (except `skip`).
