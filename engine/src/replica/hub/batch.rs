@@ -121,7 +121,7 @@ impl Hub {
     /// more frames are waiting, only marked due (in the same transaction)
     /// for `catch_up_index` once the hub is idle: sync comes first.
     pub(crate) fn commit_batch_indexing(&mut self, index_now: bool) -> Result<(), Vec<Output>> {
-        let mut pending: Vec<DocumentId> = self.index_pending.drain().collect();
+        let mut pending: Vec<DocumentId> = self.projection.take_pending();
         if index_now {
             // A list whose rows could not be written stays due.
             pending = std::mem::take(&mut pending)
@@ -132,15 +132,14 @@ impl Hub {
         let marked = self.db.mark_index_due(&pending);
         match marked.and_then(|()| self.db.commit_batch()) {
             Ok(()) => {
-                self.index_due.extend(pending);
+                self.projection.mark_due(pending);
                 Ok(())
             }
             Err(e) => {
                 warn!(error = %e, "could not commit a batch of frames; closing every connection");
                 self.docs.clear();
                 // The batch's index writes were rolled back too.
-                self.indexed.clear();
-                self.views.clear();
+                self.projection.forget_rows();
                 let conns: Vec<ConnId> = self.conns.keys().copied().collect();
                 let mut out = Vec::new();
                 for c in conns {
@@ -175,7 +174,7 @@ impl Hub {
         // writes did when each committed on its own. A publish to many
         // stores leaves their status index for when the hub is idle (or
         // the index is read): the stores get their lists sooner.
-        let index_now = self.index_pending.len() <= 1;
+        let index_now = self.projection.pending_count() <= 1;
         match self.commit_batch_indexing(index_now) {
             Ok(()) => split(r),
             Err(closing) => (Err(HubError::NotSaved), closing),

@@ -37,8 +37,7 @@ impl Hub {
     /// Drop a document from memory with what `reindex` kept of it.
     pub(super) fn uncache(&mut self, doc_id: DocumentId) {
         self.docs.remove(&doc_id);
-        self.indexed.remove(&doc_id);
-        self.views.remove(&doc_id);
+        self.projection.forget(doc_id);
         self.seqs.remove(&doc_id);
     }
 
@@ -47,12 +46,9 @@ impl Hub {
         // A document dropped after a failed write (in `on_sync`, `edit`)
         // leaves what `reindex` knew of it behind; still true, but its
         // memory is only bounded by `docs` once swept.
-        if self.indexed.len() > self.docs.len() {
-            self.indexed.retain(|d, _| self.docs.contains_key(d));
-        }
-        if self.views.len() > self.docs.len() {
-            self.views.retain(|d, _| self.docs.contains_key(d));
-        }
+        let docs = &self.docs;
+        self.projection
+            .retain_cached(|d| docs.contains_key(d), docs.len());
         if self.docs.len() < self.cfg.limits.max_cached_documents {
             return;
         }
@@ -71,7 +67,7 @@ impl Hub {
     /// Drop a document from memory and from every session (it was deleted).
     pub(crate) fn forget_document(&mut self, doc: DocumentId) {
         self.uncache(doc);
-        self.index_due.remove(&doc);
+        self.projection.take_due(doc);
         if let Some(subs) = self.subscribers.remove(&doc) {
             for conn in subs {
                 if let Some(c) = self.conns.get_mut(&conn) {

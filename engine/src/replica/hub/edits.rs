@@ -35,7 +35,7 @@ impl Hub {
                 // Reloaded from disk when next used.
                 self.uncache(content.id);
                 self.uncache(DocumentId::directory_of(&store_id));
-                self.index_pending.remove(&content.id);
+                self.projection.unchanged(content.id);
                 Err(e)
             }
         }

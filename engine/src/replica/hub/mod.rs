@@ -22,6 +22,7 @@ mod validate;
 
 pub use batch::{Batch, LOADED_BATCH};
 use connections::{storage_peer, Conn};
+use status_projection::StatusProjection;
 
 use super::connectivity::{StoreActivity, StoreLink};
 use super::rate::TokenBucket;
@@ -159,22 +160,8 @@ pub struct Hub {
     conns: HashMap<ConnId, Conn>,
     subscribers: HashMap<DocumentId, BTreeSet<ConnId>>,
     counters: HubCounters,
-    /// Lists changed in the current batch: marked due at its commit.
-    index_pending: HashSet<DocumentId>,
-    /// Lists whose status index rows are behind their documents (marked
-    /// in storage too). Sync comes first: they are indexed when the hub
-    /// is idle (`catch_up_index`) or before the index is read
-    /// (`indexed_store`), each once however many batches changed it.
-    index_due: HashSet<DocumentId>,
-    /// What the status index holds for instances in `docs`, as `reindex`
-    /// last wrote it, so the next `reindex` writes only what changed. An
-    /// entry goes with its document, and whenever the table may no longer
-    /// match it (a failed write, a rolled-back batch, a purge).
-    indexed: HashMap<DocumentId, IndexedRows>,
-    /// The view each cached instance had when last indexed, and its heads:
-    /// what a change that only appends status events is read against
-    /// (`instance::refresh`) instead of parsing the whole log again.
-    views: HashMap<DocumentId, (Vec<ChangeHash>, instance::InstanceView)>,
+    /// The status index, a projection of the instance documents.
+    projection: StatusProjection,
     /// Each actor's last sequence number in a cached document, at the
     /// heads given: validation's starting point for the next batch on it
     /// when the document is still at those heads (else read again).
@@ -191,8 +178,7 @@ impl Hub {
     pub fn open(mut db: SqliteDatabase, cfg: HubConfig) -> Result<Hub, HubError> {
         let actor = db.actor_id();
         db.claim_actor(&actor, &Principal::Hq)?;
-        // Lists a crash left behind in the index.
-        let index_due = db.index_due()?.into_iter().collect();
+        let projection = StatusProjection::open(&db)?;
         Ok(Hub {
             db,
             cfg,
@@ -200,10 +186,7 @@ impl Hub {
             conns: HashMap::new(),
             subscribers: HashMap::new(),
             counters: HubCounters::default(),
-            index_pending: HashSet::new(),
-            index_due,
-            indexed: HashMap::new(),
-            views: HashMap::new(),
+            projection,
             seqs: HashMap::new(),
             rosters: HashMap::new(),
             activity: StoreActivity::default(),
