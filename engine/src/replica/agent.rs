@@ -279,7 +279,7 @@ impl Agent {
         match self.db.load_document(id) {
             Ok(Some(d)) => Some(slot.get_or_init(|| d)),
             Ok(None) => None,
-            Err(e @ StorageError::CorruptDocument { .. }) => {
+            Err(e) if e.damaged_document() == Some(id) => {
                 error!(doc = %id, error = %e, "document does not load; setting it aside to fetch it again from the hub");
                 self.unreadable.borrow_mut().insert(id);
                 None

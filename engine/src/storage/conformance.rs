@@ -8,7 +8,7 @@ use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, Change};
 
 use super::roles::*;
-use super::{PeerId, StorageError, StoreRecord, TokenCheck};
+use super::{Damage, PeerId, StorageError, StoreRecord, TokenCheck};
 use crate::document::instance;
 use crate::document::instance_tests::content;
 use crate::document::DocKind;
@@ -29,6 +29,9 @@ impl<T> HubBackend for T where
 pub trait Backend {
     type Db: HubBackend;
     fn open(&self) -> Self::Db;
+    /// Overwrite what is stored for `doc` with bytes that do not decode,
+    /// behind the traits' back, as a bad disk or a stray write would.
+    fn damage_document(&self, doc: DocumentId);
 }
 
 const NOW: i64 = 1_800_000_000_000;
@@ -81,6 +84,43 @@ pub fn a_failed_write_leaves_nothing_behind(b: &impl Backend) {
     drop(db);
     let db = b.open();
     assert_eq!(db.load_document(kept).unwrap().unwrap().get_heads(), heads);
+}
+
+/// A document whose stored bytes are damaged is reported as damage to
+/// that document and only that one, with the repair that resyncs it; the
+/// other documents still load.
+pub fn a_damaged_document_is_reported_alone(b: &impl Backend) {
+    let (bad, good) = (doc_id(1), doc_id(2));
+    {
+        let mut db = b.open();
+        db.append_changes(bad, &changes(1)).unwrap();
+        db.append_changes(good, &changes(2)).unwrap();
+    }
+    b.damage_document(bad);
+    let db = b.open();
+    let err = db.load_document(bad).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StorageError::Damaged {
+                damage: Damage::Document { doc, .. },
+                repair: super::Repair::ResyncDocument,
+                ..
+            } if *doc == bad
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.damaged_document(), Some(bad));
+    assert!(err.to_string().contains(&bad.to_string()), "{err}");
+    assert!(db.load_document(good).unwrap().is_some());
+    let all = db.load_all_documents().unwrap();
+    assert_eq!(all.len(), 2);
+    for (id, loaded) in &all {
+        match loaded {
+            Ok(_) => assert_eq!(*id, good),
+            Err(e) => assert_eq!((*id, e.damaged_document()), (bad, Some(bad)), "{e:?}"),
+        }
+    }
 }
 
 /// Sync state per (peer, document): kept across a reopen, replaced by a
@@ -195,7 +235,23 @@ mod sqlite {
     impl Backend for Sqlite {
         type Db = SqliteDatabase;
         fn open(&self) -> SqliteDatabase {
-            SqliteDatabase::open(self.0.path().join("db.sqlite3"), [0xAA; 16]).unwrap()
+            SqliteDatabase::open(self.file(), [0xAA; 16]).unwrap()
+        }
+        fn damage_document(&self, doc: DocumentId) {
+            let conn = rusqlite::Connection::open(self.file()).unwrap();
+            let rows = conn
+                .execute(
+                    "UPDATE changes SET bytes = X'0badbeef' WHERE doc_id = ?1",
+                    [doc.as_bytes()],
+                )
+                .unwrap();
+            assert!(rows > 0, "{doc} has change rows to damage");
+        }
+    }
+
+    impl Sqlite {
+        fn file(&self) -> std::path::PathBuf {
+            self.0.path().join("db.sqlite3")
         }
     }
 
@@ -211,6 +267,11 @@ mod sqlite {
     #[test]
     fn sqlite_passes_a_failed_write_leaves_nothing_behind() {
         a_failed_write_leaves_nothing_behind(&backend());
+    }
+
+    #[test]
+    fn sqlite_passes_a_damaged_document_is_reported_alone() {
+        a_damaged_document_is_reported_alone(&backend());
     }
 
     #[test]

@@ -1,124 +1,199 @@
-//! Storage errors. Each one names the database file (an operator may run
-//! several replicas on one machine) and says what to do about it.
-
-use std::path::{Path, PathBuf};
-
-use rusqlite::ErrorCode;
+//! Storage errors, the same for every backend: what kind of failure it is
+//! (a caller acts on the kind), which database it hit (an operator may run
+//! several replicas on one machine) and what to do about it. The backend's
+//! own error rides along as the `source`; its type never shows here.
 
 use crate::ids::DocumentId;
 
-/// What went wrong with a replica's database.
+/// A backend's own error (rusqlite's, later PostgreSQL's), kept as the
+/// `source` of a [`StorageError`] for logs and error chains.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What went wrong with a replica's database. `location` names it: the
+/// file of a SQLite database, the address (without password) of a server.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// The directory is missing, the file is not readable/writable, etc.
+    /// The disk (or the backend's size limit) is full. The write was rolled
+    /// back, so the caller must not acknowledge it.
     #[error(
-        "cannot open replica database {}: {source}; check that the directory exists and the \
-         file is readable and writable by this user",
-        file.display()
-    )]
-    CannotOpen {
-        file: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
-
-    /// The file exists but is not a SQLite database at all.
-    #[error(
-        "{} is not a SQLite database; check the configured path, or move the file aside so a \
-         new replica database is created there (it will resync from the hub)",
-        file.display()
-    )]
-    NotADatabase { file: PathBuf },
-
-    /// SQLite reports the file as malformed (truncated, overwritten pages, ...).
-    #[error(
-        "replica database {} is damaged ({detail}); restore it from a backup, or move it aside \
-         so the replica starts empty and resyncs from the hub",
-        file.display()
-    )]
-    Damaged { file: PathBuf, detail: String },
-
-    /// Written by a newer build; opening it could misread or corrupt data.
-    #[error(
-        "replica database {} has schema version {found}, but this build knows versions up to \
-         {known}; run a newer build, or restore a backup made by this version",
-        file.display()
-    )]
-    TooNew {
-        file: PathBuf,
-        found: i64,
-        known: i64,
-    },
-
-    /// SQLITE_FULL: the disk (or `max_page_count`) is full. The transaction
-    /// was rolled back, so the caller must not acknowledge the write.
-    #[error(
-        "disk full while writing {}: the write was rolled back and nothing from it was saved; \
-         free disk space and retry",
-        file.display()
+        "disk full while writing {location}: the write was rolled back and nothing from it was \
+         saved; free disk space and retry"
     )]
     DiskFull {
-        file: PathBuf,
+        location: String,
         #[source]
-        source: rusqlite::Error,
+        source: BackendError,
     },
 
-    /// A write of a group commit (`Store::begin_batch`) failed in a way
-    /// that made SQLite roll the whole batch back (disk full, I/O error).
-    #[error(
-        "an earlier write in this batch failed and SQLite rolled the batch back in {}: \
-         nothing from it was saved",
-        file.display()
-    )]
-    BatchAborted { file: PathBuf },
-
-    /// Any other SQLite failure (I/O error, lock timeout, ...). Writes are
-    /// transactional, so a failed write left nothing behind.
-    #[error("SQLite error on {}: {source}", file.display())]
-    Sqlite {
-        file: PathBuf,
+    /// Something stored is unusable as it is: the whole database, one
+    /// document, or a schema this build does not know. `repair` says what
+    /// an operator (or, for one document, the replica itself) can do.
+    #[error("{}; {repair}", damage.describe(location))]
+    Damaged {
+        location: String,
+        damage: Damage,
+        repair: Repair,
         #[source]
-        source: rusqlite::Error,
+        source: Option<BackendError>,
     },
 
-    /// One document's snapshot or change rows do not decode. Only that
-    /// document is affected; the others still load.
-    #[error(
-        "document {doc} in {} is corrupt: {reason}; delete the document so it resyncs from \
-         peers, or restore the database from a backup",
-        file.display()
-    )]
-    CorruptDocument {
-        file: PathBuf,
-        doc: DocumentId,
-        reason: String,
+    /// The unit of work was rolled back for reasons outside it (another
+    /// writer, an earlier failed write of the same batch): nothing from it
+    /// was saved, and running it again may succeed.
+    #[error("{}", conflict.describe(location))]
+    Conflict {
+        location: String,
+        conflict: Conflict,
+        #[source]
+        source: Option<BackendError>,
+    },
+
+    /// The database could not be reached or did not do what was asked
+    /// (cannot open, I/O error, ...). Writes are all or nothing, so a
+    /// failed one left nothing behind.
+    #[error("{}", unavailable.describe(location, source))]
+    Unavailable {
+        location: String,
+        unavailable: Unavailable,
+        #[source]
+        source: BackendError,
     },
 
     /// The operation needs a document this replica does not hold.
-    #[error("document {doc} is not stored in {}", file.display())]
-    UnknownDocument { file: PathBuf, doc: DocumentId },
+    #[error("document {doc} is not stored in {location}")]
+    UnknownDocument { location: String, doc: DocumentId },
+}
+
+/// What is damaged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    /// The database as a whole (truncated, overwritten pages, ...).
+    Database { detail: String },
+    /// The location holds something that is not a database of this
+    /// backend's `kind` (e.g. "SQLite") at all.
+    NotADatabase { kind: &'static str },
+    /// Written by a newer build; opening it could misread or corrupt data.
+    SchemaTooNew { found: i64, known: i64 },
+    /// One document's stored bytes do not decode. Only that document is
+    /// affected; the others still load.
+    Document { doc: DocumentId, reason: String },
+}
+
+impl Damage {
+    fn describe(&self, location: &str) -> String {
+        match self {
+            Damage::Database { detail } => {
+                format!("replica database {location} is damaged ({detail})")
+            }
+            Damage::NotADatabase { kind } => format!("{location} is not a {kind} database"),
+            Damage::SchemaTooNew { found, known } => format!(
+                "replica database {location} has schema version {found}, but this build knows \
+                 versions up to {known}"
+            ),
+            Damage::Document { doc, reason } => {
+                format!("document {doc} in {location} is corrupt: {reason}")
+            }
+        }
+    }
+}
+
+/// How to repair a [`Damage`]: the backend picks the one that fits it
+/// (a file can be moved aside, a server's database cannot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Repair {
+    #[error(
+        "restore it from a backup, or move it aside so the replica starts empty and resyncs \
+         from the hub"
+    )]
+    RestoreOrMoveAside,
+    #[error(
+        "check the configured path, or move the file aside so a new replica database is \
+         created there (it will resync from the hub)"
+    )]
+    CheckPathOrMoveAside,
+    #[error("run a newer build, or restore a backup made by this version")]
+    RunNewerBuild,
+    /// The replica can do this itself: set the document aside and fetch it again.
+    #[error("delete the document so it resyncs from peers, or restore the database from a backup")]
+    ResyncDocument,
+}
+
+/// Why a unit of work was rolled back without being at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// Another writer held the database's write lock past the wait.
+    Busy,
+    /// An earlier write of this batch failed and the backend rolled the
+    /// whole batch back.
+    BatchRolledBack,
+}
+
+impl Conflict {
+    fn describe(&self, location: &str) -> String {
+        match self {
+            Conflict::Busy => format!(
+                "replica database {location} is busy: another process held its lock too long, and \
+                 nothing was changed; stop the other process or retry"
+            ),
+            Conflict::BatchRolledBack => format!(
+                "an earlier write in this batch failed and the database rolled the batch back in \
+                 {location}: nothing from it was saved"
+            ),
+        }
+    }
+}
+
+/// What could not be done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The database could not be opened at all (missing directory, no
+    /// permission, ...).
+    CannotOpen,
+    /// An operation failed in the backend (I/O error, ...).
+    Failed,
+}
+
+impl Unavailable {
+    fn describe(&self, location: &str, source: &BackendError) -> String {
+        match self {
+            Unavailable::CannotOpen => format!(
+                "cannot open replica database {location}: {source}; check that the directory \
+                 exists and the file is readable and writable by this user"
+            ),
+            Unavailable::Failed => format!("database error on {location}: {source}"),
+        }
+    }
 }
 
 impl StorageError {
-    /// Classify a SQLite error so the message tells the operator what to do.
-    pub(crate) fn from_sqlite(file: &Path, source: rusqlite::Error) -> Self {
-        let file = file.to_path_buf();
-        match source.sqlite_error_code() {
-            Some(ErrorCode::DiskFull) => Self::DiskFull { file, source },
-            Some(ErrorCode::NotADatabase) => Self::NotADatabase { file },
-            Some(ErrorCode::DatabaseCorrupt) => Self::Damaged {
-                file,
-                detail: source.to_string(),
-            },
-            _ => Self::Sqlite { file, source },
+    /// The one document this error is about, if it is damage to that
+    /// document alone: the replica can set it aside and fetch it again
+    /// while every other document goes on.
+    pub fn damaged_document(&self) -> Option<DocumentId> {
+        match self {
+            StorageError::Damaged {
+                damage: Damage::Document { doc, .. },
+                ..
+            } => Some(*doc),
+            _ => None,
         }
     }
 
-    pub(crate) fn corrupt(file: &Path, doc: DocumentId, reason: impl Into<String>) -> Self {
-        Self::CorruptDocument {
-            file: file.to_path_buf(),
-            doc,
-            reason: reason.into(),
+    /// One document in `location` does not decode (found by a backend
+    /// reading its bytes, or by the replica applying them).
+    pub fn damaged_document_at(
+        location: impl Into<String>,
+        doc: DocumentId,
+        reason: impl Into<String>,
+    ) -> Self {
+        StorageError::Damaged {
+            location: location.into(),
+            damage: Damage::Document {
+                doc,
+                reason: reason.into(),
+            },
+            repair: Repair::ResyncDocument,
+            source: None,
         }
     }
 }

@@ -11,7 +11,7 @@ mod error;
 pub mod roles;
 pub mod sqlite;
 
-pub use error::StorageError;
+pub use error::{BackendError, Conflict, Damage, Repair, StorageError, Unavailable};
 pub use roles::{Documents, Groups, Registry, StatusIndex, StatusQueries, SyncStates, Templates};
 pub use sqlite::{
     CompactionStats, DocumentLoad, IndexUpdate, IndexedRows, ListStatusRow, PastDueRow, PeerId,

@@ -40,8 +40,8 @@ pub trait Documents {
     ///
     /// The returned document's actor is this replica's, so changes made on it
     /// are attributed to this replica. A snapshot or change row that does
-    /// not decode gives [`StorageError::CorruptDocument`] for this document
-    /// only.
+    /// not decode gives [`StorageError::Damaged`] naming this document
+    /// ([`super::Damage::Document`]) and only this one.
     fn load_document(&self, doc: DocumentId) -> Result<Option<Automerge>, StorageError>;
 
     /// Every stored document, each with its own result: one corrupt document

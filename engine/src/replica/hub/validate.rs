@@ -77,12 +77,13 @@ impl Hub {
             }
             None => {
                 let doc = self.docs.get_mut(&doc_id).expect("caller loaded it");
-                doc.apply_changes(outcome.accepted)
-                    .map_err(|e| StorageError::CorruptDocument {
-                        file: self.db.path().to_path_buf(),
-                        doc: doc_id,
-                        reason: e.to_string(),
-                    })?;
+                doc.apply_changes(outcome.accepted).map_err(|e| {
+                    StorageError::damaged_document_at(
+                        self.db.path().display().to_string(),
+                        doc_id,
+                        e.to_string(),
+                    )
+                })?;
             }
         }
         Ok((accepted, rejections, waiting))

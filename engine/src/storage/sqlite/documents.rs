@@ -11,7 +11,7 @@ use automerge::{Automerge, Change, ChangeHash};
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
-use super::{Failure, SqliteDatabase, StorageError};
+use super::{errors, Failure, SqliteDatabase, StorageError};
 use crate::ids::DocumentId;
 use crate::storage::roles::*;
 
@@ -64,7 +64,7 @@ impl Documents for SqliteDatabase {
                 let loaded = match read_document(conn, &self.path, doc) {
                     Ok(Some(stored)) => Ok(stored.doc.with_actor(self.actor.clone())),
                     Ok(None) => continue, // unreachable inside one read transaction
-                    Err(Failure::Storage(e @ StorageError::CorruptDocument { .. })) => {
+                    Err(Failure::Storage(e)) if e.damaged_document() == Some(doc) => {
                         tracing::warn!(error = %e, "skipping corrupt document");
                         Err(e)
                     }
@@ -270,11 +270,8 @@ impl Documents for SqliteDatabase {
     fn compact(&mut self, doc: DocumentId) -> Result<CompactionStats, StorageError> {
         let file = self.path.clone();
         let stats = self.write(|tx| {
-            let stored =
-                read_document(tx, &file, doc)?.ok_or_else(|| StorageError::UnknownDocument {
-                    file: file.clone(),
-                    doc,
-                })?;
+            let stored = read_document(tx, &file, doc)?
+                .ok_or_else(|| errors::unknown_document(&file, doc))?;
             let (folded, kept): (Vec<_>, Vec<_>) = stored
                 .rows
                 .iter()
@@ -318,23 +315,23 @@ fn list_documents(conn: &Connection, file: &Path) -> Result<Vec<DocumentId>, Fai
 /// Decode a stored document id. The schema's CHECK makes a bad length
 /// impossible short of damage to the file, hence `Damaged`.
 fn document_id(file: &Path, blob: Vec<u8>) -> Result<DocumentId, Failure> {
-    let bytes: [u8; 16] = blob
-        .try_into()
-        .map_err(|blob: Vec<u8>| StorageError::Damaged {
-            file: file.to_path_buf(),
-            detail: format!("a document id is {} bytes, not 16", blob.len()),
-        })?;
+    let bytes: [u8; 16] = blob.try_into().map_err(|blob: Vec<u8>| {
+        errors::damaged(
+            file,
+            format!("a document id is {} bytes, not 16", blob.len()),
+        )
+    })?;
     Ok(DocumentId(Uuid::from_bytes(bytes)))
 }
 
 /// Read and decode one document. Anything wrong with the stored bytes is
-/// `CorruptDocument` for this document; only SQLite failures are other errors.
+/// damage to this document (`Damage::Document`); only SQLite failures are other errors.
 fn read_document(
     conn: &Connection,
     file: &Path,
     doc: DocumentId,
 ) -> Result<Option<Stored>, Failure> {
-    let corrupt = |reason: String| Failure::from(StorageError::corrupt(file, doc, reason));
+    let corrupt = |reason: String| Failure::from(errors::corrupt_document(file, doc, reason));
 
     let snapshot: Option<Option<Vec<u8>>> = conn
         .prepare_cached("SELECT snapshot FROM documents WHERE doc_id = ?1")?
@@ -428,7 +425,7 @@ mod tests {
 
     use super::*;
     use crate::storage::sqlite::testing::{checklist, temp_store};
-    use crate::storage::PeerId;
+    use crate::storage::{Damage, PeerId};
 
     fn doc_id(n: u8) -> DocumentId {
         DocumentId::from_random_bytes([n; 16])
@@ -568,7 +565,10 @@ mod tests {
             .unwrap();
         assert!(matches!(
             store.load_document(bad),
-            Err(StorageError::CorruptDocument { .. })
+            Err(StorageError::Damaged {
+                damage: Damage::Document { .. },
+                ..
+            })
         ));
         let rows = store.quarantine_document(bad).unwrap();
         assert!(rows >= 2, "{rows}");
@@ -704,8 +704,11 @@ mod tests {
 
         let err = store.load_document(a).unwrap_err();
         match &err {
-            StorageError::CorruptDocument { doc, .. } => assert_eq!(*doc, a),
-            other => panic!("expected CorruptDocument, got {other:?}"),
+            StorageError::Damaged {
+                damage: Damage::Document { doc, .. },
+                ..
+            } => assert_eq!(*doc, a),
+            other => panic!("expected damage to document {a}, got {other:?}"),
         }
         let message = err.to_string();
         assert!(message.contains(&a.to_string()), "{message}");
@@ -724,7 +727,10 @@ mod tests {
         let rows = store.change_row_count(a).unwrap();
         assert!(matches!(
             store.compact(a),
-            Err(StorageError::CorruptDocument { .. })
+            Err(StorageError::Damaged {
+                damage: Damage::Document { .. },
+                ..
+            })
         ));
         assert_eq!(store.change_row_count(a).unwrap(), rows);
     }
@@ -745,7 +751,10 @@ mod tests {
             .unwrap();
         assert!(matches!(
             store.load_document(id),
-            Err(StorageError::CorruptDocument { doc, .. }) if doc == id
+            Err(StorageError::Damaged {
+                damage: Damage::Document { doc, .. },
+                ..
+            }) if doc == id
         ));
     }
 
@@ -769,7 +778,10 @@ mod tests {
             .unwrap();
         let err = store.load_document(a).unwrap_err();
         assert!(
-            matches!(&err, StorageError::CorruptDocument { doc, reason, .. } if *doc == a && reason.contains("snapshot")),
+            matches!(&err, StorageError::Damaged {
+                damage: Damage::Document { doc, reason },
+                ..
+            } if *doc == a && reason.contains("snapshot")),
             "{err:?}"
         );
         assert!(store.load_document(b).unwrap().is_some());

@@ -17,6 +17,7 @@
 //!   failing with SQLITE_BUSY when a read transaction tries to upgrade.
 
 mod documents;
+mod errors;
 mod groups;
 mod read_cache;
 mod registry;
@@ -49,7 +50,7 @@ pub use sync_state::PeerId;
 /// first table; a file made before this existed is rebuilt once with
 /// `VACUUM` (time proportional to its size, logged).
 fn enable_incremental_vacuum(conn: &Connection, path: &Path) -> Result<(), StorageError> {
-    let sql = |e| StorageError::from_sqlite(path, e);
+    let sql = |e| errors::from_sqlite(path, e);
     let mode: i64 = conn
         .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
         .map_err(sql)?;
@@ -68,14 +69,6 @@ fn enable_incremental_vacuum(conn: &Connection, path: &Path) -> Result<(), Stora
             "rebuilt the database once so compaction can give space back");
     }
     Ok(())
-}
-
-/// A failure to open `path` at all, told apart from later SQL errors.
-fn cannot_open(path: &Path, source: rusqlite::Error) -> StorageError {
-    match StorageError::from_sqlite(path, source) {
-        StorageError::Sqlite { file, source } => StorageError::CannotOpen { file, source },
-        other => other,
-    }
 }
 
 /// How long a write waits for another process holding the file's write lock.
@@ -117,8 +110,8 @@ impl SqliteDatabase {
         fresh_actor: [u8; 16],
     ) -> Result<SqliteDatabase, StorageError> {
         let path = path.as_ref().to_path_buf();
-        let sql = |e| StorageError::from_sqlite(&path, e);
-        let mut conn = Connection::open(&path).map_err(|e| cannot_open(&path, e))?;
+        let sql = |e| errors::from_sqlite(&path, e);
+        let mut conn = Connection::open(&path).map_err(|e| errors::cannot_open(&path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
 
         // Read-only checks first, so a foreign or damaged file is refused
@@ -160,12 +153,12 @@ impl SqliteDatabase {
     /// the writer goes on. Any write through it fails.
     pub fn open_reader(path: impl AsRef<Path>) -> Result<SqliteDatabase, StorageError> {
         let path = path.as_ref().to_path_buf();
-        let sql = |e| StorageError::from_sqlite(&path, e);
+        let sql = |e| errors::from_sqlite(&path, e);
         let conn = Connection::open_with_flags(
             &path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| cannot_open(&path, e))?;
+        .map_err(|e| errors::cannot_open(&path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
         schema::check_not_newer(&conn, &path)?;
         let actor: Vec<u8> = conn
@@ -186,7 +179,7 @@ impl SqliteDatabase {
     /// compaction or deletes). Bounded by the free pages there are; runs
     /// outside any transaction, as SQLite requires.
     pub fn release_free_pages(&mut self) -> Result<i64, StorageError> {
-        let sql = |e| StorageError::from_sqlite(&self.path, e);
+        let sql = |e| errors::from_sqlite(&self.path, e);
         let free: i64 = self
             .conn
             .pragma_query_value(None, "freelist_count", |r| r.get(0))
@@ -236,7 +229,7 @@ impl SqliteDatabase {
 
     /// The schema version of the open file (always [`CURRENT_VERSION`] after `open`).
     pub fn schema_version(&self) -> Result<i64, StorageError> {
-        schema::user_version(&self.conn).map_err(|e| StorageError::from_sqlite(&self.path, e))
+        schema::user_version(&self.conn).map_err(|e| errors::from_sqlite(&self.path, e))
     }
 
     /// A replica-level setting, or `None` if never set.
@@ -277,9 +270,7 @@ impl SqliteDatabase {
             if batch {
                 if conn.is_autocommit() {
                     // SQLite rolled the batch back after an earlier failure.
-                    return Err(Failure::Storage(StorageError::BatchAborted {
-                        file: file.clone(),
-                    }));
+                    return Err(Failure::Storage(errors::batch_rolled_back(file)));
                 }
                 let sp = conn.savepoint()?;
                 let out = f(&sp)?;
@@ -319,14 +310,12 @@ impl SqliteDatabase {
         self.batch = false;
         if self.conn.is_autocommit() {
             self.cache.get_mut().clear();
-            return Err(StorageError::BatchAborted {
-                file: self.path.clone(),
-            });
+            return Err(errors::batch_rolled_back(&self.path));
         }
         if let Err(e) = self.conn.execute_batch("COMMIT") {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.cache.get_mut().clear();
-            return Err(StorageError::from_sqlite(&self.path, e));
+            return Err(errors::from_sqlite(&self.path, e));
         }
         Ok(())
     }
@@ -357,7 +346,7 @@ impl SqliteDatabase {
     fn exec(&self, sql: &str) -> Result<(), StorageError> {
         self.conn
             .execute_batch(sql)
-            .map_err(|e| StorageError::from_sqlite(&self.path, e))
+            .map_err(|e| errors::from_sqlite(&self.path, e))
     }
 
     /// Run `f` in one read transaction, so several queries see one consistent
@@ -389,7 +378,7 @@ enum Failure {
 impl Failure {
     fn on(self, file: &Path) -> StorageError {
         match self {
-            Failure::Sql(e) => StorageError::from_sqlite(file, e),
+            Failure::Sql(e) => errors::from_sqlite(file, e),
             Failure::Storage(e) => e,
         }
     }
@@ -414,14 +403,11 @@ fn quick_check(conn: &Connection, file: &Path) -> Result<(), StorageError> {
         problems.push(row.get::<_, String>(0)?);
         Ok(())
     })
-    .map_err(|e| StorageError::from_sqlite(file, e))?;
+    .map_err(|e| errors::from_sqlite(file, e))?;
     if problems.len() == 1 && problems[0] == "ok" {
         return Ok(());
     }
-    Err(StorageError::Damaged {
-        file: file.to_path_buf(),
-        detail: format!("integrity check found: {}", problems.join("; ")),
-    })
+    Err(errors::failed_integrity_check(file, &problems))
 }
 
 /// The replica's actor id, minted from `fresh` the first time the file is used.
@@ -430,7 +416,7 @@ fn load_or_create_actor(
     file: &Path,
     fresh: [u8; 16],
 ) -> Result<ActorId, StorageError> {
-    let sql = |e| StorageError::from_sqlite(file, e);
+    let sql = |e| errors::from_sqlite(file, e);
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sql)?;
@@ -505,11 +491,17 @@ mod tests {
             .unwrap();
         assert!(matches!(
             store.append_changes(c, &changes),
-            Err(StorageError::BatchAborted { .. })
+            Err(StorageError::Conflict {
+                conflict: crate::storage::Conflict::BatchRolledBack,
+                ..
+            })
         ));
         assert!(matches!(
             store.commit_batch(),
-            Err(StorageError::BatchAborted { .. })
+            Err(StorageError::Conflict {
+                conflict: crate::storage::Conflict::BatchRolledBack,
+                ..
+            })
         ));
         assert!(
             other.load_document(b).unwrap().is_none(),
@@ -598,7 +590,16 @@ mod tests {
         std::fs::write(&path, &garbage).unwrap();
 
         let err = SqliteDatabase::open(&path, [1; 16]).unwrap_err();
-        assert!(matches!(err, StorageError::NotADatabase { .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                StorageError::Damaged {
+                    damage: crate::storage::Damage::NotADatabase { .. },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let message = err.to_string();
         assert!(message.contains(&path.display().to_string()), "{message}");
         assert!(message.contains("not a SQLite database"), "{message}");
@@ -629,7 +630,11 @@ mod tests {
         assert!(
             matches!(
                 err,
-                StorageError::Damaged { .. } | StorageError::NotADatabase { .. }
+                StorageError::Damaged {
+                    damage: crate::storage::Damage::Database { .. }
+                        | crate::storage::Damage::NotADatabase { .. },
+                    ..
+                }
             ),
             "{err:?}"
         );
@@ -658,7 +663,16 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
 
         let err = SqliteDatabase::open(&path, [1; 16]).unwrap_err();
-        assert!(matches!(err, StorageError::Damaged { .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                StorageError::Damaged {
+                    damage: crate::storage::Damage::Database { .. },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let message = err.to_string();
         assert!(message.contains(&path.display().to_string()), "{message}");
         assert!(message.contains("restore it from a backup"), "{message}");
@@ -676,7 +690,10 @@ mod tests {
 
         let err = SqliteDatabase::open(&path, [1; 16]).unwrap_err();
         match &err {
-            StorageError::TooNew { found, known, .. } => {
+            StorageError::Damaged {
+                damage: crate::storage::Damage::SchemaTooNew { found, known },
+                ..
+            } => {
                 assert_eq!((*found, *known), (CURRENT_VERSION + 1, CURRENT_VERSION));
             }
             other => panic!("expected TooNew, got {other:?}"),
@@ -691,7 +708,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("no-such-dir").join("replica.sqlite3");
         let err = SqliteDatabase::open(&path, [1; 16]).unwrap_err();
-        assert!(matches!(err, StorageError::CannotOpen { .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                StorageError::Unavailable {
+                    unavailable: crate::storage::Unavailable::CannotOpen,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert!(
             err.to_string().contains(&path.display().to_string()),
             "{err}"

@@ -262,13 +262,9 @@ pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
 
 /// Refuse a database written by a newer build before touching it at all.
 pub(crate) fn check_not_newer(conn: &Connection, file: &Path) -> Result<i64, StorageError> {
-    let found = user_version(conn).map_err(|e| StorageError::from_sqlite(file, e))?;
+    let found = user_version(conn).map_err(|e| super::errors::from_sqlite(file, e))?;
     if found > CURRENT_VERSION {
-        return Err(StorageError::TooNew {
-            file: file.to_path_buf(),
-            found,
-            known: CURRENT_VERSION,
-        });
+        return Err(super::errors::too_new(file, found, CURRENT_VERSION));
     }
     Ok(found)
 }
@@ -286,7 +282,7 @@ pub(crate) fn migrate_to(
     file: &Path,
     target: i64,
 ) -> Result<(), StorageError> {
-    let sql = |e| StorageError::from_sqlite(file, e);
+    let sql = |e| super::errors::from_sqlite(file, e);
     // IMMEDIATE takes the write lock up front, so two processes opening a
     // new file at once cannot both run step 1.
     let tx = conn
