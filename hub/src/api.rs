@@ -1,19 +1,19 @@
 //! The admin HTTP API under `/api/` (HQ token required): stores, tokens,
 //! publishing lists, reading documents. Every error says what to fix.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{NaiveDate, NaiveTime, TimeZone};
+use chrono::{NaiveDate, NaiveTime};
 use engine::document::instance;
-use engine::ids::{DocumentId, Principal, StoreId, TaskId};
-use engine::model::{Assignee, CreatedBy, InstanceContent, Link, ListMeta, Priority, TaskSpec};
+use engine::ids::{DocumentId, Principal, StoreId};
+use engine::publish::{InvalidRequest, PublishRequest};
 use engine::replica::hub::{Hub, HubError};
-use engine::replica::Output;
+use engine::replica::PublishFailure;
 use engine::storage::{SqliteDatabase, StoreRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -60,14 +60,31 @@ impl From<anyhow::Error> for ApiError {
 
 impl From<HubError> for ApiError {
     fn from(e: HubError) -> Self {
-        let code = match &e {
-            HubError::Model(_) => StatusCode::BAD_REQUEST,
-            HubError::UnknownStore(_) | HubError::UnknownDocument(_) => StatusCode::NOT_FOUND,
-            HubError::Storage(_) | HubError::Load { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            // Nothing was saved; the same request may succeed later.
-            HubError::NotSaved => StatusCode::SERVICE_UNAVAILABLE,
+        ApiError(hub_error_status(&e), e.to_string())
+    }
+}
+
+/// The status of an answer that failed with `e`.
+fn hub_error_status(e: &HubError) -> StatusCode {
+    match e {
+        HubError::Model(_) => StatusCode::BAD_REQUEST,
+        HubError::UnknownStore(_) | HubError::UnknownDocument(_) => StatusCode::NOT_FOUND,
+        HubError::Storage(_) | HubError::Load { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        // Nothing was saved; the same request may succeed later.
+        HubError::NotSaved => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+impl From<PublishFailure> for ApiError {
+    fn from(f: PublishFailure) -> Self {
+        let code = match &f {
+            PublishFailure::Invalid(_) => StatusCode::BAD_REQUEST,
+            PublishFailure::UnknownStores { .. } => StatusCode::NOT_FOUND,
+            PublishFailure::Hub(e) | PublishFailure::Partly { source: e, .. } => {
+                hub_error_status(e)
+            }
         };
-        ApiError(code, e.to_string())
+        ApiError(code, f.to_string())
     }
 }
 
@@ -182,7 +199,7 @@ async fn add_store(
 /// Add a store that does not exist yet: adding is not updating, so an
 /// id already taken is a 409 naming the command that changes a store.
 fn add_new_store(hub: &mut Hub, rec: &StoreRecord) -> Result<(), ApiError> {
-    if let Some(old) = hub.db().get_store(&rec.id)? {
+    if let Some(old) = hub.store(&rec.id)? {
         return Err(ApiError(
             StatusCode::CONFLICT,
             format!(
@@ -226,21 +243,16 @@ async fn list_stores(State(state): State<AppState>, headers: HeaderMap) -> Respo
                     *connections.entry(s).or_default() += 1;
                 }
             }
-            let stores = hub.db().list_stores().and_then(|v| {
-                let persisted: HashMap<StoreId, i64> =
-                    hub.db().store_sync_times()?.into_iter().collect();
-                Ok(v.into_iter()
-                    .map(|s| {
+            let stores = hub.stores_with_last_sync().map(|v| {
+                v.into_iter()
+                    .map(|(s, persisted)| {
                         let n = connections.get(&s.id).copied().unwrap_or(0);
-                        let last = links
-                            .get(&s.id)
-                            .and_then(|l| l.last_sync_ms)
-                            .max(persisted.get(&s.id).copied());
+                        let last = links.get(&s.id).and_then(|l| l.last_sync_ms).max(persisted);
                         json!({"id": s.id, "name": s.name, "time_zone": s.time_zone,
                                "online": n > 0, "connections": n,
                                "last_sync": last.and_then(rfc3339)})
                     })
-                    .collect::<Vec<_>>())
+                    .collect::<Vec<_>>()
             });
             (stores, Vec::new())
         })
@@ -318,147 +330,6 @@ async fn revoke_token(
     }
 }
 
-/// A task as HQ types it in a publish request.
-#[derive(Deserialize, Serialize, Clone)]
-pub struct NewTask {
-    pub title: String,
-    #[serde(default)]
-    pub description: String,
-    /// Local time of day the task starts and is due ("HH:MM"), on the list's date.
-    pub start: Option<String>,
-    pub due: Option<String>,
-    pub priority: Option<String>,
-    pub link: Option<String>,
-    pub assignee: Option<String>,
-}
-
-/// The one-store form of `POST /api/lists`, as the CLI sends it.
-#[derive(Deserialize, Serialize)]
-pub struct NewList {
-    pub store: String,
-    pub name: String,
-    /// Store-local date (YYYY-MM-DD).
-    pub date: String,
-    pub tasks: Vec<NewTask>,
-}
-
-/// The body of `POST /api/lists`: a list for one store (`store`, the shape
-/// of [`NewList`]) or the same list for many (`stores`). Each store gets
-/// its own document, its dates and times read in its own time zone.
-#[derive(Deserialize)]
-pub struct PublishRequest {
-    pub store: Option<String>,
-    pub stores: Option<Vec<String>>,
-    pub name: String,
-    /// Store-local date (YYYY-MM-DD).
-    pub date: String,
-    pub tasks: Vec<NewTask>,
-}
-
-/// Most stores one `POST /api/lists` may name. The whole request is one
-/// job on the hub thread and one transaction, and no sync frame is handled
-/// meanwhile: about 1.3 ms per store for a 20-task list (release build),
-/// so this bounds that pause to a second or two. A larger fleet takes a
-/// few requests.
-pub const MAX_STORES_PER_PUBLISH: usize = 1_000;
-
-fn local_time(
-    field: &str,
-    value: &Option<String>,
-    date: NaiveDate,
-    tz: chrono_tz::Tz,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
-    let Some(v) = value else { return Ok(None) };
-    let t = NaiveTime::parse_from_str(v, "%H:%M")
-        .map_err(|_| bad_request(format!("{field} {v:?}: use a local time of day like 21:00")))?;
-    let local = tz
-        .from_local_datetime(&date.and_time(t))
-        .earliest()
-        .ok_or_else(|| {
-            bad_request(format!(
-                "{field} {v} does not exist on {date} in {tz} (clock change)"
-            ))
-        })?;
-    Ok(Some(local.with_timezone(&chrono::Utc)))
-}
-
-/// Turn a publish request into the instance content of `store`, whose
-/// time zone is `time_zone` (validated; 4xx messages say what to fix).
-pub fn content_from_request(
-    req: &PublishRequest,
-    store: &StoreId,
-    time_zone: &str,
-) -> Result<InstanceContent, ApiError> {
-    let date = NaiveDate::parse_from_str(&req.date, "%Y-%m-%d")
-        .map_err(|_| bad_request(format!("date {:?}: use YYYY-MM-DD", req.date)))?;
-    let tz: chrono_tz::Tz = time_zone
-        .parse()
-        .map_err(|_| bad_request(format!("store time zone {time_zone:?} is not an IANA zone")))?;
-    if req.tasks.is_empty() {
-        return Err(bad_request("a list needs at least one task"));
-    }
-    let mut tasks = Vec::new();
-    for (i, t) in req.tasks.iter().enumerate() {
-        let start = local_time("start", &t.start, date, tz)?;
-        let due = local_time("due", &t.due, date, tz)?;
-        if let (Some(s), Some(d), Some(ls), Some(ld)) = (start, due, &t.start, &t.due) {
-            // Said here in the store's time, as typed: the model's own
-            // check would quote the instants in UTC.
-            if d < s {
-                return Err(bad_request(format!(
-                    "task {}: due {ld} is before its start {ls} (store time, {tz}); \
-                     move the due time after the start",
-                    i + 1
-                )));
-            }
-        }
-        let spec = TaskSpec {
-            id: TaskId(uuid::Uuid::new_v4()),
-            title: t.title.clone(),
-            description: t.description.clone(),
-            start,
-            due,
-            priority: match &t.priority {
-                Some(p) => p
-                    .parse::<Priority>()
-                    .map_err(|e| bad_request(format!("task {}: {e}", i + 1)))?,
-                None => Priority::Normal,
-            },
-            link: t
-                .link
-                .as_deref()
-                .map(str::parse::<Link>)
-                .transpose()
-                .map_err(|e| bad_request(format!("task {}: {e}", i + 1)))?,
-            assignee: t
-                .assignee
-                .as_deref()
-                .map(str::parse::<Assignee>)
-                .transpose()
-                .map_err(|e| bad_request(format!("task {}: {e}", i + 1)))?,
-            created_by: CreatedBy::Hq,
-            position: i as i64,
-        };
-        spec.validate()
-            .map_err(|e| bad_request(format!("task {}: {e}", i + 1)))?;
-        tasks.push(spec);
-    }
-    let meta = ListMeta {
-        store: store.clone(),
-        name: req.name.clone(),
-        template: None,
-        date,
-        time_zone: time_zone.to_owned(),
-        created_by: CreatedBy::Hq,
-    };
-    meta.validate().map_err(|e| bad_request(e.to_string()))?;
-    Ok(InstanceContent {
-        id: DocumentId(uuid::Uuid::new_v4()),
-        meta,
-        tasks,
-    })
-}
-
 /// Publish a list to one store (`store`; replies `{"id", "url"}`) or the
 /// same list to many (`stores`; replies `{"lists": [{"store", "id",
 /// "url"}]}` in request order), all of it in one transaction.
@@ -470,19 +341,22 @@ async fn publish_list(
     hq!(state, headers);
     let result: Result<serde_json::Value, ApiReply> = async {
         let Json(req) = body.map_err(|e| bad_request(format!("bad JSON: {e}")))?;
-        let stores = stores_named(&req)?;
+        let stores = req
+            .stores_named()
+            .map_err(|InvalidRequest(msg)| bad_request(msg))?;
         let one = req.store.is_some();
         let s = stores.clone();
         let ids = match state
             .hub
-            .call(move |hub, now| publish_to(hub, &req, &s, now))
+            .call(move |hub, now| hub.publish_request(&req, &s, &mut uuid::Uuid::new_v4, now))
             .await?
         {
             Ok(ids) => ids,
-            Err(Partial { error, published }) if !published.is_empty() => {
+            Err(failure) if !failure.published().is_empty() => {
                 // Some stores got the list: say which (with the ids they
                 // got, so a retry need not guess) and which did not.
-                let ApiError(code, msg) = error;
+                let published = failure.published().to_vec();
+                let ApiError(code, msg) = ApiError::from(failure);
                 let body = json!({
                     "error": msg,
                     "lists": published_lists(&stores, &published),
@@ -490,7 +364,7 @@ async fn publish_list(
                 });
                 return Err(ApiReply(code, body));
             }
-            Err(Partial { error, .. }) => return Err(error.into()),
+            Err(failure) => return Err(ApiError::from(failure).into()),
         };
         if let (true, [id]) = (one, ids.as_slice()) {
             return Ok(json!({ "id": id, "url": id.to_url() }));
@@ -526,189 +400,6 @@ impl From<anyhow::Error> for ApiReply {
     fn from(e: anyhow::Error) -> Self {
         ApiError::from(e).into()
     }
-}
-
-/// A publish that failed, with the lists that went out before it did
-/// (`published[i]` is the list of the request's i-th store).
-struct Partial {
-    error: ApiError,
-    published: Vec<DocumentId>,
-}
-
-impl From<ApiError> for Partial {
-    fn from(error: ApiError) -> Self {
-        Partial {
-            error,
-            published: Vec::new(),
-        }
-    }
-}
-
-/// The stores a publish request names: exactly one of `store` and
-/// `stores`, every id well formed, each store once, at most
-/// [`MAX_STORES_PER_PUBLISH`].
-fn stores_named(req: &PublishRequest) -> Result<Vec<StoreId>, ApiError> {
-    let parse = |field: &str, s: &str| {
-        s.parse::<StoreId>()
-            .map_err(|e| bad_request(format!("{field} {s:?}: {e}")))
-    };
-    match (&req.store, &req.stores) {
-        (Some(_), Some(_)) => Err(bad_request(
-            "give either \"store\" (one store) or \"stores\" (a list of stores), not both",
-        )),
-        (None, None) => Err(bad_request(
-            "name the store: \"store\": \"<id>\", or \"stores\": [\"<id>\", ...] for the same list in many stores",
-        )),
-        (Some(s), None) => Ok(vec![parse("store", s)?]),
-        (None, Some(v)) if v.is_empty() => {
-            Err(bad_request("stores is empty; name at least one store"))
-        }
-        (None, Some(v)) if v.len() > MAX_STORES_PER_PUBLISH => Err(bad_request(format!(
-            "stores names {} stores; one request may name at most {MAX_STORES_PER_PUBLISH}: split them over several requests",
-            v.len()
-        ))),
-        (None, Some(v)) => {
-            let mut seen = HashSet::with_capacity(v.len());
-            v.iter()
-                .map(|s| {
-                    let id = parse("stores", s)?;
-                    if !seen.insert(id.clone()) {
-                        return Err(bad_request(format!(
-                            "stores names {id} more than once; name each store once"
-                        )));
-                    }
-                    Ok(id)
-                })
-                .collect()
-        }
-    }
-}
-
-/// On the hub thread: publish `req` to each of `stores` in one
-/// transaction (one fsync). Every store is looked up and every list built
-/// before anything is written, so a request refused for an unknown store
-/// (or a time one store's zone does not have) writes nothing. Returns each
-/// store's new list id, in order; on a failure part-way, the ids of the
-/// lists published before it (they commit and go out).
-fn publish_to(
-    hub: &mut Hub,
-    req: &PublishRequest,
-    stores: &[StoreId],
-    now: i64,
-) -> (Result<Vec<DocumentId>, Partial>, Vec<Output>) {
-    let contents = match lists_for(hub, req, stores) {
-        Ok(c) => c,
-        Err(e) => return (Err(e.into()), Vec::new()),
-    };
-    let (r, out) = hub.batched(|hub| {
-        let mut out = Vec::new();
-        for (i, c) in contents.iter().enumerate() {
-            match hub.publish(c, now) {
-                Ok(o) => out.extend(o),
-                // A failure part-way (the disk, say) keeps the lists
-                // published before it, as `batched` keeps any write; they
-                // commit and go out to their stores, and the answer says
-                // which stores still need the list.
-                Err(e) => return Ok(((i, Some(e)), out)),
-            }
-        }
-        Ok(((contents.len(), None), out))
-    });
-    let r = match r {
-        Ok((_, None)) => Ok(contents.iter().map(|c| c.id).collect()),
-        Ok((0, Some(e))) => Err(ApiError::from(e).into()),
-        Ok((done, Some(e))) => {
-            let ApiError(code, msg) = ApiError::from(e);
-            Err(Partial {
-                error: ApiError(
-                    code,
-                    format!(
-                        "{msg}; the first {done} of {} stores (through {}) got the list, \
-                         {} and those after it did not: send those again",
-                        stores.len(),
-                        stores[done - 1],
-                        stores[done]
-                    ),
-                ),
-                published: contents[..done].iter().map(|c| c.id).collect(),
-            })
-        }
-        // The commit failed: nothing of it was saved.
-        Err(e) => Err(ApiError::from(e).into()),
-    };
-    (r, out)
-}
-
-/// Each store's list content, in its own time zone; a 404 naming the
-/// stores the hub does not know.
-fn lists_for(
-    hub: &mut Hub,
-    req: &PublishRequest,
-    stores: &[StoreId],
-) -> Result<Vec<InstanceContent>, ApiError> {
-    let mut records = Vec::with_capacity(stores.len());
-    let mut unknown = Vec::new();
-    for s in stores {
-        match hub.db().get_store(s)? {
-            Some(rec) => records.push(rec),
-            None => unknown.push(s.to_string()),
-        }
-    }
-    if !unknown.is_empty() {
-        /// Unknown stores named in the answer; the rest are counted.
-        const NAMED: usize = 20;
-        let named = unknown
-            .iter()
-            .take(NAMED)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
-        let more = match unknown.len() {
-            n if n > NAMED => format!(" and {} more", n - NAMED),
-            _ => String::new(),
-        };
-        let msg = match (unknown.len(), stores.len()) {
-            (_, 1) => format!("unknown store {named}; add it first"),
-            (1, _) => format!("unknown store {named}; add it first (nothing was published)"),
-            _ => format!("unknown stores {named}{more}; add them first (nothing was published)"),
-        };
-        return Err(ApiError(StatusCode::NOT_FOUND, msg));
-    }
-    let many = stores.len() > 1;
-    let contents = records
-        .iter()
-        .map(|rec| {
-            content_from_request(req, &rec.id, &rec.time_zone).map_err(|ApiError(code, msg)| {
-                // The list is the same for every store; a time that does
-                // not exist in one store's zone is that store's problem.
-                if many {
-                    ApiError(code, format!("store {}: {msg}", rec.id))
-                } else {
-                    ApiError(code, msg)
-                }
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    // A `worker:` assignee must be on the roster of every store the list
-    // goes to: worker ids are per store, and a task for nobody would sit
-    // unclaimed (use a role or worker group for a list for many stores).
-    let named: Vec<(usize, engine::ids::WorkerId)> = contents
-        .first()
-        .map(|c| {
-            c.tasks
-                .iter()
-                .enumerate()
-                .filter_map(|(i, t)| match &t.assignee {
-                    Some(Assignee::Worker(w)) => Some((i + 1, w.clone())),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    for rec in &records {
-        hub.check_worker_assignees(&rec.id, &named)?;
-    }
-    Ok(contents)
 }
 
 async fn get_document(
@@ -1257,13 +948,10 @@ async fn list_templates(State(state): State<AppState>, headers: HeaderMap) -> Re
         state
             .hub
             .call_soon(|hub, _| {
-                let r = hub.db().latest_templates().and_then(|ts| {
+                let r = hub.templates_with_stores().map(|ts| {
                     ts.into_iter()
-                        .map(|t| {
-                            let stores = hub.db().template_stores(t.id)?;
-                            Ok(json!({"template": t, "stores": stores}))
-                        })
-                        .collect::<Result<Vec<_>, engine::storage::StorageError>>()
+                        .map(|(t, stores)| json!({"template": t, "stores": stores}))
+                        .collect::<Vec<_>>()
                 });
                 (r, Vec::new())
             })
@@ -1274,20 +962,8 @@ async fn list_templates(State(state): State<AppState>, headers: HeaderMap) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_cli_one_store_form_is_a_publish_request_for_that_store() {
-        let cli = NewList {
-            store: "store-042".into(),
-            name: "Promo".into(),
-            date: "2026-11-26".into(),
-            tasks: vec![],
-        };
-        let req: PublishRequest =
-            serde_json::from_value(serde_json::to_value(cli).unwrap()).unwrap();
-        let stores = stores_named(&req).unwrap_or_else(|e| panic!("{}", e.1));
-        assert_eq!(stores, vec!["store-042".parse::<StoreId>().unwrap()]);
-    }
+    use engine::publish::NewTask;
+    use std::collections::HashSet;
 
     /// Publish `per_store` lists to each of `stores` (added first) in one
     /// batch, so their status index is left due, then start `read` and
@@ -1335,8 +1011,9 @@ mod tests {
                 let mut out = Vec::new();
                 for store in &stores {
                     for _ in 0..per_store {
-                        let c = content_from_request(&req, store, "Europe/Berlin")
-                            .unwrap_or_else(|e| panic!("{}", e.1));
+                        let c = req
+                            .list_content(store, "Europe/Berlin", &mut uuid::Uuid::new_v4)
+                            .unwrap_or_else(|e| panic!("{}", e.0));
                         out.extend(hub.publish(&c, now)?);
                     }
                 }

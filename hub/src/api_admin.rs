@@ -77,8 +77,7 @@ async fn update_store(
             .call(move |hub, now| {
                 let r = (|| {
                     let mut rec = hub
-                        .db()
-                        .get_store(&id)?
+                        .store(&id)?
                         .ok_or(engine::replica::hub::HubError::UnknownStore(id))?;
                     if let Some(n) = name {
                         rec.name = n;
@@ -334,7 +333,7 @@ async fn list_groups(State(state): State<AppState>, headers: HeaderMap) -> Respo
     hq_read!(state, headers);
     let r = state
         .hub
-        .call_soon(|hub, _| (hub.db().store_groups(), Vec::new()))
+        .call_soon(|hub, _| (hub.store_groups(), Vec::new()))
         .await;
     json_reply(r)
 }
@@ -368,7 +367,7 @@ async fn add_to_group(
             .call(move |hub, now| {
                 let r = hub
                     .add_to_group(&g, &stores)
-                    .and_then(|()| Ok(hub.db().store_groups()?));
+                    .and_then(|()| Ok(hub.store_groups()?));
                 // Lists assigned to the group reach its new members now.
                 let out = match &r {
                     Ok(_) => hub.materialize_horizon(now).unwrap_or_default(),

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use crate::api::{NewList, NewTask};
+use engine::publish::{NewList, NewTask};
 
 #[derive(Args, Debug, Clone)]
 pub struct Remote {

@@ -249,7 +249,7 @@ pub async fn run(
 async fn healthz(State(state): State<AppState>) -> Response {
     match state
         .hub
-        .call_soon(|h, _| (h.db().list_stores().map(|_| ()), Vec::new()))
+        .call_soon(|h, _| (h.check_database(), Vec::new()))
         .await
     {
         Ok(Ok(())) => "ok\n".into_response(),

@@ -374,7 +374,7 @@ async fn a_many_store_publish_checks_every_store_before_writing_anything() {
     assert_eq!(s, 400, "{v}");
     assert!(error_of(&v).contains("berlin"), "names the store: {v}");
 
-    let too_many: Vec<String> = (0..=hub::api::MAX_STORES_PER_PUBLISH)
+    let too_many: Vec<String> = (0..=engine::publish::MAX_STORES_PER_PUBLISH)
         .map(|i| format!("store-{i}"))
         .collect();
     let both = json!({"store": "utc", "stores": ["berlin"], "name": "x", "date": "2026-11-26",

@@ -11,9 +11,12 @@
 pub mod agent;
 pub mod hub;
 mod hub_admin;
+mod hub_publish;
+mod hub_queries;
 mod hub_templates;
 
 pub use hub_admin::RemovedStore;
+pub use hub_publish::PublishFailure;
 pub use hub_templates::{PurgeReport, TemplateRemoval, DEFAULT_HORIZON_DAYS};
 mod rate;
 
