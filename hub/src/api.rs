@@ -14,10 +14,11 @@ use engine::ids::{DocumentId, Principal, StoreId};
 use engine::publish::{InvalidRequest, PublishRequest};
 use engine::replica::hub::{Hub, HubError};
 use engine::replica::PublishFailure;
-use engine::storage::{SqliteDatabase, StoreRecord};
+use engine::storage::StoreRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::read_pool::StatusReader;
 use crate::runtime::{answer_with, now_ms, INDEX_CHUNK};
 use crate::server::{authenticate, authenticate_request, presented_token, random_token, AppState};
 
@@ -757,12 +758,12 @@ pub(crate) const INDEX_BEHIND_HEADER: &str = "status-index-behind";
 /// storm that is a fraction of what is due, and the query answers from
 /// the index as it stands rather than hold the hub thread for seconds.
 /// The query itself runs on a read-only connection on a blocking thread
-/// (`server::Readers`). Returns its result and how many of the lists it
+/// (`ReadPool`). Returns its result and how many of the lists it
 /// covers are still due (changed since their rows were written).
 async fn index_read<T: Send + 'static>(
     state: &AppState,
     store: Option<StoreId>,
-    f: impl FnOnce(&SqliteDatabase, i64) -> T + Send + 'static,
+    f: impl FnOnce(&StatusReader, i64) -> T + Send + 'static,
 ) -> anyhow::Result<(T, usize)> {
     let deadline = tokio::time::Instant::now() + state.index_read_budget;
     let due_of = |hub: &mut Hub, store: &Option<StoreId>| hub.index_due_of(store.as_ref());
@@ -786,7 +787,7 @@ async fn index_read<T: Send + 'static>(
         .hub
         .call_soon(move |hub, _| (due_of(hub, &store).map(|d| d.len()), Vec::new()))
         .await??;
-    let answer = state.readers.read(move |s| f(s, now_ms())).await?;
+    let answer = state.readers.status(move |s| f(s, now_ms())).await?;
     Ok((answer, behind))
 }
 
@@ -1058,10 +1059,7 @@ mod tests {
         assert_eq!(lists, 5, "the read sees every list");
         assert_eq!(behind, 0);
         assert_ne!(thread.as_deref(), Some("hub-replica"));
-        // The connection is read-only.
-        let a: StoreId = "store-a".parse().unwrap();
-        let write = state.readers.with(|s| s.record_store_sync(&[(a, 1)]));
-        assert!(write.unwrap().is_err(), "a reader cannot write");
+        // That the connection is read-only: `read_pool::tests`.
     }
 
     /// A read over a backlog it has no time left to index answers at once

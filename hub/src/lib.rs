@@ -11,5 +11,6 @@ pub mod connection_slots;
 pub mod connectivity;
 pub mod dashboard;
 pub mod metrics;
+pub mod read_pool;
 pub mod runtime;
 pub mod server;

@@ -29,6 +29,7 @@ use tracing::{info, warn};
 
 use crate::api;
 use crate::connection_slots::{ConnectionCaps, ConnectionSlots, Slot};
+use crate::read_pool::ReadPool;
 use crate::runtime::{now_ms, HubHandle, Outbound, OUTBOUND_QUEUE};
 
 /// Shared by every request handler.
@@ -36,8 +37,8 @@ use crate::runtime::{now_ms, HubHandle, Outbound, OUTBOUND_QUEUE};
 pub struct AppState {
     pub hub: HubHandle,
     pub limits: Arc<HubLimits>,
-    /// Read-only connections for the status queries (see `Readers`).
-    pub readers: Arc<Readers>,
+    /// Read-only connections for the reads off the hub thread (see `ReadPool`).
+    pub readers: Arc<ReadPool>,
     /// How long a status query may spend bringing the index up to date
     /// before it answers from the index as it stands (`api::index_read`).
     pub index_read_budget: Duration,
@@ -58,7 +59,7 @@ impl AppState {
         AppState {
             hub,
             limits: Arc::new(limits),
-            readers: Arc::new(Readers::new(db)),
+            readers: Arc::new(ReadPool::new(db)),
             index_read_budget: INDEX_READ_BUDGET,
             slots: ConnectionSlots::new(ConnectionCaps::default()),
             next_conn: Arc::new(AtomicU64::new(1)),
@@ -70,60 +71,6 @@ impl AppState {
     pub fn with_connection_caps(mut self, caps: ConnectionCaps) -> AppState {
         self.slots = ConnectionSlots::new(caps);
         self
-    }
-}
-
-/// Read-only connections to the hub's database for the status index
-/// queries (dashboard, past due, worker history). A full day's grid for a
-/// fleet takes tens of milliseconds to read and encode; on the hub thread
-/// that time was taken from sync (a dashboard polling every second raised
-/// sync p99 from 13 to 67 ms at 300 stores, BENCHMARKS.md). The hub thread
-/// still brings the index up to date first, so no reader sees it stale.
-pub struct Readers {
-    db: PathBuf,
-    idle: std::sync::Mutex<Vec<SqliteDatabase>>,
-}
-
-/// Idle reader connections kept open.
-const IDLE_READERS: usize = 4;
-
-impl Readers {
-    pub fn new(db: PathBuf) -> Readers {
-        Readers {
-            db,
-            idle: std::sync::Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Run `f` on an idle connection (or a new one). Blocking: call it
-    /// from `spawn_blocking`, or use `read`.
-    pub fn with<T>(
-        &self,
-        f: impl FnOnce(&SqliteDatabase) -> T,
-    ) -> Result<T, engine::storage::StorageError> {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let store = match idle {
-            Some(s) => s,
-            None => SqliteDatabase::open_reader(&self.db)?,
-        };
-        let out = f(&store);
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < IDLE_READERS {
-            idle.push(store);
-        }
-        Ok(out)
-    }
-
-    /// `with` on a blocking thread, for async callers.
-    pub async fn read<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&SqliteDatabase) -> T + Send + 'static,
-    ) -> anyhow::Result<T> {
-        let readers = self.clone();
-        let out = tokio::task::spawn_blocking(move || readers.with(f))
-            .await
-            .context("a read of the hub's database stopped")?;
-        out.context("opening a read-only connection to the hub's database")
     }
 }
 
@@ -261,15 +208,8 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     // Counted on a reader connection: listing 31,000 documents on the hub
     // thread for every scrape was most of a scrape's cost.
-    let counts = state
-        .readers
-        .read(
-            |s| -> Result<(usize, usize), engine::storage::StorageError> {
-                Ok((s.list_stores()?.len(), s.document_count()?))
-            },
-        )
-        .await;
-    let (stores, documents) = match counts {
+    let counts = state.readers.counts().await;
+    let crate::read_pool::Counts { stores, documents } = match counts {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             return (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}\n")).into_response()
@@ -389,17 +329,14 @@ pub async fn authenticate(state: &AppState, token: Option<String>) -> Result<Pri
 }
 
 /// `authenticate` for an HTTP API request, checked on a read-only
-/// connection (`Readers`): it sees every committed token change, and the
+/// connection (`ReadPool`): it sees every committed token change, and the
 /// request does not wait behind the sync frames queued for the hub thread
 /// (a second or more during a reconnect storm).
 pub async fn authenticate_request(
     state: &AppState,
     token: Option<String>,
 ) -> Result<Principal, Response> {
-    let check = state
-        .readers
-        .read(move |s| engine::replica::hub::authenticate_on(s, token.as_deref(), now_ms()))
-        .await;
+    let check = state.readers.authenticate(token, now_ms()).await;
     auth_reply(check).map_err(IntoResponse::into_response)
 }
 
