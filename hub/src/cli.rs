@@ -222,10 +222,10 @@ pub(crate) async fn call(
 
 /// What to tell the operator when a status query was answered before the
 /// hub's status index caught up (`status-index-behind`, see
-/// `api::index_read`).
+/// `http::status::index_read`).
 fn behind_note(headers: &reqwest::header::HeaderMap) -> Option<String> {
     let lists: u64 = headers
-        .get(crate::api::INDEX_BEHIND_HEADER)?
+        .get(crate::http::status::INDEX_BEHIND_HEADER)?
         .to_str()
         .ok()?
         .parse()
@@ -705,7 +705,7 @@ mod tests {
     fn a_status_answer_with_lists_behind_gets_a_note_and_one_without_none() {
         let with = |v: &str| {
             let mut h = reqwest::header::HeaderMap::new();
-            h.insert(crate::api::INDEX_BEHIND_HEADER, v.parse().unwrap());
+            h.insert(crate::http::status::INDEX_BEHIND_HEADER, v.parse().unwrap());
             behind_note(&h)
         };
         assert!(with("12").unwrap().contains("indexing 12 changed list(s)"));

@@ -202,7 +202,7 @@ async fn run() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
-            let opened = hub::server::open(&data, limits, admin_token.as_deref())?;
+            let opened = hub::data_dir::open(&data, limits, admin_token.as_deref())?;
             let state = opened.state.with_connection_caps(ConnectionCaps {
                 per_token: max_connections_per_token,
                 per_store: max_connections_per_store,
