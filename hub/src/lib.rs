@@ -4,7 +4,6 @@
 //! tests share.
 
 pub mod cli;
-pub mod cli_admin;
 pub mod config;
 pub mod connection_slots;
 pub mod connectivity;
