@@ -11,9 +11,9 @@ use engine::replica::hub::{token_hash, Hub, HubConfig, HubLimits};
 use engine::storage::SqliteDatabase;
 use rand::RngCore;
 
-use crate::http::auth::random_token;
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::runtime::{now_ms, HubHandle};
+use crate::secrets::{random_token, write_secret};
 
 /// A hub in `dir` with default limits and the admin token "admin", for
 /// tests.
@@ -83,18 +83,4 @@ pub fn open(
         admin_token_file: token_file,
         new_admin_token,
     })
-}
-
-fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    writeln!(f, "{secret}")?;
-    f.sync_all()?;
-    Ok(())
 }

@@ -12,4 +12,5 @@ pub mod http;
 pub mod metrics;
 pub mod read_pool;
 pub mod runtime;
+pub mod secrets;
 pub mod server;

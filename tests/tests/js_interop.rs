@@ -169,8 +169,8 @@ impl Fixture {
         .expect("opening the hub");
         let store_a: StoreId = "store-a".parse().unwrap();
         let store_b: StoreId = "store-b".parse().unwrap();
-        let token_a = hub::http::auth::random_token();
-        let token_b = hub::http::auth::random_token();
+        let token_a = hub::secrets::random_token();
+        let token_b = hub::secrets::random_token();
         let content_a = list_for(&store_a, "Closing");
         let content_b = list_for(&store_b, "Closing");
         let published = |c: &InstanceContent| Published {

@@ -13,10 +13,11 @@ use engine::ids::{Principal, StoreGroupId, StoreId, WorkerGroupId, WorkerId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{hq, hq_read, random_token};
+use super::auth::{hq, hq_read};
 use super::reply::{bad_request, body, json_reply, nonempty, parse, reply, ApiError, JsonBody};
 use super::state::AppState;
 use crate::runtime::answer_with;
+use crate::secrets::random_token;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -1,24 +1,16 @@
 //! Who a request is: the token it presents (header or `?token=`), checked
 //! on the hub thread or on a read-only connection, and the HQ-only checks
-//! the admin API's handlers open with (`hq!`, `hq_read!`). New tokens are
-//! minted here too.
+//! the admin API's handlers open with (`hq!`, `hq_read!`).
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use engine::ids::Principal;
-use rand::RngCore;
 use serde::Deserialize;
 use tracing::warn;
 
 use super::reply::ApiError;
 use super::state::AppState;
 use crate::runtime::now_ms;
-
-pub fn random_token() -> String {
-    let mut b = [0u8; 24];
-    rand::thread_rng().fill_bytes(&mut b);
-    hex::encode(b)
-}
 
 #[derive(Deserialize)]
 pub struct TokenQuery {
