@@ -31,7 +31,8 @@ pub enum PublishFailure {
         .published.len(), .stores.len(), .stores[.published.len() - 1], .stores[.published.len()]
     )]
     Partly {
-        source: HubError,
+        /// Boxed: it is the rare case, and the others stay small.
+        source: Box<HubError>,
         /// The request's stores, in order.
         stores: Vec<StoreId>,
         /// The list each of the first stores got.
@@ -108,7 +109,7 @@ impl Hub {
             Ok((_, None)) => Ok(contents.iter().map(|c| c.id).collect()),
             Ok((0, Some(e))) => Err(e.into()),
             Ok((done, Some(e))) => Err(PublishFailure::Partly {
-                source: e,
+                source: Box::new(e),
                 stores: stores.to_vec(),
                 published: contents[..done].iter().map(|c| c.id).collect(),
             }),

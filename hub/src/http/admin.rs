@@ -287,7 +287,7 @@ async fn add_to_group(
             .call(move |hub, now| {
                 let r = hub
                     .add_to_group(&g, &stores)
-                    .and_then(|()| Ok(hub.store_groups()?));
+                    .and_then(|()| hub.store_groups());
                 // Lists assigned to the group reach its new members now.
                 let out = match &r {
                     Ok(_) => hub.materialize_horizon(now).unwrap_or_default(),

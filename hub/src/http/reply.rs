@@ -51,9 +51,8 @@ impl From<PublishFailure> for ApiError {
         let code = match &f {
             PublishFailure::Invalid(_) => StatusCode::BAD_REQUEST,
             PublishFailure::UnknownStores { .. } => StatusCode::NOT_FOUND,
-            PublishFailure::Hub(e) | PublishFailure::Partly { source: e, .. } => {
-                hub_error_status(e)
-            }
+            PublishFailure::Hub(e) => hub_error_status(e),
+            PublishFailure::Partly { source, .. } => hub_error_status(source),
         };
         ApiError(code, f.to_string())
     }
