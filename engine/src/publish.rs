@@ -1,15 +1,18 @@
-//! A publish request, as HQ types it, turned into list content: which
-//! stores it names, and each store's list with its dates and times read in
-//! that store's time zone. The hub's HTTP layer only decodes the JSON into
-//! a [`PublishRequest`]; `Hub::publish_request` runs it.
+//! What HQ publishes, as it types it, turned into what the hub stores: a
+//! one-off list ([`PublishRequest`]: which stores it names, and each
+//! store's list with its dates and times read in that store's time zone)
+//! and a recurring list ([`NewTemplate`]). The hub's HTTP layer only
+//! decodes the JSON into these; `Hub::publish_request` runs a one-off list.
 
 use std::collections::HashSet;
 
 use chrono::{NaiveDate, NaiveTime, TimeZone};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{DocumentId, StoreId, TaskId};
+use crate::ids::{DocumentId, StoreId, TaskId, TemplateId};
 use crate::model::{Assignee, CreatedBy, InstanceContent, Link, ListMeta, Priority, TaskSpec};
+use crate::recurrence::Recurrence;
+use crate::template::{DueSpec, Template, TemplateTask};
 
 /// A task as HQ types it in a publish request.
 #[derive(Debug, Deserialize, Serialize, Clone)]
@@ -186,6 +189,124 @@ impl PublishRequest {
     }
 }
 
+/// A recurring list as HQ types it.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct NewTemplate {
+    /// Omit to create; give an existing id to save a new revision.
+    pub id: Option<String>,
+    pub name: String,
+    /// RFC 5545 RRULE, e.g. FREQ=WEEKLY;BYDAY=TH.
+    pub rrule: String,
+    /// Local start time of each occurrence ("HH:MM").
+    pub time: String,
+    /// First date the rule applies (YYYY-MM-DD); default today (UTC).
+    pub start_date: Option<String>,
+    pub tasks: Vec<NewTemplateTask>,
+    /// Stores to assign it to, in the same request (all checked first).
+    #[serde(default)]
+    pub stores: Vec<String>,
+    /// Store groups to assign it to, in the same request.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// A task of a recurring list as HQ types it.
+#[derive(Debug, Deserialize, Serialize, Clone)]
+pub struct NewTemplateTask {
+    /// Stable key across revisions; omit for a new task.
+    pub key: Option<String>,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// Local time of day ("HH:MM") or minutes after the list starts ("+30").
+    pub due: Option<String>,
+    pub priority: Option<String>,
+    pub link: Option<String>,
+    pub assignee: Option<String>,
+}
+
+impl NewTemplate {
+    /// This request as a template (revision 0: saving numbers it). A
+    /// missing `start_date` is `today`; `new_id` gives the ids of a new
+    /// template and of new tasks (the caller's randomness).
+    pub fn template(
+        self,
+        today: NaiveDate,
+        new_id: &mut dyn FnMut() -> uuid::Uuid,
+    ) -> Result<Template, InvalidRequest> {
+        let id = match &self.id {
+            Some(i) => i.parse().map_err(|e| invalid(format!("id: {e}")))?,
+            None => TemplateId(new_id()),
+        };
+        let time = NaiveTime::parse_from_str(&self.time, "%H:%M").map_err(|_| {
+            invalid(format!(
+                "time {:?}: use a local time of day like 21:00",
+                self.time
+            ))
+        })?;
+        let start = match &self.start_date {
+            Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map_err(|_| invalid(format!("start_date {d:?}: use YYYY-MM-DD")))?,
+            None => today,
+        };
+        let recurrence =
+            Recurrence::new(&self.rrule, start, time).map_err(|e| invalid(e.to_string()))?;
+        let mut tasks = Vec::new();
+        for (i, t) in self.tasks.into_iter().enumerate() {
+            let at = |what: &str| format!("task {}: {what}", i + 1);
+            let due = match t.due.as_deref() {
+                None => None,
+                Some(d) if d.starts_with('+') => {
+                    Some(DueSpec::AfterStart(d[1..].parse().map_err(|_| {
+                        invalid(at("due \"+N\" takes whole minutes, e.g. +30"))
+                    })?))
+                }
+                Some(d) => Some(DueSpec::At(
+                    NaiveTime::parse_from_str(d, "%H:%M")
+                        .map_err(|_| invalid(at("due: use HH:MM or +minutes")))?,
+                )),
+            };
+            tasks.push(TemplateTask {
+                key: match t.key {
+                    Some(k) => k.parse().map_err(|_| invalid(at("key is not a UUID")))?,
+                    None => new_id(),
+                },
+                title: t.title,
+                description: t.description,
+                due,
+                priority: t
+                    .priority
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(|e| invalid(at(&format!("{e}"))))?
+                    .unwrap_or_default(),
+                link: t
+                    .link
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(|e| invalid(at(&format!("{e}"))))?,
+                assignee: t
+                    .assignee
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(|e| invalid(at(&format!("{e}"))))?,
+            });
+        }
+        let t = Template {
+            id,
+            revision: 0,
+            name: self.name,
+            recurrence,
+            tasks,
+        };
+        t.validate().map_err(|e| invalid(e.to_string()))?;
+        Ok(t)
+    }
+}
+
 /// `value` ("HH:MM", store-local, on `date` in `tz`) as an instant.
 fn local_time(
     field: &str,
@@ -271,5 +392,38 @@ mod tests {
             backwards.0.contains("due 20:00 is before its start 21:00"),
             "{backwards}"
         );
+    }
+
+    #[test]
+    fn a_recurring_list_starts_today_unless_told_and_takes_both_due_forms() {
+        let req: NewTemplate = serde_json::from_value(serde_json::json!({
+            "name": "Closing", "rrule": "FREQ=DAILY", "time": "20:00",
+            "tasks": [{"title": "Count the till", "due": "21:30"},
+                      {"title": "Lock up", "due": "+90"}]
+        }))
+        .unwrap();
+        let today = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+        let mut n = 0u128;
+        let mut ids = || {
+            n += 1;
+            uuid::Uuid::from_u128(n)
+        };
+        let t = req.template(today, &mut ids).unwrap();
+        assert_eq!(t.id, TemplateId(uuid::Uuid::from_u128(1)));
+        assert_eq!(t.recurrence.start_date(), today);
+        assert_eq!(
+            t.tasks.iter().map(|t| t.due).collect::<Vec<_>>(),
+            vec![
+                Some(DueSpec::At(NaiveTime::from_hms_opt(21, 30, 0).unwrap())),
+                Some(DueSpec::AfterStart(90))
+            ]
+        );
+        let bad: NewTemplate = serde_json::from_value(serde_json::json!({
+            "name": "Closing", "rrule": "FREQ=DAILY", "time": "20:00",
+            "tasks": [{"title": "Lock up", "due": "+1h"}]
+        }))
+        .unwrap();
+        let e = bad.template(today, &mut ids).unwrap_err();
+        assert_eq!(e.0, "task 1: due \"+N\" takes whole minutes, e.g. +30");
     }
 }

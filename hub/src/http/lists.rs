@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use engine::document::instance;
 use engine::ids::{DocumentId, StoreId};
-use engine::publish::{InvalidRequest, PublishRequest};
+use engine::publish::PublishRequest;
 use serde_json::json;
 
 use super::auth::{hq, hq_read};
@@ -32,9 +32,7 @@ async fn publish_list(
     hq!(state, headers);
     let result: Result<serde_json::Value, ApiReply> = async {
         let Json(req) = body.map_err(|e| bad_request(format!("bad JSON: {e}")))?;
-        let stores = req
-            .stores_named()
-            .map_err(|InvalidRequest(msg)| bad_request(msg))?;
+        let stores = req.stores_named().map_err(ApiError::from)?;
         let one = req.store.is_some();
         let s = stores.clone();
         let ids = match state

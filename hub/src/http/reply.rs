@@ -5,6 +5,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use engine::publish::InvalidRequest;
 use engine::replica::hub::HubError;
 use engine::replica::PublishFailure;
 use serde::Serialize;
@@ -43,6 +44,13 @@ fn hub_error_status(e: &HubError) -> StatusCode {
         HubError::Storage(_) | HubError::Load { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         // Nothing was saved; the same request may succeed later.
         HubError::NotSaved => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// A request that cannot be published as it is: 400.
+impl From<InvalidRequest> for ApiError {
+    fn from(InvalidRequest(msg): InvalidRequest) -> Self {
+        bad_request(msg)
     }
 }
 

@@ -6,9 +6,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{NaiveDate, NaiveTime};
 use engine::ids::StoreId;
-use serde::{Deserialize, Serialize};
+use engine::publish::NewTemplate;
+use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{hq, hq_read};
@@ -42,41 +42,6 @@ async fn list_templates(State(state): State<AppState>, headers: HeaderMap) -> Re
     )
 }
 
-/// A recurring list as HQ types it.
-#[derive(Deserialize, Serialize)]
-pub struct NewTemplate {
-    /// Omit to create; give an existing id to save a new revision.
-    pub id: Option<String>,
-    pub name: String,
-    /// RFC 5545 RRULE, e.g. FREQ=WEEKLY;BYDAY=TH.
-    pub rrule: String,
-    /// Local start time of each occurrence ("HH:MM").
-    pub time: String,
-    /// First date the rule applies (YYYY-MM-DD); default today (UTC).
-    pub start_date: Option<String>,
-    pub tasks: Vec<NewTemplateTask>,
-    /// Stores to assign it to, in the same request (all checked first).
-    #[serde(default)]
-    pub stores: Vec<String>,
-    /// Store groups to assign it to, in the same request.
-    #[serde(default)]
-    pub groups: Vec<String>,
-}
-
-#[derive(Deserialize, Serialize, Clone)]
-pub struct NewTemplateTask {
-    /// Stable key across revisions; omit for a new task.
-    pub key: Option<String>,
-    pub title: String,
-    #[serde(default)]
-    pub description: String,
-    /// Local time of day ("HH:MM") or minutes after the list starts ("+30").
-    pub due: Option<String>,
-    pub priority: Option<String>,
-    pub link: Option<String>,
-    pub assignee: Option<String>,
-}
-
 /// Store and store group ids as a request names them.
 fn targets(
     stores: &[String],
@@ -99,83 +64,6 @@ fn targets(
     Ok((stores, groups))
 }
 
-fn template_from_request(req: NewTemplate) -> Result<engine::template::Template, ApiError> {
-    use engine::recurrence::Recurrence;
-    use engine::template::{DueSpec, Template, TemplateTask};
-    let id = match &req.id {
-        Some(i) => i.parse().map_err(|e| bad_request(format!("id: {e}")))?,
-        None => engine::ids::TemplateId(uuid::Uuid::new_v4()),
-    };
-    let time = NaiveTime::parse_from_str(&req.time, "%H:%M").map_err(|_| {
-        bad_request(format!(
-            "time {:?}: use a local time of day like 21:00",
-            req.time
-        ))
-    })?;
-    let start = match &req.start_date {
-        Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
-            .map_err(|_| bad_request(format!("start_date {d:?}: use YYYY-MM-DD")))?,
-        None => chrono::Utc::now().date_naive(),
-    };
-    let recurrence =
-        Recurrence::new(&req.rrule, start, time).map_err(|e| bad_request(e.to_string()))?;
-    let mut tasks = Vec::new();
-    for (i, t) in req.tasks.into_iter().enumerate() {
-        let at = |what: &str| format!("task {}: {what}", i + 1);
-        let due = match t.due.as_deref() {
-            None => None,
-            Some(d) if d.starts_with('+') => {
-                Some(DueSpec::AfterStart(d[1..].parse().map_err(|_| {
-                    bad_request(at("due \"+N\" takes whole minutes, e.g. +30"))
-                })?))
-            }
-            Some(d) => Some(DueSpec::At(
-                NaiveTime::parse_from_str(d, "%H:%M")
-                    .map_err(|_| bad_request(at("due: use HH:MM or +minutes")))?,
-            )),
-        };
-        tasks.push(TemplateTask {
-            key: match t.key {
-                Some(k) => k
-                    .parse()
-                    .map_err(|_| bad_request(at("key is not a UUID")))?,
-                None => uuid::Uuid::new_v4(),
-            },
-            title: t.title,
-            description: t.description,
-            due,
-            priority: t
-                .priority
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(|e| bad_request(at(&format!("{e}"))))?
-                .unwrap_or_default(),
-            link: t
-                .link
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(|e| bad_request(at(&format!("{e}"))))?,
-            assignee: t
-                .assignee
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(|e| bad_request(at(&format!("{e}"))))?,
-        });
-    }
-    let t = Template {
-        id,
-        revision: 0,
-        name: req.name,
-        recurrence,
-        tasks,
-    };
-    t.validate().map_err(|e| bad_request(e.to_string()))?;
-    Ok(t)
-}
-
 async fn put_template(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -185,7 +73,7 @@ async fn put_template(
     let r: Result<engine::template::Template, ApiError> = async {
         let Json(req) = body.map_err(|e| bad_request(format!("bad JSON: {e}")))?;
         let (stores, groups) = targets(&req.stores, &req.groups)?;
-        let t = template_from_request(req)?;
+        let t = req.template(chrono::Utc::now().date_naive(), &mut uuid::Uuid::new_v4)?;
         let saved = state
             .hub
             .call(
