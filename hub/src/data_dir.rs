@@ -8,6 +8,7 @@ use anyhow::Context;
 use engine::ids::Principal;
 use engine::protocol::wire::{PeerId, StorageId};
 use engine::replica::hub::{token_hash, Hub, HubConfig, HubLimits};
+use engine::storage::roles::*;
 use engine::storage::SqliteDatabase;
 use rand::RngCore;
 

@@ -6,7 +6,6 @@
 pub mod cli;
 pub mod config;
 pub mod connection_slots;
-pub mod connectivity;
 pub mod data_dir;
 pub mod http;
 pub mod metrics;

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use engine::ids::{Principal, StoreId};
 use engine::replica::hub::AuthError;
+use engine::storage::roles::*;
 use engine::storage::{ListStatusRow, PastDueRow, SqliteDatabase, StorageError, WorkerEventRow};
 
 /// Idle reader connections kept open.

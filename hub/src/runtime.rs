@@ -14,8 +14,6 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-use crate::connectivity::StoreActivity;
-
 /// What a connection's writer task is told to do.
 #[derive(Debug)]
 pub enum Outbound {
@@ -60,8 +58,6 @@ pub struct HubHandle {
     idle_indexing: Arc<AtomicBool>,
     /// Message handling times, measured on the hub thread.
     pub latency: std::sync::Arc<crate::metrics::Latency>,
-    /// Store connections and last-sync times, kept by the hub thread.
-    pub activity: std::sync::Arc<std::sync::Mutex<StoreActivity>>,
 }
 
 /// Outbound frames queued per connection before it counts as too slow
@@ -88,22 +84,19 @@ impl HubHandle {
         let (tx, rx) = std_mpsc::channel::<Cmd>();
         let latency = std::sync::Arc::new(crate::metrics::Latency::default());
         let l = latency.clone();
-        let activity = std::sync::Arc::new(std::sync::Mutex::new(StoreActivity::default()));
-        let a = activity.clone();
         let soon = Soon::default();
         let s = soon.clone();
         let idle_indexing = Arc::new(AtomicBool::new(true));
         let i = idle_indexing.clone();
         thread::Builder::new()
             .name("hub-replica".into())
-            .spawn(move || run(hub, rx, &s, &i, &l, &a))
+            .spawn(move || run(hub, rx, &s, &i, &l))
             .expect("spawning the hub thread");
         HubHandle {
             tx,
             soon,
             idle_indexing,
             latency,
-            activity,
         }
     }
 
@@ -192,9 +185,6 @@ fn job<T: Send + 'static>(
 /// Most frames committed together.
 const MAX_BATCH: usize = 256;
 
-/// A batch of at least this many frames means the hub is under load.
-const LOADED_BATCH: usize = 4;
-
 /// Lists a status read indexes per hub job; small enough that a frame
 /// arriving meanwhile waits only a few milliseconds.
 pub(crate) const INDEX_CHUNK: usize = 16;
@@ -210,7 +200,6 @@ fn run(
     soon: &Mutex<VecDeque<Job>>,
     idle_indexing: &AtomicBool,
     latency: &crate::metrics::Latency,
-    activity: &Mutex<StoreActivity>,
 ) {
     let mut conns: HashMap<ConnId, mpsc::Sender<Outbound>> = HashMap::new();
     let mut next: Option<Cmd> = None;
@@ -286,31 +275,18 @@ fn run(
             }
             // Even a single frame is a batch: its changes and the status
             // index rows they change then share one transaction (one
-            // fsync), and a frame that writes nothing costs no sync.
-            let batched = hub.begin_batch().is_ok();
-            let loaded = frames.len() >= LOADED_BATCH;
-            let mut out = Vec::new();
+            // fsync), and a frame that writes nothing costs no sync. The
+            // replies come out of `commit` only (persist before send).
+            let mut batch = hub.batch();
             for f in frames {
                 let Cmd::Frame { conn, frame } = f else {
                     unreachable!("only frames are batched")
                 };
-                let now = now_ms();
-                let seen = lock(activity).frame(conn, now);
-                record_store_sync(&hub, seen);
                 let started = std::time::Instant::now();
-                out.extend(hub.receive(conn, &frame, now));
+                batch.receive(conn, &frame, now_ms());
                 latency.observe(started.elapsed());
             }
-            // Under load (frames queue up faster than one at a time) the
-            // status index of the lists changed waits for an idle moment:
-            // sync first, and a list changed by many batches is indexed
-            // once. Otherwise it is written now, in the same transaction
-            // (no second fsync).
-            if batched {
-                if let Err(instead) = hub.commit_batch_indexing(!loaded) {
-                    out = instead;
-                }
-            }
+            let out = batch.commit();
             deliver(&mut hub, &mut conns, out);
             continue;
         }
@@ -335,43 +311,28 @@ fn run(
                     }
                 }
                 conns.insert(conn, out);
-                let seen = lock(activity).connected(conn, &principal, now);
-                record_store_sync(&hub, seen);
-                hub.connect(conn, principal, now);
-                Vec::new()
+                let mut batch = hub.batch();
+                batch.connected(conn, principal, now);
+                batch.commit()
             }
             Cmd::Frame { .. } => unreachable!("frames are handled in batches above"),
             Cmd::Disconnect { conn } => {
                 conns.remove(&conn);
-                let seen = lock(activity).disconnected(conn);
-                record_store_sync(&hub, seen);
-                hub.disconnect(conn);
-                Vec::new()
+                let mut batch = hub.batch();
+                batch.disconnected(conn);
+                batch.commit()
             }
             Cmd::Job(job) => job(&mut hub, now),
             Cmd::Wake => Vec::new(),
         };
         deliver(&mut hub, &mut conns, out);
     }
-    hub.catch_up_index();
-    let rest = lock(activity).unwritten();
-    if let Err(e) = hub.db().record_store_sync(&rest) {
-        warn!(error = %e, "could not record when stores last synced");
-    }
+    hub.shut_down();
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The data stays consistent even if a holder panicked with the lock.
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Persist a store's last-sync time. Bookkeeping for the dashboard: a
-/// failure is logged, never fatal to sync.
-fn record_store_sync(hub: &Hub, seen: Option<(engine::ids::StoreId, i64)>) {
-    let Some(seen) = seen else { return };
-    if let Err(e) = hub.db().record_store_sync(std::slice::from_ref(&seen)) {
-        warn!(store = %seen.0, error = %e, "could not record when the store last synced");
-    }
 }
 
 fn deliver(hub: &mut Hub, conns: &mut HashMap<ConnId, mpsc::Sender<Outbound>>, out: Vec<Output>) {

@@ -313,7 +313,8 @@ pub async fn sync_status(l: &Local) -> anyhow::Result<()> {
         v["unconfirmed_changes"].as_u64().unwrap_or(0)
     );
     for r in v["rejected"].as_array().into_iter().flatten() {
-        println!("rejected by hub: {}", s(r, "reason"));
+        // The rule's code after the text: what to look up, or grep for.
+        println!("rejected by hub: {} [{}]", s(r, "reason"), s(r, "rule"));
     }
     for c in v["actor_changes"].as_array().into_iter().flatten() {
         println!(

@@ -5,6 +5,7 @@
 //! `cargo run -p tests --release --bin bench -- load` prints it; a smoke
 //! test runs it at tiny sizes so it keeps working.
 
+use engine::storage::roles::*;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -5,6 +5,7 @@
 //! Each process's stderr goes to a log file next to its data directory
 //! (appended across restarts), so a failing test can show what it said.
 
+use engine::storage::roles::*;
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader};

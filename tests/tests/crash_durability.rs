@@ -7,6 +7,7 @@
 //! `CRASH_SEED=<n>` replays a run (the seed is printed on failure);
 //! `CRASH_ITERATIONS=<n>` runs more kills than the CI default.
 
+use engine::storage::roles::*;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;

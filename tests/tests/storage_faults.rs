@@ -6,6 +6,7 @@
 //! moved aside it starts empty and gets every list back from the hub. No
 //! other document is lost along the way.
 
+use engine::storage::roles::*;
 use std::path::Path;
 use std::time::Duration;
 

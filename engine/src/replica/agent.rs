@@ -11,6 +11,7 @@
 //! it never was; one loaded while connected joins the sync with the next
 //! output the agent returns.
 
+use crate::storage::roles::*;
 use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -18,7 +19,7 @@ use automerge::{Automerge, Change};
 use chrono::NaiveDate;
 use tracing::{debug, error, info, warn};
 
-use super::{is_sequence_reused, parse_rejection, ConnId, Output};
+use super::{ConnId, Output, RecordedRefusal, Refusal, Rule};
 use crate::document::directory::{self, DirectoryView};
 use crate::document::instance::{self, InstanceView};
 use crate::document::{genesis, DocKind};
@@ -28,7 +29,7 @@ use crate::model::{
 };
 use crate::protocol::wire::{self, PeerId, PeerMetadata, StorageId, WireLimits, WireMessage};
 use crate::protocol::{Session, SessionEvent};
-use crate::storage::{self, RejectionRecord, SqliteDatabase, StorageError};
+use crate::storage::{self, SqliteDatabase, StorageError};
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -60,7 +61,7 @@ pub enum AgentError {
 pub struct SyncStatus {
     pub online: bool,
     pub last_sync_ms: Option<i64>,
-    pub rejected: Vec<RejectionRecord>,
+    pub rejected: Vec<RecordedRefusal>,
     /// Times this terminal found its actor's history diverged from the
     /// hub's and took a fresh actor id (oldest first, the last
     /// `ACTOR_CHANGES_KEPT`).
@@ -464,7 +465,12 @@ impl Agent {
         Ok(SyncStatus {
             online: self.session.as_ref().is_some_and(|s| s.is_open()),
             last_sync_ms: self.last_sync_ms,
-            rejected: self.db.rejections()?,
+            rejected: self
+                .db
+                .rejections()?
+                .into_iter()
+                .map(RecordedRefusal::from_record)
+                .collect(),
             actor_changes: read_actor_changes(&self.db)?,
         })
     }
@@ -1303,50 +1309,39 @@ impl Agent {
                     }
                 }
             }
-            SessionEvent::RemoteError { message } => match parse_rejection(&message) {
-                Some((doc, hash, reason)) if is_sequence_reused(&reason) => {
+            SessionEvent::RemoteError { message } => match Refusal::decode(&message) {
+                Some(refusal) if refusal.rule == Rule::SequenceReused => {
                     // Not a wrong change: the hub holds another change under
                     // the same (actor, seq). Nothing to show as refused; the
                     // work is recorded again under a fresh actor.
-                    match hash.parse::<automerge::ChangeHash>() {
-                        Ok(refused) => {
-                            match self.recover_diverged(
-                                doc,
-                                Divergence::Refused { refused },
-                                now_ms,
-                            ) {
-                                Ok(o) => out.extend(o),
-                                Err(e) => {
-                                    error!(%doc, error = %e, "could not recover from a diverged actor history");
-                                    self.unsyncable.insert(doc);
-                                }
-                            }
-                        }
-                        Err(_) => {
-                            warn!(%hash, "the hub named a change hash that does not parse")
+                    let doc = refusal.doc;
+                    match self.recover_diverged(
+                        doc,
+                        Divergence::Refused {
+                            refused: refusal.change,
+                        },
+                        now_ms,
+                    ) {
+                        Ok(o) => out.extend(o),
+                        Err(e) => {
+                            error!(%doc, error = %e, "could not recover from a diverged actor history");
+                            self.unsyncable.insert(doc);
                         }
                     }
                 }
-                Some((doc, hash, reason)) => {
-                    warn!(%doc, %hash, %reason, "hub rejected a change");
-                    let rec = RejectionRecord {
-                        doc,
-                        hash,
-                        reason,
-                        at: now_ms,
-                    };
-                    if let Err(e) = self.db.record_rejection(&rec) {
+                Some(refusal) => {
+                    let (doc, hash) = (refusal.doc, refusal.change);
+                    warn!(%doc, %hash, reason = %refusal.reason, rule = %refusal.rule, "hub rejected a change");
+                    if let Err(e) = self
+                        .db
+                        .record_rejection(&RecordedRefusal::record(&refusal, now_ms))
+                    {
                         warn!(error = %e, "could not record the rejection");
                     }
-                    match rec.hash.parse::<automerge::ChangeHash>() {
-                        Ok(h) => match self.rebase_after_rejection(rec.doc, h, now_ms) {
-                            Ok(o) => out.extend(o),
-                            Err(e) => {
-                                warn!(doc = %rec.doc, error = %e, "could not drop the rejected change")
-                            }
-                        },
-                        Err(_) => {
-                            warn!(hash = %rec.hash, "the hub named a change hash that does not parse")
+                    match self.rebase_after_rejection(doc, hash, now_ms) {
+                        Ok(o) => out.extend(o),
+                        Err(e) => {
+                            warn!(%doc, error = %e, "could not drop the rejected change")
                         }
                     }
                 }

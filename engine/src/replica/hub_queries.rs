@@ -4,9 +4,20 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::hub::{Hub, HubError};
-use crate::ids::{StoreGroupId, StoreId};
+use crate::ids::{Principal, StoreGroupId, StoreId};
+use crate::storage::roles::*;
 use crate::storage::StoreRecord;
 use crate::template::Template;
+
+/// A store as the admin API lists it.
+#[derive(Debug, Clone)]
+pub struct StoreStatus {
+    pub store: StoreRecord,
+    /// Sync connections open now (authenticated as this store).
+    pub connections: usize,
+    /// Unix ms of its last sync, if it ever synced.
+    pub last_sync_ms: Option<i64>,
+}
 
 impl Hub {
     /// Whether the hub's database answers (for a health check).
@@ -20,16 +31,28 @@ impl Hub {
         Ok(self.db().get_store(id)?)
     }
 
-    /// Every store, by id, with the last sync the hub has recorded for it
-    /// (unix ms; `None` if it never synced).
-    pub fn stores_with_last_sync(&self) -> Result<Vec<(StoreRecord, Option<i64>)>, HubError> {
+    /// Every store, by id, with its sync connections open now and when it
+    /// last synced: this run's time if it synced since the hub started,
+    /// else the time the database recorded (`None` if it never synced).
+    pub fn stores_with_status(&self) -> Result<Vec<StoreStatus>, HubError> {
+        let links = self.store_links();
+        let mut connections: HashMap<StoreId, usize> = HashMap::new();
+        for p in self.connected_principals() {
+            if let Principal::Store(s) = p {
+                *connections.entry(s).or_default() += 1;
+            }
+        }
         let stores = self.db().list_stores()?;
         let synced: HashMap<StoreId, i64> = self.db().store_sync_times()?.into_iter().collect();
         Ok(stores
             .into_iter()
-            .map(|s| {
-                let last = synced.get(&s.id).copied();
-                (s, last)
+            .map(|store| StoreStatus {
+                connections: connections.get(&store.id).copied().unwrap_or(0),
+                last_sync_ms: links
+                    .get(&store.id)
+                    .and_then(|l| l.last_sync_ms)
+                    .max(synced.get(&store.id).copied()),
+                store,
             })
             .collect())
     }

@@ -2,6 +2,7 @@
 //! checks of the replica state machines (the simulator in `tests/` does
 //! the lossy, crashing, many-seed version).
 
+use crate::storage::roles::*;
 use std::collections::VecDeque;
 
 use uuid::Uuid;
@@ -17,6 +18,7 @@ use crate::storage::{SqliteDatabase, StoreRecord};
 
 const NOW: i64 = 1_800_000_000_000;
 
+mod batch;
 mod diverged;
 
 struct Net {

@@ -1,13 +1,11 @@
 //! Stores: add, list (online, connections, last sync), update, remove.
 
-use std::collections::HashMap;
-
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
-use engine::ids::{Principal, StoreId};
+use engine::ids::StoreId;
 use engine::replica::hub::Hub;
 use engine::storage::StoreRecord;
 use serde::Deserialize;
@@ -88,26 +86,17 @@ fn add_new_store(hub: &mut Hub, rec: &StoreRecord) -> Result<(), ApiError> {
 /// (RFC 3339, or null if never).
 async fn list_stores(State(state): State<AppState>, headers: HeaderMap) -> Response {
     hq_read!(state, headers);
-    let activity = state.hub.activity.clone();
     let r = state
         .hub
+        // On the hub thread, so it agrees with the hub's connections.
         .call_soon(move |hub, _| {
-            // Read on the hub thread, so it agrees with the hub's connections.
-            let links = activity.lock().unwrap_or_else(|e| e.into_inner()).links();
-            let mut connections: HashMap<StoreId, usize> = HashMap::new();
-            for p in hub.connected_principals() {
-                if let Principal::Store(s) = p {
-                    *connections.entry(s).or_default() += 1;
-                }
-            }
-            let stores = hub.stores_with_last_sync().map(|v| {
+            let stores = hub.stores_with_status().map(|v| {
                 v.into_iter()
-                    .map(|(s, persisted)| {
-                        let n = connections.get(&s.id).copied().unwrap_or(0);
-                        let last = links.get(&s.id).and_then(|l| l.last_sync_ms).max(persisted);
-                        json!({"id": s.id, "name": s.name, "time_zone": s.time_zone,
-                               "online": n > 0, "connections": n,
-                               "last_sync": last.and_then(rfc3339)})
+                    .map(|s| {
+                        json!({"id": s.store.id, "name": s.store.name,
+                               "time_zone": s.store.time_zone,
+                               "online": s.connections > 0, "connections": s.connections,
+                               "last_sync": s.last_sync_ms.and_then(rfc3339)})
                     })
                     .collect::<Vec<_>>()
             });

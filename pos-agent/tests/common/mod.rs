@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use engine::storage::roles::*;
 use std::path::Path;
 
 use automerge::Automerge;
@@ -56,6 +57,11 @@ pub fn seed_doc(dir: &Path, id: DocumentId, doc: &Automerge) {
     open_store(dir)
         .append_changes(id, &doc.get_changes(&[]))
         .unwrap();
+}
+
+/// Store a row of the hub's refusals as the terminal keeps it.
+pub fn seed_rejection(dir: &Path, rec: &engine::storage::RejectionRecord) {
+    open_store(dir).record_rejection(rec).unwrap();
 }
 
 fn open_store(dir: &Path) -> SqliteDatabase {

@@ -12,6 +12,7 @@
 //! `POST /api/tasks/{task}/status` calls over one keep-alive connection
 //! after a warm-up. Prints p50 / p99 / max in milliseconds.
 
+use engine::storage::roles::*;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -9,6 +9,7 @@
 //!
 //! Exits 0 after `--count` updates; the test normally kills it long before.
 
+use engine::storage::roles::*;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;

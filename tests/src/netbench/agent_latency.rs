@@ -3,6 +3,7 @@
 //! latency of local status updates, each durable (SQLite commit) before
 //! `Agent::record_status` returns.
 
+use engine::storage::roles::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

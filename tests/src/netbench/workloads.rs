@@ -1,6 +1,7 @@
 //! The workloads, each against one running server: bring the stores
 //! online, reconnect storm, steady state, HQ publish fan-out, memory.
 
+use engine::storage::roles::*;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};

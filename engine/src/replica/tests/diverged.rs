@@ -447,3 +447,110 @@ fn a_change_the_hub_sent_before_the_divergence_showed_arrives_again() {
         );
     }
 }
+
+/// The refusal scenario of
+/// `the_hub_refusing_a_reused_sequence_number_makes_the_terminal_record_it_again`,
+/// with the hub's `error` text to terminal 0 rewritten by `rewrite` (given
+/// the refusal the hub sent). Returns terminal 0's actor from before.
+fn refused_with_text(
+    rewrite: impl Fn(&crate::replica::Refusal) -> String,
+) -> (Net, DocumentId, automerge::ActorId) {
+    use crate::replica::{Refusal, Rule};
+    let (mut net, id) = cloned_net();
+    let old_actor = net.agents[0].db().actor_id();
+    net.connect(0);
+    net.connect(1);
+    net.run();
+    let (_, out) = net.agents[1]
+        .record_status(id, &upd(5, Status::InProgress, "w2"), NOW + 2_000)
+        .unwrap();
+    net.route_agent(1, out);
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(6, Status::Completed, "w3"), NOW + 2_000)
+        .unwrap();
+    net.route_agent(0, out);
+    let mut held = Vec::new();
+    let mut rewritten = 0;
+    let mut steps = 0;
+    while let Some((to_hub, i, mut frame)) = net.queue.pop_front() {
+        steps += 1;
+        assert!(steps < 10_000, "sync did not quiesce");
+        if to_hub {
+            let out = net.hub.receive(conn_of(i), &frame, net.now);
+            net.route_hub(out);
+            continue;
+        }
+        let mut msg = wire::decode(&frame, &WireLimits::default()).unwrap();
+        let mut refusal = false;
+        if let WireMessage::Error { message, .. } = &mut msg {
+            if let Some(r) = Refusal::decode(message).filter(|r| r.rule == Rule::SequenceReused) {
+                refusal = true;
+                if i == 0 {
+                    *message = rewrite(&r);
+                    frame = wire::encode(&msg);
+                    rewritten += 1;
+                }
+            }
+        }
+        if i == 0 && !refusal && held.len() < 64 && matches!(msg, WireMessage::Sync { .. }) {
+            held.push(frame);
+            continue;
+        }
+        let out = net.agents[i].receive(&frame, net.now);
+        net.route_agent(i, out);
+        if refusal {
+            for f in held.drain(..) {
+                net.queue.push_back((false, 0, f));
+            }
+        }
+    }
+    for f in held {
+        let out = net.agents[0].receive(&f, net.now);
+        net.route_agent(0, out);
+    }
+    net.run();
+    assert!(rewritten > 0, "the hub refused terminal 0's change");
+    (net, id, old_actor)
+}
+
+/// The agent decides on the refusal's rule, not on its English: a
+/// sequence-reused code with other words recovers under a fresh actor...
+#[test]
+fn a_sequence_reused_refusal_is_recognized_by_its_rule_not_its_words() {
+    let (mut net, id, old_actor) = refused_with_text(|r| {
+        format!(
+            "rejected change {} in document {}: your history diverged (rule sequence-reused)",
+            r.change,
+            r.doc.to_bs58check()
+        )
+    });
+    assert_recovered(&mut net, id, &old_actor);
+    let events = hub_events(&mut net, id);
+    for n in [1, 5, 6] {
+        assert!(events.contains(&EventId(Uuid::from_u128(n))), "event {n}");
+    }
+}
+
+/// ...and the sequence-reused English under another rule's code is a
+/// refusal like any other: listed in `sync-status` with that rule.
+#[test]
+fn the_sequence_reused_words_under_another_rule_are_listed_as_refused() {
+    use crate::replica::Rule;
+    let (net, _, _) = refused_with_text(|r| {
+        format!(
+            "rejected change {} in document {}: {} (rule unknown-worker)",
+            r.change,
+            r.doc.to_bs58check(),
+            r.reason
+        )
+    });
+    let status = net.agents[0].sync_status().unwrap();
+    assert!(
+        status.actor_changes.is_empty(),
+        "{:?}",
+        status.actor_changes
+    );
+    assert_eq!(status.rejected.len(), 1, "{:?}", status.rejected);
+    assert_eq!(status.rejected[0].rule, Rule::UnknownWorker);
+    assert!(is_sequence_reused(&status.rejected[0].reason));
+}

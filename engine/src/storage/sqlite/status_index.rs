@@ -14,6 +14,7 @@ use super::{SqliteDatabase, StorageError};
 use crate::document::instance::InstanceView;
 use crate::ids::{DocumentId, EventId, StoreId, TaskId};
 use crate::model::StatusEvent;
+use crate::storage::roles::*;
 
 /// Counts for one list instance in the store grid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -246,19 +247,12 @@ fn rows_in_table(tx: &rusqlite::Connection, doc: &[u8]) -> rusqlite::Result<Inde
     Ok(rows)
 }
 
-impl SqliteDatabase {
-    /// Replace the index rows of one instance with its current view.
-    pub fn index_instance(&mut self, view: &InstanceView) -> Result<(), StorageError> {
+impl StatusIndex for SqliteDatabase {
+    fn index_instance(&mut self, view: &InstanceView) -> Result<(), StorageError> {
         self.update_index(view, None).map(|_| ())
     }
 
-    /// Bring the index rows of one instance to its current view. `last` is
-    /// what the previous update of this instance returned, if nothing has
-    /// written its rows since (no purge, no rolled-back transaction): then only the rows that
-    /// differ are written. Without it the instance's rows are read back
-    /// from the table first, which is still far cheaper than rewriting
-    /// them. Either way the table ends up as a full rewrite leaves it.
-    pub fn update_index(
+    fn update_index(
         &mut self,
         view: &InstanceView,
         last: Option<&IndexedRows>,
@@ -359,7 +353,7 @@ impl SqliteDatabase {
         })
     }
 
-    pub fn unindex_instance(&mut self, doc: DocumentId) -> Result<(), StorageError> {
+    fn unindex_instance(&mut self, doc: DocumentId) -> Result<(), StorageError> {
         self.write(|tx| {
             tx.prepare_cached("DELETE FROM index_due WHERE doc_id = ?1")?
                 .execute([doc.as_bytes()])?;
@@ -371,8 +365,53 @@ impl SqliteDatabase {
         })
     }
 
-    /// Lists x stores with counts; `past_due` = not completed and due before `now_ms`.
-    pub fn status_by_list(
+    fn purge_document(&mut self, doc: DocumentId) -> Result<(), StorageError> {
+        self.write(|tx| {
+            for sql in [
+                "DELETE FROM sync_states WHERE doc_id = ?1",
+                "DELETE FROM documents WHERE doc_id = ?1",
+                "DELETE FROM doc_owners WHERE doc_id = ?1",
+                "DELETE FROM known_content_sets WHERE doc_id = ?1",
+                "DELETE FROM task_status WHERE doc_id = ?1",
+                "DELETE FROM status_events WHERE doc_id = ?1",
+                "DELETE FROM index_due WHERE doc_id = ?1",
+            ] {
+                tx.prepare_cached(sql)?.execute([doc.as_bytes()])?;
+            }
+            Ok(())
+        })?;
+        let cache = self.cache.get_mut();
+        cache.doc_owners.remove(&doc);
+        cache.known_content.remove(&doc);
+        Ok(())
+    }
+
+    fn mark_index_due(&mut self, docs: &[DocumentId]) -> Result<(), StorageError> {
+        // Called at every batch's commit, usually with nothing to mark.
+        if docs.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut mark =
+                tx.prepare_cached("INSERT OR IGNORE INTO index_due (doc_id) VALUES (?1)")?;
+            for d in docs {
+                mark.execute([d.as_bytes()])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn index_due(&self) -> Result<Vec<DocumentId>, StorageError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT doc_id FROM index_due")?;
+            let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+            Ok(rows.map(|r| r.map(doc_of)).collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+}
+
+impl StatusQueries for SqliteDatabase {
+    fn status_by_list(
         &self,
         store: Option<&StoreId>,
         now_ms: i64,
@@ -380,9 +419,7 @@ impl SqliteDatabase {
         self.status_by_list_between(store, None, None, now_ms)
     }
 
-    /// [`Store::status_by_list`] for lists dated (store-local) from `from`
-    /// to `to`, both inclusive; `None` leaves that side open.
-    pub fn status_by_list_between(
+    fn status_by_list_between(
         &self,
         store: Option<&StoreId>,
         from: Option<chrono::NaiveDate>,
@@ -422,9 +459,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Open tasks (not completed) due before `now_ms`, most overdue first,
-    /// optionally for one store.
-    pub fn past_due(
+    fn past_due(
         &self,
         store: Option<&StoreId>,
         now_ms: i64,
@@ -462,8 +497,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Every status event, newest first, optionally for one store or worker.
-    pub fn status_by_worker(
+    fn status_by_worker(
         &self,
         store: Option<&StoreId>,
         worker: Option<&str>,
@@ -493,24 +527,8 @@ impl SqliteDatabase {
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
-}
 
-/// Which instances a bulk delete takes (all given filters must match).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
-pub struct PurgeFilter {
-    /// Lists dated (store-local) strictly before this date.
-    pub before: Option<chrono::NaiveDate>,
-    pub store: Option<StoreId>,
-    /// Lists with exactly this name.
-    pub list: Option<String>,
-    /// Only lists whose every task is completed.
-    #[serde(default)]
-    pub completed_only: bool,
-}
-
-impl SqliteDatabase {
-    /// Instances matching `filter`, from the status index, with their store.
-    pub fn purge_candidates(
+    fn purge_candidates(
         &self,
         filter: &PurgeFilter,
     ) -> Result<Vec<(DocumentId, StoreId)>, StorageError> {
@@ -539,56 +557,6 @@ impl SqliteDatabase {
                 }
             }
             Ok(out)
-        })
-    }
-
-    /// Delete an instance and everything the hub knows of it, in one
-    /// transaction: its rows, sync states, owner, vouched content, index.
-    pub fn purge_document(&mut self, doc: DocumentId) -> Result<(), StorageError> {
-        self.write(|tx| {
-            for sql in [
-                "DELETE FROM sync_states WHERE doc_id = ?1",
-                "DELETE FROM documents WHERE doc_id = ?1",
-                "DELETE FROM doc_owners WHERE doc_id = ?1",
-                "DELETE FROM known_content_sets WHERE doc_id = ?1",
-                "DELETE FROM task_status WHERE doc_id = ?1",
-                "DELETE FROM status_events WHERE doc_id = ?1",
-                "DELETE FROM index_due WHERE doc_id = ?1",
-            ] {
-                tx.prepare_cached(sql)?.execute([doc.as_bytes()])?;
-            }
-            Ok(())
-        })?;
-        let cache = self.cache.get_mut();
-        cache.doc_owners.remove(&doc);
-        cache.known_content.remove(&doc);
-        Ok(())
-    }
-
-    /// Mark lists whose index rows are now behind their documents; written
-    /// with the changes, so a crash before the index catches up loses
-    /// nothing (`index_due` lists them at the next start).
-    pub fn mark_index_due(&mut self, docs: &[DocumentId]) -> Result<(), StorageError> {
-        // Called at every batch's commit, usually with nothing to mark.
-        if docs.is_empty() {
-            return Ok(());
-        }
-        self.write(|tx| {
-            let mut mark =
-                tx.prepare_cached("INSERT OR IGNORE INTO index_due (doc_id) VALUES (?1)")?;
-            for d in docs {
-                mark.execute([d.as_bytes()])?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Lists marked by [`Store::mark_index_due`] and not indexed since.
-    pub fn index_due(&self) -> Result<Vec<DocumentId>, StorageError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT doc_id FROM index_due")?;
-            let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
-            Ok(rows.map(|r| r.map(doc_of)).collect::<Result<Vec<_>, _>>()?)
         })
     }
 }
@@ -621,6 +589,20 @@ impl SqliteDatabase {
     }
 }
 
+/// Which instances a bulk delete takes (all given filters must match).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub struct PurgeFilter {
+    /// Lists dated (store-local) strictly before this date.
+    pub before: Option<chrono::NaiveDate>,
+    pub store: Option<StoreId>,
+    /// Lists with exactly this name.
+    pub list: Option<String>,
+    /// Only lists whose every task is completed.
+    #[serde(default)]
+    pub completed_only: bool,
+}
+
+#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use chrono::{NaiveDate, TimeZone, Utc};

@@ -1,12 +1,14 @@
-//! Which stores are syncing now and when each last did: fed by the hub
-//! thread on connect, frame and disconnect; read by the admin API. Last-sync
+//! Which stores are syncing now and when each last did: kept by the hub
+//! replica as connections open, send frames and close (inputs like any
+//! other), read by the admin API through `Hub::store_links`. Last-sync
 //! times go to the database at a bounded rate (at most once per
-//! [`WRITE_EVERY_MS`] per store, and on disconnect), not per frame.
+//! [`WRITE_EVERY_MS`] per store, and on disconnect), not per frame, in the
+//! unit of work of the input that made them due.
 
 use std::collections::HashMap;
 
-use engine::ids::{Principal, StoreId};
-use engine::replica::ConnId;
+use crate::ids::{Principal, StoreId};
+use crate::replica::ConnId;
 
 /// A store's last-sync time is written at most this often while it syncs.
 pub const WRITE_EVERY_MS: i64 = 10_000;

@@ -317,6 +317,7 @@ mod tests {
 
     use super::*;
     use crate::ids::DocumentId;
+    use crate::storage::roles::*;
     use crate::storage::{PeerId, SqliteDatabase};
 
     #[test]

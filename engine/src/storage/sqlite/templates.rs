@@ -5,6 +5,7 @@ use rusqlite::params;
 
 use super::{Failure, SqliteDatabase, StorageError};
 use crate::ids::{StoreGroupId, StoreId, TemplateId};
+use crate::storage::roles::*;
 use crate::template::Template;
 
 fn decode(body: &str) -> Result<Template, Failure> {
@@ -27,9 +28,8 @@ fn parse_store(s: String) -> Result<StoreId, Failure> {
     })
 }
 
-impl SqliteDatabase {
-    /// Store a new revision (the caller numbers it).
-    pub fn put_template(&mut self, t: &Template) -> Result<(), StorageError> {
+impl Templates for SqliteDatabase {
+    fn put_template(&mut self, t: &Template) -> Result<(), StorageError> {
         let body = serde_json::to_string(t).expect("templates serialize");
         self.write(|tx| {
             tx.prepare_cached(
@@ -40,8 +40,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Every revision of a template, oldest first.
-    pub fn template_revisions(&self, id: TemplateId) -> Result<Vec<Template>, StorageError> {
+    fn template_revisions(&self, id: TemplateId) -> Result<Vec<Template>, StorageError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT body FROM templates WHERE template_id = ?1 ORDER BY revision",
@@ -55,8 +54,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// The latest revision of every template.
-    pub fn latest_templates(&self) -> Result<Vec<Template>, StorageError> {
+    fn latest_templates(&self) -> Result<Vec<Template>, StorageError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT body FROM templates t WHERE revision =
@@ -71,11 +69,7 @@ impl SqliteDatabase {
         })
     }
 
-    pub fn assign_template(
-        &mut self,
-        id: TemplateId,
-        stores: &[StoreId],
-    ) -> Result<(), StorageError> {
+    fn assign_template(&mut self, id: TemplateId, stores: &[StoreId]) -> Result<(), StorageError> {
         self.write(|tx| {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO template_stores (template_id, store_id) VALUES (?1, ?2)",
@@ -87,8 +81,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Stores a template is assigned to by name (not through a group).
-    pub fn template_direct_stores(&self, id: TemplateId) -> Result<Vec<StoreId>, StorageError> {
+    fn template_direct_stores(&self, id: TemplateId) -> Result<Vec<StoreId>, StorageError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT store_id FROM template_stores WHERE template_id = ?1 ORDER BY 1",
@@ -102,8 +95,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Take a template off `stores` and `groups`, in one transaction.
-    pub fn unassign_template(
+    fn unassign_template(
         &mut self,
         id: TemplateId,
         stores: &[StoreId],
@@ -126,9 +118,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Delete a template: every revision and every assignment, in one
-    /// transaction. Its instances are the caller's business.
-    pub fn delete_template(&mut self, id: TemplateId) -> Result<(), StorageError> {
+    fn delete_template(&mut self, id: TemplateId) -> Result<(), StorageError> {
         self.write(|tx| {
             for sql in [
                 "DELETE FROM template_stores WHERE template_id = ?1",
@@ -141,10 +131,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Stores a template reaches: assigned directly or through a store
-    /// group (membership as it is now, so a store added to a group later
-    /// gets the group's lists at the next materialization).
-    pub fn template_stores(&self, id: TemplateId) -> Result<Vec<StoreId>, StorageError> {
+    fn template_stores(&self, id: TemplateId) -> Result<Vec<StoreId>, StorageError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT store_id FROM template_stores WHERE template_id = ?1

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::{Failure, SqliteDatabase, StorageError};
 use crate::ids::DocumentId;
+use crate::storage::roles::*;
 
 /// What one [`Store::compact`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,16 +40,8 @@ struct Stored {
     snapshot_bytes: usize,
 }
 
-impl SqliteDatabase {
-    /// Persist `changes` of `doc` in one transaction; returns how many were
-    /// not already stored as change rows.
-    ///
-    /// Storing a change twice is a no-op (rows are keyed by document and
-    /// change hash), so a peer resending changes costs nothing. A change that
-    /// was already folded into the snapshot is not detected here (that would
-    /// mean loading the snapshot); it is stored again, loads harmlessly, and
-    /// the next compaction drops it.
-    pub fn append_changes(
+impl Documents for SqliteDatabase {
+    fn append_changes(
         &mut self,
         doc: DocumentId,
         changes: &[Change],
@@ -59,21 +52,12 @@ impl SqliteDatabase {
         self.write(|tx| Ok(append_in(tx, doc, changes)?))
     }
 
-    /// The document (snapshot plus change rows), or `None` if not stored.
-    ///
-    /// The returned document's actor is this replica's, so changes made on it
-    /// are attributed to this replica. A snapshot or change row that does
-    /// not decode gives [`StorageError::CorruptDocument`] for this document
-    /// only.
-    pub fn load_document(&self, doc: DocumentId) -> Result<Option<Automerge>, StorageError> {
+    fn load_document(&self, doc: DocumentId) -> Result<Option<Automerge>, StorageError> {
         let stored = self.read(|conn| read_document(conn, &self.path, doc))?;
         Ok(stored.map(|stored| stored.doc.with_actor(self.actor.clone())))
     }
 
-    /// Every stored document, each with its own result: one corrupt document
-    /// must not keep a store's other task lists from loading. The outer error
-    /// is only for failing to read the list itself.
-    pub fn load_all_documents(&self) -> Result<Vec<(DocumentId, DocumentLoad)>, StorageError> {
+    fn load_all_documents(&self) -> Result<Vec<(DocumentId, DocumentLoad)>, StorageError> {
         self.read(|conn| {
             let mut out = Vec::new();
             for doc in list_documents(conn, &self.path)? {
@@ -93,14 +77,11 @@ impl SqliteDatabase {
         })
     }
 
-    /// Ids of all stored documents, in id order.
-    pub fn list_documents(&self) -> Result<Vec<DocumentId>, StorageError> {
+    fn list_documents(&self) -> Result<Vec<DocumentId>, StorageError> {
         self.read(|conn| list_documents(conn, &self.path))
     }
 
-    /// How many documents are stored (what `/metrics` reports; cheaper
-    /// than listing them).
-    pub fn document_count(&self) -> Result<usize, StorageError> {
+    fn document_count(&self) -> Result<usize, StorageError> {
         self.read(|conn| {
             let n: i64 = conn
                 .prepare_cached("SELECT COUNT(*) FROM documents")?
@@ -109,8 +90,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Whether `doc` is stored (even if all its changes still wait for dependencies).
-    pub fn document_exists(&self, doc: DocumentId) -> Result<bool, StorageError> {
+    fn document_exists(&self, doc: DocumentId) -> Result<bool, StorageError> {
         self.read(|conn| {
             Ok(conn
                 .prepare_cached("SELECT 1 FROM documents WHERE doc_id = ?1")?
@@ -118,9 +98,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Delete a document with its changes and every peer's sync state for it.
-    /// Returns whether it existed.
-    pub fn delete_document(&mut self, doc: DocumentId) -> Result<bool, StorageError> {
+    fn delete_document(&mut self, doc: DocumentId) -> Result<bool, StorageError> {
         self.write(|tx| {
             // sync_states has no foreign key (see schema v2), so by hand.
             tx.prepare_cached("DELETE FROM sync_states WHERE doc_id = ?1")?
@@ -133,10 +111,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Replace everything stored for `doc` (snapshot, change rows, sync
-    /// states) with `changes`, in one transaction: after a rebase the old
-    /// copy and the new one never mix, and a crash leaves one or the other.
-    pub fn replace_document(
+    fn replace_document(
         &mut self,
         doc: DocumentId,
         changes: &[Change],
@@ -151,13 +126,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// `replace_document`, and in the same transaction this replica's actor
-    /// becomes `new_actor` and each `meta` key is set: after a diverged
-    /// history is dropped, the fresh actor that re-records the dropped work
-    /// is on disk together with that work, so a crash leaves either the old
-    /// document under the old actor or the new one under the new actor,
-    /// never changes under an actor the file does not name.
-    pub fn replace_document_with_actor(
+    fn replace_document_with_actor(
         &mut self,
         doc: DocumentId,
         changes: &[Change],
@@ -192,13 +161,7 @@ impl SqliteDatabase {
         Ok(())
     }
 
-    /// Set aside a document that does not load: its raw snapshot and change
-    /// rows are copied into `meta` under `quarantine/<doc>/<n>` (kept for
-    /// an operator or a later salvage, never read by the replica), and the
-    /// document, its changes and its sync states are deleted, in one
-    /// transaction, so the replica can fetch it again from a peer. Returns
-    /// how many rows were set aside.
-    pub fn quarantine_document(&mut self, doc: DocumentId) -> Result<usize, StorageError> {
+    fn quarantine_document(&mut self, doc: DocumentId) -> Result<usize, StorageError> {
         self.write(|tx| {
             let mut blobs: Vec<Vec<u8>> = Vec::new();
             // Read each column as a raw value: a damaged row may hold any type.
@@ -236,9 +199,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Rows set aside by [`quarantine_document`](SqliteDatabase::quarantine_document):
-    /// (meta key, bytes).
-    pub fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+    fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT key, value FROM meta WHERE key >= ?1 AND key < ?2 ORDER BY key",
@@ -253,8 +214,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// How many change rows `doc` has that are not yet folded into its snapshot.
-    pub fn change_row_count(&self, doc: DocumentId) -> Result<usize, StorageError> {
+    fn change_row_count(&self, doc: DocumentId) -> Result<usize, StorageError> {
         self.read(|conn| {
             let n: i64 = conn
                 .prepare_cached("SELECT count(*) FROM changes WHERE doc_id = ?1")?
@@ -263,9 +223,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Documents with at least `threshold_changes` change rows, for a
-    /// background task to [`compact`](SqliteDatabase::compact).
-    pub fn documents_needing_compaction(
+    fn documents_needing_compaction(
         &self,
         threshold_changes: usize,
     ) -> Result<Vec<DocumentId>, StorageError> {
@@ -284,19 +242,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Fold `doc`'s change rows into a new snapshot.
-    ///
-    /// Safe against losing changes in two ways: the whole read-save-delete
-    /// runs in one write transaction (no other writer can add rows in
-    /// between), and it deletes rows by row id, only those whose change is
-    /// now in the saved history. A change still waiting for a dependency is
-    /// not in `save()`'s output, so its row stays.
-    /// Background compaction step: fold up to `max_documents` documents
-    /// holding at least `threshold_changes` change rows. Bounded so the
-    /// replica's thread is never blocked for long; a document that fails
-    /// (corrupt) is logged and skipped, the rest still compact. Returns how
-    /// many documents were compacted.
-    pub fn compact_some(
+    fn compact_some(
         &mut self,
         threshold_changes: usize,
         max_documents: usize,
@@ -321,7 +267,7 @@ impl SqliteDatabase {
         Ok(done)
     }
 
-    pub fn compact(&mut self, doc: DocumentId) -> Result<CompactionStats, StorageError> {
+    fn compact(&mut self, doc: DocumentId) -> Result<CompactionStats, StorageError> {
         let file = self.path.clone();
         let stats = self.write(|tx| {
             let stored =
@@ -481,7 +427,7 @@ mod tests {
     use rand::RngCore;
 
     use super::*;
-    use crate::storage::testing::{checklist, temp_store};
+    use crate::storage::sqlite::testing::{checklist, temp_store};
     use crate::storage::PeerId;
 
     fn doc_id(n: u8) -> DocumentId {

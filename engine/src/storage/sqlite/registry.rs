@@ -12,6 +12,7 @@ use super::read_cache::keep;
 use super::{Failure, SqliteDatabase, StorageError};
 use crate::document::DocKind;
 use crate::ids::{DocumentId, Principal, StoreId, WorkerId};
+use crate::storage::roles::*;
 
 /// A store as HQ registered it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -61,8 +62,8 @@ fn bad_row(what: &str) -> Failure {
     ))
 }
 
-impl SqliteDatabase {
-    pub fn put_store(&mut self, rec: &StoreRecord) -> Result<(), StorageError> {
+impl Registry for SqliteDatabase {
+    fn put_store(&mut self, rec: &StoreRecord) -> Result<(), StorageError> {
         self.write(|tx| {
             tx.prepare_cached(
                 "INSERT INTO stores (store_id, name, time_zone) VALUES (?1, ?2, ?3)
@@ -73,7 +74,7 @@ impl SqliteDatabase {
         })
     }
 
-    pub fn get_store(&self, id: &StoreId) -> Result<Option<StoreRecord>, StorageError> {
+    fn get_store(&self, id: &StoreId) -> Result<Option<StoreRecord>, StorageError> {
         self.read(|c| {
             let row = c
                 .prepare_cached("SELECT name, time_zone FROM stores WHERE store_id = ?1")?
@@ -89,7 +90,7 @@ impl SqliteDatabase {
         })
     }
 
-    pub fn list_stores(&self) -> Result<Vec<StoreRecord>, StorageError> {
+    fn list_stores(&self) -> Result<Vec<StoreRecord>, StorageError> {
         self.read(|c| {
             let mut stmt =
                 c.prepare_cached("SELECT store_id, name, time_zone FROM stores ORDER BY store_id")?;
@@ -113,12 +114,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Remember when stores last synced with the hub (`(store, unix ms)`);
-    /// an older time never overwrites a newer one. The hub calls this at a
-    /// bounded rate, not per frame. `&self`: this is connection bookkeeping
-    /// beside the replica, written from the hub's runtime, which holds the
-    /// replica's store by shared reference only; it touches no replica data.
-    pub fn record_store_sync(&self, seen: &[(StoreId, i64)]) -> Result<(), StorageError> {
+    fn record_store_sync(&self, seen: &[(StoreId, i64)]) -> Result<(), StorageError> {
         if seen.is_empty() {
             return Ok(());
         }
@@ -145,8 +141,7 @@ impl SqliteDatabase {
         run().map_err(|f| f.on(&self.path))
     }
 
-    /// When each store last synced, as recorded by `record_store_sync`.
-    pub fn store_sync_times(&self) -> Result<Vec<(StoreId, i64)>, StorageError> {
+    fn store_sync_times(&self) -> Result<Vec<(StoreId, i64)>, StorageError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT store_id, last_sync_ms FROM store_sync ORDER BY store_id",
@@ -161,9 +156,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Remember that `worker` was on `store`'s roster before HQ took them
-    /// off it (see schema v11).
-    pub fn note_former_worker(
+    fn note_former_worker(
         &mut self,
         store: &StoreId,
         worker: &WorkerId,
@@ -178,8 +171,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Workers once on `store`'s roster and taken off it.
-    pub fn former_workers(&self, store: &StoreId) -> Result<Vec<WorkerId>, StorageError> {
+    fn former_workers(&self, store: &StoreId) -> Result<Vec<WorkerId>, StorageError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT worker_id FROM former_workers WHERE store_id = ?1 ORDER BY worker_id",
@@ -193,8 +185,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Record a token (by its SHA-256) for `principal`.
-    pub fn put_token(
+    fn put_token(
         &mut self,
         token_hash: [u8; 32],
         principal: &Principal,
@@ -218,11 +209,7 @@ impl SqliteDatabase {
         })
     }
 
-    pub fn revoke_token(
-        &mut self,
-        token_hash: [u8; 32],
-        now_ms: i64,
-    ) -> Result<bool, StorageError> {
+    fn revoke_token(&mut self, token_hash: [u8; 32], now_ms: i64) -> Result<bool, StorageError> {
         self.write(|tx| {
             let n = tx
                 .prepare_cached("UPDATE tokens SET revoked_at = ?2 WHERE token_hash = ?1 AND revoked_at IS NULL")?
@@ -231,11 +218,7 @@ impl SqliteDatabase {
         })
     }
 
-    pub fn check_token(
-        &self,
-        token_hash: [u8; 32],
-        now_ms: i64,
-    ) -> Result<TokenCheck, StorageError> {
+    fn check_token(&self, token_hash: [u8; 32], now_ms: i64) -> Result<TokenCheck, StorageError> {
         self.read(|c| {
             let row = c
                 .prepare_cached(
@@ -261,8 +244,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Record which store a document belongs to (and what kind it is).
-    pub fn set_doc_owner(
+    fn set_doc_owner(
         &mut self,
         doc: DocumentId,
         store: &StoreId,
@@ -280,7 +262,7 @@ impl SqliteDatabase {
         Ok(())
     }
 
-    pub fn doc_owner(&self, doc: DocumentId) -> Result<Option<(StoreId, DocKind)>, StorageError> {
+    fn doc_owner(&self, doc: DocumentId) -> Result<Option<(StoreId, DocKind)>, StorageError> {
         if let Some(owner) = self.cache.borrow().doc_owners.get(&doc) {
             return Ok(Some(owner.clone()));
         }
@@ -309,7 +291,7 @@ impl SqliteDatabase {
         Ok(owner)
     }
 
-    pub fn documents_of_store(&self, store: &StoreId) -> Result<Vec<DocumentId>, StorageError> {
+    fn documents_of_store(&self, store: &StoreId) -> Result<Vec<DocumentId>, StorageError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT doc_id FROM doc_owners WHERE store_id = ?1")?;
             let rows = stmt.query_map([store.as_str()], |r| r.get::<_, Vec<u8>>(0))?;
@@ -322,7 +304,7 @@ impl SqliteDatabase {
         })
     }
 
-    pub fn actor_owner(&self, actor: &ActorId) -> Result<Option<Principal>, StorageError> {
+    fn actor_owner(&self, actor: &ActorId) -> Result<Option<Principal>, StorageError> {
         if let Some(p) = self.cache.borrow().actor_owners.get(actor) {
             return Ok(Some(p.clone()));
         }
@@ -344,10 +326,7 @@ impl SqliteDatabase {
         Ok(owner)
     }
 
-    /// Record that HQ vouches for these deterministic content changes.
-    /// Record `hashes` as content HQ vouches for in `doc` (adds to what
-    /// is known already).
-    pub fn add_known_content(
+    fn add_known_content(
         &mut self,
         doc: DocumentId,
         hashes: &[ChangeHash],
@@ -375,7 +354,7 @@ impl SqliteDatabase {
         Ok(())
     }
 
-    pub fn known_content(&self, doc: DocumentId) -> Result<Vec<ChangeHash>, StorageError> {
+    fn known_content(&self, doc: DocumentId) -> Result<Vec<ChangeHash>, StorageError> {
         if let Some(known) = self.cache.borrow().known_content.get(&doc) {
             return Ok(known.clone());
         }
@@ -388,9 +367,7 @@ impl SqliteDatabase {
         Ok(known)
     }
 
-    /// Store accepted changes and claim their new actors for `author`, in
-    /// one transaction: durable together or not at all.
-    pub fn commit_accepted(
+    fn commit_accepted(
         &mut self,
         doc: DocumentId,
         changes: &[Change],
@@ -409,8 +386,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Claim an actor for a principal (the hub's own actor at start-up).
-    pub fn claim_actor(&mut self, actor: &ActorId, owner: &Principal) -> Result<(), StorageError> {
+    fn claim_actor(&mut self, actor: &ActorId, owner: &Principal) -> Result<(), StorageError> {
         self.write(|tx| {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO actor_owners (actor, principal) VALUES (?1, ?2)",
@@ -420,7 +396,7 @@ impl SqliteDatabase {
         })
     }
 
-    pub fn record_rejection(&mut self, rec: &RejectionRecord) -> Result<(), StorageError> {
+    fn record_rejection(&mut self, rec: &RejectionRecord) -> Result<(), StorageError> {
         self.write(|tx| {
             tx.prepare_cached(
                 "INSERT INTO rejections (doc_id, hash, reason, at) VALUES (?1, ?2, ?3, ?4)
@@ -431,7 +407,7 @@ impl SqliteDatabase {
         })
     }
 
-    pub fn rejections(&self) -> Result<Vec<RejectionRecord>, StorageError> {
+    fn rejections(&self) -> Result<Vec<RejectionRecord>, StorageError> {
         self.read(|c| {
             let mut stmt =
                 c.prepare_cached("SELECT doc_id, hash, reason, at FROM rejections ORDER BY at")?;

@@ -8,6 +8,7 @@ use rusqlite::{params, OptionalExtension};
 use super::registry::{decode_principal, encode_principal};
 use super::{Failure, SqliteDatabase, StorageError};
 use crate::ids::{Principal, StoreGroupId, StoreId, TemplateId};
+use crate::storage::roles::*;
 
 /// A token as HQ may list it: never the token itself (only its hash is
 /// kept), but a short id to expire or revoke it by.
@@ -35,9 +36,8 @@ fn parse_col<T: std::str::FromStr>(s: String, what: &str) -> Result<T, Failure> 
     })
 }
 
-impl SqliteDatabase {
-    /// Put `stores` in `group` (creating the group). Idempotent.
-    pub fn add_to_group(
+impl Groups for SqliteDatabase {
+    fn add_to_group(
         &mut self,
         group: &StoreGroupId,
         stores: &[StoreId],
@@ -53,8 +53,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Take `stores` out of `group`; returns how many were members.
-    pub fn remove_from_group(
+    fn remove_from_group(
         &mut self,
         group: &StoreGroupId,
         stores: &[StoreId],
@@ -70,8 +69,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Every group with its members (a group exists while it has members).
-    pub fn store_groups(&self) -> Result<BTreeMap<StoreGroupId, Vec<StoreId>>, StorageError> {
+    fn store_groups(&self) -> Result<BTreeMap<StoreGroupId, Vec<StoreId>>, StorageError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT group_id, store_id FROM store_groups ORDER BY group_id, store_id",
@@ -89,8 +87,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Assign a template to store groups (now and future members).
-    pub fn assign_template_to_groups(
+    fn assign_template_to_groups(
         &mut self,
         id: TemplateId,
         groups: &[StoreGroupId],
@@ -106,7 +103,7 @@ impl SqliteDatabase {
         })
     }
 
-    pub fn template_groups(&self, id: TemplateId) -> Result<Vec<StoreGroupId>, StorageError> {
+    fn template_groups(&self, id: TemplateId) -> Result<Vec<StoreGroupId>, StorageError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT group_id FROM template_groups WHERE template_id = ?1 ORDER BY group_id",
@@ -120,11 +117,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Every token, newest first; `principal` narrows to one principal.
-    pub fn list_tokens(
-        &self,
-        principal: Option<&Principal>,
-    ) -> Result<Vec<TokenInfo>, StorageError> {
+    fn list_tokens(&self, principal: Option<&Principal>) -> Result<Vec<TokenInfo>, StorageError> {
         let want = principal.map(encode_principal);
         self.read(|c| {
             let mut stmt = c.prepare_cached(
@@ -146,8 +139,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// The full hash of the token whose id is `id` (see [`TokenInfo`]).
-    pub fn token_hash_by_id(&self, id: &str) -> Result<Option<[u8; 32]>, StorageError> {
+    fn token_hash_by_id(&self, id: &str) -> Result<Option<[u8; 32]>, StorageError> {
         let id = id.to_ascii_lowercase();
         if id.len() != TOKEN_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
@@ -168,9 +160,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Make a token expire at `at_ms` (now, to cut it off). False if it is
-    /// unknown or revoked.
-    pub fn expire_token(&mut self, hash: [u8; 32], at_ms: i64) -> Result<bool, StorageError> {
+    fn expire_token(&mut self, hash: [u8; 32], at_ms: i64) -> Result<bool, StorageError> {
         self.write(|tx| {
             let n = tx
                 .prepare_cached(
@@ -181,8 +171,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Which principal a token (by hash) belongs to, if any.
-    pub fn token_principal(&self, hash: [u8; 32]) -> Result<Option<Principal>, StorageError> {
+    fn token_principal(&self, hash: [u8; 32]) -> Result<Option<Principal>, StorageError> {
         self.read(|c| {
             let p: Option<String> = c
                 .prepare_cached("SELECT principal FROM tokens WHERE token_hash = ?1")?
@@ -192,15 +181,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Remove a store's registration in one transaction: revoke its tokens,
-    /// drop its template assignments and group memberships and its row.
-    /// Its documents are removed by the caller (they need the hub's copy
-    /// dropped too). Returns how many tokens were revoked.
-    pub fn remove_store_record(
-        &mut self,
-        store: &StoreId,
-        now_ms: i64,
-    ) -> Result<usize, StorageError> {
+    fn remove_store_record(&mut self, store: &StoreId, now_ms: i64) -> Result<usize, StorageError> {
         let principal = encode_principal(&Principal::Store(store.clone()));
         self.write(|tx| {
             let revoked = tx
@@ -224,7 +205,7 @@ impl SqliteDatabase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::testing::temp_store;
+    use crate::storage::sqlite::testing::temp_store;
     use crate::storage::StoreRecord;
 
     fn store(s: &mut SqliteDatabase, id: &str) -> StoreId {

@@ -10,6 +10,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::{SqliteDatabase, StorageError};
 use crate::ids::DocumentId;
+use crate::storage::roles::*;
 
 /// A sync peer as automerge-repo names it (peer ids are free-form strings).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,9 +40,8 @@ impl fmt::Display for PeerId {
     }
 }
 
-impl SqliteDatabase {
-    /// Replace the sync state for (`peer`, `doc`). Durable when this returns.
-    pub fn save_sync_state(
+impl SyncStates for SqliteDatabase {
+    fn save_sync_state(
         &mut self,
         peer: &PeerId,
         doc: DocumentId,
@@ -57,10 +57,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Save many documents' sync states for `peer` in one transaction (a
-    /// disconnect saves every document of the session: one fsync, not one
-    /// per document).
-    pub fn save_sync_states(
+    fn save_sync_states(
         &mut self,
         peer: &PeerId,
         states: &[(DocumentId, Vec<u8>)],
@@ -80,8 +77,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// The last saved sync state for (`peer`, `doc`), if any.
-    pub fn load_sync_state(
+    fn load_sync_state(
         &self,
         peer: &PeerId,
         doc: DocumentId,
@@ -94,10 +90,7 @@ impl SqliteDatabase {
         })
     }
 
-    /// Drop every sync state of `peer` (it was removed, or its store was
-    /// reset and its old state would make us skip changes it no longer
-    /// has). Returns how many documents had one.
-    pub fn forget_peer(&mut self, peer: &PeerId) -> Result<usize, StorageError> {
+    fn forget_peer(&mut self, peer: &PeerId) -> Result<usize, StorageError> {
         self.write(|tx| {
             Ok(tx
                 .prepare_cached("DELETE FROM sync_states WHERE peer = ?1")?
@@ -111,7 +104,7 @@ mod tests {
     use automerge::sync::{self, SyncDoc};
 
     use super::*;
-    use crate::storage::testing::{checklist, temp_store};
+    use crate::storage::sqlite::testing::{checklist, temp_store};
 
     #[test]
     fn sync_state_roundtrip() {

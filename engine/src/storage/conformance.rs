@@ -1,0 +1,230 @@
+//! The storage conformance suite: what every backend of the storage traits
+//! must do, written against the traits only. Each check takes a
+//! [`Backend`]: a way to open the same database again, as a process does
+//! after a restart. The SQLite backend runs every check below
+//! (`sqlite_passes_*`); a second backend adds its own line per check.
+
+use automerge::transaction::Transactable;
+use automerge::{ActorId, AutoCommit, Change};
+
+use super::roles::*;
+use super::{PeerId, StorageError, StoreRecord, TokenCheck};
+use crate::document::instance;
+use crate::document::instance_tests::content;
+use crate::document::DocKind;
+use crate::ids::{DocumentId, Principal, StoreId};
+
+/// Everything the hub asks of its database.
+pub trait HubBackend:
+    Documents + SyncStates + Registry + Groups + Templates + StatusIndex + StatusQueries
+{
+}
+impl<T> HubBackend for T where
+    T: Documents + SyncStates + Registry + Groups + Templates + StatusIndex + StatusQueries
+{
+}
+
+/// A backend under test: `open` opens (or reopens) the one database this
+/// value stands for.
+pub trait Backend {
+    type Db: HubBackend;
+    fn open(&self) -> Self::Db;
+}
+
+const NOW: i64 = 1_800_000_000_000;
+
+fn doc_id(n: u8) -> DocumentId {
+    DocumentId::from_random_bytes([n; 16])
+}
+
+/// Three changes of a small document, each on the one before.
+fn changes(actor: u8) -> Vec<Change> {
+    let mut d = AutoCommit::new().with_actor(ActorId::from([actor; 16]));
+    for i in 0..3_i64 {
+        d.put(automerge::ROOT, "n", i).unwrap();
+        d.commit();
+    }
+    d.get_changes(&[])
+}
+
+/// What is written is there after a reopen, and storing a change twice
+/// stores it once.
+pub fn documents_are_durable_and_idempotent(b: &impl Backend) {
+    let id = doc_id(1);
+    let cs = changes(7);
+    let heads = {
+        let mut db = b.open();
+        assert_eq!(db.append_changes(id, &cs).unwrap(), 3);
+        assert_eq!(db.append_changes(id, &cs).unwrap(), 0, "stored once");
+        db.load_document(id).unwrap().unwrap().get_heads()
+    };
+    let db = b.open();
+    assert_eq!(db.load_document(id).unwrap().unwrap().get_heads(), heads);
+    assert_eq!(db.list_documents().unwrap(), vec![id]);
+    assert!(db.document_exists(id).unwrap());
+    assert!(db.load_document(doc_id(2)).unwrap().is_none());
+}
+
+/// A write that fails leaves the database as it was, and the other
+/// documents untouched.
+pub fn a_failed_write_leaves_nothing_behind(b: &impl Backend) {
+    let mut db = b.open();
+    let kept = doc_id(1);
+    db.append_changes(kept, &changes(7)).unwrap();
+    let heads = db.load_document(kept).unwrap().unwrap().get_heads();
+    let err = db.compact(doc_id(9)).unwrap_err();
+    assert!(
+        matches!(err, StorageError::UnknownDocument { .. }),
+        "{err:?}"
+    );
+    assert_eq!(db.list_documents().unwrap(), vec![kept]);
+    drop(db);
+    let db = b.open();
+    assert_eq!(db.load_document(kept).unwrap().unwrap().get_heads(), heads);
+}
+
+/// Sync state per (peer, document): kept across a reopen, replaced by a
+/// newer one, gone with its document or its peer.
+pub fn sync_state_is_kept_per_peer_and_goes_with_its_document(b: &impl Backend) {
+    let (a, c) = (PeerId::from("peer-a"), PeerId::from("peer-c"));
+    let (d1, d2) = (doc_id(1), doc_id(2));
+    {
+        let mut db = b.open();
+        db.append_changes(d1, &changes(1)).unwrap();
+        db.append_changes(d2, &changes(2)).unwrap();
+        db.save_sync_state(&a, d1, b"one").unwrap();
+        db.save_sync_state(&a, d1, b"two").unwrap();
+        db.save_sync_state(&a, d2, b"other").unwrap();
+        db.save_sync_state(&c, d1, b"c").unwrap();
+    }
+    let mut db = b.open();
+    assert_eq!(
+        db.load_sync_state(&a, d1).unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
+    assert!(db.delete_document(d1).unwrap());
+    assert_eq!(db.load_sync_state(&a, d1).unwrap(), None);
+    assert_eq!(db.load_sync_state(&c, d1).unwrap(), None);
+    assert_eq!(db.forget_peer(&a).unwrap(), 1);
+    assert_eq!(db.load_sync_state(&a, d2).unwrap(), None);
+}
+
+/// The registry's rules: stores, tokens that resolve, expire and revoke,
+/// document owners, actor ownership and vouched content.
+pub fn the_registry_keeps_its_rules(b: &impl Backend) {
+    let store: StoreId = "store-042".parse().unwrap();
+    let rec = StoreRecord {
+        id: store.clone(),
+        name: "Store 42".into(),
+        time_zone: "Europe/Berlin".into(),
+    };
+    let principal = Principal::Store(store.clone());
+    let actor = ActorId::from([5; 16]);
+    let hash = changes(1)[0].hash();
+    {
+        let mut db = b.open();
+        db.put_store(&rec).unwrap();
+        db.put_token([1; 32], &principal, "till 1", NOW, None)
+            .unwrap();
+        db.put_token([2; 32], &principal, "till 2", NOW, Some(NOW + 10))
+            .unwrap();
+        db.set_doc_owner(doc_id(1), &store, DocKind::Instance)
+            .unwrap();
+        db.claim_actor(&actor, &principal).unwrap();
+        db.add_known_content(doc_id(1), &[hash]).unwrap();
+    }
+    let mut db = b.open();
+    assert_eq!(db.get_store(&store).unwrap(), Some(rec.clone()));
+    assert_eq!(db.list_stores().unwrap(), vec![rec]);
+    assert_eq!(
+        db.check_token([1; 32], NOW).unwrap(),
+        TokenCheck::Valid(principal.clone())
+    );
+    assert_eq!(
+        db.check_token([2; 32], NOW + 10).unwrap(),
+        TokenCheck::Expired
+    );
+    assert_eq!(db.check_token([3; 32], NOW).unwrap(), TokenCheck::Unknown);
+    assert!(db.revoke_token([1; 32], NOW + 1).unwrap());
+    assert_eq!(
+        db.check_token([1; 32], NOW + 1).unwrap(),
+        TokenCheck::Revoked
+    );
+    assert_eq!(
+        db.doc_owner(doc_id(1)).unwrap(),
+        Some((store.clone(), DocKind::Instance))
+    );
+    assert_eq!(db.documents_of_store(&store).unwrap(), vec![doc_id(1)]);
+    assert_eq!(db.actor_owner(&actor).unwrap(), Some(principal));
+    assert_eq!(db.actor_owner(&ActorId::from([6; 16])).unwrap(), None);
+    assert_eq!(db.known_content(doc_id(1)).unwrap(), vec![hash]);
+}
+
+/// The status index: what is indexed is what the readers get, it goes
+/// with `unindex_instance`, and lists marked due stay due until indexed.
+pub fn the_status_index_answers_what_was_indexed(b: &impl Backend) {
+    let c = content(3);
+    let mut d = automerge::Automerge::new();
+    d.apply_changes(instance::materialize(&c).unwrap()).unwrap();
+    let view = instance::read(&d).unwrap();
+    {
+        let mut db = b.open();
+        db.index_instance(&view).unwrap();
+        db.mark_index_due(&[c.id]).unwrap();
+    }
+    let mut db = b.open();
+    let rows = db.status_by_list(None, NOW).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].doc, c.id);
+    assert_eq!(rows[0].not_started, 3);
+    assert_eq!(db.index_due().unwrap(), vec![c.id]);
+    db.unindex_instance(c.id).unwrap();
+    assert!(db.status_by_list(None, NOW).unwrap().is_empty());
+    assert!(
+        db.index_due().unwrap().is_empty(),
+        "indexing clears the mark"
+    );
+}
+
+mod sqlite {
+    use super::*;
+    use crate::storage::SqliteDatabase;
+
+    struct Sqlite(tempfile::TempDir);
+
+    impl Backend for Sqlite {
+        type Db = SqliteDatabase;
+        fn open(&self) -> SqliteDatabase {
+            SqliteDatabase::open(self.0.path().join("db.sqlite3"), [0xAA; 16]).unwrap()
+        }
+    }
+
+    fn backend() -> Sqlite {
+        Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    #[test]
+    fn sqlite_passes_documents_are_durable_and_idempotent() {
+        documents_are_durable_and_idempotent(&backend());
+    }
+
+    #[test]
+    fn sqlite_passes_a_failed_write_leaves_nothing_behind() {
+        a_failed_write_leaves_nothing_behind(&backend());
+    }
+
+    #[test]
+    fn sqlite_passes_sync_state_is_kept_per_peer_and_goes_with_its_document() {
+        sync_state_is_kept_per_peer_and_goes_with_its_document(&backend());
+    }
+
+    #[test]
+    fn sqlite_passes_the_registry_keeps_its_rules() {
+        the_registry_keeps_its_rules(&backend());
+    }
+
+    #[test]
+    fn sqlite_passes_the_status_index_answers_what_was_indexed() {
+        the_status_index_answers_what_was_indexed(&backend());
+    }
+}

@@ -1,0 +1,30 @@
+//! `GET /api/sync-status`: the sync indicator (online, last sync,
+//! unconfirmed changes, changes the hub refused, actor changes).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::json;
+
+use super::app::{read_agent, App};
+use super::error::respond;
+
+pub(super) async fn sync_status(State(app): State<App>) -> Response {
+    let terminal = app.t.terminal.to_string();
+    let store = app.t.store.to_string();
+    let r = read_agent(&app, move |a, _| {
+        let unconfirmed: usize = a.unconfirmed().values().sum();
+        let s = a.sync_status()?;
+        Ok(json!({
+            "store": store,
+            "terminal": terminal,
+            "online": s.online,
+            "last_sync_ms": s.last_sync_ms,
+            "unconfirmed_changes": unconfirmed,
+            "rejected": s.rejected,
+            "actor_changes": s.actor_changes,
+        }))
+    })
+    .await;
+    respond(StatusCode::OK, r)
+}
