@@ -8,6 +8,7 @@ pub mod due;
 pub mod ids;
 pub mod model;
 pub mod protocol;
+pub mod publish;
 pub mod recurrence;
 pub mod replica;
 pub mod status;

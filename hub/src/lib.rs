@@ -1,14 +1,15 @@
 //! The HQ hub: the authoritative replica of every store's task lists,
 //! served over WebSockets (automerge-repo protocol) with an admin API.
-//! `server::run` is the entry point `main` and the tests share.
+//! `data_dir::open` and `server::run` are the entry points `main` and the
+//! tests share.
 
-pub mod api;
-pub mod api_admin;
 pub mod cli;
-pub mod cli_admin;
 pub mod config;
 pub mod connection_slots;
-pub mod dashboard;
+pub mod data_dir;
+pub mod http;
 pub mod metrics;
+pub mod read_pool;
 pub mod runtime;
+pub mod secrets;
 pub mod server;

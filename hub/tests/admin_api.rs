@@ -8,7 +8,7 @@ use engine::document::directory;
 use engine::ids::{DocumentId, StoreId};
 use engine::replica::hub::HubLimits;
 use hub::runtime::HubHandle;
-use hub::server;
+use hub::{data_dir, server};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +32,7 @@ async fn start() -> Api {
 
 /// A hub on `dir` (a restart when a hub ran there before).
 async fn start_in(dir: tempfile::TempDir) -> Api {
-    let opened = server::open(dir.path(), HubLimits::default(), Some("admin")).unwrap();
+    let opened = data_dir::open(dir.path(), HubLimits::default(), Some("admin")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/api", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
@@ -374,7 +374,7 @@ async fn a_many_store_publish_checks_every_store_before_writing_anything() {
     assert_eq!(s, 400, "{v}");
     assert!(error_of(&v).contains("berlin"), "names the store: {v}");
 
-    let too_many: Vec<String> = (0..=hub::api::MAX_STORES_PER_PUBLISH)
+    let too_many: Vec<String> = (0..=engine::publish::MAX_STORES_PER_PUBLISH)
         .map(|i| format!("store-{i}"))
         .collect();
     let both = json!({"store": "utc", "stores": ["berlin"], "name": "x", "date": "2026-11-26",

@@ -6,8 +6,7 @@
 
 use engine::document::directory;
 use engine::ids::{DocumentId, StoreId, TemplateId};
-use hub::cli::{self, ListsCmd, Remote, StoresCmd};
-use hub::cli_admin::{self, WorkersCmd};
+use hub::cli::{self, ListsCmd, Remote, StoresCmd, WorkersCmd};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -116,14 +115,14 @@ async fn adding_a_worker_whose_id_is_taken_is_refused_and_update_changes_only_wh
         groups,
         pin: pin.map(str::to_owned),
     };
-    cli_admin::workers(
+    cli::workers(
         &remote,
         add("manager", vec!["closers".into()], Some("2468")),
     )
     .await
     .unwrap();
     // A second add with the same id: refused, and Ana keeps her groups and PIN.
-    let err = cli_admin::workers(&remote, add("cashier", vec![], Some("1111")))
+    let err = cli::workers(&remote, add("cashier", vec![], Some("1111")))
         .await
         .unwrap_err()
         .to_string();
@@ -151,7 +150,7 @@ async fn adding_a_worker_whose_id_is_taken_is_refused_and_update_changes_only_wh
     let pin_before = pin_before.await.unwrap();
 
     // An update changes what it is given and keeps the rest.
-    cli_admin::workers(
+    cli::workers(
         &remote,
         WorkersCmd::Update {
             store: "s1".into(),

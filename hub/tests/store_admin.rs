@@ -385,15 +385,14 @@ async fn the_materialization_horizon_is_configurable() {
 /// The CLI commands call the endpoints above (wiring, not just parsing).
 #[tokio::test]
 async fn the_cli_drives_the_same_endpoints() {
-    use hub::cli::{self, ListsCmd, Remote, StoresCmd};
-    use hub::cli_admin::{self, GroupsCmd, WorkersCmd};
+    use hub::cli::{self, GroupsCmd, ListsCmd, Remote, StoresCmd, WorkersCmd};
     let api = start().await;
     let remote = Remote {
         hub_url: api.base.trim_end_matches("/api").to_owned(),
         token: Some("admin".into()),
         json: true,
     };
-    cli_admin::workers(
+    cli::workers(
         &remote,
         WorkersCmd::Add {
             store: "s1".into(),
@@ -408,7 +407,7 @@ async fn the_cli_drives_the_same_endpoints() {
     .unwrap();
     let (_, v) = api.call(Method::GET, "/stores/s1/workers", None).await;
     assert_eq!(v[0]["groups"], json!(["closers"]));
-    let err = cli_admin::workers(
+    let err = cli::workers(
         &remote,
         WorkersCmd::Add {
             store: "s1".into(),
@@ -423,7 +422,7 @@ async fn the_cli_drives_the_same_endpoints() {
     .unwrap_err();
     assert!(err.to_string().contains("4 to 8 digits"), "{err}");
 
-    cli_admin::groups(
+    cli::groups(
         &remote,
         GroupsCmd::Add {
             group: "north".into(),

@@ -23,7 +23,7 @@ use engine::ids::{DocumentId, EventId, Principal, StoreId, TaskId, TerminalId};
 use engine::model::{CreatedBy, InstanceContent, ListMeta, Priority, Status, TaskSpec};
 use engine::replica::hub::{HubCounters, HubLimits};
 use engine::storage::StoreRecord;
-use hub::server::Opened;
+use hub::data_dir::Opened;
 use pos_agent::agent::Terminal;
 use pos_agent::sync_client::Backoff;
 use serde_json::Value;
@@ -161,7 +161,7 @@ impl Fixture {
         init_logs();
         node_ready();
         let dir = tempfile::tempdir().expect("temp dir");
-        let opened = hub::server::open(
+        let opened = hub::data_dir::open(
             &dir.path().join("hub"),
             HubLimits::default(),
             Some("admin-token"),
@@ -169,8 +169,8 @@ impl Fixture {
         .expect("opening the hub");
         let store_a: StoreId = "store-a".parse().unwrap();
         let store_b: StoreId = "store-b".parse().unwrap();
-        let token_a = hub::server::random_token();
-        let token_b = hub::server::random_token();
+        let token_a = hub::secrets::random_token();
+        let token_b = hub::secrets::random_token();
         let content_a = list_for(&store_a, "Closing");
         let content_b = list_for(&store_b, "Closing");
         let published = |c: &InstanceContent| Published {

@@ -12,11 +12,15 @@ pub mod agent;
 mod connectivity;
 pub mod hub;
 mod hub_admin;
+mod hub_publish;
+mod hub_queries;
 mod hub_templates;
 
 pub use connectivity::{StoreLink, WRITE_EVERY_MS};
 pub use hub::Batch;
 pub use hub_admin::RemovedStore;
+pub use hub_publish::PublishFailure;
+pub use hub_queries::StoreStatus;
 pub use hub_templates::{PurgeReport, TemplateRemoval, DEFAULT_HORIZON_DAYS};
 mod rate;
 pub mod refusal;

@@ -4,7 +4,7 @@
 
 use engine::replica::hub::HubLimits;
 use hub::runtime::HubHandle;
-use hub::server;
+use hub::{data_dir, server};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -31,7 +31,7 @@ pub async fn start() -> Api {
 
 pub async fn start_with(limits: HubLimits) -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let opened = server::open(dir.path(), limits, Some("admin")).unwrap();
+    let opened = data_dir::open(dir.path(), limits, Some("admin")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let shutdown = CancellationToken::new();

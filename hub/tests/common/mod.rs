@@ -18,7 +18,8 @@ use engine::replica::hub::HubLimits;
 use engine::storage::StoreRecord;
 use futures_util::{SinkExt, StreamExt};
 use hub::connection_slots::ConnectionCaps;
-use hub::server::{self, AppState};
+use hub::http::AppState;
+use hub::{data_dir, server};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
@@ -80,7 +81,7 @@ pub async fn start(limits: HubLimits) -> TestHub {
 /// `start`, with these caps on open sync connections.
 pub async fn start_with_caps(limits: HubLimits, caps: ConnectionCaps) -> TestHub {
     let dir = tempfile::tempdir().unwrap();
-    let opened = server::open(dir.path(), limits, Some("admin")).unwrap();
+    let opened = data_dir::open(dir.path(), limits, Some("admin")).unwrap();
     let state = opened.state.with_connection_caps(caps);
     state
         .hub

@@ -1,8 +1,7 @@
-//! Admin API for store administration (HQ token required): update and
-//! remove stores, each store's worker roster, store groups, and tokens.
-//! Mounted under `/api` next to `api::routes`. Adding and changing are
-//! distinct: `PUT` of a worker adds one (409 if the id is taken), `PATCH`
-//! changes the fields it is given.
+//! Store administration (HQ token required): each store's worker roster,
+//! store groups, and tokens (issue, list, expire, revoke). Adding and
+//! changing are distinct: `PUT` of a worker adds one (409 if the id is
+//! taken), `PATCH` changes the fields it is given.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -10,22 +9,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use engine::document::directory::{self, PinHash, RosterWorker};
-use engine::ids::{StoreGroupId, StoreId, WorkerGroupId, WorkerId};
-use engine::storage::roles::*;
-use engine::storage::StoreRecord;
+use engine::ids::{Principal, StoreGroupId, StoreId, WorkerGroupId, WorkerId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::{bad_request, hq, hq_read, json_reply, nonempty, reply, ApiError};
+use super::auth::{hq, hq_read};
+use super::reply::{bad_request, body, json_reply, nonempty, parse, reply, ApiError, JsonBody};
+use super::state::AppState;
 use crate::runtime::answer_with;
-use crate::server::AppState;
+use crate::secrets::random_token;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/stores/{id}",
-            axum::routing::patch(update_store).delete(remove_store),
-        )
         .route("/stores/{id}/workers", get(list_workers))
         .route(
             "/stores/{id}/workers/{worker}",
@@ -37,88 +32,11 @@ pub fn routes() -> Router<AppState> {
             "/store-groups/{group}/stores/{store}",
             axum::routing::delete(remove_from_group),
         )
+        .route("/stores/{id}/tokens", post(issue_token))
         .route("/tokens", get(list_tokens))
+        .route("/tokens/revoke", post(revoke_token))
         .route("/tokens/{id}/expire", post(expire_token))
         .route("/tokens/{id}/revoke", post(revoke_token_by_id))
-}
-
-type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
-
-fn parse<T: std::str::FromStr>(what: &str, v: &str) -> Result<T, ApiError>
-where
-    T::Err: std::fmt::Display,
-{
-    v.parse().map_err(|e| bad_request(format!("{what}: {e}")))
-}
-
-fn body<T>(b: JsonBody<T>, shape: &str) -> Result<T, ApiError> {
-    b.map(|Json(v)| v)
-        .map_err(|e| bad_request(format!("bad JSON: {e}; send {shape}")))
-}
-
-#[derive(Deserialize)]
-struct StoreUpdate {
-    name: Option<String>,
-    time_zone: Option<String>,
-}
-
-async fn update_store(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    b: JsonBody<StoreUpdate>,
-) -> Response {
-    hq!(state, headers);
-    let r: Result<StoreRecord, ApiError> = async {
-        let id: StoreId = parse("store id", &id)?;
-        let upd = body(b, "{\"name\"?, \"time_zone\"?}")?;
-        let name = upd.name.map(|n| nonempty("name", n)).transpose()?;
-        let rec = state
-            .hub
-            .call(move |hub, now| {
-                let r = (|| {
-                    let mut rec = hub
-                        .db()
-                        .get_store(&id)?
-                        .ok_or(engine::replica::hub::HubError::UnknownStore(id))?;
-                    if let Some(n) = name {
-                        rec.name = n;
-                    }
-                    if let Some(tz) = upd.time_zone {
-                        rec.time_zone = tz;
-                    }
-                    hub.update_store(&rec)?;
-                    Ok::<_, engine::replica::hub::HubError>(rec)
-                })();
-                // A new time zone moves recurring lists' due times now.
-                let out = match &r {
-                    Ok(_) => hub.materialize_horizon(now).unwrap_or_default(),
-                    Err(_) => Vec::new(),
-                };
-                (r, out)
-            })
-            .await??;
-        Ok(rec)
-    }
-    .await;
-    reply(StatusCode::OK, r)
-}
-
-async fn remove_store(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    hq!(state, headers);
-    let r: Result<engine::replica::RemovedStore, ApiError> = async {
-        let id: StoreId = parse("store id", &id)?;
-        Ok(state
-            .hub
-            .call(move |hub, now| answer_with(hub.remove_store(&id, now)))
-            .await??)
-    }
-    .await;
-    reply(StatusCode::OK, r)
 }
 
 /// A worker as the API shows it: never the PIN hash.
@@ -335,7 +253,7 @@ async fn list_groups(State(state): State<AppState>, headers: HeaderMap) -> Respo
     hq_read!(state, headers);
     let r = state
         .hub
-        .call_soon(|hub, _| (hub.db().store_groups(), Vec::new()))
+        .call_soon(|hub, _| (hub.store_groups(), Vec::new()))
         .await;
     json_reply(r)
 }
@@ -369,7 +287,7 @@ async fn add_to_group(
             .call(move |hub, now| {
                 let r = hub
                     .add_to_group(&g, &stores)
-                    .and_then(|()| Ok(hub.db().store_groups()?));
+                    .and_then(|()| hub.store_groups());
                 // Lists assigned to the group reach its new members now.
                 let out = match &r {
                     Ok(_) => hub.materialize_horizon(now).unwrap_or_default(),
@@ -441,9 +359,9 @@ async fn list_tokens(
                         };
                         json!({
                             "id": t.id, "principal": t.principal, "label": t.label,
-                            "created_at": rfc3339(t.created_at),
-                            "expires_at": t.expires_at.map(rfc3339),
-                            "revoked_at": t.revoked_at.map(rfc3339),
+                            "created_at": rfc3339_secs(t.created_at),
+                            "expires_at": t.expires_at.map(rfc3339_secs),
+                            "revoked_at": t.revoked_at.map(rfc3339_secs),
                             "state": state,
                         })
                     })
@@ -455,7 +373,8 @@ async fn list_tokens(
     json_reply(r)
 }
 
-fn rfc3339(ms: i64) -> String {
+/// Unix ms as RFC 3339 (UTC, seconds), for the token list.
+fn rfc3339_secs(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default()
@@ -537,4 +456,74 @@ async fn revoke_token_by_id(
     }
     .await;
     reply(StatusCode::OK, r)
+}
+
+#[derive(Deserialize, Default)]
+struct NewToken {
+    #[serde(default)]
+    label: String,
+    expires_in_hours: Option<u32>,
+}
+
+async fn issue_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<NewToken>>,
+) -> Response {
+    hq!(state, headers);
+    let result: Result<serde_json::Value, ApiError> = async {
+        let store: StoreId = id
+            .parse()
+            .map_err(|e| bad_request(format!("store id: {e}")))?;
+        let body = body.map(|b| b.0).unwrap_or_default();
+        let token = random_token();
+        let t = token.clone();
+        let expires = body.expires_in_hours.map(|h| h as i64 * 3_600_000);
+        state
+            .hub
+            .call(move |hub, now| {
+                let r = hub.add_token(
+                    &t,
+                    &Principal::Store(store),
+                    &body.label,
+                    now,
+                    expires.map(|e| now + e),
+                );
+                (r, Vec::new())
+            })
+            .await??;
+        Ok(json!({ "token": token }))
+    }
+    .await;
+    reply(StatusCode::CREATED, result)
+}
+
+#[derive(Deserialize)]
+struct Revoke {
+    token: String,
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<Revoke>,
+) -> Response {
+    hq!(state, headers);
+    match state
+        .hub
+        .call(move |hub, now| match hub.revoke_token(&body.token, now) {
+            Ok(Some(out)) => (Ok(true), out),
+            Ok(None) => (Ok(false), Vec::new()),
+            Err(e) => (Err(e), Vec::new()),
+        })
+        .await
+    {
+        Ok(Ok(true)) => Json(json!({"revoked": true})).into_response(),
+        Ok(Ok(false)) => {
+            ApiError(StatusCode::NOT_FOUND, "no such active token".into()).into_response()
+        }
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }

@@ -1,0 +1,141 @@
+//! `hub serve`: run the hub on a data directory until SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use engine::replica::hub::HubLimits;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::connection_slots::ConnectionCaps;
+
+// The flags of `hub serve` (its help text is the doc of `Cmd::Serve`).
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Data directory (created on first start).
+    #[arg(long, env = "HUB_DATA", default_value = "./hub-data")]
+    pub data: PathBuf,
+    #[arg(long, env = "HUB_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// TOML file of these settings (keys are the flag names with
+    /// underscores, e.g. `retention_days = 90`); flags and HUB_* win.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Register this admin token instead of minting one into DATA/admin-token.
+    #[arg(long, env = "HUB_ADMIN_TOKEN")]
+    pub admin_token: Option<String>,
+    /// Largest WebSocket frame accepted, in bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub max_frame_bytes: usize,
+    /// Sustained messages per second per connection.
+    #[arg(long, default_value_t = 200)]
+    pub max_messages_per_second: u32,
+    /// Documents one connection may sync.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_documents_per_connection: usize,
+    /// Days ahead (store-local) that recurring lists are materialized
+    /// and pushed, so terminals have them through an outage.
+    #[arg(long, default_value_t = engine::replica::DEFAULT_HORIZON_DAYS,
+          value_parser = clap::value_parser!(i64).range(0..=366))]
+    pub horizon_days: i64,
+    /// Delete lists dated more than this many days ago, at the hub and
+    /// on the terminals (checked every minute). Default: keep all.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+    pub retention_days: Option<i64>,
+    /// Documents kept in memory; idle ones beyond this are evicted (and
+    /// reloaded from SQLite when a terminal syncs them again).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_cached_documents: usize,
+    /// Ping every connection this often (seconds); one silent for three
+    /// intervals is closed.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub keepalive_secs: u64,
+    /// Sync connections one token may hold open at once; more are
+    /// refused with 429 (a terminal holds one, two or three while it
+    /// reconnects after a network fault).
+    #[arg(long, default_value_t = ConnectionCaps::default().per_token,
+          value_parser = at_least_one)]
+    pub max_connections_per_token: usize,
+    /// Sync connections one store may hold open at once, over all its
+    /// tokens; more are refused with 429.
+    #[arg(long, default_value_t = ConnectionCaps::default().per_store,
+          value_parser = at_least_one)]
+    pub max_connections_per_store: usize,
+}
+
+/// Serve until a signal says stop.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let ServeArgs {
+        config: _,
+        data,
+        listen,
+        admin_token,
+        max_frame_bytes,
+        max_messages_per_second,
+        max_documents_per_connection,
+        horizon_days,
+        retention_days,
+        keepalive_secs,
+        max_cached_documents,
+        max_connections_per_token,
+        max_connections_per_store,
+    } = args;
+    let mut limits = HubLimits {
+        horizon_days,
+        retention_days,
+        keepalive_secs,
+        max_cached_documents,
+        ..HubLimits::default()
+    };
+    limits.wire.max_message_bytes = max_frame_bytes;
+    limits.messages_per_second = max_messages_per_second;
+    limits.max_documents_per_connection = max_documents_per_connection;
+    // Bind first: a start that fails here (the address is in use)
+    // must not create the data directory and mint the admin token,
+    // or the start that works would not say where the token is.
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let opened = crate::data_dir::open(&data, limits, admin_token.as_deref())?;
+    let state = opened.state.with_connection_caps(ConnectionCaps {
+        per_token: max_connections_per_token,
+        per_store: max_connections_per_store,
+    });
+    let addr = listener.local_addr()?;
+    println!(
+        "hub listening on http://{addr} (sync: ws://{addr}/sync, admin API: http://{addr}/api/)"
+    );
+    if opened.new_admin_token.is_some() {
+        println!(
+            "admin token written to {}",
+            opened.admin_token_file.display()
+        );
+    }
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutting down");
+        stop.cancel();
+    });
+    crate::server::run(listener, state, shutdown).await
+}
+
+/// A cap of at least one connection (0 would lock every terminal out).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?} is not a number of connections, 1 or more")),
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,178 @@
+//! `hub status` (by store, by worker, past due) and `hub purge`.
+
+use serde_json::{json, Value};
+
+use super::remote::{call, print, Remote};
+
+/// `hub status --by store|worker`, or `hub status --past-due`.
+pub async fn status(
+    remote: &Remote,
+    by: &str,
+    store: Option<String>,
+    worker: Option<String>,
+    past_due: bool,
+) -> anyhow::Result<()> {
+    let mut q = Vec::new();
+    if let Some(s) = &store {
+        q.push(format!("store={s}"));
+    }
+    if let Some(w) = &worker {
+        q.push(format!("worker={w}"));
+    }
+    let query = if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    };
+    if past_due {
+        let v = call(
+            remote,
+            reqwest::Method::GET,
+            &format!("/api/status/past-due{query}"),
+            None,
+        )
+        .await?;
+        print(remote, &v, past_due_text);
+        return Ok(());
+    }
+    match by {
+        "store" | "list" => {
+            let v = call(
+                remote,
+                reqwest::Method::GET,
+                &format!("/api/status/lists{query}"),
+                None,
+            )
+            .await?;
+            print(remote, &v, |v| {
+                let mut out = vec![
+                    "store\tdate\tlist\tnot started\tin progress\tcompleted\tpast due\tconflicts"
+                        .to_owned(),
+                ];
+                for r in v.as_array().into_iter().flatten() {
+                    out.push(format!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        r["store"].as_str().unwrap_or(""),
+                        r["date"].as_str().unwrap_or(""),
+                        r["list"].as_str().unwrap_or(""),
+                        r["not_started"],
+                        r["in_progress"],
+                        r["completed"],
+                        r["past_due"],
+                        r["conflicts"]
+                    ));
+                }
+                out.join("\n")
+            });
+        }
+        "worker" => {
+            let v = call(
+                remote,
+                reqwest::Method::GET,
+                &format!("/api/status/workers{query}"),
+                None,
+            )
+            .await?;
+            print(remote, &v, |v| {
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| {
+                        let at = chrono::DateTime::from_timestamp_millis(
+                            r["at_ms"].as_i64().unwrap_or(0),
+                        )
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                        .unwrap_or_default();
+                        format!(
+                            "{at}\t{}\t{}\t{}\t{}\t{}",
+                            r["store"].as_str().unwrap_or(""),
+                            r["worker"].as_str().unwrap_or(""),
+                            r["terminal"].as_str().unwrap_or(""),
+                            r["status"].as_str().unwrap_or(""),
+                            r["title"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        other => anyhow::bail!("--by {other:?}: use store or worker"),
+    }
+    Ok(())
+}
+
+/// One line per past-due task: due, how late, store, date, list, task, assignee, status.
+fn past_due_text(v: &Value) -> String {
+    let rows = v.as_array().map(Vec::as_slice).unwrap_or_default();
+    if rows.is_empty() {
+        return "nothing is past due".into();
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut out = vec!["due\tlate\tstore\tdate\tlist\ttask\tassignee\tstatus".to_owned()];
+    for r in rows {
+        let late_min = (now - r["due_ms"].as_i64().unwrap_or(now)).max(0) / 60_000;
+        out.push(format!(
+            "{}\t{}h{:02}m\t{}\t{}\t{}\t{}\t{}\t{}{}",
+            r["due"].as_str().unwrap_or(""),
+            late_min / 60,
+            late_min % 60,
+            r["store"].as_str().unwrap_or(""),
+            r["date"].as_str().unwrap_or(""),
+            r["list"].as_str().unwrap_or(""),
+            r["title"].as_str().unwrap_or(""),
+            r["assignee"].as_str().unwrap_or("-"),
+            r["status"].as_str().unwrap_or(""),
+            if r["conflict"].as_bool() == Some(true) {
+                " (conflict)"
+            } else {
+                ""
+            }
+        ));
+    }
+    out.join("\n")
+}
+
+/// `hub purge ...`: a dry run unless `dry_run` is false.
+pub async fn purge(
+    remote: &Remote,
+    before: Option<String>,
+    store: Option<String>,
+    list: Option<String>,
+    completed_only: bool,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let body = json!({"before": before, "store": store, "list": list,
+                      "completed_only": completed_only, "dry_run": dry_run});
+    let v = call(remote, reqwest::Method::POST, "/api/purge", Some(body)).await?;
+    print(remote, &v, |v| {
+        if dry_run {
+            format!(
+                "{} list(s) match; run again with --yes to delete them",
+                v["count"]
+            )
+        } else {
+            format!("deleted {} list(s)", v["count"])
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_due_rows_print_one_line_each() {
+        assert_eq!(past_due_text(&json!([])), "nothing is past due");
+        let due = chrono::Utc::now().timestamp_millis() - 90 * 60_000;
+        let text = past_due_text(&json!([{"due": "2026-11-26T08:00:00.000Z", "due_ms": due,
+            "store": "s1", "date": "2026-11-26", "list": "Opening", "title": "Unlock",
+            "assignee": "worker:w-1", "status": "in_progress", "conflict": true}]));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(
+            lines[1],
+            "2026-11-26T08:00:00.000Z\t1h30m\ts1\t2026-11-26\tOpening\tUnlock\tworker:w-1\tin_progress (conflict)"
+        );
+    }
+}

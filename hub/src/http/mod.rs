@@ -1,0 +1,41 @@
+//! The hub's HTTP layer: the WebSocket sync endpoint at `/sync`, the admin
+//! API under `/api/` (one module per resource), `/healthz`, `/metrics`
+//! and the dashboard at `/`. Handlers decode the request, ask the hub
+//! thread (`runtime::HubHandle`) or the read-only pool (`read_pool`), and
+//! encode the answer; none of them touches storage.
+//!
+//! Modules depend downwards only: `state`, `reply` and `auth` are shared;
+//! the resource modules use them and not each other; this file routes.
+
+pub mod admin;
+pub mod auth;
+mod dashboard;
+mod health;
+pub mod lists;
+pub mod reply;
+pub mod state;
+pub mod status;
+pub mod stores;
+pub mod sync;
+pub mod templates;
+
+use axum::routing::get;
+use axum::Router;
+
+pub use state::AppState;
+
+/// Every route of the hub, over `state`.
+pub fn router(state: AppState) -> Router {
+    let api = stores::routes()
+        .merge(admin::routes())
+        .merge(lists::routes())
+        .merge(templates::routes())
+        .merge(status::routes());
+    Router::new()
+        .route("/sync", get(sync::sync_upgrade))
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics))
+        .nest("/api", api)
+        .merge(dashboard::routes())
+        .with_state(state)
+}

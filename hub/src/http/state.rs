@@ -1,0 +1,56 @@
+//! What every request handler shares: the hub thread, its limits, the
+//! read-only pool, the connection caps and the shutdown signal.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::replica::hub::HubLimits;
+use tokio_util::sync::CancellationToken;
+
+use crate::connection_slots::{ConnectionCaps, ConnectionSlots};
+use crate::read_pool::ReadPool;
+use crate::runtime::HubHandle;
+
+/// Shared by every request handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: HubHandle,
+    pub limits: Arc<HubLimits>,
+    /// Read-only connections for the reads off the hub thread (see `ReadPool`).
+    pub readers: Arc<ReadPool>,
+    /// How long a status query may spend bringing the index up to date
+    /// before it answers from the index as it stands (`status::index_read`).
+    pub index_read_budget: Duration,
+    /// Sync connections open per token and per store, under their caps.
+    pub slots: Arc<ConnectionSlots>,
+    pub(crate) next_conn: Arc<AtomicU64>,
+    /// Cancelled at shutdown: open WebSockets close too.
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// See `AppState::index_read_budget`: a dashboard read every few seconds
+/// costs the hub thread at most this, in chunks sync is served between.
+pub const INDEX_READ_BUDGET: Duration = Duration::from_millis(250);
+
+impl AppState {
+    /// `db` is the hub's database file, which status queries read.
+    pub fn new(hub: HubHandle, limits: HubLimits, db: PathBuf) -> AppState {
+        AppState {
+            hub,
+            limits: Arc::new(limits),
+            readers: Arc::new(ReadPool::new(db)),
+            index_read_budget: INDEX_READ_BUDGET,
+            slots: ConnectionSlots::new(ConnectionCaps::default()),
+            next_conn: Arc::new(AtomicU64::new(1)),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// These caps on open sync connections instead of the defaults.
+    pub fn with_connection_caps(mut self, caps: ConnectionCaps) -> AppState {
+        self.slots = ConnectionSlots::new(caps);
+        self
+    }
+}

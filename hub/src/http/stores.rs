@@ -1,0 +1,171 @@
+//! Stores: add, list (online, connections, last sync), update, remove.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use engine::ids::StoreId;
+use engine::replica::hub::Hub;
+use engine::storage::StoreRecord;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{hq, hq_read};
+use super::reply::{
+    bad_request, body, json_reply, nonempty, parse, reply, rfc3339, ApiError, JsonBody,
+};
+use super::state::AppState;
+use crate::runtime::answer_with;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/stores", get(list_stores).post(add_store))
+        .route(
+            "/stores/{id}",
+            axum::routing::patch(update_store).delete(remove_store),
+        )
+}
+
+#[derive(Deserialize)]
+struct NewStore {
+    id: String,
+    name: String,
+    time_zone: String,
+}
+
+async fn add_store(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<NewStore>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    hq!(state, headers);
+    let result: Result<StoreRecord, ApiError> = async {
+        let Json(body) = body.map_err(|e| {
+            bad_request(format!(
+                "bad JSON: {e}; send {{\"id\", \"name\", \"time_zone\"}}"
+            ))
+        })?;
+        let rec = StoreRecord {
+            id: body
+                .id
+                .parse()
+                .map_err(|e| bad_request(format!("id: {e}")))?,
+            name: nonempty("name", body.name)?,
+            time_zone: body.time_zone,
+        };
+        let r = rec.clone();
+        state
+            .hub
+            .call(move |hub, _| (add_new_store(hub, &r), Vec::new()))
+            .await??;
+        Ok(rec)
+    }
+    .await;
+    reply(StatusCode::CREATED, result)
+}
+
+/// Add a store that does not exist yet: adding is not updating, so an
+/// id already taken is a 409 naming the command that changes a store.
+fn add_new_store(hub: &mut Hub, rec: &StoreRecord) -> Result<(), ApiError> {
+    if let Some(old) = hub.store(&rec.id)? {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "store {} already exists ({:?}, {}); nothing was changed. To change its name or \
+                 time zone: `hub stores update --id {} --name ... --tz ...` (PATCH /api/stores/{})",
+                old.id, old.name, old.time_zone, old.id, old.id
+            ),
+        ));
+    }
+    Ok(hub.add_store(rec)?)
+}
+
+/// Every store with whether it is online now (at least one authenticated
+/// sync connection), how many connections it has, and when it last synced
+/// (RFC 3339, or null if never).
+async fn list_stores(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    hq_read!(state, headers);
+    let r = state
+        .hub
+        // On the hub thread, so it agrees with the hub's connections.
+        .call_soon(move |hub, _| {
+            let stores = hub.stores_with_status().map(|v| {
+                v.into_iter()
+                    .map(|s| {
+                        json!({"id": s.store.id, "name": s.store.name,
+                               "time_zone": s.store.time_zone,
+                               "online": s.connections > 0, "connections": s.connections,
+                               "last_sync": s.last_sync_ms.and_then(rfc3339)})
+                    })
+                    .collect::<Vec<_>>()
+            });
+            (stores, Vec::new())
+        })
+        .await;
+    json_reply(r)
+}
+
+#[derive(Deserialize)]
+struct StoreUpdate {
+    name: Option<String>,
+    time_zone: Option<String>,
+}
+
+async fn update_store(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    b: JsonBody<StoreUpdate>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<StoreRecord, ApiError> = async {
+        let id: StoreId = parse("store id", &id)?;
+        let upd = body(b, "{\"name\"?, \"time_zone\"?}")?;
+        let name = upd.name.map(|n| nonempty("name", n)).transpose()?;
+        let rec = state
+            .hub
+            .call(move |hub, now| {
+                let r = (|| {
+                    let mut rec = hub
+                        .store(&id)?
+                        .ok_or(engine::replica::hub::HubError::UnknownStore(id))?;
+                    if let Some(n) = name {
+                        rec.name = n;
+                    }
+                    if let Some(tz) = upd.time_zone {
+                        rec.time_zone = tz;
+                    }
+                    hub.update_store(&rec)?;
+                    Ok::<_, engine::replica::hub::HubError>(rec)
+                })();
+                // A new time zone moves recurring lists' due times now.
+                let out = match &r {
+                    Ok(_) => hub.materialize_horizon(now).unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                (r, out)
+            })
+            .await??;
+        Ok(rec)
+    }
+    .await;
+    reply(StatusCode::OK, r)
+}
+
+async fn remove_store(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<engine::replica::RemovedStore, ApiError> = async {
+        let id: StoreId = parse("store id", &id)?;
+        Ok(state
+            .hub
+            .call(move |hub, now| answer_with(hub.remove_store(&id, now)))
+            .await??)
+    }
+    .await;
+    reply(StatusCode::OK, r)
+}

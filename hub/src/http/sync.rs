@@ -1,0 +1,188 @@
+//! The WebSocket sync endpoint at `/sync`: the upgrade (token, caps) and
+//! one task per connection moving frames between the socket and the hub
+//! thread.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use engine::ids::Principal;
+use engine::replica::hub::token_hash;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::auth::{authenticate, presented_token, TokenQuery};
+use super::state::AppState;
+use crate::connection_slots::Slot;
+use crate::runtime::{Outbound, OUTBOUND_QUEUE};
+
+pub(super) async fn sync_upgrade(
+    State(state): State<AppState>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let token = presented_token(&headers, q.token.as_deref());
+    let principal = match authenticate(&state, token.clone()).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if principal == Principal::Hq {
+        // HQ writes through the admin API, which checks what it writes;
+        // nothing needs the admin token as a sync peer, so a leaked
+        // admin token is not also a replica with write rights.
+        warn!("refused the admin token at /sync");
+        return (StatusCode::FORBIDDEN, ADMIN_TOKEN_AT_SYNC).into_response();
+    }
+    let Ok(ws) = ws else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "this endpoint speaks WebSocket (automerge-repo sync protocol)\n",
+        )
+            .into_response();
+    };
+    // The token authenticated, so it has a hash; a missing one was refused.
+    let hash = token_hash(token.as_deref().unwrap_or_default());
+    let slot = match state.slots.take(hash, &principal) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            if refusal.first {
+                warn!(%principal, reason = %refusal.why, "refusing sync connections over the cap");
+            }
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(axum::http::header::RETRY_AFTER, "30")],
+                format!("{}\n", refusal.why),
+            )
+                .into_response();
+        }
+    };
+    let max = state.limits.wire.max_message_bytes;
+    // Small socket buffers: the defaults (128 KiB each way) were most of a
+    // connection's memory, and sync frames are mostly small (the read
+    // buffer grows for a large frame up to `max`).
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| serve_socket(state, principal, token, slot, socket))
+}
+
+/// The answer to the admin token at `/sync`.
+pub const ADMIN_TOKEN_AT_SYNC: &str = "the admin token is for the admin API (/api/) and the hub \
+     CLI, not for sync: a terminal connects with its store's token (hub stores token --store ID)\n";
+
+/// Serve one sync connection until it ends. `_slot` holds its place under
+/// the connection caps and is released when this returns.
+async fn serve_socket(
+    state: AppState,
+    principal: Principal,
+    token: Option<String>,
+    _slot: Slot,
+    socket: WebSocket,
+) {
+    let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
+    state.hub.connect(conn, principal.clone(), token, tx);
+    let (mut sink, mut stream) = socket.split();
+    let every = std::time::Duration::from_secs(state.limits.keepalive_secs.max(1));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut last_heard = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => {
+                let _ = sink.send(Message::Close(None)).await;
+                break;
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= every * 3 {
+                    info!(conn, silent = ?last_heard.elapsed(), "closing a silent connection");
+                    break;
+                }
+                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+            out = rx.recv() => match out {
+                Some(Outbound::Frame(f)) => {
+                    if sink.send(Message::Binary(f.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Outbound::Close(reason)) => {
+                    info!(conn, %reason, "closing");
+                    let _ = sink.send(close_frame(close_code::POLICY, &reason)).await;
+                    break;
+                }
+                None => break,
+            },
+            msg = stream.next() => {
+                if matches!(msg, Some(Ok(_))) {
+                    last_heard = std::time::Instant::now();
+                }
+                match msg {
+                    Some(Ok(Message::Binary(b))) => state.hub.frame(conn, b.to_vec()),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Text(_))) => {
+                        let reason = "text frame: the sync protocol is binary CBOR";
+                        warn!(conn, "{reason}; closing");
+                        let _ = sink.send(close_frame(close_code::UNSUPPORTED, reason)).await;
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        // Said in a close frame, so the peer learns why
+                        // rather than seeing the socket vanish (1006).
+                        match read_error_close(e, state.limits.wire.max_message_bytes) {
+                            Some((code, reason)) => {
+                                warn!(conn, %principal, %reason, "closing");
+                                let _ = sink.send(close_frame(code, &reason)).await;
+                            }
+                            None => info!(conn, "connection lost"),
+                        }
+                        break;
+                    }
+                    Some(Ok(Message::Close(_))) | None => break,
+                }
+            }
+        }
+    }
+    state.hub.disconnect(conn);
+}
+
+/// A close frame; the reason is cut to the 123 bytes a close frame holds.
+fn close_frame(code: u16, reason: &str) -> Message {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason[..end].into(),
+    }))
+}
+
+/// The close code and reason for a read error, or None when the
+/// connection is already gone (nothing to tell the peer).
+fn read_error_close(e: axum::Error, max_message_bytes: usize) -> Option<(u16, String)> {
+    use tungstenite::error::{CapacityError, Error as WsError};
+    let inner = e.into_inner();
+    let Some(e) = inner.downcast_ref::<WsError>() else {
+        return Some((close_code::ERROR, format!("read error: {inner}")));
+    };
+    match e {
+        WsError::Capacity(CapacityError::MessageTooLong { size, .. }) => Some((
+            close_code::SIZE,
+            format!(
+                "message of {size} bytes is over the hub's limit of {max_message_bytes} \
+                 (hub serve --max-frame-bytes)"
+            ),
+        )),
+        WsError::Capacity(c) => Some((close_code::SIZE, c.to_string())),
+        WsError::Protocol(p) => Some((close_code::PROTOCOL, p.to_string())),
+        WsError::Utf8(_) => Some((close_code::INVALID, "text frame is not UTF-8".into())),
+        _ => None,
+    }
+}

@@ -1,0 +1,192 @@
+//! Recurring lists (templates): list, save a revision, assign to and take
+//! off stores and store groups, delete.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use engine::ids::StoreId;
+use engine::publish::NewTemplate;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{hq, hq_read};
+use super::reply::{bad_request, json_reply, reply, ApiError};
+use super::state::AppState;
+use crate::runtime::answer_with;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/templates", get(list_templates).post(put_template))
+        .route("/templates/{id}", axum::routing::delete(delete_template))
+        .route("/templates/{id}/assign", post(assign_template))
+        .route("/templates/{id}/unassign", post(unassign_template))
+}
+
+/// Every template's latest revision with the stores it is assigned to.
+async fn list_templates(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    hq_read!(state, headers);
+    json_reply(
+        state
+            .hub
+            .call_soon(|hub, _| {
+                let r = hub.templates_with_stores().map(|ts| {
+                    ts.into_iter()
+                        .map(|(t, stores)| json!({"template": t, "stores": stores}))
+                        .collect::<Vec<_>>()
+                });
+                (r, Vec::new())
+            })
+            .await,
+    )
+}
+
+/// Store and store group ids as a request names them.
+fn targets(
+    stores: &[String],
+    groups: &[String],
+) -> Result<(Vec<StoreId>, Vec<engine::ids::StoreGroupId>), ApiError> {
+    let stores = stores
+        .iter()
+        .map(|s| {
+            s.parse()
+                .map_err(|e| bad_request(format!("store {s:?}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let groups = groups
+        .iter()
+        .map(|g| {
+            g.parse()
+                .map_err(|e| bad_request(format!("group {g:?}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((stores, groups))
+}
+
+async fn put_template(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<NewTemplate>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<engine::template::Template, ApiError> = async {
+        let Json(req) = body.map_err(|e| bad_request(format!("bad JSON: {e}")))?;
+        let (stores, groups) = targets(&req.stores, &req.groups)?;
+        let t = req.template(chrono::Utc::now().date_naive(), &mut uuid::Uuid::new_v4)?;
+        let saved = state
+            .hub
+            .call(
+                move |hub, now| match hub.save_template(t, &stores, &groups) {
+                    Ok(saved) => {
+                        // Existing future instances follow the new revision now.
+                        let out = hub.materialize_horizon(now).unwrap_or_default();
+                        (Ok(saved), out)
+                    }
+                    Err(e) => (Err(e), Vec::new()),
+                },
+            )
+            .await??;
+        Ok(saved)
+    }
+    .await;
+    reply(StatusCode::CREATED, r)
+}
+
+#[derive(Deserialize)]
+struct AssignTemplate {
+    #[serde(default)]
+    stores: Vec<String>,
+    /// Store groups: every store in them now and every store added later.
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+async fn assign_template(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<AssignTemplate>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<(), ApiError> = async {
+        let Json(req) = body.map_err(|e| {
+            bad_request(format!(
+                "bad JSON: {e}; send {{\"stores\": [ids], \"groups\": [ids]}}"
+            ))
+        })?;
+        let id: engine::ids::TemplateId = id
+            .parse()
+            .map_err(|e| bad_request(format!("template id: {e}")))?;
+        let (stores, groups) = targets(&req.stores, &req.groups)?;
+        if stores.is_empty() && groups.is_empty() {
+            return Err(bad_request("name at least one store or store group"));
+        }
+        state
+            .hub
+            .call(
+                move |hub, now| match hub.assign_template_to(id, &stores, &groups) {
+                    Ok(()) => (Ok(()), hub.materialize_horizon(now).unwrap_or_default()),
+                    Err(e) => (Err(e), Vec::new()),
+                },
+            )
+            .await??;
+        Ok(())
+    }
+    .await;
+    match r {
+        Ok(()) => Json(json!({"assigned": true})).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /api/templates/{id}/unassign` (`{"stores", "groups"}`): take a
+/// template off stores or store groups; the stores it no longer reaches
+/// have its future lists withdrawn (see `Hub::unassign_template`).
+async fn unassign_template(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<AssignTemplate>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<engine::replica::TemplateRemoval, ApiError> = async {
+        let Json(req) = body.map_err(|e| {
+            bad_request(format!(
+                "bad JSON: {e}; send {{\"stores\": [ids], \"groups\": [ids]}}"
+            ))
+        })?;
+        let id: engine::ids::TemplateId = id
+            .parse()
+            .map_err(|e| bad_request(format!("template id: {e}")))?;
+        let (stores, groups) = targets(&req.stores, &req.groups)?;
+        Ok(state
+            .hub
+            .call(move |hub, now| answer_with(hub.unassign_template(id, &stores, &groups, now)))
+            .await??)
+    }
+    .await;
+    reply(StatusCode::OK, r)
+}
+
+/// `DELETE /api/templates/{id}`: delete a template, its revisions and
+/// assignments; future lists nobody started are withdrawn, the rest stay
+/// (see `Hub::delete_template`).
+async fn delete_template(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    hq!(state, headers);
+    let r: Result<engine::replica::TemplateRemoval, ApiError> = async {
+        let id: engine::ids::TemplateId = id
+            .parse()
+            .map_err(|e| bad_request(format!("template id: {e}")))?;
+        Ok(state
+            .hub
+            .call(move |hub, now| answer_with(hub.delete_template(id, now)))
+            .await??)
+    }
+    .await;
+    reply(StatusCode::OK, r)
+}
