@@ -372,7 +372,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::Outbound;
-    use crate::server::open_for_test as open;
+    use crate::data_dir::open_for_test as open;
 
     /// A token revoked after a WebSocket upgrade checked it, but before the
     /// hub thread registered the connection, does not get a connection.

@@ -13,10 +13,6 @@ use tracing::warn;
 use crate::http::{router, AppState};
 use crate::runtime::HubHandle;
 
-/// Runtime's tests open a hub through here.
-#[cfg(test)]
-pub(crate) use crate::data_dir::open_for_test;
-
 /// Serve until `shutdown` is cancelled, then close connections gracefully.
 pub async fn run(
     listener: TcpListener,
