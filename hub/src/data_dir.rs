@@ -5,10 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use engine::ids::Principal;
-use engine::protocol::wire::{PeerId, StorageId};
-use engine::replica::hub::{token_hash, Hub, HubConfig, HubLimits};
-use engine::storage::roles::*;
+use engine::protocol::wire::PeerId;
+use engine::replica::hub::{Hub, HubConfig, HubLimits};
 use engine::storage::SqliteDatabase;
 use rand::RngCore;
 
@@ -46,39 +44,30 @@ pub fn open(
     rand::thread_rng().fill_bytes(&mut actor);
     let mut store =
         SqliteDatabase::open(&db, actor).with_context(|| format!("opening {}", db.display()))?;
-    let storage_id = match store.get_meta("storage_id")? {
-        Some(b) => String::from_utf8_lossy(&b).into_owned(),
-        None => {
-            let id = uuid::Uuid::new_v4().to_string();
-            store.set_meta("storage_id", id.as_bytes())?;
-            id
-        }
+    let storage_id = Hub::storage_id_of(&mut store, &uuid::Uuid::new_v4().to_string())?;
+    let cfg = HubConfig {
+        peer_id: PeerId::new(format!(
+            "hub-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        )),
+        storage_id,
+        limits: limits.clone(),
     };
+    let db = store.path().to_path_buf();
+    let mut hub = Hub::open(store, cfg)?;
     let token_file = data_dir.join("admin-token");
     let new_admin_token = match admin_token {
         None if !token_file.exists() => Some(random_token()),
         _ => None,
     };
     if let Some(t) = admin_token.or(new_admin_token.as_deref()) {
-        if store.check_token(token_hash(t), now_ms())? == engine::storage::TokenCheck::Unknown {
-            store.put_token(token_hash(t), &Principal::Hq, "admin", now_ms(), None)?;
-        }
+        hub.ensure_hq_token(t, "admin", now_ms())?;
     }
     // Written once the hub knows the token: a file naming a token the hub
     // never registered would stop the next start from minting one.
     if let Some(t) = &new_admin_token {
         write_secret(&token_file, t)?;
     }
-    let cfg = HubConfig {
-        peer_id: PeerId::new(format!(
-            "hub-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        )),
-        storage_id: StorageId::new(storage_id),
-        limits: limits.clone(),
-    };
-    let db = store.path().to_path_buf();
-    let hub = Hub::open(store, cfg)?;
     Ok(Opened {
         state: AppState::new(HubHandle::spawn(hub), limits, db),
         admin_token_file: token_file,

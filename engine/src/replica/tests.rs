@@ -20,6 +20,7 @@ const NOW: i64 = 1_800_000_000_000;
 
 mod batch;
 mod diverged;
+mod identity;
 
 struct Net {
     _dir: tempfile::TempDir,

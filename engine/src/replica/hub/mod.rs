@@ -38,6 +38,9 @@ use crate::protocol::{Session, SessionEvent};
 use crate::storage::{self, IndexedRows, SqliteDatabase, StorageError, StoreRecord, TokenCheck};
 use crate::validation::{self, Rejection, ValidationContext, Verdict};
 
+/// The meta key of the hub's storage id.
+const STORAGE_ID_KEY: &str = "storage_id";
+
 /// Limits on what one connection may send.
 #[derive(Debug, Clone)]
 pub struct HubLimits {
@@ -191,6 +194,38 @@ impl Hub {
             rosters: HashMap::new(),
             activity: StoreActivity::default(),
         })
+    }
+
+    /// The storage id this hub's database keeps across restarts (clients
+    /// key their saved sync state to it), or `fresh` stored as it on the
+    /// first open.
+    pub fn storage_id_of(db: &mut SqliteDatabase, fresh: &str) -> Result<StorageId, HubError> {
+        let id = match db.get_meta(STORAGE_ID_KEY)? {
+            Some(b) => String::from_utf8_lossy(&b).into_owned(),
+            None => {
+                db.set_meta(STORAGE_ID_KEY, fresh.as_bytes())?;
+                fresh.to_owned()
+            }
+        };
+        Ok(StorageId::new(id))
+    }
+
+    /// Register `token` as an HQ token (the admin token) unless the hub
+    /// knows it already, whether valid, expired or revoked: a revoked
+    /// admin token stays revoked across restarts. Returns whether it was
+    /// added.
+    pub fn ensure_hq_token(
+        &mut self,
+        token: &str,
+        label: &str,
+        now_ms: i64,
+    ) -> Result<bool, HubError> {
+        if self.db.check_token(token_hash(token), now_ms)? != TokenCheck::Unknown {
+            return Ok(false);
+        }
+        self.db
+            .put_token(token_hash(token), &Principal::Hq, label, now_ms, None)?;
+        Ok(true)
     }
 
     pub fn db(&self) -> &SqliteDatabase {
