@@ -6,7 +6,6 @@
 //! against the real binary while another store syncs, with its memory
 //! measured. After each, nothing was stored, and the hub still serves.
 
-use engine::storage::roles::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,5 +1,6 @@
 //! Opening a terminal's data directory and starting the agent.
 
+use engine::storage::roles::*;
 use std::path::Path;
 
 use anyhow::{bail, Context};

@@ -3,7 +3,6 @@
 //! token listing and expiry. Template and list operations live in
 //! `hub_templates`.
 
-use crate::storage::roles::*;
 use std::collections::BTreeMap;
 
 use super::hub::{token_hash, Hub, HubError};

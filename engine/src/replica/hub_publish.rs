@@ -6,7 +6,6 @@ use super::Output;
 use crate::ids::{DocumentId, StoreId, WorkerId};
 use crate::model::{Assignee, InstanceContent};
 use crate::publish::{InvalidRequest, PublishRequest};
-use crate::storage::roles::*;
 
 /// Why a publish request did not (or only partly) go out.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::hub::{Hub, HubError};
 use crate::ids::{Principal, StoreGroupId, StoreId};
-use crate::storage::roles::*;
 use crate::storage::StoreRecord;
 use crate::template::Template;
 

@@ -5,7 +5,6 @@
 //! Taking a template off a store, or deleting it, withdraws the future
 //! lists nobody started and keeps the rest (see `withdraw`).
 
-use crate::storage::roles::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Duration, TimeZone, Utc};

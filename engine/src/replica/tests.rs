@@ -1056,7 +1056,7 @@ fn in_a_batch_the_status_index_is_due_at_commit_caught_up_before_it_is_read_and_
 ) {
     let mut net = Net::online(2);
     let id = content(3).id;
-    let completed_in = |store: &SqliteDatabase| {
+    let completed_in = |store: &dyn HubStorage| {
         store
             .status_by_list(None, NOW)
             .unwrap()
@@ -1100,7 +1100,9 @@ fn assert_index_is_a_full_rewrite(
     let view = crate::document::instance::read(net.hub.document(doc).unwrap()).unwrap();
     full.index_instance(&view).unwrap();
     assert_eq!(
-        net.hub.indexed_store().index_contents(),
+        SqliteDatabase::open_reader(net.hub.indexed_store().location())
+            .unwrap()
+            .index_contents(),
         full.index_contents(),
         "after {after}"
     );
@@ -1241,14 +1243,14 @@ fn a_list_due_for_indexing_at_a_crash_is_indexed_after_restart() {
     net.hub.commit_batch_indexing(false).unwrap();
     assert_eq!(net.hub.index_backlog(), 1);
     // The hub goes away without catching up; a new one opens the file.
-    let path = net.hub.db().path().to_path_buf();
+    let path = std::path::PathBuf::from(net.hub.db().location());
     let cfg = HubConfig {
         peer_id: PeerId::new("hub"),
         storage_id: StorageId::new("hub-storage"),
         limits: HubLimits::default(),
     };
     let store = SqliteDatabase::open(&path, [0xAA; 16]).unwrap();
-    let completed = |s: &SqliteDatabase| {
+    let completed = |s: &dyn HubStorage| {
         s.status_by_list(None, NOW)
             .unwrap()
             .iter()
@@ -1276,7 +1278,7 @@ fn a_batched_publish_commits_once_before_its_fan_out_is_returned() {
     let mut net = Net::new(1);
     net.connect(0);
     net.run();
-    let path = net.hub.db().path().to_path_buf();
+    let path = std::path::PathBuf::from(net.hub.db().location());
     let owned = move |doc: DocumentId| -> i64 {
         let c = rusqlite::Connection::open(&path).unwrap();
         c.query_row(
@@ -1307,7 +1309,7 @@ fn a_publish_of_many_lists_in_one_batch_leaves_their_index_due_and_a_single_one_
     let mut net = Net::new(1);
     net.connect(0);
     net.run();
-    let indexed = |store: &SqliteDatabase, id: DocumentId| {
+    let indexed = |store: &dyn HubStorage, id: DocumentId| {
         store
             .status_by_list(None, NOW)
             .unwrap()
@@ -1454,7 +1456,7 @@ fn a_publish_that_fails_part_way_in_a_batch_is_undone_whole_and_the_rest_commits
             .map(|x| format!("{x:02x}"))
             .collect::<String>()
     };
-    let injector = rusqlite::Connection::open(net.hub.db().path()).unwrap();
+    let injector = rusqlite::Connection::open(net.hub.db().location()).unwrap();
     // The directory change of b's publish fails: its last write.
     injector
         .execute_batch(&format!(
@@ -1518,7 +1520,7 @@ fn a_list_whose_index_write_fails_at_commit_stays_due() {
     net.connect(0);
     net.run();
     let list = list_dated(1);
-    let injector = rusqlite::Connection::open(net.hub.db().path()).unwrap();
+    let injector = rusqlite::Connection::open(net.hub.db().location()).unwrap();
     injector
         .execute_batch(
             "CREATE TRIGGER fail_index BEFORE INSERT ON task_status

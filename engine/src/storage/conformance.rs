@@ -14,20 +14,10 @@ use crate::document::instance_tests::content;
 use crate::document::DocKind;
 use crate::ids::{DocumentId, Principal, StoreId};
 
-/// Everything the hub asks of its database.
-pub trait HubBackend:
-    Documents + SyncStates + Registry + Groups + Templates + StatusIndex + StatusQueries
-{
-}
-impl<T> HubBackend for T where
-    T: Documents + SyncStates + Registry + Groups + Templates + StatusIndex + StatusQueries
-{
-}
-
 /// A backend under test: `open` opens (or reopens) the one database this
 /// value stands for.
 pub trait Backend {
-    type Db: HubBackend;
+    type Db: HubStorage;
     fn open(&self) -> Self::Db;
     /// Overwrite what is stored for `doc` with bytes that do not decode,
     /// behind the traits' back, as a bad disk or a stray write would.
@@ -200,6 +190,38 @@ pub fn the_registry_keeps_its_rules(b: &impl Backend) {
     assert_eq!(db.known_content(doc_id(1)).unwrap(), vec![hash]);
 }
 
+/// A unit of work is durable only when it commits: dropped before its
+/// commit, none of it is there; an operation undone inside it leaves the
+/// rest; committed, it survives a reopen.
+pub fn a_unit_of_work_is_durable_only_when_it_commits(b: &impl Backend) {
+    let (d1, d2, d3) = (doc_id(1), doc_id(2), doc_id(3));
+    {
+        let mut db = b.open();
+        db.begin_batch().unwrap();
+        assert!(db.in_batch());
+        db.append_changes(d1, &changes(1)).unwrap();
+        // Dropped without commit: a crash before the commit.
+    }
+    {
+        let mut db = b.open();
+        assert!(db.load_document(d1).unwrap().is_none(), "not committed");
+        db.begin_batch().unwrap();
+        db.append_changes(d2, &changes(2)).unwrap();
+        db.begin_operation().unwrap();
+        db.append_changes(d3, &changes(3)).unwrap();
+        db.rollback_operation().unwrap();
+        db.commit_batch().unwrap();
+        assert!(!db.in_batch());
+    }
+    let db = b.open();
+    assert!(db.load_document(d1).unwrap().is_none());
+    assert!(db.load_document(d2).unwrap().is_some(), "committed");
+    assert!(
+        db.load_document(d3).unwrap().is_none(),
+        "its operation undone"
+    );
+}
+
 /// The status index: what is indexed is what the readers get, it goes
 /// with `unindex_instance`, and lists marked due stay due until indexed.
 pub fn the_status_index_answers_what_was_indexed(b: &impl Backend) {
@@ -282,6 +304,11 @@ mod sqlite {
     #[test]
     fn sqlite_passes_the_registry_keeps_its_rules() {
         the_registry_keeps_its_rules(&backend());
+    }
+
+    #[test]
+    fn sqlite_passes_a_unit_of_work_is_durable_only_when_it_commits() {
+        a_unit_of_work_is_durable_only_when_it_commits(&backend());
     }
 
     #[test]

@@ -400,3 +400,89 @@ pub trait StatusQueries {
         filter: &PurgeFilter,
     ) -> Result<Vec<(DocumentId, StoreId)>, StorageError>;
 }
+
+/// The database as a whole: the replica's identity (its actor id), its
+/// settings, where it is, and giving space back.
+pub trait Replica {
+    /// This replica's Automerge actor id: use it for every change it makes.
+    fn actor_id(&self) -> ActorId;
+
+    /// Give this replica a new actor id. Call it after restoring from a
+    /// backup: the backup may lack changes this replica made and sent after
+    /// the backup was taken, and reusing the actor would mint different
+    /// changes with the same (actor, seq), which diverges documents forever
+    /// (DESIGN rule 2).
+    fn reset_actor(&mut self, new: [u8; 16]) -> Result<(), StorageError>;
+
+    /// A replica-level setting, or `None` if never set.
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Set a replica-level setting (durable when this returns).
+    fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StorageError>;
+
+    /// Give the file's free pages back to the file system (after
+    /// compaction or deletes). Bounded by the free pages there are; runs
+    /// outside any transaction, as SQLite requires.
+    fn release_free_pages(&mut self) -> Result<i64, StorageError>;
+
+    /// Which database this is, for messages: a file path, or a server
+    /// address without credentials.
+    fn location(&self) -> String;
+}
+
+/// The hub's unit of work: writes between `begin_batch` and `commit_batch`
+/// share one transaction (one fsync) and are durable only when it commits;
+/// an operation inside it can be undone alone. Only `Hub::batch` and
+/// `Hub::batched` drive it.
+pub trait UnitOfWork {
+    /// Group commit: the writes until `commit_batch` share one transaction
+    /// and one fsync. The caller must not let anything depending on them
+    /// out (no reply, no acknowledgement) before `commit_batch` returns Ok.
+    fn begin_batch(&mut self) -> Result<(), StorageError>;
+
+    /// Make the batch durable. On error nothing of it was saved (rolled
+    /// back), and whatever was derived from it in memory must be dropped.
+    fn commit_batch(&mut self) -> Result<(), StorageError>;
+
+    fn in_batch(&self) -> bool;
+
+    /// Inside a batch: a point to return to if an operation of several
+    /// writes fails part-way (`rollback_operation`), so the batch keeps
+    /// only whole operations. Close it with `end_operation`.
+    fn begin_operation(&mut self) -> Result<(), StorageError>;
+
+    fn end_operation(&mut self) -> Result<(), StorageError>;
+
+    /// Undo every write since `begin_operation` (the batch goes on).
+    fn rollback_operation(&mut self) -> Result<(), StorageError>;
+}
+
+/// Everything the hub asks of its database: one value of this type is the
+/// hub's storage (`Hub::open` takes any).
+pub trait HubStorage:
+    Documents
+    + SyncStates
+    + Registry
+    + Groups
+    + Templates
+    + StatusIndex
+    + StatusQueries
+    + UnitOfWork
+    + Replica
+    + Send
+{
+}
+
+impl<T> HubStorage for T where
+    T: Documents
+        + SyncStates
+        + Registry
+        + Groups
+        + Templates
+        + StatusIndex
+        + StatusQueries
+        + UnitOfWork
+        + Replica
+        + Send
+{
+}

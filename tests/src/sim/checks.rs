@@ -2,7 +2,6 @@
 //! heads and same reads on every replica of a store, every acknowledged
 //! write exactly once, and no store holding another's documents.
 
-use engine::storage::roles::*;
 use std::collections::{BTreeSet, HashMap};
 use std::panic::{self, AssertUnwindSafe};
 

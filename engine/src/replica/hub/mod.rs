@@ -35,7 +35,7 @@ use crate::protocol::wire::{
     self, PeerId, PeerMetadata, StorageId, WireError, WireLimits, WireMessage,
 };
 use crate::protocol::{Session, SessionEvent};
-use crate::storage::{self, IndexedRows, SqliteDatabase, StorageError, StoreRecord, TokenCheck};
+use crate::storage::{self, IndexedRows, StorageError, StoreRecord, TokenCheck};
 use crate::validation::{self, Rejection, ValidationContext, Verdict};
 
 /// The meta key of the hub's storage id.
@@ -127,7 +127,7 @@ pub enum AuthError {
 /// a read-only one (`SqliteDatabase::open_reader`): it sees what the hub thread has
 /// committed.
 pub fn authenticate_on(
-    store: &SqliteDatabase,
+    store: &(impl Registry + ?Sized),
     token: Option<&str>,
     now_ms: i64,
 ) -> Result<Principal, AuthError> {
@@ -157,7 +157,8 @@ pub struct HubCounters {
 }
 
 pub struct Hub {
-    db: SqliteDatabase,
+    /// The hub's storage, through the role traits (SQLite by default).
+    db: Box<dyn HubStorage>,
     cfg: HubConfig,
     docs: HashMap<DocumentId, Automerge>,
     conns: HashMap<ConnId, Conn>,
@@ -177,11 +178,13 @@ pub struct Hub {
     activity: StoreActivity,
 }
 impl Hub {
-    /// Open the hub over its store; the store's actor is HQ's.
-    pub fn open(mut db: SqliteDatabase, cfg: HubConfig) -> Result<Hub, HubError> {
+    /// Open the hub over its database (any backend of the storage
+    /// traits); the database's actor is HQ's.
+    pub fn open(db: impl HubStorage + 'static, cfg: HubConfig) -> Result<Hub, HubError> {
+        let mut db: Box<dyn HubStorage> = Box::new(db);
         let actor = db.actor_id();
         db.claim_actor(&actor, &Principal::Hq)?;
-        let projection = StatusProjection::open(&db)?;
+        let projection = StatusProjection::open(&*db)?;
         Ok(Hub {
             db,
             cfg,
@@ -199,7 +202,7 @@ impl Hub {
     /// The storage id this hub's database keeps across restarts (clients
     /// key their saved sync state to it), or `fresh` stored as it on the
     /// first open.
-    pub fn storage_id_of(db: &mut SqliteDatabase, fresh: &str) -> Result<StorageId, HubError> {
+    pub fn storage_id_of(db: &mut impl Replica, fresh: &str) -> Result<StorageId, HubError> {
         let id = match db.get_meta(STORAGE_ID_KEY)? {
             Some(b) => String::from_utf8_lossy(&b).into_owned(),
             None => {
@@ -228,8 +231,9 @@ impl Hub {
         Ok(true)
     }
 
-    pub fn db(&self) -> &SqliteDatabase {
-        &self.db
+    /// The hub's database, for reads (tests, tools).
+    pub fn db(&self) -> &dyn HubStorage {
+        &*self.db
     }
 
     /// One bounded step of background compaction (see `Store::compact_some`).
@@ -241,8 +245,8 @@ impl Hub {
         Ok(self.db.compact_some(threshold_changes, max_documents)?)
     }
 
-    pub(crate) fn db_mut(&mut self) -> &mut SqliteDatabase {
-        &mut self.db
+    pub(crate) fn db_mut(&mut self) -> &mut dyn HubStorage {
+        &mut *self.db
     }
 
     pub fn limits(&self) -> &HubLimits {
@@ -255,7 +259,7 @@ impl Hub {
 
     /// Check a token presented at the WebSocket upgrade.
     pub fn authenticate(&self, token: Option<&str>, now_ms: i64) -> Result<Principal, AuthError> {
-        authenticate_on(&self.db, token, now_ms)
+        authenticate_on(&*self.db, token, now_ms)
     }
 
     /// Register a token (the caller made it from random bytes).

@@ -36,7 +36,7 @@ pub(super) struct StatusProjection {
 impl StatusProjection {
     /// The projection of a database; the lists a crash left behind in the
     /// index are due.
-    pub(super) fn open(db: &impl StatusIndex) -> Result<Self, StorageError> {
+    pub(super) fn open(db: &(impl StatusIndex + ?Sized)) -> Result<Self, StorageError> {
         Ok(StatusProjection {
             due: db.index_due()?.into_iter().collect(),
             ..Default::default()
@@ -49,7 +49,7 @@ impl StatusProjection {
     /// logged, never fatal; false then (the list is still due).
     pub(super) fn write(
         &mut self,
-        db: &mut impl StatusIndex,
+        db: &mut (impl StatusIndex + ?Sized),
         doc_id: DocumentId,
         doc: &Automerge,
     ) -> bool {
@@ -280,9 +280,9 @@ impl Hub {
 
     /// The store with the status index caught up: what the dashboard's
     /// queries read.
-    pub fn indexed_store(&mut self) -> &SqliteDatabase {
+    pub fn indexed_store(&mut self) -> &dyn HubStorage {
         self.catch_up_index();
-        &self.db
+        &*self.db
     }
 
     /// Instances whose index rows `reindex` remembers (bounded by `docs`).
@@ -304,7 +304,7 @@ impl Hub {
         let Some(doc) = self.docs.get(&doc_id) else {
             return false;
         };
-        self.projection.write(&mut self.db, doc_id, doc)
+        self.projection.write(&mut *self.db, doc_id, doc)
     }
 
     /// An instance changed: in a batch its index is written once at the

@@ -78,11 +78,7 @@ impl Hub {
             None => {
                 let doc = self.docs.get_mut(&doc_id).expect("caller loaded it");
                 doc.apply_changes(outcome.accepted).map_err(|e| {
-                    StorageError::damaged_document_at(
-                        self.db.path().display().to_string(),
-                        doc_id,
-                        e.to_string(),
-                    )
+                    StorageError::damaged_document_at(self.db.location(), doc_id, e.to_string())
                 })?;
             }
         }

@@ -29,7 +29,7 @@ fn a_batch_gives_its_replies_only_once_its_changes_are_on_disk() {
     net.run();
     let (id, frames) = frames_of_an_update(&mut net);
     assert!(!frames.is_empty());
-    let path = net.hub.db().path().to_path_buf();
+    let path = std::path::PathBuf::from(net.hub.db().location());
     let on_disk = |path: &std::path::Path| {
         SqliteDatabase::open_reader(path)
             .unwrap()

@@ -34,6 +34,7 @@ use std::time::Duration;
 use automerge::ActorId;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
+use super::roles::{Replica, UnitOfWork};
 use super::StorageError;
 pub use documents::{CompactionStats, DocumentLoad, QUARANTINE_PREFIX};
 pub use groups::{TokenInfo, TOKEN_ID_LEN};
@@ -175,83 +176,14 @@ impl SqliteDatabase {
         })
     }
 
-    /// Give the file's free pages back to the file system (after
-    /// compaction or deletes). Bounded by the free pages there are; runs
-    /// outside any transaction, as SQLite requires.
-    pub fn release_free_pages(&mut self) -> Result<i64, StorageError> {
-        let sql = |e| errors::from_sqlite(&self.path, e);
-        let free: i64 = self
-            .conn
-            .pragma_query_value(None, "freelist_count", |r| r.get(0))
-            .map_err(sql)?;
-        if free > 0 {
-            // The pragma frees pages as it is stepped: run it to the end.
-            let mut stmt = self
-                .conn
-                .prepare("PRAGMA incremental_vacuum")
-                .map_err(sql)?;
-            let mut rows = stmt.query([]).map_err(sql)?;
-            while rows.next().map_err(sql)?.is_some() {}
-        }
-        Ok(free)
-    }
-
     /// The database file this store was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// This replica's Automerge actor id: use it for every change it makes.
-    pub fn actor_id(&self) -> ActorId {
-        self.actor.clone()
-    }
-
-    /// Give this replica a new actor id. Call it after restoring from a
-    /// backup: the backup may lack changes this replica made and sent after
-    /// the backup was taken, and reusing the actor would mint different
-    /// changes with the same (actor, seq), which diverges documents forever
-    /// (DESIGN rule 2).
-    pub fn reset_actor(&mut self, new: [u8; 16]) -> Result<(), StorageError> {
-        let actor = ActorId::from(new);
-        self.write(|tx| {
-            tx.execute("UPDATE replica SET actor_id = ?1 WHERE id = 1", [&new])?;
-            Ok(())
-        })?;
-        tracing::info!(
-            file = %self.path.display(),
-            old = %self.actor,
-            new = %actor,
-            "reset replica actor id"
-        );
-        self.actor = actor;
-        Ok(())
-    }
-
     /// The schema version of the open file (always [`CURRENT_VERSION`] after `open`).
     pub fn schema_version(&self) -> Result<i64, StorageError> {
         schema::user_version(&self.conn).map_err(|e| errors::from_sqlite(&self.path, e))
-    }
-
-    /// A replica-level setting, or `None` if never set.
-    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        self.read(|conn| {
-            Ok(conn
-                .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
-                .query_row([key], |row| row.get(0))
-                .optional()?)
-        })
-    }
-
-    /// Set a replica-level setting (durable when this returns).
-    pub fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StorageError> {
-        self.write(|tx| {
-            tx.prepare_cached(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute(rusqlite::params![key, value])?;
-            Ok(())
-        })
     }
 
     /// Run `f` in one write transaction and commit. If `f` or the commit
@@ -289,59 +221,6 @@ impl SqliteDatabase {
         })
     }
 
-    /// Group commit: the writes until `commit_batch` share one transaction
-    /// and one fsync. The caller must not let anything depending on them
-    /// out (no reply, no acknowledgement) before `commit_batch` returns Ok.
-    pub fn begin_batch(&mut self) -> Result<(), StorageError> {
-        if self.batch {
-            return Ok(());
-        }
-        self.exec("BEGIN IMMEDIATE")?;
-        self.batch = true;
-        Ok(())
-    }
-
-    /// Make the batch durable. On error nothing of it was saved (rolled
-    /// back), and whatever was derived from it in memory must be dropped.
-    pub fn commit_batch(&mut self) -> Result<(), StorageError> {
-        if !self.batch {
-            return Ok(());
-        }
-        self.batch = false;
-        if self.conn.is_autocommit() {
-            self.cache.get_mut().clear();
-            return Err(errors::batch_rolled_back(&self.path));
-        }
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            self.cache.get_mut().clear();
-            return Err(errors::from_sqlite(&self.path, e));
-        }
-        Ok(())
-    }
-
-    pub(crate) fn in_batch(&self) -> bool {
-        self.batch
-    }
-
-    /// Inside a batch: a point to return to if an operation of several
-    /// writes fails part-way (`rollback_operation`), so the batch keeps
-    /// only whole operations. Close it with `end_operation`.
-    pub(crate) fn begin_operation(&mut self) -> Result<(), StorageError> {
-        debug_assert!(self.batch, "operations are marked inside a batch");
-        self.exec("SAVEPOINT operation")
-    }
-
-    pub(crate) fn end_operation(&mut self) -> Result<(), StorageError> {
-        self.exec("RELEASE operation")
-    }
-
-    /// Undo every write since `begin_operation` (the batch goes on).
-    pub(crate) fn rollback_operation(&mut self) -> Result<(), StorageError> {
-        self.cache.get_mut().clear();
-        self.exec("ROLLBACK TO operation; RELEASE operation")
-    }
-
     /// Run transaction-control SQL on the connection.
     fn exec(&self, sql: &str) -> Result<(), StorageError> {
         self.conn
@@ -365,6 +244,116 @@ impl SqliteDatabase {
             // Dropping `tx` ends the read transaction; it wrote nothing.
         };
         run().map_err(|failure| failure.on(&self.path))
+    }
+}
+
+impl Replica for SqliteDatabase {
+    fn actor_id(&self) -> ActorId {
+        self.actor.clone()
+    }
+
+    fn reset_actor(&mut self, new: [u8; 16]) -> Result<(), StorageError> {
+        let actor = ActorId::from(new);
+        self.write(|tx| {
+            tx.execute("UPDATE replica SET actor_id = ?1 WHERE id = 1", [&new])?;
+            Ok(())
+        })?;
+        tracing::info!(
+            file = %self.path.display(),
+            old = %self.actor,
+            new = %actor,
+            "reset replica actor id"
+        );
+        self.actor = actor;
+        Ok(())
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+                .query_row([key], |row| row.get(0))
+                .optional()?)
+        })
+    }
+
+    fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(rusqlite::params![key, value])?;
+            Ok(())
+        })
+    }
+
+    fn release_free_pages(&mut self) -> Result<i64, StorageError> {
+        let sql = |e| errors::from_sqlite(&self.path, e);
+        let free: i64 = self
+            .conn
+            .pragma_query_value(None, "freelist_count", |r| r.get(0))
+            .map_err(sql)?;
+        if free > 0 {
+            // The pragma frees pages as it is stepped: run it to the end.
+            let mut stmt = self
+                .conn
+                .prepare("PRAGMA incremental_vacuum")
+                .map_err(sql)?;
+            let mut rows = stmt.query([]).map_err(sql)?;
+            while rows.next().map_err(sql)?.is_some() {}
+        }
+        Ok(free)
+    }
+
+    fn location(&self) -> String {
+        errors::location(&self.path)
+    }
+}
+
+impl UnitOfWork for SqliteDatabase {
+    fn begin_batch(&mut self) -> Result<(), StorageError> {
+        if self.batch {
+            return Ok(());
+        }
+        self.exec("BEGIN IMMEDIATE")?;
+        self.batch = true;
+        Ok(())
+    }
+
+    fn commit_batch(&mut self) -> Result<(), StorageError> {
+        if !self.batch {
+            return Ok(());
+        }
+        self.batch = false;
+        if self.conn.is_autocommit() {
+            self.cache.get_mut().clear();
+            return Err(errors::batch_rolled_back(&self.path));
+        }
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.cache.get_mut().clear();
+            return Err(errors::from_sqlite(&self.path, e));
+        }
+        Ok(())
+    }
+
+    fn in_batch(&self) -> bool {
+        self.batch
+    }
+
+    fn begin_operation(&mut self) -> Result<(), StorageError> {
+        debug_assert!(self.batch, "operations are marked inside a batch");
+        self.exec("SAVEPOINT operation")
+    }
+
+    fn end_operation(&mut self) -> Result<(), StorageError> {
+        self.exec("RELEASE operation")
+    }
+
+    fn rollback_operation(&mut self) -> Result<(), StorageError> {
+        self.cache.get_mut().clear();
+        self.exec("ROLLBACK TO operation; RELEASE operation")
     }
 }
 
