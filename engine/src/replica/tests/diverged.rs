@@ -139,54 +139,11 @@ fn the_hubs_change_under_a_reused_sequence_number_makes_the_terminal_take_a_fres
 
 #[test]
 fn the_hub_refusing_a_reused_sequence_number_makes_the_terminal_record_it_again() {
-    let (mut net, id) = cloned_net();
-    let old_actor = net.agents[0].db().actor_id();
     // Both connected and synced; then both record under the shared actor
     // at once, and the clone's change reaches the hub first. The hub's
-    // refusal of the terminal's change reaches the terminal before the
-    // clone's change does (held below).
-    net.connect(0);
-    net.connect(1);
-    net.run();
-    let (_, out) = net.agents[1]
-        .record_status(id, &upd(5, Status::InProgress, "w2"), NOW + 2_000)
-        .unwrap();
-    net.route_agent(1, out);
-    let (_, out) = net.agents[0]
-        .record_status(id, &upd(6, Status::Completed, "w3"), NOW + 2_000)
-        .unwrap();
-    net.route_agent(0, out);
-    let mut held = Vec::new();
-    let mut steps = 0;
-    while let Some((to_hub, i, frame)) = net.queue.pop_front() {
-        steps += 1;
-        assert!(steps < 10_000, "sync did not quiesce");
-        if to_hub {
-            let out = net.hub.receive(conn_of(i), &frame, net.now);
-            net.route_hub(out);
-            continue;
-        }
-        let msg = wire::decode(&frame, &WireLimits::default()).unwrap();
-        let refusal = matches!(&msg, WireMessage::Error { message, .. }
-            if crate::replica::parse_rejection(message).is_some_and(|(_, _, r)| is_sequence_reused(&r)));
-        if i == 0 && !refusal && held.len() < 64 && matches!(msg, WireMessage::Sync { .. }) {
-            held.push(frame);
-            continue;
-        }
-        let out = net.agents[i].receive(&frame, net.now);
-        net.route_agent(i, out);
-        if refusal {
-            // The refusal is in; let the held answers through now.
-            for f in held.drain(..) {
-                net.queue.push_back((false, 0, f));
-            }
-        }
-    }
-    for f in held {
-        let out = net.agents[0].receive(&f, net.now);
-        net.route_agent(0, out);
-    }
-    net.run();
+    // refusal of the terminal's change reaches the terminal, as the hub
+    // wrote it, before the clone's change does.
+    let (mut net, id, old_actor) = refused_with_text(|r| r.encode());
     assert_recovered(&mut net, id, &old_actor);
     let change = &net.agents[0].sync_status().unwrap().actor_changes[0];
     assert!(
