@@ -258,6 +258,22 @@ fn build(path: &Path, sizes: Sizes) -> Result<Duration> {
     let dir_id = DocumentId::directory_of(&store_id);
     let mut dir = directory::create(&store_id, store.actor_id());
     store.append_changes(dir_id, &dir.get_changes(&[]))?;
+    // The workers the status events name, on the roster: a terminal
+    // records status only for them.
+    for w in 1..=4 {
+        let rec = directory::RosterWorker {
+            name: format!("Worker {w}"),
+            role: "cashier".parse()?,
+            groups: Vec::new(),
+            pin: None,
+        };
+        let wall = first_day()
+            .and_time(NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis();
+        let changes = directory::put_worker(&mut dir, &format!("w{w}").parse()?, &rec, wall)?;
+        store.append_changes(dir_id, &changes)?;
+    }
     for day in 0..sizes.days {
         let date = first_day() + TimeDelta::days(day.into());
         for list in 0..sizes.lists {

@@ -934,8 +934,35 @@ impl Agent {
     }
 
     /// Record a worker's status update. When this returns Ok the event is
-    /// on disk; the outputs carry it to the hub if connected.
+    /// on disk; the outputs carry it to the hub if connected. The worker
+    /// must be on the store's roster as this terminal has it (the hub
+    /// refuses events by anyone else, so one recorded here would only be
+    /// refused later): `AgentError::UnknownWorker` otherwise.
     pub fn record_status(
+        &mut self,
+        list: DocumentId,
+        update: &StatusUpdate,
+        now_ms: i64,
+    ) -> Result<(StatusEvent, Vec<Output>), AgentError> {
+        if self.roster_worker(&update.worker).is_none() {
+            return Err(AgentError::UnknownWorker(update.worker.clone()));
+        }
+        self.record_status_as_anyone(list, update, now_ms)
+    }
+
+    /// `record_status` without the roster check: what a terminal that
+    /// does not follow the rules sends, for tests of the hub's refusal.
+    #[cfg(test)]
+    pub(crate) fn record_status_of_a_stranger(
+        &mut self,
+        list: DocumentId,
+        update: &StatusUpdate,
+        now_ms: i64,
+    ) -> Result<(StatusEvent, Vec<Output>), AgentError> {
+        self.record_status_as_anyone(list, update, now_ms)
+    }
+
+    fn record_status_as_anyone(
         &mut self,
         list: DocumentId,
         update: &StatusUpdate,

@@ -1572,7 +1572,7 @@ fn events_by_a_worker_taken_off_the_roster_while_offline_count_and_a_strangers_d
     );
 
     let (_, out) = net.agents[0]
-        .record_status(id, &upd(2, Status::InProgress, "ghost-999"), NOW + 1)
+        .record_status_of_a_stranger(id, &upd(2, Status::InProgress, "ghost-999"), NOW + 1)
         .unwrap();
     net.route_agent(0, out);
     net.run();
@@ -1590,4 +1590,27 @@ fn events_by_a_worker_taken_off_the_roster_while_offline_count_and_a_strangers_d
         Status::Completed,
         "the stranger's event never reached the other terminal"
     );
+}
+
+/// The terminal records status only for a worker on its store's roster,
+/// the rule the hub checks too; a stranger's update is refused before
+/// anything is written.
+#[test]
+fn a_terminal_refuses_a_status_update_by_a_worker_not_on_its_roster() {
+    let mut net = Net::online(1);
+    let id = content(3).id;
+    let heads = net.agents[0].document(id).unwrap().get_heads();
+    let err = net.agents[0]
+        .record_status(id, &upd(1, Status::Completed, "ghost-1"), NOW)
+        .unwrap_err();
+    assert!(
+        matches!(&err, super::agent::AgentError::UnknownWorker(w) if w.as_str() == "ghost-1"),
+        "{err:?}"
+    );
+    assert_eq!(net.agents[0].document(id).unwrap().get_heads(), heads);
+    assert!(net.agents[0].unconfirmed().is_empty());
+    // A worker on the roster records as before.
+    net.agents[0]
+        .record_status(id, &upd(2, Status::Completed, "w1"), NOW)
+        .unwrap();
 }

@@ -71,7 +71,16 @@ pub fn run(db: &Path, sizes: Sizes, updates: usize) -> Result<AgentLatency> {
         };
         let update = status_update(rand::random(), task, status, 1);
         let t = Instant::now();
-        agent.record_status(list, &update, now + i as i64)?;
+        agent
+            .record_status(list, &update, now + i as i64)
+            .map_err(|e| match e {
+                engine::replica::agent::AgentError::UnknownWorker(w) => anyhow::anyhow!(
+                    "{w} is not on the roster of the replica at {}: it was built before its \
+                     workers were put on the roster; delete it so it is built again",
+                    db.display()
+                ),
+                e => e.into(),
+            })?;
         times.push(t.elapsed());
     }
     times.sort();
