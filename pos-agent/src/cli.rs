@@ -354,14 +354,25 @@ pub async fn conflicts(l: &Local) -> anyhow::Result<()> {
     if l.json {
         return print_json(&v);
     }
-    let conflicts = v.as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut conflicts: Vec<&Value> = v.as_array().into_iter().flatten().collect();
     if conflicts.is_empty() {
         println!("no conflicts");
         return Ok(());
     }
-    println!("task\tlist\ttitle");
+    // By due time, as `tasks` lists them; undated last.
+    conflicts.sort_by_key(|c| {
+        let due = chrono::DateTime::parse_from_rfc3339(s(c, "due")).ok();
+        (due.is_none(), due)
+    });
+    println!("task\tdue\tlist\ttitle");
     for c in conflicts {
-        println!("{}\t{}\t{}", s(c, "task"), s(c, "list_name"), s(c, "title"));
+        println!(
+            "{}\t{}\t{}\t{}",
+            s(c, "task"),
+            c["due_local"].as_str().unwrap_or("-"),
+            s(c, "list_name"),
+            s(c, "title")
+        );
         for e in c["statuses"].as_array().into_iter().flatten() {
             println!(
                 "  status {} by {} on {}",

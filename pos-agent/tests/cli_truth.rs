@@ -439,3 +439,69 @@ async fn the_store_token_comes_from_a_file_or_the_environment_and_the_flag_still
     let empty = token_the_hub_sees("file", "  ").await.unwrap_err();
     assert!(empty.contains("store token is empty"), "{empty}");
 }
+
+/// A list of its own holding `title`, due at `hour` today (UTC), whose
+/// status two other terminals set at once while offline.
+fn seed_conflicted(dir: &Path, n: u128, title: &str, hour: u32) {
+    use engine::document::instance;
+    use engine::ids::EventId;
+    use engine::model::{Status, StatusUpdate};
+
+    let today = Utc::now().date_naive();
+    let due = Utc.from_utc_datetime(&today.and_hms_opt(hour, 0, 0).unwrap());
+    let content = InstanceContent {
+        id: DocumentId(uuid::Uuid::from_u128(n)),
+        meta: ListMeta {
+            store: common::store(),
+            name: format!("List {n}"),
+            template: None,
+            date: today,
+            time_zone: "UTC".into(),
+            created_by: CreatedBy::Hq,
+        },
+        tasks: vec![task(n * 100, title, Some(due))],
+    };
+    let base = instance::create(&content, automerge::ActorId::random()).unwrap();
+    let mut forks = [base.fork(), base.fork()];
+    for (i, (doc, (status, worker))) in forks
+        .iter_mut()
+        .zip([(Status::InProgress, "w-1"), (Status::Completed, "w-2")])
+        .enumerate()
+    {
+        doc.set_actor(automerge::ActorId::random());
+        let update = StatusUpdate {
+            id: EventId(uuid::Uuid::from_u128(n * 1000 + i as u128)),
+            task: TaskId(uuid::Uuid::from_u128(n * 100)),
+            status,
+            worker: worker.parse().unwrap(),
+            terminal: format!("pos-{}", i + 2).parse().unwrap(),
+            note: None,
+        };
+        instance::record_status(doc, &update, Utc::now().timestamp_millis() - 60_000).unwrap();
+    }
+    let [mut a, mut b] = forks;
+    a.merge(&mut b).unwrap();
+    common::seed_doc(dir, content.id, &a);
+}
+
+#[tokio::test]
+async fn conflicts_come_under_a_header_in_due_order() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_roster(dir.path(), ROSTER);
+    seed_conflicted(dir.path(), 7, "Lock the back door", 22);
+    seed_conflicted(dir.path(), 8, "Count the till", 19);
+    let l = Local::start(dir.path()).await;
+    let out = stdout(&cli(&l.base, &["--as", "m-1", "--pin", "9999", "conflicts"]).await);
+    let heads: Vec<&str> = out.lines().filter(|l| !l.starts_with("  ")).collect();
+    assert_eq!(heads.len(), 3, "{out}");
+    assert_eq!(heads[0], "task\tdue\tlist\ttitle");
+    assert!(
+        heads[1].ends_with("\t19:00\tList 8\tCount the till"),
+        "{out}"
+    );
+    assert!(
+        heads[2].ends_with("\t22:00\tList 7\tLock the back door"),
+        "{out}"
+    );
+    assert!(out.contains("  status completed by w-2 on pos-3"), "{out}");
+}
