@@ -137,8 +137,9 @@ pub async fn set_status(
         print_json(&v)
     } else {
         println!(
-            "saved: {} is {status} by {worker}",
-            task_name(l, task).await
+            "saved: {} is {} by {worker}",
+            task_name(l, task).await,
+            status.replace('_', " ")
         );
         Ok(())
     }
