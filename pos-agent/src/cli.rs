@@ -1,7 +1,8 @@
 //! `pos-agent` commands that call the terminal's local API, for scripting
 //! and support staff. `--json` prints the API's answer as is. Manager
 //! commands sign in first with `--as <worker> --pin <pin>` and sign out
-//! after.
+//! after. Every command says what it did, or that there is nothing; rows
+//! come in due order (as the API gives them) under a header line.
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
@@ -91,12 +92,21 @@ pub async fn tasks(l: &Local) -> anyhow::Result<()> {
     if l.json {
         return print_json(&v);
     }
-    for t in v.as_array().into_iter().flatten() {
+    let rows = v.as_array().map(Vec::as_slice).unwrap_or_default();
+    if rows.is_empty() {
+        println!("no tasks on this terminal (HQ has published no list for this store yet, or it has not synced)");
+        return Ok(());
+    }
+    println!(
+        "{:<36}\t{:<12}\t{:<5}\tlist\ttitle",
+        "task", "status", "due"
+    );
+    for t in rows {
         println!(
-            "{}\t{:<12}\t{:<5}\t{}\t{}{}",
+            "{:<36}\t{:<12}\t{:<5}\t{}\t{}{}",
             s(t, "task"),
             s(t, "status"),
-            s(t, "due_local"),
+            t["due_local"].as_str().unwrap_or("-"),
             s(t, "list_name"),
             s(t, "title"),
             if t["conflict"].as_bool() == Some(true) {
@@ -126,7 +136,11 @@ pub async fn set_status(
     if l.json {
         print_json(&v)
     } else {
-        println!("saved: {task} is {status}");
+        println!(
+            "saved: {} is {} by {worker}",
+            task_name(l, task).await,
+            status.replace('_', " ")
+        );
         Ok(())
     }
 }
@@ -142,7 +156,7 @@ pub async fn claim(l: &Local, task: &str, worker: &str) -> anyhow::Result<()> {
     if l.json {
         print_json(&v)
     } else {
-        println!("saved: {task} is {worker}'s");
+        println!("saved: {} is now {worker}'s own", task_name(l, task).await);
         Ok(())
     }
 }
@@ -158,8 +172,56 @@ pub async fn assign(l: &Local, task: &str, to: Option<String>) -> anyhow::Result
     if l.json {
         print_json(&v)
     } else {
-        println!("saved");
+        let what = task_name(l, task).await;
+        match &to {
+            Some(to) => println!(
+                "saved: {what} is assigned to {}",
+                assignee_text(l, &v["assignee"], to).await
+            ),
+            None => println!("saved: {what} is unassigned"),
+        }
         Ok(())
+    }
+}
+
+/// A task as a person reads it: `"Count the till" (task <id>)`, or the
+/// id alone if the title cannot be read. For what a command says after
+/// it did its work, so a failure here is not the command's.
+async fn task_name(l: &Local, task: &str) -> String {
+    match request(
+        l,
+        reqwest::Method::GET,
+        &format!("/api/tasks/{task}"),
+        None,
+        None,
+    )
+    .await
+    {
+        Ok(v) if !s(&v, "title").is_empty() => format!("\"{}\" (task {task})", s(&v, "title")),
+        _ => format!("task {task}"),
+    }
+}
+
+/// Whom a task went to, as the API answered: `Ana Lopez (w-1007)` for a
+/// worker on the roster, `group closers`; what was asked for if the
+/// answer does not say.
+async fn assignee_text(l: &Local, answer: &Value, asked: &str) -> String {
+    match (answer["kind"].as_str(), answer["id"].as_str()) {
+        (Some("worker"), Some(id)) => {
+            let roster = request(l, reqwest::Method::GET, "/api/workers", None, None).await;
+            let name = roster.ok().and_then(|r| {
+                r.as_array()?
+                    .iter()
+                    .find(|w| s(w, "id") == id)
+                    .map(|w| s(w, "name").to_owned())
+            });
+            match name {
+                Some(n) if !n.is_empty() => format!("{n} ({id})"),
+                _ => format!("worker {id}"),
+            }
+        }
+        (Some(kind), Some(id)) => format!("{kind} {id}"),
+        _ => asked.to_owned(),
     }
 }
 
@@ -174,7 +236,7 @@ pub async fn add_task(l: &Local, list: &str, task: Value) -> anyhow::Result<()> 
     if l.json {
         print_json(&v)
     } else {
-        println!("saved: task {}", s(&v, "task"));
+        println!("saved: task {} in list {list}", s(&v, "task"));
         Ok(())
     }
 }
@@ -232,6 +294,12 @@ pub async fn notifications(
         "{} pending task(s) today",
         v["pending"].as_u64().unwrap_or(0)
     );
+    let past_due = v["past_due"].as_array().map_or(0, Vec::len);
+    let upcoming = v["upcoming"].as_array().map_or(0, Vec::len);
+    if past_due + upcoming == 0 {
+        println!("nothing past due and nothing due soon");
+        return Ok(());
+    }
     for n in v["past_due"].as_array().into_iter().flatten() {
         println!(
             "PAST DUE\t{} min late\t{}\t{}\t{}",
@@ -258,7 +326,13 @@ pub async fn workers(l: &Local) -> anyhow::Result<()> {
     if l.json {
         return print_json(&v);
     }
-    for w in v.as_array().into_iter().flatten() {
+    let roster = v.as_array().map(Vec::as_slice).unwrap_or_default();
+    if roster.is_empty() {
+        println!("no workers on this store's roster yet (HQ adds them: hub workers add)");
+        return Ok(());
+    }
+    println!("worker\tname\trole\tgroups");
+    for w in roster {
         let groups: Vec<&str> = w["groups"]
             .as_array()
             .into_iter()
@@ -281,8 +355,25 @@ pub async fn conflicts(l: &Local) -> anyhow::Result<()> {
     if l.json {
         return print_json(&v);
     }
-    for c in v.as_array().into_iter().flatten() {
-        println!("{}\t{}\t{}", s(c, "task"), s(c, "list_name"), s(c, "title"));
+    let mut conflicts: Vec<&Value> = v.as_array().into_iter().flatten().collect();
+    if conflicts.is_empty() {
+        println!("no conflicts");
+        return Ok(());
+    }
+    // By due time, as `tasks` lists them; undated last.
+    conflicts.sort_by_key(|c| {
+        let due = chrono::DateTime::parse_from_rfc3339(s(c, "due")).ok();
+        (due.is_none(), due)
+    });
+    println!("task\tdue\tlist\ttitle");
+    for c in conflicts {
+        println!(
+            "{}\t{}\t{}\t{}",
+            s(c, "task"),
+            c["due_local"].as_str().unwrap_or("-"),
+            s(c, "list_name"),
+            s(c, "title")
+        );
         for e in c["statuses"].as_array().into_iter().flatten() {
             println!(
                 "  status {} by {} on {}",

@@ -31,7 +31,8 @@ struct Cli {
     /// Sign in as this worker first (manager commands: assign, add, conflicts).
     #[arg(long = "as", global = true, env = "POS_AGENT_WORKER")]
     as_worker: Option<String>,
-    /// The PIN for --as.
+    /// The PIN for --as; without --as, the PIN of --worker, for a terminal
+    /// run with --require-pin-for-cli.
     #[arg(long, global = true, env = "POS_AGENT_PIN", hide_env_values = true)]
     pin: Option<String>,
     #[command(subcommand)]
@@ -47,9 +48,19 @@ enum Cmd {
         /// The hub's sync endpoint, e.g. ws://hub.example:8080/sync.
         #[arg(long, env = "POS_AGENT_HUB")]
         hub: String,
-        /// This store's token (from `hub stores token`).
+        /// This store's token (from `hub stores token`). Prefer the
+        /// environment or --token-file: a flag shows in `ps`.
         #[arg(long, env = "POS_AGENT_TOKEN", hide_env_values = true)]
-        token: String,
+        token: Option<String>,
+        /// A file holding this store's token (one line).
+        #[arg(long, env = "POS_AGENT_TOKEN_FILE", conflicts_with = "token")]
+        token_file: Option<PathBuf>,
+        /// Status changes and claims from the command line (or any local
+        /// program) need the worker's PIN: `--worker W --pin P`. Without
+        /// it anyone who can reach the local API records work under any
+        /// roster worker's name.
+        #[arg(long, env = "POS_AGENT_REQUIRE_PIN_FOR_CLI")]
+        require_pin_for_cli: bool,
         /// The store id (needed on first start; remembered after).
         #[arg(long, env = "POS_AGENT_STORE")]
         store: Option<String>,
@@ -180,10 +191,24 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // `--as` signs in for the call; without it, a `--pin` is the PIN of
+    // the worker the command names (`complete TASK --worker W --pin P`).
+    let named = match &cli.cmd {
+        Cmd::Start { worker, .. }
+        | Cmd::Complete { worker, .. }
+        | Cmd::Reopen { worker, .. }
+        | Cmd::Claim { worker, .. } => Some(worker.clone()),
+        _ => None,
+    };
+    let signer = match (cli.as_worker, &cli.pin) {
+        (Some(w), _) => Some(w),
+        (None, Some(_)) => named,
+        (None, None) => None,
+    };
     let local = Local {
         url: cli.agent_url,
         json: cli.json,
-        sign_in: cli.as_worker.map(|w| (w, cli.pin.unwrap_or_default())),
+        sign_in: signer.map(|w| (w, cli.pin.unwrap_or_default())),
     };
     if !matches!(cli.cmd, Cmd::Run { .. }) {
         quiet_on_closed_stdout();
@@ -193,6 +218,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data,
             hub,
             token,
+            token_file,
+            require_pin_for_cli,
             store,
             terminal,
             http,
@@ -211,7 +238,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         })
                     })
                     .transpose()?,
+                cli_needs_pin: require_pin_for_cli,
             };
+            let token = store_token(token, token_file.as_deref())?;
             anyhow::ensure!(
                 (1..=1440).contains(&notify_window),
                 "--notify-window is minutes, from 1 to 1440"
@@ -290,6 +319,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Conflicts => cli::conflicts(&local).await,
         Cmd::SyncStatus => cli::sync_status(&local).await,
     }
+}
+
+/// The store token from `--token` / `POS_AGENT_TOKEN`, or from the file
+/// `--token-file` names.
+fn store_token(token: Option<String>, file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let token = match (token, file) {
+        (Some(t), _) => t,
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading the store token from {}", f.display()))?,
+        (None, None) => anyhow::bail!(
+            "no store token: set POS_AGENT_TOKEN or pass --token-file FILE (from `hub stores token`)"
+        ),
+    };
+    let token = token.trim().to_owned();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the store token is empty; put the output of `hub stores token` there"
+    );
+    Ok(token)
 }
 
 /// While the hub is away for days, keep today's and tomorrow's recurring

@@ -211,7 +211,10 @@ pub fn agent_command(data: &Path, a: &AgentArgs) -> Command {
         .arg("--data")
         .arg(data)
         .args(["--hub", &format!("ws://{}/sync", a.hub)])
-        .args(["--token", &a.token, "--store", STORE])
+        // The store token by the environment, as the README says, so it
+        // is not in `ps`.
+        .env("POS_AGENT_TOKEN", &a.token)
+        .args(["--store", STORE])
         .args(["--terminal", &a.terminal, "--http", &a.http])
         .args(["--keepalive-secs", KEEPALIVE_SECS]);
     cmd

@@ -4,7 +4,7 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::json;
 
-use super::remote::{call, print, s, Remote};
+use super::remote::{call, or_none, print, s, Remote};
 
 #[derive(Subcommand, Debug)]
 pub enum GroupsCmd {
@@ -32,7 +32,8 @@ pub async fn groups(remote: &Remote, cmd: GroupsCmd) -> anyhow::Result<()> {
         GroupsCmd::List => {
             let v = call(remote, Method::GET, "/api/store-groups", None).await?;
             print(remote, &v, |v| {
-                v.as_object()
+                let groups = v
+                    .as_object()
                     .map(|m| {
                         m.iter()
                             .map(|(g, st)| {
@@ -45,7 +46,8 @@ pub async fn groups(remote: &Remote, cmd: GroupsCmd) -> anyhow::Result<()> {
                             .collect::<Vec<_>>()
                             .join("\n")
                     })
-                    .unwrap_or_default()
+                    .unwrap_or_default();
+                or_none(groups, "no store groups (hub groups add)")
             });
         }
         GroupsCmd::Add { group, stores } => {

@@ -6,7 +6,7 @@ use clap::Subcommand;
 use engine::publish::{NewList, NewTask};
 use serde_json::{json, Value};
 
-use super::remote::{call, print, published_lines, Remote};
+use super::remote::{call, lines, print, published_lines, Remote};
 
 #[derive(Subcommand, Debug)]
 pub enum ListsCmd {
@@ -130,30 +130,25 @@ pub async fn lists(remote: &Remote, cmd: ListsCmd) -> anyhow::Result<()> {
         ListsCmd::Templates => {
             let v = call(remote, reqwest::Method::GET, "/api/templates", None).await?;
             print(remote, &v, |v| {
-                v.as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|e| {
-                        let t = &e["template"];
-                        format!(
-                            "{}\trev {}\t{}\t{} at {}\t{}",
-                            t["id"].as_str().unwrap_or(""),
-                            t["revision"],
-                            t["name"].as_str().unwrap_or(""),
-                            t["recurrence"]["rrule"].as_str().unwrap_or(""),
-                            t["recurrence"]["time_of_day"].as_str().unwrap_or(""),
-                            e["stores"]
-                                .as_array()
-                                .map(|s| s
-                                    .iter()
-                                    .filter_map(Value::as_str)
-                                    .collect::<Vec<_>>()
-                                    .join(","))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                lines(v, "no recurring lists (hub lists create)", |e| {
+                    let t = &e["template"];
+                    format!(
+                        "{}\trev {}\t{}\t{} at {}\t{}",
+                        t["id"].as_str().unwrap_or(""),
+                        t["revision"],
+                        t["name"].as_str().unwrap_or(""),
+                        t["recurrence"]["rrule"].as_str().unwrap_or(""),
+                        t["recurrence"]["time_of_day"].as_str().unwrap_or(""),
+                        e["stores"]
+                            .as_array()
+                            .map(|s| s
+                                .iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(","))
+                            .unwrap_or_default()
+                    )
+                })
             });
         }
         ListsCmd::Create {

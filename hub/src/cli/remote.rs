@@ -119,11 +119,24 @@ pub(super) fn print(remote: &Remote, v: &Value, text: impl FnOnce(&Value) -> Str
     }
 }
 
-/// `f` of each element of the JSON array `v`, a line each.
-pub(super) fn lines(v: &Value, f: impl Fn(&Value) -> String) -> String {
-    v.as_array()
-        .map(|a| a.iter().map(f).collect::<Vec<_>>().join("\n"))
-        .unwrap_or_default()
+/// `f` of each element of the JSON array `v`, a line each, or `none` when
+/// there is no element: a listing never prints a blank line.
+pub(super) fn lines(v: &Value, none: &str, f: impl Fn(&Value) -> String) -> String {
+    or_none(
+        v.as_array()
+            .map(|a| a.iter().map(f).collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default(),
+        none,
+    )
+}
+
+/// `text`, or `none` when it is empty.
+pub(super) fn or_none(text: String, none: &str) -> String {
+    if text.is_empty() {
+        none.to_owned()
+    } else {
+        text
+    }
 }
 
 /// `v` as a string, or "" if it is not one.

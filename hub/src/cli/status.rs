@@ -44,26 +44,7 @@ pub async fn status(
                 None,
             )
             .await?;
-            print(remote, &v, |v| {
-                let mut out = vec![
-                    "store\tdate\tlist\tnot started\tin progress\tcompleted\tpast due\tconflicts"
-                        .to_owned(),
-                ];
-                for r in v.as_array().into_iter().flatten() {
-                    out.push(format!(
-                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                        r["store"].as_str().unwrap_or(""),
-                        r["date"].as_str().unwrap_or(""),
-                        r["list"].as_str().unwrap_or(""),
-                        r["not_started"],
-                        r["in_progress"],
-                        r["completed"],
-                        r["past_due"],
-                        r["conflicts"]
-                    ));
-                }
-                out.join("\n")
-            });
+            print(remote, &v, |v| by_list_text(v, store.as_deref()));
         }
         "worker" => {
             let v = call(
@@ -74,31 +55,73 @@ pub async fn status(
             )
             .await?;
             print(remote, &v, |v| {
-                v.as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|r| {
-                        let at = chrono::DateTime::from_timestamp_millis(
-                            r["at_ms"].as_i64().unwrap_or(0),
-                        )
-                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                        .unwrap_or_default();
-                        format!(
-                            "{at}\t{}\t{}\t{}\t{}\t{}",
-                            r["store"].as_str().unwrap_or(""),
-                            r["worker"].as_str().unwrap_or(""),
-                            r["terminal"].as_str().unwrap_or(""),
-                            r["status"].as_str().unwrap_or(""),
-                            r["title"].as_str().unwrap_or("")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                by_worker_text(v, store.as_deref(), worker.as_deref())
             });
         }
         other => anyhow::bail!("--by {other:?}: use store or worker"),
     }
     Ok(())
+}
+
+/// A header and one line per list with its counts, or what there is not.
+fn by_list_text(v: &Value, store: Option<&str>) -> String {
+    let rows = v.as_array().map(Vec::as_slice).unwrap_or_default();
+    if rows.is_empty() {
+        return match store {
+            Some(s) => format!("no lists for store {s}"),
+            None => {
+                "no lists yet (hub lists publish, or hub lists create for a recurring one)".into()
+            }
+        };
+    }
+    let mut out = vec![
+        "store\tdate\tlist\tnot started\tin progress\tcompleted\tpast due\tconflicts".to_owned(),
+    ];
+    for r in rows {
+        out.push(format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            r["store"].as_str().unwrap_or(""),
+            r["date"].as_str().unwrap_or(""),
+            r["list"].as_str().unwrap_or(""),
+            r["not_started"],
+            r["in_progress"],
+            r["completed"],
+            r["past_due"],
+            r["conflicts"]
+        ));
+    }
+    out.join("\n")
+}
+
+/// A header and one line per recorded status change (who did what, when,
+/// from which terminal), or that none is recorded.
+fn by_worker_text(v: &Value, store: Option<&str>, worker: Option<&str>) -> String {
+    let rows = v.as_array().map(Vec::as_slice).unwrap_or_default();
+    if rows.is_empty() {
+        let mut whose = String::new();
+        if let Some(w) = worker {
+            whose.push_str(&format!(" by {w}"));
+        }
+        if let Some(s) = store {
+            whose.push_str(&format!(" in store {s}"));
+        }
+        return format!("no status changes recorded{whose}");
+    }
+    let mut out = vec!["at\tstore\tworker\tterminal\tstatus\ttask".to_owned()];
+    for r in rows {
+        let at = chrono::DateTime::from_timestamp_millis(r["at_ms"].as_i64().unwrap_or(0))
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        out.push(format!(
+            "{at}\t{}\t{}\t{}\t{}\t{}",
+            r["store"].as_str().unwrap_or(""),
+            r["worker"].as_str().unwrap_or(""),
+            r["terminal"].as_str().unwrap_or(""),
+            r["status"].as_str().unwrap_or(""),
+            r["title"].as_str().unwrap_or("")
+        ));
+    }
+    out.join("\n")
 }
 
 /// One line per past-due task: due, how late, store, date, list, task, assignee, status.
@@ -160,6 +183,48 @@ pub async fn purge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worker_rows_come_under_a_header_and_none_says_so() {
+        assert_eq!(
+            by_worker_text(&json!([]), Some("store-042"), None),
+            "no status changes recorded in store store-042"
+        );
+        assert_eq!(
+            by_worker_text(&json!([]), None, Some("w-1")),
+            "no status changes recorded by w-1"
+        );
+        let text = by_worker_text(
+            &json!([{"at_ms": 1_764_144_000_000i64, "store": "s1", "worker": "w-1",
+                     "terminal": "pos-1", "status": "completed", "title": "Unlock"}]),
+            None,
+            None,
+        );
+        assert_eq!(
+            text,
+            "at\tstore\tworker\tterminal\tstatus\ttask\n2025-11-26T08:00:00Z\ts1\tw-1\tpos-1\tcompleted\tUnlock"
+        );
+    }
+
+    #[test]
+    fn list_rows_come_under_a_header_and_none_says_so() {
+        assert_eq!(
+            by_list_text(&json!([]), Some("s1")),
+            "no lists for store s1"
+        );
+        let text = by_list_text(
+            &json!([{"store": "s1", "date": "2026-11-26", "list": "Opening", "not_started": 1,
+                     "in_progress": 0, "completed": 2, "past_due": 1, "conflicts": 0}]),
+            None,
+        );
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                "store\tdate\tlist\tnot started\tin progress\tcompleted\tpast due\tconflicts",
+                "s1\t2026-11-26\tOpening\t1\t0\t2\t1\t0"
+            ]
+        );
+    }
 
     #[test]
     fn past_due_rows_print_one_line_each() {

@@ -89,28 +89,21 @@ pub async fn stores(remote: &Remote, cmd: StoresCmd) -> anyhow::Result<()> {
         StoresCmd::List => {
             let v = call(remote, Method::GET, "/api/stores", None).await?;
             print(remote, &v, |v| {
-                v.as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|s| {
-                                let online = match s["connections"].as_u64() {
-                                    _ if s["online"].as_bool() != Some(true) => "offline".into(),
-                                    Some(1) => "online (1 connection)".to_owned(),
-                                    Some(n) => format!("online ({n} connections)"),
-                                    None => "online".into(),
-                                };
-                                format!(
-                                    "{}\t{}\t{}\t{online}\tlast sync {}",
-                                    s["id"].as_str().unwrap_or(""),
-                                    s["name"].as_str().unwrap_or(""),
-                                    s["time_zone"].as_str().unwrap_or(""),
-                                    s["last_sync"].as_str().unwrap_or("never"),
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    })
-                    .unwrap_or_default()
+                lines(v, "no stores yet (hub stores add)", |s| {
+                    let online = match s["connections"].as_u64() {
+                        _ if s["online"].as_bool() != Some(true) => "offline".into(),
+                        Some(1) => "online (1 connection)".to_owned(),
+                        Some(n) => format!("online ({n} connections)"),
+                        None => "online".into(),
+                    };
+                    format!(
+                        "{}\t{}\t{}\t{online}\tlast sync {}",
+                        s["id"].as_str().unwrap_or(""),
+                        s["name"].as_str().unwrap_or(""),
+                        s["time_zone"].as_str().unwrap_or(""),
+                        s["last_sync"].as_str().unwrap_or("never"),
+                    )
+                })
             });
         }
         StoresCmd::Token {
@@ -181,20 +174,24 @@ pub async fn stores(remote: &Remote, cmd: StoresCmd) -> anyhow::Result<()> {
             };
             let v = call(remote, Method::GET, &path, None).await?;
             print(remote, &v, |v| {
-                lines(v, |t| {
-                    format!(
-                        "{}\t{}\t{}\t{}\tcreated {}{}",
-                        s(&t["id"]),
-                        s(&t["principal"]),
-                        s(&t["state"]),
-                        s(&t["label"]),
-                        s(&t["created_at"]),
-                        t["expires_at"]
-                            .as_str()
-                            .map(|e| format!(", expires {e}"))
-                            .unwrap_or_default()
-                    )
-                })
+                lines(
+                    v,
+                    "no tokens (hub stores token --store <id> makes one)",
+                    |t| {
+                        format!(
+                            "{}\t{}\t{}\t{}\tcreated {}{}",
+                            s(&t["id"]),
+                            s(&t["principal"]),
+                            s(&t["state"]),
+                            s(&t["label"]),
+                            s(&t["created_at"]),
+                            t["expires_at"]
+                                .as_str()
+                                .map(|e| format!(", expires {e}"))
+                                .unwrap_or_default()
+                        )
+                    },
+                )
             });
         }
         StoresCmd::Expire { id, at } => {

@@ -135,24 +135,28 @@ pub async fn workers(remote: &Remote, cmd: WorkersCmd) -> anyhow::Result<()> {
             )
             .await?;
             print(remote, &v, |v| {
-                lines(v, |w| {
-                    let groups: Vec<&str> = w["groups"]
-                        .as_array()
-                        .map(|g| g.iter().map(s).collect())
-                        .unwrap_or_default();
-                    format!(
-                        "{}\t{}\t{}\t{}\t{}",
-                        s(&w["id"]),
-                        s(&w["name"]),
-                        s(&w["role"]),
-                        groups.join(","),
-                        if w["has_pin"].as_bool() == Some(true) {
-                            "pin"
-                        } else {
-                            "no pin"
-                        }
-                    )
-                })
+                lines(
+                    v,
+                    &format!("no workers on store {store}'s roster (hub workers add)"),
+                    |w| {
+                        let groups: Vec<&str> = w["groups"]
+                            .as_array()
+                            .map(|g| g.iter().map(s).collect())
+                            .unwrap_or_default();
+                        format!(
+                            "{}\t{}\t{}\t{}\t{}",
+                            s(&w["id"]),
+                            s(&w["name"]),
+                            s(&w["role"]),
+                            groups.join(","),
+                            if w["has_pin"].as_bool() == Some(true) {
+                                "pin"
+                            } else {
+                                "no pin"
+                            }
+                        )
+                    },
+                )
             });
         }
         WorkersCmd::Remove { store, id } => {

@@ -71,7 +71,10 @@ pub(super) fn require_session(app: &App, headers: &HeaderMap) -> Result<WorkerId
     })
 }
 
-/// Who is acting: the signed-in worker, or `named` (the CLI's `--worker`).
+/// Who is acting: the signed-in worker, or `named` (the CLI's `--worker`)
+/// unless the terminal runs with `--require-pin-for-cli`. A session always
+/// wins: the web UI's signed-in worker is who acts, and naming someone
+/// else is refused.
 pub(super) fn acting_worker(
     app: &App,
     headers: &HeaderMap,
@@ -87,6 +90,15 @@ pub(super) fn acting_worker(
             format!("signed in as {s}; cannot act as {n}"),
         )),
         (Some(s), _) => Ok(s),
+        (None, Some(n)) if app.cfg.cli_needs_pin => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "this terminal records work only for a signed-in worker \
+                 (pos-agent run --require-pin-for-cli): from a shell add \
+                 --pin <{n}'s PIN> to the command; over the API sign in first \
+                 (POST /api/session) and send the session token"
+            ),
+        )),
         (None, Some(n)) => Ok(n),
         (None, None) => Err(bad(
             "worker: missing; sign in, or send \"worker\": \"<id on the roster>\"",

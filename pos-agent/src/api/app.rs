@@ -22,6 +22,11 @@ pub struct ApiConfig {
     pub notify_window_minutes: i64,
     /// The store's time zone; `None`: the zone of the newest list held.
     pub time_zone: Option<Tz>,
+    /// Status changes and claims need a signed-in worker (a PIN): a
+    /// request that only names a worker (`pos-agent complete --worker`)
+    /// is refused. Off by default: then anyone who can reach the
+    /// loopback port may record work under a roster worker's name.
+    pub cli_needs_pin: bool,
 }
 
 impl Default for ApiConfig {
@@ -29,6 +34,7 @@ impl Default for ApiConfig {
         ApiConfig {
             notify_window_minutes: 30,
             time_zone: None,
+            cli_needs_pin: false,
         }
     }
 }

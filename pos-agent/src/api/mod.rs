@@ -5,7 +5,8 @@
 //!
 //! Who may do what: status changes and claims are by a worker on the
 //! store's roster (the signed-in worker, or for the CLI a `worker` in the
-//! body); assigning, new lists and tasks, and deciding conflicts need a
+//! body, unless the agent runs with `--require-pin-for-cli`, see
+//! `ApiConfig::cli_needs_pin`); assigning, new lists and tasks, and deciding conflicts need a
 //! signed-in worker whose role is `manager`. See `sessions` for sign-in.
 //!
 //! This module only routes. One module per resource holds its handlers

@@ -1,4 +1,4 @@
-//! `/api/tasks`: every task as a row, one task with its history, and the
+//! `/api/tasks`: every task as a row (by due time), one task with its history, and the
 //! writes on a task: status updates, claims and (for a manager)
 //! assignments.
 
@@ -21,10 +21,17 @@ pub(super) async fn tasks(State(app): State<App>) -> Response {
     let cfg = app.cfg.clone();
     let r = read_agent(&app, move |a, now| {
         let clock = clock(a, &cfg, now);
-        Ok(a.lists()
+        let mut rows = a
+            .lists()
             .iter()
             .flat_map(|l| l.tasks.iter().map(|t| views::row(l, t, &clock)))
-            .collect::<Vec<_>>())
+            .collect::<Vec<_>>();
+        // By due time, as a shift works through them: a 19:00 task before a
+        // 22:00 one whatever list or position it has; undated tasks last,
+        // by their list's date. The sort is stable: within one due time
+        // the lists' own order stays.
+        rows.sort_by_key(|r| (r.due.is_none(), r.due, r.list_date));
+        Ok(rows)
     })
     .await;
     respond(StatusCode::OK, r)
