@@ -729,8 +729,9 @@ mod tests {
         }
         assert_eq!(compacted.change_rows, 0, "compaction folded every row");
         let per_list = 1 + Sizes::SMOKE.tasks + 1 + Sizes::SMOKE.tasks * Sizes::SMOKE.events;
-        // The directory: its genesis and one entry per list.
-        let directory = 1 + Sizes::SMOKE.documents();
+        // The directory: its genesis, the roster (its genesis and the four
+        // workers the events name), and one entry per list.
+        let directory = 1 + (1 + 4) + Sizes::SMOKE.documents();
         assert_eq!(
             changes_only.change_rows,
             Sizes::SMOKE.documents() * per_list + directory
