@@ -59,7 +59,12 @@ function toast(msg, bad) {
   t.className = "toast" + (bad ? " bad" : "");
   t.hidden = false;
   clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { t.hidden = true; }, 4000);
+  toast.timer = setTimeout(hideToast, 4000);
+}
+
+function hideToast() {
+  clearTimeout(toast.timer);
+  $("#toast").hidden = true;
 }
 
 const STATUS_TEXT = {
@@ -186,6 +191,8 @@ async function signIn() {
     state.pinFor = null;
     state.pin = "";
     state.tab = "mine";
+    // A refused PIN's toast belongs to the keypad, not to the next screen.
+    hideToast();
     await showApp();
   } catch (e) {
     state.pin = "";
@@ -231,6 +238,7 @@ async function refresh() {
 function renderNoticesBar() {
   const n = state.notices;
   const count = n.upcoming.length + n.past_due.length;
+  $("#bell").classList.toggle("on", state.tab === "alerts");
   const badge = $("#badge");
   badge.hidden = count === 0;
   badge.textContent = String(count);
@@ -256,7 +264,6 @@ function tabs() {
   return el("nav", { class: "tabs" },
     t("mine", "My tasks"),
     t("all", "All today"),
-    t("alerts", "Alerts"),
     state.me.manager ? t("manager", "Manager") : null,
     el("button", { class: "tab out", onclick: async () => {
       try { await api("DELETE", "/api/session"); } catch (_) { /* signed out anyway */ }
@@ -286,9 +293,10 @@ function statusChip(t) {
 
 function taskRow(t) {
   // The agent decides what is late (engine::due), with the store's clock.
+  // Past due is said in words too: colour alone fails colour-blind workers.
   const late = t.past_due;
   return el("button", { class: "task" + (late ? " late" : ""), "data-task": t.task, onclick: () => openTask(t.task) },
-    el("span", { class: "due" }, t.due_local || "—"),
+    el("span", { class: "due" }, t.due_local || "—", late ? el("span", { class: "late-mark" }, "Past due") : null),
     el("span", { class: "title" }, t.title, el("span", { class: "small" }, who(t.assignee))),
     statusChip(t));
 }
@@ -312,7 +320,7 @@ function alertsView() {
     el("span", { class: "chip" }, text));
   return el("div", {},
     el("h2", {}, "Past due"),
-    n.past_due.length ? n.past_due.map((t) => row(t, t.minutes + " min late")) : el("p", { class: "empty" }, "Nothing past due."),
+    n.past_due.length ? n.past_due.map((t) => row(t, t.late)) : el("p", { class: "empty" }, "Nothing past due."),
     el("h2", {}, "Due within " + n.window_minutes + " minutes"),
     n.upcoming.length ? n.upcoming.map((t) => row(t, "in " + t.minutes + " min")) : el("p", { class: "empty" }, "Nothing due soon."));
 }
