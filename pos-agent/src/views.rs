@@ -271,7 +271,7 @@ pub fn conflicts(lists: &[InstanceView], clock: &Clock) -> Vec<Conflict> {
     let mut out = Vec::new();
     for l in lists {
         for t in &l.tasks {
-            if t.status.is_conflicted() || !t.assignee_conflict.is_empty() {
+            if t.has_conflict() {
                 out.push(Conflict {
                     task: row(l, t, clock),
                     statuses: t.status.conflict.clone(),
