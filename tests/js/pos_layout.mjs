@@ -110,6 +110,8 @@ try {
     await check("home");
     await page.locator('[data-tab="all"]').click();
     await page.locator(".task", { hasText: "Switch off the oven" }).waitFor();
+    report.seen.bags_assignee = (await page.locator(".task", { hasText: "Restock carrier bags" })
+      .locator(".assignee").innerText()).trim();
     report.seen.past_due_row_mark = (await page.locator(".task.late .late-mark").first().innerText()).trim();
     await check("all-today");
     await page.locator("#bell").click();
@@ -124,6 +126,14 @@ try {
     await page.locator(".tab.out").click();
 
     await pin("m-1", "9999");
+    // The manager is told of the conflicts on whatever screen she is on.
+    report.seen.manager_banner = (await page.locator("#banner-conflicts").innerText()).trim();
+    report.seen.manager_badge = Number(await page.locator("#badge").innerText());
+    await check("manager-home");
+    await page.locator("#bell").click();
+    await page.locator("[data-conflict-alert]").first().waitFor();
+    report.seen.manager_conflict_alerts = await page.locator("[data-conflict-alert]").count();
+    await check("manager-alerts");
     await page.locator('[data-tab="manager"]').click();
     await page.locator("#new-task-save").waitFor();
     await check("manager");

@@ -12,15 +12,23 @@
 //! marks a past-due row, whether a refused PIN's toast outlives a
 //! successful sign-in, and how many "Alerts" buttons one screen has.
 //!
+//! Before the browser starts, a second terminal (pos-2) works offline and
+//! disagrees with pos-1: Mia starts the till count Ana completes, and
+//! both take the carrier bags. The manager's badge and banner must tell
+//! Mia about both conflicts without her opening the Manager tab, "All
+//! today" must name both people who took the bags, and HQ's grid must
+//! count 2 conflicts as the terminal does.
+//!
 //! Needs Node 20+, `tests/js/node_modules` (`npm ci` runs when missing) and
 //! `/usr/bin/chromium` (or `CHROMIUM=...`); without Chromium the test fails
 //! when `CI=true` and is skipped with a notice otherwise.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tests::browser::{chromium, node_ready, root};
-use tests::procs::{self, AgentArgs, ADMIN, STORE};
+use tests::procs::{self, AgentArgs, Proc, ADMIN, STORE};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(240);
@@ -35,6 +43,43 @@ async fn put_worker(hub: &str, id: &str, body: Value) {
         .await
         .unwrap_or_else(|e| panic!("PUT {url}: {e}"));
     assert!(r.status().is_success(), "PUT {url}: {}", r.status());
+}
+
+/// POST to an agent's local API as `worker` (the CLI's way, no session).
+async fn agent_post(agent: &str, path: &str, body: Value) {
+    let (status, v) = procs::try_post(&format!("http://{agent}{path}"), &body, false)
+        .await
+        .unwrap_or_else(|e| panic!("POST {path} on {agent}: {e}"));
+    assert!(
+        (200..300).contains(&status),
+        "POST {path} on {agent}: {status} {v}"
+    );
+}
+
+/// The id of the task titled `title` on `agent`.
+async fn task_id(agent: &str, title: &str) -> String {
+    let tasks = procs::agent_tasks(agent).await.expect("the agent's tasks");
+    tasks
+        .iter()
+        .find(|t| t["title"] == title)
+        .and_then(|t| t["task"].as_str())
+        .unwrap_or_else(|| panic!("no task {title:?} on {agent}"))
+        .to_owned()
+}
+
+/// pos-2 restarted against a hub address nobody listens on: a terminal
+/// offline from its first second, with what it received before.
+fn start_offline(data: &Path, args: &AgentArgs) -> Proc {
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = nobody.local_addr().unwrap().to_string();
+    drop(nobody);
+    procs::start_agent(
+        data,
+        &AgentArgs {
+            hub: addr,
+            ..args.clone()
+        },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,21 +129,80 @@ async fn no_button_overflows_at_any_screen_size_and_time_reads_the_same() {
         ]}),
     )
     .await;
-    let pos1 = procs::start_agent(
-        &dir.path().join("pos-1"),
-        &AgentArgs {
-            hub: hub.addr.clone(),
-            token,
-            terminal: "pos-1".into(),
-            http: "127.0.0.1:0".into(),
-        },
-    );
-    procs::wait_for("the terminal to receive the list", DEADLINE, async || {
-        procs::agent_tasks(&pos1.addr)
-            .await
-            .filter(|t| t.len() == 4)
+    let args = |terminal: &str| AgentArgs {
+        hub: hub.addr.clone(),
+        token: token.clone(),
+        terminal: terminal.into(),
+        http: "127.0.0.1:0".into(),
+    };
+    let pos1 = procs::start_agent(&dir.path().join("pos-1"), &args("pos-1"));
+    let pos2_data = dir.path().join("pos-2");
+    let pos2 = procs::start_agent(&pos2_data, &args("pos-2"));
+    for a in [&pos1, &pos2] {
+        procs::wait_for("each terminal to receive the list", DEADLINE, async || {
+            procs::agent_tasks(&a.addr).await.filter(|t| t.len() == 4)
+        })
+        .await;
+    }
+
+    // pos-2 offline: Mia starts the till count and takes the bags; pos-1,
+    // online, has Ana complete the till count and take the bags too.
+    pos2.kill();
+    let pos2 = start_offline(&pos2_data, &args("pos-2"));
+    let till = task_id(&pos1.addr, "Count the till").await;
+    let bags = task_id(&pos1.addr, "Restock carrier bags").await;
+    agent_post(
+        &pos2.addr,
+        &format!("/api/tasks/{till}/status"),
+        json!({"status": "in_progress", "worker": "m-1"}),
+    )
+    .await;
+    agent_post(
+        &pos2.addr,
+        &format!("/api/tasks/{bags}/claim"),
+        json!({"worker": "m-1"}),
+    )
+    .await;
+    agent_post(
+        &pos1.addr,
+        &format!("/api/tasks/{till}/status"),
+        json!({"status": "completed", "worker": "w-1"}),
+    )
+    .await;
+    agent_post(
+        &pos1.addr,
+        &format!("/api/tasks/{bags}/claim"),
+        json!({"worker": "w-1"}),
+    )
+    .await;
+    pos2.kill();
+    let pos2 = procs::start_agent(&pos2_data, &args("pos-2"));
+    procs::wait_for("pos-1 to see both conflicts", DEADLINE, async || {
+        procs::agent_tasks(&pos1.addr).await.filter(|t| {
+            t.iter()
+                .any(|t| t["title"] == "Count the till" && t["conflict"] == true)
+                && t.iter().any(|t| {
+                    t["title"] == "Restock carrier bags"
+                        && t["assignee_conflict"]
+                            .as_array()
+                            .is_some_and(|a| a.len() == 2)
+                })
+        })
     })
     .await;
+    // HQ's grid counts what the terminal counts.
+    let grid = procs::wait_for(
+        "the hub's grid to count both conflicts",
+        DEADLINE,
+        async || {
+            procs::get(format!("{api}/status/lists?store={STORE}"))
+                .await
+                .filter(|g| g[0]["conflicts"] == 2)
+        },
+    )
+    .await;
+    assert_eq!(grid.as_array().unwrap().len(), 1, "{grid}");
+    drop(pos2);
 
     let shots = root().join("target/tmp/pos-layout");
     std::fs::create_dir_all(&shots).unwrap();
@@ -164,4 +268,24 @@ async fn no_button_overflows_at_any_screen_size_and_time_reads_the_same() {
     assert_eq!(seen["toast_after_sign_in"], false);
     // One "Alerts" button on a screen.
     assert_eq!(seen["alerts_buttons"], 1);
+
+    // Issue #24, item 3: "All today" names both people who took the bags.
+    let bags = seen["bags_assignee"].as_str().unwrap();
+    assert!(
+        bags.starts_with("Taken twice: ")
+            && bags.contains("Ana Lopez")
+            && bags.contains("Mia Chen"),
+        "{bags:?}"
+    );
+    // The manager hears of both conflicts from the banner, the badge and
+    // the alerts, before opening the Manager tab.
+    let banner = seen["manager_banner"].as_str().unwrap();
+    assert!(
+        banner.starts_with("2 conflicts to decide:")
+            && banner.contains("Count the till")
+            && banner.contains("Restock carrier bags"),
+        "{banner:?}"
+    );
+    assert!(seen["manager_badge"].as_u64().unwrap() >= 2, "{seen}");
+    assert_eq!(seen["manager_conflict_alerts"], 2);
 }
