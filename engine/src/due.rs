@@ -20,6 +20,26 @@ pub fn is_past_due(due: Option<DateTime<Utc>>, open: bool, now: DateTime<Utc>) -
     open && due.is_some_and(|d| has_passed(d, now))
 }
 
+/// How late a task due at `due_ms` is at `now_ms`, in the words every
+/// screen uses: the terminal's alerts and the dashboard's past-due list.
+pub fn late_text_ms(due_ms: i64, now_ms: i64) -> String {
+    late_text((now_ms - due_ms).max(0) / 60_000)
+}
+
+/// `minutes` late, in whole minutes rounded down: "45 min late" under an
+/// hour, "4 h 45 min late" under two days, then "3 days late". A shift
+/// reads hours and minutes; "285 min late" makes a worker do sums.
+pub fn late_text(minutes: i64) -> String {
+    let m = minutes.max(0);
+    if m < 60 {
+        format!("{m} min late")
+    } else if m < 48 * 60 {
+        format!("{} h {} min late", m / 60, m % 60)
+    } else {
+        format!("{} days late", m / (24 * 60))
+    }
+}
+
 /// The same rule in SQL, over a `due_ms` column and the query's `?2` as
 /// now (ms): `storage::status_index` builds its past-due queries from it,
 /// and `tests::the_sql_rule_is_the_rust_rule` holds the two together.
@@ -51,6 +71,24 @@ mod tests {
             "done is never late"
         );
         assert!(!is_past_due(None, true, t(due + 1)));
+    }
+
+    #[test]
+    fn lateness_reads_in_hours_and_minutes() {
+        assert_eq!(late_text(0), "0 min late");
+        assert_eq!(late_text(59), "59 min late");
+        assert_eq!(late_text(60), "1 h 0 min late");
+        assert_eq!(late_text(285), "4 h 45 min late");
+        assert_eq!(late_text(48 * 60 - 1), "47 h 59 min late");
+        assert_eq!(late_text(3 * 24 * 60 + 5), "3 days late");
+        let due = 1_800_000_000_000;
+        assert_eq!(late_text_ms(due, due + 1), "0 min late");
+        assert_eq!(
+            late_text_ms(due, due + 285 * 60_000 + 59_999),
+            "4 h 45 min late",
+            "rounded down, as the alerts count minutes"
+        );
+        assert_eq!(late_text_ms(due, due - 1), "0 min late");
     }
 
     #[test]

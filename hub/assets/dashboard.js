@@ -74,14 +74,6 @@ function ago(ms) {
   return `${Math.round(hrs / 24)} days ago`;
 }
 
-function overdue(ms) {
-  const m = Math.max(0, Math.round((Date.now() - ms) / 60000));
-  if (m < 60) return `${m} min late`;
-  const hrs = Math.floor(m / 60);
-  if (hrs < 48) return `${hrs} h ${m % 60} min late`;
-  return `${Math.floor(hrs / 24)} days late`;
-}
-
 function when(ms, precise) {
   const d = new Date(ms);
   const text = (precise ? fmtPrecise : fmtDateTime).format(d);
@@ -199,12 +191,14 @@ function drawGrid(rows) {
   $("grid-empty").hidden = rows.length > 0;
 }
 
+// How late a row is comes from the hub in the engine's words
+// (engine::due::late_text), the words the terminals use.
 function drawPastDue(rows) {
   if (!changed("pastDue", [rows, state.stores.map((s) => [s.id, s.name])])) return;
   $("past-due-count").textContent = rows.length ? `(${rows.length})` : "";
   $("past-due").tBodies[0].replaceChildren(...rows.map((r) =>
     h("tr", { "data-task": r.task },
-      h("td", { class: "nowrap" }, when(r.due_ms), h("div", {}, h("span", { class: "pill late" }, overdue(r.due_ms)))),
+      h("td", { class: "nowrap" }, when(r.due_ms), h("div", {}, h("span", { class: "pill late" }, r.late))),
       h("td", {}, storeName(r.store)),
       h("td", {}, r.list, h("div", { class: "small" }, r.date)),
       h("td", {}, h("button", { type: "button", class: "link", onclick: () => openInstance(r.doc, r.task) }, r.title),

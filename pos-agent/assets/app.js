@@ -59,7 +59,12 @@ function toast(msg, bad) {
   t.className = "toast" + (bad ? " bad" : "");
   t.hidden = false;
   clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { t.hidden = true; }, 4000);
+  toast.timer = setTimeout(hideToast, 4000);
+}
+
+function hideToast() {
+  clearTimeout(toast.timer);
+  $("#toast").hidden = true;
 }
 
 const STATUS_TEXT = {
@@ -186,6 +191,8 @@ async function signIn() {
     state.pinFor = null;
     state.pin = "";
     state.tab = "mine";
+    // A refused PIN's toast belongs to the keypad, not to the next screen.
+    hideToast();
     await showApp();
   } catch (e) {
     state.pin = "";
@@ -218,8 +225,9 @@ async function refresh() {
     state.lists = tasks.lists;
     state.today = tasks;
     state.notices = notices;
-    state.conflicts = state.me.manager && state.tab === "manager"
-      ? await api("GET", "/api/conflicts") : state.conflicts;
+    // A manager's badge and banner count the conflicts waiting for them,
+    // whichever tab is open.
+    state.conflicts = state.me.manager ? await api("GET", "/api/conflicts") : [];
   } catch (e) {
     if (state.token) toast(e.message, true);
     return;
@@ -230,22 +238,31 @@ async function refresh() {
 
 function renderNoticesBar() {
   const n = state.notices;
-  const count = n.upcoming.length + n.past_due.length;
+  const conflicts = state.conflicts || [];
+  const count = n.upcoming.length + n.past_due.length + conflicts.length;
+  $("#bell").classList.toggle("on", state.tab === "alerts");
   const badge = $("#badge");
   badge.hidden = count === 0;
   badge.textContent = String(count);
   const banner = $("#banner");
-  if (n.past_due.length) {
-    banner.hidden = false;
-    banner.className = "banner late";
-    banner.textContent = n.past_due.length + " past due: " + n.past_due.map((t) => t.title).join(", ");
-  } else if (n.upcoming.length) {
-    banner.hidden = false;
-    banner.className = "banner soon";
-    banner.textContent = "Due soon: " + n.upcoming.map((t) => t.title + " (" + t.due_local + ")").join(", ");
-  } else {
-    banner.hidden = true;
+  const lines = [];
+  if (conflicts.length) {
+    lines.push(el("button", {
+      class: "line conflict", id: "banner-conflicts",
+      onclick: () => { state.tab = "manager"; refresh(); },
+    }, conflictsText(conflicts.length) + " to decide: " + conflicts.map((c) => c.title).join(", ")));
   }
+  if (n.past_due.length) {
+    lines.push(el("div", { class: "line late" }, n.past_due.length + " past due: " + n.past_due.map((t) => t.title).join(", ")));
+  } else if (n.upcoming.length) {
+    lines.push(el("div", { class: "line soon" }, "Due soon: " + n.upcoming.map((t) => t.title + " (" + t.due_local + ")").join(", ")));
+  }
+  banner.replaceChildren(...lines);
+  banner.hidden = lines.length === 0;
+}
+
+function conflictsText(n) {
+  return n + (n === 1 ? " conflict" : " conflicts");
 }
 
 function tabs() {
@@ -256,7 +273,6 @@ function tabs() {
   return el("nav", { class: "tabs" },
     t("mine", "My tasks"),
     t("all", "All today"),
-    t("alerts", "Alerts"),
     state.me.manager ? t("manager", "Manager") : null,
     el("button", { class: "tab out", onclick: async () => {
       try { await api("DELETE", "/api/session"); } catch (_) { /* signed out anyway */ }
@@ -280,17 +296,28 @@ function render() {
 }
 
 function statusChip(t) {
-  return el("span", { class: "chip " + t.status + (t.conflict ? " conflict" : "") },
-    t.conflict ? "Conflict" : STATUS_TEXT[t.status]);
+  const conflict = t.conflict || (t.assignee_conflict && t.assignee_conflict.length > 1);
+  return el("span", { class: "chip " + t.status + (conflict ? " conflict" : "") },
+    conflict ? "Conflict" : STATUS_TEXT[t.status]);
 }
 
 function taskRow(t) {
   // The agent decides what is late (engine::due), with the store's clock.
+  // Past due is said in words too: colour alone fails colour-blind workers.
   const late = t.past_due;
   return el("button", { class: "task" + (late ? " late" : ""), "data-task": t.task, onclick: () => openTask(t.task) },
-    el("span", { class: "due" }, t.due_local || "—"),
-    el("span", { class: "title" }, t.title, el("span", { class: "small" }, who(t.assignee))),
+    el("span", { class: "due" }, t.due_local || "—", late ? el("span", { class: "late-mark" }, "Past due") : null),
+    el("span", { class: "title" }, t.title, el("span", { class: "small assignee" }, assigneeText(t))),
     statusChip(t));
+}
+
+// Both sides of an assignment made twice at once, until a manager
+// decides: showing one of them would tell the other person it is not theirs.
+function assigneeText(t) {
+  if (t.assignee_conflict && t.assignee_conflict.length > 1) {
+    return "Taken twice: " + t.assignee_conflict.map(who).join(" and ") + " (a manager decides)";
+  }
+  return who(t.assignee);
 }
 
 function listsView(lists) {
@@ -310,9 +337,17 @@ function alertsView() {
   const row = (t, text) => el("button", { class: "task", onclick: () => openTask(t.task) },
     el("span", { class: "due" }, t.due_local), el("span", { class: "title" }, t.title, el("span", { class: "small" }, t.list_name)),
     el("span", { class: "chip" }, text));
+  const conflicts = state.conflicts || [];
   return el("div", {},
+    conflicts.length ? el("h2", {}, "Conflicts to decide") : null,
+    conflicts.map((c) => el("button", {
+      class: "task", "data-conflict-alert": c.task,
+      onclick: () => { state.tab = "manager"; refresh(); },
+    }, el("span", { class: "due" }, c.due_local || "—"),
+      el("span", { class: "title" }, c.title, el("span", { class: "small" }, c.list_name)),
+      el("span", { class: "chip conflict" }, "Decide"))),
     el("h2", {}, "Past due"),
-    n.past_due.length ? n.past_due.map((t) => row(t, t.minutes + " min late")) : el("p", { class: "empty" }, "Nothing past due."),
+    n.past_due.length ? n.past_due.map((t) => row(t, t.late)) : el("p", { class: "empty" }, "Nothing past due."),
     el("h2", {}, "Due within " + n.window_minutes + " minutes"),
     n.upcoming.length ? n.upcoming.map((t) => row(t, "in " + t.minutes + " min")) : el("p", { class: "empty" }, "Nothing due soon."));
 }
@@ -357,7 +392,7 @@ async function openTask(id) {
     : el("a", { class: "pos-op", href: t.link.target, target: "_blank", rel: "noopener" }, t.link.target));
   modal.replaceChildren(el("div", { class: "sheet", role: "dialog" },
     el("div", { class: "sheet-head" }, el("h2", {}, t.title), statusChip(t)),
-    el("p", { class: "meta" }, t.list_name + (t.due_local ? " · due " + t.due_local : "") + " · " + who(t.assignee)),
+    el("p", { class: "meta" }, t.list_name + (t.due_local ? " · due " + t.due_local : "") + " · " + assigneeText(t)),
     t.status_by ? el("p", { class: "meta" }, STATUS_TEXT[t.status] + " by " + nameOf(t.status_by) + " on " + t.status_terminal + " at " + timeOf(t.status_at) + (t.status_note ? " — “" + t.status_note + "”" : "")) : null,
     t.description ? el("p", { class: "desc" }, t.description) : null,
     link,

@@ -200,6 +200,8 @@ pub struct Notice {
     pub task: TaskRow,
     /// Minutes until due (upcoming) or since due (past due), rounded down.
     pub minutes: i64,
+    /// How late, past due only, in the engine's words (the dashboard's).
+    pub late: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -228,11 +230,16 @@ pub fn notifications(groups: &[ListGroup], clock: &Clock, window_minutes: i64) -
             past_due.push(Notice {
                 task: t.clone(),
                 minutes: (clock.now - due).num_minutes(),
+                late: Some(engine::due::late_text_ms(
+                    due.timestamp_millis(),
+                    clock.now.timestamp_millis(),
+                )),
             });
         } else if delta < window_minutes {
             upcoming.push(Notice {
                 task: t.clone(),
                 minutes: delta,
+                late: None,
             });
         }
     }
@@ -264,7 +271,7 @@ pub fn conflicts(lists: &[InstanceView], clock: &Clock) -> Vec<Conflict> {
     let mut out = Vec::new();
     for l in lists {
         for t in &l.tasks {
-            if t.status.is_conflicted() || !t.assignee_conflict.is_empty() {
+            if t.has_conflict() {
                 out.push(Conflict {
                     task: row(l, t, clock),
                     statuses: t.status.conflict.clone(),

@@ -380,6 +380,13 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
         )
     );
 
+    // How late, in the words the terminal uses too (issue #24).
+    let late = past_due[0]["late"].as_str().unwrap();
+    assert!(
+        (0..3 * 24 * 60).any(|m| engine::due::late_text(m) == late),
+        "{late:?} is not engine::due::late_text's form"
+    );
+
     // Drill-down into the list with the conflict.
     let d = &r["drill"];
     assert_eq!(

@@ -49,6 +49,15 @@ pub struct InstanceView {
     pub malformed_events: usize,
 }
 
+impl TaskView {
+    /// Waiting for a manager's decision: workers disagree about the status,
+    /// or two people assigned (or took) it at once. One rule for the
+    /// terminal's conflict list, its badge and the hub's conflict count.
+    pub fn has_conflict(&self) -> bool {
+        self.status.is_conflicted() || !self.assignee_conflict.is_empty()
+    }
+}
+
 impl InstanceView {
     pub fn task(&self, id: TaskId) -> Option<&TaskView> {
         self.tasks.iter().find(|t| t.spec.id == id)

@@ -162,7 +162,8 @@ async fn status_by_list(
 }
 
 /// Open tasks whose due time has passed, most overdue first, from the
-/// status index: store, list, task, due (RFC 3339), assignee, status.
+/// status index: store, list, task, due (RFC 3339), how late (the
+/// engine's words, as the terminal says it), assignee, status.
 async fn status_past_due(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -181,7 +182,8 @@ async fn status_past_due(
                     .map(|r| {
                         json!({"store": r.store, "doc": r.doc, "list": r.list, "date": r.date,
                                    "task": r.task, "title": r.title, "due": rfc3339(r.due_ms),
-                                   "due_ms": r.due_ms, "assignee": r.assignee,
+                                   "due_ms": r.due_ms, "late": engine::due::late_text_ms(r.due_ms, now),
+                                   "assignee": r.assignee,
                                    "status": r.status, "conflict": r.conflict})
                     })
                     .collect::<Vec<_>>()

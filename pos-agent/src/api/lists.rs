@@ -45,11 +45,7 @@ pub(super) async fn lists(State(app): State<App>) -> Response {
                     .iter()
                     .filter(|t| t.status.effective() == Status::Completed)
                     .count(),
-                conflicts: l
-                    .tasks
-                    .iter()
-                    .filter(|t| t.status.is_conflicted() || !t.assignee_conflict.is_empty())
-                    .count(),
+                conflicts: l.tasks.iter().filter(|t| t.has_conflict()).count(),
             })
             .collect::<Vec<_>>())
     })

@@ -251,6 +251,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE status_events_v12 RENAME TO status_events;
     CREATE INDEX status_events_by_worker ON status_events (store_id, worker, at_ms);
     ",
+    // v13: a task assigned twice at once counts as a conflict in the status
+    // index too, as on the terminal. Rows indexed before held 0 for it;
+    // every indexed list is brought up to date at the next start.
+    "
+    INSERT OR IGNORE INTO index_due (doc_id) SELECT DISTINCT doc_id FROM task_status;
+    ",
 ];
 
 /// The schema version this build writes and understands.
@@ -453,6 +459,32 @@ mod tests {
             assert_eq!(store.store_sync_times().unwrap(), vec![(st, 7)]);
             assert_eq!(store.past_due(None, i64::MAX, 10).unwrap(), vec![]);
         }
+    }
+
+    /// v13 counts assignee conflicts in the index: every list indexed
+    /// before is marked to be indexed again.
+    #[test]
+    fn v13_marks_every_indexed_list_to_be_indexed_again() {
+        let file = Path::new(":memory:");
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, file, 12).unwrap();
+        for (doc, task) in [(1u8, 1u8), (1, 2), (2, 1)] {
+            conn.execute(
+                "INSERT INTO task_status (doc_id, task_id, store_id, list_name, list_date, title, status, conflict)
+                 VALUES (?1, ?2, 's1', 'Closing', '2026-12-07', 't', 'not_started', 0)",
+                params![[doc; 16], [task; 16]],
+            )
+            .unwrap();
+        }
+        migrate_to(&mut conn, file, 13).unwrap();
+        let due: Vec<Vec<u8>> = conn
+            .prepare("SELECT doc_id FROM index_due ORDER BY doc_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(due, vec![vec![1u8; 16], vec![2u8; 16]]);
     }
 
     #[test]

@@ -299,7 +299,7 @@ impl StatusIndex for SqliteDatabase {
                     due_ms: t.spec.due.map(|d| d.timestamp_millis()),
                     assignee: t.spec.assignee.as_ref().map(|a| a.encode()),
                     status: t.status.effective().as_str(),
-                    conflict: t.status.is_conflicted(),
+                    conflict: t.has_conflict(),
                 };
                 let fp = row.fingerprint();
                 if last.tasks.get(&row.task) != Some(&fp) {
@@ -664,6 +664,43 @@ mod tests {
             tasks,
             malformed_events: 0,
         }
+    }
+
+    /// The grid's conflict count is the terminal's: a task whose status
+    /// is in conflict, one assigned twice at once, and one with both count
+    /// once each (issue #24: the grid said 1 where the POS said 2).
+    #[test]
+    fn the_grid_counts_assignee_conflicts_as_the_terminal_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteDatabase::open(dir.path().join("hub.db"), [1; 16]).unwrap();
+        let twice = vec![
+            Some("worker:w-1".parse().unwrap()),
+            Some("worker:m-1".parse().unwrap()),
+        ];
+        let disputed = &[(10, Status::InProgress), (11, Status::Completed)];
+        let mut tasks = vec![
+            task(1, "Statuses disagree", None, disputed),
+            task(2, "Taken twice", None, &[]),
+            task(
+                3,
+                "Both",
+                None,
+                &[(12, Status::InProgress), (13, Status::Completed)],
+            ),
+            task(4, "Quiet", None, &[]),
+        ];
+        tasks[1].assignee_conflict = twice.clone();
+        tasks[2].assignee_conflict = twice;
+        let list = view(1, "s1", "2026-11-26", tasks);
+        let decide: Vec<bool> = list.tasks.iter().map(|t| t.has_conflict()).collect();
+        assert_eq!(decide, [true, true, true, false]);
+        s.index_instance(&list).unwrap();
+        assert_eq!(s.status_by_list(None, NOW).unwrap()[0].conflicts, 3);
+        // Decided, the count goes down with the next index update.
+        let mut list = list;
+        list.tasks[1].assignee_conflict.clear();
+        s.index_instance(&list).unwrap();
+        assert_eq!(s.status_by_list(None, NOW).unwrap()[0].conflicts, 2);
     }
 
     /// The dashboard's past-due list and the grid's count follow
