@@ -128,6 +128,23 @@ pub fn is_mine(t: &TaskView, worker: &WorkerId, rec: &RosterWorker) -> bool {
     fits(&t.spec.assignee) || t.assignee_conflict.iter().any(fits)
 }
 
+/// Is `t` on this worker's home screen: theirs ([`is_mine`]), or held by
+/// nobody, so anyone on shift may do it. Unassigned work (every task in
+/// the demo) would otherwise reach no one: "Nothing for you today" while
+/// "All today" shows it late. Either side of an assignee conflict counts,
+/// as in [`is_mine`]. The home screen, its tiles and the alerts all use
+/// this one rule; "late first" follows from the due order of
+/// [`today_by_list`].
+pub fn is_for(t: &TaskView, worker: &WorkerId, rec: &RosterWorker) -> bool {
+    is_mine(t, worker, rec) || is_for_anyone(t)
+}
+
+/// Held by nobody: unassigned, or unassigned on one side of an assignee
+/// conflict nobody has decided yet.
+pub fn is_for_anyone(t: &TaskView) -> bool {
+    t.spec.assignee.is_none() || t.assignee_conflict.iter().any(Option::is_none)
+}
+
 /// Rows of one list, in due order (tasks without a due time last, then
 /// by position).
 #[derive(Debug, Clone, Serialize)]
@@ -398,6 +415,71 @@ mod tests {
 
         let all = today_by_list(&lists, &clock, |_| true);
         assert_eq!(all.iter().map(|g| g.tasks.len()).sum::<usize>(), 5);
+    }
+
+    /// Issue #24: in the demo every task is unassigned, and a worker's home
+    /// said "Nothing for you today" with 0 past due while "All today"
+    /// showed two late tasks. Work nobody holds is for anyone on shift:
+    /// on the home screen, late first, and counted in its tiles.
+    #[test]
+    fn unassigned_work_is_for_anyone_on_shift_late_first() {
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 19, 0, 0).unwrap();
+        let clock = Clock { tz, now };
+        let at = |h, m| {
+            tz.with_ymd_and_hms(2026, 11, 26, h, m, 0)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let mut contested = task(5, Some(at(21, 0)), Some("worker:w-2"));
+        contested.assignee_conflict = vec![None, Some("worker:w-2".parse().unwrap())];
+        let lists = vec![list(
+            1,
+            clock.today(),
+            vec![
+                task(1, Some(at(20, 10)), None),
+                task(2, Some(at(15, 0)), None),
+                task(3, Some(at(17, 45)), None),
+                task(4, Some(at(16, 0)), Some("worker:w-2")),
+                contested,
+            ],
+        )];
+        let rec = RosterWorker {
+            name: "Ana".into(),
+            role: "cashier".parse().unwrap(),
+            groups: Vec::new(),
+            pin: None,
+        };
+        let me: WorkerId = "w-1".parse().unwrap();
+        let t = |n: usize| &lists[0].tasks[n];
+        assert!(is_for_anyone(t(0)) && !is_mine(t(0), &me, &rec));
+        assert!(is_for(t(0), &me, &rec), "unassigned is for anyone on shift");
+        assert!(!is_for(t(3), &me, &rec), "Bo's task stays Bo's");
+        assert!(
+            is_for(t(4), &me, &rec),
+            "one side of an undecided assignment left it to anyone"
+        );
+
+        let home = today_by_list(&lists, &clock, |t| is_for(t, &me, &rec));
+        let ids: Vec<u128> = home[0].tasks.iter().map(|t| t.task.0.as_u128()).collect();
+        assert_eq!(ids, vec![2, 3, 1, 5], "late first, then in due order");
+        assert!(home[0].tasks[0].past_due && home[0].tasks[1].past_due);
+        let n = notifications(&home, &clock, 30);
+        assert_eq!(n.pending, 4, "the pending tile counts them");
+        assert_eq!(
+            n.past_due
+                .iter()
+                .map(|n| n.task.title.as_str())
+                .collect::<Vec<_>>(),
+            vec!["t2", "t3"],
+            "the past-due tile counts them, most overdue first"
+        );
+        assert_eq!(n.upcoming.len(), 1);
+        // Done, unassigned work leaves the tiles like anyone's.
+        let mut finished = lists.clone();
+        finished[0].tasks[1].status.current = Status::Completed;
+        let home = today_by_list(&finished, &clock, |t| is_for(t, &me, &rec));
+        assert_eq!(notifications(&home, &clock, 30).past_due.len(), 1);
     }
 
     /// Past due is `engine::due`'s rule on every path of the terminal: at

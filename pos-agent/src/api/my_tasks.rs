@@ -36,7 +36,7 @@ pub(super) async fn my_tasks(
             let clock = clock(a, &cfg, now);
             let lists = a.lists();
             let groups =
-                views::today_by_list(&lists, &clock, |t| all || views::is_mine(t, &w, &rec));
+                views::today_by_list(&lists, &clock, |t| all || views::is_for(t, &w, &rec));
             Ok(json!({
                 "worker": worker_info(&w, &rec),
                 "today": clock.today(),

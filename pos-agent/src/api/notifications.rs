@@ -46,7 +46,7 @@ pub(super) async fn notifications(
             let clock = clock(a, &cfg, now);
             let lists = a.lists();
             let groups = views::today_by_list(&lists, &clock, |t| match (&who, &rec) {
-                (Some(w), Some(r)) => views::is_mine(t, w, r),
+                (Some(w), Some(r)) => views::is_for(t, w, r),
                 _ => true,
             });
             let mut v = serde_json::to_value(views::notifications(&groups, &clock, window))
