@@ -74,8 +74,10 @@ const STATUS_TEXT = {
   reopened: "Reopened",
 };
 
+// Work nobody holds is for anyone on shift (views::is_for): it is on
+// every worker's home, so the row says so instead of "Unassigned".
 function who(a) {
-  if (!a) return "Unassigned";
+  if (!a) return "Anyone on shift";
   if (a.kind === "group") return "Group: " + a.id;
   const w = state.workers.find((x) => x.id === a.id);
   return w ? w.name : a.id;
@@ -409,7 +411,7 @@ function closeModal() {
 // ---- manager ---------------------------------------------------------------
 
 function assigneeOptions(current) {
-  const opts = [el("option", { value: "" }, "Unassigned")];
+  const opts = [el("option", { value: "" }, "Anyone on shift")];
   for (const w of state.workers) {
     opts.push(el("option", { value: "worker:" + w.id, selected: current === "worker:" + w.id }, w.name + " (" + w.role + ")"));
   }
@@ -442,10 +444,15 @@ function managerView() {
 
   const all = [];
   for (const l of state.lists) for (const t of l.tasks) all.push(t);
+  // Late work nobody holds first: the manager gives it to someone.
+  const nobodysLate = (t) => t.past_due && !t.assignee;
+  all.sort((a, b) => nobodysLate(b) - nobodysLate(a));
   const assignRows = all.map((t) => {
     const sel = el("select", { "data-assign": t.task }, assigneeOptions(assigneeCode(t.assignee)));
-    return el("div", { class: "row" },
-      el("span", { class: "title" }, t.title, el("span", { class: "small" }, t.list_name + (t.due_local ? " · " + t.due_local : ""))),
+    return el("div", { class: "row" + (nobodysLate(t) ? " late" : ""), "data-assign-row": t.task },
+      el("span", { class: "title" }, t.title,
+        nobodysLate(t) ? el("span", { class: "late-mark" }, "Past due, nobody has it") : null,
+        el("span", { class: "small" }, t.list_name + (t.due_local ? " · " + t.due_local : ""))),
       sel,
       el("button", { class: "act", onclick: async () => {
         try {
