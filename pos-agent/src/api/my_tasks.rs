@@ -1,5 +1,6 @@
 //! `GET /api/my-tasks`: the signed-in worker's view of today, grouped by
-//! list (`?scope=all` for every task).
+//! list: their tasks and work nobody holds (`views::is_for`); `?scope=all`
+//! for every task.
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};

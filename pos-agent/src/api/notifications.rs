@@ -1,5 +1,6 @@
 //! `GET /api/notifications`: tasks due soon or past due, for the signed-in
-//! or named worker, or for everyone.
+//! or named worker (theirs and work nobody holds, `views::is_for`), or for
+//! everyone.
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
