@@ -4,6 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::procs::Proc;
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -61,4 +66,51 @@ pub fn node_ready(test: &str) {
             .unwrap_or_else(|e| panic!("running `npm ci` in {}: {e}", js.display()));
         assert!(status.success(), "`npm ci` in {} failed", js.display());
     }
+}
+
+/// Run the one-shot browser script `tests/js/<script>` against terminal
+/// `pos` (its screenshots go to `target/tmp/<shots>`), within `deadline`.
+/// The script prints one `RESULT <json>` line; it must exit with success
+/// and report no errors. Returns the report and the screenshots' folder.
+pub async fn run_pos_script(
+    script: &str,
+    shots: &str,
+    pos: &Proc,
+    chromium: &Path,
+    deadline: Duration,
+) -> (Value, PathBuf) {
+    let shots = root().join("target/tmp").join(shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = tokio::time::timeout(
+        deadline,
+        tokio::process::Command::new("node")
+            .arg(root().join("tests/js").join(script))
+            .arg(format!("http://{}", pos.addr))
+            .arg(&shots)
+            .env("CHROMIUM", chromium)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the browser script finished in time")
+    .unwrap_or_else(|e| panic!("running node tests/js/{script}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .map(|r| serde_json::from_str(r).unwrap())
+        .unwrap_or_else(|| {
+            panic!(
+                "no RESULT from the script: {}\n{stdout}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(
+        out.status.success() && report["errors"] == json!([]),
+        "{}: {report:#}\npos-1 log:\n{}",
+        out.status,
+        pos.log_tail()
+    );
+    (report, shots)
 }

@@ -297,6 +297,25 @@ pub async fn post(url: String, body: Value) -> Value {
     v
 }
 
+/// Put worker `id` on the test store's roster through the admin API
+/// (`body`: name, role, groups, pin); panics with the hub's answer if refused.
+pub async fn put_worker(hub: &str, id: &str, body: Value) {
+    let url = format!("http://{hub}/api/stores/{STORE}/workers/{id}");
+    let r = client()
+        .put(&url)
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PUT {url}: {e}"));
+    let status = r.status();
+    assert!(
+        status.is_success(),
+        "PUT {url}: {status} {}",
+        r.text().await.unwrap_or_default()
+    );
+}
+
 /// HQ's side of a test: the store, a token for it, and one list for today.
 pub struct Setup {
     pub token: String,

@@ -21,7 +21,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tests::procs::{self, AgentArgs, ADMIN, STORE};
+use tests::procs::{self, AgentArgs, STORE};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -29,30 +29,6 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(240);
 
 use tests::browser::{chromium, node_ready, root};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-async fn put_worker(hub: &str, id: &str, body: Value) {
-    let url = format!("http://{hub}/api/stores/{STORE}/workers/{id}");
-    let r = client()
-        .put(&url)
-        .bearer_auth(ADMIN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("PUT {url}: {e}"));
-    let status = r.status();
-    assert!(
-        status.is_success(),
-        "PUT {url}: {status} {}",
-        r.text().await.unwrap_or_default()
-    );
-}
 
 /// POST to an agent's local API; the status and body.
 async fn agent_post(agent: &str, path: &str, body: Value) -> (u16, Value) {
@@ -99,7 +75,7 @@ async fn a_worker_completes_a_task_offline_in_the_browser_and_sees_it_confirmed(
         ("w-2", "Bo Novak", "cashier", vec![], "2345"),
         ("m-1", "Mia Chen", "manager", vec!["closers"], "9999"),
     ] {
-        put_worker(
+        procs::put_worker(
             &hub_addr,
             id,
             json!({"name": name, "role": role, "groups": groups, "pin": pin}),

@@ -27,23 +27,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tests::browser::{chromium, node_ready, root};
-use tests::procs::{self, AgentArgs, Proc, ADMIN, STORE};
+use tests::browser::{chromium, node_ready, run_pos_script};
+use tests::procs::{self, AgentArgs, Proc, STORE};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(240);
-
-async fn put_worker(hub: &str, id: &str, body: Value) {
-    let url = format!("http://{hub}/api/stores/{STORE}/workers/{id}");
-    let r = reqwest::Client::new()
-        .put(&url)
-        .bearer_auth(ADMIN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("PUT {url}: {e}"));
-    assert!(r.status().is_success(), "PUT {url}: {}", r.status());
-}
 
 /// POST to an agent's local API as `worker` (the CLI's way, no session).
 async fn agent_post(agent: &str, path: &str, body: Value) {
@@ -101,7 +89,7 @@ async fn no_button_overflows_at_any_screen_size_and_time_reads_the_same() {
         ("w-1", "Ana Lopez", "cashier", vec!["closers"], "1234"),
         ("m-1", "Mia Chen", "manager", vec!["closers"], "9999"),
     ] {
-        put_worker(
+        procs::put_worker(
             &hub.addr,
             id,
             json!({"name": name, "role": role, "groups": groups, "pin": pin}),
@@ -204,39 +192,14 @@ async fn no_button_overflows_at_any_screen_size_and_time_reads_the_same() {
     assert_eq!(grid.as_array().unwrap().len(), 1, "{grid}");
     drop(pos2);
 
-    let shots = root().join("target/tmp/pos-layout");
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = tokio::time::timeout(
+    let (report, shots) = run_pos_script(
+        "pos_layout.mjs",
+        "pos-layout",
+        &pos1,
+        &chromium,
         SCRIPT_DEADLINE,
-        tokio::process::Command::new("node")
-            .arg(root().join("tests/js/pos_layout.mjs"))
-            .arg(format!("http://{}", pos1.addr))
-            .arg(&shots)
-            .env("CHROMIUM", &chromium)
-            .kill_on_drop(true)
-            .output(),
     )
-    .await
-    .expect("the browser script finished in time")
-    .expect("running node tests/js/pos_layout.mjs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .map(|r| serde_json::from_str(r).unwrap())
-        .unwrap_or_else(|| {
-            panic!(
-                "no RESULT from the script: {}\n{stdout}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    assert!(
-        out.status.success() && report["errors"] == json!([]),
-        "{}: {report:#}\npos-1 log:\n{}",
-        out.status,
-        pos1.log_tail()
-    );
+    .await;
     assert_eq!(
         report["overflows"],
         json!([]),

@@ -14,24 +14,12 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use tests::browser::{chromium, node_ready, root};
-use tests::procs::{self, AgentArgs, ADMIN, STORE};
+use serde_json::json;
+use tests::browser::{chromium, node_ready, run_pos_script};
+use tests::procs::{self, AgentArgs, STORE};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(120);
-
-async fn put_worker(hub: &str, id: &str, body: Value) {
-    let url = format!("http://{hub}/api/stores/{STORE}/workers/{id}");
-    let r = reqwest::Client::new()
-        .put(&url)
-        .bearer_auth(ADMIN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("PUT {url}: {e}"));
-    assert!(r.status().is_success(), "PUT {url}: {}", r.status());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unassigned_late_work_reaches_the_workers_home_and_the_manager() {
@@ -53,7 +41,7 @@ async fn unassigned_late_work_reaches_the_workers_home_and_the_manager() {
         ("w-2", "Bo Berg", "cashier", "5678"),
         ("m-1", "Mia Chen", "manager", "9999"),
     ] {
-        put_worker(
+        procs::put_worker(
             &hub.addr,
             id,
             json!({"name": name, "role": role, "groups": [], "pin": pin}),
@@ -95,39 +83,14 @@ async fn unassigned_late_work_reaches_the_workers_home_and_the_manager() {
     })
     .await;
 
-    let shots = root().join("target/tmp/pos-unassigned");
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = tokio::time::timeout(
+    let (report, _) = run_pos_script(
+        "pos_unassigned.mjs",
+        "pos-unassigned",
+        &pos1,
+        &chromium,
         SCRIPT_DEADLINE,
-        tokio::process::Command::new("node")
-            .arg(root().join("tests/js/pos_unassigned.mjs"))
-            .arg(format!("http://{}", pos1.addr))
-            .arg(&shots)
-            .env("CHROMIUM", &chromium)
-            .kill_on_drop(true)
-            .output(),
     )
-    .await
-    .expect("the browser script finished in time")
-    .expect("running node tests/js/pos_unassigned.mjs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .map(|r| serde_json::from_str(r).unwrap())
-        .unwrap_or_else(|| {
-            panic!(
-                "no RESULT from the script: {}\n{stdout}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    assert!(
-        out.status.success() && report["errors"] == json!([]),
-        "{}: {report:#}\npos-1 log:\n{}",
-        out.status,
-        pos1.log_tail()
-    );
+    .await;
     let seen = &report["seen"];
 
     // Ana's home ("My tasks"): the unassigned work, late first, and her
