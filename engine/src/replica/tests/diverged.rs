@@ -38,9 +38,9 @@ fn hub_events(net: &mut Net, doc: DocumentId) -> Vec<EventId> {
 }
 
 /// Terminal 0 synced one event, then terminal 1 became a clone of it;
-/// both offline.
-fn cloned_net() -> (Net, DocumentId) {
-    let mut net = Net::new(2);
+/// both offline. `terminals` (at least 2) terminals in all.
+fn cloned_net(terminals: usize) -> (Net, DocumentId) {
+    let mut net = Net::new(terminals);
     let id = content(3).id;
     net.connect(0);
     net.run();
@@ -58,8 +58,8 @@ fn cloned_net() -> (Net, DocumentId) {
 /// `cloned_net`, and the clone recorded under the shared actor and synced
 /// while terminal 0 was offline: terminal 0's next offline update reuses
 /// the clone's sequence number.
-fn diverged_net() -> (Net, DocumentId) {
-    let (mut net, id) = cloned_net();
+fn diverged_net(terminals: usize) -> (Net, DocumentId) {
+    let (mut net, id) = cloned_net(terminals);
     net.connect(1);
     net.run();
     let (_, out) = net.agents[1]
@@ -95,7 +95,7 @@ fn assert_recovered(net: &mut Net, id: DocumentId, old_actor: &automerge::ActorI
 
 #[test]
 fn the_hubs_change_under_a_reused_sequence_number_makes_the_terminal_take_a_fresh_actor() {
-    let (mut net, id) = diverged_net();
+    let (mut net, id) = diverged_net(2);
     let old_actor = net.agents[0].db().actor_id();
     let (offline, _) = net.agents[0]
         .record_status(id, &upd(3, Status::Completed, "w3"), NOW + 2_000)
@@ -252,7 +252,7 @@ fn a_sync_message_one_document_cannot_take_leaves_the_others_syncing() {
 /// again under its fresh actor, so the hub adopts its list, which syncs.
 #[test]
 fn a_list_entry_of_the_diverged_history_is_made_again_and_its_list_reaches_the_hub() {
-    let (mut net, _) = cloned_net();
+    let (mut net, _) = cloned_net(2);
     let (theirs, ours) = (v4(41), v4(42));
     net.agents[1]
         .create_list(&store_list(theirs), net.now)
@@ -303,27 +303,9 @@ fn a_list_entry_of_the_diverged_history_is_made_again_and_its_list_reaches_the_h
 /// forget what it sent.
 #[test]
 fn a_change_the_hub_sent_before_the_divergence_showed_arrives_again() {
-    let mut net = Net::new(3);
-    let id = content(3).id;
-    net.connect(0);
-    net.run();
-    let (_, out) = net.agents[0]
-        .record_status(id, &upd(1, Status::InProgress, "w1"), NOW)
-        .unwrap();
-    net.route_agent(0, out);
-    net.run();
-    net.disconnect(0);
-    clone_agent(&mut net, 0, 1);
-    // The clone records under the shared actor (change X), and terminal 2
+    // The clone recorded under the shared actor (change X); terminal 2
     // builds on it (change Y).
-    net.connect(1);
-    net.run();
-    let (_, out) = net.agents[1]
-        .record_status(id, &upd(2, Status::Completed, "w2"), NOW + 1_000)
-        .unwrap();
-    net.route_agent(1, out);
-    net.run();
-    net.disconnect(1);
+    let (mut net, id) = diverged_net(3);
     let x = net.hub.document(id).unwrap().get_heads();
     assert_eq!(x.len(), 1);
     net.connect(2);
@@ -413,7 +395,7 @@ fn refused_with_text(
     rewrite: impl Fn(&crate::replica::Refusal) -> String,
 ) -> (Net, DocumentId, automerge::ActorId) {
     use crate::replica::{Refusal, Rule};
-    let (mut net, id) = cloned_net();
+    let (mut net, id) = cloned_net(2);
     let old_actor = net.agents[0].db().actor_id();
     net.connect(0);
     net.connect(1);
