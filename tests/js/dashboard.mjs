@@ -9,21 +9,16 @@
 // Steps: a wrong token is refused; the right one signs in; wait for a store
 // to show online; read the grid and the past-due table; open the first
 // grid cell's drill-down and read every task's status, history and conflict.
-import { chromium } from "playwright-core";
+import { launch } from "./headless.mjs";
 
 const [base, token, date, shot, drillShot] = process.argv.slice(2);
 if (!base || !token || !date || !shot) {
   console.error("usage: node dashboard.mjs <hub URL> <admin token> <YYYY-MM-DD> <screenshot.png> [drill.png]");
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const TIMEOUT = 20_000;
 
-const browser = await chromium.launch({
-  executablePath,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const report = { errors: [] };
 try {
   const context = await browser.newContext({

@@ -12,7 +12,7 @@
 // change waiting, take "Restock carrier bags", screenshot, STEP start-hub,
 // see every change confirmed, sign out, sign in as Mia (manager), see the
 // conflicts the other terminal made offline, add a task, screenshot.
-import { chromium } from "playwright-core";
+import { launch, signIn, watchPosErrors } from "./headless.mjs";
 import { createInterface } from "node:readline";
 
 const [base, workerShot, managerShot] = process.argv.slice(2);
@@ -20,7 +20,6 @@ if (!base || !workerShot || !managerShot) {
   console.error("usage: node pos.mjs <agent URL> <worker.png> <manager.png>");
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const TIMEOUT = 20_000;
 // The agent reconnects with backoff (up to 30 s between tries).
 const RECONNECT = 90_000;
@@ -33,11 +32,7 @@ async function step(name) {
   if (done || value.trim() !== "go") throw new Error(`step ${name}: expected "go", got ${value}`);
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const report = { errors: [], seen: {} };
 let code = 0;
 try {
@@ -50,19 +45,8 @@ try {
   });
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
-  page.on("pageerror", (e) => report.errors.push(`page error: ${e.message}`));
-  page.on("console", (m) => {
-    // A refused PIN or a sign-out is a 401 the UI handles.
-    if (m.type() === "error" && !/40[139]/.test(m.text())) report.errors.push(`console: ${m.text()}`);
-  });
+  watchPosErrors(page, report);
   const sync = page.locator("#sync");
-
-  async function signIn(worker, pin) {
-    await page.locator(`[data-worker="${worker}"]`).click();
-    for (const d of pin) await page.locator(`[data-key="${d}"]`).click();
-    await page.locator("#sign-in").click();
-    await page.locator("nav.tabs").waitFor();
-  }
 
   await page.goto(base + "/");
   // A wrong PIN is refused and the keypad stays.
@@ -72,7 +56,7 @@ try {
   await page.locator(".toast.bad", { hasText: "wrong PIN" }).waitFor();
   report.seen.wrong_pin_refused = true;
   await page.reload();
-  await signIn("w-1", "1234");
+  await signIn(page, "w-1", "1234");
   report.seen.signed_in_as = (await page.locator("#who").innerText()).trim();
   await page.locator(".task", { hasText: "Count the till" }).waitFor();
   report.seen.my_tasks = await page.locator(".task .title").evaluateAll(
@@ -109,7 +93,7 @@ try {
 
   // The manager.
   await page.locator(".tab.out").click();
-  await signIn("m-1", "9999");
+  await signIn(page, "m-1", "9999");
   await page.locator('[data-tab="manager"]').click();
   await page.locator("[data-conflict]").first().waitFor();
   report.seen.conflicts = await page.locator("[data-conflict] h3").evaluateAll(

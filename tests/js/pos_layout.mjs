@@ -7,14 +7,13 @@
 // manager's view. Every visible button is measured (see `overflows`);
 // a screenshot of each screen goes to the directory. Prints
 // `RESULT {errors, overflows, seen}`.
-import { chromium } from "playwright-core";
+import { launch, watchPosErrors } from "./headless.mjs";
 
 const [base, shotDir] = process.argv.slice(2);
 if (!base || !shotDir) {
   console.error("usage: node pos_layout.mjs <agent URL> <screenshot dir>");
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const TIMEOUT = 20_000;
 const SIZES = [[1024, 768], [1280, 800], [1920, 1080], [800, 1280], [390, 844]];
 
@@ -58,11 +57,7 @@ function overflows() {
   return bad;
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const report = { errors: [], overflows: [], seen: { sizes: [] } };
 let code = 0;
 try {
@@ -76,10 +71,7 @@ try {
     });
     const page = await context.newPage();
     page.setDefaultTimeout(TIMEOUT);
-    page.on("pageerror", (e) => report.errors.push(`${size}: page error: ${e.message}`));
-    page.on("console", (m) => {
-      if (m.type() === "error" && !/40[139]/.test(m.text())) report.errors.push(`${size}: console: ${m.text()}`);
-    });
+    watchPosErrors(page, report, `${size}: `);
     async function check(screen) {
       await page.screenshot({ path: `${shotDir}/${size}-${screen}.png` });
       for (const o of await page.evaluate(overflows)) report.overflows.push(`${size} ${screen}: ${o}`);

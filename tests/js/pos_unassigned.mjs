@@ -6,21 +6,16 @@
 // work, late first, and its tiles count it. Mia (a manager) signs in and
 // opens the Manager tab: late work nobody holds comes first there.
 // Prints `RESULT {errors, seen}`.
-import { chromium } from "playwright-core";
+import { launch, signIn, watchPosErrors } from "./headless.mjs";
 
 const [base, shotDir] = process.argv.slice(2);
 if (!base || !shotDir) {
   console.error("usage: node pos_unassigned.mjs <agent URL> <screenshot dir>");
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const TIMEOUT = 20_000;
 
-const browser = await chromium.launch({
-  executablePath,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const report = { errors: [], seen: {} };
 let code = 0;
 try {
@@ -32,21 +27,12 @@ try {
   });
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
-  page.on("pageerror", (e) => report.errors.push(`page error: ${e.message}`));
-  page.on("console", (m) => {
-    if (m.type() === "error" && !/40[139]/.test(m.text())) report.errors.push(`console: ${m.text()}`);
-  });
-  async function signIn(worker, pin) {
-    await page.locator(`[data-worker="${worker}"]`).click();
-    for (const d of pin) await page.locator(`[data-key="${d}"]`).click();
-    await page.locator("#sign-in").click();
-    await page.locator("nav.tabs").waitFor();
-  }
+  watchPosErrors(page, report);
   const titles = () => page.locator("#main .task .title").evaluateAll(
     (els) => els.map((e) => e.firstChild.textContent));
 
   await page.goto(base + "/");
-  await signIn("w-1", "1234");
+  await signIn(page, "w-1", "1234");
   const late = page.locator(".task.late", { hasText: "Check the cold chain log" });
   await late.waitFor();
   report.seen.home_tab = await page.locator(".tab.on").innerText();
@@ -59,7 +45,7 @@ try {
   await page.screenshot({ path: `${shotDir}/worker-home.png` });
   await page.locator(".tab.out").click();
 
-  await signIn("m-1", "9999");
+  await signIn(page, "m-1", "9999");
   await page.locator(".task", { hasText: "Check the cold chain log" }).waitFor();
   report.seen.manager_home_titles = await titles();
   await page.locator('[data-tab="manager"]').click();
