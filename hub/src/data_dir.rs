@@ -1,16 +1,19 @@
-//! The hub's data directory: its database (`hub.db`) and admin token
-//! file, opened (or made on first start) with the replica thread started
-//! on them.
+//! The hub's data directory: its database (`hub.db`, unless the hub runs
+//! on PostgreSQL) and admin token file, opened (or made on first start)
+//! with the replica thread started on them.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use engine::protocol::wire::PeerId;
 use engine::replica::hub::{Hub, HubConfig, HubLimits};
+use engine::storage::roles::HubStorage;
 use engine::storage::SqliteDatabase;
 use rand::RngCore;
 
 use crate::http::state::AppState;
+use crate::pg::PgDatabase;
+use crate::read_pool::ReadSource;
 use crate::runtime::{now_ms, HubHandle};
 use crate::secrets::{random_token, write_secret};
 
@@ -18,7 +21,20 @@ use crate::secrets::{random_token, write_secret};
 /// tests.
 #[cfg(test)]
 pub(crate) fn open_for_test(dir: &Path) -> AppState {
-    open(dir, Default::default(), Some("admin")).unwrap().state
+    open(dir, Default::default(), Some("admin"), &Database::Sqlite)
+        .unwrap()
+        .state
+}
+
+/// Where the hub keeps its documents, registry and status index.
+#[derive(Debug, Clone, Default)]
+pub enum Database {
+    /// Embedded SQLite in `DIR/hub.db`: the default, one node.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database (`postgres://user:password@host:port/db`),
+    /// which hub nodes can share; `node` names this node there.
+    Postgres { url: String, node: String },
 }
 
 /// What `open` made ready: the hub thread and the admin token path.
@@ -36,15 +52,37 @@ pub fn open(
     data_dir: &Path,
     limits: HubLimits,
     admin_token: Option<&str>,
+    database: &Database,
 ) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the hub data directory {}", data_dir.display()))?;
-    let db = data_dir.join("hub.db");
     let mut actor = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut actor);
-    let mut store =
-        SqliteDatabase::open(&db, actor).with_context(|| format!("opening {}", db.display()))?;
-    let storage_id = Hub::storage_id_of(&mut store, &uuid::Uuid::new_v4().to_string())?;
+    let (store, readers): (Box<dyn HubStorage>, ReadSource) = match database {
+        Database::Sqlite => {
+            let db = data_dir.join("hub.db");
+            let store = SqliteDatabase::open(&db, actor)
+                .with_context(|| format!("opening {}", db.display()))?;
+            (Box::new(store), ReadSource::Sqlite(db))
+        }
+        Database::Postgres { url, node } => {
+            let store = PgDatabase::connect(url, node, actor)
+                .context("opening the hub's PostgreSQL database")?;
+            (Box::new(store), ReadSource::Postgres(url.clone()))
+        }
+    };
+    open_on(data_dir, store, readers, limits, admin_token)
+}
+
+/// `open` on a database already opened.
+fn open_on(
+    data_dir: &Path,
+    mut store: Box<dyn HubStorage>,
+    readers: ReadSource,
+    limits: HubLimits,
+    admin_token: Option<&str>,
+) -> anyhow::Result<Opened> {
+    let storage_id = Hub::storage_id_of(&mut *store, &uuid::Uuid::new_v4().to_string())?;
     let cfg = HubConfig {
         peer_id: PeerId::new(format!(
             "hub-{}",
@@ -53,8 +91,7 @@ pub fn open(
         storage_id,
         limits: limits.clone(),
     };
-    let db = store.path().to_path_buf();
-    let mut hub = Hub::open(store, cfg)?;
+    let mut hub = Hub::open_boxed(store, cfg)?;
     let token_file = data_dir.join("admin-token");
     let new_admin_token = match admin_token {
         None if !token_file.exists() => Some(random_token()),
@@ -69,7 +106,7 @@ pub fn open(
         write_secret(&token_file, t)?;
     }
     Ok(Opened {
-        state: AppState::new(HubHandle::spawn(hub), limits, db),
+        state: AppState::new(HubHandle::spawn(hub), limits, readers),
         admin_token_file: token_file,
         new_admin_token,
     })

@@ -9,6 +9,7 @@ pub mod connection_slots;
 pub mod data_dir;
 pub mod http;
 pub mod metrics;
+pub mod pg;
 pub mod read_pool;
 pub mod runtime;
 pub mod secrets;

@@ -19,6 +19,16 @@ pub struct ServeArgs {
     pub data: PathBuf,
     #[arg(long, env = "HUB_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Keep the hub's data in PostgreSQL instead of DATA/hub.db:
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB`. Hub nodes that share a
+    /// database form a cluster (see docs/operations.md).
+    #[arg(long, env = "HUB_DATABASE")]
+    pub database: Option<String>,
+    /// This node's name in a PostgreSQL cluster (letters, digits, - and
+    /// _; unique per node and stable across restarts). Default: the
+    /// host's name.
+    #[arg(long, env = "HUB_NODE", value_parser = node_name)]
+    pub node: Option<String>,
     /// TOML file of these settings (keys are the flag names with
     /// underscores, e.g. `retention_days = 90`); flags and HUB_* win.
     #[arg(long)]
@@ -71,6 +81,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config: _,
         data,
         listen,
+        database,
+        node,
         admin_token,
         max_frame_bytes,
         max_messages_per_second,
@@ -98,7 +110,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
-    let opened = crate::data_dir::open(&data, limits, admin_token.as_deref())?;
+    let database = match database {
+        None => {
+            if node.is_some() {
+                anyhow::bail!("--node names a node of a PostgreSQL cluster: give --database too");
+            }
+            crate::data_dir::Database::Sqlite
+        }
+        Some(url) => crate::data_dir::Database::Postgres {
+            url,
+            node: node.unwrap_or_else(default_node_name),
+        },
+    };
+    let opened = crate::data_dir::open(&data, limits, admin_token.as_deref(), &database)?;
     let state = opened.state.with_connection_caps(ConnectionCaps {
         per_token: max_connections_per_token,
         per_store: max_connections_per_store,
@@ -121,6 +145,42 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         stop.cancel();
     });
     crate::server::run(listener, state, shutdown).await
+}
+
+/// A node name: 1 to 64 of letters, digits, `-` and `_`.
+fn node_name(s: &str) -> Result<String, String> {
+    let ok = (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a node name: use 1 to 64 letters, digits, - or _"
+        ))
+    }
+}
+
+/// The host's name, as a node name.
+fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let name: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "hub-1".into()
+    } else {
+        name
+    }
 }
 
 /// A cap of at least one connection (0 would lock every terminal out).

@@ -1,7 +1,6 @@
 //! What every request handler shares: the hub thread, its limits, the
 //! read-only pool, the connection caps and the shutdown signal.
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +9,7 @@ use engine::replica::hub::HubLimits;
 use tokio_util::sync::CancellationToken;
 
 use crate::connection_slots::{ConnectionCaps, ConnectionSlots};
-use crate::read_pool::ReadPool;
+use crate::read_pool::{ReadPool, ReadSource};
 use crate::runtime::HubHandle;
 
 /// Shared by every request handler.
@@ -36,7 +35,7 @@ pub const INDEX_READ_BUDGET: Duration = Duration::from_millis(250);
 
 impl AppState {
     /// `db` is the hub's database file, which status queries read.
-    pub fn new(hub: HubHandle, limits: HubLimits, db: PathBuf) -> AppState {
+    pub fn new(hub: HubHandle, limits: HubLimits, db: ReadSource) -> AppState {
         AppState {
             hub,
             limits: Arc::new(limits),

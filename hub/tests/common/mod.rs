@@ -81,7 +81,7 @@ pub async fn start(limits: HubLimits) -> TestHub {
 /// `start`, with these caps on open sync connections.
 pub async fn start_with_caps(limits: HubLimits, caps: ConnectionCaps) -> TestHub {
     let dir = tempfile::tempdir().unwrap();
-    let opened = data_dir::open(dir.path(), limits, Some("admin")).unwrap();
+    let opened = data_dir::open(dir.path(), limits, Some("admin"), &Default::default()).unwrap();
     let state = opened.state.with_connection_caps(caps);
     state
         .hub

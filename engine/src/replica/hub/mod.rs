@@ -181,7 +181,11 @@ impl Hub {
     /// Open the hub over its database (any backend of the storage
     /// traits); the database's actor is HQ's.
     pub fn open(db: impl HubStorage + 'static, cfg: HubConfig) -> Result<Hub, HubError> {
-        let mut db: Box<dyn HubStorage> = Box::new(db);
+        Hub::open_boxed(Box::new(db), cfg)
+    }
+
+    /// [`Hub::open`] on a backend chosen at run time.
+    pub fn open_boxed(mut db: Box<dyn HubStorage>, cfg: HubConfig) -> Result<Hub, HubError> {
         let actor = db.actor_id();
         db.claim_actor(&actor, &Principal::Hq)?;
         let projection = StatusProjection::open(&*db)?;
@@ -202,7 +206,10 @@ impl Hub {
     /// The storage id this hub's database keeps across restarts (clients
     /// key their saved sync state to it), or `fresh` stored as it on the
     /// first open.
-    pub fn storage_id_of(db: &mut impl Replica, fresh: &str) -> Result<StorageId, HubError> {
+    pub fn storage_id_of(
+        db: &mut (impl Replica + ?Sized),
+        fresh: &str,
+    ) -> Result<StorageId, HubError> {
         let id = match db.get_meta(STORAGE_ID_KEY)? {
             Some(b) => String::from_utf8_lossy(&b).into_owned(),
             None => {

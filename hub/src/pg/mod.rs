@@ -1,0 +1,520 @@
+//! The PostgreSQL backend of the hub's storage: the same role traits as
+//! `engine::storage::sqlite`, on a database server several hub nodes can
+//! share (issue #21). `hub serve --database postgres://...` picks it;
+//! embedded SQLite stays the default.
+//!
+//! It lives in the hub, not the engine, because its driver
+//! (tokio-postgres) needs an async runtime and the engine has none. The
+//! storage traits are synchronous and called on the replica's thread, so
+//! each [`PgDatabase`] owns a current-thread runtime and one connection,
+//! and every method runs `block_on` over it (what the sync `postgres`
+//! crate does inside). Never call it from inside an async task: the
+//! replica thread and `spawn_blocking` readers are plain threads.
+//!
+//! Transactions mirror the SQLite backend's:
+//! - outside a batch every write is `BEGIN .. COMMIT` of its own, durable
+//!   (`synchronous_commit = on`) when it returns;
+//! - inside a batch (`begin_batch` .. `commit_batch`) a write is a
+//!   savepoint of the batch's transaction, undone alone if it fails, and
+//!   durable when the batch commits;
+//! - reads outside a batch run in one `REPEATABLE READ` read-only
+//!   transaction, so several queries see one state.
+
+mod documents;
+mod errors;
+mod groups;
+mod registry;
+mod schema;
+mod status_index;
+mod sync_state;
+mod templates;
+#[doc(hidden)]
+pub mod testing;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use automerge::ActorId;
+use engine::storage::roles::{Replica, UnitOfWork};
+use engine::storage::StorageError;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Row, Statement};
+
+pub use schema::CURRENT_VERSION;
+
+/// A hub node's connection to the shared PostgreSQL database.
+pub struct PgDatabase {
+    rt: tokio::runtime::Runtime,
+    config: Config,
+    /// Replaced by a new connection when the old one was lost (outside a
+    /// batch only: a lost connection takes its open transaction with it).
+    client: RefCell<Client>,
+    /// Statements prepared on `client`, by their SQL.
+    prepared: RefCell<HashMap<&'static str, Statement>>,
+    /// `host:port/dbname`, never the password: what messages name.
+    location: String,
+    /// This node's name; its actor id is kept per node.
+    node: String,
+    actor: ActorId,
+    batch: Cell<bool>,
+    /// A reader: every transaction is read-only.
+    reader: bool,
+}
+
+impl std::fmt::Debug for PgDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgDatabase")
+            .field("location", &self.location)
+            .field("node", &self.node)
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A failure inside a unit of work, before the location is attached: lets
+/// the bodies use `?` on both driver and storage errors.
+pub(crate) enum Failure {
+    Pg(tokio_postgres::Error),
+    Storage(StorageError),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Failure::Pg(e)
+    }
+}
+
+impl From<StorageError> for Failure {
+    fn from(e: StorageError) -> Self {
+        Failure::Storage(e)
+    }
+}
+
+impl Failure {
+    fn on(self, location: &str) -> StorageError {
+        match self {
+            Failure::Pg(e) => errors::from_pg(location, e),
+            Failure::Storage(e) => e,
+        }
+    }
+}
+
+/// The connection as one unit of work sees it: statements are prepared
+/// once per connection and reused (a prepared statement saves the server
+/// a parse and a plan per call).
+pub(crate) struct Tx<'a> {
+    client: &'a Client,
+    prepared: &'a RefCell<HashMap<&'static str, Statement>>,
+    location: &'a str,
+}
+
+type Params<'p> = [&'p (dyn ToSql + Sync)];
+
+impl Tx<'_> {
+    async fn statement(&self, sql: &'static str) -> Result<Statement, tokio_postgres::Error> {
+        let known = self.prepared.borrow().get(sql).cloned();
+        if let Some(st) = known {
+            return Ok(st);
+        }
+        let st = self.client.prepare(sql).await?;
+        self.prepared.borrow_mut().insert(sql, st.clone());
+        Ok(st)
+    }
+
+    pub(crate) async fn execute(
+        &self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> Result<u64, tokio_postgres::Error> {
+        let st = self.statement(sql).await?;
+        self.client.execute(&st, params).await
+    }
+
+    pub(crate) async fn query(
+        &self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let st = self.statement(sql).await?;
+        self.client.query(&st, params).await
+    }
+
+    pub(crate) async fn query_opt(
+        &self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let st = self.statement(sql).await?;
+        self.client.query_opt(&st, params).await
+    }
+
+    pub(crate) async fn query_one(
+        &self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> Result<Row, tokio_postgres::Error> {
+        let st = self.statement(sql).await?;
+        self.client.query_one(&st, params).await
+    }
+
+    /// Where this database is, for errors found in its rows.
+    pub(crate) fn location(&self) -> &str {
+        self.location
+    }
+}
+
+/// `host:port/dbname` of a connection config, without user or password.
+fn location_of(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().unwrap_or("postgres");
+    format!("postgres://{host}:{port}/{db}")
+}
+
+async fn open_client(config: &Config, reader: bool) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    // Driven while a `block_on` of this database's runtime runs, which is
+    // whenever we wait for an answer. It never LISTENs, so nothing arrives
+    // in between that would need driving.
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    // A transaction left open by a stalled node must not hold row locks
+    // forever; a batch takes milliseconds.
+    let mut setup = String::from(
+        "SET idle_in_transaction_session_timeout = '30s'; SET synchronous_commit = on;",
+    );
+    if reader {
+        setup.push_str("SET default_transaction_read_only = on;");
+    }
+    client.batch_execute(&setup).await?;
+    Ok(client)
+}
+
+impl PgDatabase {
+    /// Connect to the database at `url` as hub node `node`, creating and
+    /// migrating its tables as needed. `fresh_actor` (random bytes from the
+    /// caller) becomes this node's actor id only if the node has none yet.
+    pub fn connect(
+        url: &str,
+        node: &str,
+        fresh_actor: [u8; 16],
+    ) -> Result<PgDatabase, StorageError> {
+        let mut db = PgDatabase::open(url, node, false)?;
+        let location = db.location.clone();
+        let found = db
+            .rt
+            .block_on(schema::migrate(db.client.get_mut()))
+            .map_err(|e| match e {
+                schema::MigrateError::Pg(e) => errors::from_pg(&location, e),
+                schema::MigrateError::TooNew(found) => {
+                    errors::too_new(&location, found, CURRENT_VERSION)
+                }
+            })?;
+        if found < CURRENT_VERSION {
+            tracing::info!(%location, from = found, to = CURRENT_VERSION, "hub tables ready");
+        }
+        let actor = db.write(async |tx| {
+            tx.execute(
+                "INSERT INTO replica_actors (node_id, actor_id) VALUES ($1, $2)
+                 ON CONFLICT (node_id) DO NOTHING",
+                &[&db.node, &&fresh_actor[..]],
+            )
+            .await?;
+            let row = tx
+                .query_one(
+                    "SELECT actor_id FROM replica_actors WHERE node_id = $1",
+                    &[&db.node],
+                )
+                .await?;
+            Ok(ActorId::from(row.get::<_, Vec<u8>>(0)))
+        })?;
+        tracing::debug!(%location, node, %actor, "opened the hub's PostgreSQL database");
+        db.actor = actor;
+        Ok(db)
+    }
+
+    /// A read-only connection to a database `connect` has made ready, for
+    /// the reads HTTP requests make off the replica thread.
+    pub fn connect_reader(url: &str) -> Result<PgDatabase, StorageError> {
+        let db = PgDatabase::open(url, "reader", true)?;
+        let (location, version) = (db.location.clone(), db.schema_version()?);
+        if version > CURRENT_VERSION {
+            return Err(errors::too_new(&location, version, CURRENT_VERSION));
+        }
+        Ok(db)
+    }
+
+    fn open(url: &str, node: &str, reader: bool) -> Result<PgDatabase, StorageError> {
+        let bad_url = |detail: String| StorageError::Unavailable {
+            location: "the --database URL".into(),
+            unavailable: engine::storage::Unavailable::CannotOpen,
+            source: detail.into(),
+        };
+        let config: Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| bad_url(format!("not a PostgreSQL URL: {e}")))?;
+        let location = location_of(&config);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| bad_url(format!("cannot start the database runtime: {e}")))?;
+        let client = rt
+            .block_on(open_client(&config, reader))
+            .map_err(|e| errors::from_pg(&location, e))?;
+        Ok(PgDatabase {
+            rt,
+            config,
+            client: RefCell::new(client),
+            prepared: RefCell::default(),
+            location,
+            node: node.to_owned(),
+            actor: ActorId::from([0u8; 16]),
+            batch: Cell::new(false),
+            reader,
+        })
+    }
+
+    /// The schema version of the database's tables.
+    pub fn schema_version(&self) -> Result<i64, StorageError> {
+        self.read(async |tx| {
+            let row = tx
+                .query_one("SELECT version FROM schema_version", &[])
+                .await?;
+            Ok(row.get(0))
+        })
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// A lost connection is replaced before the next unit of work (never
+    /// inside a batch: its transaction went with the connection).
+    fn reconnect_if_lost(&self) -> Result<(), StorageError> {
+        if !self.client.borrow().is_closed() || self.batch.get() {
+            return Ok(());
+        }
+        let client = self
+            .rt
+            .block_on(open_client(&self.config, self.reader))
+            .map_err(|e| errors::from_pg(&self.location, e))?;
+        *self.client.borrow_mut() = client;
+        self.prepared.borrow_mut().clear();
+        tracing::info!(location = %self.location, "reconnected to PostgreSQL");
+        Ok(())
+    }
+
+    /// One write, all or nothing: its own transaction, durable when this
+    /// returns; inside a batch, a savepoint of the batch's transaction.
+    fn write<T>(
+        &self,
+        f: impl AsyncFnOnce(&Tx<'_>) -> Result<T, Failure>,
+    ) -> Result<T, StorageError> {
+        self.reconnect_if_lost()?;
+        let client = self.client.borrow();
+        let tx = Tx {
+            client: &client,
+            prepared: &self.prepared,
+            location: &self.location,
+        };
+        let batch = self.batch.get();
+        let (begin, commit, undo) = if batch {
+            (
+                "SAVEPOINT write",
+                "RELEASE write",
+                "ROLLBACK TO write; RELEASE write",
+            )
+        } else {
+            ("BEGIN", "COMMIT", "ROLLBACK")
+        };
+        self.rt
+            .block_on(async {
+                client.batch_execute(begin).await?;
+                match f(&tx).await {
+                    Ok(out) => match client.batch_execute(commit).await {
+                        Ok(()) => Ok(out),
+                        Err(e) => {
+                            let _ = client.batch_execute(undo).await;
+                            Err(Failure::Pg(e))
+                        }
+                    },
+                    Err(e) => {
+                        let _ = client.batch_execute(undo).await;
+                        Err(e)
+                    }
+                }
+            })
+            .map_err(|f| f.on(&self.location))
+    }
+
+    /// Reads that see one state: a read-only snapshot transaction of their
+    /// own, or the batch's transaction (which sees its own writes).
+    fn read<T>(
+        &self,
+        f: impl AsyncFnOnce(&Tx<'_>) -> Result<T, Failure>,
+    ) -> Result<T, StorageError> {
+        self.reconnect_if_lost()?;
+        let client = self.client.borrow();
+        let tx = Tx {
+            client: &client,
+            prepared: &self.prepared,
+            location: &self.location,
+        };
+        let batch = self.batch.get();
+        self.rt
+            .block_on(async {
+                if batch {
+                    return f(&tx).await;
+                }
+                client
+                    .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?;
+                let out = f(&tx).await;
+                let end = client.batch_execute("COMMIT").await;
+                let out = out?;
+                end?;
+                Ok(out)
+            })
+            .map_err(|f| f.on(&self.location))
+    }
+
+    /// Run transaction-control SQL.
+    fn exec(&self, sql: &str) -> Result<(), StorageError> {
+        let client = self.client.borrow();
+        self.rt
+            .block_on(client.batch_execute(sql))
+            .map_err(|e| errors::from_pg(&self.location, e))
+    }
+}
+
+impl Replica for PgDatabase {
+    fn actor_id(&self) -> ActorId {
+        self.actor.clone()
+    }
+
+    fn reset_actor(&mut self, new: [u8; 16]) -> Result<(), StorageError> {
+        self.write(async |tx| {
+            tx.execute(
+                "UPDATE replica_actors SET actor_id = $2 WHERE node_id = $1",
+                &[&self.node, &&new[..]],
+            )
+            .await?;
+            Ok(())
+        })?;
+        let actor = ActorId::from(new);
+        tracing::info!(location = %self.location, old = %self.actor, new = %actor,
+            "reset the hub node's actor id");
+        self.actor = actor;
+        Ok(())
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.read(async |tx| {
+            let row = tx
+                .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
+                .await?;
+            Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.write(async |tx| {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&key, &value],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn release_free_pages(&mut self) -> Result<i64, StorageError> {
+        // PostgreSQL's autovacuum gives space back on its own.
+        Ok(0)
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+}
+
+impl UnitOfWork for PgDatabase {
+    fn begin_batch(&mut self) -> Result<(), StorageError> {
+        if self.batch.get() {
+            return Ok(());
+        }
+        self.reconnect_if_lost()?;
+        self.exec("BEGIN")?;
+        self.batch.set(true);
+        Ok(())
+    }
+
+    fn commit_batch(&mut self) -> Result<(), StorageError> {
+        if !self.batch.replace(false) {
+            return Ok(());
+        }
+        // COMMIT of a transaction an error aborted answers ROLLBACK, not an
+        // error: the SELECT fails first in that case, and the COMMIT is
+        // then skipped.
+        if let Err(e) = self.exec("SELECT 1; COMMIT") {
+            let _ = self.exec("ROLLBACK");
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn in_batch(&self) -> bool {
+        self.batch.get()
+    }
+
+    fn begin_operation(&mut self) -> Result<(), StorageError> {
+        debug_assert!(self.batch.get(), "operations are marked inside a batch");
+        self.exec("SAVEPOINT operation")
+    }
+
+    fn end_operation(&mut self) -> Result<(), StorageError> {
+        self.exec("RELEASE operation")
+    }
+
+    fn rollback_operation(&mut self) -> Result<(), StorageError> {
+        self.exec("ROLLBACK TO operation; RELEASE operation")
+    }
+}
+
+/// A 16-byte id column as a document id; a row that holds anything else
+/// is damage (the schema's CHECK keeps it out).
+pub(crate) fn document_id(
+    location: &str,
+    bytes: Vec<u8>,
+) -> Result<engine::ids::DocumentId, Failure> {
+    let arr: [u8; 16] = bytes.try_into().map_err(|b: Vec<u8>| {
+        Failure::Storage(errors::damaged(
+            location,
+            format!("a document id is {} bytes, not 16", b.len()),
+        ))
+    })?;
+    Ok(engine::ids::DocumentId(uuid::Uuid::from_bytes(arr)))
+}
+
+/// A text column that must parse (a store id, a worker id, ...).
+pub(crate) fn parse_col<T: std::str::FromStr>(
+    location: &str,
+    s: &str,
+    what: &str,
+) -> Result<T, Failure> {
+    s.parse().map_err(|_| {
+        Failure::Storage(errors::damaged(
+            location,
+            format!("a stored {what} does not parse: {s:?}"),
+        ))
+    })
+}
