@@ -122,7 +122,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             node: node.unwrap_or_else(default_node_name),
         },
     };
-    let opened = crate::data_dir::open(&data, limits, admin_token.as_deref(), &database)?;
+    // Blocking: the PostgreSQL backend drives its connection with a
+    // runtime of its own, which cannot start inside this one.
+    let opened = tokio::task::spawn_blocking(move || {
+        crate::data_dir::open(&data, limits, admin_token.as_deref(), &database)
+    })
+    .await??;
     let state = opened.state.with_connection_caps(ConnectionCaps {
         per_token: max_connections_per_token,
         per_store: max_connections_per_store,

@@ -33,6 +33,7 @@ pub mod testing;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 
 use automerge::ActorId;
 use engine::storage::roles::{Replica, UnitOfWork};
@@ -44,7 +45,9 @@ pub use schema::CURRENT_VERSION;
 
 /// A hub node's connection to the shared PostgreSQL database.
 pub struct PgDatabase {
-    rt: tokio::runtime::Runtime,
+    /// Shut down (not dropped) in `Drop`: a reader may be dropped inside
+    /// an async task, where dropping a runtime would panic.
+    rt: ManuallyDrop<tokio::runtime::Runtime>,
     config: Config,
     /// Replaced by a new connection when the old one was lost (outside a
     /// batch only: a lost connection takes its open transaction with it).
@@ -269,7 +272,7 @@ impl PgDatabase {
             .block_on(open_client(&config, reader))
             .map_err(|e| errors::from_pg(&location, e))?;
         Ok(PgDatabase {
-            rt,
+            rt: ManuallyDrop::new(rt),
             config,
             client: RefCell::new(client),
             prepared: RefCell::default(),
@@ -392,6 +395,14 @@ impl PgDatabase {
         self.rt
             .block_on(client.batch_execute(sql))
             .map_err(|e| errors::from_pg(&self.location, e))
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // SAFETY: `rt` is not used again; this is the last use of `self`.
+        let rt = unsafe { ManuallyDrop::take(&mut self.rt) };
+        rt.shutdown_background();
     }
 }
 
