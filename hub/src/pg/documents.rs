@@ -83,6 +83,7 @@ impl Documents for PgDatabase {
 
     fn delete_document(&mut self, doc: DocumentId) -> Result<bool, StorageError> {
         self.write(async |tx| {
+            tx.touch_doc(doc).await?;
             let id = &doc.as_bytes()[..];
             tx.execute("DELETE FROM sync_states WHERE doc_id = $1", &[&id])
                 .await?;
@@ -99,6 +100,7 @@ impl Documents for PgDatabase {
         changes: &[Change],
     ) -> Result<(), StorageError> {
         self.write(async |tx| {
+            tx.touch_doc(doc).await?;
             let id = &doc.as_bytes()[..];
             tx.execute("DELETE FROM sync_states WHERE doc_id = $1", &[&id])
                 .await?;
@@ -117,6 +119,7 @@ impl Documents for PgDatabase {
         meta: &[(&str, Vec<u8>)],
     ) -> Result<(), StorageError> {
         self.write(async |tx| {
+            tx.touch_doc(doc).await?;
             let id = &doc.as_bytes()[..];
             tx.execute("DELETE FROM sync_states WHERE doc_id = $1", &[&id])
                 .await?;
@@ -144,6 +147,7 @@ impl Documents for PgDatabase {
 
     fn quarantine_document(&mut self, doc: DocumentId) -> Result<usize, StorageError> {
         self.write(async |tx| {
+            tx.touch_doc(doc).await?;
             let id = &doc.as_bytes()[..];
             let mut blobs: Vec<Vec<u8>> = Vec::new();
             if let Some(row) = tx
@@ -245,6 +249,7 @@ impl Documents for PgDatabase {
 
     fn compact(&mut self, doc: DocumentId) -> Result<CompactionStats, StorageError> {
         let stats = self.write(async |tx| {
+            tx.touch_doc(doc).await?;
             // Lock the document row: no other node's write to this document
             // lands between the read and the delete below.
             tx.query_opt(
@@ -352,6 +357,7 @@ pub(super) async fn append_in(
     doc: DocumentId,
     changes: &[Change],
 ) -> Result<usize, Failure> {
+    tx.touch_doc(doc).await?;
     let id = &doc.as_bytes()[..];
     tx.execute(
         "INSERT INTO documents (doc_id) VALUES ($1) ON CONFLICT (doc_id) DO NOTHING",

@@ -23,6 +23,7 @@
 mod documents;
 mod errors;
 mod groups;
+pub mod lease;
 mod registry;
 mod schema;
 mod status_index;
@@ -32,12 +33,15 @@ mod templates;
 pub mod testing;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::mem::ManuallyDrop;
 
 use automerge::ActorId;
 use engine::storage::roles::{Replica, UnitOfWork};
+use engine::ids::{DocumentId, StoreId};
 use engine::storage::StorageError;
+use lease::LeaseView;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
@@ -62,6 +66,22 @@ pub struct PgDatabase {
     batch: Cell<bool>,
     /// A reader: every transaction is read-only.
     reader: bool,
+    /// In a cluster: the leases this node holds, which every commit that
+    /// wrote a store's data checks (`lease::FENCE`).
+    leases: Option<Arc<LeaseView>>,
+    /// The stores the open unit of work wrote, to fence at its commit.
+    touched: RefCell<Touched>,
+    /// Which store each document belongs to (a document never changes
+    /// store), so most writes find their store without a query.
+    owners: RefCell<HashMap<DocumentId, StoreId>>,
+}
+
+/// What a unit of work wrote: stores, and documents whose store was not
+/// known yet when they were written (resolved at the fence).
+#[derive(Debug, Default)]
+struct Touched {
+    stores: BTreeSet<StoreId>,
+    documents: BTreeSet<DocumentId>,
 }
 
 impl std::fmt::Debug for PgDatabase {
@@ -109,6 +129,8 @@ pub(crate) struct Tx<'a> {
     client: &'a Client,
     prepared: &'a RefCell<HashMap<&'static str, Statement>>,
     location: &'a str,
+    touched: &'a RefCell<Touched>,
+    owners: &'a RefCell<HashMap<DocumentId, StoreId>>,
 }
 
 type Params<'p> = [&'p (dyn ToSql + Sync)];
@@ -163,6 +185,95 @@ impl Tx<'_> {
     /// Where this database is, for errors found in its rows.
     pub(crate) fn location(&self) -> &str {
         self.location
+    }
+
+    /// This unit of work writes `store`'s data: its commit is fenced on
+    /// the store's lease.
+    pub(crate) fn touch_store(&self, store: &StoreId) {
+        self.touched.borrow_mut().stores.insert(store.clone());
+    }
+
+    /// This unit of work writes `doc`: its commit is fenced on the lease
+    /// of the store `doc` belongs to. Call it before a write that deletes
+    /// the document's owner row.
+    pub(crate) async fn touch_doc(&self, doc: DocumentId) -> Result<(), tokio_postgres::Error> {
+        let known = self.owners.borrow().get(&doc).cloned();
+        let store = match known {
+            Some(store) => Some(store),
+            None => self
+                .query_opt(
+                    "SELECT store_id FROM doc_owners WHERE doc_id = $1",
+                    &[&&doc.as_bytes()[..]],
+                )
+                .await?
+                .and_then(|r| r.get::<_, &str>(0).parse::<StoreId>().ok()),
+        };
+        let mut touched = self.touched.borrow_mut();
+        match store {
+            Some(store) => {
+                self.owners.borrow_mut().insert(doc, store.clone());
+                touched.stores.insert(store);
+            }
+            None => {
+                touched.documents.insert(doc);
+            }
+        }
+        Ok(())
+    }
+
+    /// Remember which store `doc` belongs to.
+    pub(crate) fn note_owner(&self, doc: DocumentId, store: &StoreId) {
+        self.owners.borrow_mut().insert(doc, store.clone());
+    }
+
+    /// The fence: fails with `LeaseLost` naming the stores this unit of
+    /// work wrote whose lease this node no longer holds at the epoch it
+    /// claimed. Locks those lease rows until the transaction ends.
+    async fn fence(&self, node: &str, leases: &LeaseView) -> Result<(), Failure> {
+        let (mut stores, documents) = {
+            let mut t = self.touched.borrow_mut();
+            (
+                std::mem::take(&mut t.stores),
+                std::mem::take(&mut t.documents),
+            )
+        };
+        if !documents.is_empty() {
+            let ids: Vec<&[u8]> = documents.iter().map(|d| &d.as_bytes()[..]).collect();
+            for r in self
+                .query(
+                    "SELECT DISTINCT store_id FROM doc_owners WHERE doc_id = ANY($1)",
+                    &[&ids],
+                )
+                .await?
+            {
+                if let Ok(store) = r.get::<_, &str>(0).parse() {
+                    stores.insert(store);
+                }
+            }
+        }
+        if stores.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = stores.iter().map(StoreId::as_str).collect();
+        let epochs: Vec<i64> = stores
+            .iter()
+            .map(|s| leases.epoch_of(s).unwrap_or(-1))
+            .collect();
+        let rows = self.query(lease::FENCE, &[&ids, &epochs, &node]).await?;
+        let lost: Vec<String> = rows
+            .iter()
+            .filter(|r| !r.get::<_, bool>(1))
+            .map(|r| r.get::<_, String>(0))
+            .collect();
+        if lost.is_empty() {
+            return Ok(());
+        }
+        let lost_ids: Vec<StoreId> = lost.iter().filter_map(|s| s.parse().ok()).collect();
+        leases.drop_stores(&lost_ids);
+        Err(Failure::Storage(StorageError::LeaseLost {
+            location: self.location.to_owned(),
+            stores: lost,
+        }))
     }
 }
 
@@ -281,7 +392,18 @@ impl PgDatabase {
             actor: ActorId::from([0u8; 16]),
             batch: Cell::new(false),
             reader,
+            leases: None,
+            touched: RefCell::default(),
+            owners: RefCell::default(),
         })
+    }
+
+    /// Fence every commit on the leases in `leases` (a cluster node):
+    /// a unit of work that wrote a store this node does not hold at the
+    /// epoch it claimed is rolled back with `StorageError::LeaseLost`.
+    pub fn with_leases(mut self, leases: Arc<LeaseView>) -> PgDatabase {
+        self.leases = Some(leases);
+        self
     }
 
     /// The schema version of the database's tables.
@@ -323,12 +445,11 @@ impl PgDatabase {
     ) -> Result<T, StorageError> {
         self.reconnect_if_lost()?;
         let client = self.client.borrow();
-        let tx = Tx {
-            client: &client,
-            prepared: &self.prepared,
-            location: &self.location,
-        };
+        let tx = self.tx(&client);
         let batch = self.batch.get();
+        if !batch {
+            *self.touched.borrow_mut() = Touched::default();
+        }
         let (begin, commit, undo) = if batch {
             (
                 "SAVEPOINT write",
@@ -341,7 +462,14 @@ impl PgDatabase {
         self.rt
             .block_on(async {
                 client.batch_execute(begin).await?;
-                match f(&tx).await {
+                let fenced = async {
+                    let out = f(&tx).await?;
+                    if !batch {
+                        self.fence_on(&tx).await?;
+                    }
+                    Ok(out)
+                };
+                match fenced.await {
                     Ok(out) => match client.batch_execute(commit).await {
                         Ok(()) => Ok(out),
                         Err(e) => {
@@ -366,11 +494,7 @@ impl PgDatabase {
     ) -> Result<T, StorageError> {
         self.reconnect_if_lost()?;
         let client = self.client.borrow();
-        let tx = Tx {
-            client: &client,
-            prepared: &self.prepared,
-            location: &self.location,
-        };
+        let tx = self.tx(&client);
         let batch = self.batch.get();
         self.rt
             .block_on(async {
@@ -387,6 +511,24 @@ impl PgDatabase {
                 Ok(out)
             })
             .map_err(|f| f.on(&self.location))
+    }
+
+    fn tx<'a>(&'a self, client: &'a Client) -> Tx<'a> {
+        Tx {
+            client,
+            prepared: &self.prepared,
+            location: &self.location,
+            touched: &self.touched,
+            owners: &self.owners,
+        }
+    }
+
+    /// The fence, where this node runs under leases.
+    async fn fence_on(&self, tx: &Tx<'_>) -> Result<(), Failure> {
+        match &self.leases {
+            Some(leases) => tx.fence(&self.node, leases).await,
+            None => Ok(()),
+        }
     }
 
     /// Run transaction-control SQL.
@@ -465,6 +607,7 @@ impl UnitOfWork for PgDatabase {
         }
         self.reconnect_if_lost()?;
         self.exec("BEGIN")?;
+        *self.touched.borrow_mut() = Touched::default();
         self.batch.set(true);
         Ok(())
     }
@@ -472,6 +615,18 @@ impl UnitOfWork for PgDatabase {
     fn commit_batch(&mut self) -> Result<(), StorageError> {
         if !self.batch.replace(false) {
             return Ok(());
+        }
+        let fenced = {
+            let client = self.client.borrow();
+            let tx = self.tx(&client);
+            self.rt
+                .block_on(self.fence_on(&tx))
+                .map_err(|f| f.on(&self.location))
+        };
+        *self.touched.borrow_mut() = Touched::default();
+        if let Err(e) = fenced {
+            let _ = self.exec("ROLLBACK");
+            return Err(e);
         }
         // COMMIT of a transaction an error aborted answers ROLLBACK, not an
         // error: the SELECT fails first in that case, and the COMMIT is

@@ -39,6 +39,12 @@ impl Registry for PgDatabase {
                 &[&rec.id.as_str(), &rec.name, &rec.time_zone],
             )
             .await?;
+            // Its lease row, unowned until a node claims it.
+            tx.execute(
+                "INSERT INTO store_leases (store_id) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&rec.id.as_str()],
+            )
+            .await?;
             Ok(())
         })
     }
@@ -86,6 +92,9 @@ impl Registry for PgDatabase {
         let stores: Vec<&str> = seen.iter().map(|(s, _)| s.as_str()).collect();
         let times: Vec<i64> = seen.iter().map(|(_, t)| *t).collect();
         self.write(async |tx| {
+            for (store, _) in seen {
+                tx.touch_store(store);
+            }
             tx.execute(
                 "INSERT INTO store_sync (store_id, last_sync_ms)
                  SELECT s, max(t) FROM unnest($1::text[], $2::bigint[]) AS x(s, t) GROUP BY s
@@ -118,6 +127,7 @@ impl Registry for PgDatabase {
         worker: &WorkerId,
     ) -> Result<(), StorageError> {
         self.write(async |tx| {
+            tx.touch_store(store);
             tx.execute(
                 "INSERT INTO former_workers (store_id, worker_id) VALUES ($1, $2)
                  ON CONFLICT DO NOTHING",
@@ -211,6 +221,8 @@ impl Registry for PgDatabase {
         kind: DocKind,
     ) -> Result<(), StorageError> {
         self.write(async |tx| {
+            tx.touch_store(store);
+            tx.note_owner(doc, store);
             tx.execute(
                 "INSERT INTO doc_owners (doc_id, store_id, kind) VALUES ($1, $2, $3)
                  ON CONFLICT (doc_id) DO NOTHING",
@@ -242,10 +254,9 @@ impl Registry for PgDatabase {
                     )))
                 }
             };
-            Ok(Some((
-                parse_col(tx.location(), r.get(0), "store id")?,
-                kind,
-            )))
+            let store: StoreId = parse_col(tx.location(), r.get(0), "store id")?;
+            tx.note_owner(doc, &store);
+            Ok(Some((store, kind)))
         })
     }
 
@@ -281,6 +292,7 @@ impl Registry for PgDatabase {
         hashes: &[ChangeHash],
     ) -> Result<(), StorageError> {
         self.write(async |tx| {
+            tx.touch_doc(doc).await?;
             // Lock the row so two writers never both extend the old set.
             let mut known = known_in(tx, doc, true).await?;
             let before = known.len();

@@ -104,6 +104,34 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX status_events_by_time ON status_events (at_ms);
     CREATE TABLE index_due (doc_id bytea PRIMARY KEY);
     "#,
+    // 2: the cluster. Nodes announce themselves with a heartbeat; each
+    // store has one lease row, owned by at most one node at a time, whose
+    // epoch grows at every claim (the fence every commit checks).
+    r#"
+    CREATE TABLE nodes (
+        node_id text PRIMARY KEY,
+        address text NOT NULL,
+        state text NOT NULL CHECK (state IN ('active', 'leaving')),
+        started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        heartbeat_at timestamptz NOT NULL
+    );
+    CREATE TABLE store_leases (
+        store_id text PRIMARY KEY REFERENCES stores ON DELETE CASCADE,
+        owner text,
+        epoch bigint NOT NULL DEFAULT 0,
+        expires_at timestamptz NOT NULL DEFAULT '-infinity',
+        acquired_at timestamptz
+    ) WITH (fillfactor = 70);
+    CREATE INDEX store_leases_by_owner ON store_leases (owner);
+    CREATE TABLE lease_history (
+        store_id text NOT NULL,
+        epoch bigint NOT NULL,
+        owner text NOT NULL,
+        at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        PRIMARY KEY (store_id, epoch)
+    );
+    INSERT INTO store_leases (store_id) SELECT store_id FROM stores ON CONFLICT DO NOTHING;
+    "#,
 ];
 
 /// Bring the database's tables to [`CURRENT_VERSION`], in one transaction

@@ -74,6 +74,8 @@ impl StatusIndex for PgDatabase {
         last: Option<&IndexedRows>,
     ) -> Result<IndexUpdate, StorageError> {
         self.write(async |tx| {
+            tx.touch_store(&view.meta.store);
+            tx.note_owner(view.id, &view.meta.store);
             let doc = &view.id.as_bytes()[..];
             let in_table;
             let last = match last {
@@ -165,6 +167,7 @@ impl StatusIndex for PgDatabase {
 
     fn unindex_instance(&mut self, doc: DocumentId) -> Result<(), StorageError> {
         self.write(async |tx| {
+            tx.touch_doc(doc).await?;
             let d = &doc.as_bytes()[..];
             tx.execute("DELETE FROM index_due WHERE doc_id = $1", &[&d])
                 .await?;
@@ -178,6 +181,7 @@ impl StatusIndex for PgDatabase {
 
     fn purge_document(&mut self, doc: DocumentId) -> Result<(), StorageError> {
         self.write(async |tx| {
+            tx.touch_doc(doc).await?;
             let d = &doc.as_bytes()[..];
             tx.execute("DELETE FROM sync_states WHERE doc_id = $1", &[&d])
                 .await?;
@@ -203,6 +207,9 @@ impl StatusIndex for PgDatabase {
         }
         let ids: Vec<&[u8]> = docs.iter().map(|d| &d.as_bytes()[..]).collect();
         self.write(async |tx| {
+            for doc in docs {
+                tx.touch_doc(*doc).await?;
+            }
             tx.execute(
                 "INSERT INTO index_due (doc_id) SELECT unnest($1::bytea[]) ON CONFLICT DO NOTHING",
                 &[&ids],

@@ -18,6 +18,7 @@ impl SyncStates for PgDatabase {
         state: &[u8],
     ) -> Result<(), StorageError> {
         self.write(async |tx| {
+            tx.touch_doc(doc).await?;
             tx.execute(PUT, &[&peer.as_str(), &&doc.as_bytes()[..], &state])
                 .await?;
             Ok(())
@@ -35,6 +36,9 @@ impl SyncStates for PgDatabase {
         let docs: Vec<&[u8]> = states.iter().map(|(d, _)| &d.as_bytes()[..]).collect();
         let bytes: Vec<&[u8]> = states.iter().map(|(_, s)| s.as_slice()).collect();
         self.write(async |tx| {
+            for (doc, _) in states {
+                tx.touch_doc(*doc).await?;
+            }
             // One statement for the whole session; a document named twice
             // keeps its last state, as separate upserts would.
             tx.execute(
