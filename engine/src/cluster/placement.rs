@@ -61,7 +61,7 @@ mod tests {
 
     /// Pinned: if this changes, nodes of two builds would disagree on
     /// owners. The constant was computed outside Rust, with Python's
-    /// `int.from_bytes(hashlib.sha256(b"hub-a\\x00store-042").digest()[:8], "big")`.
+    /// `int.from_bytes(hashlib.sha256(b"hub-a\x00store-042").digest()[:8], "big")`.
     #[test]
     fn the_score_is_pinned() {
         let s: StoreId = "store-042".parse().unwrap();
