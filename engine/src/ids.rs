@@ -161,6 +161,12 @@ code_id!(
     TerminalId,
     "terminal"
 );
+code_id!(
+    /// A hub node of a cluster, e.g. `hub-a`: stable across its restarts,
+    /// so placement (which hashes it) does not move stores when it comes back.
+    NodeId,
+    "node"
+);
 uuid_id!(
     /// An HQ task-list template (list definition, recurrence, assignment).
     TemplateId,

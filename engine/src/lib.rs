@@ -3,6 +3,7 @@
 
 #[cfg(test)]
 mod clock_faults;
+pub mod cluster;
 pub mod document;
 pub mod due;
 pub mod ids;

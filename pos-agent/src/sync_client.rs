@@ -1,6 +1,8 @@
 //! The connection to the hub: connect, hand frames to the replica thread,
 //! and on any failure reconnect with exponential backoff and jitter so a
-//! thousand terminals coming back at once do not stampede the hub.
+//! thousand terminals coming back at once do not stampede the hub. A hub
+//! node that says the store `moved` is left at once for the node it names
+//! (see [`HubRoute`]): that is a hand-off, not a failing hub.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +14,9 @@ use tokio_tungstenite::tungstenite::http::{self, HeaderValue};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+use engine::replica::moved::valid_url;
+use engine::replica::Moved;
 
 use crate::runtime::{AgentHandle, Outbound};
 
@@ -70,6 +75,58 @@ impl Default for Keepalive {
     }
 }
 
+/// Where the terminal connects: its configured hub, or the node a hub
+/// node named when it said the store moved. The named node is kept until
+/// one connect to it fails; then the configured hub again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubRoute {
+    configured: String,
+    preferred: Option<String>,
+}
+
+impl HubRoute {
+    pub fn new(configured: String) -> HubRoute {
+        HubRoute {
+            configured,
+            preferred: None,
+        }
+    }
+
+    /// The URL to connect to next.
+    pub fn target(&self) -> &str {
+        self.preferred.as_deref().unwrap_or(&self.configured)
+    }
+
+    /// A node said the store moved, to `to` if it named a node (only a
+    /// ws:// or wss:// URL, as [`Moved::decode`] keeps, checked again here
+    /// since `Moved`'s field is public). A terminal configured
+    /// with wss:// does not follow a ws:// address: its token would cross
+    /// the network in clear.
+    pub fn moved(&mut self, moved: &Moved) {
+        let downgrade =
+            |url: &str| self.configured.starts_with("wss://") && url.starts_with("ws://");
+        self.preferred = moved.to.clone().filter(|url| {
+            if !valid_url(url) {
+                warn!(%url, "the hub named an address that is not a WebSocket URL; ignoring it");
+                return false;
+            }
+            if downgrade(url) {
+                warn!(%url, "the hub named a node without TLS; staying with the configured hub");
+                return false;
+            }
+            true
+        });
+    }
+
+    /// A connect to [`HubRoute::target`] failed (it never came up): a
+    /// named node is forgotten, the configured hub is next.
+    pub fn connect_failed(&mut self) {
+        if let Some(url) = self.preferred.take() {
+            warn!(%url, configured = %self.configured, "the node the hub named is not reachable; back to the configured hub");
+        }
+    }
+}
+
 /// Keep a connection to `url` (ws://host/sync) until `shutdown`.
 pub async fn run(
     url: String,
@@ -79,26 +136,68 @@ pub async fn run(
     keepalive: Keepalive,
     shutdown: CancellationToken,
 ) {
+    let mut route = HubRoute::new(url);
     let mut attempt = 0u32;
+    // Moves followed in a row without a healthy connection between: the
+    // first is followed at once, further ones back off, so two nodes
+    // naming each other cannot make the terminal spin.
+    let mut hops = 0u32;
     loop {
         if shutdown.is_cancelled() {
             return;
         }
         let mut up_since = None;
-        let result = connect_once(&url, &token, &handle, keepalive, &shutdown, &mut up_since).await;
+        let target = route.target().to_owned();
+        let result = connect_once(
+            &target,
+            &token,
+            &handle,
+            keepalive,
+            &shutdown,
+            &mut up_since,
+        )
+        .await;
         // A drop after a healthy connection is news, not a failing hub:
         // back off from the start, not from where the last outage ended.
         if up_since.is_some_and(|t: Instant| t.elapsed() >= backoff.healthy_after) {
             attempt = 0;
+            hops = 0;
         }
-        match result {
-            Ok(()) => attempt = 0,
-            Err(e) => {
-                warn!(error = %e, "hub connection failed; working offline");
-                attempt = attempt.saturating_add(1);
+        // Asked after the connection ended, so a `moved` error the replica
+        // thread was still handling when the node closed the socket counts.
+        let moved = handle
+            .call(|agent, _| (agent.take_moved(), Vec::new()))
+            .await
+            .ok()
+            .flatten();
+        let wait = match (moved, result) {
+            (Some(moved), _) => {
+                info!(from = %target, to = ?moved.to, "the hub node says this store moved; reconnecting");
+                route.moved(&moved);
+                hops = hops.saturating_add(1);
+                attempt = 0;
+                if hops == 1 {
+                    Duration::ZERO
+                } else {
+                    backoff.delay(hops - 1)
+                }
             }
+            (None, Ok(())) => {
+                attempt = 0;
+                backoff.delay(attempt)
+            }
+            (None, Err(e)) => {
+                warn!(error = %e, url = %target, "hub connection failed; working offline");
+                if up_since.is_none() {
+                    route.connect_failed();
+                }
+                attempt = attempt.saturating_add(1);
+                backoff.delay(attempt)
+            }
+        };
+        if wait.is_zero() {
+            continue;
         }
-        let wait = backoff.delay(attempt);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
@@ -263,6 +362,37 @@ mod tests {
             refusal(http::StatusCode::UNAUTHORIZED, None),
             "the hub refused the connection: 401 Unauthorized"
         );
+    }
+
+    #[test]
+    fn a_named_node_is_kept_until_a_connect_to_it_fails() {
+        let mut r = HubRoute::new("ws://hub/sync".into());
+        assert_eq!(r.target(), "ws://hub/sync");
+        r.moved(&Moved::new(Some("ws://hub-b:7400/sync")));
+        assert_eq!(r.target(), "ws://hub-b:7400/sync");
+        r.connect_failed();
+        assert_eq!(r.target(), "ws://hub/sync");
+        // A move with no address goes back to the configured hub too.
+        r.moved(&Moved::new(Some("ws://hub-b:7400/sync")));
+        r.moved(&Moved::new(None));
+        assert_eq!(r.target(), "ws://hub/sync");
+        // A failed connect to the configured hub changes nothing.
+        r.connect_failed();
+        assert_eq!(r.target(), "ws://hub/sync");
+    }
+
+    #[test]
+    fn a_terminal_on_tls_does_not_follow_a_node_without_it() {
+        let mut r = HubRoute::new("wss://hub/sync".into());
+        r.moved(&Moved::new(Some("ws://hub-b/sync")));
+        assert_eq!(r.target(), "wss://hub/sync");
+        r.moved(&Moved::new(Some("wss://hub-b/sync")));
+        assert_eq!(r.target(), "wss://hub-b/sync");
+        // Only what `Moved` let through is followed at all.
+        r.moved(&Moved {
+            to: Some("file:///etc/passwd".into()),
+        });
+        assert_eq!(r.target(), "wss://hub/sync");
     }
 
     #[test]

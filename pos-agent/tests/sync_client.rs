@@ -1,6 +1,6 @@
 //! The hub connection against a scripted WebSocket server: the hub's
-//! clock from the upgrade's Date header, and backoff that starts over
-//! after a healthy connection.
+//! clock from the upgrade's Date header, backoff that starts over after a
+//! healthy connection, and a node that says the store moved.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -108,4 +108,184 @@ async fn backoff_starts_over_after_a_healthy_connection() {
         n >= 10,
         "only {n} reconnects in 3 s: the backoff kept growing"
     );
+}
+
+/// What a scripted hub node does with one accepted connection.
+#[derive(Clone, Copy)]
+enum Script {
+    /// Answer the terminal's first message with a `moved` error naming
+    /// this text's address (verbatim, unchecked), then close.
+    Moved(&'static str),
+    /// Hold the connection until the client goes.
+    Hold,
+}
+
+/// A hub node on a loopback port that follows `scripts` for its
+/// connections in order (the last one for every later connection) and
+/// reports each accepted upgrade, with the node's `name`, on `seen`.
+async fn node(
+    name: &'static str,
+    scripts: Vec<Script>,
+    seen: tokio::sync::mpsc::UnboundedSender<&'static str>,
+) -> String {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/sync", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((tcp, _)) = listener.accept().await {
+            let script = scripts[n.min(scripts.len() - 1)];
+            n += 1;
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                let _ = seen.send(name);
+                match script {
+                    Script::Hold => while ws.next().await.is_some() {},
+                    Script::Moved(to) => {
+                        // The join comes first; a node answers it.
+                        let _ = ws.next().await;
+                        let text = format!(
+                            "this store is now served by another hub node; reconnect there (moved {to})"
+                        );
+                        let msg = engine::protocol::wire::WireMessage::Error {
+                            sender_id: None,
+                            target_id: None,
+                            message: text,
+                        };
+                        let frame = engine::protocol::wire::encode(&msg);
+                        let _ = ws.send(Message::Binary(frame.into())).await;
+                        let _ = ws.close(None).await;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// A node that takes the TCP connection, reports it as `name` on `seen`
+/// and drops it before the upgrade: a connect to it fails.
+async fn failing_node(
+    name: &'static str,
+    seen: tokio::sync::mpsc::UnboundedSender<&'static str>,
+) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/sync", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let _ = seen.send(name);
+            drop(tcp);
+        }
+    });
+    url
+}
+
+/// Backoff long enough that a reconnect within a second can only be the
+/// immediate one a `moved` asks for.
+fn slow_backoff() -> Backoff {
+    Backoff {
+        initial: Duration::from_secs(10),
+        max: Duration::from_secs(30),
+        healthy_after: Duration::from_secs(60),
+    }
+}
+
+async fn next(seen: &mut tokio::sync::mpsc::UnboundedReceiver<&'static str>) -> &'static str {
+    tokio::time::timeout(Duration::from_secs(3), seen.recv())
+        .await
+        .expect("the terminal should have reconnected within 3 s")
+        .expect("the nodes run")
+}
+
+fn start(t: &pos_agent::agent::Terminal, url: String, backoff: Backoff) -> CancellationToken {
+    let stop = CancellationToken::new();
+    tokio::spawn(sync_client::run(
+        url,
+        "token".into(),
+        t.handle.clone(),
+        backoff,
+        Keepalive::default(),
+        stop.clone(),
+    ));
+    stop
+}
+
+#[tokio::test]
+async fn a_moved_store_sends_the_terminal_to_the_named_node_at_once() {
+    let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let b = node("b", vec![Script::Hold], tx.clone()).await;
+    let b: &'static str = Box::leak(b.into_boxed_str());
+    let a = node("a", vec![Script::Moved(b)], tx).await;
+    let dir = tempfile::tempdir().unwrap();
+    let t = terminal(&dir);
+    let stop = start(&t, a, slow_backoff());
+    assert_eq!(next(&mut seen).await, "a");
+    // With a 10 s backoff, only the immediate reconnect lands in 3 s.
+    assert_eq!(next(&mut seen).await, "b");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_named_node_that_cannot_be_reached_sends_the_terminal_back_to_its_hub() {
+    let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let dead = failing_node("dead", tx.clone()).await;
+    let dead: &'static str = Box::leak(dead.into_boxed_str());
+    let a = node("a", vec![Script::Moved(dead), Script::Hold], tx).await;
+    let dir = tempfile::tempdir().unwrap();
+    let t = terminal(&dir);
+    let backoff = Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(100),
+        healthy_after: Duration::from_secs(60),
+    };
+    let stop = start(&t, a, backoff);
+    assert_eq!(next(&mut seen).await, "a");
+    assert_eq!(next(&mut seen).await, "dead");
+    // The named node failed the connect; the next one is the hub's own.
+    assert_eq!(next(&mut seen).await, "a");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_move_to_an_address_that_is_not_a_websocket_url_goes_back_to_the_hub_at_once() {
+    let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let a = node(
+        "a",
+        vec![Script::Moved("http://evil.example/sync"), Script::Hold],
+        tx,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let t = terminal(&dir);
+    let stop = start(&t, a, slow_backoff());
+    assert_eq!(next(&mut seen).await, "a");
+    // Still a move (reconnect at once), but to the configured hub.
+    assert_eq!(next(&mut seen).await, "a");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn two_nodes_naming_each_other_do_not_make_the_terminal_spin() {
+    let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    // a names b; b names a (its configured hub: no address needed).
+    let b = node("b", vec![Script::Moved("(none)")], tx.clone()).await;
+    let b: &'static str = Box::leak(b.into_boxed_str());
+    let a = node("a", vec![Script::Moved(b)], tx).await;
+    let dir = tempfile::tempdir().unwrap();
+    let t = terminal(&dir);
+    let stop = start(&t, a, slow_backoff());
+    assert_eq!(next(&mut seen).await, "a");
+    assert_eq!(
+        next(&mut seen).await,
+        "b",
+        "the first move is followed at once"
+    );
+    // The second move in a row backs off (at least 10 s here).
+    let again = tokio::time::timeout(Duration::from_millis(1500), seen.recv()).await;
+    assert!(again.is_err(), "reconnected at once again: {again:?}");
+    stop.cancel();
 }

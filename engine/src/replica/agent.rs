@@ -19,7 +19,7 @@ use automerge::{Automerge, Change};
 use chrono::NaiveDate;
 use tracing::{debug, error, info, warn};
 
-use super::{ConnId, Output, RecordedRefusal, Refusal, Rule};
+use super::{ConnId, Moved, Output, RecordedRefusal, Refusal, Rule};
 use crate::document::directory::{self, DirectoryView};
 use crate::document::instance::{self, InstanceView};
 use crate::document::{genesis, DocKind};
@@ -169,6 +169,9 @@ pub struct Agent {
     /// document cannot take and that is not a diverged history): left out
     /// until the next connection, so the others keep syncing.
     unsyncable: BTreeSet<DocumentId>,
+    /// The hub node said this store moved (see [`Moved`]): kept until the
+    /// connection's owner asks ([`Agent::take_moved`]) where to go next.
+    moved: Option<Moved>,
 }
 
 /// How often one connection offers a list again after "unavailable".
@@ -201,6 +204,7 @@ impl Agent {
             offer_again: BTreeSet::new(),
             log_summaries: HashMap::new(),
             unsyncable: BTreeSet::new(),
+            moved: None,
         };
         let dir = agent.directory_id();
         agent.doc(dir);
@@ -1232,10 +1236,19 @@ impl Agent {
         self.unavailable.clear();
         self.offer_again.clear();
         self.unsyncable.clear();
+        self.moved = None;
         vec![Output::Send {
             conn: CONN,
             frame: wire::encode(&join),
         }]
+    }
+
+    /// Whether the last connection ended because the hub node said the
+    /// store moved, and where to (taken: asked once per connection).
+    /// Asked after `disconnected`, it also covers a `moved` that arrived
+    /// just before the node closed the socket.
+    pub fn take_moved(&mut self) -> Option<Moved> {
+        self.moved.take()
     }
 
     /// The connection is gone: keep what sync learned for next time.
@@ -1335,6 +1348,17 @@ impl Agent {
                         self.offer_again.insert(doc);
                     }
                 }
+            }
+            SessionEvent::RemoteError { message } if Moved::decode(&message).is_some() => {
+                // The node no longer serves this store: leave at once (the
+                // node closes too; whichever comes first) and let the
+                // connection's owner reconnect where it says.
+                info!(%message, "the hub node says this store moved");
+                self.moved = Moved::decode(&message);
+                out.push(Output::Close {
+                    conn: CONN,
+                    reason: message,
+                });
             }
             SessionEvent::RemoteError { message } => match Refusal::decode(&message) {
                 Some(refusal) if refusal.rule == Rule::SequenceReused => {

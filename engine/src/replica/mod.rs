@@ -15,6 +15,7 @@ mod hub_admin;
 mod hub_publish;
 mod hub_queries;
 mod hub_templates;
+pub mod moved;
 
 pub use connectivity::{StoreLink, WRITE_EVERY_MS};
 pub use hub::Batch;
@@ -25,6 +26,7 @@ pub use hub_templates::{PurgeReport, TemplateRemoval, DEFAULT_HORIZON_DAYS};
 mod rate;
 pub mod refusal;
 
+pub use moved::Moved;
 pub use refusal::{is_sequence_reused, parse_rejection, RecordedRefusal, Refusal, Rule};
 
 /// A connection, as numbered by whoever owns the sockets.

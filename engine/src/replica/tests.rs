@@ -19,6 +19,7 @@ use crate::storage::{SqliteDatabase, StoreRecord};
 const NOW: i64 = 1_800_000_000_000;
 
 mod batch;
+mod cluster;
 mod diverged;
 mod identity;
 

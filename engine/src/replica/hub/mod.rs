@@ -26,7 +26,7 @@ use status_projection::StatusProjection;
 
 use super::connectivity::{StoreActivity, StoreLink};
 use super::rate::TokenBucket;
-use super::{ConnId, Output, Refusal};
+use super::{ConnId, Moved, Output, Refusal};
 use crate::document::directory::{self, DirectoryEntry};
 use crate::document::{instance, DocKind};
 use crate::ids::{DocumentId, Principal, StoreId, WorkerId};
