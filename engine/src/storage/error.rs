@@ -59,6 +59,24 @@ pub enum StorageError {
         source: BackendError,
     },
 
+    /// This hub node no longer holds the lease of `stores` (a cluster
+    /// backend's fence refused the commit: another node claimed them, or
+    /// this one was paused or cut off past its lease). The whole unit of
+    /// work was rolled back. Not a [`StorageError::Conflict`]: running it
+    /// again cannot succeed; the caller must stop serving those stores
+    /// and leave them to their new owner.
+    #[error(
+        "this hub node lost the lease of {} in {location}: another node serves {} now; nothing \
+         of this batch was saved",
+        stores.join(", "),
+        if stores.len() == 1 { "it" } else { "them" }
+    )]
+    LeaseLost {
+        location: String,
+        /// The stores' codes, as the backend read them from its lease rows.
+        stores: Vec<String>,
+    },
+
     /// The operation needs a document this replica does not hold.
     #[error("document {doc} is not stored in {location}")]
     UnknownDocument { location: String, doc: DocumentId },
@@ -184,6 +202,27 @@ impl StorageError {
             } => Some(*doc),
             _ => None,
         }
+    }
+
+    /// The stores whose lease this node lost, if this is
+    /// [`StorageError::LeaseLost`]; a code that does not parse as a store
+    /// id (a backend's bug) is left out with a warning.
+    pub fn lost_stores(&self) -> Option<Vec<crate::ids::StoreId>> {
+        let StorageError::LeaseLost { stores, .. } = self else {
+            return None;
+        };
+        Some(
+            stores
+                .iter()
+                .filter_map(|s| match s.parse() {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        tracing::warn!(store = %s, error = %e, "a lost lease names no valid store");
+                        None
+                    }
+                })
+                .collect(),
+        )
     }
 
     /// One document in `location` does not decode (found by a backend
