@@ -4,6 +4,7 @@
 //! tests share.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod connection_slots;
 pub mod data_dir;

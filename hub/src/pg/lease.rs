@@ -65,6 +65,9 @@ pub struct Held {
 #[derive(Debug, Default)]
 pub struct LeaseView {
     held: RwLock<HashMap<StoreId, Held>>,
+    /// Where each store held by another live node is served (its sync
+    /// URL), as of the last round: where this node sends its terminals.
+    routes: RwLock<HashMap<StoreId, String>>,
 }
 
 impl LeaseView {
@@ -99,6 +102,28 @@ impl LeaseView {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(store, held);
+    }
+
+    /// The sync URL of the node serving `store`, if another node does.
+    pub fn route(&self, store: &StoreId) -> Option<String> {
+        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        routes.get(store).cloned()
+    }
+
+    /// Forget the stores whose local deadline passed (no renewal came
+    /// back in time: the database is slow or unreachable); returns them.
+    pub fn drop_expired(&self) -> Vec<StoreId> {
+        let mut held = self.held.write().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let gone: Vec<StoreId> = held
+            .iter()
+            .filter(|(_, h)| h.deadline <= now)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for s in &gone {
+            held.remove(s);
+        }
+        gone
     }
 
     /// Forget `stores` (lost or released); returns the ones that were held.
@@ -307,6 +332,20 @@ impl Leases {
         Ok(out)
     }
 
+    /// Leave the cluster: let go of every store and say this node is
+    /// leaving, so the others take its stores at once, not after expiry.
+    pub async fn leave(&self) -> Result<(), tokio_postgres::Error> {
+        let held: Vec<StoreId> = self.view.held().into_iter().map(|(s, _)| s).collect();
+        self.release(&held).await?;
+        self.client
+            .execute(
+                "UPDATE nodes SET state = 'leaving' WHERE node_id = $1",
+                &[&self.node.as_str()],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Let go of `stores` so their new owner can claim them at once
     /// instead of after the lease expires. Forget them first: from here
     /// on this node's commits touching them fail the fence.
@@ -335,10 +374,12 @@ impl Leases {
         let rows = self
             .client
             .query(
-                "SELECT store_id, owner, expires_at > clock_timestamp() FROM store_leases",
+                "SELECT l.store_id, l.owner, l.expires_at > clock_timestamp(), n.address
+                   FROM store_leases l LEFT JOIN nodes n ON n.node_id = l.owner",
                 &[],
             )
             .await?;
+        let mut routes = HashMap::new();
         let mut want = Vec::new();
         let mut give_up = Vec::new();
         for r in &rows {
@@ -347,6 +388,11 @@ impl Leases {
             };
             let owner: Option<&str> = r.get(1);
             let unexpired: bool = r.get(2);
+            if let (Some(o), true, Some(address)) = (owner, unexpired, r.get::<_, Option<&str>>(3)) {
+                if o != self.node.as_str() {
+                    routes.insert(store.clone(), address.to_owned());
+                }
+            }
             let mine = engine::cluster::placement(&live, &store) == Some(&self.node);
             let held_by_me = owner == Some(self.node.as_str()) && unexpired;
             if mine && !held_by_me && !(unexpired && owner.is_some()) {
@@ -359,6 +405,7 @@ impl Leases {
                 give_up.push(store);
             }
         }
+        *self.view.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
         let claimed = self.claim(&want).await?;
         self.release(&give_up).await?;
         Ok(TickOutcome {

@@ -1,0 +1,132 @@
+//! A hub node in a PostgreSQL cluster: the lease manager that claims,
+//! renews and releases this node's stores each second, and closes the
+//! terminals of a store this node stops serving with the `moved` reason
+//! (naming the node that serves it, where known), so they reconnect there
+//! at once. What the leases mean and how commits are fenced:
+//! `crate::pg::lease`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::ids::{NodeId, StoreId};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::pg::lease::{LeaseTimings, LeaseView, Leases};
+use crate::runtime::HubHandle;
+
+/// What a node needs to take part in a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterNode {
+    pub url: String,
+    pub node: NodeId,
+    /// The sync URL terminals are sent to for this node's stores.
+    pub address: String,
+    pub view: Arc<LeaseView>,
+}
+
+/// Run the lease manager until `shutdown`; then leave the cluster (hand
+/// every store over at once instead of letting the leases expire).
+pub async fn run(node: ClusterNode, hub: HubHandle, shutdown: CancellationToken) {
+    let timings = LeaseTimings::default();
+    loop {
+        let client = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            c = connect(&node.url) => c,
+        };
+        let Some(client) = client else {
+            close_expired(&node.view, &hub).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(timings.tick) => continue,
+            }
+        };
+        let mut leases = Leases::new(
+            client,
+            node.node.clone(),
+            node.address.clone(),
+            timings,
+            node.view.clone(),
+        );
+        loop {
+            match leases.tick().await {
+                Ok(round) => {
+                    if !round.claimed.is_empty() {
+                        info!(stores = round.claimed.len(), "claimed store leases");
+                    }
+                    let gone: Vec<StoreId> =
+                        round.lost.into_iter().chain(round.released).collect();
+                    if !gone.is_empty() {
+                        info!(stores = gone.len(), "no longer serving stores; moving their terminals");
+                        close_moved(&node.view, &hub, gone).await;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "lease round failed");
+                    close_expired(&node.view, &hub).await;
+                    if e.is_closed() {
+                        break;
+                    }
+                }
+            }
+            close_expired(&node.view, &hub).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    if let Err(e) = leases.leave().await {
+                        warn!(error = %e, "could not hand the stores over on the way out");
+                    }
+                    return;
+                }
+                _ = tokio::time::sleep(timings.tick) => {}
+            }
+        }
+    }
+}
+
+async fn connect(url: &str) -> Option<tokio_postgres::Client> {
+    match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+        Ok((client, conn)) => {
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    warn!(error = %e, "lease connection ended");
+                }
+            });
+            Some(client)
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot reach PostgreSQL for the leases");
+            None
+        }
+    }
+}
+
+/// Close the terminals of stores whose lease ran out locally (no renewal
+/// came back in time).
+async fn close_expired(view: &Arc<LeaseView>, hub: &HubHandle) {
+    let gone = view.drop_expired();
+    if !gone.is_empty() {
+        warn!(stores = gone.len(), "store leases ran out before a renewal came back");
+        close_moved(view, hub, gone).await;
+    }
+}
+
+async fn close_moved(view: &Arc<LeaseView>, hub: &HubHandle, stores: Vec<StoreId>) {
+    let routes: Vec<(StoreId, Option<String>)> =
+        stores.into_iter().map(|s| (s.clone(), view.route(&s))).collect();
+    let closed = hub
+        .call(move |hub, _now| {
+            let mut out = Vec::new();
+            for (store, to) in &routes {
+                out.extend(hub.close_store_moved(store, to.as_deref()));
+            }
+            ((), out)
+        })
+        .await;
+    if closed.is_err() {
+        warn!("the hub thread is gone; cannot move terminals");
+    }
+}
+
+/// How long a terminal's upgrade waits for its store to get an owner
+/// (a failover: the old owner's lease must expire first).
+pub const PARK_FOR: Duration = Duration::from_secs(8);
