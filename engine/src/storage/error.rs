@@ -59,6 +59,24 @@ pub enum StorageError {
         source: BackendError,
     },
 
+    /// This hub node no longer holds the lease of `stores` (a cluster
+    /// backend's fence refused the commit: another node claimed them, or
+    /// this one was paused or cut off past its lease). The whole unit of
+    /// work was rolled back. Not a [`StorageError::Conflict`]: running it
+    /// again cannot succeed; the caller must stop serving those stores
+    /// and leave them to their new owner.
+    #[error(
+        "this hub node lost the lease of {} in {location}: another node serves {} now; nothing \
+         of this batch was saved",
+        stores.join(", "),
+        if stores.len() == 1 { "it" } else { "them" }
+    )]
+    LeaseLost {
+        location: String,
+        /// The stores' codes, as the backend read them from its lease rows.
+        stores: Vec<String>,
+    },
+
     /// The operation needs a document this replica does not hold.
     #[error("document {doc} is not stored in {location}")]
     UnknownDocument { location: String, doc: DocumentId },
@@ -179,6 +197,27 @@ impl StorageError {
         }
     }
 
+    /// The stores whose lease this node lost, if this is
+    /// [`StorageError::LeaseLost`]; a code that does not parse as a store
+    /// id (a backend's bug) is left out with a warning.
+    pub fn lost_stores(&self) -> Option<Vec<crate::ids::StoreId>> {
+        let StorageError::LeaseLost { stores, .. } = self else {
+            return None;
+        };
+        Some(
+            stores
+                .iter()
+                .filter_map(|s| match s.parse() {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        tracing::warn!(store = %s, error = %e, "a lost lease names no valid store");
+                        None
+                    }
+                })
+                .collect(),
+        )
+    }
+
     /// One document in `location` does not decode (found by a backend
     /// reading its bytes, or by the replica applying them).
     pub fn damaged_document_at(
@@ -195,5 +234,36 @@ impl StorageError {
             repair: Repair::ResyncDocument,
             source: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_lease_says_which_stores_and_that_nothing_was_saved() {
+        let e = StorageError::LeaseLost {
+            location: "postgres://db/hub".into(),
+            stores: vec!["store-1".into(), "not a store".into(), "store-2".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "this hub node lost the lease of store-1, not a store, store-2 in postgres://db/hub: \
+             another node serves them now; nothing of this batch was saved"
+        );
+        let lost: Vec<String> = e
+            .lost_stores()
+            .unwrap()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(lost, ["store-1", "store-2"], "the bad code is left out");
+        let busy = StorageError::Conflict {
+            location: "x".into(),
+            conflict: Conflict::Busy,
+            source: None,
+        };
+        assert_eq!(busy.lost_stores(), None);
     }
 }

@@ -7,6 +7,7 @@
 
 #[cfg(test)]
 mod conformance;
+mod delegate;
 mod error;
 pub mod roles;
 pub mod sqlite;
