@@ -1,6 +1,9 @@
 //! The engine: task model, status rules, recurrence, change validation and
 //! storage for store task lists. Pure except for `storage`, which owns SQLite.
 
+// For `delegate_storage_roles!`, whose expansion names automerge's types.
+#[doc(hidden)]
+pub use automerge;
 #[cfg(test)]
 mod clock_faults;
 pub mod cluster;

@@ -359,6 +359,15 @@ fn deliver(hub: &mut Hub, conns: &mut HashMap<ConnId, mpsc::Sender<Outbound>>, o
                     let _ = tx.try_send(Outbound::Close(reason));
                 }
             }
+            // Only a cluster backend's fence refuses a commit this way; the
+            // embedded SQLite hub holds no leases. The lease manager that
+            // stops serving these stores hooks in here.
+            Output::LeaseLost { stores } => {
+                warn!(
+                    ?stores,
+                    "this node lost these stores' leases; their connections were closed"
+                )
+            }
         }
     }
 }

@@ -110,6 +110,8 @@ fn run(mut agent: Agent, rx: std_mpsc::Receiver<Cmd>) {
             let msg = match o {
                 Output::Send { frame, .. } => Outbound::Frame(frame),
                 Output::Close { reason, .. } => Outbound::Close(reason),
+                // A hub's output; an agent holds no leases.
+                Output::LeaseLost { .. } => continue,
             };
             if tx.send(msg).is_err() {
                 link = None;

@@ -39,6 +39,14 @@ pub enum Output {
     Send { conn: ConnId, frame: Vec<u8> },
     /// Close a connection (after sending whatever was queued before it).
     Close { conn: ConnId, reason: String },
+    /// The hub's storage refused a commit because this node no longer
+    /// holds these stores' leases ([`StorageError::LeaseLost`]): their
+    /// connections are closed (`moved`) and their cached documents
+    /// dropped; the shell stops serving them (its lease view forgets
+    /// them) and leaves them to their new owner. Only the hub says this.
+    ///
+    /// [`StorageError::LeaseLost`]: crate::storage::StorageError::LeaseLost
+    LeaseLost { stores: Vec<crate::ids::StoreId> },
 }
 
 #[cfg(test)]

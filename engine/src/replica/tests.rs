@@ -71,8 +71,14 @@ fn open_agent(dir: &tempfile::TempDir, i: usize, now_ms: i64) -> Agent {
 
 impl Net {
     fn new(n: usize) -> Net {
+        Net::over(n, |db| db)
+    }
+
+    /// [`Net::new`] with the hub's database wrapped by `wrap` (a backend
+    /// that fails on demand).
+    fn over<S: HubStorage + 'static>(n: usize, wrap: impl FnOnce(SqliteDatabase) -> S) -> Net {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteDatabase::open(dir.path().join("hub.db"), [0xAA; 16]).unwrap();
+        let store = wrap(SqliteDatabase::open(dir.path().join("hub.db"), [0xAA; 16]).unwrap());
         let cfg = HubConfig {
             peer_id: PeerId::new("hub"),
             storage_id: StorageId::new("hub-storage"),

@@ -243,3 +243,34 @@ impl StorageError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_lease_says_which_stores_and_that_nothing_was_saved() {
+        let e = StorageError::LeaseLost {
+            location: "postgres://db/hub".into(),
+            stores: vec!["store-1".into(), "not a store".into(), "store-2".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "this hub node lost the lease of store-1, not a store, store-2 in postgres://db/hub: \
+             another node serves them now; nothing of this batch was saved"
+        );
+        let lost: Vec<String> = e
+            .lost_stores()
+            .unwrap()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(lost, ["store-1", "store-2"], "the bad code is left out");
+        let busy = StorageError::Conflict {
+            location: "x".into(),
+            conflict: Conflict::Busy,
+            source: None,
+        };
+        assert_eq!(busy.lost_stores(), None);
+    }
+}

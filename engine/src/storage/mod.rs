@@ -7,6 +7,7 @@
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+mod delegate;
 mod error;
 pub mod index_rows;
 pub mod roles;

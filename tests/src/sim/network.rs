@@ -187,6 +187,7 @@ impl Sim {
             });
             match o {
                 Output::Send { frame, .. } => self.send(i, conn, Dir::ToHub, frame),
+                Output::LeaseLost { .. } => unreachable!("only a hub loses leases"),
                 Output::Close { reason, .. } => {
                     self.note_close(format!("{} closed: {reason}", self.agents[i].name));
                     self.agents[i].conn = None;
@@ -215,6 +216,12 @@ impl Sim {
                     // The hub has already forgotten the connection.
                     self.hub_conns.remove(&conn);
                     self.send_fin(agent, conn, Dir::ToAgent);
+                }
+                Output::LeaseLost { stores } => {
+                    panic!(
+                        "seed {}: the simulated hub holds no leases, yet lost {stores:?}",
+                        self.seed
+                    )
                 }
             }
         }

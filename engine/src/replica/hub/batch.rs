@@ -140,14 +140,51 @@ impl Hub {
                 self.docs.clear();
                 // The batch's index writes were rolled back too.
                 self.projection.forget_rows();
-                let conns: Vec<ConnId> = self.conns.keys().copied().collect();
-                let mut out = Vec::new();
-                for c in conns {
-                    out.extend(self.fatal(c, format!("hub could not store changes: {e}")));
-                }
-                Err(out)
+                Err(self.close_unsaved(&e))
             }
         }
+    }
+
+    /// After a failed commit: close every connection, since any session
+    /// may believe it sent or was sent something the batch held. When the
+    /// commit failed because this node lost stores' leases, those stores'
+    /// connections are told `moved` (reconnect at once, to whichever node
+    /// serves them now) and forgotten without writing anything for them,
+    /// the shell is told which stores to stop serving, and the other
+    /// connections (whose writes were rolled back with the same
+    /// transaction) are closed as after any failed commit, without naming
+    /// the lost stores.
+    fn close_unsaved(&mut self, e: &StorageError) -> Vec<Output> {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        let Some(lost) = e.lost_stores() else {
+            let mut out = Vec::new();
+            for c in conns {
+                out.extend(self.fatal(c, format!("hub could not store changes: {e}")));
+            }
+            return out;
+        };
+        for store in &lost {
+            self.rosters.remove(store);
+        }
+        let moved = Moved::new(None).encode();
+        let other = "hub could not store changes: the batch was rolled back because this node \
+                     lost another store's lease; reconnect to sync again"
+            .to_owned();
+        let mut out = vec![Output::LeaseLost {
+            stores: lost.clone(),
+        }];
+        for c in conns {
+            let of_lost = matches!(
+                self.conns.get(&c).map(|c| &c.principal),
+                Some(Principal::Store(s)) if lost.contains(s)
+            );
+            out.extend(if of_lost {
+                self.close_conn(c, moved.clone(), false)
+            } else {
+                self.fatal(c, other.clone())
+            });
+        }
+        out
     }
 
     /// Run an HQ operation (a publish: its list, owner, content hashes,

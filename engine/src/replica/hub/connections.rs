@@ -80,8 +80,17 @@ impl Hub {
 
     /// The connection is gone: save its sync states (one transaction).
     pub fn disconnect(&mut self, conn: ConnId) {
+        self.forget_conn(conn, true);
+    }
+
+    /// Forget `conn`; with `save`, write its store's last-sync time and
+    /// its sync states first. Without: its store's lease is lost, and its
+    /// rows belong to the store's new owner.
+    fn forget_conn(&mut self, conn: ConnId, save: bool) {
         let seen = self.activity.disconnected(conn);
-        self.record_store_sync(seen);
+        if save {
+            self.record_store_sync(seen);
+        }
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
@@ -95,7 +104,7 @@ impl Hub {
                 }
             }
         }
-        if let Some(sid) = &c.storage_id {
+        if let (true, Some(sid)) = (save, &c.storage_id) {
             let states: Vec<(DocumentId, Vec<u8>)> = docs
                 .iter()
                 .filter_map(|d| c.session.encoded_sync_state(*d).map(|s| (*d, s)))
@@ -133,6 +142,12 @@ impl Hub {
     }
 
     pub(super) fn fatal(&mut self, conn: ConnId, reason: String) -> Vec<Output> {
+        self.close_conn(conn, reason, true)
+    }
+
+    /// Say `reason` on `conn` (an `error` message) and close it; `save`
+    /// as in [`Hub::forget_conn`].
+    pub(super) fn close_conn(&mut self, conn: ConnId, reason: String, save: bool) -> Vec<Output> {
         warn!(conn, %reason, "closing connection");
         let mut out = Vec::new();
         if let Some(c) = self.conns.get(&conn) {
@@ -142,7 +157,7 @@ impl Hub {
             });
         }
         out.push(Output::Close { conn, reason });
-        self.disconnect(conn);
+        self.forget_conn(conn, save);
         out
     }
 

@@ -16,7 +16,7 @@ fn frames_of_an_update(net: &mut Net) -> (DocumentId, Vec<Vec<u8>>) {
         .into_iter()
         .filter_map(|o| match o {
             Output::Send { frame, .. } => Some(frame),
-            Output::Close { .. } => None,
+            Output::Close { .. } | Output::LeaseLost { .. } => None,
         })
         .collect();
     (id, frames)

@@ -2,9 +2,10 @@
 //! closed with the `moved` reason, which the terminal understands.
 
 use super::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::replica::Moved;
+use crate::storage::StorageError;
 
 /// A connection of another store than the agents', with no agent behind
 /// it: only what the hub sends it is looked at.
@@ -28,7 +29,7 @@ fn closes(out: &[Output]) -> Vec<(ConnId, String)> {
     out.iter()
         .filter_map(|o| match o {
             Output::Close { conn, reason } => Some((*conn, reason.clone())),
-            Output::Send { .. } => None,
+            Output::Send { .. } | Output::LeaseLost { .. } => None,
         })
         .collect()
 }
@@ -104,4 +105,162 @@ fn a_move_without_an_address_and_a_reconnect_forget_the_last_move() {
     net.run();
     net.disconnect(0);
     assert_eq!(net.agents[0].take_moved(), None);
+}
+
+/// The hub's SQLite database behind a lease fence that refuses the next
+/// commit on demand, as a cluster backend's does when another node took
+/// a store: the whole batch is rolled back and the commit returns
+/// `LeaseLost`.
+struct RefusingFence {
+    db: SqliteDatabase,
+    /// Non-empty: the next commit is refused for these stores.
+    refuse: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+crate::delegate_storage_roles!(RefusingFence => db);
+
+impl UnitOfWork for RefusingFence {
+    fn begin_batch(&mut self) -> Result<(), StorageError> {
+        if self.db.in_batch() {
+            return Ok(());
+        }
+        self.db.begin_batch()?;
+        // A savepoint around the whole batch, so a refused commit can
+        // undo it through the trait alone.
+        self.db.begin_operation()
+    }
+
+    fn commit_batch(&mut self) -> Result<(), StorageError> {
+        if !self.db.in_batch() {
+            return Ok(());
+        }
+        let refused = std::mem::take(&mut *self.refuse.lock().unwrap());
+        if refused.is_empty() {
+            self.db.end_operation()?;
+            return self.db.commit_batch();
+        }
+        self.db.rollback_operation()?;
+        self.db.commit_batch()?;
+        Err(StorageError::LeaseLost {
+            location: self.db.location(),
+            stores: refused,
+        })
+    }
+
+    fn in_batch(&self) -> bool {
+        self.db.in_batch()
+    }
+
+    fn begin_operation(&mut self) -> Result<(), StorageError> {
+        self.db.begin_operation()
+    }
+
+    fn end_operation(&mut self) -> Result<(), StorageError> {
+        self.db.end_operation()
+    }
+
+    fn rollback_operation(&mut self) -> Result<(), StorageError> {
+        self.db.rollback_operation()
+    }
+}
+
+#[test]
+fn a_batch_refused_for_a_lost_lease_is_neither_acknowledged_nor_fanned_out() {
+    let refuse = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let fence = refuse.clone();
+    let mut net = Net::over(2, move |db| RefusingFence { db, refuse: fence });
+    for i in 0..2 {
+        net.connect(i);
+    }
+    net.run();
+    add_other_store(&mut net);
+    let store = content(1).meta.store;
+    let id = content(3).id;
+    let path = std::path::PathBuf::from(net.hub.db().location());
+    let on_disk = || {
+        SqliteDatabase::open_reader(&path)
+            .unwrap()
+            .load_document(id)
+            .unwrap()
+            .unwrap()
+            .get_heads()
+    };
+    let before = on_disk();
+
+    // Terminal 0 records an update; its frames reach the hub in a batch
+    // whose commit the fence refuses for the store.
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(1, Status::Completed, "w1"), NOW)
+        .unwrap();
+    let frames: Vec<Vec<u8>> = out
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send { frame, .. } => Some(frame),
+            _ => None,
+        })
+        .collect();
+    assert!(!frames.is_empty());
+    *refuse.lock().unwrap() = vec![store.to_string()];
+    let mut batch = net.hub.batch();
+    for f in &frames {
+        batch.receive(conn_of(0), f, NOW);
+    }
+    let out = batch.commit();
+
+    // The shell is told which stores to stop serving.
+    assert!(
+        out.contains(&Output::LeaseLost {
+            stores: vec![store.clone()]
+        }),
+        "{out:?}"
+    );
+    // Nothing but the closing error messages goes out: no reply to
+    // terminal 0, no fan-out to terminal 1.
+    for o in &out {
+        if let Output::Send { frame, .. } = o {
+            let msg = crate::protocol::wire::decode(frame, &WireLimits::default()).unwrap();
+            assert!(
+                matches!(msg, crate::protocol::wire::WireMessage::Error { .. }),
+                "{msg:?}"
+            );
+        }
+    }
+    // The store's terminals are told it moved; the other store's
+    // connection (its writes were in the same rolled-back transaction) is
+    // closed as after any failed commit, without naming the lost store.
+    let closed: HashMap<ConnId, String> = closes(&out).into_iter().collect();
+    assert_eq!(closed.len(), 3, "{closed:?}");
+    for i in 0..2 {
+        assert_eq!(
+            Moved::decode(&closed[&conn_of(i)]),
+            Some(Moved { to: None }),
+            "{}",
+            closed[&conn_of(i)]
+        );
+    }
+    assert_eq!(Moved::decode(&closed[&OTHER]), None);
+    assert!(
+        !closed[&OTHER].contains(store.as_str()),
+        "{}",
+        closed[&OTHER]
+    );
+    assert!(closed[&OTHER].contains("hub could not store changes"));
+    assert_eq!(net.hub.connection_count(), 0);
+
+    // Nothing of the batch was saved, and the hub forgot what it held in
+    // memory of it.
+    assert_eq!(on_disk(), before);
+    assert_eq!(net.hub.document(id).unwrap().get_heads(), before);
+
+    // When the store is served again (here: the lease comes back), the
+    // terminal's next connection stores the update after all.
+    net.queue.clear();
+    for i in 0..2 {
+        net.agents[i].disconnected();
+        assert_eq!(net.agents[i].take_moved(), None, "no frame reached it");
+    }
+    net.connect(0);
+    net.run();
+    assert_ne!(on_disk(), before);
+    net.assert_same_heads(0, id);
 }
