@@ -54,10 +54,12 @@ pub async fn run(node: ClusterNode, hub: HubHandle, shutdown: CancellationToken)
                     if !round.claimed.is_empty() {
                         info!(stores = round.claimed.len(), "claimed store leases");
                     }
-                    let gone: Vec<StoreId> =
-                        round.lost.into_iter().chain(round.released).collect();
+                    let gone: Vec<StoreId> = round.lost.into_iter().chain(round.released).collect();
                     if !gone.is_empty() {
-                        info!(stores = gone.len(), "no longer serving stores; moving their terminals");
+                        info!(
+                            stores = gone.len(),
+                            "no longer serving stores; moving their terminals"
+                        );
                         close_moved(&node.view, &hub, gone).await;
                     }
                 }
@@ -105,14 +107,19 @@ async fn connect(url: &str) -> Option<tokio_postgres::Client> {
 async fn close_expired(view: &Arc<LeaseView>, hub: &HubHandle) {
     let gone = view.drop_expired();
     if !gone.is_empty() {
-        warn!(stores = gone.len(), "store leases ran out before a renewal came back");
+        warn!(
+            stores = gone.len(),
+            "store leases ran out before a renewal came back"
+        );
         close_moved(view, hub, gone).await;
     }
 }
 
 async fn close_moved(view: &Arc<LeaseView>, hub: &HubHandle, stores: Vec<StoreId>) {
-    let routes: Vec<(StoreId, Option<String>)> =
-        stores.into_iter().map(|s| (s.clone(), view.route(&s))).collect();
+    let routes: Vec<(StoreId, Option<String>)> = stores
+        .into_iter()
+        .map(|s| (s.clone(), view.route(&s)))
+        .collect();
     let closed = hub
         .call(move |hub, _now| {
             let mut out = Vec::new();

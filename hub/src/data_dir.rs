@@ -11,7 +11,11 @@ use engine::storage::roles::HubStorage;
 use engine::storage::SqliteDatabase;
 use rand::RngCore;
 
+use std::sync::Arc;
+
+use crate::cluster::ClusterNode;
 use crate::http::state::AppState;
+use crate::pg::lease::LeaseView;
 use crate::pg::PgDatabase;
 use crate::read_pool::ReadSource;
 use crate::runtime::{now_ms, HubHandle};
@@ -26,20 +30,36 @@ pub(crate) fn open_for_test(dir: &Path) -> AppState {
         .state
 }
 
+/// A node of a cluster: its name (stable across restarts) and the sync
+/// URL terminals are sent to for the stores it serves.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub node: String,
+    pub address: String,
+}
+
 /// Where the hub keeps its documents, registry and status index.
 #[derive(Debug, Clone, Default)]
 pub enum Database {
     /// Embedded SQLite in `DIR/hub.db`: the default, one node.
     #[default]
     Sqlite,
-    /// A PostgreSQL database (`postgres://user:password@host:port/db`),
-    /// which hub nodes can share; `node` names this node there.
-    Postgres { url: String, node: String },
+    /// A PostgreSQL database (`postgres://user:password@host:port/db`).
+    /// Without `cluster`, this node is its only hub and serves every
+    /// store (a second such node, or one in a cluster, is refused at
+    /// start). With it, the node is one of several sharing the database.
+    Postgres {
+        url: String,
+        cluster: Option<Member>,
+    },
 }
 
 /// What `open` made ready: the hub thread and the admin token path.
 pub struct Opened {
     pub state: AppState,
+    /// On PostgreSQL: this node's part in the cluster, for
+    /// `cluster::run` (the lease manager) to drive.
+    pub cluster: Option<crate::cluster::ClusterNode>,
     pub admin_token_file: PathBuf,
     /// Set when this start created the admin token.
     pub new_admin_token: Option<String>,
@@ -65,10 +85,38 @@ pub fn open(
                 .with_context(|| format!("opening {}", db.display()))?;
             (Box::new(store), ReadSource::Sqlite(db))
         }
-        Database::Postgres { url, node } => {
+        Database::Postgres { url, cluster: None } => {
+            let store = PgDatabase::connect(url, "single", actor)
+                .context("opening the hub's PostgreSQL database")?;
+            store.take_database(false)?;
+            (Box::new(store), ReadSource::Postgres(url.clone()))
+        }
+        Database::Postgres {
+            url,
+            cluster: Some(Member { node, address }),
+        } => {
+            let view = Arc::new(LeaseView::default());
             let store = PgDatabase::connect(url, node, actor)
                 .context("opening the hub's PostgreSQL database")?;
-            (Box::new(store), ReadSource::Postgres(url.clone()))
+            store.take_database(true)?;
+            let store = store.with_leases(view.clone());
+            let mut opened = open_on(
+                data_dir,
+                Box::new(store),
+                ReadSource::Postgres(url.clone()),
+                limits,
+                admin_token,
+            )?;
+            opened.state.leases = Some(view.clone());
+            opened.cluster = Some(ClusterNode {
+                url: url.clone(),
+                node: node
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("node name {node:?}: {e}"))?,
+                address: address.clone(),
+                view,
+            });
+            return Ok(opened);
         }
     };
     open_on(data_dir, store, readers, limits, admin_token)
@@ -107,6 +155,7 @@ fn open_on(
     }
     Ok(Opened {
         state: AppState::new(HubHandle::spawn(hub), limits, readers),
+        cluster: None,
         admin_token_file: token_file,
         new_admin_token,
     })

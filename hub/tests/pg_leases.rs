@@ -127,7 +127,11 @@ fn a_paused_owner_cannot_commit_after_another_node_claimed_its_store() {
     }
     assert!(!leases_a.view().holds(&store(1)), "A forgot the lease");
     let stored = b.load_document(doc(1)).unwrap().unwrap();
-    assert_eq!(stored.get_changes(&[]).len(), 1, "only the write under the lease");
+    assert_eq!(
+        stored.get_changes(&[]).len(),
+        1,
+        "only the write under the lease"
+    );
     // Not even outside a batch: a single write is fenced too.
     let err = a.append_changes(doc(1), &changes(3, 3)).unwrap_err();
     assert!(matches!(err, StorageError::LeaseLost { .. }), "{err:?}");
@@ -177,12 +181,19 @@ fn nodes_split_the_stores_by_placement_and_a_joining_node_takes_only_its_share()
         .map(|n| store(*n))
         .filter(|s| engine::cluster::placement(&live, s) == Some(&live[1]))
         .collect();
-    assert!(!b_share.is_empty() && b_share.len() < 60, "{}", b_share.len());
+    assert!(
+        !b_share.is_empty() && b_share.len() < 60,
+        "{}",
+        b_share.len()
+    );
     assert_eq!(a_round.released, b_share, "A lets go of exactly B's share");
     let mut b_claimed: Vec<StoreId> = b_round.claimed.iter().map(|(s, _)| s.clone()).collect();
     b_claimed.sort();
     assert_eq!(b_claimed, b_share);
-    assert!(b_round.claimed.iter().all(|(_, e)| *e == 2), "second claim, epoch 2");
+    assert!(
+        b_round.claimed.iter().all(|(_, e)| *e == 2),
+        "second claim, epoch 2"
+    );
     // Every store has exactly one owner, and A keeps the rest.
     assert_eq!(
         leases_a.view().held().len() + leases_b.view().held().len(),

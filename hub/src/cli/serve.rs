@@ -24,11 +24,16 @@ pub struct ServeArgs {
     /// database form a cluster (see docs/operations.md).
     #[arg(long, env = "HUB_DATABASE")]
     pub database: Option<String>,
-    /// This node's name in a PostgreSQL cluster (letters, digits, - and
-    /// _; unique per node and stable across restarts). Default: the
-    /// host's name.
+    /// Run as node NAME of a cluster of hubs sharing --database (letters,
+    /// digits, - and _; unique per node and stable across restarts). Each
+    /// store is served by one node at a time, under a lease. Without it,
+    /// this hub is the database's only one.
     #[arg(long, env = "HUB_NODE", value_parser = node_name)]
     pub node: Option<String>,
+    /// The sync URL terminals are sent to for the stores this node serves
+    /// (cluster nodes only). Default: ws://LISTEN/sync.
+    #[arg(long, env = "HUB_ADVERTISE")]
+    pub advertise: Option<String>,
     /// TOML file of these settings (keys are the flag names with
     /// underscores, e.g. `retention_days = 90`); flags and HUB_* win.
     #[arg(long)]
@@ -83,6 +88,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listen,
         database,
         node,
+        advertise,
         admin_token,
         max_frame_bytes,
         max_messages_per_second,
@@ -112,14 +118,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {listen}"))?;
     let database = match database {
         None => {
-            if node.is_some() {
-                anyhow::bail!("--node names a node of a PostgreSQL cluster: give --database too");
+            if node.is_some() || advertise.is_some() {
+                anyhow::bail!(
+                    "--node and --advertise are for a node of a PostgreSQL cluster: give --database too"
+                );
             }
             crate::data_dir::Database::Sqlite
         }
         Some(url) => crate::data_dir::Database::Postgres {
             url,
-            node: node.unwrap_or_else(default_node_name),
+            cluster: match node {
+                None if advertise.is_some() => {
+                    anyhow::bail!("--advertise is for a cluster node: give --node too")
+                }
+                None => None,
+                Some(node) => Some(crate::data_dir::Member {
+                    node,
+                    address: advertise.unwrap_or_else(|| format!("ws://{listen}/sync")),
+                }),
+            },
         },
     };
     // Blocking: the PostgreSQL backend drives its connection with a
@@ -143,6 +160,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let shutdown = CancellationToken::new();
+    if let Some(node) = opened.cluster {
+        println!(
+            "cluster node {} (terminals sent to {})",
+            node.node, node.address
+        );
+        tokio::spawn(crate::cluster::run(
+            node,
+            state.hub.clone(),
+            shutdown.clone(),
+        ));
+    }
     let stop = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -163,28 +191,6 @@ fn node_name(s: &str) -> Result<String, String> {
         Err(format!(
             "{s:?} is not a node name: use 1 to 64 letters, digits, - or _"
         ))
-    }
-}
-
-/// The host's name, as a node name.
-fn default_node_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-    let name: String = host
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
-    if name.is_empty() {
-        "hub-1".into()
-    } else {
-        name
     }
 }
 

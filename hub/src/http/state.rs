@@ -27,6 +27,9 @@ pub struct AppState {
     pub(crate) next_conn: Arc<AtomicU64>,
     /// Cancelled at shutdown: open WebSockets close too.
     pub(crate) shutdown: CancellationToken,
+    /// In a PostgreSQL cluster: the stores this node serves, and where
+    /// the others are served (see `crate::cluster`).
+    pub leases: Option<Arc<crate::pg::lease::LeaseView>>,
 }
 
 /// See `AppState::index_read_budget`: a dashboard read every few seconds
@@ -44,6 +47,7 @@ impl AppState {
             slots: ConnectionSlots::new(ConnectionCaps::default()),
             next_conn: Arc::new(AtomicU64::new(1)),
             shutdown: CancellationToken::new(),
+            leases: None,
         }
     }
 

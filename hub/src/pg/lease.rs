@@ -388,7 +388,8 @@ impl Leases {
             };
             let owner: Option<&str> = r.get(1);
             let unexpired: bool = r.get(2);
-            if let (Some(o), true, Some(address)) = (owner, unexpired, r.get::<_, Option<&str>>(3)) {
+            if let (Some(o), true, Some(address)) = (owner, unexpired, r.get::<_, Option<&str>>(3))
+            {
                 if o != self.node.as_str() {
                     routes.insert(store.clone(), address.to_owned());
                 }

@@ -34,12 +34,12 @@ pub mod testing;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 use std::mem::ManuallyDrop;
+use std::sync::Arc;
 
 use automerge::ActorId;
-use engine::storage::roles::{Replica, UnitOfWork};
 use engine::ids::{DocumentId, StoreId};
+use engine::storage::roles::{Replica, UnitOfWork};
 use engine::storage::StorageError;
 use lease::LeaseView;
 use tokio_postgres::types::ToSql;
@@ -83,6 +83,10 @@ struct Touched {
     stores: BTreeSet<StoreId>,
     documents: BTreeSet<DocumentId>,
 }
+
+/// Session advisory lock that says how hubs use a database: held
+/// exclusively by a lone hub, shared by cluster nodes.
+const HUB_LOCK: i64 = 0x6875_625f_6e6f_6465;
 
 impl std::fmt::Debug for PgDatabase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -404,6 +408,39 @@ impl PgDatabase {
     pub fn with_leases(mut self, leases: Arc<LeaseView>) -> PgDatabase {
         self.leases = Some(leases);
         self
+    }
+
+    /// Say how this node uses the database, for as long as its connection
+    /// lives: alone (`shared` false), or as one node of a cluster. A lone
+    /// hub next to any other hub on the same database would write stores
+    /// another node serves, without leases: refused here, either way round.
+    pub fn take_database(&self, shared: bool) -> Result<(), StorageError> {
+        let taken = self.read(async |tx| {
+            let row = if shared {
+                tx.query_one("SELECT pg_try_advisory_lock_shared($1)", &[&HUB_LOCK])
+                    .await?
+            } else {
+                tx.query_one("SELECT pg_try_advisory_lock($1)", &[&HUB_LOCK])
+                    .await?
+            };
+            Ok(row.get::<_, bool>(0))
+        })?;
+        if taken {
+            return Ok(());
+        }
+        Err(StorageError::Conflict {
+            location: self.location.clone(),
+            conflict: engine::storage::Conflict::Busy,
+            source: Some(
+                if shared {
+                    "a hub running without --node (alone) uses this database: stop it first"
+                } else {
+                    "other hubs use this database: run this one as a cluster node (--node NAME), \
+                     or stop them"
+                }
+                .into(),
+            ),
+        })
     }
 
     /// The schema version of the database's tables.

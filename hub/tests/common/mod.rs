@@ -128,7 +128,7 @@ async fn start_on_with_caps(backend: Backend, limits: HubLimits, caps: Connectio
             url: hub::pg::testing::PgServer::shared()
                 .expect("PostgreSQL is installed")
                 .new_database(),
-            node: "node-a".into(),
+            cluster: None,
         },
     };
     let opened = tokio::task::spawn_blocking({
