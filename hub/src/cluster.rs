@@ -53,6 +53,7 @@ pub async fn run(node: ClusterNode, hub: HubHandle, shutdown: CancellationToken)
                 Ok(round) => {
                     if !round.claimed.is_empty() {
                         info!(stores = round.claimed.len(), "claimed store leases");
+                        arrived(&hub, round.claimed.into_iter().map(|(s, _)| s).collect()).await;
                     }
                     let gone: Vec<StoreId> = round.lost.into_iter().chain(round.released).collect();
                     if !gone.is_empty() {
@@ -112,6 +113,23 @@ async fn close_expired(view: &Arc<LeaseView>, hub: &HubHandle) {
             "store leases ran out before a renewal came back"
         );
         close_moved(view, hub, gone).await;
+    }
+}
+
+/// Tell the hub thread it now serves `stores` (see `Hub::store_arrived`).
+async fn arrived(hub: &HubHandle, stores: Vec<StoreId>) {
+    let done = hub
+        .call(move |hub, _now| {
+            for store in &stores {
+                if let Err(e) = hub.store_arrived(store) {
+                    warn!(%store, error = %e, "could not take the store over cleanly");
+                }
+            }
+            ((), Vec::new())
+        })
+        .await;
+    if done.is_err() {
+        warn!("the hub thread is gone; cannot take stores over");
     }
 }
 

@@ -100,12 +100,14 @@ pub fn open(
                 .context("opening the hub's PostgreSQL database")?;
             store.take_database(true)?;
             let store = store.with_leases(view.clone());
+            let served = view.clone();
             let mut opened = open_on(
                 data_dir,
                 Box::new(store),
                 ReadSource::Postgres(url.clone()),
                 limits,
                 admin_token,
+                Some(served),
             )?;
             opened.state.leases = Some(view.clone());
             opened.cluster = Some(ClusterNode {
@@ -119,7 +121,7 @@ pub fn open(
             return Ok(opened);
         }
     };
-    open_on(data_dir, store, readers, limits, admin_token)
+    open_on(data_dir, store, readers, limits, admin_token, None)
 }
 
 /// `open` on a database already opened.
@@ -129,6 +131,7 @@ fn open_on(
     readers: ReadSource,
     limits: HubLimits,
     admin_token: Option<&str>,
+    served: Option<Arc<LeaseView>>,
 ) -> anyhow::Result<Opened> {
     let storage_id = Hub::storage_id_of(&mut *store, &uuid::Uuid::new_v4().to_string())?;
     let cfg = HubConfig {
@@ -140,6 +143,9 @@ fn open_on(
         limits: limits.clone(),
     };
     let mut hub = Hub::open_boxed(store, cfg)?;
+    if let Some(view) = served {
+        hub.serve_only(move |s| view.holds(s));
+    }
     let token_file = data_dir.join("admin-token");
     let new_admin_token = match admin_token {
         None if !token_file.exists() => Some(random_token()),

@@ -134,7 +134,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 None => None,
                 Some(node) => Some(crate::data_dir::Member {
                     node,
-                    address: advertise.unwrap_or_else(|| format!("ws://{listen}/sync")),
+                    address: match advertise {
+                        Some(a) => a,
+                        None => format!("ws://{}/sync", listener.local_addr()?),
+                    },
                 }),
             },
         },

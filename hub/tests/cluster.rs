@@ -1,0 +1,236 @@
+//! Hub nodes as real processes over one PostgreSQL database: stores split
+//! between nodes by lease, a terminal at the wrong node is sent to the
+//! right one, HQ writes are refused by a node that does not serve the
+//! store (nothing changed), and a node killed with -9 has its stores
+//! served by another within the lease time, with nothing acknowledged
+//! lost. Skipped (with a notice) where PostgreSQL is not installed.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use automerge::Automerge;
+use engine::ids::DocumentId;
+use engine::protocol::wire::{PeerId, PeerMetadata, WireMessage};
+use engine::protocol::Session;
+use engine::replica::Moved;
+use hub::pg::testing::PgServer;
+use serde_json::json;
+
+mod common;
+use common::{connect, next, send};
+
+struct Node {
+    child: Child,
+    name: String,
+    addr: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    fn start(url: &str, name: &str, data: &std::path::Path) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hub"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", "admin"])
+            .args(["--database", url, "--node", name])
+            .arg("--data")
+            .arg(data.join(name))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning the hub");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("a line").expect("stdout");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .expect("an address")
+            .to_owned();
+        std::thread::spawn(move || for _ in lines {});
+        Node {
+            child,
+            name: name.to_owned(),
+            addr,
+        }
+    }
+
+    /// SIGKILL: no hand-over, no flush; its leases must run out.
+    fn kill9(&self) {
+        let pid = self.child.id() as i32;
+        // SAFETY: a plain signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    }
+
+    async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let r = reqwest::Client::new()
+            .post(format!("http://{}/api{path}", self.addr))
+            .bearer_auth("admin")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    fn sync_url(&self) -> String {
+        format!("ws://{}/sync", self.addr)
+    }
+}
+
+struct Db {
+    server: &'static PgServer,
+    name: String,
+}
+
+impl Db {
+    fn psql(&self, sql: &str) -> String {
+        self.server.psql(&self.name, sql)
+    }
+
+    /// The node serving `store` now, waiting up to `limit` for one.
+    fn owner(&self, store: &str, limit: Duration) -> Option<String> {
+        let until = Instant::now() + limit;
+        loop {
+            let o = self.psql(&format!(
+                "SELECT owner FROM store_leases WHERE store_id = '{store}' \
+                 AND expires_at > clock_timestamp()"
+            ));
+            if !o.is_empty() {
+                return Some(o);
+            }
+            if Instant::now() > until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// What a terminal of `store` gets from `node`: served (the hub's peer
+/// answer), or sent elsewhere (`moved`).
+enum Answer {
+    Served,
+    Moved(Option<String>),
+}
+
+async fn join(node: &Node, token: &str) -> Answer {
+    let mut ws = connect(&node.addr, Some(token)).await.expect("upgraded");
+    let (_session, hello) = Session::client(PeerId::new("till-1"), PeerMetadata::default());
+    send(&mut ws, &hello).await;
+    match next(&mut ws).await {
+        Some(WireMessage::Peer { .. }) => Answer::Served,
+        Some(WireMessage::Error { message, .. }) => {
+            Answer::Moved(Moved::decode(&message).expect("a moved reason").to)
+        }
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+/// A store's list, published through `node`; its id.
+async fn publish(node: &Node, store: &str) -> (u16, serde_json::Value) {
+    node.post(
+        "/lists",
+        json!({"store": store, "name": "Closing", "date": "2026-11-26",
+               "tasks": [{"title": "Count the till"}]}),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_are_split_between_nodes_and_a_killed_nodes_stores_move_to_another() {
+    let Some(server) = PgServer::shared() else {
+        return;
+    };
+    let url = server.new_database();
+    let db = Db {
+        server,
+        name: url.rsplit('/').next().unwrap().to_owned(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(&url, "node-a", dir.path());
+    let b = Node::start(&url, "node-b", dir.path());
+    let stores: Vec<String> = (1..=8).map(|n| format!("store-{n:03}")).collect();
+    let mut tokens = Vec::new();
+    for s in &stores {
+        let (st, v) = a
+            .post(
+                "/stores",
+                json!({"id": s, "name": s, "time_zone": "Europe/Berlin"}),
+            )
+            .await;
+        assert!(st == 200 || st == 201, "{st} {v}");
+        let (st, v) = a.post(&format!("/stores/{s}/tokens"), json!({})).await;
+        assert!(st == 200 || st == 201, "{st} {v}");
+        tokens.push(v["token"].as_str().unwrap().to_owned());
+    }
+    // Both nodes take their share.
+    let mut owners = Vec::new();
+    for s in &stores {
+        owners.push(db.owner(s, Duration::from_secs(10)).expect("an owner"));
+    }
+    assert!(owners.iter().any(|o| o == "node-a"), "{owners:?}");
+    assert!(owners.iter().any(|o| o == "node-b"), "{owners:?}");
+
+    let at = |name: &str| if name == "node-a" { &a } else { &b };
+    let other = |name: &str| if name == "node-a" { &b } else { &a };
+    let (i, s) = (0, &stores[0]);
+    let (owner, stranger) = (at(&owners[i]), other(&owners[i]));
+    // A terminal at the wrong node is sent to the right one; there it is served.
+    match join(stranger, &tokens[i]).await {
+        Answer::Moved(Some(to)) => assert_eq!(to, owner.sync_url()),
+        Answer::Moved(None) => panic!("moved without a node"),
+        Answer::Served => panic!("{} served a store it does not hold", stranger.name),
+    }
+    assert!(matches!(join(owner, &tokens[i]).await, Answer::Served));
+    // HQ writes: the node that does not serve the store changes nothing.
+    let (st, v) = publish(stranger, s).await;
+    assert_eq!(st, 409, "{v}");
+    assert!(v.to_string().contains("served by another hub node"), "{v}");
+    let (st, v) = publish(owner, s).await;
+    assert_eq!(st, 201, "{v}");
+    let list: DocumentId = v["id"].as_str().unwrap().parse().unwrap();
+
+    // kill -9 the owner: the other node serves its stores within the
+    // lease time, and the list published there is still there.
+    let (owner_name, survivor) = (owner.name.clone(), stranger);
+    let killed: Vec<usize> = (0..stores.len())
+        .filter(|j| owners[*j] == owner_name)
+        .collect();
+    let started = Instant::now();
+    owner.kill9();
+    for j in &killed {
+        let until = started + Duration::from_secs(20);
+        while db.owner(&stores[*j], Duration::from_secs(20)).as_deref() != Some(&survivor.name) {
+            assert!(Instant::now() < until, "{} was not taken over", stores[*j]);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "failover took {took:?}");
+    assert!(matches!(join(survivor, &tokens[i]).await, Answer::Served));
+    let mut ws = connect(&survivor.addr, Some(&tokens[i])).await.unwrap();
+    let (mut session, hello) = Session::client(PeerId::new("till-2"), PeerMetadata::default());
+    send(&mut ws, &hello).await;
+    session.receive(next(&mut ws).await.unwrap()).unwrap();
+    let mut doc = Automerge::new();
+    let mut client = common::Client { ws, session };
+    client.sync_until_quiet(list, &mut doc).await;
+    let view = engine::document::instance::read(&doc).expect("the list survived the failover");
+    assert_eq!(view.tasks.len(), 1);
+    // Epochs only grew: each taken-over store was claimed twice.
+    for j in &killed {
+        let epochs = db.psql(&format!(
+            "SELECT string_agg(epoch::text, ',' ORDER BY epoch) FROM lease_history \
+             WHERE store_id = '{}'",
+            stores[*j]
+        ));
+        assert_eq!(epochs, "1,2", "{}", stores[*j]);
+    }
+}
