@@ -48,7 +48,25 @@ pub async fn run(node: ClusterNode, hub: HubHandle, shutdown: CancellationToken)
             timings,
             node.view.clone(),
         );
+        // Tokens ended on any node close their connections here too
+        // (checked each round, so within about a second). A window that
+        // overlaps the last one, for clocks a little apart; each token
+        // is handled once.
+        let mut tokens_since = crate::runtime::now_ms() - 2_000;
+        let mut handled: std::collections::HashSet<[u8; 32]> = Default::default();
         loop {
+            let now = crate::runtime::now_ms();
+            match leases.tokens_ended(tokens_since - 2_000, now).await {
+                Ok(ended) => {
+                    tokens_since = now;
+                    let new: Vec<[u8; 32]> =
+                        ended.into_iter().filter(|h| handled.insert(*h)).collect();
+                    if !new.is_empty() {
+                        close_token_holders(&hub, new).await;
+                    }
+                }
+                Err(e) => warn!(error = %e, "could not check for revoked tokens"),
+            }
             match leases.tick().await {
                 Ok(round) => {
                     if !round.claimed.is_empty() {
@@ -113,6 +131,24 @@ async fn close_expired(view: &Arc<LeaseView>, hub: &HubHandle) {
             "store leases ran out before a renewal came back"
         );
         close_moved(view, hub, gone).await;
+    }
+}
+
+async fn close_token_holders(hub: &HubHandle, hashes: Vec<[u8; 32]>) {
+    let done = hub
+        .call(move |hub, _now| {
+            let mut out = Vec::new();
+            for h in &hashes {
+                match hub.token_ended_elsewhere(*h) {
+                    Ok(o) => out.extend(o),
+                    Err(e) => warn!(error = %e, "could not close a revoked token's connections"),
+                }
+            }
+            ((), out)
+        })
+        .await;
+    if done.is_err() {
+        warn!("the hub thread is gone; cannot close revoked tokens' connections");
     }
 }
 

@@ -284,6 +284,12 @@ impl Hub {
         Ok(Some(self.close_token_holder(hash, "token revoked")?))
     }
 
+    /// Another hub node of the cluster revoked or expired the token with
+    /// this hash: close its holders here too, as `revoke_token` does.
+    pub fn token_ended_elsewhere(&mut self, hash: [u8; 32]) -> Result<Vec<Output>, HubError> {
+        self.close_token_holder(hash, "the token was revoked or expired")
+    }
+
     /// Connections do not remember which token opened them, so every
     /// connection of the token's principal is closed; holders of other
     /// valid tokens reconnect at once.

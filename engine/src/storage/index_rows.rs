@@ -99,6 +99,7 @@ pub struct EventRow {
     pub note: Option<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn task_fingerprint(
     store: &str,
     list: &str,
@@ -121,6 +122,7 @@ fn task_fingerprint(
         .finish()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn event_fingerprint(
     task: &[u8],
     store: &str,

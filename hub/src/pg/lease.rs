@@ -216,6 +216,27 @@ impl Leases {
         &self.view
     }
 
+    /// Tokens revoked, or expired, between `since_ms` and `now_ms` (the
+    /// hub's clock, as the token rows keep it), on any node.
+    pub async fn tokens_ended(
+        &self,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<[u8; 32]>, tokio_postgres::Error> {
+        let rows = self
+            .client
+            .query(
+                "SELECT token_hash FROM tokens
+                  WHERE revoked_at > $1 OR (expires_at > $1 AND expires_at <= $2)",
+                &[&since_ms, &now_ms],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.get::<_, &[u8]>(0).try_into().ok())
+            .collect())
+    }
+
     fn interval(d: Duration) -> String {
         format!("{} milliseconds", d.as_millis())
     }

@@ -25,6 +25,8 @@ pub struct PgServer {
     port: Mutex<u16>,
     as_postgres: bool,
     next_db: AtomicU32,
+    /// The watchdog shells (each outlives this process only by its cleanup).
+    watchdogs: Mutex<Vec<std::process::Child>>,
 }
 
 static SHARED: OnceLock<Option<PgServer>> = OnceLock::new();
@@ -85,6 +87,7 @@ impl PgServer {
             port: Mutex::new(0),
             as_postgres,
             next_db: AtomicU32::new(0),
+            watchdogs: Mutex::new(Vec::new()),
         };
         let mut initdb = server.command("initdb");
         initdb.arg("-D").arg(server.data()).args([
@@ -158,7 +161,8 @@ impl PgServer {
             sh.stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
-            sh.spawn().expect("starting PostgreSQL");
+            let watchdog = sh.spawn().expect("starting PostgreSQL");
+            self.watchdogs.lock().unwrap().push(watchdog);
             *self.port.lock().unwrap() = port;
             if self.wait_ready(Duration::from_secs(30)) {
                 return;

@@ -185,8 +185,11 @@ pub struct Hub {
     activity: StoreActivity,
     /// In a cluster, which stores this node serves now (the others'
     /// documents are another node's to write); `None`: every store.
-    served: Option<Box<dyn Fn(&StoreId) -> bool + Send>>,
+    served: Option<Served>,
 }
+
+/// Which stores a cluster node serves now (see [`Hub::serve_only`]).
+type Served = Box<dyn Fn(&StoreId) -> bool + Send>;
 impl Hub {
     /// Open the hub over its database (any backend of the storage
     /// traits); the database's actor is HQ's.
