@@ -74,6 +74,18 @@ const STATUS_TEXT = {
   reopened: "Reopened",
 };
 
+const PRIORITY_TEXT = { low: "Low", normal: "Normal", high: "High", urgent: "Urgent" };
+// A word with a mark, so priority never rests on colour alone.
+const PRIORITY_MARK = { low: "▽", normal: "", high: "▲", urgent: "‼" };
+const PRIORITY_RANK = { low: 0, normal: 1, high: 2, urgent: 3 };
+
+// A row's priority; normal work carries no label, so the others stand out.
+function priorityTag(t) {
+  if (!t.priority || t.priority === "normal") return null;
+  return el("span", { class: "prio " + t.priority, "data-priority": t.priority },
+    PRIORITY_MARK[t.priority] + " " + PRIORITY_TEXT[t.priority]);
+}
+
 // Work nobody holds is for anyone on shift (views::is_for): it is on
 // every worker's home, so the row says so instead of "Unassigned".
 function who(a) {
@@ -310,6 +322,7 @@ function taskRow(t) {
   return el("button", { class: "task" + (late ? " late" : ""), "data-task": t.task, onclick: () => openTask(t.task) },
     el("span", { class: "due" }, t.due_local || "—", late ? el("span", { class: "late-mark" }, "Past due") : null),
     el("span", { class: "title" }, t.title, el("span", { class: "small assignee" }, assigneeText(t))),
+    priorityTag(t),
     statusChip(t));
 }
 
@@ -338,6 +351,7 @@ function alertsView() {
   const n = state.notices;
   const row = (t, text) => el("button", { class: "task", onclick: () => openTask(t.task) },
     el("span", { class: "due" }, t.due_local), el("span", { class: "title" }, t.title, el("span", { class: "small" }, t.list_name)),
+    priorityTag(t),
     el("span", { class: "chip" }, text));
   const conflicts = state.conflicts || [];
   return el("div", {},
@@ -389,18 +403,75 @@ async function openTask(id) {
       } catch (e) { toast(e.message, true); }
     } }, "Take it"));
   }
-  const link = t.link && (t.link.kind === "pos_operation"
-    ? el("a", { class: "pos-op", href: "pos:" + t.link.target }, "Open POS operation: " + t.link.target)
-    : el("a", { class: "pos-op", href: t.link.target, target: "_blank", rel: "noopener" }, t.link.target));
+  // A manager assigns and reassigns from the sheet itself, and decides a
+  // conflict on it: no trip to the Manager tab for one task.
+  const managing = me.manager ? managerSheetActions(t, closeAfter) : null;
+  const link = t.operation ? posOperation(t)
+    : t.link && el("a", { class: "pos-op", href: t.link.target, target: "_blank", rel: "noopener" }, t.link.target);
   modal.replaceChildren(el("div", { class: "sheet", role: "dialog" },
     el("div", { class: "sheet-head" }, el("h2", {}, t.title), statusChip(t)),
     el("p", { class: "meta" }, t.list_name + (t.due_local ? " · due " + t.due_local : "") + " · " + assigneeText(t)),
+    el("p", { class: "meta prio-line", "data-priority": t.priority },
+      "Priority: " + (PRIORITY_MARK[t.priority] ? PRIORITY_MARK[t.priority] + " " : "") + PRIORITY_TEXT[t.priority]),
     t.status_by ? el("p", { class: "meta" }, STATUS_TEXT[t.status] + " by " + nameOf(t.status_by) + " on " + t.status_terminal + " at " + timeOf(t.status_at) + (t.status_note ? " — “" + t.status_note + "”" : "")) : null,
     t.description ? el("p", { class: "desc" }, t.description) : null,
     link,
     note,
-    el("div", { class: "actions" }, buttons, el("button", { class: "act muted", onclick: closeModal }, "Close"))));
+    el("div", { class: "actions" }, buttons, el("button", { class: "act muted", onclick: closeModal }, "Close")),
+    managing));
   modal.hidden = false;
+}
+
+// A task's `pos:` operation: its name, and a button that has the agent
+// hand it to the POS (pos-agent run --pos-callback). A name the agent
+// will not hand on (views::pos_operation) is shown as text with why.
+function posOperation(t) {
+  const op = t.operation;
+  if (op.refused) {
+    return el("p", { class: "pos-op-refused", "data-operation-refused": op.name },
+      "POS operation “" + op.name + "”: " + op.refused);
+  }
+  return el("button", { class: "pos-op", "data-operation": op.name, onclick: async () => {
+    try {
+      await api("POST", "/api/tasks/" + t.task + "/pos-operation", {});
+      toast("Opened in the POS: " + op.name);
+    } catch (e) { toast(e.message, true); }
+  } }, "Open in the POS: " + op.name);
+}
+
+// After a write on the sheet: say what happened, close it, show the result.
+function closeAfter(msg) {
+  toast(msg);
+  closeModal();
+  refresh();
+  pollSync();
+}
+
+// What only a manager does to one task: assign it (or reassign it) to a
+// worker on the roster or a group, and decide its conflicts.
+function managerSheetActions(t, done) {
+  const current = assigneeCode(t.assignee);
+  const sel = el("select", { id: "sheet-assign-to" }, assigneeOptions(current));
+  const verb = t.assignee ? "Reassign" : "Assign";
+  const assign = el("button", { class: "act", "data-action": "assign", onclick: async () => {
+    try {
+      await api("POST", "/api/tasks/" + t.task + "/assign", { to: sel.value || null });
+      done((sel.value ? "Assigned: " : "Unassigned: ") + t.title);
+    } catch (e) { toast(e.message, true); }
+  } }, verb);
+  const resolve = (body, label) => el("button", { class: "act", "data-action": "resolve", onclick: async () => {
+    try {
+      await api("POST", "/api/tasks/" + t.task + "/resolve", body);
+      done("Decided: " + t.title);
+    } catch (e) { toast(e.message, true); }
+  } }, label);
+  const statuses = [...new Set((t.conflict_statuses || []).map((e) => e.status))];
+  const assignees = t.assignee_conflict && t.assignee_conflict.length > 1 ? t.assignee_conflict : [];
+  return el("div", { class: "manage" },
+    el("label", { class: "assign" }, verb + " to", sel),
+    el("div", { class: "actions" }, assign),
+    t.conflict && statuses.length ? el("div", { class: "actions" }, statuses.map((s) => resolve({ status: s }, "Decide: " + STATUS_TEXT[s]))) : null,
+    assignees.length ? el("div", { class: "actions" }, assignees.map((a) => resolve({ assignee: a ? assigneeCode(a) : null }, "Give to " + who(a)))) : null);
 }
 
 function closeModal() {
@@ -446,12 +517,17 @@ function managerView() {
   for (const l of state.lists) for (const t of l.tasks) all.push(t);
   // Late work nobody holds first: the manager gives it to someone.
   const nobodysLate = (t) => t.past_due && !t.assignee;
-  all.sort((a, b) => nobodysLate(b) - nobodysLate(a));
+  // Then the shift's order (views::due_order): by due time, undated
+  // last, the more urgent first within one due time.
+  const dueKey = (t) => (t.due ? Date.parse(t.due) : Infinity);
+  all.sort((a, b) => nobodysLate(b) - nobodysLate(a) || dueKey(a) - dueKey(b) ||
+    PRIORITY_RANK[b.priority] - PRIORITY_RANK[a.priority]);
   const assignRows = all.map((t) => {
     const sel = el("select", { "data-assign": t.task }, assigneeOptions(assigneeCode(t.assignee)));
     return el("div", { class: "row" + (nobodysLate(t) ? " late" : ""), "data-assign-row": t.task },
       el("span", { class: "title" }, t.title,
         nobodysLate(t) ? el("span", { class: "late-mark" }, "Past due, nobody has it") : null,
+        priorityTag(t),
         el("span", { class: "small" }, t.list_name + (t.due_local ? " · " + t.due_local : ""))),
       sel,
       el("button", { class: "act", onclick: async () => {

@@ -11,7 +11,7 @@
 //!
 //! This module only routes. One module per resource holds its handlers
 //! (`workers`, `session`, `my_tasks`, `notifications`, `lists`, `tasks`,
-//! `conflicts`, `sync_status`); they share `app` (state, the replica
+//! `conflicts`, `pos_operation`, `sync_status`); they share `app` (state, the replica
 //! thread), `access` (who is acting), `input` (parsing requests) and
 //! `error`. Handlers import the shared modules, never each other's
 //! routes, and nothing imports this module back.
@@ -24,6 +24,7 @@ mod input;
 mod lists;
 mod my_tasks;
 mod notifications;
+mod pos_operation;
 mod session;
 mod sync_status;
 mod tasks;
@@ -72,6 +73,10 @@ pub fn router_with(t: Terminal, cfg: ApiConfig) -> Router {
         .route("/api/tasks/{task}/claim", post(tasks::claim))
         .route("/api/tasks/{task}/assign", post(tasks::assign))
         .route("/api/tasks/{task}/resolve", post(conflicts::resolve))
+        .route(
+            "/api/tasks/{task}/pos-operation",
+            post(pos_operation::hand_over),
+        )
         .route("/api/conflicts", get(conflicts::conflicts))
         .route("/api/sync-status", get(sync_status::sync_status))
         .with_state(app)
