@@ -280,6 +280,9 @@ pub struct Notice {
     pub minutes: i64,
     /// How late, past due only, in the engine's words (the dashboard's).
     pub late: Option<String>,
+    /// The same in units, for a screen that says it in the store's
+    /// language (`engine::due::Lateness`).
+    pub lateness: Option<engine::due::Lateness>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -312,12 +315,14 @@ pub fn notifications(groups: &[ListGroup], clock: &Clock, window_minutes: i64) -
                     due.timestamp_millis(),
                     clock.now.timestamp_millis(),
                 )),
+                lateness: Some(engine::due::Lateness::of((clock.now - due).num_minutes())),
             });
         } else if delta < window_minutes {
             upcoming.push(Notice {
                 task: t.clone(),
                 minutes: delta,
                 late: None,
+                lateness: None,
             });
         }
     }

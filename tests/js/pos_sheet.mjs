@@ -56,7 +56,9 @@ try {
   const op = sheet.locator("[data-operation]");
   report.seen.operation_button = (await op.innerText()).trim();
   await op.click();
-  report.seen.operation_toast = (await page.locator(".toast:not(.bad)").innerText()).trim();
+  const said = page.locator("#toast:not([hidden]):not(.bad)");
+  await said.waitFor();
+  report.seen.operation_toast = (await said.innerText()).trim();
   await page.screenshot({ path: `${shotDir}/worker-sheet.png` });
   await closeSheet();
 
