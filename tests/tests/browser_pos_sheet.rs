@@ -185,7 +185,7 @@ async fn the_sheet_assigns_for_a_manager_and_hands_pos_operations_to_the_host() 
 
     // The operation's name is on the sheet, and the POS got it once, from
     // Ana at pos-1.
-    assert_eq!(seen["operation_button"], "Open in the POS: price-check");
+    assert_eq!(seen["operation_button"], "Open POS operation: price-check");
     assert_eq!(seen["operation_toast"], "Opened in the POS: price-check");
     let got = tokio::time::timeout(DEADLINE, handed.recv())
         .await
