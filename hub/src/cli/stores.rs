@@ -113,11 +113,10 @@ pub async fn stores(remote: &Remote, cmd: StoresCmd) -> anyhow::Result<()> {
                         None => "online".into(),
                     };
                     format!(
-                        "{}\t{}\t{}\t{}\t{online}\tlast sync {}",
+                        "{}\t{}\t{}\t{online}\tlast sync {}",
                         s["id"].as_str().unwrap_or(""),
                         s["name"].as_str().unwrap_or(""),
                         s["time_zone"].as_str().unwrap_or(""),
-                        s["locale"].as_str().unwrap_or(""),
                         s["last_sync"].as_str().unwrap_or("never"),
                     )
                 })

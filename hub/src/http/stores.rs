@@ -117,9 +117,8 @@ async fn list_stores(State(state): State<AppState>, headers: HeaderMap) -> Respo
             let stores = hub.stores_with_status().map(|v| {
                 v.into_iter()
                     .map(|s| {
-                        let locale = hub.store_locale(&s.store.id).unwrap_or_default();
                         json!({"id": s.store.id, "name": s.store.name,
-                               "time_zone": s.store.time_zone, "locale": locale,
+                               "time_zone": s.store.time_zone,
                                "online": s.connections > 0, "connections": s.connections,
                                "last_sync": s.last_sync_ms.and_then(rfc3339)})
                     })
