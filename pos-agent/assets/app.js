@@ -137,7 +137,11 @@ async function api(method, path, body) {
     signedOut(t("session.ended"));
     throw new Error("session-ended");
   }
-  if (!resp.ok) throw new Error((data && data.error) || resp.statusText);
+  if (!resp.ok) {
+    const err = new Error((data && data.error) || resp.statusText);
+    err.status = resp.status;
+    throw err;
+  }
   return data;
 }
 
@@ -319,7 +323,10 @@ async function signIn() {
     await showApp();
   } catch (e) {
     state.pin = "";
-    toast(e.message, true);
+    // The refusals a worker meets at the keypad, in their language; any
+    // other error as the agent words it.
+    const why = { 401: "signin.wrong_pin", 403: "signin.no_pin" }[e.status];
+    toast(why ? t(why) : e.message, true);
     renderSignIn();
   }
 }

@@ -52,6 +52,9 @@ try {
   await page.locator('[data-worker="w-1"]').click();
   report.seen.keypad_go = (await page.locator("#sign-in").innerText()).trim();
   await noEnglish("keypad");
+  for (const d of "0000") await page.locator(`[data-key="${d}"]`).click();
+  await page.locator("#sign-in").click();
+  report.seen.wrong_pin = (await page.locator(".toast.bad", { hasText: "PIN" }).innerText()).trim();
   for (const d of "1234") await page.locator(`[data-key="${d}"]`).click();
   await page.locator("#sign-in").click();
   await row("Kühlkette prüfen").waitFor();

@@ -134,6 +134,7 @@ async fn a_worker_signs_in_and_completes_a_task_in_german() {
     assert_eq!(seen["html_lang"], "de");
     assert_eq!(seen["sign_in_heading"], "Wer sind Sie?");
     assert_eq!(seen["keypad_go"], "Anmelden");
+    assert_eq!(seen["wrong_pin"], "Falsche PIN; bitte erneut versuchen");
     assert_eq!(
         seen["tabs"],
         json!(["Meine Aufgaben", "Alle heute", "Abmelden"])
