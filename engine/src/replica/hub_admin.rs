@@ -123,6 +123,33 @@ impl Hub {
         Ok((removed, out))
     }
 
+    /// Set a store's locale (`de-DE`): it travels in the store's
+    /// directory, like its roster, so the terminals pick their language
+    /// and formats from it offline too.
+    pub fn set_store_locale(
+        &mut self,
+        store: &StoreId,
+        locale: &str,
+        now_ms: i64,
+    ) -> Result<Vec<Output>, HubError> {
+        self.require_store(store)?;
+        let dir = DocumentId::directory_of(store);
+        self.edit(dir, now_ms, |d| {
+            Ok(directory::put_locale(d, locale, now_ms)?
+                .into_iter()
+                .collect())
+        })
+    }
+
+    /// The store's locale as its directory carries it ([`Self::set_store_locale`]),
+    /// or [`directory::DEFAULT_LOCALE`] for a store HQ gave none.
+    pub fn store_locale(&mut self, store: &StoreId) -> Result<String, HubError> {
+        let dir = DocumentId::directory_of(store);
+        Ok(directory::read(self.document(dir)?)?
+            .locale
+            .unwrap_or_else(|| directory::DEFAULT_LOCALE.to_owned()))
+    }
+
     /// Change an existing store's name or time zone. Recurring lists
     /// follow the new zone at the next materialization.
     pub fn update_store(&mut self, rec: &StoreRecord) -> Result<(), HubError> {
