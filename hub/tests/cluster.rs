@@ -191,26 +191,41 @@ async fn stores_are_split_between_nodes_and_a_killed_nodes_stores_move_to_anothe
     assert!(matches!(join(owner, &tokens[i]).await, Answer::Served));
     // A token revoked on one node closes its connection on the other
     // within about a second.
-    let (_, v) = stranger.post(&format!("/stores/{s}/tokens"), json!({})).await;
+    let (_, v) = stranger
+        .post(&format!("/stores/{s}/tokens"), json!({}))
+        .await;
     let second = v["token"].as_str().unwrap().to_owned();
     let mut ws = connect(&owner.addr, Some(&second)).await.unwrap();
     let (_session, hello) = Session::client(PeerId::new("till-9"), PeerMetadata::default());
     send(&mut ws, &hello).await;
-    assert!(matches!(next(&mut ws).await, Some(WireMessage::Peer { .. })));
+    assert!(matches!(
+        next(&mut ws).await,
+        Some(WireMessage::Peer { .. })
+    ));
     let revoked_at = Instant::now();
-    let (st, v) = stranger.post("/tokens/revoke", json!({"token": second})).await;
+    let (st, v) = stranger
+        .post("/tokens/revoke", json!({"token": second}))
+        .await;
     assert!(st == 200 || st == 204, "{st} {v}");
     loop {
-        match tokio::time::timeout(Duration::from_secs(3), futures_util::StreamExt::next(&mut ws))
-            .await
-            .expect("closed within 3 s")
+        match tokio::time::timeout(
+            Duration::from_secs(3),
+            futures_util::StreamExt::next(&mut ws),
+        )
+        .await
+        .expect("closed within 3 s")
         {
-            None | Some(Err(_)) | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => break,
+            None | Some(Err(_)) | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => {
+                break
+            }
             Some(Ok(_)) => {}
         }
     }
     let closed_in = revoked_at.elapsed();
-    assert!(closed_in < Duration::from_millis(2500), "closed after {closed_in:?}");
+    assert!(
+        closed_in < Duration::from_millis(2500),
+        "closed after {closed_in:?}"
+    );
     eprintln!("revocation on one node closed the connection on another in {closed_in:?}");
     // HQ writes: the node that does not serve the store changes nothing.
     let (st, v) = publish(stranger, s).await;
@@ -237,7 +252,10 @@ async fn stores_are_split_between_nodes_and_a_killed_nodes_stores_move_to_anothe
     }
     let took = started.elapsed();
     assert!(took < Duration::from_secs(15), "failover took {took:?}");
-    eprintln!("failover of {} stores after kill -9: {took:?}", killed.len());
+    eprintln!(
+        "failover of {} stores after kill -9: {took:?}",
+        killed.len()
+    );
     assert!(matches!(join(survivor, &tokens[i]).await, Answer::Served));
     let mut ws = connect(&survivor.addr, Some(&tokens[i])).await.unwrap();
     let (mut session, hello) = Session::client(PeerId::new("till-2"), PeerMetadata::default());

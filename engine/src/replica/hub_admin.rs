@@ -133,6 +133,7 @@ impl Hub {
         now_ms: i64,
     ) -> Result<Vec<Output>, HubError> {
         self.require_store(store)?;
+        self.require_served(store)?;
         let dir = DocumentId::directory_of(store);
         self.edit(dir, now_ms, |d| {
             Ok(directory::put_locale(d, locale, now_ms)?
@@ -145,6 +146,11 @@ impl Hub {
     /// or [`directory::DEFAULT_LOCALE`] for a store HQ gave none.
     pub fn store_locale(&mut self, store: &StoreId) -> Result<String, HubError> {
         let dir = DocumentId::directory_of(store);
+        // In a cluster, a store just added has no directory until the node
+        // that takes it makes one: it speaks the default until then.
+        if self.db().doc_owner(dir)?.is_none() {
+            return Ok(directory::DEFAULT_LOCALE.to_owned());
+        }
         Ok(directory::read(self.document(dir)?)?
             .locale
             .unwrap_or_else(|| directory::DEFAULT_LOCALE.to_owned()))
