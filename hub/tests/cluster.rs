@@ -178,6 +178,37 @@ async fn stores_are_split_between_nodes_and_a_killed_nodes_stores_move_to_anothe
     assert!(owners.iter().any(|o| o == "node-a"), "{owners:?}");
     assert!(owners.iter().any(|o| o == "node-b"), "{owners:?}");
 
+    // Each node says what it serves; `hub cluster status` shows the same.
+    for node in [&a, &b] {
+        let served = owners.iter().filter(|o| **o == node.name).count();
+        let health = reqwest::get(format!("http://{}/healthz", node.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(health, format!("ok\nserving {served} stores\n"));
+        let metrics = reqwest::get(format!("http://{}/metrics", node.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(metrics.contains(&format!("hub_stores_served {served}\n")), "{metrics}");
+        assert_eq!(metrics.matches("hub_store_lease_epoch{store=").count(), served);
+    }
+    let status = Command::new(env!("CARGO_BIN_EXE_hub"))
+        .args(["cluster", "status", "--database", &url])
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let status = String::from_utf8(status.stdout).unwrap();
+    for (s, o) in stores.iter().zip(&owners) {
+        let line = status.lines().find(|l| l.starts_with(s.as_str())).expect(s);
+        assert!(line.contains(o.as_str()), "{line}");
+    }
+    assert!(status.contains(&a.sync_url()) && status.contains(&b.sync_url()), "{status}");
+
     let at = |name: &str| if name == "node-a" { &a } else { &b };
     let other = |name: &str| if name == "node-a" { &b } else { &a };
     let (i, s) = (0, &stores[0]);
