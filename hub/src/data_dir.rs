@@ -110,6 +110,7 @@ pub fn open(
                 Some(served),
             )?;
             opened.state.leases = Some(view.clone());
+            opened.state.cluster_address = Some(address.clone());
             opened.cluster = Some(ClusterNode {
                 url: url.clone(),
                 node: node

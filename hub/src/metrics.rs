@@ -192,7 +192,9 @@ pub fn render_leases(held: &[(engine::ids::StoreId, i64)]) -> String {
     out.push_str("# HELP hub_store_lease_epoch The epoch this node holds each store's lease at.\n");
     out.push_str("# TYPE hub_store_lease_epoch gauge\n");
     for (store, epoch) in held {
-        out.push_str(&format!("hub_store_lease_epoch{{store=\"{store}\"}} {epoch}\n"));
+        out.push_str(&format!(
+            "hub_store_lease_epoch{{store=\"{store}\"}} {epoch}\n"
+        ));
     }
     out
 }

@@ -1,9 +1,11 @@
 //! Hub nodes as real processes over one PostgreSQL database: stores split
 //! between nodes by lease, a terminal at the wrong node is sent to the
-//! right one, HQ writes are refused by a node that does not serve the
-//! store (nothing changed), and a node killed with -9 has its stores
-//! served by another within the lease time, with nothing acknowledged
-//! lost. Skipped (with a notice) where PostgreSQL is not installed.
+//! right one, HQ writes through any node are carried out by the store's
+//! node (a publish to all stores split by node), a token revoked on one
+//! node closes its connection on the other, and a node killed with -9 has
+//! its stores served by another within the lease time, with nothing
+//! acknowledged lost. Skipped (with a notice) where PostgreSQL is not
+//! installed.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -194,8 +196,14 @@ async fn stores_are_split_between_nodes_and_a_killed_nodes_stores_move_to_anothe
             .text()
             .await
             .unwrap();
-        assert!(metrics.contains(&format!("hub_stores_served {served}\n")), "{metrics}");
-        assert_eq!(metrics.matches("hub_store_lease_epoch{store=").count(), served);
+        assert!(
+            metrics.contains(&format!("hub_stores_served {served}\n")),
+            "{metrics}"
+        );
+        assert_eq!(
+            metrics.matches("hub_store_lease_epoch{store=").count(),
+            served
+        );
     }
     let status = Command::new(env!("CARGO_BIN_EXE_hub"))
         .args(["cluster", "status", "--database", &url])
@@ -207,7 +215,10 @@ async fn stores_are_split_between_nodes_and_a_killed_nodes_stores_move_to_anothe
         let line = status.lines().find(|l| l.starts_with(s.as_str())).expect(s);
         assert!(line.contains(o.as_str()), "{line}");
     }
-    assert!(status.contains(&a.sync_url()) && status.contains(&b.sync_url()), "{status}");
+    assert!(
+        status.contains(&a.sync_url()) && status.contains(&b.sync_url()),
+        "{status}"
+    );
 
     let at = |name: &str| if name == "node-a" { &a } else { &b };
     let other = |name: &str| if name == "node-a" { &b } else { &a };
@@ -258,13 +269,49 @@ async fn stores_are_split_between_nodes_and_a_killed_nodes_stores_move_to_anothe
         "closed after {closed_in:?}"
     );
     eprintln!("revocation on one node closed the connection on another in {closed_in:?}");
-    // HQ writes: the node that does not serve the store changes nothing.
+    // HQ writes through any node are carried out by the store's node.
     let (st, v) = publish(stranger, s).await;
-    assert_eq!(st, 409, "{v}");
-    assert!(v.to_string().contains("served by another hub node"), "{v}");
-    let (st, v) = publish(owner, s).await;
     assert_eq!(st, 201, "{v}");
     let list: DocumentId = v["id"].as_str().unwrap().parse().unwrap();
+    // A node handed a write for a store it does not serve (the store
+    // moved in between) changes nothing and says so.
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/api/lists", stranger.addr))
+        .bearer_auth("admin")
+        .header(hub::http::forward::FORWARDED, "1")
+        .json(&json!({"store": s, "name": "Other", "date": "2026-11-27",
+                      "tasks": [{"title": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("served by another hub node"));
+    // A publish to every store through one node: each node commits its
+    // share, and the answer lists every store in the request's order.
+    let (st, v) = a
+        .post(
+            "/lists",
+            json!({"stores": stores, "name": "Delivery", "date": "2026-11-26",
+                   "tasks": [{"title": "Receive the pallets"}]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let went: Vec<&str> = v["lists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["store"].as_str().unwrap())
+        .collect();
+    assert_eq!(went, stores.iter().map(String::as_str).collect::<Vec<_>>());
+    // Stored: the first list and one per store.
+    assert_eq!(
+        db.psql("SELECT count(*) FROM doc_owners WHERE kind = 'instance'"),
+        "9"
+    );
 
     // kill -9 the owner: the other node serves its stores within the
     // lease time, and the list published there is still there.

@@ -115,10 +115,22 @@ mod tests {
             lease("store-003", None, 0, -1),
         ];
         let text = render(&nodes, &leases);
-        assert!(text.contains("hub-a            active        0.4 s       1  ws://10.0.0.1:8080/sync"), "{text}");
-        assert!(text.contains("store-001                hub-a                 3   in 5.2 s"), "{text}");
-        assert!(text.contains("store-002                (nobody)              1          -"), "{text}");
+        assert!(
+            text.contains("hub-a            active        0.4 s       1  ws://10.0.0.1:8080/sync"),
+            "{text}"
+        );
+        assert!(
+            text.contains("store-001                hub-a                 3   in 5.2 s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("store-002                (nobody)              1          -"),
+            "{text}"
+        );
         assert!(text.contains("store-003                (nobody)"), "{text}");
-        assert_eq!(render(&[], &[]), "no hub node has joined this database yet\n\nno stores yet\n");
+        assert_eq!(
+            render(&[], &[]),
+            "no hub node has joined this database yet\n\nno stores yet\n"
+        );
     }
 }

@@ -30,6 +30,9 @@ pub struct AppState {
     /// In a PostgreSQL cluster: the stores this node serves, and where
     /// the others are served (see `crate::cluster`).
     pub leases: Option<Arc<crate::pg::lease::LeaseView>>,
+    /// In a cluster: this node's advertised sync URL (HQ writes are
+    /// passed between nodes at its HTTP base).
+    pub cluster_address: Option<String>,
 }
 
 /// See `AppState::index_read_budget`: a dashboard read every few seconds
@@ -48,6 +51,7 @@ impl AppState {
             next_conn: Arc::new(AtomicU64::new(1)),
             shutdown: CancellationToken::new(),
             leases: None,
+            cluster_address: None,
         }
     }
 

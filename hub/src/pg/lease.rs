@@ -68,6 +68,8 @@ pub struct LeaseView {
     /// Where each store held by another live node is served (its sync
     /// URL), as of the last round: where this node sends its terminals.
     routes: RwLock<HashMap<StoreId, String>>,
+    /// The live nodes and their sync URLs, as of the last round.
+    nodes: RwLock<Vec<(NodeId, String)>>,
 }
 
 impl LeaseView {
@@ -108,6 +110,12 @@ impl LeaseView {
     pub fn route(&self, store: &StoreId) -> Option<String> {
         let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
         routes.get(store).cloned()
+    }
+
+    /// The live nodes (this one included) and their sync URLs, as of the
+    /// last round.
+    pub fn live_nodes(&self) -> Vec<(NodeId, String)> {
+        self.nodes.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Forget the stores whose local deadline passed (no renewal came
@@ -255,12 +263,13 @@ impl Leases {
         Ok(())
     }
 
-    /// The nodes whose heartbeat is recent, active ones only.
-    pub async fn live_nodes(&self) -> Result<Vec<NodeId>, tokio_postgres::Error> {
+    /// The nodes whose heartbeat is recent, active ones only, with their
+    /// sync URLs.
+    pub async fn live_nodes(&self) -> Result<Vec<(NodeId, String)>, tokio_postgres::Error> {
         let rows = self
             .client
             .query(
-                "SELECT node_id FROM nodes WHERE state = 'active'
+                "SELECT node_id, address FROM nodes WHERE state = 'active'
                    AND heartbeat_at > clock_timestamp() - $1::text::interval
                  ORDER BY node_id",
                 &[&Self::interval(self.timings.live_within)],
@@ -268,7 +277,7 @@ impl Leases {
             .await?;
         Ok(rows
             .iter()
-            .filter_map(|r| r.get::<_, &str>(0).parse().ok())
+            .filter_map(|r| Some((r.get::<_, &str>(0).parse().ok()?, r.get(1))))
             .collect())
     }
 
@@ -391,7 +400,9 @@ impl Leases {
     pub async fn tick(&mut self) -> Result<TickOutcome, tokio_postgres::Error> {
         self.heartbeat().await?;
         let lost = self.renew().await?;
-        let live = self.live_nodes().await?;
+        let nodes = self.live_nodes().await?;
+        let live: Vec<NodeId> = nodes.iter().map(|(n, _)| n.clone()).collect();
+        *self.view.nodes.write().unwrap_or_else(|e| e.into_inner()) = nodes;
         let rows = self
             .client
             .query(
