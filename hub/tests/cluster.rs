@@ -354,3 +354,132 @@ async fn stores_are_split_between_nodes_and_a_killed_nodes_stores_move_to_anothe
         assert_eq!(epochs, "1,2", "{}", stores[*j]);
     }
 }
+
+impl Node {
+    async fn put(&self, path: &str, body: serde_json::Value) -> u16 {
+        reqwest::Client::new()
+            .put(format!("http://{}/api{path}", self.addr))
+            .bearer_auth("admin")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: a plain signal to our own child process.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+}
+
+/// A node stopped (SIGSTOP) past its lease while a terminal's change
+/// waits in its socket: another node takes the store; when the stopped
+/// node wakes up it stores nothing (the fence refuses its commit, or it
+/// finds its lease gone first) and sends the terminal on; the change
+/// reaches the new node and is stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_paused_past_its_lease_stores_nothing_when_it_wakes_and_the_change_lands_once() {
+    let Some(server) = PgServer::shared() else {
+        return;
+    };
+    let url = server.new_database();
+    let db = Db {
+        server,
+        name: url.rsplit('/').next().unwrap().to_owned(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(&url, "node-a", dir.path());
+    let b = Node::start(&url, "node-b", dir.path());
+    let s = "store-001";
+    let (st, v) = a
+        .post("/stores", json!({"id": s, "name": s, "time_zone": "Europe/Berlin"}))
+        .await;
+    assert!(st == 200 || st == 201, "{st} {v}");
+    let (_, v) = a.post(&format!("/stores/{s}/tokens"), json!({})).await;
+    let token = v["token"].as_str().unwrap().to_owned();
+    let owner_name = db.owner(s, Duration::from_secs(10)).expect("an owner");
+    let (owner, other) = if owner_name == "node-a" { (&a, &b) } else { (&b, &a) };
+    // The roster and the list, through either node.
+    let st = other
+        .put(
+            &format!("/stores/{s}/workers/w1"),
+            json!({"name": "W1", "role": "cashier"}),
+        )
+        .await;
+    assert!(st == 200 || st == 201, "{st}");
+    let (st, v) = publish(other, s).await;
+    assert_eq!(st, 201, "{v}");
+    let list: DocumentId = v["id"].as_str().unwrap().parse().unwrap();
+    let doc_hex = hex::encode(list.as_bytes());
+    let stored = || db.psql(&format!("SELECT count(*) FROM changes WHERE doc_id = '\\x{doc_hex}'"));
+
+    // A terminal syncs the list at its node, then records a completion.
+    let mut ws = connect(&owner.addr, Some(&token)).await.unwrap();
+    let (mut session, hello) = Session::client(PeerId::new("till-1"), PeerMetadata::default());
+    send(&mut ws, &hello).await;
+    session.receive(next(&mut ws).await.unwrap()).unwrap();
+    let mut client = common::Client { ws, session };
+    let mut doc = Automerge::new();
+    client.sync_until_quiet(list, &mut doc).await;
+    let task = engine::document::instance::read(&doc).unwrap().tasks[0].spec.id;
+    let before = stored();
+
+    // The node freezes; the change goes into its socket meanwhile.
+    owner.signal(libc::SIGSTOP);
+    doc.set_actor(automerge::ActorId::random());
+    let update = engine::model::StatusUpdate {
+        id: engine::ids::EventId(uuid::Uuid::from_u128(7)),
+        task,
+        status: engine::model::Status::Completed,
+        worker: "w1".parse().unwrap(),
+        terminal: "pos-1".parse().unwrap(),
+        note: None,
+    };
+    engine::document::instance::record_status(
+        &mut doc,
+        &update,
+        chrono::Utc::now().timestamp_millis(),
+    )
+    .unwrap();
+    if let Some(m) = client.session.generate(list, &mut doc) {
+        send(&mut client.ws, &m).await;
+    }
+    // The other node takes the store once the frozen node's lease ran out.
+    let until = Instant::now() + Duration::from_secs(20);
+    while db.owner(s, Duration::from_secs(20)).as_deref() != Some(&other.name) {
+        assert!(Instant::now() < until, "not taken over");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    owner.signal(libc::SIGCONT);
+    // The woken node stores nothing and sends the terminal on.
+    let mut moved_to = None;
+    loop {
+        match next(&mut client.ws).await {
+            Some(WireMessage::Error { message, .. }) => {
+                moved_to = Some(Moved::decode(&message).expect("moved").to);
+                break;
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(stored(), before, "nothing stored by the node that lost the lease");
+    if let Some(Some(to)) = &moved_to {
+        assert_eq!(to, &other.sync_url());
+    }
+    // At the node that serves it now, the change lands, once.
+    let mut ws = connect(&other.addr, Some(&token)).await.unwrap();
+    let (mut session, hello) = Session::client(PeerId::new("till-1b"), PeerMetadata::default());
+    send(&mut ws, &hello).await;
+    session.receive(next(&mut ws).await.unwrap()).unwrap();
+    let mut client = common::Client { ws, session };
+    assert!(client.sync_until_quiet(list, &mut doc).await.is_empty());
+    let after: u64 = stored().parse().unwrap();
+    assert_eq!(after, before.parse::<u64>().unwrap() + 1, "stored exactly once");
+    assert_eq!(
+        db.psql("SELECT string_agg(epoch || ':' || owner, ',' ORDER BY epoch) FROM lease_history"),
+        format!("1:{},2:{}", owner.name, other.name)
+    );
+}

@@ -67,7 +67,7 @@ pub async fn to_serving_nodes(State(state): State<AppState>, req: Request, next:
                 .await
         }
         Target::Store(store) => {
-            let Some(to) = node_of(&state, &store) else {
+            let Some(to) = node_of_waiting(&state, &store).await else {
                 return nobody_serves(&store);
             };
             pass(&parts, bytes.to_vec(), &to).await
@@ -125,6 +125,22 @@ fn node_of(state: &AppState, store: &StoreId) -> Option<String> {
         return Some(own_base(state));
     }
     leases.route(store).map(|sync| http_base(&sync))
+}
+
+/// `node_of`, waiting up to two lease rounds while nobody is known to
+/// serve `store` (a store just added or taken over: the next round
+/// names its node).
+async fn node_of_waiting(state: &AppState, store: &StoreId) -> Option<String> {
+    let until = tokio::time::Instant::now() + std::time::Duration::from_millis(2_500);
+    loop {
+        if let Some(base) = node_of(state, store) {
+            return Some(base);
+        }
+        if tokio::time::Instant::now() >= until {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// This node's HTTP base, from its advertised sync URL.
@@ -226,7 +242,7 @@ async fn split_publish(
     let mut by_node: BTreeMap<String, Vec<StoreId>> = BTreeMap::new();
     let mut failed: BTreeMap<StoreId, String> = BTreeMap::new();
     for s in &stores {
-        match node_of(state, s) {
+        match node_of_waiting(state, s).await {
             Some(base) => by_node.entry(base).or_default().push(s.clone()),
             None => {
                 failed.insert(
