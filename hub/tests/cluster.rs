@@ -394,13 +394,20 @@ async fn a_node_paused_past_its_lease_stores_nothing_when_it_wakes_and_the_chang
     let b = Node::start(&url, "node-b", dir.path());
     let s = "store-001";
     let (st, v) = a
-        .post("/stores", json!({"id": s, "name": s, "time_zone": "Europe/Berlin"}))
+        .post(
+            "/stores",
+            json!({"id": s, "name": s, "time_zone": "Europe/Berlin"}),
+        )
         .await;
     assert!(st == 200 || st == 201, "{st} {v}");
     let (_, v) = a.post(&format!("/stores/{s}/tokens"), json!({})).await;
     let token = v["token"].as_str().unwrap().to_owned();
     let owner_name = db.owner(s, Duration::from_secs(10)).expect("an owner");
-    let (owner, other) = if owner_name == "node-a" { (&a, &b) } else { (&b, &a) };
+    let (owner, other) = if owner_name == "node-a" {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
     // The roster and the list, through either node.
     let st = other
         .put(
@@ -413,7 +420,11 @@ async fn a_node_paused_past_its_lease_stores_nothing_when_it_wakes_and_the_chang
     assert_eq!(st, 201, "{v}");
     let list: DocumentId = v["id"].as_str().unwrap().parse().unwrap();
     let doc_hex = hex::encode(list.as_bytes());
-    let stored = || db.psql(&format!("SELECT count(*) FROM changes WHERE doc_id = '\\x{doc_hex}'"));
+    let stored = || {
+        db.psql(&format!(
+            "SELECT count(*) FROM changes WHERE doc_id = '\\x{doc_hex}'"
+        ))
+    };
 
     // A terminal syncs the list at its node, then records a completion.
     let mut ws = connect(&owner.addr, Some(&token)).await.unwrap();
@@ -423,7 +434,9 @@ async fn a_node_paused_past_its_lease_stores_nothing_when_it_wakes_and_the_chang
     let mut client = common::Client { ws, session };
     let mut doc = Automerge::new();
     client.sync_until_quiet(list, &mut doc).await;
-    let task = engine::document::instance::read(&doc).unwrap().tasks[0].spec.id;
+    let task = engine::document::instance::read(&doc).unwrap().tasks[0]
+        .spec
+        .id;
     let before = stored();
 
     // The node freezes; the change goes into its socket meanwhile.
@@ -465,7 +478,11 @@ async fn a_node_paused_past_its_lease_stores_nothing_when_it_wakes_and_the_chang
             None => break,
         }
     }
-    assert_eq!(stored(), before, "nothing stored by the node that lost the lease");
+    assert_eq!(
+        stored(),
+        before,
+        "nothing stored by the node that lost the lease"
+    );
     if let Some(Some(to)) = &moved_to {
         assert_eq!(to, &other.sync_url());
     }
@@ -477,7 +494,11 @@ async fn a_node_paused_past_its_lease_stores_nothing_when_it_wakes_and_the_chang
     let mut client = common::Client { ws, session };
     assert!(client.sync_until_quiet(list, &mut doc).await.is_empty());
     let after: u64 = stored().parse().unwrap();
-    assert_eq!(after, before.parse::<u64>().unwrap() + 1, "stored exactly once");
+    assert_eq!(
+        after,
+        before.parse::<u64>().unwrap() + 1,
+        "stored exactly once"
+    );
     assert_eq!(
         db.psql("SELECT string_agg(epoch || ':' || owner, ',' ORDER BY epoch) FROM lease_history"),
         format!("1:{},2:{}", owner.name, other.name)

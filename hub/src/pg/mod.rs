@@ -66,6 +66,9 @@ pub struct PgDatabase {
     batch: Cell<bool>,
     /// A reader: every transaction is read-only.
     reader: bool,
+    /// How this node took the database (`take_database`): taken again
+    /// on a new connection, since a session lock ends with its session.
+    taken: Cell<Option<bool>>,
     /// In a cluster: the leases this node holds, which every commit that
     /// wrote a store's data checks (`lease::FENCE`).
     leases: Option<Arc<LeaseView>>,
@@ -396,6 +399,7 @@ impl PgDatabase {
             actor: ActorId::from([0u8; 16]),
             batch: Cell::new(false),
             reader,
+            taken: Cell::new(None),
             leases: None,
             touched: RefCell::default(),
             owners: RefCell::default(),
@@ -415,6 +419,7 @@ impl PgDatabase {
     /// hub next to any other hub on the same database would write stores
     /// another node serves, without leases: refused here, either way round.
     pub fn take_database(&self, shared: bool) -> Result<(), StorageError> {
+        self.taken.set(Some(shared));
         let taken = self.read(async |tx| {
             let row = if shared {
                 tx.query_one("SELECT pg_try_advisory_lock_shared($1)", &[&HUB_LOCK])
@@ -471,6 +476,9 @@ impl PgDatabase {
         *self.client.borrow_mut() = client;
         self.prepared.borrow_mut().clear();
         tracing::info!(location = %self.location, "reconnected to PostgreSQL");
+        if let Some(shared) = self.taken.get() {
+            self.take_database(shared)?;
+        }
         Ok(())
     }
 
