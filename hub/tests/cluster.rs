@@ -122,8 +122,27 @@ enum Answer {
     Moved(Option<String>),
 }
 
+/// `join` as our agent does it: it follows `moved`.
 async fn join(node: &Node, token: &str) -> Answer {
-    let mut ws = connect(&node.addr, Some(token)).await.expect("upgraded");
+    join_as(node, token, true).await
+}
+
+/// Join `node` with `token`; `follows_moved`: say so, as our agent does
+/// (else the node proxies, as for a JS automerge-repo client).
+async fn join_as(node: &Node, token: &str, follows_moved: bool) -> Answer {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/sync", node.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    if follows_moved {
+        req.headers_mut()
+            .insert("x-follows-moved", "1".parse().unwrap());
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgraded");
     let (_session, hello) = Session::client(PeerId::new("till-1"), PeerMetadata::default());
     send(&mut ws, &hello).await;
     match next(&mut ws).await {
@@ -231,6 +250,12 @@ async fn stores_are_split_between_nodes_and_a_killed_nodes_stores_move_to_anothe
         Answer::Served => panic!("{} served a store it does not hold", stranger.name),
     }
     assert!(matches!(join(owner, &tokens[i]).await, Answer::Served));
+    // A client that does not follow `moved` (a JS automerge-repo client)
+    // is proxied: the stranger node relays it to the owner, which serves.
+    assert!(matches!(
+        join_as(stranger, &tokens[i], false).await,
+        Answer::Served
+    ));
     // A token revoked on one node closes its connection on the other
     // within about a second.
     let (_, v) = stranger
@@ -456,7 +481,7 @@ async fn a_node_paused_past_its_lease_stores_nothing_when_it_wakes_and_the_chang
         chrono::Utc::now().timestamp_millis(),
     )
     .unwrap();
-    if let Some(m) = client.session.generate(list, &mut doc) {
+    if let Some(m) = client.session.generate(list, &doc) {
         send(&mut client.ws, &m).await;
     }
     // The other node takes the store once the frozen node's lease ran out.

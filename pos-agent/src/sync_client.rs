@@ -218,6 +218,10 @@ async fn connect_once(
         "Authorization",
         HeaderValue::from_str(&format!("Bearer {token}"))?,
     );
+    // A hub node that does not serve this store sends us to the one that
+    // does (`moved`) instead of relaying every message through itself.
+    req.headers_mut()
+        .insert("x-follows-moved", HeaderValue::from_static("1"));
     let (ws, response) = match tokio::time::timeout(
         Duration::from_secs(10),
         tokio_tungstenite::connect_async(req),

@@ -44,26 +44,6 @@ pub(super) async fn sync_upgrade(
         )
             .into_response();
     };
-    // In a cluster, one node serves a store at a time: a terminal that
-    // reached another node is sent to it (`moved`), and one that arrived
-    // while its store has no node (a failover) waits for one.
-    if let (Some(leases), Principal::Store(store)) = (&state.leases, &principal) {
-        match route(leases, store).await {
-            Route::Here => {}
-            Route::There(to) => {
-                info!(%store, %to, "sending a terminal to the node that serves its store");
-                return ws.on_upgrade(move |socket| say_moved(socket, to));
-            }
-            Route::Nobody => {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [(axum::http::header::RETRY_AFTER, "2")],
-                    format!("no hub node serves store {store} right now (a node is taking it over); retry\n"),
-                )
-                    .into_response()
-            }
-        }
-    }
     // The token authenticated, so it has a hash; a missing one was refused.
     let hash = token_hash(token.as_deref().unwrap_or_default());
     let slot = match state.slots.take(hash, &principal) {
@@ -81,6 +61,44 @@ pub(super) async fn sync_upgrade(
         }
     };
     let max = state.limits.wire.max_message_bytes;
+    // In a cluster, one node serves a store at a time. A terminal that
+    // reached another node is sent to it when it follows `moved` (our
+    // agent says so with `x-follows-moved`), and else proxied there;
+    // one that arrived while its store has no node (a failover) waits for
+    // one. A connection passed on by another node is never passed again.
+    if let (Some(leases), Principal::Store(store)) = (&state.leases, &principal) {
+        match route(leases, store).await {
+            Route::Here => {}
+            Route::There(_) if headers.contains_key(super::forward::FORWARDED) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(axum::http::header::RETRY_AFTER, "1")],
+                    format!("store {store} moved to another node meanwhile; retry\n"),
+                )
+                    .into_response()
+            }
+            Route::There(to) if headers.contains_key(FOLLOWS_MOVED) => {
+                info!(%store, %to, "sending a terminal to the node that serves its store");
+                return ws.on_upgrade(move |socket| say_moved(socket, to));
+            }
+            Route::There(to) => {
+                info!(%store, %to, "proxying a client to the node that serves its store");
+                let token = token.clone().unwrap_or_default();
+                return ws
+                    .max_message_size(max)
+                    .max_frame_size(max)
+                    .on_upgrade(move |socket| proxy(socket, to, token, max, slot));
+            }
+            Route::Nobody => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(axum::http::header::RETRY_AFTER, "2")],
+                    format!("no hub node serves store {store} right now (a node is taking it over); retry\n"),
+                )
+                    .into_response()
+            }
+        }
+    }
     // Small socket buffers: the defaults (128 KiB each way) were most of a
     // connection's memory, and sync frames are mostly small (the read
     // buffer grows for a large frame up to `max`).
@@ -114,6 +132,104 @@ async fn route(leases: &crate::pg::lease::LeaseView, store: &engine::ids::StoreI
             return Route::Nobody;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Sent by a client that follows the `moved` reason (our agent): it is
+/// sent to the node that serves its store instead of proxied there.
+pub const FOLLOWS_MOVED: &str = "x-follows-moved";
+
+/// Carry a client's connection to the node that serves its store: open
+/// `/sync` there with the client's token and pass every message both ways
+/// until either side closes. The serving node applies its own checks and
+/// limits; this one only relays (its slot holds the connection's place
+/// under this node's caps too).
+async fn proxy(socket: WebSocket, to: String, token: String, max: usize, _slot: Slot) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message as Up;
+    let upstream = async {
+        let mut req = to.as_str().into_client_request()?;
+        let h = req.headers_mut();
+        h.insert(
+            "Authorization",
+            format!("Bearer {token}").parse().map_err(|_| {
+                tokio_tungstenite::tungstenite::Error::Url(
+                    tokio_tungstenite::tungstenite::error::UrlError::EmptyHostName,
+                )
+            })?,
+        );
+        h.insert(
+            super::forward::FORWARDED,
+            "1".parse().expect("a header value"),
+        );
+        let cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max));
+        tokio_tungstenite::connect_async_with_config(req, Some(cfg), false).await
+    };
+    let (mut down_tx, mut down_rx) = socket.split();
+    let up = match tokio::time::timeout(std::time::Duration::from_secs(10), upstream).await {
+        Ok(Ok((up, _))) => up,
+        Ok(Err(e)) => {
+            warn!(%to, error = %e, "cannot reach the node that serves this store");
+            let _ = down_tx
+                .send(Message::Close(Some(CloseFrame {
+                    code: close_code::AGAIN,
+                    reason: "the node that serves this store did not answer; retry".into(),
+                })))
+                .await;
+            return;
+        }
+        Err(_) => {
+            let _ = down_tx
+                .send(Message::Close(Some(CloseFrame {
+                    code: close_code::AGAIN,
+                    reason: "the node that serves this store did not answer; retry".into(),
+                })))
+                .await;
+            return;
+        }
+    };
+    let (mut up_tx, mut up_rx) = up.split();
+    loop {
+        tokio::select! {
+            m = down_rx.next() => {
+                let m = match m {
+                    Some(Ok(Message::Binary(b))) => Up::Binary(b.to_vec().into()),
+                    Some(Ok(Message::Text(t))) => Up::Text(t.as_str().into()),
+                    Some(Ok(Message::Ping(p))) => Up::Ping(p.to_vec().into()),
+                    Some(Ok(Message::Pong(p))) => Up::Pong(p.to_vec().into()),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                        let _ = up_tx.send(Up::Close(None)).await;
+                        return;
+                    }
+                };
+                if up_tx.send(m).await.is_err() {
+                    return;
+                }
+            }
+            m = up_rx.next() => {
+                let m = match m {
+                    Some(Ok(Up::Binary(b))) => Message::Binary(b.to_vec().into()),
+                    Some(Ok(Up::Text(t))) => Message::Text(t.as_str().into()),
+                    Some(Ok(Up::Ping(p))) => Message::Ping(p.to_vec().into()),
+                    Some(Ok(Up::Pong(p))) => Message::Pong(p.to_vec().into()),
+                    Some(Ok(Up::Close(f))) => {
+                        let f = f.map(|f| CloseFrame { code: f.code.into(), reason: f.reason.as_str().into() });
+                        let _ = down_tx.send(Message::Close(f)).await;
+                        return;
+                    }
+                    Some(Ok(Up::Frame(_))) => continue,
+                    None | Some(Err(_)) => {
+                        let _ = down_tx.send(Message::Close(None)).await;
+                        return;
+                    }
+                };
+                if down_tx.send(m).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 
