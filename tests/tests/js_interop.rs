@@ -525,3 +525,161 @@ async fn js_client_edit_of_an_hq_field_is_refused_and_reported() {
         .expect("the agent holds the list");
     assert_eq!(view.task(first).expect("task").spec.title, TITLES[0]);
 }
+
+/// A hub node of a cluster (PostgreSQL) as a child process.
+struct ClusterNode {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for ClusterNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ClusterNode {
+    fn start(url: &str, name: &str, data: &std::path::Path) -> ClusterNode {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(tests::procs::bin("hub"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", "admin"])
+            .args(["--database", url, "--node", name])
+            .arg("--data")
+            .arg(data.join(name))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning the hub");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("a line").expect("stdout");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .expect("an address")
+            .to_owned();
+        std::thread::spawn(move || for _ in lines {});
+        ClusterNode { child, addr }
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let r = reqwest::Client::new()
+            .request(method, format!("http://{}/api{path}", self.addr))
+            .bearer_auth("admin")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+}
+
+/// The JS client at a hub node that does not serve its store (a cluster on
+/// PostgreSQL): the node proxies it to the node that does, and its
+/// completion is accepted there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_client_through_a_node_that_does_not_serve_its_store() {
+    init_logs();
+    let Some(server) = hub::pg::testing::PgServer::shared() else {
+        return;
+    };
+    node_ready();
+    let url = server.new_database();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = [
+        ClusterNode::start(&url, "node-a", dir.path()),
+        ClusterNode::start(&url, "node-b", dir.path()),
+    ];
+    let post = reqwest::Method::POST;
+    nodes[0]
+        .send(
+            post.clone(),
+            "/stores",
+            serde_json::json!({"id": "store-a", "name": "A", "time_zone": "Europe/Berlin"}),
+        )
+        .await;
+    let owner = {
+        let started = Instant::now();
+        loop {
+            let o = server.psql(
+                &db,
+                "SELECT owner FROM store_leases WHERE store_id = 'store-a' AND expires_at > clock_timestamp()",
+            );
+            if !o.is_empty() {
+                break o;
+            }
+            assert!(started.elapsed() < DEADLINE, "no node took store-a");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let stranger = if owner == "node-a" {
+        &nodes[1]
+    } else {
+        &nodes[0]
+    };
+    stranger
+        .send(
+            reqwest::Method::PUT,
+            "/stores/store-a/workers/w-1007",
+            serde_json::json!({"name": "Ana", "role": "cashier"}),
+        )
+        .await;
+    let token = stranger
+        .send(
+            post.clone(),
+            "/stores/store-a/tokens",
+            serde_json::json!({}),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let list: DocumentId = stranger
+        .send(
+            post,
+            "/lists",
+            serde_json::json!({"store": "store-a", "name": "Closing", "date": "2026-11-26",
+                   "tasks": TITLES.iter().map(|t| serde_json::json!({"title": t})).collect::<Vec<_>>()}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let mut js = JsClient::spawn(
+        &format!("ws://{}/sync?token={token}", stranger.addr),
+        list,
+        "w-1007",
+        "complete",
+    );
+    let result = js.result().await;
+    assert_eq!(result.get("rejections"), None, "refused: {result}");
+    assert_eq!(
+        titles(&result),
+        TITLES,
+        "the JS client read the list through the proxy"
+    );
+    js.finish().await;
+    // The serving node stored the completion.
+    let started = Instant::now();
+    loop {
+        let events = server.psql(
+            &db,
+            "SELECT count(*) FROM status_events WHERE worker = 'w-1007'",
+        );
+        if events == "1" {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the completion did not land ({events} events)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
