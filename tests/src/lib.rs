@@ -9,3 +9,4 @@ pub mod load_bench;
 pub mod netbench;
 pub mod procs;
 pub mod sim;
+pub mod storage_bench;

@@ -24,6 +24,8 @@ pub struct PgServer {
     dir: PathBuf,
     port: Mutex<u16>,
     as_postgres: bool,
+    /// With PostgreSQL's default durability (fsync on): for benchmarks.
+    durable: bool,
     next_db: AtomicU32,
     /// The watchdog shells (each outlives this process only by its cleanup).
     watchdogs: Mutex<Vec<std::process::Child>>,
@@ -68,7 +70,18 @@ impl PgServer {
             .as_ref()
     }
 
+    /// A server of its own with PostgreSQL's default durability (fsync
+    /// on, as the hub's SQLite runs with `synchronous=FULL`): what a
+    /// benchmark compares. `None` where PostgreSQL is not installed.
+    pub fn start_durable() -> Option<PgServer> {
+        find_bin().map(|bin| PgServer::start_with(bin, true))
+    }
+
     fn start(bin: PathBuf) -> PgServer {
+        PgServer::start_with(bin, false)
+    }
+
+    fn start_with(bin: PathBuf, durable: bool) -> PgServer {
         let as_postgres = unsafe { libc::geteuid() } == 0;
         let dir = std::env::temp_dir().join(format!(
             "hub-pg-{}-{}",
@@ -86,6 +99,7 @@ impl PgServer {
             dir,
             port: Mutex::new(0),
             as_postgres,
+            durable,
             next_db: AtomicU32::new(0),
             watchdogs: Mutex::new(Vec::new()),
         };
@@ -139,10 +153,15 @@ impl PgServer {
             } else {
                 String::new()
             };
+            // Tests: no fsync (nothing here survives an OS crash anyway).
+            let fast = if self.durable {
+                ""
+            } else {
+                "-c fsync=off -c full_page_writes=off"
+            };
             let script = format!(
                 "'{postgres}' -D '{data}' -k '{dir}' -p {port} -c listen_addresses=127.0.0.1 \
-                 -c fsync=off -c full_page_writes=off \
-                 -c max_connections=300 >>'{dir}/server.log' 2>&1 & p=$!; \
+                 {fast} -c max_connections=300 >>'{dir}/server.log' 2>&1 & p=$!; \
                  while [ -d /proc/{me} ]; do sleep 0.5; done; \
                  kill -QUIT $p 2>/dev/null; {cleanup}",
                 postgres = postgres.display(),

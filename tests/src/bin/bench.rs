@@ -46,6 +46,27 @@ enum Command {
     /// A terminal's replica with DAYS x LISTS daily lists: cold start and
     /// local status update latency (durable write included).
     Agent(AgentArgs),
+    /// The hub's storage on its hot path (group commits of changes with
+    /// their sync states), embedded SQLite and PostgreSQL side by side.
+    Storage(StorageArgs),
+}
+
+#[derive(clap::Args)]
+struct StorageArgs {
+    /// Stores, one list each.
+    #[arg(long, default_value_t = 1_000)]
+    stores: usize,
+    /// Group commits measured.
+    #[arg(long, default_value_t = 2_000)]
+    commits: usize,
+    /// Changes per group commit (the hub batches frames of many stores).
+    #[arg(long, default_value_t = 16)]
+    per_batch: usize,
+    /// A few commits only, to check the command works; not recorded.
+    #[arg(long)]
+    smoke: bool,
+    #[command(flatten)]
+    record: RecordArg,
 }
 
 #[derive(clap::Args)]
@@ -205,7 +226,46 @@ fn main() -> Result<()> {
         Command::Load(args) => load(args),
         Command::Net(args) => net(args),
         Command::Agent(args) => agent(args),
+        Command::Storage(args) => storage(args),
     }
+}
+
+fn storage(args: StorageArgs) -> Result<()> {
+    use tests::storage_bench;
+    let record_in = args.record.target(args.smoke)?;
+    let machine = record_in.is_some().then(|| Machine::here(false));
+    let sizes = storage_bench::Sizes {
+        stores: if args.smoke { 20 } else { args.stores },
+        commits: if args.smoke { 20 } else { args.commits },
+        per_batch: args.per_batch,
+    };
+    let mut runs = Vec::new();
+    let dir = tempfile::tempdir()?;
+    let mut sqlite = engine::storage::SqliteDatabase::open(
+        dir.path().join("hub.db"),
+        *uuid::Uuid::new_v4().as_bytes(),
+    )?;
+    runs.push(storage_bench::run(
+        "embedded SQLite (WAL, synchronous=FULL)",
+        &mut sqlite,
+        sizes,
+        &|| std::time::Duration::ZERO,
+    )?);
+    drop(sqlite);
+    let server = hub::pg::testing::PgServer::start_durable()
+        .context("PostgreSQL is not installed (apt-get install postgresql)")?;
+    let url = server.new_database();
+    let mut pg = hub::pg::PgDatabase::connect(&url, "bench", *uuid::Uuid::new_v4().as_bytes())?;
+    let marker = server.dir().display().to_string();
+    runs.push(storage_bench::run(
+        "PostgreSQL on loopback (fsync on)",
+        &mut pg,
+        sizes,
+        &|| storage_bench::cpu_of_server(&marker),
+    )?);
+    let report = storage_bench::table(sizes, &runs);
+    println!("{report}");
+    record(record_in, "bench storage", machine, &report)
 }
 
 fn net(args: NetArgs) -> Result<()> {
