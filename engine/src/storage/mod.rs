@@ -12,6 +12,8 @@ mod error;
 pub mod roles;
 pub mod sqlite;
 
+#[doc(hidden)]
+pub use delegate::StoreWrites;
 pub use error::{BackendError, Conflict, Damage, Repair, StorageError, Unavailable};
 pub use roles::{Documents, Groups, Registry, StatusIndex, StatusQueries, SyncStates, Templates};
 pub use sqlite::{

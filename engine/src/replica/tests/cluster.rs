@@ -120,6 +120,8 @@ struct RefusingFence {
 
 crate::delegate_storage_roles!(RefusingFence => db);
 
+impl crate::storage::StoreWrites for RefusingFence {}
+
 impl UnitOfWork for RefusingFence {
     fn begin_batch(&mut self) -> Result<(), StorageError> {
         if self.db.in_batch() {
