@@ -116,14 +116,24 @@ impl LeaseTable {
         Some(epoch)
     }
 
-    /// `node` renews every lease it still holds unexpired; returns them.
-    /// A store missing from the answer is lost.
-    pub fn renew(&self, node: &NodeId) -> BTreeMap<StoreId, u64> {
+    /// `node` renews the leases of `held` (the stores it serves, at their
+    /// epochs) that it still holds unexpired; returns them. A store missing
+    /// from the answer is lost.
+    ///
+    /// Naming the stores matters: a node restarted within the lease's TTL
+    /// has the same id, and a renewal of "every row I own" would keep
+    /// alive the leases of its previous run, which it no longer serves, so
+    /// nobody would ever claim them (the simulator found this).
+    pub fn renew(&self, node: &NodeId, held: &BTreeMap<StoreId, u64>) -> BTreeMap<StoreId, u64> {
         let mut t = self.lock();
         let (now, ttl) = (t.now_ms, t.ttl_ms);
         t.rows
             .iter_mut()
-            .filter(|(_, l)| l.owner.as_ref() == Some(node) && l.expires_ms > now)
+            .filter(|(s, l)| {
+                l.owner.as_ref() == Some(node)
+                    && held.get(*s) == Some(&l.epoch)
+                    && l.expires_ms > now
+            })
             .map(|(s, l)| {
                 l.expires_ms = now + ttl;
                 (s.clone(), l.epoch)
@@ -361,12 +371,21 @@ mod tests {
         let (a, b) = (node("hub-a"), node("hub-b"));
         assert_eq!(t.claim(&a, &s), Some(1));
         assert_eq!(t.claim(&b, &s), None, "held and unexpired");
+        let held = BTreeMap::from([(s.clone(), 1)]);
         t.set_now(5_000);
-        assert_eq!(t.renew(&a).get(&s), Some(&1), "a renewal keeps the epoch");
+        assert_eq!(
+            t.renew(&a, &held).get(&s),
+            Some(&1),
+            "a renewal keeps the epoch"
+        );
         t.set_now(10_000);
         assert_eq!(t.claim(&b, &s), None, "renewed until 11,000");
+        assert!(
+            t.renew(&a, &BTreeMap::new()).is_empty(),
+            "only what the node names: not a lease of its previous run"
+        );
         t.set_now(11_000);
-        assert!(t.renew(&a).is_empty(), "expired: lost");
+        assert!(t.renew(&a, &held).is_empty(), "expired: lost");
         assert_eq!(t.claim(&b, &s), Some(2));
         // A hand-off needs no wait.
         t.release(&b, &s, 2);

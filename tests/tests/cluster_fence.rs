@@ -59,7 +59,8 @@ impl Node {
 
     /// Renew: the stores missing from the answer are lost.
     fn renew(&mut self, table: &LeaseTable) {
-        let held = table.renew(&self.id);
+        let view = self.view.lock().unwrap().clone();
+        let held = table.renew(&self.id, &view);
         self.view
             .lock()
             .unwrap()
