@@ -388,3 +388,39 @@ fn a_lost_stores_lists_are_left_for_its_new_owner_to_index() {
     net.hub.serve_store(&store).unwrap();
     assert_eq!(net.hub.index_backlog(), 1);
 }
+
+#[test]
+fn a_node_refused_for_a_stores_lease_stops_indexing_its_lists() {
+    let refuse = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let fence = refuse.clone();
+    let mut net = Net::over(1, move |db| RefusingFence { db, refuse: fence });
+    net.connect(0);
+    net.run();
+    let store = content(1).meta.store;
+    let id = content(3).id;
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(4, Status::Completed, "w1"), NOW)
+        .unwrap();
+    let mut batch = net.hub.batch();
+    for o in out {
+        if let Output::Send { frame, .. } = o {
+            for _ in 0..LOADED_BATCH {
+                batch.receive(conn_of(0), &frame, NOW);
+            }
+        }
+    }
+    let _ = batch.commit();
+    assert_eq!(net.hub.index_backlog(), 1);
+
+    // The idle catch-up's commit is refused: this node does not hold the
+    // store (a node that opened on a database with other nodes' lists
+    // due). It leaves them, instead of trying (and failing) every time.
+    *refuse.lock().unwrap() = vec![store.to_string()];
+    assert_eq!(net.hub.catch_up_index(), 0);
+    assert_eq!(net.hub.index_backlog(), 0);
+    assert!(net.hub.db().index_due().unwrap().contains(&id));
+    // Serving the store again, it indexes them.
+    net.hub.serve_store(&store).unwrap();
+    assert_eq!(net.hub.catch_up_index(), 1);
+    assert!(!net.hub.db().index_due().unwrap().contains(&id));
+}
