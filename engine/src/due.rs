@@ -30,13 +30,48 @@ pub fn late_text_ms(due_ms: i64, now_ms: i64) -> String {
 /// hour, "4 h 45 min late" under two days, then "3 days late". A shift
 /// reads hours and minutes; "285 min late" makes a worker do sums.
 pub fn late_text(minutes: i64) -> String {
-    let m = minutes.max(0);
-    if m < 60 {
-        format!("{m} min late")
-    } else if m < 48 * 60 {
-        format!("{} h {} min late", m / 60, m % 60)
-    } else {
-        format!("{} days late", m / (24 * 60))
+    match Lateness::of(minutes) {
+        Lateness::Minutes { minutes } => format!("{minutes} min late"),
+        Lateness::Hours { hours, minutes } => format!("{hours} h {minutes} min late"),
+        Lateness::Days { days } => format!("{days} days late"),
+    }
+}
+
+/// How late, in the units [`late_text`] says it: for a screen that says
+/// it in another language with the same rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "unit", rename_all = "snake_case")]
+pub enum Lateness {
+    /// Under an hour.
+    Minutes {
+        minutes: i64,
+    },
+    /// Under two days.
+    Hours {
+        hours: i64,
+        minutes: i64,
+    },
+    Days {
+        days: i64,
+    },
+}
+
+impl Lateness {
+    /// `minutes` late (rounded down; negative reads as 0).
+    pub fn of(minutes: i64) -> Lateness {
+        let m = minutes.max(0);
+        if m < 60 {
+            Lateness::Minutes { minutes: m }
+        } else if m < 48 * 60 {
+            Lateness::Hours {
+                hours: m / 60,
+                minutes: m % 60,
+            }
+        } else {
+            Lateness::Days {
+                days: m / (24 * 60),
+            }
+        }
     }
 }
 

@@ -1,16 +1,23 @@
-//! The hub's data directory: its database (`hub.db`) and admin token
-//! file, opened (or made on first start) with the replica thread started
-//! on them.
+//! The hub's data directory: its database (`hub.db`, unless the hub runs
+//! on PostgreSQL) and admin token file, opened (or made on first start)
+//! with the replica thread started on them.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use engine::protocol::wire::PeerId;
 use engine::replica::hub::{Hub, HubConfig, HubLimits};
+use engine::storage::roles::HubStorage;
 use engine::storage::SqliteDatabase;
 use rand::RngCore;
 
+use std::sync::Arc;
+
+use crate::cluster::ClusterNode;
 use crate::http::state::AppState;
+use crate::pg::lease::LeaseView;
+use crate::pg::PgDatabase;
+use crate::read_pool::ReadSource;
 use crate::runtime::{now_ms, HubHandle};
 use crate::secrets::{random_token, write_secret};
 
@@ -18,12 +25,41 @@ use crate::secrets::{random_token, write_secret};
 /// tests.
 #[cfg(test)]
 pub(crate) fn open_for_test(dir: &Path) -> AppState {
-    open(dir, Default::default(), Some("admin")).unwrap().state
+    open(dir, Default::default(), Some("admin"), &Database::Sqlite)
+        .unwrap()
+        .state
+}
+
+/// A node of a cluster: its name (stable across restarts) and the sync
+/// URL terminals are sent to for the stores it serves.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub node: String,
+    pub address: String,
+}
+
+/// Where the hub keeps its documents, registry and status index.
+#[derive(Debug, Clone, Default)]
+pub enum Database {
+    /// Embedded SQLite in `DIR/hub.db`: the default, one node.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database (`postgres://user:password@host:port/db`).
+    /// Without `cluster`, this node is its only hub and serves every
+    /// store (a second such node, or one in a cluster, is refused at
+    /// start). With it, the node is one of several sharing the database.
+    Postgres {
+        url: String,
+        cluster: Option<Member>,
+    },
 }
 
 /// What `open` made ready: the hub thread and the admin token path.
 pub struct Opened {
     pub state: AppState,
+    /// On PostgreSQL: this node's part in the cluster, for
+    /// `cluster::run` (the lease manager) to drive.
+    pub cluster: Option<crate::cluster::ClusterNode>,
     pub admin_token_file: PathBuf,
     /// Set when this start created the admin token.
     pub new_admin_token: Option<String>,
@@ -36,15 +72,69 @@ pub fn open(
     data_dir: &Path,
     limits: HubLimits,
     admin_token: Option<&str>,
+    database: &Database,
 ) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the hub data directory {}", data_dir.display()))?;
-    let db = data_dir.join("hub.db");
     let mut actor = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut actor);
-    let mut store =
-        SqliteDatabase::open(&db, actor).with_context(|| format!("opening {}", db.display()))?;
-    let storage_id = Hub::storage_id_of(&mut store, &uuid::Uuid::new_v4().to_string())?;
+    let (store, readers): (Box<dyn HubStorage>, ReadSource) = match database {
+        Database::Sqlite => {
+            let db = data_dir.join("hub.db");
+            let store = SqliteDatabase::open(&db, actor)
+                .with_context(|| format!("opening {}", db.display()))?;
+            (Box::new(store), ReadSource::Sqlite(db))
+        }
+        Database::Postgres { url, cluster: None } => {
+            let store = PgDatabase::connect(url, "single", actor)
+                .context("opening the hub's PostgreSQL database")?;
+            store.take_database(false)?;
+            (Box::new(store), ReadSource::Postgres(url.clone()))
+        }
+        Database::Postgres {
+            url,
+            cluster: Some(Member { node, address }),
+        } => {
+            let view = Arc::new(LeaseView::default());
+            let store = PgDatabase::connect(url, node, actor)
+                .context("opening the hub's PostgreSQL database")?;
+            store.take_database(true)?;
+            let store = store.with_leases(view.clone());
+            let served = view.clone();
+            let mut opened = open_on(
+                data_dir,
+                Box::new(store),
+                ReadSource::Postgres(url.clone()),
+                limits,
+                admin_token,
+                Some(served),
+            )?;
+            opened.state.leases = Some(view.clone());
+            opened.state.cluster_address = Some(address.clone());
+            opened.cluster = Some(ClusterNode {
+                url: url.clone(),
+                node: node
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("node name {node:?}: {e}"))?,
+                address: address.clone(),
+                view,
+            });
+            return Ok(opened);
+        }
+    };
+    open_on(data_dir, store, readers, limits, admin_token, None)
+}
+
+/// `open` on a database already opened.
+fn open_on(
+    data_dir: &Path,
+    mut store: Box<dyn HubStorage>,
+    readers: ReadSource,
+    limits: HubLimits,
+    admin_token: Option<&str>,
+    served: Option<Arc<LeaseView>>,
+) -> anyhow::Result<Opened> {
+    let storage_id = Hub::storage_id_of(&mut *store, &uuid::Uuid::new_v4().to_string())?;
     let cfg = HubConfig {
         peer_id: PeerId::new(format!(
             "hub-{}",
@@ -53,8 +143,10 @@ pub fn open(
         storage_id,
         limits: limits.clone(),
     };
-    let db = store.path().to_path_buf();
-    let mut hub = Hub::open(store, cfg)?;
+    let mut hub = Hub::open_boxed(store, cfg)?;
+    if let Some(view) = served {
+        hub.serve_only(move |s| view.holds(s));
+    }
     let token_file = data_dir.join("admin-token");
     let new_admin_token = match admin_token {
         None if !token_file.exists() => Some(random_token()),
@@ -69,7 +161,8 @@ pub fn open(
         write_secret(&token_file, t)?;
     }
     Ok(Opened {
-        state: AppState::new(HubHandle::spawn(hub), limits, db),
+        state: AppState::new(HubHandle::spawn(hub), limits, readers),
+        cluster: None,
         admin_token_file: token_file,
         new_admin_token,
     })

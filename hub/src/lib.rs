@@ -4,11 +4,13 @@
 //! tests share.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod connection_slots;
 pub mod data_dir;
 pub mod http;
 pub mod metrics;
+pub mod pg;
 pub mod read_pool;
 pub mod runtime;
 pub mod secrets;

@@ -162,6 +162,23 @@ pub fn render(s: &Snapshot, latency: &Latency) -> String {
     out
 }
 
+/// A cluster node's leases, Prometheus text: how many stores it serves
+/// and each one's lease epoch (which grows at every change of node).
+pub fn render_leases(held: &[(engine::ids::StoreId, i64)]) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP hub_stores_served Stores whose lease this node holds now.\n");
+    out.push_str("# TYPE hub_stores_served gauge\n");
+    out.push_str(&format!("hub_stores_served {}\n", held.len()));
+    out.push_str("# HELP hub_store_lease_epoch The epoch this node holds each store's lease at.\n");
+    out.push_str("# TYPE hub_store_lease_epoch gauge\n");
+    for (store, epoch) in held {
+        out.push_str(&format!(
+            "hub_store_lease_epoch{{store=\"{store}\"}} {epoch}\n"
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,13 +19,39 @@ use engine::replica::hub::AuthError;
 use engine::storage::roles::*;
 use engine::storage::{ListStatusRow, PastDueRow, SqliteDatabase, StorageError, WorkerEventRow};
 
+use crate::pg::PgDatabase;
+
 /// Idle reader connections kept open.
 const IDLE_READERS: usize = 4;
 
-/// A pool of read-only connections to one hub database file.
+/// What a reader offers: the registry (tokens, stores), document counts
+/// and the status index queries. Both backends' read-only connections.
+pub trait ReadStorage: Registry + Documents + StatusQueries + Send {}
+
+impl<T: Registry + Documents + StatusQueries + Send> ReadStorage for T {}
+
+/// Which database the readers read.
+#[derive(Debug, Clone)]
+pub enum ReadSource {
+    /// The hub's SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL.
+    Postgres(String),
+}
+
+impl ReadSource {
+    fn open(&self) -> Result<Box<dyn ReadStorage>, StorageError> {
+        Ok(match self {
+            ReadSource::Sqlite(path) => Box::new(SqliteDatabase::open_reader(path)?),
+            ReadSource::Postgres(url) => Box::new(PgDatabase::connect_reader(url)?),
+        })
+    }
+}
+
+/// A pool of read-only connections to one hub database.
 pub struct ReadPool {
-    db: PathBuf,
-    idle: Mutex<Vec<SqliteDatabase>>,
+    db: ReadSource,
+    idle: Mutex<Vec<Box<dyn ReadStorage>>>,
 }
 
 /// What `/metrics` counts in the database.
@@ -36,8 +62,8 @@ pub struct Counts {
 }
 
 impl ReadPool {
-    /// Readers of the hub database at `db`.
-    pub fn new(db: PathBuf) -> ReadPool {
+    /// Readers of the hub database `db`.
+    pub fn new(db: ReadSource) -> ReadPool {
         ReadPool {
             db,
             idle: Mutex::new(Vec::new()),
@@ -75,13 +101,13 @@ impl ReadPool {
     }
 
     /// Run `f` on an idle connection (or a new one). Blocking.
-    fn with<T>(&self, f: impl FnOnce(&SqliteDatabase) -> T) -> Result<T, StorageError> {
+    fn with<T>(&self, f: impl FnOnce(&dyn ReadStorage) -> T) -> Result<T, StorageError> {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let db = match idle {
             Some(db) => db,
-            None => SqliteDatabase::open_reader(&self.db)?,
+            None => self.db.open()?,
         };
-        let out = f(&db);
+        let out = f(&*db);
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < IDLE_READERS {
             idle.push(db);
@@ -92,7 +118,7 @@ impl ReadPool {
     /// `with` on a blocking thread, for async callers.
     async fn read<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&SqliteDatabase) -> T + Send + 'static,
+        f: impl FnOnce(&dyn ReadStorage) -> T + Send + 'static,
     ) -> anyhow::Result<T> {
         let pool = self.clone();
         let out = tokio::task::spawn_blocking(move || pool.with(f))
@@ -104,7 +130,7 @@ impl ReadPool {
 
 /// The status index queries, on a read-only connection.
 pub struct StatusReader<'a> {
-    db: &'a SqliteDatabase,
+    db: &'a dyn ReadStorage,
 }
 
 impl StatusReader<'_> {
@@ -159,7 +185,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.db");
         drop(SqliteDatabase::open(&path, [7; 16]).unwrap());
-        let readers = ReadPool::new(path);
+        let readers = ReadPool::new(ReadSource::Sqlite(path));
         let a: StoreId = "store-a".parse().unwrap();
         let write = readers.with(|s| s.record_store_sync(&[(a, 1)]));
         assert!(write.unwrap().is_err(), "a reader cannot write");

@@ -32,7 +32,13 @@ async fn start() -> Api {
 
 /// A hub on `dir` (a restart when a hub ran there before).
 async fn start_in(dir: tempfile::TempDir) -> Api {
-    let opened = data_dir::open(dir.path(), HubLimits::default(), Some("admin")).unwrap();
+    let opened = data_dir::open(
+        dir.path(),
+        HubLimits::default(),
+        Some("admin"),
+        &Default::default(),
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/api", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();

@@ -21,13 +21,13 @@ use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{content, next, send_lossy, Client, TestHub};
+use common::{content, next, send_lossy, Backend, Client, TestHub};
 
 const NOW_SLACK_MS: i64 = 0;
 
 /// The shared test hub (`store-a`, `store-b`, tokens `tok-<store>`).
-async fn start() -> TestHub {
-    common::start(HubLimits::default()).await
+async fn start(backend: Backend) -> TestHub {
+    common::start_on(backend, HubLimits::default()).await
 }
 
 impl Client {
@@ -169,9 +169,10 @@ fn change_that_crashes_automerge(base: &Automerge, change: &Change) -> Option<Ve
     found
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_that_crashes_automerge_is_refused_and_the_hub_keeps_serving() {
-    let hub = start().await;
+on_each_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_that_crashes_automerge_is_refused_and_the_hub_keeps_serving(backend: Backend) {
+    let hub = start(backend).await;
     let id = content("store-a", 1).id;
     let mut c = Client::join(&hub.addr, "tok-store-a", "a").await;
     let mut doc = Automerge::new();
@@ -212,10 +213,12 @@ async fn a_change_that_crashes_automerge_is_refused_and_the_hub_keeps_serving() 
     still_serves(&hub, "store-b", 2).await;
     still_serves(&hub, "store-a", 1).await;
 }
+}
 
-#[tokio::test]
-async fn a_forged_actor_and_a_reused_sequence_number_are_refused_over_the_wire() {
-    let hub = start().await;
+on_each_backend! {
+    #[tokio::test]
+    async fn a_forged_actor_and_a_reused_sequence_number_are_refused_over_the_wire(backend: Backend) {
+    let hub = start(backend).await;
     let (a_id, b_id) = (content("store-a", 1).id, content("store-b", 2).id);
 
     // Store b introduces actor X: the hub records X as store b's.
@@ -281,10 +284,12 @@ async fn a_forged_actor_and_a_reused_sequence_number_are_refused_over_the_wire()
     assert_eq!(instance::read_events(&d).unwrap().0.len(), 1);
     still_serves(&hub, "store-b", 2).await;
 }
+}
 
-#[tokio::test]
-async fn edits_sent_for_another_stores_document_look_like_a_missing_document_and_are_not_stored() {
-    let hub = start().await;
+on_each_backend! {
+    #[tokio::test]
+    async fn edits_sent_for_another_stores_document_look_like_a_missing_document_and_are_not_stored(backend: Backend) {
+    let hub = start(backend).await;
     let b_id = content("store-b", 2).id;
     let (heads, events) = hub_copy(&hub, b_id).await;
 
@@ -317,10 +322,12 @@ async fn edits_sent_for_another_stores_document_look_like_a_missing_document_and
     );
     still_serves(&hub, "store-b", 2).await;
 }
+}
 
-#[tokio::test]
-async fn truncated_cbor_gets_an_error_and_the_hub_keeps_serving() {
-    let hub = start().await;
+on_each_backend! {
+    #[tokio::test]
+    async fn truncated_cbor_gets_an_error_and_the_hub_keeps_serving(backend: Backend) {
+    let hub = start(backend).await;
     let id = content("store-a", 1).id;
     let mut c = Client::join(&hub.addr, "tok-store-a", "probe").await;
     let frame = wire::encode(&c.session.request(id).unwrap());
@@ -339,6 +346,7 @@ async fn truncated_cbor_gets_an_error_and_the_hub_keeps_serving() {
     }
     still_serves(&hub, "store-a", 1).await;
     still_serves(&hub, "store-b", 2).await;
+}
 }
 
 // ---- thousands of requests against the real binary --------------------
@@ -550,14 +558,15 @@ fn append_raw_event(doc: &mut Automerge, id: u128, status: &str, worker: &str, a
     tx.commit();
 }
 
-/// Issue #19, items 1 and 3, over the wire with a valid store token: a
-/// second event under an existing id (another status, worker and note,
-/// dated before the original so it would sort first), an event by a
-/// worker on no roster, and `not_started` as a new status are refused;
-/// the hub's document, drill-down and worker report keep the original.
-#[tokio::test]
-async fn an_existing_event_id_a_stranger_and_not_started_are_refused_and_history_stays() {
-    let hub = start().await;
+// Issue #19, items 1 and 3, over the wire with a valid store token: a
+// second event under an existing id (another status, worker and note,
+// dated before the original so it would sort first), an event by a
+// worker on no roster, and `not_started` as a new status are refused;
+// the hub's document, drill-down and worker report keep the original.
+on_each_backend! {
+    #[tokio::test]
+    async fn an_existing_event_id_a_stranger_and_not_started_are_refused_and_history_stays(backend: Backend) {
+    let hub = start(backend).await;
     let a_id = content("store-a", 1).id;
     let mut a = Client::join(&hub.addr, "tok-store-a", "a").await;
     let mut doc = Automerge::new();
@@ -629,4 +638,5 @@ async fn an_existing_event_id_a_stranger_and_not_started_are_refused_and_history
     assert_eq!(by_worker[0].status, "completed");
     assert_eq!(by_worker[0].note, None);
     still_serves(&hub, "store-b", 2).await;
+}
 }

@@ -81,6 +81,7 @@ async fn adding_a_store_whose_id_is_taken_is_refused_and_changes_nothing() {
             id: "s1".into(),
             name: "Other shop".into(),
             tz: "Asia/Tokyo".into(),
+            locale: None,
         },
     )
     .await

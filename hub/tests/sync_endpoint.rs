@@ -11,11 +11,11 @@ use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{connect, content, next, Client, TestHub};
+use common::{connect, content, next, Backend, Client, TestHub};
 
 /// The shared test hub, plus an expired and a revoked token of `store-a`.
-async fn start(limits: HubLimits) -> TestHub {
-    let hub = common::start(limits).await;
+async fn start(backend: Backend, limits: HubLimits) -> TestHub {
+    let hub = common::start_on(backend, limits).await;
     hub.state
         .hub
         .call(|hub, now| {
@@ -31,9 +31,10 @@ async fn start(limits: HubLimits) -> TestHub {
     hub
 }
 
-#[tokio::test]
-async fn the_upgrade_refuses_missing_unknown_expired_and_revoked_tokens() {
-    let hub = start(HubLimits::default()).await;
+on_each_backend! {
+    #[tokio::test]
+    async fn the_upgrade_refuses_missing_unknown_expired_and_revoked_tokens(backend: Backend) {
+    let hub = start(backend, HubLimits::default()).await;
     for t in [None, Some("nope"), Some("tok-expired"), Some("tok-revoked")] {
         assert_eq!(connect(&hub.addr, t).await.err(), Some(401), "token {t:?}");
     }
@@ -41,10 +42,12 @@ async fn the_upgrade_refuses_missing_unknown_expired_and_revoked_tokens() {
     let url = format!("ws://{}/sync?token=tok-store-a", hub.addr);
     assert!(tokio_tungstenite::connect_async(url).await.is_ok());
 }
+}
 
-#[tokio::test]
-async fn a_store_sees_its_documents_and_another_stores_look_missing() {
-    let hub = start(HubLimits::default()).await;
+on_each_backend! {
+    #[tokio::test]
+    async fn a_store_sees_its_documents_and_another_stores_look_missing(backend: Backend) {
+    let hub = start(backend, HubLimits::default()).await;
     let mut c = Client::join(&hub.addr, "tok-store-a", "a").await;
     let mut doc = Automerge::new();
     let errs = c.sync_until_quiet(content("store-a", 1).id, &mut doc).await;
@@ -65,10 +68,12 @@ async fn a_store_sees_its_documents_and_another_stores_look_missing() {
         "missing and forbidden look the same"
     );
 }
+}
 
-#[tokio::test]
-async fn accepted_changes_fan_out_and_rejected_ones_are_answered_and_not_forwarded() {
-    let hub = start(HubLimits::default()).await;
+on_each_backend! {
+    #[tokio::test]
+    async fn accepted_changes_fan_out_and_rejected_ones_are_answered_and_not_forwarded(backend: Backend) {
+    let hub = start(backend, HubLimits::default()).await;
     let id = content("store-a", 1).id;
     let mut a = Client::join(&hub.addr, "tok-store-a", "a").await;
     let mut b = Client::join(&hub.addr, "tok-store-a", "b").await;
@@ -123,15 +128,17 @@ async fn accepted_changes_fan_out_and_rejected_ones_are_answered_and_not_forward
         "not forwarded"
     );
 }
+}
 
-#[tokio::test]
-async fn limits_close_the_connection_and_the_hub_keeps_serving() {
+on_each_backend! {
+    #[tokio::test]
+    async fn limits_close_the_connection_and_the_hub_keeps_serving(backend: Backend) {
     let mut limits = HubLimits::default();
     limits.wire.max_message_bytes = 64 * 1024;
     limits.messages_per_second = 5;
     limits.message_burst = 10;
     limits.max_documents_per_connection = 2;
-    let hub = start(limits).await;
+    let hub = start(backend, limits).await;
 
     // Oversized frame: the WebSocket layer refuses it and the connection ends.
     let mut c = Client::join(&hub.addr, "tok-store-a", "big").await;
@@ -207,4 +214,5 @@ async fn limits_close_the_connection_and_the_hub_keeps_serving() {
         .await
         .is_empty());
     assert_eq!(instance::read(&doc).unwrap().tasks.len(), 2);
+}
 }

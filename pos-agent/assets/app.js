@@ -3,6 +3,13 @@
 // build step, nothing loaded from elsewhere). The session token lives in
 // sessionStorage; a restarted agent forgets sessions, and a 401 brings
 // the sign-in screen back.
+//
+// Every word on screen comes from a message catalogue (/i18n/<lang>.json,
+// key -> text with {name} placeholders), in the store's language (its
+// locale, set by HQ: hub stores update --locale de-DE) or the one a
+// worker picked for themselves on this terminal. Dates and times are
+// formatted with Intl in the store's time zone and locale, never the
+// browser's.
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
@@ -18,6 +25,102 @@ const state = {
   lastError: "",
 };
 
+// ---- language and formats -----------------------------------------------
+
+// The catalogues the terminal has; a store locale in another language
+// gets English words with its own date and number formats.
+const LANGS = ["en", "de"];
+// Each language by its own name, in every catalogue.
+const LANG_NAME_KEY = { en: "lang.en", de: "lang.de" };
+const i18n = { lang: "en", locale: "en", timeZone: "UTC", store: "en", words: {}, fallback: {} };
+
+async function catalogue(lang) {
+  const r = await fetch("/i18n/" + lang + ".json");
+  if (!r.ok) throw new Error("/i18n/" + lang + ".json: " + r.status);
+  return r.json();
+}
+
+// The store's zone and locale, from the agent (which has them from HQ).
+async function loadStore() {
+  const s = await fetch("/api/store").then((r) => r.json());
+  i18n.timeZone = s.time_zone;
+  i18n.store = s.locale;
+  if (!Object.keys(i18n.fallback).length) i18n.fallback = await catalogue("en");
+}
+
+// A worker's own language on this terminal, if they picked one.
+function chosenLang(worker) {
+  return worker ? localStorage.getItem("pos-lang:" + worker) : null;
+}
+
+// Speak `lang` (or the store's language): words from its catalogue, and
+// formats of the store's locale when it is that language, else of `lang`.
+async function useLang(lang) {
+  const storeLang = i18n.store.split("-")[0];
+  const want = lang || storeLang;
+  const l = LANGS.includes(want) ? want : "en";
+  i18n.words = l === "en" ? i18n.fallback : await catalogue(l);
+  i18n.lang = l;
+  i18n.locale = want === storeLang ? i18n.store : l;
+  document.documentElement.lang = l;
+  for (const e of document.querySelectorAll("[data-i18n]")) e.textContent = t(e.dataset.i18n);
+  renderSync();
+}
+
+// The text of `key`, its {placeholders} filled from `params`.
+function t(key, params) {
+  const text = i18n.words[key] ?? i18n.fallback[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, p) => (params && p in params ? String(params[p]) : "{" + p + "}"));
+}
+
+// `key.one` or `key.other` by the language's plural rules, with {n}.
+function tn(key, n) {
+  const form = new Intl.PluralRules(i18n.locale).select(n) === "one" ? ".one" : ".other";
+  return t(key + form, { n: num(n) });
+}
+
+function num(n) {
+  return new Intl.NumberFormat(i18n.locale).format(n);
+}
+
+// "YYYY-MM-DD" of an instant on the store's clock.
+function storeDay(ms) {
+  return new Intl.DateTimeFormat("en-CA", { timeZone: i18n.timeZone, year: "numeric", month: "2-digit", day: "2-digit" })
+    .format(new Date(ms));
+}
+
+// A due time on the store's clock: the time today, with the day before it
+// on another day.
+function dueText(iso) {
+  if (!iso) return "—";
+  const ms = Date.parse(iso);
+  const opts = { timeZone: i18n.timeZone, hour: "2-digit", minute: "2-digit" };
+  if (storeDay(ms) !== storeDay(Date.now())) Object.assign(opts, { weekday: "short", day: "numeric", month: "short" });
+  return new Intl.DateTimeFormat(i18n.locale, opts).format(new Date(ms));
+}
+
+// A list's date (a calendar day, no zone).
+function dateText(day) {
+  return new Intl.DateTimeFormat(i18n.locale, { timeZone: "UTC", weekday: "short", day: "numeric", month: "short" })
+    .format(new Date(day + "T00:00:00Z"));
+}
+
+// A moment (ms) on the store's clock, to the second.
+function timeOf(ms) {
+  if (!ms) return t("time.never");
+  return new Intl.DateTimeFormat(i18n.locale, { timeZone: i18n.timeZone, hour: "2-digit", minute: "2-digit", second: "2-digit" })
+    .format(new Date(ms));
+}
+
+// How late, in the engine's units (engine::due::Lateness).
+function lateText(n) {
+  const l = n.lateness;
+  if (!l) return n.late;
+  if (l.unit === "minutes") return t("late.minutes", { minutes: num(l.minutes) });
+  if (l.unit === "hours") return t("late.hours", { hours: num(l.hours), minutes: num(l.minutes) });
+  return tn("late.days", l.days);
+}
+
 // ---- API --------------------------------------------------------------
 
 async function api(method, path, body) {
@@ -31,10 +134,14 @@ async function api(method, path, body) {
   let data = null;
   try { data = await resp.json(); } catch (_) { data = null; }
   if (resp.status === 401 && state.token && path !== "/api/session") {
-    signedOut("Your session ended; please sign in again.");
-    throw new Error("signed out");
+    signedOut(t("session.ended"));
+    throw new Error("session-ended");
   }
-  if (!resp.ok) throw new Error((data && data.error) || resp.statusText);
+  if (!resp.ok) {
+    const err = new Error((data && data.error) || resp.statusText);
+    err.status = resp.status;
+    throw err;
+  }
   return data;
 }
 
@@ -54,10 +161,10 @@ function el(tag, attrs, ...children) {
 }
 
 function toast(msg, bad) {
-  const t = $("#toast");
-  t.textContent = msg;
-  t.className = "toast" + (bad ? " bad" : "");
-  t.hidden = false;
+  const box = $("#toast");
+  box.textContent = msg;
+  box.className = "toast" + (bad ? " bad" : "");
+  box.hidden = false;
   clearTimeout(toast.timer);
   toast.timer = setTimeout(hideToast, 4000);
 }
@@ -67,18 +174,34 @@ function hideToast() {
   $("#toast").hidden = true;
 }
 
-const STATUS_TEXT = {
-  not_started: "Not started",
-  in_progress: "In progress",
-  completed: "Completed",
-  reopened: "Reopened",
+const STATUS_KEY = {
+  not_started: "status.not_started",
+  in_progress: "status.in_progress",
+  completed: "status.completed",
+  reopened: "status.reopened",
 };
+const statusText = (s) => t(STATUS_KEY[s]);
+
+const PRIORITY_KEY = { low: "priority.low", normal: "priority.normal", high: "priority.high", urgent: "priority.urgent" };
+// A word with a mark, so priority never rests on colour alone.
+const PRIORITY_MARK = { low: "▽", normal: "", high: "▲", urgent: "‼" };
+const PRIORITY_RANK = { low: 0, normal: 1, high: 2, urgent: 3 };
+
+const ROLE_KEY = { manager: "role.manager", cashier: "role.cashier", stocker: "role.stocker", clerk: "role.clerk" };
+const roleText = (r) => (ROLE_KEY[r] ? t(ROLE_KEY[r]) : r);
+
+// A row's priority; normal work carries no label, so the others stand out.
+function priorityTag(task) {
+  if (!task.priority || task.priority === "normal") return null;
+  return el("span", { class: "prio " + task.priority, "data-priority": task.priority },
+    PRIORITY_MARK[task.priority] + " " + t(PRIORITY_KEY[task.priority]));
+}
 
 // Work nobody holds is for anyone on shift (views::is_for): it is on
 // every worker's home, so the row says so instead of "Unassigned".
 function who(a) {
-  if (!a) return "Anyone on shift";
-  if (a.kind === "group") return "Group: " + a.id;
+  if (!a) return t("assignee.anyone");
+  if (a.kind === "group") return t("assignee.group", { group: a.id });
   const w = state.workers.find((x) => x.id === a.id);
   return w ? w.name : a.id;
 }
@@ -92,53 +215,55 @@ function assigneeCode(a) {
   return a ? a.kind + ":" + a.id : "";
 }
 
-function timeOf(ms) {
-  if (!ms) return "never";
-  const d = new Date(ms);
-  return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-}
-
 // ---- sync indicator (always visible) -----------------------------------
 
 async function pollSync() {
   try {
-    const s = await fetch("/api/sync-status").then((r) => r.json());
-    const box = $("#sync");
-    box.dataset.online = s.online ? "yes" : "no";
-    box.dataset.unconfirmed = String(s.unconfirmed_changes);
-    box.dataset.rejected = String(s.rejected.length);
-    box.className = "sync " + (s.online ? "online" : "offline");
-    const waiting = s.unconfirmed_changes === 0
-      ? "all changes confirmed"
-      : s.unconfirmed_changes + (s.unconfirmed_changes === 1 ? " change" : " changes") + " waiting for HQ";
-    $("#sync-text").textContent =
-      (s.online ? "Online" : "Offline") + " · last sync " + timeOf(s.last_sync_ms) + " · " + waiting;
-    const rej = $("#rejections");
-    if (s.rejected.length) {
-      rej.hidden = false;
-      rej.replaceChildren(
-        el("strong", {}, s.rejected.length + " change(s) refused by HQ: "),
-        ...s.rejected.map((r) => el("span", { class: "reason" }, r.reason)),
-      );
-    } else {
-      rej.hidden = true;
-    }
+    state.sync = await fetch("/api/sync-status").then((r) => r.json());
+    renderSync();
   } catch (_) {
+    state.sync = null;
     $("#sync").className = "sync offline";
     $("#sync").dataset.online = "agent-down";
-    $("#sync-text").textContent = "The terminal's agent is not answering";
+    $("#sync-text").textContent = t("sync.agent_down");
+  }
+}
+
+// The last answer, in the current language (again after a switch).
+function renderSync() {
+  const s = state.sync;
+  if (!s) return;
+  const box = $("#sync");
+  box.dataset.online = s.online ? "yes" : "no";
+  box.dataset.unconfirmed = String(s.unconfirmed_changes);
+  box.dataset.rejected = String(s.rejected.length);
+  box.className = "sync " + (s.online ? "online" : "offline");
+  const waiting = s.unconfirmed_changes === 0
+    ? t("sync.confirmed")
+    : tn("sync.waiting", s.unconfirmed_changes);
+  $("#sync-text").textContent = t(s.online ? "sync.online" : "sync.offline", { last: timeOf(s.last_sync_ms), waiting });
+  const rej = $("#rejections");
+  if (s.rejected.length) {
+    rej.hidden = false;
+    rej.replaceChildren(
+      el("strong", {}, tn("sync.refused", s.rejected.length)),
+      ...s.rejected.map((r) => el("span", { class: "reason" }, r.reason)),
+    );
+  } else {
+    rej.hidden = true;
   }
 }
 
 // ---- sign-in -----------------------------------------------------------
 
-function signedOut(msg) {
+async function signedOut(msg) {
   state.token = null;
   state.me = null;
   sessionStorage.removeItem("token");
   $("#bell").hidden = true;
   $("#banner").hidden = true;
-  $("#who").textContent = "Store tasks";
+  await useLang(null).catch(() => {});
+  $("#who").textContent = t("app.title");
   if (msg) toast(msg, true);
   renderSignIn();
 }
@@ -148,19 +273,19 @@ async function renderSignIn() {
   try {
     state.workers = await api("GET", "/api/workers");
   } catch (e) {
-    main.replaceChildren(el("p", { class: "empty" }, "Cannot read the roster: " + e.message));
+    main.replaceChildren(el("p", { class: "empty" }, t("signin.no_roster", { error: e.message })));
     return;
   }
   if (!state.pinFor) {
     main.replaceChildren(
-      el("h1", {}, "Who are you?"),
+      el("h1", {}, t("signin.who")),
       state.workers.length === 0
-        ? el("p", { class: "empty" }, "No workers on this store's roster yet. HQ adds them (hub workers add).")
+        ? el("p", { class: "empty" }, t("signin.empty_roster"))
         : el("div", { class: "grid names" },
           state.workers.map((w) => el("button", {
             class: "name", "data-worker": w.id,
             onclick: () => { state.pinFor = w; state.pin = ""; renderSignIn(); },
-          }, el("span", { class: "big" }, w.name), el("span", { class: "small" }, w.role)))),
+          }, el("span", { class: "big" }, w.name), el("span", { class: "small" }, roleText(w.role))))),
     );
     return;
   }
@@ -172,15 +297,15 @@ async function renderSignIn() {
   };
   const keys = ["1", "2", "3", "4", "5", "6", "7", "8", "9"].map((d) =>
     el("button", { class: "key", "data-key": d, onclick: press(d) }, d));
-  keys.push(el("button", { class: "key muted", onclick: () => { state.pin = ""; dots.textContent = " "; } }, "Clear"));
+  keys.push(el("button", { class: "key muted", onclick: () => { state.pin = ""; dots.textContent = " "; } }, t("signin.clear")));
   keys.push(el("button", { class: "key", "data-key": "0", onclick: press("0") }, "0"));
-  keys.push(el("button", { class: "key go", id: "sign-in", onclick: signIn }, "Sign in"));
+  keys.push(el("button", { class: "key go", id: "sign-in", onclick: signIn }, t("signin.go")));
   main.replaceChildren(
-    el("h1", {}, "Hello, " + w.name),
-    el("p", {}, "Enter your PIN"),
+    el("h1", {}, t("signin.hello", { name: w.name })),
+    el("p", {}, t("signin.enter_pin")),
     dots,
     el("div", { class: "keypad" }, keys),
-    el("button", { class: "link", onclick: () => { state.pinFor = null; renderSignIn(); } }, "Not " + w.name + "? Go back"),
+    el("button", { class: "link", onclick: () => { state.pinFor = null; renderSignIn(); } }, t("signin.not_you", { name: w.name })),
   );
 }
 
@@ -198,7 +323,10 @@ async function signIn() {
     await showApp();
   } catch (e) {
     state.pin = "";
-    toast(e.message, true);
+    // The refusals a worker meets at the keypad, in their language; any
+    // other error as the agent words it.
+    const why = { 401: "signin.wrong_pin", 403: "signin.no_pin" }[e.status];
+    toast(why ? t(why) : e.message, true);
     renderSignIn();
   }
 }
@@ -207,10 +335,11 @@ async function signIn() {
 
 async function showApp() {
   if (!state.me) state.me = await api("GET", "/api/session");
+  await useLang(chosenLang(state.me.id));
   state.workers = await api("GET", "/api/workers");
   $("#who").replaceChildren(
     el("span", { class: "big" }, state.me.name),
-    el("span", { class: "small" }, state.me.manager ? " · manager" : " · " + state.me.role),
+    el("span", { class: "small" }, " · " + (state.me.manager ? t("role.manager") : roleText(state.me.role))),
   );
   $("#bell").hidden = false;
   await refresh();
@@ -245,49 +374,57 @@ function renderNoticesBar() {
   $("#bell").classList.toggle("on", state.tab === "alerts");
   const badge = $("#badge");
   badge.hidden = count === 0;
-  badge.textContent = String(count);
+  badge.textContent = num(count);
   const banner = $("#banner");
   const lines = [];
   if (conflicts.length) {
     lines.push(el("button", {
       class: "line conflict", id: "banner-conflicts",
       onclick: () => { state.tab = "manager"; refresh(); },
-    }, conflictsText(conflicts.length) + " to decide: " + conflicts.map((c) => c.title).join(", ")));
+    }, t("banner.conflicts", { count: tn("count.conflicts", conflicts.length), titles: conflicts.map((c) => c.title).join(", ") })));
   }
   if (n.past_due.length) {
-    lines.push(el("div", { class: "line late" }, n.past_due.length + " past due: " + n.past_due.map((t) => t.title).join(", ")));
+    lines.push(el("div", { class: "line late" }, t("banner.past_due", { n: num(n.past_due.length), titles: n.past_due.map((x) => x.title).join(", ") })));
   } else if (n.upcoming.length) {
-    lines.push(el("div", { class: "line soon" }, "Due soon: " + n.upcoming.map((t) => t.title + " (" + t.due_local + ")").join(", ")));
+    lines.push(el("div", { class: "line soon" }, t("banner.soon", { tasks: n.upcoming.map((x) => x.title + " (" + dueText(x.due) + ")").join(", ") })));
   }
   banner.replaceChildren(...lines);
   banner.hidden = lines.length === 0;
 }
 
-function conflictsText(n) {
-  return n + (n === 1 ? " conflict" : " conflicts");
+// The worker's own language on this terminal, kept per worker.
+function langPicker() {
+  const sel = el("select", { id: "lang", class: "lang", "aria-label": t("lang.label"),
+    onchange: async () => {
+      localStorage.setItem("pos-lang:" + state.me.id, sel.value);
+      await showApp();
+    } },
+  LANGS.map((l) => el("option", { value: l, selected: l === i18n.lang }, t(LANG_NAME_KEY[l]))));
+  return sel;
 }
 
 function tabs() {
-  const t = (id, label) => el("button", {
+  const tab = (id, label) => el("button", {
     class: "tab" + (state.tab === id ? " on" : ""), "data-tab": id,
     onclick: () => { state.tab = id; refresh(); },
   }, label);
   return el("nav", { class: "tabs" },
-    t("mine", "My tasks"),
-    t("all", "All today"),
-    state.me.manager ? t("manager", "Manager") : null,
+    tab("mine", t("tab.mine")),
+    tab("all", t("tab.all")),
+    state.me.manager ? tab("manager", t("tab.manager")) : null,
+    langPicker(),
     el("button", { class: "tab out", onclick: async () => {
       try { await api("DELETE", "/api/session"); } catch (_) { /* signed out anyway */ }
       signedOut();
-    } }, "Sign out"));
+    } }, t("tab.sign_out")));
 }
 
 function tiles() {
   const n = state.notices;
   return el("div", { class: "tiles" },
-    el("div", { class: "tile", id: "pending" }, el("span", { class: "num" }, n.pending), el("span", {}, "Pending tasks")),
-    el("div", { class: "tile late" }, el("span", { class: "num" }, n.past_due.length), el("span", {}, "Past due")),
-    el("div", { class: "tile soon" }, el("span", { class: "num" }, n.upcoming.length), el("span", {}, "Due within " + n.window_minutes + " min")));
+    el("div", { class: "tile", id: "pending" }, el("span", { class: "num" }, num(n.pending)), el("span", {}, t("tile.pending"))),
+    el("div", { class: "tile late" }, el("span", { class: "num" }, num(n.past_due.length)), el("span", {}, t("tile.past_due"))),
+    el("div", { class: "tile soon" }, el("span", { class: "num" }, num(n.upcoming.length)), el("span", {}, t("tile.soon", { minutes: num(n.window_minutes) }))));
 }
 
 function render() {
@@ -297,76 +434,76 @@ function render() {
   main.replaceChildren(tabs(), tiles(), listsView(state.lists));
 }
 
-function statusChip(t) {
-  const conflict = t.conflict || (t.assignee_conflict && t.assignee_conflict.length > 1);
-  return el("span", { class: "chip " + t.status + (conflict ? " conflict" : "") },
-    conflict ? "Conflict" : STATUS_TEXT[t.status]);
+function statusChip(task) {
+  const conflict = task.conflict || (task.assignee_conflict && task.assignee_conflict.length > 1);
+  return el("span", { class: "chip " + task.status + (conflict ? " conflict" : "") },
+    conflict ? t("status.conflict") : statusText(task.status));
 }
 
-function taskRow(t) {
+function taskRow(task) {
   // The agent decides what is late (engine::due), with the store's clock.
   // Past due is said in words too: colour alone fails colour-blind workers.
-  const late = t.past_due;
-  return el("button", { class: "task" + (late ? " late" : ""), "data-task": t.task, onclick: () => openTask(t.task) },
-    el("span", { class: "due" }, t.due_local || "—", late ? el("span", { class: "late-mark" }, "Past due") : null),
-    el("span", { class: "title" }, t.title, el("span", { class: "small assignee" }, assigneeText(t))),
-    statusChip(t));
+  const late = task.past_due;
+  return el("button", { class: "task" + (late ? " late" : ""), "data-task": task.task, onclick: () => openTask(task.task) },
+    el("span", { class: "due" }, dueText(task.due), late ? el("span", { class: "late-mark" }, t("row.past_due")) : null),
+    el("span", { class: "title" }, task.title, el("span", { class: "small assignee" }, assigneeText(task))),
+    priorityTag(task),
+    statusChip(task));
 }
 
 // Both sides of an assignment made twice at once, until a manager
 // decides: showing one of them would tell the other person it is not theirs.
-function assigneeText(t) {
-  if (t.assignee_conflict && t.assignee_conflict.length > 1) {
-    return "Taken twice: " + t.assignee_conflict.map(who).join(" and ") + " (a manager decides)";
+function assigneeText(task) {
+  if (task.assignee_conflict && task.assignee_conflict.length > 1) {
+    return t("assignee.twice", { names: task.assignee_conflict.map(who).join(t("assignee.and")) });
   }
-  return who(t.assignee);
+  return who(task.assignee);
 }
 
 function listsView(lists) {
   if (!lists.length) {
-    return el("p", { class: "empty" }, state.tab === "mine"
-      ? "Nothing for you today. Look at “All today” for the store's tasks."
-      : "No tasks today.");
+    return el("p", { class: "empty" }, state.tab === "mine" ? t("home.nothing_mine") : t("home.nothing"));
   }
   return el("div", {}, lists.map((l) =>
     el("section", { class: "list" },
-      el("h2", {}, l.name, el("span", { class: "small" }, " " + l.date)),
+      el("h2", {}, l.name, el("span", { class: "small" }, " " + dateText(l.date))),
       l.tasks.map(taskRow))));
 }
 
 function alertsView() {
   const n = state.notices;
-  const row = (t, text) => el("button", { class: "task", onclick: () => openTask(t.task) },
-    el("span", { class: "due" }, t.due_local), el("span", { class: "title" }, t.title, el("span", { class: "small" }, t.list_name)),
+  const row = (x, text) => el("button", { class: "task", onclick: () => openTask(x.task) },
+    el("span", { class: "due" }, dueText(x.due)), el("span", { class: "title" }, x.title, el("span", { class: "small" }, x.list_name)),
+    priorityTag(x),
     el("span", { class: "chip" }, text));
   const conflicts = state.conflicts || [];
   return el("div", {},
-    conflicts.length ? el("h2", {}, "Conflicts to decide") : null,
+    conflicts.length ? el("h2", {}, t("alerts.conflicts")) : null,
     conflicts.map((c) => el("button", {
       class: "task", "data-conflict-alert": c.task,
       onclick: () => { state.tab = "manager"; refresh(); },
-    }, el("span", { class: "due" }, c.due_local || "—"),
+    }, el("span", { class: "due" }, dueText(c.due)),
       el("span", { class: "title" }, c.title, el("span", { class: "small" }, c.list_name)),
-      el("span", { class: "chip conflict" }, "Decide"))),
-    el("h2", {}, "Past due"),
-    n.past_due.length ? n.past_due.map((t) => row(t, t.late)) : el("p", { class: "empty" }, "Nothing past due."),
-    el("h2", {}, "Due within " + n.window_minutes + " minutes"),
-    n.upcoming.length ? n.upcoming.map((t) => row(t, "in " + t.minutes + " min")) : el("p", { class: "empty" }, "Nothing due soon."));
+      el("span", { class: "chip conflict" }, t("alerts.decide")))),
+    el("h2", {}, t("alerts.past_due")),
+    n.past_due.length ? n.past_due.map((x) => row(x, lateText(x))) : el("p", { class: "empty" }, t("alerts.nothing_past_due")),
+    el("h2", {}, t("alerts.soon", { minutes: num(n.window_minutes) })),
+    n.upcoming.length ? n.upcoming.map((x) => row(x, t("alerts.in_minutes", { minutes: num(x.minutes) }))) : el("p", { class: "empty" }, t("alerts.nothing_soon")));
 }
 
 // ---- task detail ---------------------------------------------------------
 
 async function openTask(id) {
-  let t;
-  try { t = await api("GET", "/api/tasks/" + id); } catch (e) { return toast(e.message, true); }
+  let task;
+  try { task = await api("GET", "/api/tasks/" + id); } catch (e) { return toast(e.message, true); }
   const modal = $("#modal");
-  const note = el("textarea", { id: "note", placeholder: "Note (optional)", rows: 2 });
+  const note = el("textarea", { id: "note", placeholder: t("sheet.note"), rows: 2 });
   const act = (status, label, cls) => el("button", {
     class: "act " + cls, "data-action": status,
     onclick: async () => {
       try {
         await api("POST", "/api/tasks/" + id + "/status", { status, note: note.value });
-        toast("Saved: " + t.title + " is " + STATUS_TEXT[status].toLowerCase());
+        toast(t("sheet.saved", { title: task.title, status: statusText(status).toLowerCase() }));
         closeModal();
         refresh();
         pollSync();
@@ -374,33 +511,93 @@ async function openTask(id) {
     },
   }, label);
   const me = state.me;
-  const inGroup = t.assignee && t.assignee.kind === "group" &&
-    (me.role === t.assignee.id || me.groups.includes(t.assignee.id));
+  const inGroup = task.assignee && task.assignee.kind === "group" &&
+    (me.role === task.assignee.id || me.groups.includes(task.assignee.id));
   const buttons = [];
-  if (t.status !== "in_progress" && t.status !== "completed") buttons.push(act("in_progress", "Start", ""));
-  if (t.status !== "completed") buttons.push(act("completed", "Complete", "go"));
-  if (t.status === "completed") buttons.push(act("reopened", "Reopen", ""));
+  if (task.status !== "in_progress" && task.status !== "completed") buttons.push(act("in_progress", t("sheet.start"), ""));
+  if (task.status !== "completed") buttons.push(act("completed", t("sheet.complete"), "go"));
+  if (task.status === "completed") buttons.push(act("reopened", t("sheet.reopen"), ""));
   if (inGroup) {
     buttons.push(el("button", { class: "act", "data-action": "claim", onclick: async () => {
       try {
         await api("POST", "/api/tasks/" + id + "/claim", {});
-        toast("It's yours: " + t.title);
+        toast(t("sheet.claimed", { title: task.title }));
         closeModal(); refresh(); pollSync();
       } catch (e) { toast(e.message, true); }
-    } }, "Take it"));
+    } }, t("sheet.claim")));
   }
-  const link = t.link && (t.link.kind === "pos_operation"
-    ? el("a", { class: "pos-op", href: "pos:" + t.link.target }, "Open POS operation: " + t.link.target)
-    : el("a", { class: "pos-op", href: t.link.target, target: "_blank", rel: "noopener" }, t.link.target));
+  // A manager assigns and reassigns from the sheet itself, and decides a
+  // conflict on it: no trip to the Manager tab for one task.
+  const managing = me.manager ? managerSheetActions(task, closeAfter) : null;
+  const link = task.operation ? posOperation(task)
+    : task.link && el("a", { class: "pos-op", href: task.link.target, target: "_blank", rel: "noopener" }, task.link.target);
+  const by = task.status_by ? t("sheet.status_by", {
+    status: statusText(task.status), name: nameOf(task.status_by), terminal: task.status_terminal, at: timeOf(task.status_at),
+  }) + (task.status_note ? " — “" + task.status_note + "”" : "") : null;
   modal.replaceChildren(el("div", { class: "sheet", role: "dialog" },
-    el("div", { class: "sheet-head" }, el("h2", {}, t.title), statusChip(t)),
-    el("p", { class: "meta" }, t.list_name + (t.due_local ? " · due " + t.due_local : "") + " · " + assigneeText(t)),
-    t.status_by ? el("p", { class: "meta" }, STATUS_TEXT[t.status] + " by " + nameOf(t.status_by) + " on " + t.status_terminal + " at " + timeOf(t.status_at) + (t.status_note ? " — “" + t.status_note + "”" : "")) : null,
-    t.description ? el("p", { class: "desc" }, t.description) : null,
+    el("div", { class: "sheet-head" }, el("h2", {}, task.title), statusChip(task)),
+    el("p", { class: "meta" }, task.list_name + (task.due ? " · " + t("sheet.due", { due: dueText(task.due) }) : "") + " · " + assigneeText(task)),
+    el("p", { class: "meta prio-line", "data-priority": task.priority },
+      t("sheet.priority", { priority: (PRIORITY_MARK[task.priority] ? PRIORITY_MARK[task.priority] + " " : "") + t(PRIORITY_KEY[task.priority]) })),
+    by ? el("p", { class: "meta" }, by) : null,
+    task.description ? el("p", { class: "desc" }, task.description) : null,
     link,
     note,
-    el("div", { class: "actions" }, buttons, el("button", { class: "act muted", onclick: closeModal }, "Close"))));
+    el("div", { class: "actions" }, buttons, el("button", { class: "act muted", "data-close": "", onclick: closeModal }, t("sheet.close"))),
+    managing));
   modal.hidden = false;
+}
+
+// A task's `pos:` operation: its name, and a button that has the agent
+// hand it to the POS (pos-agent run --pos-callback). A name the agent
+// will not hand on (views::pos_operation) is shown as text with why.
+function posOperation(task) {
+  const op = task.operation;
+  if (op.refused) {
+    return el("p", { class: "pos-op-refused", "data-operation-refused": op.name },
+      t("pos.refused", { name: op.name }));
+  }
+  return el("button", { class: "pos-op", "data-operation": op.name, onclick: async () => {
+    try {
+      await api("POST", "/api/tasks/" + task.task + "/pos-operation", {});
+      toast(t("pos.opened", { name: op.name }));
+    } catch (e) { toast(e.message, true); }
+  } }, t("pos.open", { name: op.name }));
+}
+
+// After a write on the sheet: say what happened, close it, show the result.
+function closeAfter(msg) {
+  toast(msg);
+  closeModal();
+  refresh();
+  pollSync();
+}
+
+// What only a manager does to one task: assign it (or reassign it) to a
+// worker on the roster or a group, and decide its conflicts.
+function managerSheetActions(task, done) {
+  const current = assigneeCode(task.assignee);
+  const sel = el("select", { id: "sheet-assign-to" }, assigneeOptions(current));
+  const reassign = Boolean(task.assignee);
+  const assign = el("button", { class: "act", "data-action": "assign", onclick: async () => {
+    try {
+      await api("POST", "/api/tasks/" + task.task + "/assign", { to: sel.value || null });
+      done(t(sel.value ? "toast.assigned" : "toast.unassigned", { title: task.title }));
+    } catch (e) { toast(e.message, true); }
+  } }, t(reassign ? "sheet.reassign" : "sheet.assign"));
+  const resolve = (body, label) => el("button", { class: "act", "data-action": "resolve", onclick: async () => {
+    try {
+      await api("POST", "/api/tasks/" + task.task + "/resolve", body);
+      done(t("toast.decided", { title: task.title }));
+    } catch (e) { toast(e.message, true); }
+  } }, label);
+  const statuses = [...new Set((task.conflict_statuses || []).map((e) => e.status))];
+  const assignees = task.assignee_conflict && task.assignee_conflict.length > 1 ? task.assignee_conflict : [];
+  return el("div", { class: "manage" },
+    el("label", { class: "assign" }, t(reassign ? "sheet.reassign_to" : "sheet.assign_to"), sel),
+    el("div", { class: "actions" }, assign),
+    task.conflict && statuses.length ? el("div", { class: "actions" }, statuses.map((s) => resolve({ status: s }, t("manager.decide_status", { status: statusText(s) })))) : null,
+    assignees.length ? el("div", { class: "actions" }, assignees.map((a) => resolve({ assignee: a ? assigneeCode(a) : null }, t("manager.give_to", { who: who(a) })))) : null);
 }
 
 function closeModal() {
@@ -411,93 +608,110 @@ function closeModal() {
 // ---- manager ---------------------------------------------------------------
 
 function assigneeOptions(current) {
-  const opts = [el("option", { value: "" }, "Anyone on shift")];
+  const opts = [el("option", { value: "" }, t("assignee.anyone"))];
   for (const w of state.workers) {
-    opts.push(el("option", { value: "worker:" + w.id, selected: current === "worker:" + w.id }, w.name + " (" + w.role + ")"));
+    opts.push(el("option", { value: "worker:" + w.id, selected: current === "worker:" + w.id }, w.name + " (" + roleText(w.role) + ")"));
   }
   const groups = new Set();
   for (const w of state.workers) { groups.add(w.role); w.groups.forEach((g) => groups.add(g)); }
   for (const g of groups) {
-    opts.push(el("option", { value: "group:" + g, selected: current === "group:" + g }, "Group: " + g));
+    opts.push(el("option", { value: "group:" + g, selected: current === "group:" + g }, t("assignee.group", { group: g })));
   }
   return opts;
 }
 
 function managerView() {
   const conflicts = state.conflicts || [];
-  const decide = (t, body, label) => el("button", { class: "act", onclick: async () => {
+  const decide = (c, body, label) => el("button", { class: "act", onclick: async () => {
     try {
-      await api("POST", "/api/tasks/" + t.task + "/resolve", body);
-      toast("Decided: " + t.title);
+      await api("POST", "/api/tasks/" + c.task + "/resolve", body);
+      toast(t("toast.decided", { title: c.title }));
       refresh(); pollSync();
     } catch (e) { toast(e.message, true); }
   } }, label);
   const conflictCards = conflicts.map((c) => el("div", { class: "card conflict", "data-conflict": c.task },
     el("h3", {}, c.title, el("span", { class: "small" }, " · " + c.list_name)),
     c.statuses.length ? el("div", {},
-      el("p", {}, "Workers disagree about the status:"),
-      c.statuses.map((e) => el("p", { class: "meta" }, STATUS_TEXT[e.status] + " — " + nameOf(e.worker) + " on " + e.terminal + " at " + timeOf(e.at) + (e.note ? " “" + e.note + "”" : ""))),
-      el("div", { class: "actions" }, [...new Set(c.statuses.map((e) => e.status))].map((s) => decide(c, { status: s }, "Decide: " + STATUS_TEXT[s])))) : null,
+      el("p", {}, t("manager.status_disagree")),
+      c.statuses.map((e) => el("p", { class: "meta" }, t("manager.status_line", {
+        status: statusText(e.status), name: nameOf(e.worker), terminal: e.terminal, at: timeOf(e.at),
+      }) + (e.note ? " “" + e.note + "”" : ""))),
+      el("div", { class: "actions" }, [...new Set(c.statuses.map((e) => e.status))].map((s) => decide(c, { status: s }, t("manager.decide_status", { status: statusText(s) }))))) : null,
     c.assignees.length ? el("div", {},
-      el("p", {}, "Assigned (or taken) twice at once:"),
-      el("div", { class: "actions" }, c.assignees.map((a) => decide(c, { assignee: a ? assigneeCode(a) : null }, "Give to " + who(a))))) : null));
+      el("p", {}, t("manager.assigned_twice")),
+      el("div", { class: "actions" }, c.assignees.map((a) => decide(c, { assignee: a ? assigneeCode(a) : null }, t("manager.give_to", { who: who(a) }))))) : null));
 
   const all = [];
-  for (const l of state.lists) for (const t of l.tasks) all.push(t);
+  for (const l of state.lists) for (const x of l.tasks) all.push(x);
   // Late work nobody holds first: the manager gives it to someone.
-  const nobodysLate = (t) => t.past_due && !t.assignee;
-  all.sort((a, b) => nobodysLate(b) - nobodysLate(a));
-  const assignRows = all.map((t) => {
-    const sel = el("select", { "data-assign": t.task }, assigneeOptions(assigneeCode(t.assignee)));
-    return el("div", { class: "row" + (nobodysLate(t) ? " late" : ""), "data-assign-row": t.task },
-      el("span", { class: "title" }, t.title,
-        nobodysLate(t) ? el("span", { class: "late-mark" }, "Past due, nobody has it") : null,
-        el("span", { class: "small" }, t.list_name + (t.due_local ? " · " + t.due_local : ""))),
+  const nobodysLate = (x) => x.past_due && !x.assignee;
+  // Then the shift's order (views::due_order): by due time, undated
+  // last, the more urgent first within one due time.
+  const dueKey = (x) => (x.due ? Date.parse(x.due) : Infinity);
+  all.sort((a, b) => nobodysLate(b) - nobodysLate(a) || dueKey(a) - dueKey(b) ||
+    PRIORITY_RANK[b.priority] - PRIORITY_RANK[a.priority]);
+  const assignRows = all.map((x) => {
+    const sel = el("select", { "data-assign": x.task }, assigneeOptions(assigneeCode(x.assignee)));
+    return el("div", { class: "row" + (nobodysLate(x) ? " late" : ""), "data-assign-row": x.task },
+      el("span", { class: "title" }, x.title,
+        nobodysLate(x) ? el("span", { class: "late-mark" }, t("manager.late_nobody")) : null,
+        priorityTag(x),
+        el("span", { class: "small" }, x.list_name + (x.due ? " · " + dueText(x.due) : ""))),
       sel,
       el("button", { class: "act", onclick: async () => {
         try {
-          await api("POST", "/api/tasks/" + t.task + "/assign", { to: sel.value || null });
-          toast("Assigned: " + t.title); refresh(); pollSync();
+          await api("POST", "/api/tasks/" + x.task + "/assign", { to: sel.value || null });
+          toast(t("toast.assigned", { title: x.title })); refresh(); pollSync();
         } catch (e) { toast(e.message, true); }
-      } }, "Assign"));
+      } }, t("sheet.assign")));
   });
 
   const listSel = el("select", { id: "new-task-list" },
-    el("option", { value: "" }, "A new list…"),
-    state.lists.map((l) => el("option", { value: l.list }, l.name + " (" + l.date + ")")));
-  const listName = el("input", { id: "new-list-name", placeholder: "New list name", value: "Store tasks" });
-  const title = el("input", { id: "new-task-title", placeholder: "What needs doing" });
+    el("option", { value: "" }, t("new.a_new_list")),
+    state.lists.map((l) => el("option", { value: l.list }, l.name + " (" + dateText(l.date) + ")")));
+  const listName = el("input", { id: "new-list-name", placeholder: t("new.list_name_hint"), value: t("new.list_name_default") });
+  const title = el("input", { id: "new-task-title", placeholder: t("new.title_hint") });
   const due = el("input", { id: "new-task-due", type: "time" });
   const to = el("select", { id: "new-task-to" }, assigneeOptions(""));
-  const link = el("input", { id: "new-task-link", placeholder: "POS operation (optional), e.g. pos:price-check" });
-  const desc = el("textarea", { id: "new-task-desc", placeholder: "Description (optional)", rows: 2 });
+  const link = el("input", { id: "new-task-link", placeholder: t("new.link_hint") });
+  const desc = el("textarea", { id: "new-task-desc", placeholder: t("new.details_hint"), rows: 2 });
   const add = el("button", { class: "act go", id: "new-task-save", onclick: async () => {
-    const task = { title: title.value, due: due.value || null, assignee: to.value || null, link: link.value || null, description: desc.value };
+    const body = { title: title.value, due: due.value || null, assignee: to.value || null, link: link.value || null, description: desc.value };
     try {
-      if (listSel.value) await api("POST", "/api/lists/" + listSel.value + "/tasks", task);
-      else await api("POST", "/api/lists", { name: listName.value, tasks: [task] });
-      toast("Added: " + title.value);
+      if (listSel.value) await api("POST", "/api/lists/" + listSel.value + "/tasks", body);
+      else await api("POST", "/api/lists", { name: listName.value, tasks: [body] });
+      toast(t("toast.added", { title: title.value }));
       state.tab = "all"; refresh(); pollSync();
     } catch (e) { toast(e.message, true); }
-  } }, "Add task");
+  } }, t("new.save"));
 
   return el("div", { class: "manager" },
-    el("h2", {}, "Conflicts (" + conflicts.length + ")"),
-    conflicts.length ? conflictCards : el("p", { class: "empty" }, "No conflicts."),
-    el("h2", {}, "New task"),
+    el("h2", {}, t("manager.conflicts", { n: num(conflicts.length) })),
+    conflicts.length ? conflictCards : el("p", { class: "empty" }, t("manager.no_conflicts")),
+    el("h2", {}, t("new.heading")),
     el("div", { class: "card form" },
-      el("label", {}, "List", listSel), el("label", {}, "New list name", listName),
-      el("label", {}, "Task", title), el("label", {}, "Due", due), el("label", {}, "For", to),
-      el("label", {}, "Link", link), el("label", {}, "Details", desc), add),
-    el("h2", {}, "Assign today's tasks"),
-    assignRows.length ? el("div", { class: "card" }, assignRows) : el("p", { class: "empty" }, "No tasks today."));
+      el("label", {}, t("new.list"), listSel), el("label", {}, t("new.list_name"), listName),
+      el("label", {}, t("new.task"), title), el("label", {}, t("new.due"), due), el("label", {}, t("new.for"), to),
+      el("label", {}, t("new.link"), link), el("label", {}, t("new.details"), desc), add),
+    el("h2", {}, t("manager.assign_heading")),
+    assignRows.length ? el("div", { class: "card" }, assignRows) : el("p", { class: "empty" }, t("home.nothing")));
 }
 
 // ---- start -----------------------------------------------------------------
 
-$("#bell").addEventListener("click", () => { state.tab = "alerts"; refresh(); });
-$("#modal").addEventListener("click", (e) => { if (e.target.id === "modal") closeModal(); });
-pollSync();
-setInterval(pollSync, 1500);
-setInterval(() => { if (state.token && $("#modal").hidden && state.tab !== "manager") refresh(); }, 5000);
-if (state.token) showApp().catch(() => signedOut()); else renderSignIn();
+async function start() {
+  try { await loadStore(); } catch (_) { /* the sync line says the agent is down */ }
+  $("#bell").addEventListener("click", () => { state.tab = "alerts"; refresh(); });
+  $("#modal").addEventListener("click", (e) => { if (e.target.id === "modal") closeModal(); });
+  if (state.token) {
+    try { await showApp(); } catch (_) { await signedOut(); }
+  } else {
+    await useLang(null);
+    renderSignIn();
+  }
+  pollSync();
+  setInterval(pollSync, 1500);
+  setInterval(() => { if (state.token && $("#modal").hidden && state.tab !== "manager") refresh(); }, 5000);
+}
+
+start();

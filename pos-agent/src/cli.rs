@@ -2,7 +2,8 @@
 //! and support staff. `--json` prints the API's answer as is. Manager
 //! commands sign in first with `--as <worker> --pin <pin>` and sign out
 //! after. Every command says what it did, or that there is nothing; rows
-//! come in due order (as the API gives them) under a header line.
+//! come in due order, the more urgent first within one due time (as the
+//! API gives them, `views::due_order`), under a header line.
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
@@ -98,15 +99,16 @@ pub async fn tasks(l: &Local) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<36}\t{:<12}\t{:<5}\tlist\ttitle",
-        "task", "status", "due"
+        "{:<36}\t{:<12}\t{:<5}\t{:<8}\tlist\ttitle",
+        "task", "status", "due", "priority"
     );
     for t in rows {
         println!(
-            "{:<36}\t{:<12}\t{:<5}\t{}\t{}{}",
+            "{:<36}\t{:<12}\t{:<5}\t{:<8}\t{}\t{}{}",
             s(t, "task"),
             s(t, "status"),
             t["due_local"].as_str().unwrap_or("-"),
+            s(t, "priority"),
             s(t, "list_name"),
             s(t, "title"),
             if t["conflict"].as_bool() == Some(true) {
@@ -300,10 +302,14 @@ pub async fn notifications(
         println!("nothing past due and nothing due soon");
         return Ok(());
     }
+    // The API's order: by due time, the more urgent first within one.
+    // How late in the engine's words, as the screens and the dashboard say it.
     for n in v["past_due"].as_array().into_iter().flatten() {
         println!(
-            "PAST DUE\t{} min late\t{}\t{}\t{}",
-            n["minutes"],
+            "PAST DUE\t{}\t{}\t{}\t{}",
+            n["late"]
+                .as_str()
+                .map_or_else(|| format!("{} min late", n["minutes"]), str::to_owned),
             s(n, "task"),
             s(n, "list_name"),
             s(n, "title")
@@ -355,16 +361,13 @@ pub async fn conflicts(l: &Local) -> anyhow::Result<()> {
     if l.json {
         return print_json(&v);
     }
-    let mut conflicts: Vec<&Value> = v.as_array().into_iter().flatten().collect();
+    // The API's order, as `tasks` lists them: by due time (undated last),
+    // the more urgent first within one due time.
+    let conflicts: Vec<&Value> = v.as_array().into_iter().flatten().collect();
     if conflicts.is_empty() {
         println!("no conflicts");
         return Ok(());
     }
-    // By due time, as `tasks` lists them; undated last.
-    conflicts.sort_by_key(|c| {
-        let due = chrono::DateTime::parse_from_rfc3339(s(c, "due")).ok();
-        (due.is_none(), due)
-    });
     println!("task\tdue\tlist\ttitle");
     for c in conflicts {
         println!(

@@ -61,6 +61,11 @@ enum Cmd {
         /// roster worker's name.
         #[arg(long, env = "POS_AGENT_REQUIRE_PIN_FOR_CLI")]
         require_pin_for_cli: bool,
+        /// The POS's URL for a task's `pos:<operation>` link: when a worker
+        /// opens one, the agent POSTs {"type": "pos-operation",
+        /// "operation", "task", "title", "worker", "terminal"} there.
+        #[arg(long, env = "POS_AGENT_POS_CALLBACK")]
+        pos_callback: Option<reqwest::Url>,
         /// The store id (needed on first start; remembered after).
         #[arg(long, env = "POS_AGENT_STORE")]
         store: Option<String>,
@@ -220,6 +225,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             token,
             token_file,
             require_pin_for_cli,
+            pos_callback,
             store,
             terminal,
             http,
@@ -239,6 +245,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     })
                     .transpose()?,
                 cli_needs_pin: require_pin_for_cli,
+                pos_callback,
             };
             let token = store_token(token, token_file.as_deref())?;
             anyhow::ensure!(

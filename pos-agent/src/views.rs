@@ -28,6 +28,9 @@ pub struct TaskRow {
     pub due_local: Option<String>,
     pub priority: Priority,
     pub link: Option<Link>,
+    /// The POS operation of a `pos:` link, and whether it may be handed
+    /// to the POS host ([`pos_operation`]).
+    pub operation: Option<PosOperation>,
     pub assignee: Option<Assignee>,
     /// Every value when two people assigned (or claimed) at once.
     pub assignee_conflict: Vec<Option<Assignee>>,
@@ -84,6 +87,7 @@ pub fn row(list: &InstanceView, t: &TaskView, clock: &Clock) -> TaskRow {
         due_local: t.spec.due.map(|d| clock.local(d)),
         priority: t.spec.priority,
         link: t.spec.link.clone(),
+        operation: pos_operation(t.spec.link.as_ref()),
         assignee: t.spec.assignee.clone(),
         assignee_conflict: t.assignee_conflict.clone(),
         status: t.status.current,
@@ -97,6 +101,57 @@ pub fn row(list: &InstanceView, t: &TaskView, clock: &Clock) -> TaskRow {
     };
     row.past_due = engine::due::is_past_due(row.due, row.is_open(), clock.now);
     row
+}
+
+/// A task's `pos:<operation>` link as the terminal hands it on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PosOperation {
+    /// The operation's name, as HQ wrote it (shown as text, whatever it is).
+    pub name: String,
+    /// Why the terminal will not hand it to the POS; `None`: it will.
+    pub refused: Option<String>,
+}
+
+/// The longest operation name handed to the POS host.
+pub const POS_OPERATION_MAX: usize = 64;
+
+/// The operation of a `pos:` link, if the task has one. Only a sane name
+/// (`[a-z0-9._-]`, 1 to [`POS_OPERATION_MAX`] characters) goes to the POS
+/// host: the host turns it into a screen or a command, so anything else
+/// (spaces, slashes, a URL, upper case, a 128-character blob) is shown as
+/// text and refused with the reason.
+pub fn pos_operation(link: Option<&Link>) -> Option<PosOperation> {
+    let Some(Link::PosOperation(name)) = link else {
+        return None;
+    };
+    let sane = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b);
+    let refused = if name.is_empty() || name.len() > POS_OPERATION_MAX {
+        Some(format!(
+            "the POS operation name has {} characters; the POS takes 1 to {POS_OPERATION_MAX}",
+            name.len()
+        ))
+    } else if !name.bytes().all(sane) {
+        Some(
+            "the POS operation name may only hold a-z, 0-9, '.', '_' and '-'; ask HQ to fix the task's link"
+                .to_owned(),
+        )
+    } else {
+        None
+    };
+    Some(PosOperation {
+        name: name.clone(),
+        refused,
+    })
+}
+
+/// The order a shift works through tasks, everywhere the terminal lists
+/// them: by due time (undated last), then the more urgent first within
+/// one due time. Callers add their own tie-breaks after it.
+pub fn due_order(
+    due: Option<DateTime<Utc>>,
+    priority: Priority,
+) -> (bool, Option<DateTime<Utc>>, std::cmp::Reverse<Priority>) {
+    (due.is_none(), due, std::cmp::Reverse(priority))
 }
 
 fn done(t: &TaskView) -> bool {
@@ -173,7 +228,13 @@ pub fn today_by_list(
             if tasks.is_empty() {
                 return None;
             }
-            tasks.sort_by_key(|t| (t.spec.due.is_none(), t.spec.due, t.spec.position, t.spec.id));
+            tasks.sort_by_key(|t| {
+                (
+                    due_order(t.spec.due, t.spec.priority),
+                    t.spec.position,
+                    t.spec.id,
+                )
+            });
             Some(ListGroup {
                 list: l.id,
                 name: l.meta.name.clone(),
@@ -219,6 +280,9 @@ pub struct Notice {
     pub minutes: i64,
     /// How late, past due only, in the engine's words (the dashboard's).
     pub late: Option<String>,
+    /// The same in units, for a screen that says it in the store's
+    /// language (`engine::due::Lateness`).
+    pub lateness: Option<engine::due::Lateness>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -251,17 +315,19 @@ pub fn notifications(groups: &[ListGroup], clock: &Clock, window_minutes: i64) -
                     due.timestamp_millis(),
                     clock.now.timestamp_millis(),
                 )),
+                lateness: Some(engine::due::Lateness::of((clock.now - due).num_minutes())),
             });
         } else if delta < window_minutes {
             upcoming.push(Notice {
                 task: t.clone(),
                 minutes: delta,
                 late: None,
+                lateness: None,
             });
         }
     }
-    upcoming.sort_by_key(|n| (n.task.due, n.task.task));
-    past_due.sort_by_key(|n| (n.task.due, n.task.task));
+    upcoming.sort_by_key(|n| (due_order(n.task.due, n.task.priority), n.task.task));
+    past_due.sort_by_key(|n| (due_order(n.task.due, n.task.priority), n.task.task));
     Notifications {
         now: clock.now,
         time_zone: clock.tz.name().to_owned(),
@@ -297,6 +363,7 @@ pub fn conflicts(lists: &[InstanceView], clock: &Clock) -> Vec<Conflict> {
             }
         }
     }
+    out.sort_by_key(|c| (due_order(c.task.due, c.task.priority), c.task.task));
     out
 }
 
@@ -518,5 +585,48 @@ mod tests {
         done.status.current = Status::Completed;
         assert!(!is_today(&lists[0], &done, &later));
         assert!(!row(&lists[0], &done, &later).past_due);
+    }
+
+    /// Issue #24 item 5: only a sane operation name reaches the POS host.
+    #[test]
+    fn only_sane_pos_operation_names_are_handed_on() {
+        let op = |s: &str| pos_operation(Some(&Link::PosOperation(s.into()))).unwrap();
+        for ok in ["price-check", "till.count_2", "a"] {
+            assert_eq!(op(ok).refused, None, "{ok}");
+        }
+        for bad in ["Open Drawer", "x/../y", "price check", "PRICE", "émoji", ""] {
+            assert!(op(bad).refused.is_some(), "{bad:?}");
+        }
+        assert!(op(&"a".repeat(POS_OPERATION_MAX)).refused.is_none());
+        assert!(op(&"a".repeat(POS_OPERATION_MAX + 1)).refused.is_some());
+        assert_eq!(
+            pos_operation(Some(&Link::Url("https://example.com".into()))),
+            None
+        );
+        assert_eq!(pos_operation(None), None);
+    }
+
+    /// Within one due time the more urgent task comes first; undated last.
+    #[test]
+    fn due_order_puts_the_more_urgent_first_within_one_due_time() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 26, 19, 0, 0).unwrap();
+        let mut keys = [
+            (Some(at), Priority::Low),
+            (None, Priority::Urgent),
+            (Some(at), Priority::Urgent),
+            (Some(at - chrono::Duration::minutes(1)), Priority::Low),
+            (Some(at), Priority::Normal),
+        ];
+        keys.sort_by_key(|&(d, p)| due_order(d, p));
+        assert_eq!(
+            keys.map(|k| k.1),
+            [
+                Priority::Low,
+                Priority::Urgent,
+                Priority::Normal,
+                Priority::Low,
+                Priority::Urgent
+            ]
+        );
     }
 }

@@ -505,3 +505,73 @@ async fn conflicts_come_under_a_header_in_due_order() {
     );
     assert!(out.contains("  status completed by w-2 on pos-3"), "{out}");
 }
+
+/// Issue #24, items 5 and 8: within one due time the more urgent task
+/// comes first, in `tasks` (with its priority in a column) and in
+/// `notifications`, and lateness reads as the screens say it.
+#[tokio::test]
+async fn listings_put_the_more_urgent_first_within_one_due_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now();
+    let late = Some(now - chrono::Duration::minutes(285));
+    let soon = Some(now + chrono::Duration::minutes(10));
+    let with = |n, title, due, priority| TaskSpec {
+        priority,
+        ..task(n, title, due)
+    };
+    seed_list(
+        dir.path(),
+        &InstanceContent {
+            id: DocumentId(uuid::Uuid::from_u128(2)),
+            meta: ListMeta {
+                store: common::store(),
+                name: "Morning".into(),
+                template: None,
+                date: now.date_naive(),
+                time_zone: "UTC".into(),
+                created_by: CreatedBy::Hq,
+            },
+            tasks: vec![
+                with(201, "Sweep the entrance", late, Priority::Low),
+                with(202, "Call the locksmith", late, Priority::Urgent),
+                with(203, "Fill the fridge", soon, Priority::Normal),
+                with(204, "Check the price labels", soon, Priority::High),
+            ],
+        },
+    );
+    let l = Local::start(dir.path()).await;
+
+    let out = stdout(&cli(&l.base, &["tasks"]).await);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].contains("priority"), "{out}");
+    let rows: Vec<(String, &str)> = lines[1..]
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[3].trim().to_owned(), *f.last().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("urgent".to_owned(), "Call the locksmith"),
+            ("low".to_owned(), "Sweep the entrance"),
+            ("high".to_owned(), "Check the price labels"),
+            ("normal".to_owned(), "Fill the fridge"),
+        ],
+        "{out}"
+    );
+
+    let out = stdout(&cli(&l.base, &["notifications"]).await);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "4 pending task(s) today", "{out}");
+    assert!(
+        lines[1].starts_with("PAST DUE\t4 h 45 min late\t")
+            && lines[1].ends_with("Call the locksmith"),
+        "{out}"
+    );
+    assert!(lines[2].ends_with("Sweep the entrance"), "{out}");
+    assert!(lines[3].ends_with("Check the price labels"), "{out}");
+    assert!(lines[4].ends_with("Fill the fridge"), "{out}");
+    assert_eq!(lines.len(), 5, "{out}");
+}

@@ -165,6 +165,7 @@ impl Fixture {
             &dir.path().join("hub"),
             HubLimits::default(),
             Some("admin-token"),
+            &Default::default(),
         )
         .expect("opening the hub");
         let store_a: StoreId = "store-a".parse().unwrap();

@@ -188,6 +188,56 @@ pub struct DirectoryView {
     pub templates: BTreeMap<TemplateId, String>,
     /// Entries that did not parse (a buggy or hostile writer); counted.
     pub malformed: usize,
+    /// The store's locale as HQ set it ([`put_locale`]); `None` for a store
+    /// HQ never gave one (the terminal then speaks [`DEFAULT_LOCALE`]).
+    #[serde(default)]
+    pub locale: Option<String>,
+}
+
+/// The locale of a store HQ gave none.
+pub const DEFAULT_LOCALE: &str = "en";
+
+/// Root key of the store's locale: a scalar string, last writer wins, so
+/// it needs no genesis and a directory without it reads as before.
+const LOCALE: &str = "locale";
+
+/// A locale as HQ may set it: a language (`de`), or a language and a
+/// region (`de-DE`), as BCP 47 writes them. It picks the terminal's
+/// language and its date and number formats.
+pub fn parse_locale(s: &str) -> Result<String, ModelError> {
+    let bad = || ModelError::BadField {
+        field: "locale",
+        reason: format!(
+            "{s:?}; use a language and region such as de-DE or en-GB, or a language such as de"
+        ),
+    };
+    let (lang, region) = match s.split_once('-') {
+        Some((l, r)) => (l, Some(r)),
+        None => (s, None),
+    };
+    let lang_ok = (2..=3).contains(&lang.len()) && lang.bytes().all(|b| b.is_ascii_lowercase());
+    let region_ok =
+        region.is_none_or(|r| r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()));
+    if lang_ok && region_ok {
+        Ok(s.to_owned())
+    } else {
+        Err(bad())
+    }
+}
+
+/// Set the store's locale (checked with [`parse_locale`]). `None` when it
+/// already was this one.
+pub fn put_locale(
+    doc: &mut Automerge,
+    locale: &str,
+    wall_ms: i64,
+) -> Result<Option<Change>, ModelError> {
+    let locale = parse_locale(locale)?;
+    map_of(doc, keys::ENTRIES)?;
+    if read::string(doc, &ROOT, LOCALE).as_deref() == Some(locale.as_str()) {
+        return Ok(None);
+    }
+    super::commit(doc, wall_ms, |tx| tx.put(ROOT, LOCALE, locale))
 }
 
 /// The genesis-only directory document of `store`.
@@ -236,6 +286,13 @@ pub fn read<R: ReadDoc>(doc: &R) -> Result<DirectoryView, ModelError> {
                 None => view.malformed += 1,
             }
         }
+    }
+    // A locale that does not parse is ignored (counted): the terminal
+    // keeps its default rather than guess.
+    match read::string(doc, &ROOT, LOCALE).map(|l| parse_locale(&l)) {
+        Some(Ok(l)) => view.locale = Some(l),
+        Some(Err(_)) => view.malformed += 1,
+        None => {}
     }
     let templates = map_of(doc, keys::TEMPLATES)?;
     for item in doc.map_range(&templates, ..) {
@@ -452,5 +509,25 @@ mod tests {
         assert_eq!(agent.get_all(ROOT, keys::ENTRIES).unwrap().len(), 1);
         remove_entry(&mut agent, inst, 1).unwrap();
         assert!(read(&agent).unwrap().entries.is_empty());
+    }
+
+    #[test]
+    fn a_stores_locale_is_checked_set_once_and_read_back() {
+        let store: StoreId = "s1".parse().unwrap();
+        let mut d = create(&store, automerge::ActorId::random());
+        assert_eq!(read(&d).unwrap().locale, None, "old stores have none");
+        for ok in ["de", "de-DE", "en-GB", "fil"] {
+            assert!(parse_locale(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "DE", "de_DE", "de-de", "german", "de-DE-x", "d"] {
+            assert!(parse_locale(bad).is_err(), "{bad:?}");
+        }
+        assert!(put_locale(&mut d, "de-DE", 1).unwrap().is_some());
+        assert!(
+            put_locale(&mut d, "de-DE", 2).unwrap().is_none(),
+            "unchanged"
+        );
+        assert!(put_locale(&mut d, "de DE", 2).is_err());
+        assert_eq!(read(&d).unwrap().locale.as_deref(), Some("de-DE"));
     }
 }

@@ -123,6 +123,39 @@ impl Hub {
         Ok((removed, out))
     }
 
+    /// Set a store's locale (`de-DE`): it travels in the store's
+    /// directory, like its roster, so the terminals pick their language
+    /// and formats from it offline too.
+    pub fn set_store_locale(
+        &mut self,
+        store: &StoreId,
+        locale: &str,
+        now_ms: i64,
+    ) -> Result<Vec<Output>, HubError> {
+        self.require_store(store)?;
+        self.require_served(store)?;
+        let dir = DocumentId::directory_of(store);
+        self.edit(dir, now_ms, |d| {
+            Ok(directory::put_locale(d, locale, now_ms)?
+                .into_iter()
+                .collect())
+        })
+    }
+
+    /// The store's locale as its directory carries it ([`Self::set_store_locale`]),
+    /// or [`directory::DEFAULT_LOCALE`] for a store HQ gave none.
+    pub fn store_locale(&mut self, store: &StoreId) -> Result<String, HubError> {
+        let dir = DocumentId::directory_of(store);
+        // In a cluster, a store just added has no directory until the node
+        // that takes it makes one: it speaks the default until then.
+        if self.db().doc_owner(dir)?.is_none() {
+            return Ok(directory::DEFAULT_LOCALE.to_owned());
+        }
+        Ok(directory::read(self.document(dir)?)?
+            .locale
+            .unwrap_or_else(|| directory::DEFAULT_LOCALE.to_owned()))
+    }
+
     /// Change an existing store's name or time zone. Recurring lists
     /// follow the new zone at the next materialization.
     pub fn update_store(&mut self, rec: &StoreRecord) -> Result<(), HubError> {
@@ -282,6 +315,12 @@ impl Hub {
             return Ok(None);
         }
         Ok(Some(self.close_token_holder(hash, "token revoked")?))
+    }
+
+    /// Another hub node of the cluster revoked or expired the token with
+    /// this hash: close its holders here too, as `revoke_token` does.
+    pub fn token_ended_elsewhere(&mut self, hash: [u8; 32]) -> Result<Vec<Output>, HubError> {
+        self.close_token_holder(hash, "the token was revoked or expired")
     }
 
     /// Connections do not remember which token opened them, so every

@@ -73,7 +73,9 @@ impl Hub {
         dry_run: bool,
         now_ms: i64,
     ) -> Result<(PurgeReport, Vec<Output>), HubError> {
-        let found = self.indexed_store().purge_candidates(filter)?;
+        let mut found = self.indexed_store().purge_candidates(filter)?;
+        // In a cluster, each node deletes its own stores' lists.
+        found.retain(|(_, store)| self.serves(store));
         let report = PurgeReport {
             dry_run,
             count: found.len(),
@@ -391,6 +393,11 @@ impl Hub {
         };
         let mut out = Vec::new();
         for store in stores {
+            // Another node's store: its node withdraws the lists when its
+            // timer finds the template gone.
+            if !self.serves(store) {
+                continue;
+            }
             let Some(rec) = self.db().get_store(store)? else {
                 continue;
             };
@@ -447,6 +454,10 @@ impl Hub {
         for t in self.db().latest_templates()? {
             let revisions = self.db().template_revisions(t.id)?;
             for store_id in self.db().template_stores(t.id)? {
+                // Another node's store: that node materializes it.
+                if !self.serves(&store_id) {
+                    continue;
+                }
                 let Some(rec) = self.db().get_store(&store_id)? else {
                     continue;
                 };

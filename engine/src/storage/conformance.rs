@@ -10,9 +10,9 @@ use automerge::{ActorId, AutoCommit, Change};
 use super::roles::*;
 use super::{Damage, PeerId, StorageError, StoreRecord, TokenCheck};
 use crate::document::instance;
-use crate::document::instance_tests::content;
 use crate::document::DocKind;
-use crate::ids::{DocumentId, Principal, StoreId};
+use crate::ids::{DocumentId, Principal, StoreId, TaskId, TemplateId};
+use crate::model::{CreatedBy, InstanceContent, ListMeta, Priority, TaskSpec};
 
 /// A backend under test: `open` opens (or reopens) the one database this
 /// value stands for.
@@ -25,6 +25,43 @@ pub trait Backend {
 }
 
 const NOW: i64 = 1_800_000_000_000;
+
+/// A recurring instance of `tasks` tasks, each due at 21:00 UTC on its day.
+fn content(tasks: usize) -> InstanceContent {
+    use chrono::TimeZone;
+    let store: StoreId = "store-042".parse().unwrap();
+    let template = TemplateId(uuid::Uuid::from_u128(77));
+    let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+    InstanceContent {
+        id: DocumentId::recurring_instance(template, &store, date),
+        meta: ListMeta {
+            store,
+            name: "Thursday closing".into(),
+            template: Some(template),
+            date,
+            time_zone: "Europe/Berlin".into(),
+            created_by: CreatedBy::Hq,
+        },
+        tasks: (0..tasks)
+            .map(|i| TaskSpec {
+                id: TaskId(uuid::Uuid::from_u128(i as u128 + 1)),
+                title: format!("Task {i}"),
+                description: String::new(),
+                start: None,
+                due: Some(
+                    chrono::Utc
+                        .with_ymd_and_hms(2026, 11, 26, 21, 0, 0)
+                        .unwrap(),
+                ),
+                priority: Priority::Normal,
+                link: None,
+                assignee: None,
+                created_by: CreatedBy::Hq,
+                position: i as i64,
+            })
+            .collect(),
+    }
+}
 
 fn doc_id(n: u8) -> DocumentId {
     DocumentId::from_random_bytes([n; 16])
@@ -248,6 +285,7 @@ pub fn the_status_index_answers_what_was_indexed(b: &impl Backend) {
     );
 }
 
+#[cfg(test)]
 mod sqlite {
     use super::*;
     use crate::storage::SqliteDatabase;

@@ -169,6 +169,9 @@ pub enum Unavailable {
     CannotOpen,
     /// An operation failed in the backend (I/O error, ...).
     Failed,
+    /// A database server could not be reached, or the connection to it
+    /// was lost: nothing of the write in flight was saved.
+    Unreachable,
 }
 
 impl Unavailable {
@@ -179,6 +182,10 @@ impl Unavailable {
                  exists and the file is readable and writable by this user"
             ),
             Unavailable::Failed => format!("database error on {location}: {source}"),
+            Unavailable::Unreachable => format!(
+                "cannot reach the database server {location}: {source}; check that it runs, \
+                 the address and the credentials (nothing of the write in flight was saved)"
+            ),
         }
     }
 }

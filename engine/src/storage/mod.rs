@@ -5,19 +5,21 @@
 //! the backend, and the default; the database type is
 //! [`SqliteDatabase`].
 
-#[cfg(test)]
-mod conformance;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod delegate;
 mod error;
+pub mod index_rows;
 pub mod roles;
 pub mod sqlite;
 
 #[doc(hidden)]
 pub use delegate::StoreWrites;
 pub use error::{BackendError, Conflict, Damage, Repair, StorageError, Unavailable};
+pub use index_rows::{IndexUpdate, IndexedRows};
 pub use roles::{Documents, Groups, Registry, StatusIndex, StatusQueries, SyncStates, Templates};
 pub use sqlite::{
-    CompactionStats, DocumentLoad, IndexUpdate, IndexedRows, ListStatusRow, PastDueRow, PeerId,
-    PurgeFilter, RejectionRecord, SqliteDatabase, StoreRecord, TokenCheck, TokenInfo,
-    WorkerEventRow, CURRENT_VERSION, QUARANTINE_PREFIX, TOKEN_ID_LEN,
+    CompactionStats, DocumentLoad, ListStatusRow, PastDueRow, PeerId, PurgeFilter, RejectionRecord,
+    SqliteDatabase, StoreRecord, TokenCheck, TokenInfo, WorkerEventRow, CURRENT_VERSION,
+    QUARANTINE_PREFIX, TOKEN_ID_LEN,
 };

@@ -3,6 +3,7 @@
 //! token come from flags or `HUB_URL` / `HUB_TOKEN`). One module per
 //! command group; `remote` is what they share.
 
+mod cluster;
 mod groups;
 mod lists;
 mod remote;
@@ -99,6 +100,11 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ListsCmd,
     },
+    /// A cluster of hub nodes on PostgreSQL: its nodes and store leases.
+    Cluster {
+        #[command(subcommand)]
+        cmd: cluster::ClusterCmd,
+    },
 }
 
 impl Cli {
@@ -113,6 +119,7 @@ impl Cli {
             Cmd::Serve(args) => serve(args).await,
             Cmd::Stores { remote, cmd } => stores(&remote, cmd).await,
             Cmd::Lists { remote, cmd } => lists(&remote, cmd).await,
+            Cmd::Cluster { cmd } => cluster::cluster(cmd).await,
             Cmd::Workers { remote, cmd } => workers(&remote, cmd).await,
             Cmd::Groups { remote, cmd } => groups(&remote, cmd).await,
             Cmd::Purge {

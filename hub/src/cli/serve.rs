@@ -19,6 +19,21 @@ pub struct ServeArgs {
     pub data: PathBuf,
     #[arg(long, env = "HUB_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Keep the hub's data in PostgreSQL instead of DATA/hub.db:
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB`. Hub nodes that share a
+    /// database form a cluster (see docs/operations.md).
+    #[arg(long, env = "HUB_DATABASE")]
+    pub database: Option<String>,
+    /// Run as node NAME of a cluster of hubs sharing --database (letters,
+    /// digits, - and _; unique per node and stable across restarts). Each
+    /// store is served by one node at a time, under a lease. Without it,
+    /// this hub is the database's only one.
+    #[arg(long, env = "HUB_NODE", value_parser = node_name)]
+    pub node: Option<String>,
+    /// The sync URL terminals are sent to for the stores this node serves
+    /// (cluster nodes only). Default: ws://LISTEN/sync.
+    #[arg(long, env = "HUB_ADVERTISE")]
+    pub advertise: Option<String>,
     /// TOML file of these settings (keys are the flag names with
     /// underscores, e.g. `retention_days = 90`); flags and HUB_* win.
     #[arg(long)]
@@ -71,6 +86,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config: _,
         data,
         listen,
+        database,
+        node,
+        advertise,
         admin_token,
         max_frame_bytes,
         max_messages_per_second,
@@ -98,7 +116,38 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
-    let opened = crate::data_dir::open(&data, limits, admin_token.as_deref())?;
+    let database = match database {
+        None => {
+            if node.is_some() || advertise.is_some() {
+                anyhow::bail!(
+                    "--node and --advertise are for a node of a PostgreSQL cluster: give --database too"
+                );
+            }
+            crate::data_dir::Database::Sqlite
+        }
+        Some(url) => crate::data_dir::Database::Postgres {
+            url,
+            cluster: match node {
+                None if advertise.is_some() => {
+                    anyhow::bail!("--advertise is for a cluster node: give --node too")
+                }
+                None => None,
+                Some(node) => Some(crate::data_dir::Member {
+                    node,
+                    address: match advertise {
+                        Some(a) => a,
+                        None => format!("ws://{}/sync", listener.local_addr()?),
+                    },
+                }),
+            },
+        },
+    };
+    // Blocking: the PostgreSQL backend drives its connection with a
+    // runtime of its own, which cannot start inside this one.
+    let opened = tokio::task::spawn_blocking(move || {
+        crate::data_dir::open(&data, limits, admin_token.as_deref(), &database)
+    })
+    .await??;
     let state = opened.state.with_connection_caps(ConnectionCaps {
         per_token: max_connections_per_token,
         per_store: max_connections_per_store,
@@ -114,6 +163,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let shutdown = CancellationToken::new();
+    if let Some(node) = opened.cluster {
+        println!(
+            "cluster node {} (terminals sent to {})",
+            node.node, node.address
+        );
+        tokio::spawn(crate::cluster::run(
+            node,
+            state.hub.clone(),
+            shutdown.clone(),
+        ));
+    }
     let stop = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -121,6 +181,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         stop.cancel();
     });
     crate::server::run(listener, state, shutdown).await
+}
+
+/// A node name: 1 to 64 of letters, digits, `-` and `_`.
+fn node_name(s: &str) -> Result<String, String> {
+    let ok = (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a node name: use 1 to 64 letters, digits, - or _"
+        ))
+    }
 }
 
 /// A cap of at least one connection (0 would lock every terminal out).

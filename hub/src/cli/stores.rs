@@ -20,6 +20,9 @@ pub enum StoresCmd {
         /// IANA time zone, e.g. Europe/Berlin.
         #[arg(long)]
         tz: String,
+        /// The terminals' language and date formats, e.g. de-DE (default: en).
+        #[arg(long)]
+        locale: Option<String>,
     },
     /// List stores: online (terminals connected) or offline, last sync.
     List,
@@ -48,6 +51,9 @@ pub enum StoresCmd {
         /// IANA time zone, e.g. Europe/Berlin.
         #[arg(long)]
         tz: Option<String>,
+        /// The terminals' language and date formats, e.g. de-DE.
+        #[arg(long)]
+        locale: Option<String>,
     },
     /// Remove a store: revokes its tokens, closes its connections and
     /// deletes its lists and their history from the hub.
@@ -74,16 +80,26 @@ pub enum StoresCmd {
 
 pub async fn stores(remote: &Remote, cmd: StoresCmd) -> anyhow::Result<()> {
     match cmd {
-        StoresCmd::Add { id, name, tz } => {
+        StoresCmd::Add {
+            id,
+            name,
+            tz,
+            locale,
+        } => {
             let v = call(
                 remote,
                 Method::POST,
                 "/api/stores",
-                Some(json!({"id": id, "name": name, "time_zone": tz})),
+                Some(json!({"id": id, "name": name, "time_zone": tz, "locale": locale})),
             )
             .await?;
             print(remote, &v, |v| {
-                format!("store {} added", v["id"].as_str().unwrap_or("?"))
+                format!(
+                    "store {} added ({}, {})",
+                    s(&v["id"]),
+                    s(&v["time_zone"]),
+                    s(&v["locale"])
+                )
             });
         }
         StoresCmd::List => {
@@ -133,23 +149,29 @@ pub async fn stores(remote: &Remote, cmd: StoresCmd) -> anyhow::Result<()> {
             .await?;
             print(remote, &v, |_| "revoked".into());
         }
-        StoresCmd::Update { id, name, tz } => {
-            if name.is_none() && tz.is_none() {
-                bail!("nothing to change: pass --name and/or --tz");
+        StoresCmd::Update {
+            id,
+            name,
+            tz,
+            locale,
+        } => {
+            if name.is_none() && tz.is_none() && locale.is_none() {
+                bail!("nothing to change: pass --name, --tz and/or --locale");
             }
             let v = call(
                 remote,
                 Method::PATCH,
                 &format!("/api/stores/{id}"),
-                Some(json!({"name": name, "time_zone": tz})),
+                Some(json!({"name": name, "time_zone": tz, "locale": locale})),
             )
             .await?;
             print(remote, &v, |v| {
                 format!(
-                    "store {} is now {:?} in {}",
+                    "store {} is now {:?} in {}, locale {}",
                     s(&v["id"]),
                     s(&v["name"]),
-                    s(&v["time_zone"])
+                    s(&v["time_zone"]),
+                    s(&v["locale"])
                 )
             });
         }

@@ -15,7 +15,11 @@ pub(super) async fn healthz(State(state): State<AppState>) -> Response {
         .call_soon(|h, _| (h.check_database(), Vec::new()))
         .await
     {
-        Ok(Ok(())) => "ok\n".into_response(),
+        Ok(Ok(())) => match &state.leases {
+            // A cluster node also says how many stores it serves now.
+            Some(leases) => format!("ok\nserving {} stores\n", leases.held().len()).into_response(),
+            None => "ok\n".into_response(),
+        },
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}\n")).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     }
@@ -55,14 +59,20 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         })
         .await;
     match snap {
-        Ok(s) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4",
-            )],
-            crate::metrics::render(&s, &state.hub.latency),
-        )
-            .into_response(),
+        Ok(s) => {
+            let mut text = crate::metrics::render(&s, &state.hub.latency);
+            if let Some(leases) = &state.leases {
+                text.push_str(&crate::metrics::render_leases(&leases.held()));
+            }
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4",
+                )],
+                text,
+            )
+                .into_response()
+        }
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     }
 }

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod auth;
 mod dashboard;
+pub mod forward;
 mod health;
 pub mod lists;
 pub mod reply;
@@ -35,7 +36,13 @@ pub fn router(state: AppState) -> Router {
         .route("/sync", get(sync::sync_upgrade))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
-        .nest("/api", api)
+        .nest(
+            "/api",
+            api.layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                forward::to_serving_nodes,
+            )),
+        )
         .merge(dashboard::routes())
         .with_state(state)
 }

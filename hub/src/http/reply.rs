@@ -44,6 +44,8 @@ fn hub_error_status(e: &HubError) -> StatusCode {
         HubError::Storage(_) | HubError::Load { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         // Nothing was saved; the same request may succeed later.
         HubError::NotSaved => StatusCode::SERVICE_UNAVAILABLE,
+        // Another node of the cluster writes this store.
+        HubError::ServedElsewhere(_) => StatusCode::CONFLICT,
     }
 }
 

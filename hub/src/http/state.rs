@@ -1,7 +1,6 @@
 //! What every request handler shares: the hub thread, its limits, the
 //! read-only pool, the connection caps and the shutdown signal.
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +9,7 @@ use engine::replica::hub::HubLimits;
 use tokio_util::sync::CancellationToken;
 
 use crate::connection_slots::{ConnectionCaps, ConnectionSlots};
-use crate::read_pool::ReadPool;
+use crate::read_pool::{ReadPool, ReadSource};
 use crate::runtime::HubHandle;
 
 /// Shared by every request handler.
@@ -28,6 +27,12 @@ pub struct AppState {
     pub(crate) next_conn: Arc<AtomicU64>,
     /// Cancelled at shutdown: open WebSockets close too.
     pub(crate) shutdown: CancellationToken,
+    /// In a PostgreSQL cluster: the stores this node serves, and where
+    /// the others are served (see `crate::cluster`).
+    pub leases: Option<Arc<crate::pg::lease::LeaseView>>,
+    /// In a cluster: this node's advertised sync URL (HQ writes are
+    /// passed between nodes at its HTTP base).
+    pub cluster_address: Option<String>,
 }
 
 /// See `AppState::index_read_budget`: a dashboard read every few seconds
@@ -36,7 +41,7 @@ pub const INDEX_READ_BUDGET: Duration = Duration::from_millis(250);
 
 impl AppState {
     /// `db` is the hub's database file, which status queries read.
-    pub fn new(hub: HubHandle, limits: HubLimits, db: PathBuf) -> AppState {
+    pub fn new(hub: HubHandle, limits: HubLimits, db: ReadSource) -> AppState {
         AppState {
             hub,
             limits: Arc::new(limits),
@@ -45,6 +50,8 @@ impl AppState {
             slots: ConnectionSlots::new(ConnectionCaps::default()),
             next_conn: Arc::new(AtomicU64::new(1)),
             shutdown: CancellationToken::new(),
+            leases: None,
+            cluster_address: None,
         }
     }
 

@@ -32,6 +32,8 @@ struct NewStore {
     id: String,
     name: String,
     time_zone: String,
+    /// `de-DE`; none: the terminals speak English.
+    locale: Option<String>,
 }
 
 async fn add_store(
@@ -40,10 +42,10 @@ async fn add_store(
     body: Result<Json<NewStore>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     hq!(state, headers);
-    let result: Result<StoreRecord, ApiError> = async {
+    let result: Result<StoreReply, ApiError> = async {
         let Json(body) = body.map_err(|e| {
             bad_request(format!(
-                "bad JSON: {e}; send {{\"id\", \"name\", \"time_zone\"}}"
+                "bad JSON: {e}; send {{\"id\", \"name\", \"time_zone\", \"locale\"?}}"
             ))
         })?;
         let rec = StoreRecord {
@@ -54,15 +56,37 @@ async fn add_store(
             name: nonempty("name", body.name)?,
             time_zone: body.time_zone,
         };
+        let locale = body
+            .locale
+            .map(|l| engine::document::directory::parse_locale(&l))
+            .transpose()
+            .map_err(|e| bad_request(e.to_string()))?;
         let r = rec.clone();
-        state
+        let locale = state
             .hub
-            .call(move |hub, _| (add_new_store(hub, &r), Vec::new()))
+            .call(move |hub, now| {
+                let added = add_new_store(hub, &r).and_then(|()| match &locale {
+                    Some(l) => Ok(hub.set_store_locale(&r.id, l, now)?),
+                    None => Ok(Vec::new()),
+                });
+                match added {
+                    Ok(out) => (hub.store_locale(&r.id).map_err(ApiError::from), out),
+                    Err(e) => (Err(e), Vec::new()),
+                }
+            })
             .await??;
-        Ok(rec)
+        Ok(StoreReply { rec, locale })
     }
     .await;
     reply(StatusCode::CREATED, result)
+}
+
+/// A store as HQ's API answers it: its record and its locale.
+#[derive(serde::Serialize)]
+struct StoreReply {
+    #[serde(flatten)]
+    rec: StoreRecord,
+    locale: String,
 }
 
 /// Add a store that does not exist yet: adding is not updating, so an
@@ -110,6 +134,7 @@ async fn list_stores(State(state): State<AppState>, headers: HeaderMap) -> Respo
 struct StoreUpdate {
     name: Option<String>,
     time_zone: Option<String>,
+    locale: Option<String>,
 }
 
 async fn update_store(
@@ -119,10 +144,15 @@ async fn update_store(
     b: JsonBody<StoreUpdate>,
 ) -> Response {
     hq!(state, headers);
-    let r: Result<StoreRecord, ApiError> = async {
+    let r: Result<StoreReply, ApiError> = async {
         let id: StoreId = parse("store id", &id)?;
-        let upd = body(b, "{\"name\"?, \"time_zone\"?}")?;
+        let upd = body(b, "{\"name\"?, \"time_zone\"?, \"locale\"?}")?;
         let name = upd.name.map(|n| nonempty("name", n)).transpose()?;
+        let locale = upd
+            .locale
+            .map(|l| engine::document::directory::parse_locale(&l))
+            .transpose()
+            .map_err(|e| bad_request(e.to_string()))?;
         let rec = state
             .hub
             .call(move |hub, now| {
@@ -137,14 +167,21 @@ async fn update_store(
                         rec.time_zone = tz;
                     }
                     hub.update_store(&rec)?;
-                    Ok::<_, engine::replica::hub::HubError>(rec)
+                    let out = match &locale {
+                        Some(l) => hub.set_store_locale(&rec.id, l, now)?,
+                        None => Vec::new(),
+                    };
+                    let locale = hub.store_locale(&rec.id)?;
+                    Ok::<_, engine::replica::hub::HubError>((StoreReply { rec, locale }, out))
                 })();
                 // A new time zone moves recurring lists' due times now.
-                let out = match &r {
-                    Ok(_) => hub.materialize_horizon(now).unwrap_or_default(),
-                    Err(_) => Vec::new(),
-                };
-                (r, out)
+                match r {
+                    Ok((rec, mut out)) => {
+                        out.extend(hub.materialize_horizon(now).unwrap_or_default());
+                        (Ok(rec), out)
+                    }
+                    Err(e) => (Err(e), Vec::new()),
+                }
             })
             .await??;
         Ok(rec)

@@ -44,6 +44,26 @@ pub(super) async fn sync_upgrade(
         )
             .into_response();
     };
+    // In a cluster, one node serves a store at a time: a terminal that
+    // reached another node is sent to it (`moved`), and one that arrived
+    // while its store has no node (a failover) waits for one.
+    if let (Some(leases), Principal::Store(store)) = (&state.leases, &principal) {
+        match route(leases, store).await {
+            Route::Here => {}
+            Route::There(to) => {
+                info!(%store, %to, "sending a terminal to the node that serves its store");
+                return ws.on_upgrade(move |socket| say_moved(socket, to));
+            }
+            Route::Nobody => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(axum::http::header::RETRY_AFTER, "2")],
+                    format!("no hub node serves store {store} right now (a node is taking it over); retry\n"),
+                )
+                    .into_response()
+            }
+        }
+    }
     // The token authenticated, so it has a hash; a missing one was refused.
     let hash = token_hash(token.as_deref().unwrap_or_default());
     let slot = match state.slots.take(hash, &principal) {
@@ -69,6 +89,54 @@ pub(super) async fn sync_upgrade(
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| serve_socket(state, principal, token, slot, socket))
+}
+
+/// Where a store's terminal is served in a cluster.
+enum Route {
+    Here,
+    /// At another node's sync URL.
+    There(String),
+    Nobody,
+}
+
+/// Where `store` is served, waiting up to `cluster::PARK_FOR` while no
+/// node holds it (its old owner's lease has to run out first).
+async fn route(leases: &crate::pg::lease::LeaseView, store: &engine::ids::StoreId) -> Route {
+    let until = tokio::time::Instant::now() + crate::cluster::PARK_FOR;
+    loop {
+        if leases.holds(store) {
+            return Route::Here;
+        }
+        if let Some(to) = leases.route(store) {
+            return Route::There(to);
+        }
+        if tokio::time::Instant::now() >= until {
+            return Route::Nobody;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Tell a terminal its store is served at `to`: the automerge-repo error
+/// message with the `moved` reason our agents follow at once, then a
+/// close. Other clients see an error and reconnect as after any.
+async fn say_moved(mut socket: WebSocket, to: String) {
+    let moved = engine::replica::Moved::new(Some(&to)).encode();
+    let error = engine::protocol::wire::WireMessage::Error {
+        sender_id: None,
+        target_id: None,
+        message: moved.clone(),
+    };
+    let frame = engine::protocol::wire::encode(&error);
+    let _ = socket.send(Message::Binary(frame.into())).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: 4001,
+            // A close reason holds at most 123 bytes: the URL went in the
+            // error message.
+            reason: "moved".into(),
+        })))
+        .await;
 }
 
 /// The answer to the admin token at `/sync`.

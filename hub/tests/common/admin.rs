@@ -31,7 +31,7 @@ pub async fn start() -> Api {
 
 pub async fn start_with(limits: HubLimits) -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let opened = data_dir::open(dir.path(), limits, Some("admin")).unwrap();
+    let opened = data_dir::open(dir.path(), limits, Some("admin"), &Default::default()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let shutdown = CancellationToken::new();

@@ -28,6 +28,38 @@ use tokio_util::sync::CancellationToken;
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The database a test hub runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    /// A fresh database on the test process's throwaway PostgreSQL.
+    Postgres,
+}
+
+/// One test, once per backend: `mod $name { fn sqlite(); fn postgres() }`,
+/// the body taking the backend. The PostgreSQL run skips (with a notice)
+/// where PostgreSQL is not installed, outside CI.
+#[macro_export]
+macro_rules! on_each_backend {
+    ($(#[$attr:meta])* async fn $name:ident($b:ident: Backend) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[$attr])*
+            async fn sqlite() {
+                run($crate::common::Backend::Sqlite).await
+            }
+            $(#[$attr])*
+            async fn postgres() {
+                if hub::pg::testing::PgServer::shared().is_some() {
+                    run($crate::common::Backend::Postgres).await
+                }
+            }
+            async fn run($b: $crate::common::Backend) $body
+        }
+    };
+}
+
 pub struct TestHub {
     _dir: tempfile::TempDir,
     /// host:port
@@ -78,10 +110,34 @@ pub async fn start(limits: HubLimits) -> TestHub {
     start_with_caps(limits, ConnectionCaps::default()).await
 }
 
+/// `start` on `backend`.
+pub async fn start_on(backend: Backend, limits: HubLimits) -> TestHub {
+    start_on_with_caps(backend, limits, ConnectionCaps::default()).await
+}
+
 /// `start`, with these caps on open sync connections.
 pub async fn start_with_caps(limits: HubLimits, caps: ConnectionCaps) -> TestHub {
+    start_on_with_caps(Backend::Sqlite, limits, caps).await
+}
+
+async fn start_on_with_caps(backend: Backend, limits: HubLimits, caps: ConnectionCaps) -> TestHub {
     let dir = tempfile::tempdir().unwrap();
-    let opened = data_dir::open(dir.path(), limits, Some("admin")).unwrap();
+    let database = match backend {
+        Backend::Sqlite => data_dir::Database::Sqlite,
+        Backend::Postgres => data_dir::Database::Postgres {
+            url: hub::pg::testing::PgServer::shared()
+                .expect("PostgreSQL is installed")
+                .new_database(),
+            cluster: None,
+        },
+    };
+    let opened = tokio::task::spawn_blocking({
+        let path = dir.path().to_path_buf();
+        move || data_dir::open(&path, limits, Some("admin"), &database)
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let state = opened.state.with_connection_caps(caps);
     state
         .hub

@@ -27,6 +27,9 @@ pub struct ApiConfig {
     /// is refused. Off by default: then anyone who can reach the
     /// loopback port may record work under a roster worker's name.
     pub cli_needs_pin: bool,
+    /// Where a task's `pos:<operation>` goes when a worker opens it
+    /// (`pos-agent run --pos-callback`); `None`: the POS is told by hand.
+    pub pos_callback: Option<reqwest::Url>,
 }
 
 impl Default for ApiConfig {
@@ -35,6 +38,7 @@ impl Default for ApiConfig {
             notify_window_minutes: 30,
             time_zone: None,
             cli_needs_pin: false,
+            pos_callback: None,
         }
     }
 }

@@ -11,7 +11,7 @@
 //!
 //! This module only routes. One module per resource holds its handlers
 //! (`workers`, `session`, `my_tasks`, `notifications`, `lists`, `tasks`,
-//! `conflicts`, `sync_status`); they share `app` (state, the replica
+//! `conflicts`, `pos_operation`, `store`, `sync_status`); they share `app` (state, the replica
 //! thread), `access` (who is acting), `input` (parsing requests) and
 //! `error`. Handlers import the shared modules, never each other's
 //! routes, and nothing imports this module back.
@@ -24,7 +24,9 @@ mod input;
 mod lists;
 mod my_tasks;
 mod notifications;
+mod pos_operation;
 mod session;
+mod store;
 mod sync_status;
 mod tasks;
 mod workers;
@@ -72,7 +74,12 @@ pub fn router_with(t: Terminal, cfg: ApiConfig) -> Router {
         .route("/api/tasks/{task}/claim", post(tasks::claim))
         .route("/api/tasks/{task}/assign", post(tasks::assign))
         .route("/api/tasks/{task}/resolve", post(conflicts::resolve))
+        .route(
+            "/api/tasks/{task}/pos-operation",
+            post(pos_operation::hand_over),
+        )
         .route("/api/conflicts", get(conflicts::conflicts))
         .route("/api/sync-status", get(sync_status::sync_status))
+        .route("/api/store", get(store::store))
         .with_state(app)
 }

@@ -28,9 +28,9 @@ pub(super) async fn tasks(State(app): State<App>) -> Response {
             .collect::<Vec<_>>();
         // By due time, as a shift works through them: a 19:00 task before a
         // 22:00 one whatever list or position it has; undated tasks last,
-        // by their list's date. The sort is stable: within one due time
-        // the lists' own order stays.
-        rows.sort_by_key(|r| (r.due.is_none(), r.due, r.list_date));
+        // by their list's date; within one due time the more urgent first.
+        // The sort is stable: past that the lists' own order stays.
+        rows.sort_by_key(|r| (views::due_order(r.due, r.priority), r.list_date));
         Ok(rows)
     })
     .await;

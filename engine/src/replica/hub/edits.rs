@@ -17,6 +17,7 @@ impl Hub {
         if self.db.get_store(&store_id)?.is_none() {
             return Err(HubError::UnknownStore(store_id));
         }
+        self.require_served(&store_id)?;
         let changes = instance::materialize(content)?;
         if !self.db.in_batch() {
             return self.publish_changes(content, changes, now_ms);
@@ -94,6 +95,9 @@ impl Hub {
         _now_ms: i64,
         f: impl FnOnce(&mut Automerge) -> Result<Vec<Change>, ModelError>,
     ) -> Result<Vec<Output>, HubError> {
+        if let Some((store, _)) = self.db.doc_owner(doc_id)? {
+            self.require_served(&store)?;
+        }
         self.load(doc_id)?;
         let doc = self.docs.get_mut(&doc_id).expect("loaded above");
         let changes = f(doc)?;

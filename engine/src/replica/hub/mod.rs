@@ -107,6 +107,13 @@ pub enum HubError {
     Load { doc: DocumentId, reason: String },
     #[error("nothing was saved (the hub's database refused the commit); connections were closed to sync again")]
     NotSaved,
+    /// In a cluster: another hub node serves this store now, and only it
+    /// may write the store's documents.
+    #[error(
+        "store {0} is served by another hub node of the cluster: nothing was changed; send the \
+         request to the node that serves it (hub cluster status names it)"
+    )]
+    ServedElsewhere(StoreId),
 }
 
 /// Why a connection was refused at the upgrade.
@@ -177,12 +184,22 @@ pub struct Hub {
     rosters: HashMap<StoreId, (Vec<ChangeHash>, Arc<HashSet<WorkerId>>)>,
     /// Which stores are connected and when each last synced.
     activity: StoreActivity,
+    /// In a cluster, which stores this node serves now (the others'
+    /// documents are another node's to write); `None`: every store.
+    served: Option<Served>,
 }
+
+/// Which stores a cluster node serves now (see [`Hub::serve_only`]).
+type Served = Box<dyn Fn(&StoreId) -> bool + Send>;
 impl Hub {
     /// Open the hub over its database (any backend of the storage
     /// traits); the database's actor is HQ's.
     pub fn open(db: impl HubStorage + 'static, cfg: HubConfig) -> Result<Hub, HubError> {
-        let mut db: Box<dyn HubStorage> = Box::new(db);
+        Hub::open_boxed(Box::new(db), cfg)
+    }
+
+    /// [`Hub::open`] on a backend chosen at run time.
+    pub fn open_boxed(mut db: Box<dyn HubStorage>, cfg: HubConfig) -> Result<Hub, HubError> {
         let actor = db.actor_id();
         db.claim_actor(&actor, &Principal::Hq)?;
         let projection = StatusProjection::open(&*db)?;
@@ -197,13 +214,17 @@ impl Hub {
             seqs: HashMap::new(),
             rosters: HashMap::new(),
             activity: StoreActivity::default(),
+            served: None,
         })
     }
 
     /// The storage id this hub's database keeps across restarts (clients
     /// key their saved sync state to it), or `fresh` stored as it on the
     /// first open.
-    pub fn storage_id_of(db: &mut impl Replica, fresh: &str) -> Result<StorageId, HubError> {
+    pub fn storage_id_of(
+        db: &mut (impl Replica + ?Sized),
+        fresh: &str,
+    ) -> Result<StorageId, HubError> {
         let id = match db.get_meta(STORAGE_ID_KEY)? {
             Some(b) => String::from_utf8_lossy(&b).into_owned(),
             None => {
@@ -289,12 +310,74 @@ impl Hub {
             reason: e.to_string(),
         })?;
         self.db.put_store(rec)?;
-        let dir = DocumentId::directory_of(&rec.id);
+        // In a cluster the store's node makes its directory when it takes
+        // the store (`store_arrived`); the genesis is the same change on
+        // every node.
+        if self.serves(&rec.id) {
+            self.ensure_directory(&rec.id)?;
+        }
+        Ok(())
+    }
+
+    /// The store's directory document, made if it does not exist yet.
+    fn ensure_directory(&mut self, store: &StoreId) -> Result<(), HubError> {
+        let dir = DocumentId::directory_of(store);
         if self.db.doc_owner(dir)?.is_none() {
             let g = crate::document::genesis::genesis(dir, DocKind::Directory);
             self.db.append_changes(dir, &[g])?;
-            self.db.set_doc_owner(dir, &rec.id, DocKind::Directory)?;
+            self.db.set_doc_owner(dir, store, DocKind::Directory)?;
         }
+        Ok(())
+    }
+
+    /// In a cluster: serve only the stores `f` says this node serves now
+    /// (it holds their lease). HQ writes to another store's documents are
+    /// refused with [`HubError::ServedElsewhere`] before anything is
+    /// written, and timers (materialization, retention, index catch-up)
+    /// leave other stores to their nodes.
+    pub fn serve_only(&mut self, f: impl Fn(&StoreId) -> bool + Send + 'static) {
+        self.served = Some(Box::new(f));
+    }
+
+    /// Whether this node serves `store` now (always, outside a cluster).
+    pub fn serves(&self, store: &StoreId) -> bool {
+        self.served.as_ref().is_none_or(|f| f(store))
+    }
+
+    /// Refuse a write to a store another node serves.
+    pub(crate) fn require_served(&self, store: &StoreId) -> Result<(), HubError> {
+        if self.serves(store) {
+            Ok(())
+        } else {
+            Err(HubError::ServedElsewhere(store.clone()))
+        }
+    }
+
+    /// Whether this node serves the store `doc` belongs to (a document
+    /// with no recorded store: yes, nobody else does).
+    pub(crate) fn serves_doc(&self, doc: DocumentId) -> bool {
+        match self.db.doc_owner(doc) {
+            Ok(Some((store, _))) => self.serves(&store),
+            _ => true,
+        }
+    }
+
+    /// This node has just taken `store` over (claimed its lease): what it
+    /// cached of the store from an earlier turn may be behind what another
+    /// node wrote since, so it is dropped and read again on use; the
+    /// store's directory is made if nobody made it yet; and lists another
+    /// node left with their status index behind are caught up here.
+    pub fn store_arrived(&mut self, store: &StoreId) -> Result<(), HubError> {
+        let docs = self.db.documents_of_store(store)?;
+        for d in &docs {
+            self.uncache(*d);
+            self.seqs.remove(d);
+        }
+        self.rosters.remove(store);
+        self.ensure_directory(store)?;
+        let due: HashSet<DocumentId> = self.db.index_due()?.into_iter().collect();
+        self.projection
+            .mark_due(docs.into_iter().filter(|d| due.contains(d)));
         Ok(())
     }
 }

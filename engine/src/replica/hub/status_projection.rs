@@ -197,7 +197,7 @@ impl Hub {
     /// logged and they stay due, as in `catch_up_index`.
     pub fn catch_up_index_of(&mut self, docs: &[DocumentId]) -> usize {
         let mut docs = docs.iter().copied();
-        self.catch_up_each(|hub| docs.find(|d| hub.projection.is_due(d)))
+        self.catch_up_each(|hub| docs.find(|d| hub.projection.is_due(d) && hub.serves_doc(*d)))
     }
 
     /// Bring due lists' status index up to date one after another, in one
@@ -215,7 +215,8 @@ impl Hub {
                 return None;
             }
             while let Some(d) = due.pop() {
-                if hub.projection.is_due(&d) {
+                // Another node's store: its node catches it up.
+                if hub.projection.is_due(&d) && hub.serves_doc(d) {
                     return Some(d);
                 }
             }

@@ -4,16 +4,13 @@
 //! differ from what it holds (kept by the caller from the last update, or
 //! read back); the views are plain SQL over it.
 
-use std::collections::HashMap;
-
 use rusqlite::params;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::{SqliteDatabase, StorageError};
 use crate::document::instance::InstanceView;
 use crate::ids::{DocumentId, EventId, StoreId, TaskId};
-use crate::model::StatusEvent;
+use crate::storage::index_rows::{self, IndexUpdate, IndexedRows};
 use crate::storage::roles::*;
 
 /// Counts for one list instance in the store grid.
@@ -66,127 +63,6 @@ fn doc_of(bytes: Vec<u8>) -> DocumentId {
     DocumentId(uuid::Uuid::from_bytes(arr))
 }
 
-/// A row's values as the first 128 bits of their SHA-256: equal
-/// fingerprints mean equal rows (telling two apart by mistake would take a
-/// SHA-256 collision, which not even a hostile peer can make).
-type RowFingerprint = [u8; 16];
-
-/// What the index holds for one instance, as the write that returned it
-/// left it: a fingerprint of each task row and each event row. Handed to
-/// the next [`Store::update_index`] of that instance, it lets the write
-/// touch only the rows that differ. Kept in memory by the hub, a few dozen
-/// bytes a row.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IndexedRows {
-    tasks: HashMap<TaskId, RowFingerprint>,
-    events: HashMap<EventId, RowFingerprint>,
-}
-
-/// What [`Store::update_index`] did.
-#[derive(Debug)]
-pub struct IndexUpdate {
-    /// What the index now holds for the instance. Its rows are its own
-    /// (keyed by list and id, schema v12): a list that copies another's
-    /// event id never touches the other's rows.
-    pub rows: IndexedRows,
-}
-
-/// Builds a [`RowFingerprint`]; each value is tagged and length-prefixed so
-/// that no two different rows hash the same bytes.
-struct Fingerprint(Sha256);
-
-impl Fingerprint {
-    fn new() -> Self {
-        Fingerprint(Sha256::new())
-    }
-
-    fn bytes(mut self, b: &[u8]) -> Self {
-        self.0.update([1]);
-        self.0.update((b.len() as u64).to_le_bytes());
-        self.0.update(b);
-        self
-    }
-
-    fn opt(mut self, b: Option<&[u8]>) -> Self {
-        match b {
-            Some(b) => self.bytes(b),
-            None => {
-                self.0.update([0]);
-                self
-            }
-        }
-    }
-
-    fn finish(self) -> RowFingerprint {
-        let digest = self.0.finalize();
-        let mut out = [0; 16];
-        out.copy_from_slice(&digest[..16]);
-        out
-    }
-}
-
-/// The values of one `task_status` row, its document aside.
-struct TaskRow<'a> {
-    task: TaskId,
-    store: &'a str,
-    list: &'a str,
-    date: &'a str,
-    title: &'a str,
-    due_ms: Option<i64>,
-    assignee: Option<String>,
-    status: &'a str,
-    conflict: bool,
-}
-
-impl TaskRow<'_> {
-    fn fingerprint(&self) -> RowFingerprint {
-        Fingerprint::new()
-            .bytes(self.store.as_bytes())
-            .bytes(self.list.as_bytes())
-            .bytes(self.date.as_bytes())
-            .bytes(self.title.as_bytes())
-            .opt(self.due_ms.map(i64::to_le_bytes).as_ref().map(|b| &b[..]))
-            .opt(self.assignee.as_deref().map(str::as_bytes))
-            .bytes(self.status.as_bytes())
-            .bytes(&[self.conflict as u8])
-            .finish()
-    }
-}
-
-/// Fingerprint of the values of one `status_events` row, its id and
-/// document aside.
-fn event_fingerprint(e: &StatusEvent, store: &str) -> RowFingerprint {
-    event_row_fingerprint(
-        e.task.0.as_bytes(),
-        store,
-        e.worker.as_str(),
-        e.terminal.as_str(),
-        e.status.as_str(),
-        e.at,
-        e.note.as_deref(),
-    )
-}
-
-fn event_row_fingerprint(
-    task: &[u8],
-    store: &str,
-    worker: &str,
-    terminal: &str,
-    status: &str,
-    at: i64,
-    note: Option<&str>,
-) -> RowFingerprint {
-    Fingerprint::new()
-        .bytes(task)
-        .bytes(store.as_bytes())
-        .bytes(worker.as_bytes())
-        .bytes(terminal.as_bytes())
-        .bytes(status.as_bytes())
-        .bytes(&at.to_le_bytes())
-        .opt(note.map(str::as_bytes))
-        .finish()
-}
-
 /// A 16-byte id column; None for a row that does not hold one (skipped).
 fn id16(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<[u8; 16]>> {
     let bytes: Vec<u8> = r.get(i)?;
@@ -208,19 +84,19 @@ fn rows_in_table(tx: &rusqlite::Connection, doc: &[u8]) -> rusqlite::Result<Inde
         let Some(id) = id16(r, 0)? else { continue };
         let (store, list, date, title): (String, String, String, String) =
             (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+        let assignee: Option<String> = r.get(6)?;
         let status: String = r.get(7)?;
-        let row = TaskRow {
-            task: TaskId(uuid::Uuid::from_bytes(id)),
-            store: &store,
-            list: &list,
-            date: &date,
-            title: &title,
-            due_ms: r.get(5)?,
-            assignee: r.get(6)?,
-            status: &status,
-            conflict: r.get::<_, i64>(8)? != 0,
-        };
-        rows.tasks.insert(row.task, row.fingerprint());
+        rows.note_task_row(
+            TaskId(uuid::Uuid::from_bytes(id)),
+            &store,
+            &list,
+            &date,
+            &title,
+            r.get(5)?,
+            assignee.as_deref(),
+            &status,
+            r.get::<_, i64>(8)? != 0,
+        );
     }
     let mut events = tx.prepare_cached(
         "SELECT event_id, task_id, store_id, worker, terminal, status, at_ms, note
@@ -233,7 +109,8 @@ fn rows_in_table(tx: &rusqlite::Connection, doc: &[u8]) -> rusqlite::Result<Inde
         let (store, worker, terminal, status): (String, String, String, String) =
             (r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
         let note: Option<String> = r.get(7)?;
-        let fp = event_row_fingerprint(
+        rows.note_event_row(
+            EventId(uuid::Uuid::from_bytes(id)),
             &task,
             &store,
             &worker,
@@ -242,7 +119,6 @@ fn rows_in_table(tx: &rusqlite::Connection, doc: &[u8]) -> rusqlite::Result<Inde
             r.get(6)?,
             note.as_deref(),
         );
-        rows.events.insert(EventId(uuid::Uuid::from_bytes(id)), fp);
     }
     Ok(rows)
 }
@@ -267,6 +143,7 @@ impl StatusIndex for SqliteDatabase {
                     &in_table
                 }
             };
+            let plan = index_rows::plan(view, last);
             let mut put_task = tx.prepare_cached(
                 "INSERT INTO task_status (doc_id, task_id, store_id, list_name, list_date, title, due_ms, assignee, status, conflict)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
@@ -275,6 +152,20 @@ impl StatusIndex for SqliteDatabase {
                    title = excluded.title, due_ms = excluded.due_ms, assignee = excluded.assignee,
                    status = excluded.status, conflict = excluded.conflict",
             )?;
+            for row in &plan.put_tasks {
+                put_task.execute(params![
+                    doc,
+                    row.task.0.as_bytes(),
+                    row.store,
+                    row.list,
+                    row.date,
+                    row.title,
+                    row.due_ms,
+                    row.assignee,
+                    row.status,
+                    row.conflict as i64,
+                ])?;
+            }
             let mut put_event = tx.prepare_cached(
                 "INSERT INTO status_events (event_id, doc_id, task_id, store_id, worker, terminal, status, at_ms, note)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -283,70 +174,30 @@ impl StatusIndex for SqliteDatabase {
                    terminal = excluded.terminal, status = excluded.status, at_ms = excluded.at_ms,
                    note = excluded.note",
             )?;
-            let store = view.meta.store.as_str();
-            let date = view.meta.date.format("%Y-%m-%d").to_string();
-            let mut written = IndexedRows {
-                tasks: HashMap::with_capacity(view.tasks.len()),
-                events: HashMap::with_capacity(last.events.len()),
-            };
-            for t in &view.tasks {
-                let row = TaskRow {
-                    task: t.spec.id,
-                    store,
-                    list: &view.meta.name,
-                    date: &date,
-                    title: &t.spec.title,
-                    due_ms: t.spec.due.map(|d| d.timestamp_millis()),
-                    assignee: t.spec.assignee.as_ref().map(|a| a.encode()),
-                    status: t.status.effective().as_str(),
-                    conflict: t.has_conflict(),
-                };
-                let fp = row.fingerprint();
-                if last.tasks.get(&row.task) != Some(&fp) {
-                    put_task.execute(params![
-                        doc,
-                        row.task.0.as_bytes(),
-                        row.store,
-                        row.list,
-                        row.date,
-                        row.title,
-                        row.due_ms,
-                        row.assignee,
-                        row.status,
-                        row.conflict as i64,
-                    ])?;
-                }
-                written.tasks.insert(row.task, fp);
-                for e in &t.status.history {
-                    let fp = event_fingerprint(e, store);
-                    written.events.insert(e.id, fp);
-                    if last.events.get(&e.id) == Some(&fp) {
-                        continue;
-                    }
-                    let values = params![
-                        e.id.0.as_bytes(),
-                        doc,
-                        e.task.0.as_bytes(),
-                        store,
-                        e.worker.as_str(),
-                        e.terminal.as_str(),
-                        e.status.as_str(),
-                        e.at,
-                        e.note,
-                    ];
-                    put_event.execute(values)?;
-                }
+            for e in &plan.put_events {
+                put_event.execute(params![
+                    e.id.0.as_bytes(),
+                    doc,
+                    e.task.0.as_bytes(),
+                    e.store,
+                    e.worker,
+                    e.terminal,
+                    e.status,
+                    e.at_ms,
+                    e.note,
+                ])?;
             }
             let mut drop_task =
                 tx.prepare_cached("DELETE FROM task_status WHERE doc_id = ?1 AND task_id = ?2")?;
-            for task in last.tasks.keys().filter(|t| !written.tasks.contains_key(t)) {
+            for task in &plan.drop_tasks {
                 drop_task.execute(params![doc, task.0.as_bytes()])?;
             }
             let mut drop_event = tx
                 .prepare_cached("DELETE FROM status_events WHERE event_id = ?1 AND doc_id = ?2")?;
-            for event in last.events.keys().filter(|e| !written.events.contains_key(e)) {
+            for event in &plan.drop_events {
                 drop_event.execute(params![event.0.as_bytes(), doc])?;
             }
+            let written = plan.rows;
             tx.prepare_cached("DELETE FROM index_due WHERE doc_id = ?1")?
                 .execute([doc])?;
             Ok(IndexUpdate { rows: written })

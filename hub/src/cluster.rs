@@ -1,0 +1,193 @@
+//! A hub node in a PostgreSQL cluster: the lease manager that claims,
+//! renews and releases this node's stores each second, and closes the
+//! terminals of a store this node stops serving with the `moved` reason
+//! (naming the node that serves it, where known), so they reconnect there
+//! at once. What the leases mean and how commits are fenced:
+//! `crate::pg::lease`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::ids::{NodeId, StoreId};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::pg::lease::{LeaseTimings, LeaseView, Leases};
+use crate::runtime::HubHandle;
+
+/// What a node needs to take part in a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterNode {
+    pub url: String,
+    pub node: NodeId,
+    /// The sync URL terminals are sent to for this node's stores.
+    pub address: String,
+    pub view: Arc<LeaseView>,
+}
+
+/// Run the lease manager until `shutdown`; then leave the cluster (hand
+/// every store over at once instead of letting the leases expire).
+pub async fn run(node: ClusterNode, hub: HubHandle, shutdown: CancellationToken) {
+    let timings = LeaseTimings::default();
+    loop {
+        let client = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            c = connect(&node.url) => c,
+        };
+        let Some(client) = client else {
+            close_expired(&node.view, &hub).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(timings.tick) => continue,
+            }
+        };
+        let mut leases = Leases::new(
+            client,
+            node.node.clone(),
+            node.address.clone(),
+            timings,
+            node.view.clone(),
+        );
+        // Tokens ended on any node close their connections here too
+        // (checked each round, so within about a second). A window that
+        // overlaps the last one, for clocks a little apart; each token
+        // is handled once.
+        let mut tokens_since = crate::runtime::now_ms() - 2_000;
+        let mut handled: std::collections::HashSet<[u8; 32]> = Default::default();
+        loop {
+            let now = crate::runtime::now_ms();
+            match leases.tokens_ended(tokens_since - 2_000, now).await {
+                Ok(ended) => {
+                    tokens_since = now;
+                    let new: Vec<[u8; 32]> =
+                        ended.into_iter().filter(|h| handled.insert(*h)).collect();
+                    if !new.is_empty() {
+                        close_token_holders(&hub, new).await;
+                    }
+                }
+                Err(e) => warn!(error = %e, "could not check for revoked tokens"),
+            }
+            match leases.tick().await {
+                Ok(round) => {
+                    if !round.claimed.is_empty() {
+                        info!(stores = round.claimed.len(), "claimed store leases");
+                        arrived(&hub, round.claimed.into_iter().map(|(s, _)| s).collect()).await;
+                    }
+                    let gone: Vec<StoreId> = round.lost.into_iter().chain(round.released).collect();
+                    if !gone.is_empty() {
+                        info!(
+                            stores = gone.len(),
+                            "no longer serving stores; moving their terminals"
+                        );
+                        close_moved(&node.view, &hub, gone).await;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "lease round failed");
+                    close_expired(&node.view, &hub).await;
+                    if e.is_closed() {
+                        break;
+                    }
+                }
+            }
+            close_expired(&node.view, &hub).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    if let Err(e) = leases.leave().await {
+                        warn!(error = %e, "could not hand the stores over on the way out");
+                    }
+                    return;
+                }
+                _ = tokio::time::sleep(timings.tick) => {}
+            }
+        }
+    }
+}
+
+async fn connect(url: &str) -> Option<tokio_postgres::Client> {
+    match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+        Ok((client, conn)) => {
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    warn!(error = %e, "lease connection ended");
+                }
+            });
+            Some(client)
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot reach PostgreSQL for the leases");
+            None
+        }
+    }
+}
+
+/// Close the terminals of stores whose lease ran out locally (no renewal
+/// came back in time).
+async fn close_expired(view: &Arc<LeaseView>, hub: &HubHandle) {
+    let gone = view.drop_expired();
+    if !gone.is_empty() {
+        warn!(
+            stores = gone.len(),
+            "store leases ran out before a renewal came back"
+        );
+        close_moved(view, hub, gone).await;
+    }
+}
+
+async fn close_token_holders(hub: &HubHandle, hashes: Vec<[u8; 32]>) {
+    let done = hub
+        .call(move |hub, _now| {
+            let mut out = Vec::new();
+            for h in &hashes {
+                match hub.token_ended_elsewhere(*h) {
+                    Ok(o) => out.extend(o),
+                    Err(e) => warn!(error = %e, "could not close a revoked token's connections"),
+                }
+            }
+            ((), out)
+        })
+        .await;
+    if done.is_err() {
+        warn!("the hub thread is gone; cannot close revoked tokens' connections");
+    }
+}
+
+/// Tell the hub thread it now serves `stores` (see `Hub::store_arrived`).
+async fn arrived(hub: &HubHandle, stores: Vec<StoreId>) {
+    let done = hub
+        .call(move |hub, _now| {
+            for store in &stores {
+                if let Err(e) = hub.store_arrived(store) {
+                    warn!(%store, error = %e, "could not take the store over cleanly");
+                }
+            }
+            ((), Vec::new())
+        })
+        .await;
+    if done.is_err() {
+        warn!("the hub thread is gone; cannot take stores over");
+    }
+}
+
+async fn close_moved(view: &Arc<LeaseView>, hub: &HubHandle, stores: Vec<StoreId>) {
+    let routes: Vec<(StoreId, Option<String>)> = stores
+        .into_iter()
+        .map(|s| (s.clone(), view.route(&s)))
+        .collect();
+    let closed = hub
+        .call(move |hub, _now| {
+            let mut out = Vec::new();
+            for (store, to) in &routes {
+                out.extend(hub.close_store_moved(store, to.as_deref()));
+            }
+            ((), out)
+        })
+        .await;
+    if closed.is_err() {
+        warn!("the hub thread is gone; cannot move terminals");
+    }
+}
+
+/// How long a terminal's upgrade waits for its store to get an owner
+/// (a failover: the old owner's lease must expire first).
+pub const PARK_FOR: Duration = Duration::from_secs(8);
