@@ -875,10 +875,11 @@ impl Sim {
             None => Hub::open(store, self.hub_cfg.clone()),
             Some(lease) => {
                 let table = self.leases.clone().expect("nodes have a lease table");
-                Hub::open(
-                    lease.rejoin(store, table, self.now_ms),
-                    lease.hub_cfg(&self.hub_cfg),
-                )
+                let db = lease.rejoin(store, table, self.now_ms);
+                Hub::open(db, lease.hub_cfg(&self.hub_cfg)).map(|mut hub| {
+                    lease.serve_only_held(&mut hub);
+                    hub
+                })
             }
         };
         self.hubs[h].hub = Some(hub.expect("reopen the hub"));

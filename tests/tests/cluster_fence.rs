@@ -53,7 +53,7 @@ impl Node {
     fn claim(&mut self, table: &LeaseTable, store: &StoreId) -> u64 {
         let epoch = table.claim(&self.id, store).expect("the lease is free");
         self.view.lock().unwrap().insert(store.clone(), epoch);
-        self.hub.serve_store(store).unwrap();
+        self.hub.store_arrived(store).unwrap();
         epoch
     }
 

@@ -94,6 +94,17 @@ impl NodeLease {
         FencedDatabase::new(db, self.node.clone(), table, self.view.clone())
     }
 
+    /// The node's hub serves (HQ writes, timers, index catch-up) only
+    /// the stores its view holds, as the cluster shell arranges.
+    pub(super) fn serve_only_held(&self, hub: &mut Hub) {
+        let view = self.view.clone();
+        hub.serve_only(move |s| {
+            view.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(s)
+        });
+    }
+
     pub(super) fn hub_cfg(&self, base: &HubConfig) -> HubConfig {
         HubConfig {
             peer_id: engine::protocol::wire::PeerId::new(self.node.as_str()),
@@ -115,7 +126,8 @@ impl Sim {
             let db = SqliteDatabase::open(&self.hub_path, self.rng.gen()).expect("open the hub");
             let fenced = lease.rejoin(db, table.clone(), self.now_ms);
             lease.joined_ms = self.now_ms - SETTLED_MS;
-            let hub = Hub::open(fenced, lease.hub_cfg(&self.hub_cfg)).expect("open a hub node");
+            let mut hub = Hub::open(fenced, lease.hub_cfg(&self.hub_cfg)).expect("open a hub node");
+            lease.serve_only_held(&mut hub);
             self.hubs.push(HubNode {
                 hub: Some(hub),
                 restart_pending: false,
@@ -351,15 +363,15 @@ impl Sim {
         let mut out = Vec::new();
         let hub = self.hubs[h].hub.as_mut().expect("ticks run on live nodes");
         for store in &gone {
-            out.extend(hub.release_store(store, None));
+            out.extend(hub.close_store_moved(store, None));
         }
         for (store, epoch) in &handed {
-            // Flushed already (a batch per frame): close, forget, release.
-            out.extend(hub.release_store(store, None));
+            // Flushed already (a batch per frame): close, then release.
+            out.extend(hub.close_store_moved(store, None));
             table.release(&node, store, *epoch);
         }
         for store in &claimed {
-            hub.serve_store(store).expect("read the stores' due lists");
+            hub.store_arrived(store).expect("take the store over");
         }
         if !(gone.is_empty() && handed.is_empty() && claimed.is_empty()) {
             self.trace_note(&("lease tick", h, &gone, &handed, &claimed));

@@ -294,23 +294,19 @@ fn sync_pair(hub: &mut Hub, agent: &mut Agent, conn: ConnId, now: i64) {
 }
 
 #[test]
-fn a_released_store_is_read_again_when_it_comes_back() {
+fn a_store_that_comes_back_is_read_again() {
     // Node A (the net's hub) serves both terminals of the store, then
-    // hands the store to node B, a second hub over the same database.
+    // hands the store to node B, a second hub over the same database, and
+    // keeps its documents cached.
     let mut net = Net::online(2);
     let store = content(1).meta.store;
     let id = content(3).id;
     let path = std::path::PathBuf::from(net.hub.db().location());
     assert!(net.hub.cached_document_count() > 0);
 
-    let out = net.hub.release_store(&store, Some("ws://hub-b/sync"));
+    let out = net.hub.close_store_moved(&store, Some("ws://hub-b/sync"));
     assert_eq!(closes(&out).len(), 2);
     assert_eq!(net.hub.connection_count(), 0);
-    assert_eq!(
-        net.hub.cached_document_count(),
-        0,
-        "nothing of the store stays in memory"
-    );
     net.queue.clear();
     for a in &mut net.agents {
         a.disconnected();
@@ -322,7 +318,7 @@ fn a_released_store_is_read_again_when_it_comes_back() {
         limits: HubLimits::default(),
     };
     let mut b = Hub::open(SqliteDatabase::open(&path, [0xBB; 16]).unwrap(), cfg).unwrap();
-    b.serve_store(&store).unwrap();
+    b.store_arrived(&store).unwrap();
     // Terminal 0 records work at B.
     b.connect(conn_of(0), Principal::Store(store.clone()), net.now);
     net.agents[0]
@@ -336,12 +332,16 @@ fn a_released_store_is_read_again_when_it_comes_back() {
         "B stored it"
     );
     // B hands the store back.
-    let _ = b.release_store(&store, None);
+    let _ = b.close_store_moved(&store, None);
     net.agents[0].disconnected();
 
     // A serves it again: terminal 1, which never saw the work, gets it
     // from A, which reads the documents again rather than its old copy.
-    net.hub.serve_store(&store).unwrap();
+    assert!(
+        net.hub.cached_document_count() > 0,
+        "A still holds its copy"
+    );
+    net.hub.store_arrived(&store).unwrap();
     net.connect(1);
     net.run();
     assert_eq!(net.hub.document(id).unwrap().get_heads(), at_b);
@@ -385,7 +385,7 @@ fn a_lost_stores_lists_are_left_for_its_new_owner_to_index() {
     assert_eq!(net.hub.index_backlog(), 0);
     assert_eq!(net.hub.catch_up_index(), 0);
     assert!(net.hub.db().index_due().unwrap().contains(&id));
-    net.hub.serve_store(&store).unwrap();
+    net.hub.store_arrived(&store).unwrap();
     assert_eq!(net.hub.index_backlog(), 1);
 }
 
@@ -420,7 +420,7 @@ fn a_node_refused_for_a_stores_lease_stops_indexing_its_lists() {
     assert_eq!(net.hub.index_backlog(), 0);
     assert!(net.hub.db().index_due().unwrap().contains(&id));
     // Serving the store again, it indexes them.
-    net.hub.serve_store(&store).unwrap();
+    net.hub.store_arrived(&store).unwrap();
     assert_eq!(net.hub.catch_up_index(), 1);
     assert!(!net.hub.db().index_due().unwrap().contains(&id));
 }
