@@ -456,7 +456,7 @@ async fn a_node_paused_past_its_lease_stores_nothing_when_it_wakes_and_the_chang
         chrono::Utc::now().timestamp_millis(),
     )
     .unwrap();
-    if let Some(m) = client.session.generate(list, &mut doc) {
+    if let Some(m) = client.session.generate(list, &doc) {
         send(&mut client.ws, &m).await;
     }
     // The other node takes the store once the frozen node's lease ran out.
