@@ -3,6 +3,7 @@
 
 pub mod bench_record;
 pub mod browser;
+pub mod cluster;
 pub mod daily_lists;
 pub mod fault_proxy;
 pub mod load_bench;

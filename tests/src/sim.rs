@@ -25,8 +25,11 @@
 //! every test shares.
 
 mod checks;
+mod cluster;
 mod network;
 mod seeds;
+
+use cluster::NodeLease;
 
 use network::{Dir, Event, LinkClock};
 pub use seeds::{for_each_seed, seeds};
@@ -86,6 +89,11 @@ pub struct SimConfig {
     pub hub_crashes: bool,
     /// The hub's cache of loaded documents; a small cap exercises eviction.
     pub max_cached_documents: usize,
+    /// Hub nodes. With more than one, they share the hub's database file
+    /// and serve each store under a lease (`tests::cluster`): placement by
+    /// rendezvous hashing, renewal, expiry, hand-off, the fence, and the
+    /// `moved` close; faults also pause a node (SIGSTOP).
+    pub hubs: usize,
 }
 
 impl SimConfig {
@@ -101,6 +109,7 @@ impl SimConfig {
             fault_percent: 4,
             hub_crashes: true,
             max_cached_documents: 10_000,
+            hubs: 1,
         }
     }
 }
@@ -121,6 +130,8 @@ pub struct SimStats {
     pub partitions: u64,
     pub agent_crashes: u64,
     pub hub_crashes: u64,
+    /// Hub nodes stopped (SIGSTOP) for a while, with several nodes.
+    pub hub_pauses: u64,
     /// Connections closed by a replica (protocol error, bad frame, ...).
     pub closes: u64,
     pub writes_acknowledged: u64,
@@ -151,6 +162,17 @@ pub struct Acknowledged {
     pub event: StatusEvent,
 }
 
+/// One hub node (the only one, or one of several over the same file).
+struct HubNode {
+    /// `None` while crashed.
+    hub: Option<Hub>,
+    restart_pending: bool,
+    /// Connections this node believes open, and whose agent each is.
+    conns: BTreeMap<ConnId, usize>,
+    /// Its leases, with several nodes.
+    lease: Option<NodeLease>,
+}
+
 /// One simulated terminal.
 struct AgentNode {
     name: String,
@@ -176,12 +198,12 @@ pub struct Sim {
     dir: tempfile::TempDir,
     hub_path: PathBuf,
     hub_cfg: HubConfig,
-    /// `None` while crashed.
-    hub: Option<Hub>,
-    hub_restart_pending: bool,
+    hubs: Vec<HubNode>,
+    /// The lease table the nodes share, with several nodes.
+    leases: Option<crate::cluster::LeaseTable>,
     agents: Vec<AgentNode>,
-    /// Connections the hub believes open, and whose agent each is.
-    hub_conns: BTreeMap<ConnId, usize>,
+    /// Which node each connection reached.
+    conn_hub: HashMap<ConnId, usize>,
     /// Every connection ever made -> its agent.
     conn_agent: HashMap<ConnId, usize>,
     /// Connections the network has cut: nothing on them arrives any more.
@@ -316,10 +338,15 @@ impl Sim {
             dir,
             hub_path,
             hub_cfg,
-            hub: Some(hub),
-            hub_restart_pending: false,
+            hubs: vec![HubNode {
+                hub: Some(hub),
+                restart_pending: false,
+                conns: BTreeMap::new(),
+                lease: None,
+            }],
+            leases: None,
             agents,
-            hub_conns: BTreeMap::new(),
+            conn_hub: HashMap::new(),
             conn_agent: HashMap::new(),
             cut: BTreeSet::new(),
             clocks: HashMap::new(),
@@ -338,6 +365,9 @@ impl Sim {
             verbose: std::env::var_os("SIM_TRACE").is_some(),
             backups: 0,
         };
+        if sim.cfg.hubs > 1 {
+            sim.start_cluster();
+        }
         for i in 0..sim.agents.len() {
             sim.try_connect(i);
         }
@@ -377,9 +407,14 @@ impl Sim {
         self.agents[i].agent.as_ref()
     }
 
-    /// The hub, or `None` while it is crashed.
+    /// The hub (the first node, with several), or `None` while it is crashed.
     pub fn hub(&mut self) -> Option<&mut Hub> {
-        self.hub.as_mut()
+        self.hubs[0].hub.as_mut()
+    }
+
+    /// The lease table the hub nodes share, with several nodes.
+    pub fn lease_table(&self) -> Option<&crate::cluster::LeaseTable> {
+        self.leases.as_ref()
     }
 
     /// The store the first `agents` terminals belong to.
@@ -471,6 +506,7 @@ impl Sim {
                 let down = self.rng.gen_range(200..=5_000);
                 self.crash_agent(i, Some(down));
             }
+            _ if self.cfg.hub_crashes && self.leases.is_some() => self.random_node_fault(),
             _ if self.cfg.hub_crashes => {
                 let down = self.rng.gen_range(200..=5_000);
                 self.crash_hub(Some(down));
@@ -617,25 +653,31 @@ impl Sim {
         ) -> Result<Vec<automerge::Change>, engine::model::ModelError>,
     ) {
         let now = self.now_ms;
-        let Some(hub) = self.hub.as_mut() else { return };
+        let Some(h) = self.hq_node_of_doc(doc) else {
+            return;
+        };
+        let hub = self.hubs[h].hub.as_mut().expect("an HQ node is up");
         let out = hub.edit(doc, now, f).expect("an HQ edit");
-        self.route_hub(out);
+        self.route_hub(h, out);
     }
 
     /// HQ publishes the next prepared list, if the hub is up and one is left.
     pub fn publish_next_list(&mut self) {
-        if self.hub.is_none() || self.unpublished.is_empty() {
+        let Some(next) = self.unpublished.first() else {
             return;
-        }
+        };
+        let Some(h) = self.hq_node(&next.meta.store.clone()) else {
+            return;
+        };
         let content = self.unpublished.remove(0);
-        let hub = self.hub.as_mut().expect("checked above");
+        let hub = self.hubs[h].hub.as_mut().expect("an HQ node is up");
         let out = hub.publish(&content, self.now_ms).expect("publish a list");
         self.stats.lists_published += 1;
         self.published
             .entry(content.meta.store.clone())
             .or_default()
             .push(content.id);
-        self.route_hub(out);
+        self.route_hub(h, out);
     }
 
     /// The other store's terminal asks for one of the main store's lists,
@@ -772,18 +814,35 @@ impl Sim {
         self.restart_agent(i);
     }
 
-    /// The hub's process dies; every agent sees its connection reset.
+    /// The hub's process dies (the first node, with several); every agent
+    /// connected to it sees its connection reset.
     pub fn crash_hub(&mut self, restart_after: Option<i64>) {
-        if self.hub.take().is_none() {
+        self.crash_node(0, restart_after);
+    }
+
+    /// Hub node `h`'s process dies; its agents see their connections reset.
+    pub(super) fn crash_node(&mut self, h: usize, restart_after: Option<i64>) {
+        if self.hubs[h].hub.take().is_none() {
             return;
         }
-        self.trace_note(&"hub crash");
+        if self.leases.is_some() {
+            self.trace_note(&("hub crash", h));
+        } else {
+            self.trace_note(&"hub crash");
+        }
         self.stats.hub_crashes += 1;
-        for conn in std::mem::take(&mut self.hub_conns).into_keys() {
+        if let Some(lease) = self.hubs[h].lease.as_mut() {
+            lease.crashed();
+        }
+        for conn in std::mem::take(&mut self.hubs[h].conns).into_keys() {
             self.cut.insert(conn);
         }
         for i in 0..self.agents.len() {
-            if let Some(conn) = self.agents[i].conn.take() {
+            let on_h = self.agents[i]
+                .conn
+                .is_some_and(|c| self.conn_hub.get(&c) == Some(&h));
+            if on_h {
+                let conn = self.agents[i].conn.take().expect("checked above");
                 self.cut.insert(conn);
                 if let Some(agent) = self.agents[i].agent.as_mut() {
                     agent.disconnected();
@@ -792,21 +851,43 @@ impl Sim {
             }
         }
         if let Some(after) = restart_after {
-            self.hub_restart_pending = true;
-            self.schedule(after, Event::HubRestart);
+            self.hubs[h].restart_pending = true;
+            self.schedule(after, Event::HubRestart { hub: h });
         }
     }
 
-    /// Reopen the hub from its file. Agents come back at their next retry.
+    /// Reopen every crashed hub node from the file. Agents come back at
+    /// their next retry.
     pub fn restart_hub(&mut self) {
-        self.hub_restart_pending = false;
-        if self.hub.is_some() {
+        for h in 0..self.hubs.len() {
+            self.restart_node(h);
+        }
+    }
+
+    pub(super) fn restart_node(&mut self, h: usize) {
+        self.hubs[h].restart_pending = false;
+        if self.hubs[h].hub.is_some() {
             return;
         }
         let store =
             SqliteDatabase::open(&self.hub_path, self.rng.gen()).expect("reopen the hub's store");
-        self.hub = Some(Hub::open(store, self.hub_cfg.clone()).expect("reopen the hub"));
-        self.trace_note(&"hub restart");
+        let hub = match self.hubs[h].lease.as_mut() {
+            None => Hub::open(store, self.hub_cfg.clone()),
+            Some(lease) => {
+                let table = self.leases.clone().expect("nodes have a lease table");
+                let db = lease.rejoin(store, table, self.now_ms);
+                Hub::open(db, lease.hub_cfg(&self.hub_cfg)).map(|mut hub| {
+                    lease.serve_only_held(&mut hub);
+                    hub
+                })
+            }
+        };
+        self.hubs[h].hub = Some(hub.expect("reopen the hub"));
+        if self.leases.is_some() {
+            self.trace_note(&("hub restart", h));
+        } else {
+            self.trace_note(&"hub restart");
+        }
     }
 
     // ---- quiescence and the checks ------------------------------------------
@@ -824,8 +905,9 @@ impl Sim {
             }
         }
         self.events
-            .retain(|_, e| !matches!(e, Event::HubRestart | Event::AgentRestart { .. }));
+            .retain(|_, e| !matches!(e, Event::HubRestart { .. } | Event::AgentRestart { .. }));
         self.restart_hub();
+        self.resume_nodes();
         for i in 0..self.agents.len() {
             self.restart_agent(i);
         }

@@ -22,6 +22,11 @@ pub struct Moved {
 }
 
 impl Moved {
+    /// The WebSocket close code the hub closes a moved store's connection
+    /// with (the range 4000-4999 is the application's), so a client that
+    /// only sees the close (the reason is cut to 123 bytes) knows it too.
+    pub const CLOSE_CODE: u16 = 4001;
+
     /// The store moved to `to` (`None`: to a node this one does not know).
     /// An address that would not pass [`valid_url`] is left out, so what
     /// the hub sends always decodes as it was meant.

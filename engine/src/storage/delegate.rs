@@ -1,10 +1,30 @@
 //! A storage wrapper's boilerplate: every role but [`UnitOfWork`](super::roles::UnitOfWork)
 //! handed to an inner database unchanged, so a wrapper (a test's failing
 //! backend, the simulator's fenced one) writes only the part it changes.
+//! Every write that belongs to a store says so first, and may be refused ([`StoreWrites`]),
+//! which is what a fence checks at commit.
+
+use crate::ids::{DocumentId, StoreId};
+
+/// What a wrapper hears of each write before it is handed on, and may
+/// refuse (a fence outside a batch): the document (whose store the
+/// wrapper may look up) or the store it belongs to. Writes that belong to
+/// no store (tokens, templates, groups, the store registry's records) say
+/// nothing. Both default to letting the write through.
+pub trait StoreWrites {
+    fn writing_doc(&self, _doc: DocumentId) -> Result<(), crate::storage::StorageError> {
+        Ok(())
+    }
+    fn writing_store(&self, _store: &StoreId) -> Result<(), crate::storage::StorageError> {
+        Ok(())
+    }
+}
 
 /// Implement every storage role except `UnitOfWork` for `$ty` by calling
-/// the same method on `self.$field`. The wrapper implements `UnitOfWork`
-/// itself, which is where a fence or an injected failure goes.
+/// the same method on `self.$field`, after telling `$ty`'s
+/// [`StoreWrites`] about each write. The wrapper implements
+/// `UnitOfWork` (and `StoreWrites`) itself: that is where a fence or an
+/// injected failure goes.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! delegate_storage_roles {
@@ -27,6 +47,7 @@ macro_rules! delegate_storage_roles {
                     doc: DocumentId,
                     changes: &[Change],
                 ) -> Result<usize, StorageError> {
+                    $crate::storage::StoreWrites::writing_doc(self, doc)?;
                     self.$field.append_changes(doc, changes)
                 }
                 fn load_document(
@@ -50,6 +71,7 @@ macro_rules! delegate_storage_roles {
                     self.$field.document_exists(doc)
                 }
                 fn delete_document(&mut self, doc: DocumentId) -> Result<bool, StorageError> {
+                    $crate::storage::StoreWrites::writing_doc(self, doc)?;
                     self.$field.delete_document(doc)
                 }
                 fn replace_document(
@@ -57,6 +79,7 @@ macro_rules! delegate_storage_roles {
                     doc: DocumentId,
                     changes: &[Change],
                 ) -> Result<(), StorageError> {
+                    $crate::storage::StoreWrites::writing_doc(self, doc)?;
                     self.$field.replace_document(doc, changes)
                 }
                 fn replace_document_with_actor(
@@ -66,10 +89,12 @@ macro_rules! delegate_storage_roles {
                     new_actor: [u8; 16],
                     meta: &[(&str, Vec<u8>)],
                 ) -> Result<(), StorageError> {
+                    $crate::storage::StoreWrites::writing_doc(self, doc)?;
                     self.$field
                         .replace_document_with_actor(doc, changes, new_actor, meta)
                 }
                 fn quarantine_document(&mut self, doc: DocumentId) -> Result<usize, StorageError> {
+                    $crate::storage::StoreWrites::writing_doc(self, doc)?;
                     self.$field.quarantine_document(doc)
                 }
                 fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
@@ -92,6 +117,7 @@ macro_rules! delegate_storage_roles {
                     self.$field.compact_some(threshold_changes, max_documents)
                 }
                 fn compact(&mut self, doc: DocumentId) -> Result<CompactionStats, StorageError> {
+                    $crate::storage::StoreWrites::writing_doc(self, doc)?;
                     self.$field.compact(doc)
                 }
             }
@@ -102,6 +128,7 @@ macro_rules! delegate_storage_roles {
                     doc: DocumentId,
                     state: &[u8],
                 ) -> Result<(), StorageError> {
+                    $crate::storage::StoreWrites::writing_doc(self, doc)?;
                     self.$field.save_sync_state(peer, doc, state)
                 }
                 fn save_sync_states(
@@ -109,6 +136,9 @@ macro_rules! delegate_storage_roles {
                     peer: &PeerId,
                     states: &[(DocumentId, Vec<u8>)],
                 ) -> Result<(), StorageError> {
+                    for (d, _) in states {
+                        $crate::storage::StoreWrites::writing_doc(self, *d)?;
+                    }
                     self.$field.save_sync_states(peer, states)
                 }
                 fn load_sync_state(
@@ -133,6 +163,9 @@ macro_rules! delegate_storage_roles {
                     self.$field.list_stores()
                 }
                 fn record_store_sync(&self, seen: &[(StoreId, i64)]) -> Result<(), StorageError> {
+                    for (s, _) in seen {
+                        $crate::storage::StoreWrites::writing_store(self, s)?;
+                    }
                     self.$field.record_store_sync(seen)
                 }
                 fn store_sync_times(&self) -> Result<Vec<(StoreId, i64)>, StorageError> {
@@ -143,6 +176,7 @@ macro_rules! delegate_storage_roles {
                     store: &StoreId,
                     worker: &WorkerId,
                 ) -> Result<(), StorageError> {
+                    $crate::storage::StoreWrites::writing_store(self, store)?;
                     self.$field.note_former_worker(store, worker)
                 }
                 fn former_workers(&self, store: &StoreId) -> Result<Vec<WorkerId>, StorageError> {
@@ -179,6 +213,7 @@ macro_rules! delegate_storage_roles {
                     store: &StoreId,
                     kind: DocKind,
                 ) -> Result<(), StorageError> {
+                    $crate::storage::StoreWrites::writing_store(self, store)?;
                     self.$field.set_doc_owner(doc, store, kind)
                 }
                 fn doc_owner(
@@ -201,6 +236,7 @@ macro_rules! delegate_storage_roles {
                     doc: DocumentId,
                     hashes: &[ChangeHash],
                 ) -> Result<(), StorageError> {
+                    $crate::storage::StoreWrites::writing_doc(self, doc)?;
                     self.$field.add_known_content(doc, hashes)
                 }
                 fn known_content(&self, doc: DocumentId) -> Result<Vec<ChangeHash>, StorageError> {
@@ -213,6 +249,7 @@ macro_rules! delegate_storage_roles {
                     new_actors: &[ActorId],
                     author: &Principal,
                 ) -> Result<usize, StorageError> {
+                    $crate::storage::StoreWrites::writing_doc(self, doc)?;
                     self.$field
                         .commit_accepted(doc, changes, new_actors, author)
                 }
@@ -290,6 +327,7 @@ macro_rules! delegate_storage_roles {
                     store: &StoreId,
                     now_ms: i64,
                 ) -> Result<usize, StorageError> {
+                    $crate::storage::StoreWrites::writing_store(self, store)?;
                     self.$field.remove_store_record(store, now_ms)
                 }
             }
@@ -336,6 +374,7 @@ macro_rules! delegate_storage_roles {
             }
             impl StatusIndex for $ty {
                 fn index_instance(&mut self, view: &InstanceView) -> Result<(), StorageError> {
+                    $crate::storage::StoreWrites::writing_store(self, &view.meta.store)?;
                     self.$field.index_instance(view)
                 }
                 fn update_index(
@@ -343,15 +382,21 @@ macro_rules! delegate_storage_roles {
                     view: &InstanceView,
                     last: Option<&IndexedRows>,
                 ) -> Result<IndexUpdate, StorageError> {
+                    $crate::storage::StoreWrites::writing_store(self, &view.meta.store)?;
                     self.$field.update_index(view, last)
                 }
                 fn unindex_instance(&mut self, doc: DocumentId) -> Result<(), StorageError> {
+                    $crate::storage::StoreWrites::writing_doc(self, doc)?;
                     self.$field.unindex_instance(doc)
                 }
                 fn purge_document(&mut self, doc: DocumentId) -> Result<(), StorageError> {
+                    $crate::storage::StoreWrites::writing_doc(self, doc)?;
                     self.$field.purge_document(doc)
                 }
                 fn mark_index_due(&mut self, docs: &[DocumentId]) -> Result<(), StorageError> {
+                    for d in docs {
+                        $crate::storage::StoreWrites::writing_doc(self, *d)?;
+                    }
                     self.$field.mark_index_due(docs)
                 }
                 fn index_due(&self) -> Result<Vec<DocumentId>, StorageError> {

@@ -13,6 +13,8 @@ pub mod index_rows;
 pub mod roles;
 pub mod sqlite;
 
+#[doc(hidden)]
+pub use delegate::StoreWrites;
 pub use error::{BackendError, Conflict, Damage, Repair, StorageError, Unavailable};
 pub use index_rows::{IndexUpdate, IndexedRows};
 pub use roles::{Documents, Groups, Registry, StatusIndex, StatusQueries, SyncStates, Templates};

@@ -298,7 +298,7 @@ async fn serve_socket(
                 }
                 Some(Outbound::Close(reason)) => {
                     info!(conn, %reason, "closing");
-                    let _ = sink.send(close_frame(close_code::POLICY, &reason)).await;
+                    let _ = sink.send(close_frame(close_code_for(&reason), &reason)).await;
                     break;
                 }
                 None => break,
@@ -336,6 +336,16 @@ async fn serve_socket(
     state.hub.disconnect(conn);
 }
 
+/// The close code for a close the hub decided: the store moved (a
+/// cluster hand-off: reconnect at once), or the peer broke a rule.
+fn close_code_for(reason: &str) -> u16 {
+    if engine::replica::Moved::decode(reason).is_some() {
+        engine::replica::Moved::CLOSE_CODE
+    } else {
+        close_code::POLICY
+    }
+}
+
 /// A close frame; the reason is cut to the 123 bytes a close frame holds.
 fn close_frame(code: u16, reason: &str) -> Message {
     let mut end = reason.len().min(123);
@@ -368,5 +378,17 @@ fn read_error_close(e: axum::Error, max_message_bytes: usize) -> Option<(u16, St
         WsError::Protocol(p) => Some((close_code::PROTOCOL, p.to_string())),
         WsError::Utf8(_) => Some((close_code::INVALID, "text frame is not UTF-8".into())),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_moved_store_is_closed_with_its_own_code() {
+        let moved = engine::replica::Moved::new(Some("ws://hub-b:7400/sync")).encode();
+        assert_eq!(close_code_for(&moved), 4001);
+        assert_eq!(close_code_for("token revoked"), close_code::POLICY);
     }
 }

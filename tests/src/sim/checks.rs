@@ -10,6 +10,7 @@ use engine::document::{directory, instance};
 use engine::ids::DocumentId;
 use engine::model::StatusEvent;
 use engine::replica::hub::Hub;
+use engine::storage::SqliteDatabase;
 
 use super::Sim;
 
@@ -39,10 +40,12 @@ impl Sim {
 
     /// Documents on which some agent's heads differ from the hub's.
     pub fn diverged_documents(&mut self) -> BTreeSet<DocumentId> {
+        self.with_stored_hub(|sim, hub| sim.diverged_from(hub))
+            .unwrap_or_default()
+    }
+
+    fn diverged_from(&self, hub: &mut Hub) -> BTreeSet<DocumentId> {
         let mut out = BTreeSet::new();
-        let Some(hub) = self.hub.as_mut() else {
-            return out;
-        };
         for node in &self.agents {
             let Some(agent) = node.agent.as_ref() else {
                 continue;
@@ -69,16 +72,41 @@ impl Sim {
     /// Like `check_converged`, skipping the documents in `skip`.
     pub fn check_converged_except(&mut self, skip: &BTreeSet<DocumentId>) {
         let seed = self.seed;
-        let mut hub = self.hub.take().expect("the hub is up after quiescence");
-        let result = panic::catch_unwind(AssertUnwindSafe(|| self.check_with(&mut hub, skip)));
-        self.hub = Some(hub);
+        let rejected: u64 = self
+            .hubs
+            .iter()
+            .filter_map(|n| n.hub.as_ref())
+            .map(|h| h.counters().changes_rejected)
+            .sum();
+        let result = panic::catch_unwind(AssertUnwindSafe(|| {
+            if let Some(t) = &self.leases {
+                t.check();
+            }
+            self.with_stored_hub(|sim, hub| sim.check_with(hub, skip, rejected))
+                .expect("the hub is up after quiescence")
+        }));
         if let Err(e) = result {
             eprintln!("seed {seed}: stats {:?}", self.stats);
             panic::resume_unwind(e);
         }
     }
 
-    pub(super) fn check_with(&self, hub: &mut Hub, skip: &BTreeSet<DocumentId>) {
+    /// Run `f` with the hub whose documents are the truth: the hub, or,
+    /// with several nodes, a reader of the database they share (what was
+    /// stored, whichever node stored it). `None` while the hub is down.
+    fn with_stored_hub<R>(&mut self, f: impl FnOnce(&Self, &mut Hub) -> R) -> Option<R> {
+        if self.leases.is_some() {
+            let db = SqliteDatabase::open(&self.hub_path, [0; 16]).expect("open the shared file");
+            let mut hub = Hub::open(db, self.hub_cfg.clone()).expect("read the shared file");
+            return Some(f(self, &mut hub));
+        }
+        let mut hub = self.hubs[0].hub.take()?;
+        let result = panic::catch_unwind(AssertUnwindSafe(|| f(self, &mut hub)));
+        self.hubs[0].hub = Some(hub);
+        Some(result.unwrap_or_else(|e| panic::resume_unwind(e)))
+    }
+
+    pub(super) fn check_with(&self, hub: &mut Hub, skip: &BTreeSet<DocumentId>, rejected: u64) {
         let seed = self.seed;
         let stores = [&self.main_store, &self.other_store];
         for store in stores {
@@ -149,11 +177,7 @@ impl Sim {
                 );
             }
         }
-        assert_eq!(
-            hub.counters().changes_rejected,
-            0,
-            "seed {seed}: rejections"
-        );
+        assert_eq!(rejected, 0, "seed {seed}: rejections");
 
         // Every acknowledged write, exactly once, as recorded, everywhere.
         let mut logs: HashMap<(Option<usize>, DocumentId), Vec<StatusEvent>> = HashMap::new();

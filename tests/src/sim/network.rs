@@ -44,7 +44,13 @@ pub(super) enum Event {
     AgentRestart {
         agent: usize,
     },
-    HubRestart,
+    HubRestart {
+        hub: usize,
+    },
+    /// A paused (SIGSTOPped) hub node continues.
+    HubResume {
+        hub: usize,
+    },
 }
 
 impl Event {
@@ -67,10 +73,15 @@ impl Sim {
         if node.agent.is_none() || node.conn.is_some() {
             return;
         }
-        if node.partitioned || self.hub.is_none() {
+        let target = if node.partitioned {
+            None
+        } else {
+            self.hub_for_agent(i)
+        };
+        let Some(h) = target else {
             self.schedule_reconnect(i);
             return;
-        }
+        };
         let principal = Principal::Store(node.cfg.store_id.clone());
         let conn = self.next_conn;
         self.next_conn += 1;
@@ -78,8 +89,9 @@ impl Sim {
         self.stats.connections += 1;
         self.conn_agent.insert(conn, i);
         self.clocks.insert(conn, LinkClock::default());
-        self.hub_conns.insert(conn, i);
-        let hub = self.hub.as_mut().expect("checked above");
+        self.conn_hub.insert(conn, h);
+        self.hubs[h].conns.insert(conn, i);
+        let hub = self.hubs[h].hub.as_mut().expect("checked above");
         hub.connect(conn, principal, self.now_ms);
         let node = &mut self.agents[i];
         node.conn = Some(conn);
@@ -101,7 +113,7 @@ impl Sim {
     }
 
     pub(super) fn hub_notices_later(&mut self, conn: ConnId) {
-        if self.hub_conns.contains_key(&conn) {
+        if self.hub_of_conn(conn).is_some() {
             let after = self.rng.gen_range(0..=self.cfg.hub_detects_cut_ms);
             self.schedule(after, Event::HubDetectsCut { conn });
         }
@@ -191,10 +203,18 @@ impl Sim {
                 Output::Close { reason, .. } => {
                     self.note_close(format!("{} closed: {reason}", self.agents[i].name));
                     self.agents[i].conn = None;
-                    if let Some(agent) = self.agents[i].agent.as_mut() {
+                    let moved = self.agents[i].agent.as_mut().and_then(|agent| {
                         agent.disconnected();
-                    }
+                        agent.take_moved()
+                    });
                     self.send_fin(i, conn, Dir::ToHub);
+                    if moved.is_some() {
+                        // A hand-off, not a failing hub: at once.
+                        self.agents[i].backoff_ms = BACKOFF_FIRST_MS;
+                        self.agents[i].reconnect_pending = true;
+                        self.schedule(0, Event::Reconnect { agent: i });
+                        return;
+                    }
                     self.schedule_reconnect(i);
                     // The rest of this batch was for the closed connection.
                     return;
@@ -203,7 +223,7 @@ impl Sim {
         }
     }
 
-    pub(super) fn route_hub(&mut self, out: Vec<Output>) {
+    pub(super) fn route_hub(&mut self, h: usize, out: Vec<Output>) {
         for o in out {
             match o {
                 Output::Send { conn, frame } => {
@@ -214,17 +234,18 @@ impl Sim {
                     let agent = self.conn_agent[&conn];
                     self.note_close(format!("hub closed {}: {reason}", self.agents[agent].name));
                     // The hub has already forgotten the connection.
-                    self.hub_conns.remove(&conn);
+                    self.hubs[h].conns.remove(&conn);
                     self.send_fin(agent, conn, Dir::ToAgent);
                 }
-                Output::LeaseLost { stores } => {
-                    panic!(
-                        "seed {}: the simulated hub holds no leases, yet lost {stores:?}",
-                        self.seed
-                    )
-                }
+                Output::LeaseLost { stores } => self.lost_leases(h, &stores),
             }
         }
+    }
+
+    /// The node `conn` reached, while that node still holds it open.
+    pub(super) fn hub_of_conn(&self, conn: ConnId) -> Option<usize> {
+        let h = *self.conn_hub.get(&conn)?;
+        self.hubs[h].conns.contains_key(&conn).then_some(h)
     }
 
     pub(super) fn note_close(&mut self, reason: String) {
@@ -235,10 +256,19 @@ impl Sim {
     /// Process the earliest pending event, advancing the clock to it.
     /// Returns false when nothing is pending.
     pub(super) fn process_next(&mut self) -> bool {
+        if let Some((&(due, _), _)) = self.events.first_key_value() {
+            self.lease_ticks_until(due);
+        }
         let Some(((due, _), event)) = self.events.pop_first() else {
             return false;
         };
         self.now_ms = self.now_ms.max(due);
+        if let Some(t) = &self.leases {
+            t.set_now(self.now_ms);
+        }
+        let Some(event) = self.defer_if_paused(event) else {
+            return true;
+        };
         match event {
             Event::Frame {
                 agent,
@@ -253,8 +283,13 @@ impl Sim {
                 self.trace_note(&("fin", agent, conn, dir));
                 match dir {
                     Dir::ToHub => {
-                        if self.hub_conns.remove(&conn).is_some() {
-                            self.hub.as_mut().expect("holds conns").disconnect(conn);
+                        if let Some(h) = self.hub_of_conn(conn) {
+                            self.hubs[h].conns.remove(&conn);
+                            self.hubs[h]
+                                .hub
+                                .as_mut()
+                                .expect("holds conns")
+                                .disconnect(conn);
                         }
                     }
                     Dir::ToAgent => {
@@ -269,9 +304,14 @@ impl Sim {
                 }
             }
             Event::HubDetectsCut { conn } => {
-                if self.hub_conns.remove(&conn).is_some() {
+                if let Some(h) = self.hub_of_conn(conn) {
+                    self.hubs[h].conns.remove(&conn);
                     self.trace_note(&("hub detects cut", conn));
-                    self.hub.as_mut().expect("holds conns").disconnect(conn);
+                    self.hubs[h]
+                        .hub
+                        .as_mut()
+                        .expect("holds conns")
+                        .disconnect(conn);
                 }
             }
             Event::Reconnect { agent } => {
@@ -283,11 +323,12 @@ impl Sim {
                     self.restart_agent(agent);
                 }
             }
-            Event::HubRestart => {
-                if self.hub_restart_pending {
-                    self.restart_hub();
+            Event::HubRestart { hub } => {
+                if self.hubs[hub].restart_pending {
+                    self.restart_node(hub);
                 }
             }
+            Event::HubResume { hub } => self.resume_node(hub),
         }
         true
     }
@@ -295,7 +336,7 @@ impl Sim {
     pub(super) fn deliver(&mut self, agent: usize, conn: ConnId, dir: Dir, frame: Vec<u8>) {
         let live = !self.cut.contains(&conn)
             && match dir {
-                Dir::ToHub => self.hub_conns.contains_key(&conn),
+                Dir::ToHub => self.hub_of_conn(conn).is_some(),
                 Dir::ToAgent => {
                     self.agents[agent].conn == Some(conn) && self.agents[agent].agent.is_some()
                 }
@@ -317,10 +358,20 @@ impl Sim {
         self.stats.bytes_delivered += frame.len() as u64;
         match dir {
             Dir::ToHub => {
-                self.note_missing_deps(agent, &frame);
-                let hub = self.hub.as_mut().expect("holds conns");
+                let h = self.hub_of_conn(conn).expect("checked live");
+                self.note_missing_deps(h, agent, &frame);
+                let cluster = self.leases.is_some();
+                let hub = self.hubs[h].hub.as_mut().expect("holds conns");
                 let before = hub.counters();
-                let out = hub.receive(conn, &frame, self.now_ms);
+                let out = if cluster {
+                    // In a batch, as the hub's runtime takes frames: the
+                    // fence applies at its commit.
+                    let mut batch = hub.batch();
+                    batch.receive(conn, &frame, self.now_ms);
+                    batch.commit()
+                } else {
+                    hub.receive(conn, &frame, self.now_ms)
+                };
                 if self.verbose {
                     let after = hub.counters();
                     eprintln!(
@@ -330,7 +381,7 @@ impl Sim {
                         out.len()
                     );
                 }
-                self.route_hub(out);
+                self.route_hub(h, out);
             }
             Dir::ToAgent => {
                 let wall = self.now_ms + self.agents[agent].skew_ms;
@@ -345,7 +396,7 @@ impl Sim {
     /// lacks (a Bloom filter false positive, or chaos reordering): the
     /// hub drops them, which is the engine bug behind
     /// `hub_asks_again_for_a_dependency_the_agent_left_out`.
-    pub(super) fn note_missing_deps(&mut self, agent: usize, frame: &[u8]) {
+    pub(super) fn note_missing_deps(&mut self, h: usize, agent: usize, frame: &[u8]) {
         let Ok(WireMessage::Sync {
             document_id, data, ..
         }) = wire::decode(frame, &WireLimits::default())
@@ -364,7 +415,7 @@ impl Sim {
         if !own || message.changes.is_empty() {
             return;
         }
-        let hub = self.hub.as_mut().expect("delivering to the hub");
+        let hub = self.hubs[h].hub.as_mut().expect("delivering to the hub");
         let Ok(doc) = hub.document(document_id) else {
             return;
         };

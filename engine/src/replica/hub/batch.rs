@@ -164,7 +164,7 @@ impl Hub {
             return out;
         };
         for store in &lost {
-            self.rosters.remove(store);
+            self.forget_store(store);
         }
         let moved = Moved::new(None).encode();
         let other = "hub could not store changes: the batch was rolled back because this node \

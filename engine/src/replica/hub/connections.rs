@@ -46,16 +46,6 @@ impl Hub {
             .collect()
     }
 
-    /// Close every connection of `store` with the `moved` reason: this
-    /// node no longer serves it (its lease went to another node, which
-    /// listens at `to` if known). Terminals reconnect at once, there.
-    /// The caller commits the store's batch first (persist before send);
-    /// each connection's sync state is saved as on any close.
-    pub fn close_store_moved(&mut self, store: &StoreId, to: Option<&str>) -> Vec<Output> {
-        let reason = Moved::new(to).encode();
-        self.close_principal(&Principal::Store(store.clone()), &reason)
-    }
-
     /// A connection passed authentication.
     pub fn connect(&mut self, conn: ConnId, principal: Principal, now_ms: i64) {
         info!(conn, %principal, "connected");

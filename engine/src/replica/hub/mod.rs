@@ -16,6 +16,7 @@ mod batch;
 mod cache;
 mod connections;
 mod edits;
+mod ownership;
 mod peer_sync;
 mod status_projection;
 mod validate;

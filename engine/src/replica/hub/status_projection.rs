@@ -270,6 +270,12 @@ impl Hub {
                 warn!(error = %e, "could not write the status index; will try again");
                 self.projection.forget_rows();
                 self.projection.mark_due(docs);
+                // Lists of stores this node does not hold (any more) are
+                // left to the node that does; tried again, they would be
+                // refused again, and everything indexed with them.
+                for store in e.lost_stores().unwrap_or_default() {
+                    self.forget_store(&store);
+                }
                 return 0;
             }
         }

@@ -2,8 +2,9 @@
 //! closed with the `moved` reason, which the terminal understands.
 
 use super::*;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
+use crate::replica::hub::LOADED_BATCH;
 use crate::replica::Moved;
 use crate::storage::StorageError;
 
@@ -118,6 +119,8 @@ struct RefusingFence {
 }
 
 crate::delegate_storage_roles!(RefusingFence => db);
+
+impl crate::storage::StoreWrites for RefusingFence {}
 
 impl UnitOfWork for RefusingFence {
     fn begin_batch(&mut self) -> Result<(), StorageError> {
@@ -263,4 +266,161 @@ fn a_batch_refused_for_a_lost_lease_is_neither_acknowledged_nor_fanned_out() {
     net.run();
     assert_ne!(on_disk(), before);
     net.assert_same_heads(0, id);
+}
+
+/// Sync `agent` with `hub` on `conn` (connected at both ends) until
+/// neither has anything to say.
+fn sync_pair(hub: &mut Hub, agent: &mut Agent, conn: ConnId, now: i64) {
+    let mut to_hub: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut to_agent: VecDeque<Vec<u8>> = VecDeque::new();
+    let sends = |out: Vec<Output>, q: &mut VecDeque<Vec<u8>>| {
+        for o in out {
+            if let Output::Send { frame, .. } = o {
+                q.push_back(frame);
+            }
+        }
+    };
+    sends(agent.connected(), &mut to_hub);
+    for _ in 0..10_000 {
+        if let Some(f) = to_hub.pop_front() {
+            sends(hub.receive(conn, &f, now), &mut to_agent);
+        } else if let Some(f) = to_agent.pop_front() {
+            sends(agent.receive(&f, now), &mut to_hub);
+        } else {
+            return;
+        }
+    }
+    panic!("sync did not quiesce");
+}
+
+#[test]
+fn a_store_that_comes_back_is_read_again() {
+    // Node A (the net's hub) serves both terminals of the store, then
+    // hands the store to node B, a second hub over the same database, and
+    // keeps its documents cached.
+    let mut net = Net::online(2);
+    let store = content(1).meta.store;
+    let id = content(3).id;
+    let path = std::path::PathBuf::from(net.hub.db().location());
+    assert!(net.hub.cached_document_count() > 0);
+
+    let out = net.hub.close_store_moved(&store, Some("ws://hub-b/sync"));
+    assert_eq!(closes(&out).len(), 2);
+    assert_eq!(net.hub.connection_count(), 0);
+    net.queue.clear();
+    for a in &mut net.agents {
+        a.disconnected();
+    }
+
+    let cfg = HubConfig {
+        peer_id: PeerId::new("hub-b"),
+        storage_id: StorageId::new("hub-storage"),
+        limits: HubLimits::default(),
+    };
+    let mut b = Hub::open(SqliteDatabase::open(&path, [0xBB; 16]).unwrap(), cfg).unwrap();
+    b.store_arrived(&store).unwrap();
+    // Terminal 0 records work at B.
+    b.connect(conn_of(0), Principal::Store(store.clone()), net.now);
+    net.agents[0]
+        .record_status(id, &upd(7, Status::Completed, "w2"), NOW)
+        .unwrap();
+    sync_pair(&mut b, &mut net.agents[0], conn_of(0), net.now);
+    let at_b = b.document(id).unwrap().get_heads();
+    assert_eq!(
+        at_b,
+        net.agents[0].document(id).unwrap().get_heads(),
+        "B stored it"
+    );
+    // B hands the store back.
+    let _ = b.close_store_moved(&store, None);
+    net.agents[0].disconnected();
+
+    // A serves it again: terminal 1, which never saw the work, gets it
+    // from A, which reads the documents again rather than its old copy.
+    assert!(
+        net.hub.cached_document_count() > 0,
+        "A still holds its copy"
+    );
+    net.hub.store_arrived(&store).unwrap();
+    net.connect(1);
+    net.run();
+    assert_eq!(net.hub.document(id).unwrap().get_heads(), at_b);
+    assert_eq!(net.agents[1].document(id).unwrap().get_heads(), at_b);
+}
+
+#[test]
+fn a_lost_stores_lists_are_left_for_its_new_owner_to_index() {
+    let refuse = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let fence = refuse.clone();
+    let mut net = Net::over(1, move |db| RefusingFence { db, refuse: fence });
+    net.connect(0);
+    net.run();
+    let store = content(1).meta.store;
+    let id = content(3).id;
+    // A loaded batch leaves the list's status index due.
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(3, Status::Completed, "w1"), NOW)
+        .unwrap();
+    let mut batch = net.hub.batch();
+    for o in out {
+        if let Output::Send { frame, .. } = o {
+            for _ in 0..LOADED_BATCH {
+                batch.receive(conn_of(0), &frame, NOW);
+            }
+        }
+    }
+    let _ = batch.commit();
+    assert!(net.hub.index_backlog() > 0, "the list is due");
+
+    // The next batch (any store's) is refused for this store's lease.
+    *refuse.lock().unwrap() = vec![store.to_string()];
+    let batch = net.hub.batch();
+    let out = batch.commit();
+    assert!(out.contains(&Output::LeaseLost {
+        stores: vec![store.clone()]
+    }));
+    // This node does not index the lost store's list any more (it would
+    // write for a store it does not hold); the mark stays in storage for
+    // the new owner, which picks it up when it serves the store.
+    assert_eq!(net.hub.index_backlog(), 0);
+    assert_eq!(net.hub.catch_up_index(), 0);
+    assert!(net.hub.db().index_due().unwrap().contains(&id));
+    net.hub.store_arrived(&store).unwrap();
+    assert_eq!(net.hub.index_backlog(), 1);
+}
+
+#[test]
+fn a_node_refused_for_a_stores_lease_stops_indexing_its_lists() {
+    let refuse = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let fence = refuse.clone();
+    let mut net = Net::over(1, move |db| RefusingFence { db, refuse: fence });
+    net.connect(0);
+    net.run();
+    let store = content(1).meta.store;
+    let id = content(3).id;
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(4, Status::Completed, "w1"), NOW)
+        .unwrap();
+    let mut batch = net.hub.batch();
+    for o in out {
+        if let Output::Send { frame, .. } = o {
+            for _ in 0..LOADED_BATCH {
+                batch.receive(conn_of(0), &frame, NOW);
+            }
+        }
+    }
+    let _ = batch.commit();
+    assert_eq!(net.hub.index_backlog(), 1);
+
+    // The idle catch-up's commit is refused: this node does not hold the
+    // store (a node that opened on a database with other nodes' lists
+    // due). It leaves them, instead of trying (and failing) every time.
+    *refuse.lock().unwrap() = vec![store.to_string()];
+    assert_eq!(net.hub.catch_up_index(), 0);
+    assert_eq!(net.hub.index_backlog(), 0);
+    assert!(net.hub.db().index_due().unwrap().contains(&id));
+    // Serving the store again, it indexes them.
+    net.hub.store_arrived(&store).unwrap();
+    assert_eq!(net.hub.catch_up_index(), 1);
+    assert!(!net.hub.db().index_due().unwrap().contains(&id));
 }
