@@ -204,3 +204,47 @@ fn nodes_split_the_stores_by_placement_and_a_joining_node_takes_only_its_share()
         "0"
     );
 }
+
+/// A node that restarts within its lease time does not keep its earlier
+/// run's leases alive: the stores placement now gives another node are
+/// let go at once, and its own are claimed anew under a new epoch.
+#[test]
+fn a_node_restarted_within_its_lease_keeps_nothing_from_its_earlier_run() {
+    let Some(c) = Cluster::new() else { return };
+    let mut setup = PgDatabase::connect(&c.url, "setup", [1; 16]).unwrap();
+    let all: Vec<u32> = (1..=30).collect();
+    register(&mut setup, &all);
+    let (mut first_run, _a) = c.node("node-a");
+    assert_eq!(c.rt.block_on(first_run.tick()).unwrap().claimed.len(), 30);
+    drop(first_run);
+
+    let (mut leases_b, _b) = c.node("node-b");
+    c.rt.block_on(leases_b.heartbeat()).unwrap();
+    let (mut second_run, _a2) = c.node("node-a");
+    let round = c.rt.block_on(second_run.tick()).unwrap();
+    let live: Vec<NodeId> = vec!["node-a".parse().unwrap(), "node-b".parse().unwrap()];
+    let mine = |s: &StoreId| engine::cluster::placement(&live, s) == Some(&live[0]);
+    let (a_share, b_share): (Vec<StoreId>, Vec<StoreId>) =
+        all.iter().map(|n| store(*n)).partition(|s| mine(s));
+    assert_eq!(
+        round.released, b_share,
+        "the earlier run's other stores are let go"
+    );
+    let mut claimed: Vec<StoreId> = round.claimed.iter().map(|(s, _)| s.clone()).collect();
+    claimed.sort();
+    assert_eq!(claimed, a_share, "its own are claimed anew");
+    assert!(
+        round.claimed.iter().all(|(_, e)| *e == 2),
+        "under a new epoch"
+    );
+    let b_round = c.rt.block_on(leases_b.tick()).unwrap();
+    assert_eq!(
+        b_round.claimed.len(),
+        b_share.len(),
+        "B takes its share at once"
+    );
+    assert_eq!(
+        c.psql("SELECT count(*) FROM store_leases WHERE owner IS NULL OR expires_at <= clock_timestamp()"),
+        "0"
+    );
+}

@@ -285,13 +285,27 @@ impl Leases {
     /// renewed (expired, taken) are dropped from the view and returned.
     pub async fn renew(&self) -> Result<Vec<StoreId>, tokio_postgres::Error> {
         let sent = Instant::now();
+        // Only what this run holds: a lease row left under this node's
+        // name by an earlier run (a restart within the lease time) must
+        // run out, not be kept alive for a store placement gave elsewhere
+        // (the simulator found one stuck that way).
+        let held: Vec<String> = self
+            .view
+            .held()
+            .into_iter()
+            .map(|(s, _)| s.as_str().to_owned())
+            .collect();
         let rows = self
             .client
             .query(
                 "UPDATE store_leases SET expires_at = clock_timestamp() + $2::text::interval
-                  WHERE owner = $1 AND expires_at > clock_timestamp()
+                  WHERE owner = $1 AND expires_at > clock_timestamp() AND store_id = ANY($3)
                  RETURNING store_id, epoch",
-                &[&self.node.as_str(), &Self::interval(self.timings.ttl)],
+                &[
+                    &self.node.as_str(),
+                    &Self::interval(self.timings.ttl),
+                    &held,
+                ],
             )
             .await?;
         let deadline = sent + self.timings.ttl.saturating_sub(self.timings.margin);
@@ -380,11 +394,12 @@ impl Leases {
     /// instead of after the lease expires. Forget them first: from here
     /// on this node's commits touching them fail the fence.
     pub async fn release(&self, stores: &[StoreId]) -> Result<(), tokio_postgres::Error> {
-        let dropped = self.view.drop_stores(stores);
-        if dropped.is_empty() {
+        // Also rows this node holds from an earlier run (not in the view).
+        self.view.drop_stores(stores);
+        if stores.is_empty() {
             return Ok(());
         }
-        let ids: Vec<&str> = dropped.iter().map(StoreId::as_str).collect();
+        let ids: Vec<&str> = stores.iter().map(StoreId::as_str).collect();
         self.client
             .execute(
                 "UPDATE store_leases SET owner = NULL, expires_at = '-infinity'
