@@ -273,3 +273,54 @@ fn agent_latency_runs() {
     assert_eq!(r.updates, 10);
     assert!(r.p50 <= r.p99 && r.p99 <= r.max);
 }
+
+/// `bench storage`'s workload on both backends at a tiny size: every
+/// commit lands (the change rows are there afterwards) and the figures
+/// are consistent.
+#[test]
+fn storage_workload_runs_on_both_backends() {
+    use engine::storage::roles::*;
+    use tests::storage_bench::{run, table, Sizes};
+    let sizes = Sizes {
+        stores: 5,
+        commits: 10,
+        per_batch: 4,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut sqlite =
+        engine::storage::SqliteDatabase::open(dir.path().join("hub.db"), [3; 16]).unwrap();
+    let mut runs = vec![run("sqlite", &mut sqlite, sizes, &|| Duration::ZERO).unwrap()];
+    // One change per store at setup, and 10 x 4 more spread over the 5.
+    let rows: usize = sqlite
+        .list_documents()
+        .unwrap()
+        .into_iter()
+        .map(|d| sqlite.change_row_count(d).unwrap())
+        .sum();
+    assert_eq!(rows, 5 + 40);
+    if let Some(server) = hub::pg::testing::PgServer::shared() {
+        let url = server.new_database();
+        let mut pg = hub::pg::PgDatabase::connect(&url, "bench", [4; 16]).unwrap();
+        runs.push(run("postgres", &mut pg, sizes, &|| Duration::ZERO).unwrap());
+        let rows: usize = pg
+            .list_documents()
+            .unwrap()
+            .into_iter()
+            .map(|d| pg.change_row_count(d).unwrap())
+            .sum();
+        assert_eq!(rows, 5 + 40);
+    }
+    for m in &runs {
+        assert_eq!((m.commits, m.changes), (10, 40));
+        assert!(m.p50 <= m.p99);
+    }
+    let t = table(sizes, &runs);
+    assert!(t.contains("| sqlite |"), "{t}");
+    assert_eq!(
+        t.lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| backend"))
+            .count(),
+        runs.len(),
+        "{t}"
+    );
+}
