@@ -78,6 +78,14 @@ pub fn open(
         .with_context(|| format!("creating the hub data directory {}", data_dir.display()))?;
     let mut actor = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut actor);
+    // On PostgreSQL, nodes starting together set up the database's
+    // storage id and admin token one at a time (held until this returns).
+    let _startup = match database {
+        Database::Postgres { url, .. } => {
+            Some(PgDatabase::startup_lock(url).context("opening the hub's PostgreSQL database")?)
+        }
+        Database::Sqlite => None,
+    };
     let (store, readers): (Box<dyn HubStorage>, ReadSource) = match database {
         Database::Sqlite => {
             let db = data_dir.join("hub.db");

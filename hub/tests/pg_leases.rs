@@ -248,3 +248,54 @@ fn a_node_restarted_within_its_lease_keeps_nothing_from_its_earlier_run() {
         "0"
     );
 }
+
+/// Nodes that start together on a new database agree on its storage id
+/// (clients keep their sync state by it, so a terminal moving between
+/// nodes must see one id), and register the admin token once (before the
+/// start-up lock, two of three starts failed on a duplicate token).
+#[test]
+fn nodes_starting_together_on_a_new_database_agree_on_its_storage_id_and_admin_token() {
+    let Some(server) = PgServer::shared() else {
+        return;
+    };
+    let url = server.new_database();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let opened: Vec<hub::data_dir::Opened> = std::thread::scope(|s| {
+        let handles: Vec<_> = dirs
+            .iter()
+            .enumerate()
+            .map(|(n, dir)| {
+                let url = url.clone();
+                s.spawn(move || {
+                    hub::data_dir::open(
+                        dir.path(),
+                        Default::default(),
+                        Some("admin"),
+                        &hub::data_dir::Database::Postgres {
+                            url,
+                            cluster: Some(hub::data_dir::Member {
+                                node: format!("node-{n}"),
+                                address: format!("ws://127.0.0.1:{}/sync", 9000 + n),
+                            }),
+                        },
+                    )
+                    .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ids: Vec<String> = opened
+        .iter()
+        .map(|o| {
+            rt.block_on(
+                o.state
+                    .hub
+                    .call(|h, _| (h.storage_id().to_string(), Vec::new())),
+            )
+            .unwrap()
+        })
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+}

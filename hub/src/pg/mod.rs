@@ -448,6 +448,16 @@ impl PgDatabase {
         })
     }
 
+    /// A connection that holds the start-up lock of the database at
+    /// `url` until it is dropped: hub nodes starting together on it set
+    /// up what a first start sets up (its storage id, the admin token)
+    /// one at a time, so they agree on it and do not collide.
+    pub fn startup_lock(url: &str) -> Result<PgDatabase, StorageError> {
+        let db = PgDatabase::open(url, "startup", false)?;
+        db.exec("SELECT pg_advisory_lock(7306)")?;
+        Ok(db)
+    }
+
     /// The schema version of the database's tables.
     pub fn schema_version(&self) -> Result<i64, StorageError> {
         self.read(async |tx| {

@@ -221,6 +221,11 @@ impl Hub {
     /// The storage id this hub's database keeps across restarts (clients
     /// key their saved sync state to it), or `fresh` stored as it on the
     /// first open.
+    /// The storage id this hub tells its peers (`HubConfig::storage_id`).
+    pub fn storage_id(&self) -> &StorageId {
+        &self.cfg.storage_id
+    }
+
     pub fn storage_id_of(
         db: &mut (impl Replica + ?Sized),
         fresh: &str,
