@@ -360,12 +360,8 @@ async fn stores_are_split_between_nodes_and_a_killed_nodes_stores_move_to_anothe
         killed.len()
     );
     assert!(matches!(join(survivor, &tokens[i]).await, Answer::Served));
-    let mut ws = connect(&survivor.addr, Some(&tokens[i])).await.unwrap();
-    let (mut session, hello) = Session::client(PeerId::new("till-2"), PeerMetadata::default());
-    send(&mut ws, &hello).await;
-    session.receive(next(&mut ws).await.unwrap()).unwrap();
     let mut doc = Automerge::new();
-    let mut client = common::Client { ws, session };
+    let mut client = common::Client::join(&survivor.addr, &tokens[i], "till-2").await;
     client.sync_until_quiet(list, &mut doc).await;
     let view = engine::document::instance::read(&doc).expect("the list survived the failover");
     assert_eq!(view.tasks.len(), 1);
@@ -452,11 +448,7 @@ async fn a_node_paused_past_its_lease_stores_nothing_when_it_wakes_and_the_chang
     };
 
     // A terminal syncs the list at its node, then records a completion.
-    let mut ws = connect(&owner.addr, Some(&token)).await.unwrap();
-    let (mut session, hello) = Session::client(PeerId::new("till-1"), PeerMetadata::default());
-    send(&mut ws, &hello).await;
-    session.receive(next(&mut ws).await.unwrap()).unwrap();
-    let mut client = common::Client { ws, session };
+    let mut client = common::Client::join(&owner.addr, &token, "till-1").await;
     let mut doc = Automerge::new();
     client.sync_until_quiet(list, &mut doc).await;
     let task = engine::document::instance::read(&doc).unwrap().tasks[0]
@@ -512,11 +504,7 @@ async fn a_node_paused_past_its_lease_stores_nothing_when_it_wakes_and_the_chang
         assert_eq!(to, &other.sync_url());
     }
     // At the node that serves it now, the change lands, once.
-    let mut ws = connect(&other.addr, Some(&token)).await.unwrap();
-    let (mut session, hello) = Session::client(PeerId::new("till-1b"), PeerMetadata::default());
-    send(&mut ws, &hello).await;
-    session.receive(next(&mut ws).await.unwrap()).unwrap();
-    let mut client = common::Client { ws, session };
+    let mut client = common::Client::join(&other.addr, &token, "till-1b").await;
     assert!(client.sync_until_quiet(list, &mut doc).await.is_empty());
     let after: u64 = stored().parse().unwrap();
     assert_eq!(

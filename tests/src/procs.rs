@@ -185,6 +185,18 @@ pub fn start_hub(data: &Path, listen: &str) -> Proc {
     spawn_listening(cmd, &log_of(data)).expect("starting the hub")
 }
 
+/// `hub serve` as node `node` of a cluster on the PostgreSQL database at
+/// `url`, otherwise as `start_hub`.
+pub fn start_hub_node(data: &Path, url: &str, node: &str) -> Proc {
+    let mut cmd = Command::new(bin("hub"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN])
+        .args(["--keepalive-secs", KEEPALIVE_SECS])
+        .args(["--database", url, "--node", node])
+        .arg("--data")
+        .arg(data);
+    spawn_listening(cmd, &log_of(data)).expect("starting a hub node")
+}
+
 /// Ping interval of the hub and the agents the tests start (seconds).
 pub const KEEPALIVE_SECS: &str = "2";
 
@@ -314,6 +326,32 @@ pub async fn put_worker(hub: &str, id: &str, body: Value) {
         "PUT {url}: {status} {}",
         r.text().await.unwrap_or_default()
     );
+}
+
+/// A worker on the test store's roster: id, name, role, groups, PIN.
+pub type RosterRow<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], &'a str);
+
+/// HQ opens the test store `STORE` at the hub at `hub` (host:port):
+/// `store` is the `POST /api/stores` body, `roster` its workers; returns
+/// a token (labelled `label`) for its terminal.
+pub async fn open_store(hub: &str, store: Value, roster: &[RosterRow<'_>], label: &str) -> String {
+    post(format!("http://{hub}/api/stores"), store).await;
+    for (id, name, role, groups, pin) in roster {
+        put_worker(
+            hub,
+            id,
+            serde_json::json!({"name": name, "role": role, "groups": groups, "pin": pin}),
+        )
+        .await;
+    }
+    post(
+        format!("http://{hub}/api/stores/{STORE}/tokens"),
+        serde_json::json!({ "label": label }),
+    )
+    .await["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned()
 }
 
 /// HQ's side of a test: the store, a token for it, and one list for today.

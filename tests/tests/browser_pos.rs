@@ -65,31 +65,18 @@ async fn a_worker_completes_a_task_offline_in_the_browser_and_sees_it_confirmed(
     let api = format!("http://{hub_addr}/api");
 
     // HQ: the store, its roster with PINs, a token, today's closing list.
-    procs::post(
-        format!("{api}/stores"),
+    // HQ: the store, its roster with PINs, a token for its terminal.
+    let token = procs::open_store(
+        &hub_addr,
         json!({"id": STORE, "name": "Main Street", "time_zone": procs::noon_zone()}),
+        &[
+            ("w-1", "Ana Lopez", "cashier", &["closers"], "1234"),
+            ("w-2", "Bo Novak", "cashier", &[], "2345"),
+            ("m-1", "Mia Chen", "manager", &["closers"], "9999"),
+        ],
+        "browser test",
     )
     .await;
-    for (id, name, role, groups, pin) in [
-        ("w-1", "Ana Lopez", "cashier", vec!["closers"], "1234"),
-        ("w-2", "Bo Novak", "cashier", vec![], "2345"),
-        ("m-1", "Mia Chen", "manager", vec!["closers"], "9999"),
-    ] {
-        procs::put_worker(
-            &hub_addr,
-            id,
-            json!({"name": name, "role": role, "groups": groups, "pin": pin}),
-        )
-        .await;
-    }
-    let token = procs::post(
-        format!("{api}/stores/{STORE}/tokens"),
-        json!({"label": "browser test"}),
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let today = procs::noon_zone_today();
     let list = procs::post(
         format!("{api}/lists"),

@@ -37,30 +37,17 @@ async fn a_worker_signs_in_and_completes_a_task_in_german() {
     let api = format!("http://{}/api", hub.addr);
 
     // A store added the old way, with no locale.
-    procs::post(
-        format!("{api}/stores"),
+    // HQ: the store, its roster with PINs, a token for its terminal.
+    let token = procs::open_store(
+        &hub.addr,
         json!({"id": STORE, "name": "Hauptstraße", "time_zone": procs::noon_zone()}),
+        &[
+            ("w-1", "Ana Lopez", "cashier", &[], "1234"),
+            ("m-1", "Mia Chen", "manager", &[], "9999"),
+        ],
+        "german test",
     )
     .await;
-    for (id, name, role, pin) in [
-        ("w-1", "Ana Lopez", "cashier", "1234"),
-        ("m-1", "Mia Chen", "manager", "9999"),
-    ] {
-        procs::put_worker(
-            &hub.addr,
-            id,
-            json!({"name": name, "role": role, "groups": [], "pin": pin}),
-        )
-        .await;
-    }
-    let token = procs::post(
-        format!("{api}/stores/{STORE}/tokens"),
-        json!({"label": "german test"}),
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     procs::post(
         format!("{api}/lists"),
         json!({"store": STORE, "name": "Ladenschluss", "date": procs::noon_zone_today(), "tasks": [

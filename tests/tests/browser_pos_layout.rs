@@ -80,30 +80,17 @@ async fn no_button_overflows_at_any_screen_size_and_time_reads_the_same() {
     let hub = procs::start_hub(&dir.path().join("hub"), "127.0.0.1:0");
     let api = format!("http://{}/api", hub.addr);
 
-    procs::post(
-        format!("{api}/stores"),
+    // HQ: the store, its roster with PINs, a token for its terminal.
+    let token = procs::open_store(
+        &hub.addr,
         json!({"id": STORE, "name": "Main Street", "time_zone": procs::noon_zone()}),
+        &[
+            ("w-1", "Ana Lopez", "cashier", &["closers"], "1234"),
+            ("m-1", "Mia Chen", "manager", &["closers"], "9999"),
+        ],
+        "layout test",
     )
     .await;
-    for (id, name, role, groups, pin) in [
-        ("w-1", "Ana Lopez", "cashier", vec!["closers"], "1234"),
-        ("m-1", "Mia Chen", "manager", vec!["closers"], "9999"),
-    ] {
-        procs::put_worker(
-            &hub.addr,
-            id,
-            json!({"name": name, "role": role, "groups": groups, "pin": pin}),
-        )
-        .await;
-    }
-    let token = procs::post(
-        format!("{api}/stores/{STORE}/tokens"),
-        json!({"label": "layout test"}),
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     // One task 4 h 45 min late: the alerts must say so in hours and minutes.
     procs::post(
         format!("{api}/lists"),

@@ -79,31 +79,18 @@ async fn screenshots_of_the_pos_in_english_and_german() {
     let dir = tempfile::tempdir().unwrap();
     let hub = procs::start_hub(&dir.path().join("hub"), "127.0.0.1:0");
     let api = format!("http://{}/api", hub.addr);
-    procs::post(
-        format!("{api}/stores"),
+    // HQ: the store, its roster with PINs, a token for its terminal.
+    let token = procs::open_store(
+        &hub.addr,
         json!({"id": STORE, "name": "Main Street", "time_zone": procs::noon_zone(), "locale": "en-GB"}),
+        &[
+        ("w-1", "Ana Lopez", "cashier", &["closers"], "1234"),
+        ("w-2", "Bo Berg", "cashier", &["closers"], "5678"),
+        ("m-1", "Mia Chen", "manager", &["closers"], "9999"),
+        ],
+        "screenshots",
     )
     .await;
-    for (id, name, role, groups, pin) in [
-        ("w-1", "Ana Lopez", "cashier", vec!["closers"], "1234"),
-        ("w-2", "Bo Berg", "cashier", vec!["closers"], "5678"),
-        ("m-1", "Mia Chen", "manager", vec!["closers"], "9999"),
-    ] {
-        procs::put_worker(
-            &hub.addr,
-            id,
-            json!({"name": name, "role": role, "groups": groups, "pin": pin}),
-        )
-        .await;
-    }
-    let token = procs::post(
-        format!("{api}/stores/{STORE}/tokens"),
-        json!({"label": "screenshots"}),
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     procs::post(
         format!("{api}/lists"),
         json!({"store": STORE, "name": "Closing", "date": procs::noon_zone_today(), "tasks": [

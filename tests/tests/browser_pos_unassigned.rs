@@ -31,31 +31,18 @@ async fn unassigned_late_work_reaches_the_workers_home_and_the_manager() {
     let hub = procs::start_hub(&dir.path().join("hub"), "127.0.0.1:0");
     let api = format!("http://{}/api", hub.addr);
 
-    procs::post(
-        format!("{api}/stores"),
+    // HQ: the store, its roster with PINs, a token for its terminal.
+    let token = procs::open_store(
+        &hub.addr,
         json!({"id": STORE, "name": "Main Street", "time_zone": procs::noon_zone()}),
+        &[
+            ("w-1", "Ana Lopez", "cashier", &[], "1234"),
+            ("w-2", "Bo Berg", "cashier", &[], "5678"),
+            ("m-1", "Mia Chen", "manager", &[], "9999"),
+        ],
+        "unassigned test",
     )
     .await;
-    for (id, name, role, pin) in [
-        ("w-1", "Ana Lopez", "cashier", "1234"),
-        ("w-2", "Bo Berg", "cashier", "5678"),
-        ("m-1", "Mia Chen", "manager", "9999"),
-    ] {
-        procs::put_worker(
-            &hub.addr,
-            id,
-            json!({"name": name, "role": role, "groups": [], "pin": pin}),
-        )
-        .await;
-    }
-    let token = procs::post(
-        format!("{api}/stores/{STORE}/tokens"),
-        json!({"label": "unassigned test"}),
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     procs::post(
         format!("{api}/lists"),
         json!({"store": STORE, "name": "Closing", "date": procs::noon_zone_today(), "tasks": [

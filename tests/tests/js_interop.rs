@@ -27,6 +27,7 @@ use hub::data_dir::Opened;
 use pos_agent::agent::Terminal;
 use pos_agent::sync_client::Backoff;
 use serde_json::Value;
+use tests::procs;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
@@ -526,58 +527,6 @@ async fn js_client_edit_of_an_hq_field_is_refused_and_reported() {
     assert_eq!(view.task(first).expect("task").spec.title, TITLES[0]);
 }
 
-/// A hub node of a cluster (PostgreSQL) as a child process.
-struct ClusterNode {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl Drop for ClusterNode {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl ClusterNode {
-    fn start(url: &str, name: &str, data: &std::path::Path) -> ClusterNode {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(tests::procs::bin("hub"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", "admin"])
-            .args(["--database", url, "--node", name])
-            .arg("--data")
-            .arg(data.join(name))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning the hub");
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = lines.next().expect("a line").expect("stdout");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .expect("an address")
-            .to_owned();
-        std::thread::spawn(move || for _ in lines {});
-        ClusterNode { child, addr }
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let r = reqwest::Client::new()
-            .request(method, format!("http://{}/api{path}", self.addr))
-            .bearer_auth("admin")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
-    }
-}
-
 /// The JS client at a hub node that does not serve its store (a cluster on
 /// PostgreSQL): the node proxies it to the node that does, and its
 /// completion is accepted there.
@@ -592,28 +541,31 @@ async fn js_client_through_a_node_that_does_not_serve_its_store() {
     let db = url.rsplit('/').next().unwrap().to_owned();
     let dir = tempfile::tempdir().unwrap();
     let nodes = [
-        ClusterNode::start(&url, "node-a", dir.path()),
-        ClusterNode::start(&url, "node-b", dir.path()),
+        procs::start_hub_node(&dir.path().join("node-a"), &url, "node-a"),
+        procs::start_hub_node(&dir.path().join("node-b"), &url, "node-b"),
     ];
-    let post = reqwest::Method::POST;
-    nodes[0]
-        .send(
-            post.clone(),
-            "/stores",
-            serde_json::json!({"id": "store-a", "name": "A", "time_zone": "Europe/Berlin"}),
-        )
-        .await;
+    let token = procs::open_store(
+        &nodes[0].addr,
+        serde_json::json!({"id": procs::STORE, "name": "A", "time_zone": "Europe/Berlin"}),
+        &[("w-1007", "Ana", "cashier", &[], "1234")],
+        "js through a node",
+    )
+    .await;
     let owner = {
         let started = Instant::now();
         loop {
             let o = server.psql(
                 &db,
-                "SELECT owner FROM store_leases WHERE store_id = 'store-a' AND expires_at > clock_timestamp()",
+                &format!(
+                    "SELECT owner FROM store_leases WHERE store_id = '{}' \
+                     AND expires_at > clock_timestamp()",
+                    procs::STORE
+                ),
             );
             if !o.is_empty() {
                 break o;
             }
-            assert!(started.elapsed() < DEADLINE, "no node took store-a");
+            assert!(started.elapsed() < DEADLINE, "no node took the store");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
@@ -622,31 +574,12 @@ async fn js_client_through_a_node_that_does_not_serve_its_store() {
     } else {
         &nodes[0]
     };
-    stranger
-        .send(
-            reqwest::Method::PUT,
-            "/stores/store-a/workers/w-1007",
-            serde_json::json!({"name": "Ana", "role": "cashier"}),
-        )
-        .await;
-    let token = stranger
-        .send(
-            post.clone(),
-            "/stores/store-a/tokens",
-            serde_json::json!({}),
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let list: DocumentId = stranger
-        .send(
-            post,
-            "/lists",
-            serde_json::json!({"store": "store-a", "name": "Closing", "date": "2026-11-26",
-                   "tasks": TITLES.iter().map(|t| serde_json::json!({"title": t})).collect::<Vec<_>>()}),
-        )
-        .await["id"]
+    let list: DocumentId = procs::post(
+        format!("http://{}/api/lists", stranger.addr),
+        serde_json::json!({"store": procs::STORE, "name": "Closing", "date": "2026-11-26",
+               "tasks": TITLES.iter().map(|t| serde_json::json!({"title": t})).collect::<Vec<_>>()}),
+    )
+    .await["id"]
         .as_str()
         .unwrap()
         .parse()
