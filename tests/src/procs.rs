@@ -328,6 +328,44 @@ pub async fn put_worker(hub: &str, id: &str, body: Value) {
     );
 }
 
+/// POST to an agent's local API (host:port) as a named worker, the CLI's
+/// way; the answer must be a success.
+pub async fn agent_post_ok(agent: &str, path: &str, body: Value) {
+    let (status, v) = try_post(&format!("http://{agent}{path}"), &body, false)
+        .await
+        .unwrap_or_else(|e| panic!("POST {path} on {agent}: {e}"));
+    assert!(
+        (200..300).contains(&status),
+        "POST {path} on {agent}: {status} {v}"
+    );
+}
+
+/// The id of the task titled `title` on the agent at `agent`.
+pub async fn task_id(agent: &str, title: &str) -> String {
+    let tasks = agent_tasks(agent).await.expect("the agent's tasks");
+    tasks
+        .iter()
+        .find(|t| t["title"] == title)
+        .and_then(|t| t["task"].as_str())
+        .unwrap_or_else(|| panic!("no task {title:?} on {agent}"))
+        .to_owned()
+}
+
+/// A terminal with no hub to reach (an address nobody listens on),
+/// holding what it received before: offline from its first second.
+pub fn start_agent_offline(data: &Path, args: &AgentArgs) -> Proc {
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = nobody.local_addr().unwrap().to_string();
+    drop(nobody);
+    start_agent(
+        data,
+        &AgentArgs {
+            hub: addr,
+            ..args.clone()
+        },
+    )
+}
+
 /// A worker on the test store's roster: id, name, role, groups, PIN.
 pub type RosterRow<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], &'a str);
 

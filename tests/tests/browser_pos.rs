@@ -41,17 +41,6 @@ async fn sync_status(agent: &str) -> Option<Value> {
     procs::agent_get(format!("http://{agent}/api/sync-status")).await
 }
 
-/// The id of the task titled `title` on `agent`.
-async fn task_id(agent: &str, title: &str) -> String {
-    let tasks = procs::agent_tasks(agent).await.expect("the agent's tasks");
-    tasks
-        .iter()
-        .find(|t| t["title"] == title)
-        .and_then(|t| t["task"].as_str())
-        .unwrap_or_else(|| panic!("no task {title:?} on {agent}"))
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_completes_a_task_offline_in_the_browser_and_sees_it_confirmed() {
     let Some(chromium) = chromium("POS") else {
@@ -109,8 +98,8 @@ async fn a_worker_completes_a_task_offline_in_the_browser_and_sees_it_confirmed(
         })
         .await;
     }
-    let till = task_id(&pos2.addr, "Count the till").await;
-    let bags = task_id(&pos2.addr, "Restock carrier bags").await;
+    let till = procs::task_id(&pos2.addr, "Count the till").await;
+    let bags = procs::task_id(&pos2.addr, "Restock carrier bags").await;
 
     let shots = root().join("target/tmp");
     std::fs::create_dir_all(&shots).unwrap();

@@ -23,52 +23,14 @@
 //! `/usr/bin/chromium` (or `CHROMIUM=...`); without Chromium the test fails
 //! when `CI=true` and is skipped with a notice otherwise.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tests::browser::{chromium, node_ready, run_pos_script};
-use tests::procs::{self, AgentArgs, Proc, STORE};
+use tests::procs::{self, AgentArgs, STORE};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(240);
-
-/// POST to an agent's local API as `worker` (the CLI's way, no session).
-async fn agent_post(agent: &str, path: &str, body: Value) {
-    let (status, v) = procs::try_post(&format!("http://{agent}{path}"), &body, false)
-        .await
-        .unwrap_or_else(|e| panic!("POST {path} on {agent}: {e}"));
-    assert!(
-        (200..300).contains(&status),
-        "POST {path} on {agent}: {status} {v}"
-    );
-}
-
-/// The id of the task titled `title` on `agent`.
-async fn task_id(agent: &str, title: &str) -> String {
-    let tasks = procs::agent_tasks(agent).await.expect("the agent's tasks");
-    tasks
-        .iter()
-        .find(|t| t["title"] == title)
-        .and_then(|t| t["task"].as_str())
-        .unwrap_or_else(|| panic!("no task {title:?} on {agent}"))
-        .to_owned()
-}
-
-/// pos-2 restarted against a hub address nobody listens on: a terminal
-/// offline from its first second, with what it received before.
-fn start_offline(data: &Path, args: &AgentArgs) -> Proc {
-    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = nobody.local_addr().unwrap().to_string();
-    drop(nobody);
-    procs::start_agent(
-        data,
-        &AgentArgs {
-            hub: addr,
-            ..args.clone()
-        },
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_button_overflows_at_any_screen_size_and_time_reads_the_same() {
@@ -123,28 +85,28 @@ async fn no_button_overflows_at_any_screen_size_and_time_reads_the_same() {
     // pos-2 offline: Mia starts the till count and takes the bags; pos-1,
     // online, has Ana complete the till count and take the bags too.
     pos2.kill();
-    let pos2 = start_offline(&pos2_data, &args("pos-2"));
-    let till = task_id(&pos1.addr, "Count the till").await;
-    let bags = task_id(&pos1.addr, "Restock carrier bags").await;
-    agent_post(
+    let pos2 = procs::start_agent_offline(&pos2_data, &args("pos-2"));
+    let till = procs::task_id(&pos1.addr, "Count the till").await;
+    let bags = procs::task_id(&pos1.addr, "Restock carrier bags").await;
+    procs::agent_post_ok(
         &pos2.addr,
         &format!("/api/tasks/{till}/status"),
         json!({"status": "in_progress", "worker": "m-1"}),
     )
     .await;
-    agent_post(
+    procs::agent_post_ok(
         &pos2.addr,
         &format!("/api/tasks/{bags}/claim"),
         json!({"worker": "m-1"}),
     )
     .await;
-    agent_post(
+    procs::agent_post_ok(
         &pos1.addr,
         &format!("/api/tasks/{till}/status"),
         json!({"status": "completed", "worker": "w-1"}),
     )
     .await;
-    agent_post(
+    procs::agent_post_ok(
         &pos1.addr,
         &format!("/api/tasks/{bags}/claim"),
         json!({"worker": "w-1"}),

@@ -17,12 +17,11 @@
 //! `/usr/bin/chromium` (or `CHROMIUM=...`); without Chromium the test fails
 //! when `CI=true` and is skipped with a notice otherwise.
 
-use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use tests::browser::{chromium, node_ready, root, run_pos_script};
-use tests::procs::{self, AgentArgs, Proc, STORE};
+use tests::procs::{self, AgentArgs, STORE};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(180);
@@ -34,41 +33,6 @@ const SHOTS: [&str; 6] = [
     "pos-de-task-sheet.png",
     "pos-de-manager-conflict.png",
 ];
-
-/// POST to an agent's local API as a named worker (the CLI's way).
-async fn agent_post(agent: &str, path: &str, body: Value) {
-    let (status, v) = procs::try_post(&format!("http://{agent}{path}"), &body, false)
-        .await
-        .unwrap_or_else(|e| panic!("POST {path} on {agent}: {e}"));
-    assert!(
-        (200..300).contains(&status),
-        "POST {path} on {agent}: {status} {v}"
-    );
-}
-
-async fn task_id(agent: &str, title: &str) -> String {
-    let tasks = procs::agent_tasks(agent).await.expect("the agent's tasks");
-    tasks
-        .iter()
-        .find(|t| t["title"] == title)
-        .and_then(|t| t["task"].as_str())
-        .unwrap_or_else(|| panic!("no task {title:?} on {agent}"))
-        .to_owned()
-}
-
-/// A terminal with no hub to reach, holding what it received before.
-fn start_offline(data: &Path, args: &AgentArgs) -> Proc {
-    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = nobody.local_addr().unwrap().to_string();
-    drop(nobody);
-    procs::start_agent(
-        data,
-        &AgentArgs {
-            hub: addr,
-            ..args.clone()
-        },
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn screenshots_of_the_pos_in_english_and_german() {
@@ -123,9 +87,9 @@ async fn screenshots_of_the_pos_in_english_and_german() {
     // Bo starts the till count and takes the bags on pos-2, offline; Ana
     // completes the till count and takes the bags on pos-1.
     pos2.kill();
-    let pos2 = start_offline(&pos2_data, &args("pos-2"));
-    let till = task_id(&pos1.addr, "Count the till").await;
-    let bags = task_id(&pos1.addr, "Restock carrier bags").await;
+    let pos2 = procs::start_agent_offline(&pos2_data, &args("pos-2"));
+    let till = procs::task_id(&pos1.addr, "Count the till").await;
+    let bags = procs::task_id(&pos1.addr, "Restock carrier bags").await;
     for (agent, path, body) in [
         (
             &pos2.addr,
@@ -148,7 +112,7 @@ async fn screenshots_of_the_pos_in_english_and_german() {
             json!({"worker": "w-1"}),
         ),
     ] {
-        agent_post(agent, &path, body).await;
+        procs::agent_post_ok(agent, &path, body).await;
     }
     pos2.kill();
     let pos2 = procs::start_agent(&pos2_data, &args("pos-2"));
