@@ -59,8 +59,14 @@ pub async fn run(node: ClusterNode, hub: HubHandle, shutdown: CancellationToken)
             match leases.tokens_ended(tokens_since - 2_000, now).await {
                 Ok(ended) => {
                     tokens_since = now;
-                    let new: Vec<[u8; 32]> =
-                        ended.into_iter().filter(|h| handled.insert(*h)).collect();
+                    let new: Vec<[u8; 32]> = ended
+                        .iter()
+                        .filter(|h| !handled.contains(*h))
+                        .copied()
+                        .collect();
+                    // Only the overlap with the next window needs
+                    // remembering: the set stays as small as one window.
+                    handled = ended.into_iter().collect();
                     if !new.is_empty() {
                         close_token_holders(&hub, new).await;
                     }
