@@ -26,6 +26,7 @@ use engine::ids::StoreId;
 use serde_json::{json, Value};
 
 use super::state::AppState;
+use crate::pg::lease::Serving;
 
 /// Set on a request one node passes to another.
 pub const FORWARDED: &str = "x-hub-forwarded";
@@ -118,28 +119,17 @@ fn target(method: &Method, path: &str, body: &[u8]) -> Target {
     }
 }
 
-/// The HTTP base of the node serving `store` (this one included).
-fn node_of(state: &AppState, store: &StoreId) -> Option<String> {
-    let leases = state.leases.as_ref()?;
-    if leases.holds(store) {
-        return Some(own_base(state));
-    }
-    leases.route(store).map(|sync| http_base(&sync))
-}
-
-/// `node_of`, waiting up to two lease rounds while nobody is known to
-/// serve `store` (a store just added or taken over: the next round
-/// names its node).
+/// The HTTP base of the node serving `store` (this one included),
+/// waiting up to two lease rounds while nobody is known to serve it (a
+/// store just added or taken over: the next round names its node).
 async fn node_of_waiting(state: &AppState, store: &StoreId) -> Option<String> {
-    let until = tokio::time::Instant::now() + std::time::Duration::from_millis(2_500);
-    loop {
-        if let Some(base) = node_of(state, store) {
-            return Some(base);
-        }
-        if tokio::time::Instant::now() >= until {
-            return None;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let leases = state.leases.as_ref()?;
+    match leases
+        .serving(store, std::time::Duration::from_millis(2_500))
+        .await?
+    {
+        Serving::Here => Some(own_base(state)),
+        Serving::There(sync) => Some(http_base(&sync)),
     }
 }
 

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use super::auth::{authenticate, presented_token, TokenQuery};
 use super::state::AppState;
 use crate::connection_slots::Slot;
+use crate::pg::lease::Serving;
 use crate::runtime::{Outbound, OUTBOUND_QUEUE};
 
 pub(super) async fn sync_upgrade(
@@ -67,9 +68,10 @@ pub(super) async fn sync_upgrade(
     // one that arrived while its store has no node (a failover) waits for
     // one. A connection passed on by another node is never passed again.
     if let (Some(leases), Principal::Store(store)) = (&state.leases, &principal) {
-        match route(leases, store).await {
-            Route::Here => {}
-            Route::There(_) if headers.contains_key(super::forward::FORWARDED) => {
+        // A failover: the old node's lease has to run out first.
+        match leases.serving(store, crate::cluster::PARK_FOR).await {
+            Some(Serving::Here) => {}
+            Some(Serving::There(_)) if headers.contains_key(super::forward::FORWARDED) => {
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
                     [(axum::http::header::RETRY_AFTER, "1")],
@@ -77,11 +79,11 @@ pub(super) async fn sync_upgrade(
                 )
                     .into_response()
             }
-            Route::There(to) if headers.contains_key(FOLLOWS_MOVED) => {
+            Some(Serving::There(to)) if headers.contains_key(FOLLOWS_MOVED) => {
                 info!(%store, %to, "sending a terminal to the node that serves its store");
                 return ws.on_upgrade(move |socket| say_moved(socket, to));
             }
-            Route::There(to) => {
+            Some(Serving::There(to)) => {
                 info!(%store, %to, "proxying a client to the node that serves its store");
                 let token = token.clone().unwrap_or_default();
                 return ws
@@ -89,7 +91,7 @@ pub(super) async fn sync_upgrade(
                     .max_frame_size(max)
                     .on_upgrade(move |socket| proxy(socket, to, token, max, slot));
             }
-            Route::Nobody => {
+            None => {
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
                     [(axum::http::header::RETRY_AFTER, "2")],
@@ -107,32 +109,6 @@ pub(super) async fn sync_upgrade(
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| serve_socket(state, principal, token, slot, socket))
-}
-
-/// Where a store's terminal is served in a cluster.
-enum Route {
-    Here,
-    /// At another node's sync URL.
-    There(String),
-    Nobody,
-}
-
-/// Where `store` is served, waiting up to `cluster::PARK_FOR` while no
-/// node holds it (its old owner's lease has to run out first).
-async fn route(leases: &crate::pg::lease::LeaseView, store: &engine::ids::StoreId) -> Route {
-    let until = tokio::time::Instant::now() + crate::cluster::PARK_FOR;
-    loop {
-        if leases.holds(store) {
-            return Route::Here;
-        }
-        if let Some(to) = leases.route(store) {
-            return Route::There(to);
-        }
-        if tokio::time::Instant::now() >= until {
-            return Route::Nobody;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
 }
 
 /// Sent by a client that follows the `moved` reason (our agent): it is

@@ -118,6 +118,25 @@ impl LeaseView {
         self.nodes.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Which node serves `store`: this one, or another at its sync URL.
+    /// While no node is known to (a store just added, or being taken
+    /// over), ask again every 100 ms for up to `wait`; `None` after that.
+    pub async fn serving(&self, store: &StoreId, wait: Duration) -> Option<Serving> {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            if self.holds(store) {
+                return Some(Serving::Here);
+            }
+            if let Some(to) = self.route(store) {
+                return Some(Serving::There(to));
+            }
+            if tokio::time::Instant::now() >= until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Forget the stores whose local deadline passed (no renewal came
     /// back in time: the database is slow or unreachable); returns them.
     pub fn drop_expired(&self) -> Vec<StoreId> {
@@ -143,6 +162,14 @@ impl LeaseView {
             .cloned()
             .collect()
     }
+}
+
+/// Where a store is served, as [`LeaseView::serving`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Serving {
+    Here,
+    /// At another node, whose sync URL this is.
+    There(String),
 }
 
 /// The fence, run as the last statement of a transaction before COMMIT,
