@@ -70,6 +70,9 @@ pub struct LeaseView {
     routes: RwLock<HashMap<StoreId, String>>,
     /// The live nodes and their sync URLs, as of the last round.
     nodes: RwLock<Vec<(NodeId, String)>>,
+    /// Grows each time this node takes a store (a claim, not a renewal):
+    /// rows another node may have written meanwhile are read afresh.
+    taken: std::sync::atomic::AtomicU64,
 }
 
 impl LeaseView {
@@ -100,10 +103,20 @@ impl LeaseView {
     }
 
     fn put(&self, store: StoreId, held: Held) {
-        self.held
+        let before = self
+            .held
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(store, held);
+        if before.map(|b| b.epoch) != Some(held.epoch) {
+            self.taken.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+
+    /// How many times this node has taken a store so far; a change means
+    /// what it remembers of stores' rows may be stale.
+    pub fn takeovers(&self) -> u64 {
+        self.taken.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The sync URL of the node serving `store`, if another node does.
