@@ -132,6 +132,17 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO store_leases (store_id) SELECT store_id FROM stores ON CONFLICT DO NOTHING;
     "#,
+    // 3: what the node serving a store knows of its terminals (open
+    // connections, last sync in this run), shared each lease round so
+    // that every node's dashboard shows the same.
+    r#"
+    CREATE TABLE store_links (
+        store_id text PRIMARY KEY,
+        node_id text NOT NULL,
+        connections bigint NOT NULL,
+        last_sync_ms bigint
+    );
+    "#,
 ];
 
 /// Bring the database's tables to [`CURRENT_VERSION`], in one transaction
