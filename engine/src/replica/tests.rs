@@ -22,6 +22,7 @@ mod batch;
 mod cluster;
 mod diverged;
 mod identity;
+mod lan;
 
 struct Net {
     _dir: tempfile::TempDir,
