@@ -39,6 +39,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once at start: `Run`'s size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the agent: local replica, hub sync, local API.
