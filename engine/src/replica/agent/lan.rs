@@ -227,7 +227,8 @@ impl Agent {
         })
     }
 
-    /// Lists the directory names that this terminal lacks: ask the peer.
+    /// Lists made at a terminal that the directory names and this one
+    /// lacks: ask the peer (HQ's lists come from the hub).
     fn peer_request_missing(&mut self, conn: ConnId) -> Vec<Output> {
         let Some(peer) = self.peers.get_mut(&conn) else {
             return Vec::new();
@@ -235,7 +236,11 @@ impl Agent {
         let mut missing: Vec<DocumentId> = self
             .dates
             .keys()
-            .filter(|id| !self.docs.contains_key(id) && !peer.session.has_document(**id))
+            .filter(|id| {
+                id.0.get_version_num() == 4
+                    && !self.docs.contains_key(id)
+                    && !peer.session.has_document(**id)
+            })
             .copied()
             .collect();
         missing.sort();
@@ -307,8 +312,12 @@ impl Agent {
         now_ms: i64,
     ) -> Vec<Output> {
         let dir = self.directory_id();
-        let ours =
-            doc_id == dir || self.docs.contains_key(&doc_id) || self.dates.contains_key(&doc_id);
+        // A list not held yet comes from a peer only if the directory
+        // names it and it is a list a terminal made (a random id, as the
+        // hub adopts): HQ's lists come from the hub (see `judge`).
+        let ours = doc_id == dir
+            || self.docs.contains_key(&doc_id)
+            || (self.dates.contains_key(&doc_id) && doc_id.0.get_version_num() == 4);
         let Some(peer) = self.peers.get_mut(&conn) else {
             return Vec::new();
         };
@@ -481,7 +490,7 @@ impl Agent {
         self.docs.insert(doc_id, Slot::from(doc));
         if doc_id == self.directory_id() {
             self.refresh_dates();
-        } else if !held && self.is_recent(doc_id, now_ms) || self.working.contains(&doc_id) {
+        } else if !held && self.is_recent(doc_id, now_ms) {
             self.working.insert(doc_id);
         }
         debug!(doc = %doc_id, "stored a peer terminal's changes");

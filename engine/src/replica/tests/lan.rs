@@ -321,3 +321,31 @@ fn a_peer_cannot_make_a_terminal_take_what_the_hub_would_refuse() {
     );
     assert_eq!(net.agents[0].lan_peers(), 0);
 }
+
+#[test]
+fn hqs_lists_and_roster_come_only_from_the_hub_not_through_a_peer() {
+    let mut net = Net::new(2);
+    let id = content(3).id;
+    net.connect(0);
+    net.run();
+    assert!(net.agents[0].document(id).is_some());
+    let mut lan = Lan::new();
+    lan.link(&mut net, 0, 1);
+    lan.run(&mut net);
+    assert_eq!(net.agents[1].lan_peers(), 1);
+    assert!(
+        net.agents[1].document(id).is_none(),
+        "HQ's list is not taken from a peer"
+    );
+    assert!(
+        net.agents[1]
+            .roster_worker(&"w1".parse().unwrap())
+            .is_none(),
+        "nor HQ's roster"
+    );
+    net.connect(1);
+    net.run();
+    lan.run(&mut net);
+    assert_eq!(net.agents[1].list(id).unwrap().tasks.len(), 3);
+    net.assert_same_heads(1, id);
+}
