@@ -72,9 +72,14 @@ impl Agent {
         self.lan_limits = limits;
     }
 
-    /// Peer terminals whose connection has completed the handshake.
+    /// Peer terminals synced with now (past the handshake): two that dial
+    /// each other are one terminal on two connections.
     pub fn lan_peers(&self) -> usize {
-        self.peers.values().filter(|p| p.session.is_open()).count()
+        self.peers
+            .values()
+            .filter_map(|p| p.session.remote())
+            .collect::<HashSet<_>>()
+            .len()
     }
 
     /// A connection this terminal opened to a peer terminal passed the

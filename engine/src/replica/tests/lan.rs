@@ -84,7 +84,10 @@ fn terminals_keep_each_other_current_while_the_hub_is_away_and_it_gets_everythin
     let mut lan = Lan::new();
     lan.link(&mut net, 0, 1);
     lan.link(&mut net, 1, 2);
+    // Terminal 1 also dials 0, which dialed it: one peer, two connections.
+    lan.link(&mut net, 1, 0);
     lan.run(&mut net);
+    assert_eq!(net.agents[0].lan_peers(), 1);
     assert_eq!(net.agents[1].lan_peers(), 2);
 
     let (_, out) = net.agents[0]
