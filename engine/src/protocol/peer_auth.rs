@@ -17,7 +17,7 @@
 //! with k = HMAC(token, "store-lan-v1" S). Sans-IO: nonces are arguments.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::ids::StoreId;
 
@@ -207,27 +207,12 @@ fn proof_matches(expected: &[u8; 32], given_hex: &str) -> bool {
         == 0
 }
 
-/// HMAC-SHA256 (RFC 2104) over the workspace's `sha2`: a dozen lines, so
-/// no second digest crate version (the `hmac` crate in the lock file is
-/// for `sha2` 0.11, which the engine does not use).
+/// HMAC-SHA256 (RFC 2104), from the RustCrypto `hmac` crate.
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| -> [u8; BLOCK] { block.map(|b| b ^ byte) };
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]
