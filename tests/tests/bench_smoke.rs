@@ -109,6 +109,11 @@ fn net_workloads_run_against_both_servers() {
             "{k}: the hub's status index is timed"
         );
         assert!(!r.memory.steps.is_empty(), "{k}: memory steps");
+        assert_eq!(
+            r.failover.as_ref().map(|f| f.stores > 0),
+            (kind.nodes() > 1).then_some(true),
+            "{k}: a cluster's failover ran"
+        );
         if kind.on_postgres() {
             assert!(
                 r.steady.db_cpu > std::time::Duration::ZERO,

@@ -28,6 +28,7 @@ const NOT_COPIED: &[&str] = &[
     "nodes",
     "store_leases",
     "lease_history",
+    "store_links",
 ];
 
 /// Rows per INSERT statement.

@@ -254,6 +254,20 @@ async fn run_one(
         out.fanout.p50.as_secs_f64() * 1e3,
         out.fanout.p99.as_secs_f64() * 1e3
     );
+    let mut srv = srv;
+    if kind.nodes() > 1 {
+        eprintln!("[{}] failover: kill -9 of a node ...", kind.label());
+        let f = workloads::failover(world, &mut srv, &mut fleet).await?;
+        eprintln!(
+            "[{}] failover of {} stores: leases held again after {:.2} s, every terminal synced after {:.2} s (p50 {:.2} s)",
+            kind.label(),
+            f.stores,
+            f.leases.as_secs_f64(),
+            f.served.as_secs_f64(),
+            f.served_p50.as_secs_f64()
+        );
+        out.failover = Some(f);
+    }
     fleet.disconnect_all().await;
     drop(fleet);
     srv.stop(Duration::from_secs(10))?;
@@ -497,6 +511,20 @@ impl std::fmt::Display for Report {
                     }),
                     true,
                 )),
+            ),
+            (
+                "**4 failover (cluster): kill -9 of a node; its stores held again / both terminals synced through the new node (p50 / max)**",
+                Box::new(|r| match &r.failover {
+                    Some(f) => format!(
+                        "{} stores: {} / {} / {}",
+                        f.stores,
+                        secs(f.leases),
+                        secs(f.served_p50),
+                        secs(f.served)
+                    ),
+                    None => "-".into(),
+                }),
+                None,
             ),
             (
                 "5 memory: RSS idle / all terminals connected",

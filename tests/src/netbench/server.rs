@@ -76,6 +76,8 @@ pub struct Server {
     /// The database server's directory, whose processes' CPU counts as
     /// the database's (PostgreSQL kinds).
     db_marker: Option<String>,
+    /// The database's URL (PostgreSQL kinds).
+    db_url: Option<String>,
 }
 
 impl Drop for Server {
@@ -145,7 +147,7 @@ impl Server {
             if let Some(db) = database {
                 extra.extend(["--database".to_owned(), db.url.clone()]);
                 if kind.nodes() > 1 {
-                    extra.extend(["--node".to_owned(), format!("n{}", n + 1)]);
+                    extra.extend(["--node".to_owned(), Server::node_name(n)]);
                 }
             }
             let (child, addr) = start_one(kind, programs, &data, &log, &extra)?;
@@ -159,6 +161,7 @@ impl Server {
             children,
             routes: Vec::new(),
             db_marker: database.map(|d| d.marker.clone()),
+            db_url: database.map(|d| d.url.clone()),
         };
         if kind.nodes() > 1 {
             let db = database.context("a cluster needs its database")?;
@@ -179,17 +182,29 @@ async fn wait_for_leases(url: &str, nodes: usize) -> Result<Vec<usize>> {
     loop {
         let rows = client
             .query(
-                "SELECT l.owner, l.expires_at > clock_timestamp()
+                "SELECT l.store_id, l.owner, l.expires_at > clock_timestamp()
                    FROM store_leases l ORDER BY l.store_id COLLATE \"C\"",
                 &[],
             )
             .await?;
+        // Settled: each store held by the node placement gives it among
+        // all of them (the first node up takes every store until the
+        // others join and take their shares).
+        let names: Vec<engine::ids::NodeId> = (0..nodes)
+            .map(|n| Server::node_name(n).parse().expect("a node name"))
+            .collect();
         let routes: Option<Vec<usize>> = rows
             .iter()
             .map(|r| {
-                let owner: Option<String> = r.get(0);
-                let live: bool = r.get(1);
-                let n: usize = owner?.strip_prefix('n')?.parse().ok()?;
+                let store: engine::ids::StoreId = r.get::<_, &str>(0).parse().ok()?;
+                let owner: Option<String> = r.get(1);
+                let live: bool = r.get(2);
+                let placed = engine::cluster::placement(&names, &store)?.to_string();
+                let n: usize = owner
+                    .filter(|o| *o == placed)?
+                    .strip_prefix('n')?
+                    .parse()
+                    .ok()?;
                 (live && (1..=nodes).contains(&n)).then_some(n - 1)
             })
             .collect();
@@ -203,7 +218,7 @@ async fn wait_for_leases(url: &str, nodes: usize) -> Result<Vec<usize>> {
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "the cluster's nodes did not take every store within 120 s"
+            "the cluster's nodes did not settle on their shares of the stores within 120 s"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -280,6 +295,31 @@ fn start_one(
 }
 
 impl Server {
+    /// SIGKILL node `n` of a cluster: no hand-over, no flush; its leases
+    /// must run out before another node takes its stores.
+    pub fn kill_node(&mut self, n: usize) -> Result<()> {
+        self.children[n].kill()?;
+        self.children[n].wait()?;
+        Ok(())
+    }
+
+    /// The stores (by index) node `n` serves, as of the start.
+    pub fn stores_of(&self, n: usize) -> Vec<usize> {
+        (0..self.routes.len())
+            .filter(|s| self.routes[*s] == n)
+            .collect()
+    }
+
+    /// The database's URL (PostgreSQL kinds).
+    pub fn database_url(&self) -> Option<String> {
+        self.db_url.clone()
+    }
+
+    /// Node names (`n1`..) as the cluster knows them.
+    pub fn node_name(n: usize) -> String {
+        format!("n{}", n + 1)
+    }
+
     pub fn pids(&self) -> Vec<u32> {
         self.children.iter().map(Child::id).collect()
     }

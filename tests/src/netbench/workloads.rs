@@ -131,12 +131,29 @@ impl Memory {
     }
 }
 
+/// Workload 4 (a cluster only): kill -9 of the node serving a third of
+/// the stores.
+#[derive(Debug, Clone, Default)]
+pub struct Failover {
+    /// Stores the killed node served.
+    pub stores: usize,
+    /// From the kill until every one of them is held by another node.
+    pub leases: Duration,
+    /// From the kill until both terminals of each of them hold a change
+    /// one of them made after the kill, through the store's new node.
+    pub served: Duration,
+    /// The same, p50 over the stores.
+    pub served_p50: Duration,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ServerResult {
     pub online: Duration,
     pub storm: Storm,
     pub steady: Steady,
     pub fanout: Fanout,
+    /// A cluster's failover (`None` for a single server).
+    pub failover: Option<Failover>,
     pub memory: Memory,
     /// RSS after the memory workload's disconnect, before its batches.
     pub memory_base_kib: u64,
@@ -873,4 +890,115 @@ pub async fn memory(
         },
         base,
     ))
+}
+
+/// Workload 4, for a cluster: kill -9 the node serving the most stores. Its stores' first
+/// terminals each record a change right after the kill (saved locally,
+/// as a worker's tap is), and both terminals of each store connect to the
+/// node placement gives the store among the survivors (what an agent told
+/// `moved` by any node does); that node holds their upgrade until it has
+/// claimed the store. Timed: until the database shows every store held
+/// again, and until both terminals of every store hold the new change.
+pub async fn failover(world: &World, server: &mut Server, fleet: &mut Fleet) -> Result<Failover> {
+    let nodes = server.addrs.len();
+    anyhow::ensure!(nodes > 1, "failover needs a cluster");
+    // The node serving the most stores (a third, at 1,000 stores).
+    let victim = (0..nodes)
+        .max_by_key(|n| server.stores_of(*n).len())
+        .expect("nodes");
+    let stores = server.stores_of(victim);
+    anyhow::ensure!(!stores.is_empty(), "the node to kill serves no store");
+    let survivors: Vec<engine::ids::NodeId> = (0..nodes)
+        .filter(|n| *n != victim)
+        .map(|n| Server::node_name(n).parse().expect("a node name"))
+        .collect();
+    let start = Instant::now();
+    server.kill_node(victim)?;
+    let mut pending = Vec::new();
+    for &s in &stores {
+        let doc = world.lists(s)[0];
+        let task = world.task_ids(doc)[0];
+        let (tx, rx) = oneshot::channel();
+        fleet.send(
+            terminal_of(s, 0),
+            Cmd::Record {
+                doc,
+                update: update(task, Status::Completed, 0),
+                done: Some(tx),
+            },
+        );
+        pending.push((s, doc, rx));
+    }
+    for (s, doc, rx) in pending {
+        let hash = rx
+            .await
+            .context("a terminal stopped")?
+            .map_err(|e| anyhow::anyhow!("recording a status change: {e}"))?;
+        let to = engine::cluster::placement(&survivors, &world.stores[s])
+            .context("no surviving node")?
+            .to_string();
+        let n: usize = to.trim_start_matches('n').parse::<usize>()? - 1;
+        for t in 0..2 {
+            fleet.send(
+                terminal_of(s, t),
+                Cmd::Goals(vec![(doc, Goal::Heads(vec![hash]))]),
+            );
+            fleet.send(
+                terminal_of(s, t),
+                Cmd::Connect {
+                    url: format!(
+                        "ws://{}/sync?token={}",
+                        server.addrs[n],
+                        super::fixture::store_token(s)
+                    ),
+                },
+            );
+        }
+    }
+    let url = server.database_url().context("a cluster has a database")?;
+    let names: Vec<String> = stores
+        .iter()
+        .map(|s| world.stores[*s].to_string())
+        .collect();
+    let killed = Server::node_name(victim);
+    let leases = tokio::spawn(async move {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        loop {
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM store_leases
+                      WHERE store_id = ANY($1) AND owner IS NOT NULL AND owner <> $2
+                        AND expires_at > clock_timestamp()",
+                    &[&names, &killed],
+                )
+                .await?;
+            if row.get::<_, i64>(0) as usize == names.len() {
+                return Ok::<_, anyhow::Error>(start.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let reports = fleet
+        .wait_count("failover", PHASE_TIMEOUT, 2 * stores.len(), |r| {
+            matches!(r, Report::Reached { .. })
+        })
+        .await?;
+    let leases = leases.await??;
+    let mut per_store: HashMap<usize, Duration> = HashMap::new();
+    for r in &reports {
+        if let Report::Reached { terminal, at, .. } = r {
+            let e = per_store.entry(terminal / 2).or_default();
+            *e = (*e).max(since(start, *at));
+        }
+    }
+    let mut times: Vec<Duration> = per_store.into_values().collect();
+    times.sort();
+    fleet.drain();
+    Ok(Failover {
+        stores: stores.len(),
+        leases,
+        served: times.last().copied().unwrap_or_default(),
+        served_p50: percentile(&times, 0.5),
+    })
 }
