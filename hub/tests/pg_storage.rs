@@ -58,4 +58,5 @@ conformance!(
     the_registry_keeps_its_rules,
     a_unit_of_work_is_durable_only_when_it_commits,
     the_status_index_answers_what_was_indexed,
+    hq_accounts_keep_their_rules,
 );

@@ -132,6 +132,46 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO store_leases (store_id) SELECT store_id FROM stores ON CONFLICT DO NOTHING;
     "#,
+    // 3: HQ's people (issue #23), as SQLite's schema v14: accounts,
+    // personal API tokens (hashed), and the audit, append-only (a trigger
+    // refuses UPDATE, DELETE and TRUNCATE).
+    r#"
+    CREATE TABLE hq_users (
+        user_id text PRIMARY KEY,
+        role text NOT NULL CHECK (role IN ('admin', 'editor', 'viewer')),
+        scope text NOT NULL,
+        password_hash text NOT NULL,
+        must_change_password boolean NOT NULL DEFAULT false,
+        disabled_at bigint,
+        created_at bigint NOT NULL
+    );
+    CREATE TABLE personal_tokens (
+        token_hash bytea PRIMARY KEY CHECK (length(token_hash) = 32),
+        user_id text NOT NULL,
+        label text NOT NULL DEFAULT '',
+        created_at bigint NOT NULL,
+        expires_at bigint,
+        revoked_at bigint
+    );
+    CREATE INDEX personal_tokens_by_user ON personal_tokens (user_id);
+    CREATE TABLE hq_audit (
+        id bigserial PRIMARY KEY,
+        at_ms bigint NOT NULL,
+        user_id text NOT NULL,
+        action text NOT NULL,
+        stores jsonb NOT NULL,
+        status integer NOT NULL,
+        outcome text NOT NULL
+    );
+    CREATE INDEX hq_audit_by_time ON hq_audit (at_ms);
+    CREATE INDEX hq_audit_by_user ON hq_audit (user_id, at_ms);
+    CREATE FUNCTION hq_audit_is_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'the HQ audit is append-only'; END $$;
+    CREATE TRIGGER hq_audit_is_append_only BEFORE UPDATE OR DELETE ON hq_audit
+        FOR EACH ROW EXECUTE FUNCTION hq_audit_is_append_only();
+    CREATE TRIGGER hq_audit_is_append_only_truncate BEFORE TRUNCATE ON hq_audit
+        FOR EACH STATEMENT EXECUTE FUNCTION hq_audit_is_append_only();
+    "#,
 ];
 
 /// Bring the database's tables to [`CURRENT_VERSION`], in one transaction
