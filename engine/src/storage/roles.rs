@@ -532,9 +532,13 @@ pub trait HubStorage:
     + Replica
     + Send
 {
+    /// This database as its [`HqAccounts`] role alone (the hub shell
+    /// writes accounts and the audit on the hub thread through it).
+    fn accounts_mut(&mut self) -> &mut dyn HqAccounts;
 }
 
-impl<T> HubStorage for T where
+impl<T> HubStorage for T
+where
     T: Documents
         + SyncStates
         + Registry
@@ -545,6 +549,9 @@ impl<T> HubStorage for T where
         + HqAccounts
         + UnitOfWork
         + Replica
-        + Send
+        + Send,
 {
+    fn accounts_mut(&mut self) -> &mut dyn HqAccounts {
+        self
+    }
 }

@@ -33,6 +33,8 @@ pub struct AppState {
     /// In a cluster: this node's advertised sync URL (HQ writes are
     /// passed between nodes at its HTTP base).
     pub cluster_address: Option<String>,
+    /// Failed sign-ins per account and source (`POST /api/login`).
+    pub sign_in: Arc<crate::sign_in::SignInLimiter>,
 }
 
 /// See `AppState::index_read_budget`: a dashboard read every few seconds
@@ -52,6 +54,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             leases: None,
             cluster_address: None,
+            sign_in: Arc::default(),
         }
     }
 
