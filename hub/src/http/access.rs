@@ -177,7 +177,11 @@ pub async fn authorize(State(auth): State<Authorizer>, req: Request, next: Next)
     // A request another node passed here was audited where it arrived.
     let audited = writes
         && !(state.leases.is_some() && req.headers().contains_key(super::forward::FORWARDED));
-    let action = format!("{} {}", req.method(), req.uri().path());
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| req.uri().path().to_owned(), |u| u.path().to_owned());
+    let action = format!("{} {path}", req.method());
 
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
