@@ -447,3 +447,47 @@ async fn a_setup_secret_must_be_replaced_at_the_first_sign_in() {
         .await;
     assert_eq!(s, 201);
 }
+
+/// The first start makes the first admin with a one-time setup secret in
+/// the data directory; later starts leave accounts alone.
+#[tokio::test]
+async fn the_first_start_makes_the_first_admin_with_a_setup_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened =
+        hub::data_dir::open(dir.path(), Default::default(), None, &Default::default()).unwrap();
+    let file = opened
+        .setup_secret_file
+        .clone()
+        .expect("made at the first start");
+    let secret = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/api", listener.local_addr().unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(hub::server::run(listener, opened.state, shutdown.clone()));
+    let login = |body: Value| {
+        let base = base.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{base}/login"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, v) = login(json!({"user": "admin", "password": secret,
+                              "new_password": "the admin's own"}))
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["role"], "admin");
+    let r = reqwest::Client::new()
+        .get(format!("{base}/users"))
+        .bearer_auth(v["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    shutdown.cancel();
+    drop(shutdown);
+}
