@@ -69,6 +69,22 @@ pub struct Opened {
     pub setup_secret_file: Option<PathBuf>,
 }
 
+/// Where the cluster's nodes keep the secret that marks a write passed
+/// between them as audited already (`http::access::AUDITED`).
+const AUDIT_SECRET_KEY: &str = "hq_audit_forward_secret";
+
+/// The secret under `key` in the shared database, made by the first node
+/// to start (under the startup lock).
+fn shared_secret(db: &mut PgDatabase, key: &str) -> anyhow::Result<String> {
+    use engine::storage::roles::Replica;
+    if let Some(s) = db.get_meta(key)? {
+        return Ok(String::from_utf8_lossy(&s).into_owned());
+    }
+    let s = random_token();
+    db.set_meta(key, s.as_bytes())?;
+    Ok(s)
+}
+
 /// The first HQ account, made at the first start.
 pub const FIRST_ADMIN: &str = "admin";
 
@@ -138,9 +154,10 @@ pub fn open(
             cluster: Some(Member { node, address }),
         } => {
             let view = Arc::new(LeaseView::default());
-            let store = PgDatabase::connect(url, node, actor)
+            let mut store = PgDatabase::connect(url, node, actor)
                 .context("opening the hub's PostgreSQL database")?;
             store.take_database(true)?;
+            let audit_secret = shared_secret(&mut store, AUDIT_SECRET_KEY)?;
             let store = store.with_leases(view.clone());
             let served = view.clone();
             let mut opened = open_on(
@@ -152,6 +169,7 @@ pub fn open(
                 Some(served),
             )?;
             opened.state.leases = Some(view.clone());
+            opened.state.audit_secret = Some(audit_secret.into());
             opened.state.cluster_address = Some(address.clone());
             opened.cluster = Some(ClusterNode {
                 url: url.clone(),

@@ -157,6 +157,22 @@ async fn a_write_passed_between_nodes_is_checked_at_both_and_audited_once() {
     assert_eq!(lists[1]["user"], "vi");
     assert_eq!(lists[1]["status"], 403);
 
+    // A client claiming its write was passed on and audited already is
+    // audited all the same: it does not know the nodes' secret.
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/api/purge", a.addr))
+        .bearer_auth(&ed)
+        .header("x-hub-forwarded", "1")
+        .header("x-hub-audited", "1")
+        .json(&json!({"store": stores[0]}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let (_, audit) = a.call("admin", Method::GET, "/audit?user=ed", None).await;
+    assert_eq!(audit[0]["action"], "POST /api/purge", "{audit}");
+    assert_eq!(audit[0]["status"], status);
+
     // A personal token is not a sync token.
     let refused = common::connect(&a.addr, Some(&ed)).await;
     assert_eq!(refused.err(), Some(401));

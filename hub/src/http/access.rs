@@ -30,6 +30,10 @@ use super::reply::ApiError;
 use super::state::AppState;
 use crate::runtime::now_ms;
 
+/// On a write one cluster node passes to another: the nodes' shared
+/// secret (`AppState::audit_secret`), saying the node it reached audited it.
+pub const AUDITED: &str = "x-hub-audited";
+
 /// Largest request body read to find the stores it names.
 const MAX_BODY: usize = 8 * 1024 * 1024;
 
@@ -174,16 +178,29 @@ pub async fn authorize(State(auth): State<Authorizer>, req: Request, next: Next)
         Err(e) => return ApiError::from(e).into_response(),
     };
     let writes = method != Method::GET;
-    // A request another node passed here was audited where it arrived.
-    let audited = writes
-        && !(state.leases.is_some() && req.headers().contains_key(super::forward::FORWARDED));
+    // A request another node passed here was audited where it arrived
+    // (once per action, by the node the operator reached).
+    let passed_audited = match (&state.audit_secret, req.headers().get(AUDITED)) {
+        (Some(secret), Some(v)) => v.as_bytes() == secret.as_bytes(),
+        _ => false,
+    };
+    let audited = writes && !passed_audited;
     let path = req
         .extensions()
         .get::<axum::extract::OriginalUri>()
         .map_or_else(|| req.uri().path().to_owned(), |u| u.path().to_owned());
     let action = format!("{} {path}", req.method());
 
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    parts.headers.remove(AUDITED);
+    if let Some(v) = state
+        .audit_secret
+        .as_deref()
+        .and_then(|s| axum::http::HeaderValue::from_str(s).ok())
+    {
+        // Passed on to other nodes (`forward`), which do not audit it again.
+        parts.headers.insert(AUDITED, v);
+    }
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
     };
