@@ -301,8 +301,19 @@ async fn a_viewer_publishing_gets_403_and_a_scoped_editor_404_and_the_audit_says
             .any(|r| r["status"] == 403 && r["action"] == "POST /api/lists"),
         "{val}"
     );
-    // The admin token's writes are audited under its own name; reads are not.
+    // The admin token's writes are audited under its own name; reads are
+    // not; a write to every store names "*".
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/purge",
+            Some(json!({"before": "2020-01-01"})),
+        )
+        .await;
+    assert_eq!(s, 200, "a dry run: {v}");
     let (_, mine) = api.call(Method::GET, "/audit?user=admin-token", None).await;
+    assert_eq!(mine[0]["action"], "POST /api/purge");
+    assert_eq!(mine[0]["stores"], json!(["*"]));
     let actions: Vec<&str> = mine
         .as_array()
         .unwrap()

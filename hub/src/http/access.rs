@@ -225,7 +225,7 @@ pub async fn authorize(State(auth): State<Authorizer>, req: Request, next: Next)
         at_ms: now_ms(),
         user: caller.audit_name(),
         action,
-        stores: named.stores.iter().map(|s| s.to_string()).collect(),
+        stores: audited_stores(reach, &named),
         status: answer.status().as_u16(),
         outcome,
     };
@@ -317,6 +317,19 @@ fn named_stores(
         }
     }
     named
+}
+
+/// What the audit records as a write's stores: those it named, its store
+/// groups as `group:<id>`, and `*` for a write that reaches every store.
+fn audited_stores(reach: Reach, named: &Named) -> Vec<String> {
+    let mut out: Vec<String> = named.stores.iter().map(|s| s.to_string()).collect();
+    out.extend(named.groups.iter().map(|g| format!("group:{g}")));
+    let fleet = matches!(reach, Reach::Fleet { .. })
+        || (reach == Reach::Named && out.is_empty() && !named.unparsed);
+    if fleet {
+        out.push("*".into());
+    }
+    out
 }
 
 /// `a=1&b=2` as pairs, percent-decoded.
