@@ -97,6 +97,9 @@ pub async fn run(node: ClusterNode, hub: HubHandle, shutdown: CancellationToken)
                 }
             }
             close_expired(&node.view, &hub).await;
+            if let Err(e) = share_links(&node.view, &hub, &leases).await {
+                warn!(error = %e, "could not share the stores' connections with the cluster");
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     if let Err(e) = leases.leave().await {
@@ -124,6 +127,33 @@ async fn connect(url: &str) -> Option<tokio_postgres::Client> {
             warn!(error = %e, "cannot reach PostgreSQL for the leases");
             None
         }
+    }
+}
+
+/// Share the connections and last sync of the stores this node serves,
+/// and learn every other node's (for the dashboard, `GET /api/stores`).
+async fn share_links(
+    view: &Arc<LeaseView>,
+    hub: &HubHandle,
+    leases: &Leases,
+) -> Result<(), tokio_postgres::Error> {
+    let held: Vec<StoreId> = view.held().into_iter().map(|(s, _)| s).collect();
+    let mine = hub
+        .call(move |hub, _now| {
+            let links = hub.store_links();
+            let mine: Vec<(StoreId, engine::replica::StoreLink)> = held
+                .into_iter()
+                .map(|s| {
+                    let link = links.get(&s).cloned().unwrap_or_default();
+                    (s, link)
+                })
+                .collect();
+            (mine, Vec::new())
+        })
+        .await;
+    match mine {
+        Ok(mine) => leases.share_links(&mine).await,
+        Err(_) => Ok(()),
     }
 }
 

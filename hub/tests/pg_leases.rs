@@ -299,3 +299,30 @@ fn nodes_starting_together_on_a_new_database_agree_on_its_storage_id_and_admin_t
         .collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
 }
+
+#[test]
+fn a_node_that_takes_a_store_back_reads_what_another_node_wrote_meanwhile() {
+    let Some(c) = Cluster::new() else { return };
+    let mut setup = PgDatabase::connect(&c.url, "setup", [1; 16]).unwrap();
+    register(&mut setup, &[1]);
+    let (mut leases_a, a) = c.node("node-a");
+    let (mut leases_b, mut b) = c.node("node-b");
+    let hq = changes(9, 9)[0].hash();
+
+    c.rt.block_on(leases_a.claim(&[store(1)])).unwrap();
+    // A reads (and remembers) what HQ vouches for in the list: nothing yet.
+    assert_eq!(a.known_content(doc(1)).unwrap(), vec![]);
+
+    // B takes the store over and HQ publishes through it.
+    c.psql("UPDATE store_leases SET expires_at = clock_timestamp() - interval '1 second'");
+    c.rt.block_on(leases_b.claim(&[store(1)])).unwrap();
+    b.add_known_content(doc(1), &[hq]).unwrap();
+
+    // A takes the store back: it must see B's write, or it would refuse
+    // HQ's own content as forged.
+    c.psql("UPDATE store_leases SET expires_at = clock_timestamp() - interval '1 second'");
+    let claimed = c.rt.block_on(leases_a.claim(&[store(1)])).unwrap();
+    assert_eq!(claimed, vec![(store(1), 3)]);
+    assert_eq!(a.known_content(doc(1)).unwrap(), vec![hq]);
+    drop((leases_a, leases_b));
+}

@@ -57,6 +57,7 @@ conformance!(
     sync_state_is_kept_per_peer_and_goes_with_its_document,
     the_registry_keeps_its_rules,
     a_unit_of_work_is_durable_only_when_it_commits,
+    a_batch_reads_its_own_writes,
     the_status_index_answers_what_was_indexed,
     hq_accounts_keep_their_rules,
 );

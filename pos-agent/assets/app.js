@@ -241,7 +241,12 @@ function renderSync() {
   const waiting = s.unconfirmed_changes === 0
     ? t("sync.confirmed")
     : tn("sync.waiting", s.unconfirmed_changes);
-  $("#sync-text").textContent = t(s.online ? "sync.online" : "sync.offline", { last: timeOf(s.last_sync_ms), waiting });
+  box.dataset.lanPeers = String(s.lan_peers ?? 0);
+  const last = timeOf(s.last_sync_ms);
+  // Offline with peers: the store's terminals still keep each other current.
+  $("#sync-text").textContent = !s.online && s.lan_peers > 0
+    ? t("sync.lan", { terminals: tn("sync.terminals", s.lan_peers), last, waiting })
+    : t(s.online ? "sync.online" : "sync.offline", { last, waiting });
   const rej = $("#rejections");
   if (s.rejected.length) {
     rej.hidden = false;

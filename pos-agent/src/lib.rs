@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod lan;
 pub mod runtime;
 pub mod sessions;
 pub mod sync_client;

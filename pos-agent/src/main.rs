@@ -39,6 +39,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once at start: `Run`'s size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the agent: local replica, hub sync, local API.
@@ -86,6 +88,15 @@ enum Cmd {
         #[arg(long, env = "POS_AGENT_KEEPALIVE_SECS", default_value_t = 15,
               value_parser = clap::value_parser!(u64).range(1..=3600))]
         keepalive_secs: u64,
+        /// Another terminal of this store to sync with directly, e.g.
+        /// ws://10.0.0.12:7879/lan (its --peer-listen address); repeat for
+        /// each. Works with the hub down; the store token never crosses.
+        #[arg(long = "peer", env = "POS_AGENT_PEERS", value_delimiter = ',')]
+        peers: Vec<String>,
+        /// Where this terminal accepts the store's other terminals, e.g.
+        /// 0.0.0.0:7879 (off by default; they must hold the store token).
+        #[arg(long, env = "POS_AGENT_PEER_LISTEN")]
+        peer_listen: Option<SocketAddr>,
     },
     /// List tasks on this terminal.
     Tasks,
@@ -232,6 +243,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             notify_window,
             time_zone,
             keepalive_secs,
+            peers,
+            peer_listen,
         } => {
             let api_cfg = pos_agent::api::ApiConfig {
                 notify_window_minutes: notify_window,
@@ -252,22 +265,65 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (1..=1440).contains(&notify_window),
                 "--notify-window is minutes, from 1 to 1440"
             );
+            for url in &peers {
+                anyhow::ensure!(
+                    url.starts_with("ws://") || url.starts_with("wss://"),
+                    "--peer {url:?} is not a WebSocket URL such as ws://10.0.0.12:7879/lan"
+                );
+            }
             let terminal = pos_agent::agent::open(&data, store.as_deref(), terminal.parse()?)?;
             let shutdown = CancellationToken::new();
             let listener = tokio::net::TcpListener::bind(http)
                 .await
                 .with_context(|| format!("listening on {http}"))?;
+            let peer_listener = match peer_listen {
+                Some(addr) => Some(
+                    tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("listening for peer terminals on {addr}"))?,
+                ),
+                None => None,
+            };
+            let lan_addr = match &peer_listener {
+                Some(l) => format!(", peers at ws://{}/lan", l.local_addr()?),
+                None => String::new(),
+            };
             println!(
-                "pos-agent for store {} listening on http://{} (hub: {hub})",
+                "pos-agent for store {} listening on http://{} (hub: {hub}{lan_addr})",
                 terminal.store,
                 listener.local_addr()?
             );
+            let keepalive = Keepalive::every(Duration::from_secs(keepalive_secs));
+            if peer_listener.is_some() || !peers.is_empty() {
+                let mut lan = pos_agent::lan::LanConfig::new(
+                    engine::protocol::peer_auth::PeerKey::derive(&token, &terminal.store),
+                );
+                lan.keepalive = keepalive;
+                let lan = std::sync::Arc::new(lan);
+                if let Some(l) = peer_listener {
+                    tokio::spawn(pos_agent::lan::serve(
+                        l,
+                        lan.clone(),
+                        terminal.handle.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+                for url in peers {
+                    tokio::spawn(pos_agent::lan::dial(
+                        url,
+                        lan.clone(),
+                        terminal.handle.clone(),
+                        Backoff::default(),
+                        shutdown.clone(),
+                    ));
+                }
+            }
             let sync = tokio::spawn(sync_client::run(
                 hub,
                 token,
                 terminal.handle.clone(),
                 Backoff::default(),
-                Keepalive::every(Duration::from_secs(keepalive_secs)),
+                keepalive,
                 shutdown.clone(),
             ));
             let stop = shutdown.clone();

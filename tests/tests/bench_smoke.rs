@@ -69,7 +69,13 @@ fn net_workloads_run_against_both_servers() {
         },
         cache: work.path().join("cache"),
         work: work.path().to_path_buf(),
-        servers: vec![Kind::Hub, Kind::Baseline],
+        servers: if hub::pg::testing::PgServer::shared().is_some() {
+            // Three nodes on PostgreSQL as well (one database server,
+            // durable, of the run's own).
+            vec![Kind::Hub, Kind::HubPg3, Kind::Baseline]
+        } else {
+            vec![Kind::Hub, Kind::Baseline]
+        },
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let report = runtime.block_on(netbench::run(&opts)).unwrap();
@@ -99,11 +105,24 @@ fn net_workloads_run_against_both_servers() {
         assert_eq!(r.fanout.stores, stores, "{k}: every store got the new list");
         assert_eq!(
             r.storm.index_all.is_some(),
-            *kind == Kind::Hub,
+            kind.is_hub(),
             "{k}: the hub's status index is timed"
         );
         assert!(!r.memory.steps.is_empty(), "{k}: memory steps");
+        if kind.on_postgres() {
+            assert!(
+                r.steady.db_cpu > std::time::Duration::ZERO,
+                "{k}: the database server's CPU is counted"
+            );
+        }
     }
+    assert_eq!(
+        report.results.len() + report.failures.len(),
+        opts.servers.len(),
+        "every server ran: {:?}",
+        report.failures
+    );
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
     // The table renders with both columns.
     let table = report.to_string();
     assert!(
@@ -156,10 +175,11 @@ async fn reconnect_case(kind: Kind, programs: &Programs, work: &Path) -> anyhow:
     let label = kind.label().replace(' ', "-");
     let data = work.join(format!("{label}-data"));
     match kind {
-        Kind::Hub => fixture::hub_data(&world, &cache, &data)?,
         Kind::Baseline => std::fs::create_dir_all(&data)?,
+        _ => fixture::hub_data(&world, &cache, &data)?,
     }
-    let mut srv = Server::start(kind, programs, &data, &work.join(format!("{label}.log")))?;
+    let log = work.join(format!("{label}.log"));
+    let mut srv = Server::start(kind, programs, &data, &log, None).await?;
     if kind == Kind::Baseline {
         let fixture_dir = work.join("fixture");
         fixture::hub_data(&world, &cache, &fixture_dir)?;
@@ -168,6 +188,7 @@ async fn reconnect_case(kind: Kind, programs: &Programs, work: &Path) -> anyhow:
     let proxy = FaultProxy::start(srv.addr.clone()).await;
     // From here on the terminals reach the server through the proxy.
     srv.addr = proxy.addr();
+    srv.addrs = vec![proxy.addr()];
     let n = 2 * sizes.stores;
     let policy = ReconnectPolicy {
         min_delay: Duration::from_millis(100),

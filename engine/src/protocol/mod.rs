@@ -9,6 +9,7 @@ pub use wire::{
     decode, encode, select_protocol_version, PeerId, PeerMetadata, RemoteHeads, SessionId,
     StorageId, WireError, WireLimits, WireMessage, PROTOCOL_V1,
 };
+pub mod peer_auth;
 pub mod session;
 
 pub use session::{ProtocolError, Role, Session, SessionEvent};

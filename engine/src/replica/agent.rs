@@ -31,6 +31,9 @@ use crate::protocol::wire::{self, PeerId, PeerMetadata, StorageId, WireLimits, W
 use crate::protocol::{Session, SessionEvent};
 use crate::storage::{self, SqliteDatabase, StorageError};
 
+mod lan;
+pub use lan::LanLimits;
+
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub store_id: StoreId,
@@ -66,6 +69,8 @@ pub struct SyncStatus {
     /// hub's and took a fresh actor id (oldest first, the last
     /// `ACTOR_CHANGES_KEPT`).
     pub actor_changes: Vec<ActorChange>,
+    /// Other terminals of the store this one syncs with directly now.
+    pub lan_peers: usize,
 }
 
 /// The terminal's actor history of a document diverged from the hub's: the
@@ -172,6 +177,10 @@ pub struct Agent {
     /// The hub node said this store moved (see [`Moved`]): kept until the
     /// connection's owner asks ([`Agent::take_moved`]) where to go next.
     moved: Option<Moved>,
+    /// Connections with the store's other terminals (see `lan`), by the
+    /// shell's number for them (never `CONN`, the hub's).
+    peers: BTreeMap<ConnId, lan::Peer>,
+    lan_limits: LanLimits,
 }
 
 /// How often one connection offers a list again after "unavailable".
@@ -205,6 +214,8 @@ impl Agent {
             log_summaries: HashMap::new(),
             unsyncable: BTreeSet::new(),
             moved: None,
+            peers: BTreeMap::new(),
+            lan_limits: LanLimits::default(),
         };
         let dir = agent.directory_id();
         agent.doc(dir);
@@ -321,6 +332,7 @@ impl Agent {
                     self.docs.remove(&id);
                     self.working.remove(&id);
                     self.refetch.insert(id);
+                    self.peers_forget(id);
                     if let Some(s) = self.session.as_mut() {
                         s.drop_document(id);
                     }
@@ -476,6 +488,7 @@ impl Agent {
                 .map(RecordedRefusal::from_record)
                 .collect(),
             actor_changes: read_actor_changes(&self.db)?,
+            lan_peers: self.lan_peers(),
         })
     }
 
@@ -628,6 +641,7 @@ impl Agent {
             }
         }
         self.docs.insert(doc_id, Slot::from(rebuilt));
+        self.peers_forget(doc_id);
         let Some(session) = self.session.as_mut() else {
             return Ok(Vec::new());
         };
@@ -875,6 +889,7 @@ impl Agent {
         }
         self.log_summaries.remove(&doc_id);
         self.docs.insert(doc_id, Slot::from(rebuilt));
+        self.peers_forget(doc_id);
         let Some(session) = self.session.as_mut() else {
             return Ok(Vec::new());
         };
@@ -896,6 +911,7 @@ impl Agent {
                 if self.unconfirmed_docs.remove(&doc_id) {
                     let _ = write_unconfirmed(&mut self.db, &self.unconfirmed_docs);
                 }
+                self.peers_forget(doc_id);
                 if let Some(s) = self.session.as_mut() {
                     s.drop_document(doc_id);
                 }
@@ -1271,22 +1287,21 @@ impl Agent {
         }
     }
 
-    /// The next sync message for a loaded document, if connected.
+    /// The next sync message for a loaded document to the hub, if
+    /// connected, and to every peer terminal.
     fn push(&mut self, doc_id: DocumentId) -> Vec<Output> {
+        let mut out = self.push_to_peers(doc_id, None);
         let (Some(session), Some(doc)) = (
             self.session.as_mut(),
             self.docs.get(&doc_id).and_then(OnceCell::get),
         ) else {
-            return Vec::new();
+            return out;
         };
-        session
-            .generate(doc_id, doc)
-            .map(|m| Output::Send {
-                conn: CONN,
-                frame: wire::encode(&m),
-            })
-            .into_iter()
-            .collect()
+        out.extend(session.generate(doc_id, doc).map(|m| Output::Send {
+            conn: CONN,
+            frame: wire::encode(&m),
+        }));
+        out
     }
 
     fn send(msg: WireMessage) -> Output {

@@ -29,7 +29,7 @@ pub struct StoreActivity {
 }
 
 /// What the admin API reports for one store.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreLink {
     pub connections: usize,
     /// Unix ms, from this run (the database may know an older time).

@@ -22,6 +22,7 @@ mod batch;
 mod cluster;
 mod diverged;
 mod identity;
+mod lan;
 
 struct Net {
     _dir: tempfile::TempDir,
@@ -104,9 +105,11 @@ impl Net {
         }
     }
 
+    /// Agent `i`'s frames to the hub (connection 0; others go to peer
+    /// terminals, which `tests::lan` carries).
     fn route_agent(&mut self, i: usize, out: Vec<Output>) {
         for o in out {
-            if let Output::Send { frame, .. } = o {
+            if let Output::Send { conn: 0, frame } = o {
                 self.queue.push_back((true, i, frame));
             }
         }

@@ -259,6 +259,77 @@ pub fn a_unit_of_work_is_durable_only_when_it_commits(b: &impl Backend) {
     );
 }
 
+/// A batch reads its own writes, whichever way a backend sends them
+/// (PostgreSQL holds a batch's hot-path rows until something must see
+/// them): changes, claimed actors, sync states, sync times and index
+/// marks written inside a batch are there for reads in the same batch,
+/// and the rows of an undone operation are not, while the batch's
+/// earlier rows are.
+pub fn a_batch_reads_its_own_writes(b: &impl Backend) {
+    let store: StoreId = "store-042".parse().unwrap();
+    let principal = Principal::Store(store.clone());
+    let peer = PeerId::from("till-1");
+    let (d1, d2, d3) = (doc_id(11), doc_id(12), doc_id(13));
+    let mut db = b.open();
+    db.put_store(&StoreRecord {
+        id: store.clone(),
+        name: "Store 42".into(),
+        time_zone: "Europe/Berlin".into(),
+    })
+    .unwrap();
+    db.set_doc_owner(d1, &store, DocKind::Instance).unwrap();
+    db.begin_batch().unwrap();
+    let cs = changes(21);
+    let actor = cs[0].actor_id().clone();
+    db.commit_accepted(d1, &cs, std::slice::from_ref(&actor), &principal)
+        .unwrap();
+    db.save_sync_state(&peer, d1, b"state one").unwrap();
+    db.save_sync_states(&peer, &[(d1, b"state two".to_vec())])
+        .unwrap();
+    db.record_store_sync(&[(store.clone(), NOW)]).unwrap();
+    db.mark_index_due(&[d1]).unwrap();
+    assert_eq!(
+        db.load_document(d1)
+            .unwrap()
+            .unwrap()
+            .get_changes(&[])
+            .len(),
+        3
+    );
+    assert_eq!(db.actor_owner(&actor).unwrap(), Some(principal.clone()));
+    assert_eq!(
+        db.load_sync_state(&peer, d1).unwrap().as_deref(),
+        Some(&b"state two"[..]),
+        "the last state written wins"
+    );
+    assert!(db
+        .store_sync_times()
+        .unwrap()
+        .contains(&(store.clone(), NOW)));
+    assert!(db.index_due().unwrap().contains(&d1));
+    // Written after the reads above, then an operation undone.
+    db.append_changes(d2, &changes(22)).unwrap();
+    db.begin_operation().unwrap();
+    db.append_changes(d3, &changes(23)).unwrap();
+    db.save_sync_state(&peer, d2, b"undone").unwrap();
+    db.rollback_operation().unwrap();
+    assert!(db.load_document(d3).unwrap().is_none(), "undone");
+    assert!(db.load_sync_state(&peer, d2).unwrap().is_none(), "undone");
+    db.commit_batch().unwrap();
+    drop(db);
+    let db = b.open();
+    assert!(db.load_document(d1).unwrap().is_some());
+    assert!(
+        db.load_document(d2).unwrap().is_some(),
+        "held before the operation"
+    );
+    assert!(db.load_document(d3).unwrap().is_none());
+    assert_eq!(
+        db.load_sync_state(&peer, d1).unwrap().as_deref(),
+        Some(&b"state two"[..])
+    );
+}
+
 /// The status index: what is indexed is what the readers get, it goes
 /// with `unindex_instance`, and lists marked due stay due until indexed.
 pub fn the_status_index_answers_what_was_indexed(b: &impl Backend) {
@@ -501,6 +572,11 @@ mod sqlite {
     #[test]
     fn sqlite_passes_a_unit_of_work_is_durable_only_when_it_commits() {
         a_unit_of_work_is_durable_only_when_it_commits(&backend());
+    }
+
+    #[test]
+    fn sqlite_passes_a_batch_reads_its_own_writes() {
+        a_batch_reads_its_own_writes(&backend());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod conformance;
 mod delegate;
 mod error;
 pub mod index_rows;
+pub mod read_cache;
 pub mod roles;
 pub mod sqlite;
 

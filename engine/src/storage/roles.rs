@@ -24,7 +24,10 @@ use crate::template::Template;
 /// Documents and their changes: what every replica keeps (the agent and the hub).
 pub trait Documents {
     /// Persist `changes` of `doc` in one transaction; returns how many were
-    /// not already stored as change rows.
+    /// not already stored as change rows. Inside a batch a backend may hold
+    /// the rows until something reads them or the batch commits (the hub's
+    /// PostgreSQL backend does); it then counts the changes the batch had
+    /// not written yet.
     ///
     /// Storing a change twice is a no-op (rows are keyed by document and
     /// change hash), so a peer resending changes costs nothing. A change that

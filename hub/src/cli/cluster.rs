@@ -41,6 +41,22 @@ pub async fn cluster(cmd: ClusterCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `hub copy-to-postgres`: what was copied, table by table.
+pub async fn copy_to_postgres(data: &std::path::Path, database: &str) -> anyhow::Result<()> {
+    let file = data.join("hub.db");
+    let copied = crate::pg::copy::copy_to_postgres(&file, database)
+        .await
+        .with_context(|| format!("copying {} to PostgreSQL", file.display()))?;
+    for (table, rows) in &copied.tables {
+        println!("{table:<20} {rows:>10} rows");
+    }
+    println!(
+        "copied {}; start the hub with: hub serve --database <URL> [--node NAME --advertise URL]",
+        file.display()
+    );
+    Ok(())
+}
+
 /// The two tables `hub cluster status` prints.
 fn render(nodes: &[NodeRow], leases: &[LeaseRow]) -> String {
     let mut out = String::new();

@@ -143,6 +143,16 @@ pub enum Cmd {
         #[arg(long)]
         limit: Option<u32>,
     },
+    /// Copy a stopped hub's data (DATA/hub.db) into an empty PostgreSQL
+    /// database, to run it as `hub serve --database URL` from then on.
+    CopyToPostgres {
+        /// The hub's data directory, as given to `hub serve --data`.
+        #[arg(long, default_value = "hub-data")]
+        data: std::path::PathBuf,
+        /// The PostgreSQL database to copy into (created tables, no data).
+        #[arg(long, env = "HUB_DATABASE")]
+        database: String,
+    },
 }
 
 impl Cli {
@@ -171,6 +181,9 @@ impl Cli {
                 user,
                 limit,
             } => accounts::audit(&remote, since, user, limit).await,
+            Cmd::CopyToPostgres { data, database } => {
+                cluster::copy_to_postgres(&data, &database).await
+            }
             Cmd::Workers { remote, cmd } => workers(&remote, cmd).await,
             Cmd::Groups { remote, cmd } => groups(&remote, cmd).await,
             Cmd::Purge {

@@ -128,15 +128,26 @@ fn add_new_store(hub: &mut Hub, rec: &StoreRecord) -> Result<(), ApiError> {
 /// Every store with whether it is online now (at least one authenticated
 /// sync connection), how many connections it has, and when it last synced
 /// (RFC 3339, or null if never).
+///
+/// In a cluster a store's terminals are connected to the node serving it:
+/// every node answers with what the serving nodes shared at the last lease
+/// round (`LeaseView::links`, at most about a second old), so the
+/// dashboard shows the same whichever node it asks.
 async fn list_stores(State(state): State<AppState>, headers: HeaderMap) -> Response {
     hq_read!(state, headers);
+    let cluster = state.leases.as_ref().map(|view| view.links());
     let r = state
         .hub
         // On the hub thread, so it agrees with the hub's connections.
         .call_soon(move |hub, _| {
             let stores = hub.stores_with_status().map(|v| {
                 v.into_iter()
-                    .map(|s| {
+                    .map(|mut s| {
+                        if let Some(links) = &cluster {
+                            let link = links.get(&s.store.id).cloned().unwrap_or_default();
+                            s.connections = link.connections;
+                            s.last_sync_ms = s.last_sync_ms.max(link.last_sync_ms);
+                        }
                         json!({"id": s.store.id, "name": s.store.name,
                                "time_zone": s.store.time_zone,
                                "online": s.connections > 0, "connections": s.connections,

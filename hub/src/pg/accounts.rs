@@ -22,7 +22,7 @@ fn user_of(location: &str, r: &Row) -> Result<HqUser, Failure> {
             ))
         })?,
         password_hash: r.get(3),
-        must_change_password: r.get(4),
+        must_change_password: r.get::<_, i32>(4) != 0,
         disabled_at: r.get(5),
         created_at: r.get(6),
     })
@@ -50,7 +50,7 @@ impl HqAccounts for PgDatabase {
                     &user.role.as_str(),
                     &user.scope.encode(),
                     &user.password_hash,
-                    &user.must_change_password,
+                    &i32::from(user.must_change_password),
                     &user.disabled_at,
                     &user.created_at,
                 ],
@@ -213,7 +213,7 @@ impl HqAccounts for PgDatabase {
         self.write(async |tx| {
             tx.execute(
                 "INSERT INTO hq_audit (at_ms, user_id, action, stores, status, outcome)
-                 VALUES ($1, $2, $3, $4::text::jsonb, $5, $6)",
+                 VALUES ($1, $2, $3, $4, $5, $6)",
                 &[
                     &entry.at_ms,
                     &entry.user,
@@ -234,7 +234,7 @@ impl HqAccounts for PgDatabase {
         self.read(async |tx| {
             let rows = tx
                 .query(
-                    "SELECT at_ms, user_id, action, stores::text, status, outcome FROM hq_audit
+                    "SELECT at_ms, user_id, action, stores, status, outcome FROM hq_audit
                       WHERE at_ms >= $1 AND ($2::text IS NULL OR user_id = $2)
                       ORDER BY at_ms DESC, id DESC LIMIT $3",
                     &[&since, &query.user, &limit],

@@ -28,6 +28,9 @@ impl Documents for PgDatabase {
         if changes.is_empty() {
             return Ok(0);
         }
+        if let Some(new) = self.hold(&[doc], &[], |p| p.changes(doc, changes)) {
+            return Ok(new);
+        }
         self.write(async |tx| append_in(tx, doc, changes).await)
     }
 

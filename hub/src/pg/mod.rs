@@ -21,10 +21,12 @@
 //!   transaction, so several queries see one state.
 
 mod accounts;
+pub mod copy;
 mod documents;
 mod errors;
 mod groups;
 pub mod lease;
+mod pending;
 mod registry;
 mod schema;
 mod status_index;
@@ -40,9 +42,11 @@ use std::sync::Arc;
 
 use automerge::ActorId;
 use engine::ids::{DocumentId, StoreId};
+use engine::storage::read_cache::ReadCache;
 use engine::storage::roles::{Replica, UnitOfWork};
 use engine::storage::StorageError;
 use lease::LeaseView;
+use pending::Pending;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
@@ -78,6 +82,13 @@ pub struct PgDatabase {
     /// Which store each document belongs to (a document never changes
     /// store), so most writes find their store without a query.
     owners: RefCell<HashMap<DocumentId, StoreId>>,
+    /// Rows the hub reads for every batch (`engine::storage::read_cache`);
+    /// never used by a reader, whose writer is another connection.
+    cache: RefCell<ReadCache>,
+    /// `LeaseView::takeovers` when `cache` was last known good.
+    cache_takeovers: Cell<u64>,
+    /// Rows the open batch wrote and has not sent yet (`pending`).
+    pending: RefCell<Pending>,
 }
 
 /// What a unit of work wrote: stores, and documents whose store was not
@@ -87,6 +98,9 @@ struct Touched {
     stores: BTreeSet<StoreId>,
     documents: BTreeSet<DocumentId>,
 }
+
+/// The stores of the documents a unit of work wrote, for the fence.
+const DOC_STORES: &str = "SELECT DISTINCT store_id FROM doc_owners WHERE doc_id = ANY($1)";
 
 /// Session advisory lock that says how hubs use a database: held
 /// exclusively by a lone hub, shared by cluster nodes.
@@ -152,6 +166,28 @@ impl Tx<'_> {
         let st = self.client.prepare(sql).await?;
         self.prepared.borrow_mut().insert(sql, st.clone());
         Ok(st)
+    }
+
+    /// Prepare those of `sqls` this connection has not prepared yet, all
+    /// at once (statements about to be pipelined must all be ready, or one
+    /// waiting for its prepare would go out behind the ones after it).
+    pub(crate) async fn prepare_all(
+        &self,
+        sqls: &[&'static str],
+    ) -> Result<(), tokio_postgres::Error> {
+        let missing: Vec<&'static str> = {
+            let prepared = self.prepared.borrow();
+            sqls.iter()
+                .copied()
+                .filter(|s| !prepared.contains_key(s))
+                .collect()
+        };
+        let done =
+            futures_util::future::join_all(missing.iter().map(|s| self.client.prepare(s))).await;
+        for (sql, st) in missing.into_iter().zip(done) {
+            self.prepared.borrow_mut().insert(sql, st?);
+        }
+        Ok(())
     }
 
     pub(crate) async fn execute(
@@ -247,13 +283,7 @@ impl Tx<'_> {
         };
         if !documents.is_empty() {
             let ids: Vec<&[u8]> = documents.iter().map(|d| &d.as_bytes()[..]).collect();
-            for r in self
-                .query(
-                    "SELECT DISTINCT store_id FROM doc_owners WHERE doc_id = ANY($1)",
-                    &[&ids],
-                )
-                .await?
-            {
+            for r in self.query(DOC_STORES, &[&ids]).await? {
                 if let Ok(store) = r.get::<_, &str>(0).parse() {
                     stores.insert(store);
                 }
@@ -404,7 +434,65 @@ impl PgDatabase {
             leases: None,
             touched: RefCell::default(),
             owners: RefCell::default(),
+            cache: RefCell::default(),
+            cache_takeovers: Cell::new(0),
+            pending: RefCell::default(),
         })
+    }
+
+    /// Inside a batch, hold rows for the next flush (see `pending`) and
+    /// return what `hold` returns; outside one, `None`: write them now.
+    /// `docs` and `stores` are what the rows write, for the fence.
+    pub(crate) fn hold<T>(
+        &self,
+        docs: &[DocumentId],
+        stores: &[&StoreId],
+        hold: impl FnOnce(&mut Pending) -> T,
+    ) -> Option<T> {
+        if !self.batch.get() {
+            return None;
+        }
+        {
+            let owners = self.owners.borrow();
+            let mut touched = self.touched.borrow_mut();
+            for doc in docs {
+                match owners.get(doc) {
+                    Some(store) => touched.stores.insert(store.clone()),
+                    None => touched.documents.insert(*doc),
+                };
+            }
+            for store in stores {
+                touched.stores.insert((*store).clone());
+            }
+        }
+        Some(hold(&mut self.pending.borrow_mut()))
+    }
+
+    /// Send what the batch holds, before anything that must see it.
+    async fn flush(&self, tx: &Tx<'_>) -> Result<(), Failure> {
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        pending.flush(tx).await
+    }
+
+    /// The read cache, emptied first if this node took a store over since
+    /// it was last used; `None` for a reader.
+    pub(crate) fn cache(&self) -> Option<std::cell::RefMut<'_, ReadCache>> {
+        if self.reader {
+            return None;
+        }
+        let mut cache = self.cache.borrow_mut();
+        if let Some(leases) = &self.leases {
+            let now = leases.takeovers();
+            if now != self.cache_takeovers.replace(now) {
+                cache.clear();
+            }
+        }
+        Some(cache)
+    }
+
+    /// Forget every cached row: a transaction that read them rolled back.
+    fn forget_cached(&self) {
+        self.cache.borrow_mut().clear();
     }
 
     /// Fence every commit on the leases in `leases` (a cluster node):
@@ -517,6 +605,9 @@ impl PgDatabase {
         };
         self.rt
             .block_on(async {
+                if batch {
+                    self.flush(&tx).await?;
+                }
                 let fenced = async {
                     let out = f(&tx).await?;
                     if !batch {
@@ -544,7 +635,11 @@ impl PgDatabase {
                     }
                 }
             })
-            .map_err(|f| f.on(&self.location))
+            .map_err(|f| {
+                // Rolled back: whatever was read since may not hold.
+                self.forget_cached();
+                f.on(&self.location)
+            })
     }
 
     /// Reads that see one state: a read-only snapshot transaction of their
@@ -560,6 +655,7 @@ impl PgDatabase {
         self.rt
             .block_on(async {
                 if batch {
+                    self.flush(&tx).await?;
                     return f(&tx).await;
                 }
                 client
@@ -669,6 +765,7 @@ impl UnitOfWork for PgDatabase {
         self.reconnect_if_lost()?;
         self.exec("BEGIN")?;
         *self.touched.borrow_mut() = Touched::default();
+        *self.pending.borrow_mut() = Pending::default();
         self.batch.set(true);
         Ok(())
     }
@@ -681,12 +778,24 @@ impl UnitOfWork for PgDatabase {
             let client = self.client.borrow();
             let tx = self.tx(&client);
             self.rt
-                .block_on(self.fence_on(&tx))
+                .block_on(async {
+                    // The rows the batch holds and the fence, sent together
+                    // (one round trip); everything prepared first, so the
+                    // rows go out before the fence reads.
+                    tx.prepare_all(&pending::STATEMENTS).await?;
+                    if self.leases.is_some() {
+                        tx.prepare_all(&[lease::FENCE, DOC_STORES]).await?;
+                    }
+                    let (flushed, fenced) =
+                        futures_util::future::join(self.flush(&tx), self.fence_on(&tx)).await;
+                    flushed.and(fenced)
+                })
                 .map_err(|f| f.on(&self.location))
         };
         *self.touched.borrow_mut() = Touched::default();
         if let Err(e) = fenced {
             let _ = self.exec("ROLLBACK");
+            self.forget_cached();
             return Err(e);
         }
         // COMMIT of a transaction an error aborted answers ROLLBACK, not an
@@ -694,6 +803,7 @@ impl UnitOfWork for PgDatabase {
         // then skipped.
         if let Err(e) = self.exec("SELECT 1; COMMIT") {
             let _ = self.exec("ROLLBACK");
+            self.forget_cached();
             return Err(e);
         }
         Ok(())
@@ -705,6 +815,13 @@ impl UnitOfWork for PgDatabase {
 
     fn begin_operation(&mut self) -> Result<(), StorageError> {
         debug_assert!(self.batch.get(), "operations are marked inside a batch");
+        // What the batch held so far is not the operation's to undo.
+        let client = self.client.borrow();
+        let tx = self.tx(&client);
+        self.rt
+            .block_on(self.flush(&tx))
+            .map_err(|f| f.on(&self.location))?;
+        drop(client);
         self.exec("SAVEPOINT operation")
     }
 
@@ -713,6 +830,9 @@ impl UnitOfWork for PgDatabase {
     }
 
     fn rollback_operation(&mut self) -> Result<(), StorageError> {
+        self.forget_cached();
+        // Held since `begin_operation` flushed: the operation's own rows.
+        *self.pending.borrow_mut() = Pending::default();
         self.exec("ROLLBACK TO operation; RELEASE operation")
     }
 }

@@ -6,6 +6,7 @@
 use automerge::{ActorId, Change, ChangeHash};
 use engine::document::DocKind;
 use engine::ids::{DocumentId, Principal, StoreId, WorkerId};
+use engine::storage::read_cache::keep;
 use engine::storage::roles::*;
 use engine::storage::{RejectionRecord, StorageError, StoreRecord, TokenCheck};
 
@@ -87,6 +88,15 @@ impl Registry for PgDatabase {
 
     fn record_store_sync(&self, seen: &[(StoreId, i64)]) -> Result<(), StorageError> {
         if seen.is_empty() {
+            return Ok(());
+        }
+        let touched: Vec<&StoreId> = seen.iter().map(|(s, _)| s).collect();
+        let held = self.hold(&[], &touched, |p| {
+            for (store, at) in seen {
+                p.store_sync(store, *at);
+            }
+        });
+        if held.is_some() {
             return Ok(());
         }
         let stores: Vec<&str> = seen.iter().map(|(s, _)| s.as_str()).collect();
@@ -230,11 +240,18 @@ impl Registry for PgDatabase {
             )
             .await?;
             Ok(())
-        })
+        })?;
+        if let Some(mut cache) = self.cache() {
+            cache.doc_owners.remove(&doc);
+        }
+        Ok(())
     }
 
     fn doc_owner(&self, doc: DocumentId) -> Result<Option<(StoreId, DocKind)>, StorageError> {
-        self.read(async |tx| {
+        if let Some(owner) = self.cache().and_then(|c| c.doc_owners.get(&doc).cloned()) {
+            return Ok(Some(owner));
+        }
+        let owner = self.read(async |tx| {
             let Some(r) = tx
                 .query_opt(
                     "SELECT store_id, kind FROM doc_owners WHERE doc_id = $1",
@@ -257,7 +274,11 @@ impl Registry for PgDatabase {
             let store: StoreId = parse_col(tx.location(), r.get(0), "store id")?;
             tx.note_owner(doc, &store);
             Ok(Some((store, kind)))
-        })
+        })?;
+        if let (Some(o), Some(mut cache)) = (&owner, self.cache()) {
+            keep(&mut cache.doc_owners, doc, o.clone());
+        }
+        Ok(owner)
     }
 
     fn documents_of_store(&self, store: &StoreId) -> Result<Vec<DocumentId>, StorageError> {
@@ -275,7 +296,13 @@ impl Registry for PgDatabase {
     }
 
     fn actor_owner(&self, actor: &ActorId) -> Result<Option<Principal>, StorageError> {
-        self.read(async |tx| {
+        if let Some(p) = self
+            .cache()
+            .and_then(|c| c.actor_owners.get(actor).cloned())
+        {
+            return Ok(Some(p));
+        }
+        let owner = self.read(async |tx| {
             let row = tx
                 .query_opt(
                     "SELECT principal FROM actor_owners WHERE actor = $1",
@@ -283,7 +310,12 @@ impl Registry for PgDatabase {
                 )
                 .await?;
             Ok(row.and_then(|r| decode_principal(r.get(0))))
-        })
+        })?;
+        // An actor's owner never changes once recorded (ON CONFLICT DO NOTHING).
+        if let (Some(p), Some(mut cache)) = (&owner, self.cache()) {
+            keep(&mut cache.actor_owners, actor.clone(), p.clone());
+        }
+        Ok(owner)
     }
 
     fn add_known_content(
@@ -312,11 +344,25 @@ impl Registry for PgDatabase {
             )
             .await?;
             Ok(())
-        })
+        })?;
+        if let Some(mut cache) = self.cache() {
+            cache.known_content.remove(&doc);
+        }
+        Ok(())
     }
 
     fn known_content(&self, doc: DocumentId) -> Result<Vec<ChangeHash>, StorageError> {
-        self.read(async |tx| known_in(tx, doc, false).await)
+        if let Some(known) = self
+            .cache()
+            .and_then(|c| c.known_content.get(&doc).cloned())
+        {
+            return Ok(known);
+        }
+        let known = self.read(async |tx| known_in(tx, doc, false).await)?;
+        if let Some(mut cache) = self.cache() {
+            keep(&mut cache.known_content, doc, known.clone());
+        }
+        Ok(known)
     }
 
     fn commit_accepted(
@@ -327,6 +373,15 @@ impl Registry for PgDatabase {
         author: &Principal,
     ) -> Result<usize, StorageError> {
         let principal = encode_principal(author);
+        let held = self.hold(&[doc], &[], |p| {
+            for a in new_actors {
+                p.claim(a.to_bytes().to_vec(), &principal);
+            }
+            p.changes(doc, changes)
+        });
+        if let Some(new) = held {
+            return Ok(new);
+        }
         let actors: Vec<&[u8]> = new_actors.iter().map(|a| a.to_bytes()).collect();
         self.write(async |tx| {
             if !actors.is_empty() {

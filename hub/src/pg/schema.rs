@@ -132,16 +132,28 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO store_leases (store_id) SELECT store_id FROM stores ON CONFLICT DO NOTHING;
     "#,
-    // 3: HQ's people (issue #23), as SQLite's schema v14: accounts,
-    // personal API tokens (hashed), and the audit, append-only (a trigger
-    // refuses UPDATE, DELETE and TRUNCATE).
+    // 3: what the node serving a store knows of its terminals (open
+    // connections, last sync in this run), shared each lease round so
+    // that every node's dashboard shows the same.
+    r#"
+    CREATE TABLE store_links (
+        store_id text PRIMARY KEY,
+        node_id text NOT NULL,
+        connections bigint NOT NULL,
+        last_sync_ms bigint
+    );
+    "#,
+    // 4: HQ's people (issue #23), as SQLite's schema v14 (the same column
+    // types, so `hub copy-to-postgres` copies them): accounts, personal API
+    // tokens (hashed), and the audit, append-only (a trigger refuses
+    // UPDATE, DELETE and TRUNCATE).
     r#"
     CREATE TABLE hq_users (
         user_id text PRIMARY KEY,
         role text NOT NULL CHECK (role IN ('admin', 'editor', 'viewer')),
         scope text NOT NULL,
         password_hash text NOT NULL,
-        must_change_password boolean NOT NULL DEFAULT false,
+        must_change_password integer NOT NULL DEFAULT 0,
         disabled_at bigint,
         created_at bigint NOT NULL
     );
@@ -155,11 +167,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX personal_tokens_by_user ON personal_tokens (user_id);
     CREATE TABLE hq_audit (
-        id bigserial PRIMARY KEY,
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         at_ms bigint NOT NULL,
         user_id text NOT NULL,
         action text NOT NULL,
-        stores jsonb NOT NULL,
+        -- JSON array of store ids.
+        stores text NOT NULL,
         status integer NOT NULL,
         outcome text NOT NULL
     );

@@ -198,11 +198,24 @@ impl StatusIndex for PgDatabase {
             tx.execute("DELETE FROM index_due WHERE doc_id = $1", &[&d])
                 .await?;
             Ok(())
-        })
+        })?;
+        if let Some(mut cache) = self.cache() {
+            cache.doc_owners.remove(&doc);
+            cache.known_content.remove(&doc);
+        }
+        Ok(())
     }
 
     fn mark_index_due(&mut self, docs: &[DocumentId]) -> Result<(), StorageError> {
         if docs.is_empty() {
+            return Ok(());
+        }
+        let held = self.hold(docs, &[], |p| {
+            for doc in docs {
+                p.index_due(*doc);
+            }
+        });
+        if held.is_some() {
             return Ok(());
         }
         let ids: Vec<&[u8]> = docs.iter().map(|d| &d.as_bytes()[..]).collect();

@@ -17,6 +17,12 @@ impl SyncStates for PgDatabase {
         doc: DocumentId,
         state: &[u8],
     ) -> Result<(), StorageError> {
+        if self
+            .hold(&[doc], &[], |p| p.sync_state(peer.as_str(), doc, state))
+            .is_some()
+        {
+            return Ok(());
+        }
         self.write(async |tx| {
             tx.touch_doc(doc).await?;
             tx.execute(PUT, &[&peer.as_str(), &&doc.as_bytes()[..], &state])
@@ -31,6 +37,15 @@ impl SyncStates for PgDatabase {
         states: &[(DocumentId, Vec<u8>)],
     ) -> Result<(), StorageError> {
         if states.is_empty() {
+            return Ok(());
+        }
+        let written: Vec<DocumentId> = states.iter().map(|(d, _)| *d).collect();
+        let held = self.hold(&written, &[], |p| {
+            for (doc, state) in states {
+                p.sync_state(peer.as_str(), *doc, state);
+            }
+        });
+        if held.is_some() {
             return Ok(());
         }
         let docs: Vec<&[u8]> = states.iter().map(|(d, _)| &d.as_bytes()[..]).collect();

@@ -1,5 +1,6 @@
 //! `GET /api/sync-status`: the sync indicator (online, last sync,
-//! unconfirmed changes, changes the hub refused, actor changes).
+//! unconfirmed changes, changes the hub refused, actor changes, peer
+//! terminals on the store LAN).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -23,6 +24,7 @@ pub(super) async fn sync_status(State(app): State<App>) -> Response {
             "unconfirmed_changes": unconfirmed,
             "rejected": s.rejected,
             "actor_changes": s.actor_changes,
+            "lan_peers": s.lan_peers,
         }))
     })
     .await;

@@ -91,7 +91,9 @@ struct NetArgs {
     /// Memory: stores per step.
     #[arg(long, default_value_t = netbench::Sizes::DEFAULT.memory_batch)]
     memory_batch: usize,
-    /// Which servers: hub, baseline or both.
+    /// Which servers, comma-separated, run in this order: hub (embedded
+    /// SQLite), hub-pg (one node on PostgreSQL), hub-pg3 (three nodes on
+    /// PostgreSQL), baseline (the JS sync server), or both (hub,baseline).
     #[arg(long, default_value = "both")]
     servers: String,
     /// The `hub` binary (default: next to this one; build it with
@@ -284,12 +286,23 @@ fn net(args: NetArgs) -> Result<()> {
             memory_batch: args.memory_batch,
         }
     };
-    let servers = match args.servers.as_str() {
-        "both" => vec![Kind::Hub, Kind::Baseline],
-        "hub" => vec![Kind::Hub],
-        "baseline" => vec![Kind::Baseline],
-        other => anyhow::bail!("--servers {other:?}: say hub, baseline or both"),
-    };
+    let servers = args
+        .servers
+        .split(',')
+        .map(|name| {
+            Ok(match name.trim() {
+                "both" => vec![Kind::Hub, Kind::Baseline],
+                "hub" => vec![Kind::Hub],
+                "hub-pg" => vec![Kind::HubPg],
+                "hub-pg3" => vec![Kind::HubPg3],
+                "baseline" => vec![Kind::Baseline],
+                other => anyhow::bail!(
+                    "--servers {other:?}: say hub, hub-pg, hub-pg3, baseline or both (comma-separated)"
+                ),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?
+        .concat();
     let hub = match args.hub_bin {
         Some(p) => p,
         None => std::env::current_exe()?

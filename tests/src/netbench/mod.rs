@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 
 use fixture::{World, WorldSizes};
 use fleet::Fleet;
-use server::{Kind, Programs, Server};
+use server::{Database, Kind, Programs, Server};
 use workloads::ServerResult;
 
 /// Every size of the run; the defaults are the recorded ones.
@@ -112,8 +112,18 @@ pub async fn run(opts: &Options) -> Result<Report> {
     fixture::hub_data(&world, &opts.cache, &fixture_dir).context("building the hub fixture")?;
     let mut results = Vec::new();
     let mut failures = Vec::new();
+    // One PostgreSQL server for the kinds that need it, durable (fsync
+    // on) as the hub's SQLite is; a fresh database per kind.
+    let pg = if opts.servers.iter().any(|k| k.on_postgres()) {
+        Some(
+            hub::pg::testing::PgServer::start_durable()
+                .context("PostgreSQL is not installed (apt-get install postgresql)")?,
+        )
+    } else {
+        None
+    };
     for &kind in &opts.servers {
-        match run_one(opts, &world, kind, &fixture_dir).await {
+        match run_one(opts, &world, kind, &fixture_dir, pg.as_ref()).await {
             Ok(r) => {
                 results.push((kind, r));
                 // Print as we go: a later server failing loses nothing.
@@ -145,15 +155,41 @@ async fn run_one(
     world: &World,
     kind: Kind,
     fixture_dir: &std::path::Path,
+    pg: Option<&hub::pg::testing::PgServer>,
 ) -> Result<ServerResult> {
     let sizes = &opts.sizes;
-    let data = opts.work.join(match kind {
-        Kind::Hub => "hub-data",
-        Kind::Baseline => "baseline-data",
-    });
+    let data = opts.work.join(kind.label().replace(' ', "-"));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut database = None;
     match kind {
         Kind::Hub => {
             fixture::hub_data(world, &opts.cache, &data)?;
+        }
+        Kind::HubPg | Kind::HubPg3 => {
+            std::fs::create_dir_all(&data)?;
+            let pg = pg.context("no PostgreSQL server")?;
+            let url = pg.new_database();
+            eprintln!("[{}] copying the fixture into PostgreSQL ...", kind.label());
+            let started = std::time::Instant::now();
+            let out = std::process::Command::new(&opts.programs.hub)
+                .args(["copy-to-postgres", "--database", &url, "--data"])
+                .arg(fixture_dir)
+                .output()
+                .context("running hub copy-to-postgres")?;
+            anyhow::ensure!(
+                out.status.success(),
+                "hub copy-to-postgres failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            eprintln!(
+                "[{}] copied in {:.1} s",
+                kind.label(),
+                started.elapsed().as_secs_f64()
+            );
+            database = Some(Database {
+                url,
+                marker: pg.dir().display().to_string(),
+            });
         }
         Kind::Baseline => std::fs::create_dir_all(&data)?,
     }
@@ -161,7 +197,7 @@ async fn run_one(
         opts.work
             .join(format!("{}-{n}.log", kind.label().replace(' ', "-")))
     };
-    let srv = Server::start(kind, &opts.programs, &data, &log(1))?;
+    let srv = Server::start(kind, &opts.programs, &data, &log(1), database.as_ref()).await?;
     let mut out = ServerResult::default();
     if kind == Kind::Baseline {
         eprintln!("seeding the baseline with every document ...");
@@ -223,7 +259,7 @@ async fn run_one(
     srv.stop(Duration::from_secs(10))?;
 
     eprintln!("[{}] memory ...", kind.label());
-    let srv = Server::start(kind, &opts.programs, &data, &log(2))?;
+    let srv = Server::start(kind, &opts.programs, &data, &log(2), database.as_ref()).await?;
     let (memory, base) = workloads::memory(world, sizes, kind, &srv).await?;
     note_reconnects(kind, "the memory workload", memory.reconnects);
     out.memory = memory;
@@ -300,9 +336,6 @@ impl std::fmt::Display for Report {
             .iter()
             .find(|(k, _)| *k == Kind::Baseline)
             .map(|r| &r.1);
-        let col = |r: Option<&ServerResult>, f: &dyn Fn(&ServerResult) -> String| {
-            r.map(f).unwrap_or_else(|| "-".into())
-        };
         type Row<'a> = (
             &'a str,
             Box<dyn Fn(&ServerResult) -> String>,
@@ -346,6 +379,18 @@ impl std::fmt::Display for Report {
                 "1 storm: server CPU time",
                 Box::new(|r| secs(r.storm.server_cpu)),
                 Some((Box::new(|r| r.storm.server_cpu.as_secs_f64()), false)),
+            ),
+            (
+                "1 storm: server CPU per change (summed over nodes) / with the database server's",
+                Box::new(|r| {
+                    let n = r.storm.changes.max(1) as f64;
+                    format!(
+                        "{:.0} µs / {:.0} µs",
+                        r.storm.server_cpu.as_secs_f64() * 1e6 / n,
+                        (r.storm.server_cpu + r.storm.db_cpu).as_secs_f64() * 1e6 / n
+                    )
+                }),
+                None,
             ),
             (
                 "1 storm: server peak RSS (sampled / VmHWM)",
@@ -417,6 +462,23 @@ impl std::fmt::Display for Report {
                 Some((Box::new(|r| r.steady.server_cpu.as_secs_f64()), false)),
             ),
             (
+                "3 steady: database server CPU (share of one core, same time)",
+                Box::new(|r| r.steady.cpu_share(r.steady.db_cpu)),
+                None,
+            ),
+            (
+                "**3 steady: server CPU per change (summed over nodes) / with the database server's**",
+                Box::new(|r| {
+                    let n = r.steady.made.max(1) as f64;
+                    format!(
+                        "{:.0} µs / {:.0} µs",
+                        r.steady.server_cpu.as_secs_f64() * 1e6 / n,
+                        (r.steady.server_cpu + r.steady.db_cpu).as_secs_f64() * 1e6 / n
+                    )
+                }),
+                None,
+            ),
+            (
                 "3 steady: generator CPU (share of one core, same time)",
                 Box::new(|r| r.steady.cpu_share(r.steady.generator_cpu)),
                 None,
@@ -480,22 +542,22 @@ impl std::fmt::Display for Report {
                 None,
             ),
         ];
+        // One column per server run, in run order; the ratio compares
+        // the embedded hub with the JS baseline when both ran.
+        let labels: Vec<&str> = self.results.iter().map(|(k, _)| k.label()).collect();
         let _ = writeln!(
             t,
-            "| workload / measure | hub | JS baseline | ratio (>1 favours the hub) |"
+            "| workload / measure | {} | ratio hub / JS baseline (>1 favours the hub) |",
+            labels.join(" | ")
         );
-        let _ = writeln!(t, "|---|---|---|---|");
+        let _ = writeln!(t, "|---|{}---|", "---|".repeat(labels.len()));
         for (name, show, cmp) in &rows {
             let r = match (cmp, hub, base) {
                 (Some((v, hib)), Some(h), Some(b)) => ratio(v(h), v(b), *hib),
                 _ => "".into(),
             };
-            let _ = writeln!(
-                t,
-                "| {name} | {} | {} | {r} |",
-                col(hub, &**show),
-                col(base, &**show)
-            );
+            let cols: Vec<String> = self.results.iter().map(|(_, res)| show(res)).collect();
+            let _ = writeln!(t, "| {name} | {} | {r} |", cols.join(" | "));
         }
         for (kind, why) in &self.failures {
             let _ = writeln!(t, "\n{} failed: {why}", kind.label());
@@ -506,26 +568,36 @@ impl std::fmt::Display for Report {
         );
         let _ = writeln!(
             t,
-            "| documents | hub RSS | hub documents in memory | JS baseline RSS |"
+            "| documents | {} |",
+            self.results
+                .iter()
+                .map(|(k, _)| format!("{} RSS (documents in memory)", k.label()))
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
-        let _ = writeln!(t, "|---|---|---|---|");
-        let n = hub
-            .map(|h| h.memory.steps.len())
-            .unwrap_or(0)
-            .max(base.map(|b| b.memory.steps.len()).unwrap_or(0));
+        let _ = writeln!(t, "|---|{}", "---|".repeat(self.results.len()));
+        let n = self
+            .results
+            .iter()
+            .map(|(_, r)| r.memory.steps.len())
+            .max()
+            .unwrap_or(0);
         for i in 0..n {
-            let h = hub.and_then(|h| h.memory.steps.get(i));
-            let b = base.and_then(|b| b.memory.steps.get(i));
-            let docs = h.or(b).map(|s| s.0).unwrap_or(0);
-            let _ = writeln!(
-                t,
-                "| {docs} | {} | {} | {} |",
-                h.map(|s| mib(s.1)).unwrap_or_else(|| "-".into()),
-                h.and_then(|s| s.2)
-                    .map(|d| d.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                b.map(|s| mib(s.1)).unwrap_or_else(|| "-".into()),
-            );
+            let docs = self
+                .results
+                .iter()
+                .find_map(|(_, r)| r.memory.steps.get(i))
+                .map_or(0, |s| s.0);
+            let cols: Vec<String> = self
+                .results
+                .iter()
+                .map(|(_, r)| match r.memory.steps.get(i) {
+                    Some((_, rss, Some(in_memory))) => format!("{} ({in_memory})", mib(*rss)),
+                    Some((_, rss, None)) => mib(*rss),
+                    None => "-".into(),
+                })
+                .collect();
+            let _ = writeln!(t, "| {docs} | {} |", cols.join(" | "));
         }
         f.write_str(&t)
     }

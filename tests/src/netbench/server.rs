@@ -14,8 +14,13 @@ use super::fixture::{store_token, ADMIN_TOKEN};
 /// Which server a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Our `hub serve`.
+    /// Our `hub serve`, on its embedded SQLite (the default deployment).
     Hub,
+    /// One `hub serve --database postgres://...`, alone.
+    HubPg,
+    /// Three hub nodes (`--node`) on one PostgreSQL database, each serving
+    /// the stores it holds leases on; terminals connect to their store's.
+    HubPg3,
     /// `node tests/js/baseline-server.mjs`: automerge-repo's sync server.
     Baseline,
 }
@@ -24,8 +29,27 @@ impl Kind {
     pub fn label(self) -> &'static str {
         match self {
             Kind::Hub => "hub",
+            Kind::HubPg => "hub on PostgreSQL",
+            Kind::HubPg3 => "3 hubs on PostgreSQL",
             Kind::Baseline => "JS baseline",
         }
+    }
+
+    /// One of ours (admin API, status index, metrics).
+    pub fn is_hub(self) -> bool {
+        self != Kind::Baseline
+    }
+
+    /// Hub processes it runs.
+    pub fn nodes(self) -> usize {
+        match self {
+            Kind::HubPg3 => 3,
+            _ => 1,
+        }
+    }
+
+    pub fn on_postgres(self) -> bool {
+        matches!(self, Kind::HubPg | Kind::HubPg3)
     }
 }
 
@@ -39,18 +63,36 @@ pub struct Programs {
     pub hub_args: Vec<String>,
 }
 
-/// A running server, killed when dropped.
+/// A running server (for `HubPg3`, its three nodes), killed when dropped.
 pub struct Server {
     pub kind: Kind,
-    child: Child,
+    children: Vec<Child>,
+    /// Each node's host:port; HQ calls go to the first.
+    pub addrs: Vec<String>,
     pub addr: String,
+    /// Which node serves each store (by index), for a cluster; empty
+    /// otherwise (every store at `addr`).
+    routes: Vec<usize>,
+    /// The database server's directory, whose processes' CPU counts as
+    /// the database's (PostgreSQL kinds).
+    db_marker: Option<String>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
+}
+
+/// Where a PostgreSQL kind keeps its data: the database's URL, and the
+/// server's directory (to count its processes' CPU).
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub url: String,
+    pub marker: String,
 }
 
 /// CPU and memory of a process at one moment.
@@ -61,16 +103,125 @@ pub struct ProcStats {
     pub rss_kib: u64,
     /// Peak resident set (VmHWM) since the process started.
     pub hwm_kib: u64,
+    /// CPU of the database server's processes so far (PostgreSQL kinds).
+    pub db_cpu: Duration,
+}
+
+impl ProcStats {
+    fn add(self, o: ProcStats) -> ProcStats {
+        ProcStats {
+            cpu: self.cpu + o.cpu,
+            rss_kib: self.rss_kib + o.rss_kib,
+            hwm_kib: self.hwm_kib + o.hwm_kib,
+            db_cpu: self.db_cpu + o.db_cpu,
+        }
+    }
 }
 
 impl Server {
     /// Start a server on `data` (for the hub: a data directory, e.g. from
     /// `fixture::hub_data`; for the baseline: its storage directory).
-    pub fn start(kind: Kind, programs: &Programs, data: &Path, log: &Path) -> Result<Server> {
+    /// For the PostgreSQL kinds, `database` is where the data is (a copy
+    /// of the fixture); `data` then only holds each node's directory.
+    pub async fn start(
+        kind: Kind,
+        programs: &Programs,
+        data: &Path,
+        log: &Path,
+        database: Option<&Database>,
+    ) -> Result<Server> {
+        let mut children = Vec::new();
+        let mut addrs = Vec::new();
+        for n in 0..kind.nodes() {
+            let (log, data) = if kind.nodes() == 1 {
+                (log.to_path_buf(), data.to_path_buf())
+            } else {
+                (
+                    log.with_extension(format!("node{}.log", n + 1)),
+                    data.join(format!("node{}", n + 1)),
+                )
+            };
+            let mut extra = Vec::new();
+            if let Some(db) = database {
+                extra.extend(["--database".to_owned(), db.url.clone()]);
+                if kind.nodes() > 1 {
+                    extra.extend(["--node".to_owned(), format!("n{}", n + 1)]);
+                }
+            }
+            let (child, addr) = start_one(kind, programs, &data, &log, &extra)?;
+            children.push(child);
+            addrs.push(addr);
+        }
+        let mut server = Server {
+            kind,
+            addr: addrs[0].clone(),
+            addrs,
+            children,
+            routes: Vec::new(),
+            db_marker: database.map(|d| d.marker.clone()),
+        };
+        if kind.nodes() > 1 {
+            let db = database.context("a cluster needs its database")?;
+            server.routes = wait_for_leases(&db.url, server.addrs.len()).await?;
+        }
+        Ok(server)
+    }
+}
+
+/// Until every store is held by a node: which node (by index) serves
+/// each store, in store order (`bench-00000` first).
+async fn wait_for_leases(url: &str, nodes: usize) -> Result<Vec<usize>> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .context("connecting to the cluster's database")?;
+    tokio::spawn(conn);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let rows = client
+            .query(
+                "SELECT l.owner, l.expires_at > clock_timestamp()
+                   FROM store_leases l ORDER BY l.store_id COLLATE \"C\"",
+                &[],
+            )
+            .await?;
+        let routes: Option<Vec<usize>> = rows
+            .iter()
+            .map(|r| {
+                let owner: Option<String> = r.get(0);
+                let live: bool = r.get(1);
+                let n: usize = owner?.strip_prefix('n')?.parse().ok()?;
+                (live && (1..=nodes).contains(&n)).then_some(n - 1)
+            })
+            .collect();
+        if let Some(routes) = routes.filter(|r| !r.is_empty()) {
+            let mut per_node = vec![0; nodes];
+            for r in &routes {
+                per_node[*r] += 1;
+            }
+            eprintln!("every store is served; stores per node: {per_node:?}");
+            return Ok(routes);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the cluster's nodes did not take every store within 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Start one server process; its child and host:port.
+fn start_one(
+    kind: Kind,
+    programs: &Programs,
+    data: &Path,
+    log: &Path,
+    extra: &[String],
+) -> Result<(Child, String)> {
+    {
         let log_file = std::fs::File::create(log)
             .with_context(|| format!("creating the server log {}", log.display()))?;
         let mut cmd = match kind {
-            Kind::Hub => {
+            Kind::Hub | Kind::HubPg | Kind::HubPg3 => {
                 let mut c = Command::new(&programs.hub);
                 c.args([
                     "serve",
@@ -81,6 +232,7 @@ impl Server {
                 ])
                 .arg("--data")
                 .arg(data)
+                .args(extra)
                 .args(&programs.hub_args)
                 // Per-connection info lines would be most of the log at
                 // 2,000 connections; the baseline logs nothing either.
@@ -123,18 +275,27 @@ impl Server {
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Ok(Server { kind, child, addr })
+        Ok((child, addr))
+    }
+}
+
+impl Server {
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The WebSocket URL a store's terminal connects to.
+    /// The WebSocket URL a store's terminal connects to: its store's node.
     pub fn sync_url(&self, store: usize) -> String {
         match self.kind {
-            Kind::Hub => format!("ws://{}/sync?token={}", self.addr, store_token(store)),
             Kind::Baseline => format!("ws://{}/", self.addr),
+            _ => {
+                let node = self.routes.get(store).copied().unwrap_or(0);
+                format!(
+                    "ws://{}/sync?token={}",
+                    self.addrs[node],
+                    store_token(store)
+                )
+            }
         }
     }
 
@@ -143,29 +304,42 @@ impl Server {
     /// admin token.
     pub fn hq_url(&self) -> Result<String> {
         match self.kind {
-            Kind::Hub => bail!("the hub takes HQ's writes at its admin API, not at /sync"),
             Kind::Baseline => Ok(format!("ws://{}/", self.addr)),
+            _ => bail!("the hub takes HQ's writes at its admin API, not at /sync"),
         }
     }
 
+    /// Summed over the server's processes; with the database server's
+    /// CPU beside (PostgreSQL kinds).
     pub fn stats(&self) -> Result<ProcStats> {
-        proc_stats(self.pid())
+        let mut sum = ProcStats::default();
+        for pid in self.pids() {
+            sum = sum.add(proc_stats(pid)?);
+        }
+        if let Some(marker) = &self.db_marker {
+            sum.db_cpu = crate::storage_bench::cpu_of_server(marker);
+        }
+        Ok(sum)
     }
 
     /// Stop gracefully (SIGTERM) and wait up to `grace` before killing.
     pub fn stop(mut self, grace: Duration) -> Result<()> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if self.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        for pid in self.pids() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let deadline = Instant::now() + grace;
+        for child in &mut self.children {
+            while Instant::now() < deadline {
+                if child.try_wait()?.is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         Ok(())
     }
 }
@@ -218,6 +392,7 @@ pub fn proc_stats(pid: u32) -> Result<ProcStats> {
         cpu,
         rss_kib: kib("VmRSS:"),
         hwm_kib: kib("VmHWM:"),
+        db_cpu: Duration::ZERO,
     })
 }
 

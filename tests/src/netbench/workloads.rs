@@ -38,6 +38,8 @@ pub struct Storm {
     /// CPU time below includes that work.
     pub index_all: Option<Duration>,
     pub server_cpu: Duration,
+    /// The database server's CPU over the same phase (PostgreSQL kinds).
+    pub db_cpu: Duration,
     /// Largest VmRSS sampled (every 100 ms) during the storm, and VmHWM after.
     pub peak_rss_kib: u64,
     pub hwm_kib: u64,
@@ -61,6 +63,8 @@ pub struct Steady {
     pub p99: Duration,
     pub max: Duration,
     pub server_cpu: Duration,
+    /// The database server's CPU over the same phase (PostgreSQL kinds).
+    pub db_cpu: Duration,
     /// The load generator's own CPU time over the same phase: it shares
     /// the machine's cores with the server, so a server's capacity is
     /// only measured while this stays below what the machine has left.
@@ -97,6 +101,8 @@ pub struct Fanout {
     /// Until HQ's last publish returned (hub) or reached the server (baseline).
     pub published: Duration,
     pub server_cpu: Duration,
+    /// The database server's CPU over the same phase (PostgreSQL kinds).
+    pub db_cpu: Duration,
     /// The stores' terminals' and HQ's.
     pub reconnects: u64,
 }
@@ -145,15 +151,21 @@ struct RssSampler {
 }
 
 impl RssSampler {
-    fn start(pid: u32) -> RssSampler {
+    /// Samples the sum of `pids`' resident sets.
+    fn start(pids: Vec<u32>) -> RssSampler {
         let peak = Arc::new(Mutex::new(0));
         let (tx, mut rx) = oneshot::channel();
         let p = peak.clone();
         tokio::spawn(async move {
             loop {
-                if let Ok(s) = server::proc_stats(pid) {
+                let rss: u64 = pids
+                    .iter()
+                    .filter_map(|pid| server::proc_stats(*pid).ok())
+                    .map(|s| s.rss_kib)
+                    .sum();
+                {
                     let mut m = p.lock().expect("not poisoned");
-                    *m = (*m).max(s.rss_kib);
+                    *m = (*m).max(rss);
                 }
                 tokio::select! {
                     _ = &mut rx => return,
@@ -380,7 +392,7 @@ pub async fn storm(
     fleet.reset_counters();
     let before = server.stats()?;
     let gen_before = server::self_stats()?;
-    let sampler = RssSampler::start(server.pid());
+    let sampler = RssSampler::start(server.pids());
     // A mark for profiling the timed part (e.g. `perf record -p`).
     eprintln!(
         "[{}] storm: every terminal reconnects now",
@@ -402,12 +414,11 @@ pub async fn storm(
             matches!(r, Report::Reached { .. })
         })
         .await?;
-    let index_all = match server.kind {
-        Kind::Hub => {
-            status_lists(server).await?;
-            Some(start.elapsed())
-        }
-        Kind::Baseline => None,
+    let index_all = if server.kind.is_hub() {
+        status_lists(server).await?;
+        Some(start.elapsed())
+    } else {
+        None
     };
     let after = server.stats()?;
     let gen_after = server::self_stats()?;
@@ -436,6 +447,7 @@ pub async fn storm(
         server_has_all,
         index_all,
         server_cpu: after.cpu.saturating_sub(before.cpu),
+        db_cpu: after.db_cpu.saturating_sub(before.db_cpu),
         peak_rss_kib: peak.max(after.rss_kib),
         hwm_kib: after.hwm_kib,
         bytes: fleet.shared.bytes(),
@@ -531,6 +543,7 @@ pub async fn steady(
         p99: percentile(&lat, 0.99),
         max: lat.last().copied().unwrap_or_default(),
         server_cpu: after.cpu.saturating_sub(before.cpu),
+        db_cpu: after.db_cpu.saturating_sub(before.db_cpu),
         generator_cpu: gen_after.cpu.saturating_sub(gen_before.cpu),
         bytes: fleet.shared.bytes(),
         reconnects: fleet.take_reconnects(),
@@ -564,7 +577,7 @@ pub async fn fanout(
     }
     let new_list = world.sizes.lists + 1;
     let hq = match kind {
-        Kind::Hub => None,
+        Kind::Hub | Kind::HubPg | Kind::HubPg3 => None,
         Kind::Baseline => {
             // HQ holds every directory before the clock starts.
             let mut hq = Fleet::new("hq", 1);
@@ -685,6 +698,7 @@ pub async fn fanout(
         max: times.last().copied().unwrap_or_default(),
         published,
         server_cpu: after.cpu.saturating_sub(before.cpu),
+        db_cpu: after.db_cpu.saturating_sub(before.db_cpu),
         reconnects: fleet.take_reconnects() + hq_reconnects,
     })
 }
@@ -752,27 +766,33 @@ async fn status_lists(server: &Server) -> Result<()> {
 
 /// Documents the hub says it holds in memory (`/metrics`), if it says.
 async fn documents_in_memory(kind: Kind, server: &Server) -> Option<u64> {
-    if kind != Kind::Hub {
+    if !kind.is_hub() {
         return None;
     }
     hub_metric(server, "hub_documents_in_memory").await.ok()
 }
 
-/// One of the hub's `/metrics` values.
+/// One of the hub's `/metrics` values, summed over its nodes.
 async fn hub_metric(server: &Server, name: &str) -> Result<u64> {
-    let text = reqwest::Client::new()
-        .get(format!("http://{}/metrics", server.addr))
-        .send()
-        .await
-        .context("asking the hub for its metrics")?
-        .text()
-        .await?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .with_context(|| format!("the hub's metrics have no {name}"))?
-        .trim()
-        .parse()
-        .with_context(|| format!("{name} in the hub's metrics"))
+    let mut sum = 0;
+    for addr in &server.addrs {
+        let text = reqwest::Client::new()
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .context("asking the hub for its metrics")?
+            .text()
+            .await?;
+        let v: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .with_context(|| format!("the hub's metrics have no {name}"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("{name} in the hub's metrics"))?;
+        sum += v;
+    }
+    Ok(sum)
 }
 
 /// Workload 5, on a freshly started server holding every document:
@@ -787,7 +807,7 @@ pub async fn memory(
     server: &Server,
 ) -> Result<(Memory, u64)> {
     let stores = world.sizes.stores;
-    if kind == Kind::Hub {
+    if kind.is_hub() {
         // Lists the last run left due for indexing are indexed when the
         // hub is idle: that work (and its memory) is not a connection's.
         status_lists(server).await?;

@@ -5,6 +5,11 @@ use super::*;
 impl Hub {
     /// The document as the hub holds it (loaded into memory if needed).
     pub fn document(&mut self, doc_id: DocumentId) -> Result<&Automerge, HubError> {
+        // Another node serves the document's store and may have changed it
+        // since this node last held it: read it afresh from storage.
+        if self.served.is_some() && !self.serves_doc(doc_id) {
+            self.uncache(doc_id);
+        }
         self.load(doc_id)?;
         Ok(self.docs.get(&doc_id).expect("loaded above"))
     }

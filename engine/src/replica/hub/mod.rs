@@ -23,7 +23,9 @@ mod status_projection;
 mod validate;
 
 pub use batch::{Batch, LOADED_BATCH};
+// A terminal reads a peer terminal's sync messages the way the hub does.
 use connections::{storage_peer, Conn};
+pub(crate) use peer_sync::{changes_in, missing_dependencies};
 use status_projection::StatusProjection;
 
 use super::connectivity::{StoreActivity, StoreLink};

@@ -13,7 +13,10 @@ impl Hub {
     /// each connection's sync state is saved as on any close.
     pub fn close_store_moved(&mut self, store: &StoreId, to: Option<&str>) -> Vec<Output> {
         let reason = Moved::new(to).encode();
-        self.close_principal(&Principal::Store(store.clone()), &reason)
+        let out = self.close_principal(&Principal::Store(store.clone()), &reason);
+        // Another node writes its documents from now on.
+        self.forget_store(store);
+        out
     }
 
     /// Forget what memory holds of `store`'s documents (cached documents,

@@ -285,7 +285,7 @@ impl Hub {
 /// chunk, or carries a whole saved document. Each change is split out
 /// (so one whose dependencies are missing is kept, not silently queued);
 /// a saved document's changes are the ones it adds to `doc`.
-fn changes_in(
+pub(crate) fn changes_in(
     doc: &Automerge,
     message: &sync::Message,
 ) -> Result<Vec<Change>, automerge::AutomergeError> {
@@ -362,7 +362,7 @@ fn chunk_header(data: &[u8]) -> Option<(u8, usize)> {
 
 /// Dependencies of `waiting` changes that are neither in `doc` nor among
 /// the waiting changes themselves: what to ask the peer for.
-fn missing_dependencies(doc: &Automerge, waiting: &[Change]) -> Vec<ChangeHash> {
+pub(crate) fn missing_dependencies(doc: &Automerge, waiting: &[Change]) -> Vec<ChangeHash> {
     let have: HashSet<ChangeHash> = waiting.iter().map(|c| c.hash()).collect();
     let mut need: Vec<ChangeHash> = waiting
         .iter()

@@ -296,8 +296,9 @@ fn sync_pair(hub: &mut Hub, agent: &mut Agent, conn: ConnId, now: i64) {
 #[test]
 fn a_store_that_comes_back_is_read_again() {
     // Node A (the net's hub) serves both terminals of the store, then
-    // hands the store to node B, a second hub over the same database, and
-    // keeps its documents cached.
+    // hands the store to node B, a second hub over the same database. It
+    // forgets the store's documents, then reads one again (as an HQ read
+    // might) and keeps that copy.
     let mut net = Net::online(2);
     let store = content(1).meta.store;
     let id = content(3).id;
@@ -307,6 +308,12 @@ fn a_store_that_comes_back_is_read_again() {
     let out = net.hub.close_store_moved(&store, Some("ws://hub-b/sync"));
     assert_eq!(closes(&out).len(), 2);
     assert_eq!(net.hub.connection_count(), 0);
+    assert_eq!(
+        net.hub.cached_document_count(),
+        0,
+        "the store's documents are forgotten when it leaves"
+    );
+    net.hub.document(id).unwrap();
     net.queue.clear();
     for a in &mut net.agents {
         a.disconnected();

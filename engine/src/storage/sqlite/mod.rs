@@ -20,7 +20,6 @@ mod accounts;
 mod documents;
 mod errors;
 mod groups;
-mod read_cache;
 mod registry;
 mod schema;
 mod status_index;
@@ -87,7 +86,7 @@ pub struct SqliteDatabase {
     /// open transaction, durable only when the batch commits.
     batch: bool,
     /// Rows read on every batch that hardly ever change (see `read_cache`).
-    cache: std::cell::RefCell<read_cache::ReadCache>,
+    cache: std::cell::RefCell<crate::storage::read_cache::ReadCache>,
 }
 
 impl std::fmt::Debug for SqliteDatabase {

@@ -8,10 +8,10 @@
 use automerge::{ActorId, Change, ChangeHash};
 use rusqlite::{params, OptionalExtension};
 
-use super::read_cache::keep;
 use super::{Failure, SqliteDatabase, StorageError};
 use crate::document::DocKind;
 use crate::ids::{DocumentId, Principal, StoreId, WorkerId};
+use crate::storage::read_cache::keep;
 use crate::storage::roles::*;
 
 /// A store as HQ registered it.

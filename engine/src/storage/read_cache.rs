@@ -1,9 +1,13 @@
 //! Rows the hub reads for every incoming batch and almost never writes
 //! (who owns a document, who introduced an actor, the content HQ vouches
-//! for), kept in memory by the [`Store`](super::Store) that read them.
+//! for), kept in memory by the backend that read them (SQLite's
+//! [`SqliteDatabase`](super::sqlite::SqliteDatabase), the hub's PostgreSQL backend).
 //!
-//! Sound because a `Store` is its file's only writer (the hub's documents
-//! in memory already rely on that): a write method that changes one of
+//! Sound because the backend is the only writer of these rows for the
+//! stores it serves (the hub's documents in memory already rely on that:
+//! a SQLite file has one writer; a PostgreSQL cluster node writes only the
+//! stores it holds a lease on, and empties its cache whenever it takes a
+//! store over, since another node may have written it meanwhile): a write method that changes one of
 //! these rows drops it from here, and every rollback (a write that failed,
 //! a batch whose commit failed, an operation undone) drops everything,
 //! since a row read inside a transaction that did not commit was never
@@ -20,10 +24,10 @@ use crate::document::DocKind;
 use crate::ids::{DocumentId, Principal, StoreId};
 
 /// Entries per map before it is emptied (about 100 bytes each).
-pub(super) const MAX_ENTRIES: usize = 200_000;
+pub const MAX_ENTRIES: usize = 200_000;
 
 #[derive(Default)]
-pub(super) struct ReadCache {
+pub struct ReadCache {
     pub doc_owners: HashMap<DocumentId, (StoreId, DocKind)>,
     pub actor_owners: HashMap<ActorId, Principal>,
     pub known_content: HashMap<DocumentId, Vec<ChangeHash>>,
@@ -38,7 +42,7 @@ impl ReadCache {
 }
 
 /// Remember `k -> v`, emptying `map` first when it is full.
-pub(super) fn keep<K: Eq + Hash, V>(map: &mut HashMap<K, V>, k: K, v: V) {
+pub fn keep<K: Eq + Hash, V>(map: &mut HashMap<K, V>, k: K, v: V) {
     if map.len() >= MAX_ENTRIES {
         map.clear();
     }
