@@ -40,7 +40,7 @@ const MAX_BODY: usize = 8 * 1024 * 1024;
 /// Which stores a route reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reach {
-    /// No store's data: accounts, tokens, templates as HQ content.
+    /// No store's data: accounts, tokens, the hub's own counters.
     Nothing,
     /// The store in the path (`{id}` or `{store}`).
     PathStore,
