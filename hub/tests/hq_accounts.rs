@@ -389,6 +389,18 @@ async fn sign_in_is_rate_limited_tokens_are_revocable_and_disabling_cuts_an_acco
     let (s, _) = api.call_as(&eve.token, Method::GET, "/stores", None).await;
     assert_eq!(s, 200);
 
+    // A changed role applies to the very next write.
+    let (s, v) = api
+        .call(Method::PATCH, "/users/eve", Some(json!({"role": "viewer"})))
+        .await;
+    assert_eq!((s, &v["role"]), (200, &json!("viewer")), "{v}");
+    let list =
+        json!({"store": "s1", "name": "Late", "date": "2026-12-03", "tasks": [{"title": "Go"}]});
+    let (s, _) = api
+        .call_as(&eve.token, Method::POST, "/lists", Some(list))
+        .await;
+    assert_eq!(s, 403);
+
     let (s, v) = api
         .call(Method::PATCH, "/users/eve", Some(json!({"disabled": true})))
         .await;

@@ -165,11 +165,20 @@ pub async fn authorize(State(auth): State<Authorizer>, req: Request, next: Next)
     let Access::Hq(need, reach) = access else {
         return next.run(req).await;
     };
-    let caller = match state
-        .readers
-        .caller(presented_token(req.headers(), None), now_ms())
-        .await
-    {
+    let writes = method != Method::GET;
+    let token = presented_token(req.headers(), None);
+    // A write's caller is read on the hub thread, in order with what is
+    // queued there: a revocation, a disabled account or a changed role
+    // asked for before it applies to it. A read's, off it (`ReadPool`).
+    let caller = if writes {
+        state
+            .hub
+            .call(move |hub, now| (hub.caller(token.as_deref(), now), Vec::new()))
+            .await
+    } else {
+        state.readers.caller(token, now_ms()).await
+    };
+    let caller = match caller {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             tracing::warn!(reason = %e, "refused an API request");
@@ -177,7 +186,6 @@ pub async fn authorize(State(auth): State<Authorizer>, req: Request, next: Next)
         }
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let writes = method != Method::GET;
     // A request another node passed here was audited where it arrived
     // (once per action, by the node the operator reached).
     let passed_audited = match (&state.audit_secret, req.headers().get(AUDITED)) {
