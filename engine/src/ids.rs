@@ -157,6 +157,11 @@ code_id!(
     "store group"
 );
 code_id!(
+    /// An HQ person's sign-in name, e.g. `anna.berg` (issue #23).
+    HqUserId,
+    "HQ user"
+);
+code_id!(
     /// A POS terminal, e.g. `pos-2`. Recorded on every status event.
     TerminalId,
     "terminal"

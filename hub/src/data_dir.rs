@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use engine::hq_accounts::{HqRole, HqScope, HqUser};
 use engine::protocol::wire::PeerId;
 use engine::replica::hub::{Hub, HubConfig, HubLimits};
 use engine::storage::roles::HubStorage;
@@ -63,6 +64,55 @@ pub struct Opened {
     pub admin_token_file: PathBuf,
     /// Set when this start created the admin token.
     pub new_admin_token: Option<String>,
+    /// Set when this start created the first HQ account (`admin`): the
+    /// file holding its one-time setup secret.
+    pub setup_secret_file: Option<PathBuf>,
+}
+
+/// Where the cluster's nodes keep the secret that marks a write passed
+/// between them as audited already (`http::access::AUDITED`).
+const AUDIT_SECRET_KEY: &str = "hq_audit_forward_secret";
+
+/// The secret under `key` in the shared database, made by the first node
+/// to start (under the startup lock).
+fn shared_secret(db: &mut PgDatabase, key: &str) -> anyhow::Result<String> {
+    use engine::storage::roles::Replica;
+    if let Some(s) = db.get_meta(key)? {
+        return Ok(String::from_utf8_lossy(&s).into_owned());
+    }
+    let s = random_token();
+    db.set_meta(key, s.as_bytes())?;
+    Ok(s)
+}
+
+/// The first HQ account, made at the first start.
+pub const FIRST_ADMIN: &str = "admin";
+
+/// Make the first HQ account (an admin over every store) if there is
+/// none, with a one-time setup secret written to `file` (mode 0600); the
+/// first sign-in must replace it with a password of the admin's own.
+/// Returns whether it did.
+fn ensure_first_admin(hub: &mut Hub, file: &Path) -> anyhow::Result<bool> {
+    if !hub.hq_accounts().hq_users()?.is_empty() {
+        return Ok(false);
+    }
+    let secret = random_token();
+    let user = HqUser {
+        id: FIRST_ADMIN.parse().expect("a valid user id"),
+        role: HqRole::Admin,
+        scope: HqScope::AllStores,
+        password_hash: crate::passwords::hash(&secret)?,
+        must_change_password: true,
+        disabled_at: None,
+        created_at: now_ms(),
+    };
+    // A secret left from a database since replaced is stale.
+    if file.exists() {
+        std::fs::remove_file(file).with_context(|| format!("replacing {}", file.display()))?;
+    }
+    write_secret(file, &secret)?;
+    hub.hq_accounts().put_hq_user(&user)?;
+    Ok(true)
 }
 
 /// Open (or create) the hub's data directory and start its replica thread.
@@ -104,9 +154,10 @@ pub fn open(
             cluster: Some(Member { node, address }),
         } => {
             let view = Arc::new(LeaseView::default());
-            let store = PgDatabase::connect(url, node, actor)
+            let mut store = PgDatabase::connect(url, node, actor)
                 .context("opening the hub's PostgreSQL database")?;
             store.take_database(true)?;
+            let audit_secret = shared_secret(&mut store, AUDIT_SECRET_KEY)?;
             let store = store.with_leases(view.clone());
             let served = view.clone();
             let mut opened = open_on(
@@ -118,6 +169,7 @@ pub fn open(
                 Some(served),
             )?;
             opened.state.leases = Some(view.clone());
+            opened.state.audit_secret = Some(audit_secret.into());
             opened.state.cluster_address = Some(address.clone());
             opened.cluster = Some(ClusterNode {
                 url: url.clone(),
@@ -168,10 +220,13 @@ fn open_on(
     if let Some(t) = &new_admin_token {
         write_secret(&token_file, t)?;
     }
+    let secret_file = data_dir.join("admin-setup-secret");
+    let setup_secret_file = ensure_first_admin(&mut hub, &secret_file)?.then_some(secret_file);
     Ok(Opened {
         state: AppState::new(HubHandle::spawn(hub), limits, readers),
         cluster: None,
         admin_token_file: token_file,
         new_admin_token,
+        setup_secret_file,
     })
 }

@@ -10,11 +10,13 @@
 //! This is the one place where reads run off the hub thread, and it offers
 //! only those reads: no caller gets the database itself.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use engine::ids::{Principal, StoreId};
+use engine::hq_accounts::*;
+use engine::ids::{DocumentId, HqUserId, Principal, StoreGroupId, StoreId};
 use engine::replica::hub::AuthError;
 use engine::storage::roles::*;
 use engine::storage::{ListStatusRow, PastDueRow, SqliteDatabase, StorageError, WorkerEventRow};
@@ -24,11 +26,12 @@ use crate::pg::PgDatabase;
 /// Idle reader connections kept open.
 const IDLE_READERS: usize = 4;
 
-/// What a reader offers: the registry (tokens, stores), document counts
-/// and the status index queries. Both backends' read-only connections.
-pub trait ReadStorage: Registry + Documents + StatusQueries + Send {}
+/// What a reader offers: the registry (tokens, stores), store groups,
+/// HQ accounts, document counts and the status index queries. Both
+/// backends' read-only connections.
+pub trait ReadStorage: Registry + Groups + HqAccounts + Documents + StatusQueries + Send {}
 
-impl<T: Registry + Documents + StatusQueries + Send> ReadStorage for T {}
+impl<T: Registry + Groups + HqAccounts + Documents + StatusQueries + Send> ReadStorage for T {}
 
 /// Which database the readers read.
 #[derive(Debug, Clone)]
@@ -81,6 +84,50 @@ impl ReadPool {
             .await
     }
 
+    /// Who `token` is (the admin token, a store, an HQ account), checked
+    /// against every committed change (`engine::hq_accounts::caller_on`).
+    pub async fn caller(
+        self: &Arc<Self>,
+        token: Option<String>,
+        now_ms: i64,
+    ) -> anyhow::Result<Result<Caller, CallerError>> {
+        self.read(move |db| caller_on(db, token.as_deref(), now_ms))
+            .await
+    }
+
+    /// What authorizing a request reads: each store's groups (a store in
+    /// none is absent), and the store of `doc` if one is asked about.
+    pub async fn scope_facts(
+        self: &Arc<Self>,
+        doc: Option<DocumentId>,
+    ) -> anyhow::Result<Result<ScopeFacts, StorageError>> {
+        self.read(move |db| {
+            let mut groups_of: HashMap<StoreId, Vec<StoreGroupId>> = HashMap::new();
+            for (group, stores) in db.store_groups()? {
+                for s in stores {
+                    groups_of.entry(s).or_default().push(group.clone());
+                }
+            }
+            let doc_store = match doc {
+                Some(d) => db.doc_owner(d)?.map(|(s, _)| s),
+                None => None,
+            };
+            Ok(ScopeFacts {
+                groups_of,
+                doc_store,
+            })
+        })
+        .await
+    }
+
+    /// Run `f` over HQ's accounts, tokens and audit on a blocking thread.
+    pub async fn accounts<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&AccountsReader) -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        self.read(move |db| f(&AccountsReader { db })).await
+    }
+
     /// How many stores and documents the hub holds.
     pub async fn counts(self: &Arc<Self>) -> anyhow::Result<Result<Counts, StorageError>> {
         self.read(|db| {
@@ -126,6 +173,36 @@ impl ReadPool {
             .context("a read of the hub's database stopped")?;
         out.context("opening a read-only connection to the hub's database")
     }
+}
+
+/// HQ's accounts as a reader offers them: only reads.
+pub struct AccountsReader<'a> {
+    db: &'a dyn ReadStorage,
+}
+
+impl AccountsReader<'_> {
+    pub fn hq_user(&self, id: &HqUserId) -> Result<Option<HqUser>, StorageError> {
+        self.db.hq_user(id)
+    }
+    pub fn hq_users(&self) -> Result<Vec<HqUser>, StorageError> {
+        self.db.hq_users()
+    }
+    pub fn personal_tokens(
+        &self,
+        user: Option<&HqUserId>,
+    ) -> Result<Vec<PersonalTokenInfo>, StorageError> {
+        self.db.personal_tokens(user)
+    }
+    pub fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StorageError> {
+        self.db.audit(query)
+    }
+}
+
+/// What a request's scope is checked against (`ReadPool::scope_facts`).
+#[derive(Debug, Default)]
+pub struct ScopeFacts {
+    pub groups_of: HashMap<StoreId, Vec<StoreGroupId>>,
+    pub doc_store: Option<StoreId>,
 }
 
 /// The status index queries, on a read-only connection.

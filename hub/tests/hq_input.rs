@@ -18,6 +18,7 @@ impl Api {
         Remote {
             hub_url: self.base.trim_end_matches("/api").to_owned(),
             token: Some("admin".into()),
+            token_file: None,
             json: true,
         }
     }

@@ -59,4 +59,5 @@ conformance!(
     a_unit_of_work_is_durable_only_when_it_commits,
     a_batch_reads_its_own_writes,
     the_status_index_answers_what_was_indexed,
+    hq_accounts_keep_their_rules,
 );

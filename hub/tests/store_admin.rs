@@ -390,6 +390,7 @@ async fn the_cli_drives_the_same_endpoints() {
     let remote = Remote {
         hub_url: api.base.trim_end_matches("/api").to_owned(),
         token: Some("admin".into()),
+        token_file: None,
         json: true,
     };
     cli::workers(

@@ -356,6 +356,160 @@ pub fn the_status_index_answers_what_was_indexed(b: &impl Backend) {
     );
 }
 
+/// HQ's people: accounts are kept whole and replaced by id, personal
+/// tokens resolve to their account until revoked or expired (one by id,
+/// or all of an account's), and the audit reads newest first, by time
+/// and user. (That the audit cannot be rewritten is each schema's
+/// trigger, tested per backend.)
+pub fn hq_accounts_keep_their_rules(b: &impl Backend) {
+    use crate::hq_accounts::*;
+    let anna: crate::ids::HqUserId = "anna.berg".parse().unwrap();
+    let ben: crate::ids::HqUserId = "ben".parse().unwrap();
+    let north: crate::ids::StoreGroupId = "region-north".parse().unwrap();
+    let user = |id: &crate::ids::HqUserId, role, scope| HqUser {
+        id: id.clone(),
+        role,
+        scope,
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        must_change_password: false,
+        disabled_at: None,
+        created_at: NOW,
+    };
+    let anna_user = user(
+        &anna,
+        HqRole::Editor,
+        HqScope::Groups([north.clone()].into()),
+    );
+    let entry = |at_ms, user: &str, status| AuditEntry {
+        at_ms,
+        user: user.into(),
+        action: "POST /api/lists".into(),
+        stores: vec!["store-042".into(), "store-043".into()],
+        status,
+        outcome: if status == 201 {
+            String::new()
+        } else {
+            "refused".into()
+        },
+    };
+    {
+        let mut db = b.open();
+        db.put_hq_user(&anna_user).unwrap();
+        db.put_hq_user(&user(&ben, HqRole::Viewer, HqScope::AllStores))
+            .unwrap();
+        db.put_personal_token([1; 32], &anna, "laptop", NOW, None)
+            .unwrap();
+        db.put_personal_token([2; 32], &anna, "ci", NOW + 1, Some(NOW + 10))
+            .unwrap();
+        db.put_personal_token([3; 32], &ben, "", NOW + 2, None)
+            .unwrap();
+        db.append_audit(&entry(NOW, "anna.berg", 201)).unwrap();
+        db.append_audit(&entry(NOW + 5, "ben", 403)).unwrap();
+        db.append_audit(&entry(NOW + 9, "anna.berg", 404)).unwrap();
+    }
+    let mut db = b.open();
+    assert_eq!(db.hq_user(&anna).unwrap(), Some(anna_user.clone()));
+    let disabled = HqUser {
+        role: HqRole::Admin,
+        disabled_at: Some(NOW + 3),
+        ..anna_user.clone()
+    };
+    db.put_hq_user(&disabled).unwrap();
+    assert_eq!(
+        db.hq_users()
+            .unwrap()
+            .iter()
+            .map(|u| &u.id)
+            .collect::<Vec<_>>(),
+        vec![&anna, &ben]
+    );
+    assert_eq!(db.hq_user(&anna).unwrap(), Some(disabled));
+    assert_eq!(
+        db.check_personal_token([1; 32], NOW).unwrap(),
+        PersonalTokenCheck::Valid(anna.clone())
+    );
+    assert_eq!(
+        db.check_personal_token([2; 32], NOW + 10).unwrap(),
+        PersonalTokenCheck::Expired
+    );
+    assert_eq!(
+        db.check_personal_token([9; 32], NOW).unwrap(),
+        PersonalTokenCheck::Unknown
+    );
+    assert_eq!(
+        db.check_token([1; 32], NOW).unwrap(),
+        TokenCheck::Unknown,
+        "a personal token is not a registry token (it cannot sync)"
+    );
+    let tokens = db.personal_tokens(Some(&anna)).unwrap();
+    assert_eq!(
+        tokens.iter().map(|t| t.label.as_str()).collect::<Vec<_>>(),
+        vec!["ci", "laptop"],
+        "newest first"
+    );
+    assert_eq!(db.personal_tokens(None).unwrap().len(), 3);
+    let laptop = tokens[1].id.clone();
+    assert_eq!(laptop, hex::encode([1u8; 32])[..12]);
+    assert!(
+        !db.revoke_personal_token(&laptop, Some(&ben), NOW + 4)
+            .unwrap(),
+        "not ben's token"
+    );
+    assert!(db
+        .revoke_personal_token(&laptop.to_uppercase(), Some(&anna), NOW + 4)
+        .unwrap());
+    assert!(
+        !db.revoke_personal_token(&laptop, None, NOW + 5).unwrap(),
+        "revoked already"
+    );
+    assert!(!db
+        .revoke_personal_token("not-an-id", None, NOW + 5)
+        .unwrap());
+    assert_eq!(
+        db.check_personal_token([1; 32], NOW + 4).unwrap(),
+        PersonalTokenCheck::Revoked
+    );
+    assert_eq!(
+        db.personal_tokens(Some(&anna)).unwrap()[1].revoked_at,
+        Some(NOW + 4)
+    );
+    assert_eq!(db.revoke_personal_tokens_of(&ben, NOW + 6).unwrap(), 1);
+    assert_eq!(
+        db.check_personal_token([3; 32], NOW + 6).unwrap(),
+        PersonalTokenCheck::Revoked
+    );
+
+    let all = db
+        .audit(&AuditQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
+        vec![NOW + 9, NOW + 5, NOW],
+        "newest first"
+    );
+    assert_eq!(all[2], entry(NOW, "anna.berg", 201));
+    let annas_since = db
+        .audit(&AuditQuery {
+            since_ms: Some(NOW + 1),
+            user: Some("anna.berg".into()),
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(annas_since, vec![entry(NOW + 9, "anna.berg", 404)]);
+    assert_eq!(
+        db.audit(&AuditQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .unwrap()
+        .len(),
+        1
+    );
+}
+
 #[cfg(test)]
 mod sqlite {
     use super::*;
@@ -423,6 +577,11 @@ mod sqlite {
     #[test]
     fn sqlite_passes_a_batch_reads_its_own_writes() {
         a_batch_reads_its_own_writes(&backend());
+    }
+
+    #[test]
+    fn sqlite_passes_hq_accounts_keep_their_rules() {
+        hq_accounts_keep_their_rules(&backend());
     }
 
     #[test]

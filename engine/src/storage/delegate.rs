@@ -443,6 +443,74 @@ macro_rules! delegate_storage_roles {
                     self.$field.purge_candidates(filter)
                 }
             }
+            impl HqAccounts for $ty {
+                fn put_hq_user(
+                    &mut self,
+                    user: &$crate::hq_accounts::HqUser,
+                ) -> Result<(), StorageError> {
+                    self.$field.put_hq_user(user)
+                }
+                fn hq_user(
+                    &self,
+                    id: &HqUserId,
+                ) -> Result<Option<$crate::hq_accounts::HqUser>, StorageError> {
+                    self.$field.hq_user(id)
+                }
+                fn hq_users(&self) -> Result<Vec<$crate::hq_accounts::HqUser>, StorageError> {
+                    self.$field.hq_users()
+                }
+                fn put_personal_token(
+                    &mut self,
+                    token_hash: [u8; 32],
+                    user: &HqUserId,
+                    label: &str,
+                    now_ms: i64,
+                    expires_at_ms: Option<i64>,
+                ) -> Result<(), StorageError> {
+                    self.$field
+                        .put_personal_token(token_hash, user, label, now_ms, expires_at_ms)
+                }
+                fn check_personal_token(
+                    &self,
+                    token_hash: [u8; 32],
+                    now_ms: i64,
+                ) -> Result<$crate::hq_accounts::PersonalTokenCheck, StorageError> {
+                    self.$field.check_personal_token(token_hash, now_ms)
+                }
+                fn personal_tokens(
+                    &self,
+                    user: Option<&HqUserId>,
+                ) -> Result<Vec<$crate::hq_accounts::PersonalTokenInfo>, StorageError> {
+                    self.$field.personal_tokens(user)
+                }
+                fn revoke_personal_token(
+                    &mut self,
+                    id: &str,
+                    user: Option<&HqUserId>,
+                    now_ms: i64,
+                ) -> Result<bool, StorageError> {
+                    self.$field.revoke_personal_token(id, user, now_ms)
+                }
+                fn revoke_personal_tokens_of(
+                    &mut self,
+                    user: &HqUserId,
+                    now_ms: i64,
+                ) -> Result<usize, StorageError> {
+                    self.$field.revoke_personal_tokens_of(user, now_ms)
+                }
+                fn append_audit(
+                    &mut self,
+                    entry: &$crate::hq_accounts::AuditEntry,
+                ) -> Result<(), StorageError> {
+                    self.$field.append_audit(entry)
+                }
+                fn audit(
+                    &self,
+                    query: &$crate::hq_accounts::AuditQuery,
+                ) -> Result<Vec<$crate::hq_accounts::AuditEntry>, StorageError> {
+                    self.$field.audit(query)
+                }
+            }
             impl Replica for $ty {
                 fn actor_id(&self) -> ActorId {
                     self.$field.actor_id()

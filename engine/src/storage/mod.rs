@@ -18,7 +18,9 @@ pub mod sqlite;
 pub use delegate::StoreWrites;
 pub use error::{BackendError, Conflict, Damage, Repair, StorageError, Unavailable};
 pub use index_rows::{IndexUpdate, IndexedRows};
-pub use roles::{Documents, Groups, Registry, StatusIndex, StatusQueries, SyncStates, Templates};
+pub use roles::{
+    Documents, Groups, HqAccounts, Registry, StatusIndex, StatusQueries, SyncStates, Templates,
+};
 pub use sqlite::{
     CompactionStats, DocumentLoad, ListStatusRow, PastDueRow, PeerId, PurgeFilter, RejectionRecord,
     SqliteDatabase, StoreRecord, TokenCheck, TokenInfo, WorkerEventRow, CURRENT_VERSION,

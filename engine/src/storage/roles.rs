@@ -17,6 +17,7 @@ use automerge::{ActorId, Automerge, Change, ChangeHash};
 use super::*;
 use crate::document::instance::InstanceView;
 use crate::document::DocKind;
+use crate::hq_accounts::*;
 use crate::ids::*;
 use crate::template::Template;
 
@@ -404,6 +405,65 @@ pub trait StatusQueries {
     ) -> Result<Vec<(DocumentId, StoreId)>, StorageError>;
 }
 
+/// HQ's people (issue #23): accounts, their personal API tokens, and the
+/// audit of HQ's actions. The audit is append-only: the backends refuse
+/// to change or delete its rows.
+pub trait HqAccounts {
+    /// Add an account, or replace the one with the same id.
+    fn put_hq_user(&mut self, user: &HqUser) -> Result<(), StorageError>;
+
+    fn hq_user(&self, id: &HqUserId) -> Result<Option<HqUser>, StorageError>;
+
+    /// Every account, by id.
+    fn hq_users(&self) -> Result<Vec<HqUser>, StorageError>;
+
+    /// Record a personal token (by its SHA-256) of `user`.
+    fn put_personal_token(
+        &mut self,
+        token_hash: [u8; 32],
+        user: &HqUserId,
+        label: &str,
+        now_ms: i64,
+        expires_at_ms: Option<i64>,
+    ) -> Result<(), StorageError>;
+
+    fn check_personal_token(
+        &self,
+        token_hash: [u8; 32],
+        now_ms: i64,
+    ) -> Result<PersonalTokenCheck, StorageError>;
+
+    /// Personal tokens, newest first; `user` narrows to one account's.
+    fn personal_tokens(
+        &self,
+        user: Option<&HqUserId>,
+    ) -> Result<Vec<PersonalTokenInfo>, StorageError>;
+
+    /// Revoke the personal token whose id ([`PersonalTokenInfo::id`]) is
+    /// `id`, if it belongs to `user` (any account's when `None`). False if
+    /// there is no such token, or it was revoked already.
+    fn revoke_personal_token(
+        &mut self,
+        id: &str,
+        user: Option<&HqUserId>,
+        now_ms: i64,
+    ) -> Result<bool, StorageError>;
+
+    /// Revoke every personal token of `user` (disabling an account);
+    /// returns how many.
+    fn revoke_personal_tokens_of(
+        &mut self,
+        user: &HqUserId,
+        now_ms: i64,
+    ) -> Result<usize, StorageError>;
+
+    /// Append one entry to the audit.
+    fn append_audit(&mut self, entry: &AuditEntry) -> Result<(), StorageError>;
+
+    /// Audit entries matching `query`, newest first.
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StorageError>;
+}
+
 /// The database as a whole: the replica's identity (its actor id), its
 /// settings, where it is, and giving space back.
 pub trait Replica {
@@ -470,13 +530,18 @@ pub trait HubStorage:
     + Templates
     + StatusIndex
     + StatusQueries
+    + HqAccounts
     + UnitOfWork
     + Replica
     + Send
 {
+    /// This database as its [`HqAccounts`] role alone (the hub shell
+    /// writes accounts and the audit on the hub thread through it).
+    fn accounts_mut(&mut self) -> &mut dyn HqAccounts;
 }
 
-impl<T> HubStorage for T where
+impl<T> HubStorage for T
+where
     T: Documents
         + SyncStates
         + Registry
@@ -484,8 +549,12 @@ impl<T> HubStorage for T where
         + Templates
         + StatusIndex
         + StatusQueries
+        + HqAccounts
         + UnitOfWork
         + Replica
-        + Send
+        + Send,
 {
+    fn accounts_mut(&mut self) -> &mut dyn HqAccounts {
+        self
+    }
 }

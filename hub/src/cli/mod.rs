@@ -3,6 +3,7 @@
 //! token come from flags or `HUB_URL` / `HUB_TOKEN`). One module per
 //! command group; `remote` is what they share.
 
+mod accounts;
 mod cluster;
 mod groups;
 mod lists;
@@ -105,6 +106,43 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: cluster::ClusterCmd,
     },
+    /// HQ accounts: roles (admin, editor, viewer) and scopes (store groups).
+    Users {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        cmd: accounts::UsersCmd,
+    },
+    /// Sign in: the password from standard input; saves a personal token
+    /// the other commands use.
+    Login {
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long)]
+        user: String,
+        /// What the token is for (e.g. "laptop").
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Personal API tokens: list and revoke.
+    Tokens {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        cmd: accounts::TokensCmd,
+    },
+    /// What HQ did, newest first (admins).
+    Audit {
+        #[command(flatten)]
+        remote: Remote,
+        /// From this time: RFC 3339, YYYY-MM-DD or unix ms.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
     /// Copy a stopped hub's data (DATA/hub.db) into an empty PostgreSQL
     /// database, to run it as `hub serve --database URL` from then on.
     CopyToPostgres {
@@ -130,6 +168,19 @@ impl Cli {
             Cmd::Stores { remote, cmd } => stores(&remote, cmd).await,
             Cmd::Lists { remote, cmd } => lists(&remote, cmd).await,
             Cmd::Cluster { cmd } => cluster::cluster(cmd).await,
+            Cmd::Users { remote, cmd } => accounts::users(&remote, cmd).await,
+            Cmd::Login {
+                remote,
+                user,
+                label,
+            } => accounts::login(&remote, user, label).await,
+            Cmd::Tokens { remote, cmd } => accounts::tokens(&remote, cmd).await,
+            Cmd::Audit {
+                remote,
+                since,
+                user,
+                limit,
+            } => accounts::audit(&remote, since, user, limit).await,
             Cmd::CopyToPostgres { data, database } => {
                 cluster::copy_to_postgres(&data, &database).await
             }

@@ -17,9 +17,15 @@ pub struct Remote {
         value_parser = hub_url
     )]
     pub hub_url: String,
-    /// HQ admin token (see DIR/admin-token after the first `hub serve`).
+    /// HQ token: a personal one (`hub login`) or the admin token (see
+    /// DIR/admin-token after the first `hub serve`). Without it, the token
+    /// `hub login` saved (--token-file) is used.
     #[arg(long, global = true, env = "HUB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Where `hub login` saves the personal token and other commands read
+    /// it when no --token is given (default: ~/.config/hub/token).
+    #[arg(long, global = true, env = "HUB_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -46,10 +52,17 @@ pub(super) async fn call(
 ) -> anyhow::Result<Value> {
     let url = format!("{}{}", remote.hub_url.trim_end_matches('/'), path);
     let client = reqwest::Client::new();
-    let token = remote.token.as_deref().context(
-        "no admin token: pass --token or set HUB_TOKEN (hub serve writes it to DATA/admin-token)",
-    )?;
-    let mut req = client.request(method, &url).bearer_auth(token);
+    let saved = saved_token(remote);
+    let token = remote.token.as_deref().or(saved.as_deref());
+    let mut req = client.request(method, &url);
+    match token {
+        Some(t) => req = req.bearer_auth(t),
+        None if path == "/api/login" => {}
+        None => bail!(
+            "no token: sign in with `hub login --user NAME`, or pass --token or set HUB_TOKEN \
+             (hub serve writes the admin token to DATA/admin-token)"
+        ),
+    }
     if let Some(b) = body {
         req = req.json(&b);
     }
@@ -76,6 +89,20 @@ pub(super) async fn call(
         bail!("{status}: {msg}");
     }
     Ok(value)
+}
+
+/// The file `hub login` saves the personal token in.
+pub(super) fn token_file(remote: &Remote) -> Option<std::path::PathBuf> {
+    remote.token_file.clone().or_else(|| {
+        std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".config/hub/token"))
+    })
+}
+
+/// The token `hub login` saved, if any.
+fn saved_token(remote: &Remote) -> Option<String> {
+    let text = std::fs::read_to_string(token_file(remote)?).ok()?;
+    let t = text.trim();
+    (!t.is_empty()).then(|| t.to_owned())
 }
 
 /// What to tell the operator when a status query was answered before the

@@ -162,6 +162,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             opened.admin_token_file.display()
         );
     }
+    if let Some(file) = &opened.setup_secret_file {
+        println!(
+            "first HQ account: {}; its one-time setup secret is in {} \
+             (`hub login --user {}` asks for it and for a new password)",
+            crate::data_dir::FIRST_ADMIN,
+            file.display(),
+            crate::data_dir::FIRST_ADMIN
+        );
+    }
     let shutdown = CancellationToken::new();
     if let Some(node) = opened.cluster {
         println!(

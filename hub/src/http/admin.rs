@@ -6,37 +6,71 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use engine::document::directory::{self, PinHash, RosterWorker};
 use engine::ids::{Principal, StoreGroupId, StoreId, WorkerGroupId, WorkerId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::access::{
+    Access::{self, Hq},
+    ApiRoutes, Reach,
+};
 use super::auth::{hq, hq_read};
 use super::reply::{bad_request, body, json_reply, nonempty, parse, reply, ApiError, JsonBody};
 use super::state::AppState;
 use crate::runtime::answer_with;
 use crate::secrets::random_token;
+use axum::http::Method;
+use engine::hq_accounts::Need;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/stores/{id}/workers", get(list_workers))
+pub fn routes() -> ApiRoutes {
+    const ROSTER: Access = Hq(Need::Author, Reach::PathStore);
+    const ADMIN: Access = Hq(Need::Administer, Reach::Nothing);
+    const WORKER: &str = "/stores/{id}/workers/{worker}";
+    ApiRoutes::default()
         .route(
-            "/stores/{id}/workers/{worker}",
-            put(add_worker).patch(update_worker).delete(remove_worker),
+            Method::GET,
+            "/stores/{id}/workers",
+            Hq(Need::Read, Reach::PathStore),
+            list_workers,
         )
-        .route("/store-groups", get(list_groups))
-        .route("/store-groups/{group}/stores", post(add_to_group))
+        .route(Method::PUT, WORKER, ROSTER, add_worker)
+        .route(Method::PATCH, WORKER, ROSTER, update_worker)
+        .route(Method::DELETE, WORKER, ROSTER, remove_worker)
         .route(
+            Method::GET,
+            "/store-groups",
+            Hq(Need::Read, Reach::Fleet { rows_by: None }),
+            list_groups,
+        )
+        .route(
+            Method::POST,
+            "/store-groups/{group}/stores",
+            Hq(Need::Administer, Reach::Named),
+            add_to_group,
+        )
+        .route(
+            Method::DELETE,
             "/store-groups/{group}/stores/{store}",
-            axum::routing::delete(remove_from_group),
+            Hq(Need::Administer, Reach::PathStore),
+            remove_from_group,
         )
-        .route("/stores/{id}/tokens", post(issue_token))
-        .route("/tokens", get(list_tokens))
-        .route("/tokens/revoke", post(revoke_token))
-        .route("/tokens/{id}/expire", post(expire_token))
-        .route("/tokens/{id}/revoke", post(revoke_token_by_id))
+        .route(
+            Method::POST,
+            "/stores/{id}/tokens",
+            Hq(Need::Administer, Reach::PathStore),
+            issue_token,
+        )
+        .route(Method::GET, "/tokens", ADMIN, list_tokens)
+        .route(Method::POST, "/tokens/revoke", ADMIN, revoke_token)
+        .route(Method::POST, "/tokens/{id}/expire", ADMIN, expire_token)
+        .route(
+            Method::POST,
+            "/tokens/{id}/revoke",
+            ADMIN,
+            revoke_token_by_id,
+        )
 }
 
 /// A worker as the API shows it: never the PIN hash.

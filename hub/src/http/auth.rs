@@ -1,9 +1,12 @@
 //! Who a request is: the token it presents (header or `?token=`), checked
 //! on the hub thread or on a read-only connection, and the HQ-only checks
-//! the admin API's handlers open with (`hq!`, `hq_read!`).
+//! the admin API's handlers open with (`hq!`, `hq_read!`): the admin token
+//! or an HQ account's personal token. What each role and scope may do is
+//! `access`'s, checked before the handler.
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use engine::hq_accounts::{Caller, CallerError};
 use engine::ids::Principal;
 use serde::Deserialize;
 use tracing::warn;
@@ -64,29 +67,52 @@ fn auth_reply(
     }
 }
 
-/// The request must carry the HQ admin token. Checked on the hub thread,
-/// in order with what is queued there: a request that changes something
-/// is refused if a revocation of its token was asked for before it.
-pub(crate) async fn require_hq(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    hq_principal(authenticate(state, presented_token(headers, None)).await?)
+/// The request must carry an HQ token: the admin token or an enabled
+/// account's personal token (its role and scope were checked by
+/// `access::authorize` before the handler ran). Checked on the hub
+/// thread, in order with what is queued there: a request that changes
+/// something is refused if a revocation of its token, or disabling its
+/// account, was asked for before it.
+pub(crate) async fn require_hq(state: &AppState, headers: &HeaderMap) -> Result<Caller, Response> {
+    let token = presented_token(headers, None);
+    let result = state
+        .hub
+        .call(move |hub, now| (hub.caller(token.as_deref(), now), Vec::new()))
+        .await;
+    hq_caller(result)
 }
 
 /// `require_hq` for a request that only reads: checked on a read-only
 /// connection, so it does not wait behind the sync frames queued for the
 /// hub thread (a second or more during a reconnect storm).
-pub(crate) async fn require_hq_read(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    hq_principal(authenticate_request(state, presented_token(headers, None)).await?)
+pub(crate) async fn require_hq_read(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Caller, Response> {
+    hq_caller(
+        state
+            .readers
+            .caller(presented_token(headers, None), now_ms())
+            .await,
+    )
 }
 
 #[allow(clippy::result_large_err)]
-fn hq_principal(p: Principal) -> Result<(), Response> {
-    match p {
-        Principal::Hq => Ok(()),
-        Principal::Store(_) => Err(ApiError(
+fn hq_caller(result: anyhow::Result<Result<Caller, CallerError>>) -> Result<Caller, Response> {
+    match result {
+        Ok(Ok(Caller::Store(_))) => Err(ApiError(
             StatusCode::FORBIDDEN,
-            "this is a store token; the admin API needs the HQ admin token".into(),
+            "this is a store token; the admin API needs an HQ token (the admin token or a \
+             personal token from `hub login`)"
+                .into(),
         )
         .into_response()),
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => {
+            warn!(reason = %e, "refused an API request");
+            Err((StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response())
+        }
+        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}\n")).into_response()),
     }
 }
 

@@ -204,6 +204,8 @@ async fn send(
     for name in [
         axum::http::header::AUTHORIZATION,
         axum::http::header::CONTENT_TYPE,
+        // The receiving node audited it (`access::AUDITED`).
+        axum::http::HeaderName::from_static(super::access::AUDITED),
     ] {
         if let Some(v) = parts.headers.get(&name) {
             req = req.header(name, v);

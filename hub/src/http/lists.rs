@@ -4,21 +4,33 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use engine::document::instance;
 use engine::ids::{DocumentId, StoreId};
 use engine::publish::PublishRequest;
 use serde_json::json;
 
+use super::access::{Access::Hq, ApiRoutes, Reach};
 use super::auth::{hq, hq_read};
 use super::reply::{bad_request, json_reply, ApiError};
 use super::state::AppState;
+use axum::http::Method;
+use engine::hq_accounts::Need;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/lists", post(publish_list))
-        .route("/documents/{id}", get(get_document))
+pub fn routes() -> ApiRoutes {
+    ApiRoutes::default()
+        .route(
+            Method::POST,
+            "/lists",
+            Hq(Need::Author, Reach::Named),
+            publish_list,
+        )
+        .route(
+            Method::GET,
+            "/documents/{id}",
+            Hq(Need::Read, Reach::PathDocument),
+            get_document,
+        )
 }
 
 /// Publish a list to one store (`store`; replies `{"id", "url"}`) or the

@@ -7,6 +7,8 @@
 //! Modules depend downwards only: `state`, `reply` and `auth` are shared;
 //! the resource modules use them and not each other; this file routes.
 
+pub mod access;
+pub mod accounts;
 pub mod admin;
 pub mod auth;
 mod dashboard;
@@ -25,24 +27,32 @@ use axum::Router;
 
 pub use state::AppState;
 
-/// Every route of the hub, over `state`.
-pub fn router(state: AppState) -> Router {
-    let api = stores::routes()
+/// Every `/api` route with its access rule.
+pub fn api_routes() -> access::ApiRoutes {
+    stores::routes()
         .merge(admin::routes())
         .merge(lists::routes())
         .merge(templates::routes())
-        .merge(status::routes());
+        .merge(status::routes())
+        .merge(accounts::routes())
+}
+
+/// Every route of the hub, over `state`.
+pub fn router(state: AppState) -> Router {
+    // Authorized first (`access`), then passed to the node serving its
+    // stores (`forward`): a request a node may not make is refused where
+    // it arrives.
+    let api = api_routes().into_router(state.clone(), |api| {
+        api.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            forward::to_serving_nodes,
+        ))
+    });
     Router::new()
         .route("/sync", get(sync::sync_upgrade))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
-        .nest(
-            "/api",
-            api.layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                forward::to_serving_nodes,
-            )),
-        )
+        .nest("/api", api)
         .merge(dashboard::routes())
         .with_state(state)
 }

@@ -33,6 +33,12 @@ pub struct AppState {
     /// In a cluster: this node's advertised sync URL (HQ writes are
     /// passed between nodes at its HTTP base).
     pub cluster_address: Option<String>,
+    /// In a cluster: the secret the nodes share (in the database) to tell
+    /// each other a write passed on was audited where it arrived
+    /// (`access::AUDITED`); a client cannot forge it to go unaudited.
+    pub audit_secret: Option<Arc<str>>,
+    /// Failed sign-ins per account and source (`POST /api/login`).
+    pub sign_in: Arc<crate::sign_in::SignInLimiter>,
 }
 
 /// See `AppState::index_read_budget`: a dashboard read every few seconds
@@ -52,6 +58,8 @@ impl AppState {
             shutdown: CancellationToken::new(),
             leases: None,
             cluster_address: None,
+            audit_secret: None,
+            sign_in: Arc::default(),
         }
     }
 

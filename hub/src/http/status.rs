@@ -4,27 +4,43 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::NaiveDate;
 use engine::ids::{DocumentId, StoreId};
 use engine::replica::hub::Hub;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::access::{
+    Access::{self, Hq},
+    ApiRoutes, Reach,
+};
 use super::auth::{hq, hq_read};
 use super::reply::{bad_request, json_reply, reply, rfc3339, ApiError};
 use super::state::AppState;
 use crate::read_pool::StatusReader;
 use crate::runtime::{answer_with, now_ms, INDEX_CHUNK};
+use axum::http::Method;
+use engine::hq_accounts::Need;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/status", get(status))
-        .route("/status/lists", get(status_by_list))
-        .route("/status/workers", get(status_by_worker))
-        .route("/status/past-due", get(status_past_due))
-        .route("/purge", post(purge))
+pub fn routes() -> ApiRoutes {
+    const QUERY: Access = Hq(Need::Read, Reach::Named);
+    ApiRoutes::default()
+        .route(
+            Method::GET,
+            "/status",
+            Hq(Need::Read, Reach::Nothing),
+            status,
+        )
+        .route(Method::GET, "/status/lists", QUERY, status_by_list)
+        .route(Method::GET, "/status/workers", QUERY, status_by_worker)
+        .route(Method::GET, "/status/past-due", QUERY, status_past_due)
+        .route(
+            Method::POST,
+            "/purge",
+            Hq(Need::Author, Reach::Named),
+            purge,
+        )
 }
 
 async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {

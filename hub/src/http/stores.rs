@@ -3,28 +3,48 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use engine::ids::StoreId;
 use engine::replica::hub::Hub;
 use engine::storage::StoreRecord;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::access::{
+    Access::{self, Hq},
+    ApiRoutes, Reach,
+};
 use super::auth::{hq, hq_read};
 use super::reply::{
     bad_request, body, json_reply, nonempty, parse, reply, rfc3339, ApiError, JsonBody,
 };
 use super::state::AppState;
 use crate::runtime::answer_with;
+use axum::http::Method;
+use engine::hq_accounts::Need;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/stores", get(list_stores).post(add_store))
+pub fn routes() -> ApiRoutes {
+    const ADMIN: Access = Hq(Need::Administer, Reach::PathStore);
+    ApiRoutes::default()
         .route(
-            "/stores/{id}",
-            axum::routing::patch(update_store).delete(remove_store),
+            Method::GET,
+            "/stores",
+            Hq(
+                Need::Read,
+                Reach::Fleet {
+                    rows_by: Some("id"),
+                },
+            ),
+            list_stores,
         )
+        .route(
+            Method::POST,
+            "/stores",
+            Hq(Need::Administer, Reach::Nothing),
+            add_store,
+        )
+        .route(Method::PATCH, "/stores/{id}", ADMIN, update_store)
+        .route(Method::DELETE, "/stores/{id}", ADMIN, remove_store)
 }
 
 #[derive(Deserialize)]

@@ -4,24 +4,51 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use engine::ids::StoreId;
 use engine::publish::NewTemplate;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::access::{
+    Access::{self, Hq},
+    ApiRoutes, Reach,
+};
 use super::auth::{hq, hq_read};
 use super::reply::{bad_request, json_reply, reply, ApiError};
 use super::state::AppState;
 use crate::runtime::answer_with;
+use axum::http::Method;
+use engine::hq_accounts::Need;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/templates", get(list_templates).post(put_template))
-        .route("/templates/{id}", axum::routing::delete(delete_template))
-        .route("/templates/{id}/assign", post(assign_template))
-        .route("/templates/{id}/unassign", post(unassign_template))
+pub fn routes() -> ApiRoutes {
+    // A template's revision or removal reaches every store it is assigned
+    // to: an editor scoped to some groups may assign it to theirs only.
+    const FLEET: Access = Hq(Need::Author, Reach::Fleet { rows_by: None });
+    const ASSIGN: Access = Hq(Need::Author, Reach::Named);
+    ApiRoutes::default()
+        // Each template names the stores it reaches: a scoped account may
+        // not list them (no answer narrowed to its stores yet).
+        .route(
+            Method::GET,
+            "/templates",
+            Hq(Need::Read, Reach::Fleet { rows_by: None }),
+            list_templates,
+        )
+        .route(Method::POST, "/templates", FLEET, put_template)
+        .route(Method::DELETE, "/templates/{id}", FLEET, delete_template)
+        .route(
+            Method::POST,
+            "/templates/{id}/assign",
+            ASSIGN,
+            assign_template,
+        )
+        .route(
+            Method::POST,
+            "/templates/{id}/unassign",
+            ASSIGN,
+            unassign_template,
+        )
 }
 
 /// Every template's latest revision with the stores it is assigned to.

@@ -28,6 +28,7 @@ const NOT_COPIED: &[&str] = &[
     "nodes",
     "store_leases",
     "lease_history",
+    // What serving nodes know of their terminals in this run (schema 3).
     "store_links",
 ];
 

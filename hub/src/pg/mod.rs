@@ -20,6 +20,7 @@
 //! - reads outside a batch run in one `REPEATABLE READ` read-only
 //!   transaction, so several queries see one state.
 
+mod accounts;
 pub mod copy;
 mod documents;
 mod errors;

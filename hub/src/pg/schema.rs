@@ -143,6 +143,48 @@ const MIGRATIONS: &[&str] = &[
         last_sync_ms bigint
     );
     "#,
+    // 4: HQ's people (issue #23), as SQLite's schema v14 (the same column
+    // types, so `hub copy-to-postgres` copies them): accounts, personal API
+    // tokens (hashed), and the audit, append-only (a trigger refuses
+    // UPDATE, DELETE and TRUNCATE).
+    r#"
+    CREATE TABLE hq_users (
+        user_id text PRIMARY KEY,
+        role text NOT NULL CHECK (role IN ('admin', 'editor', 'viewer')),
+        scope text NOT NULL,
+        password_hash text NOT NULL,
+        must_change_password integer NOT NULL DEFAULT 0,
+        disabled_at bigint,
+        created_at bigint NOT NULL
+    );
+    CREATE TABLE personal_tokens (
+        token_hash bytea PRIMARY KEY CHECK (length(token_hash) = 32),
+        user_id text NOT NULL,
+        label text NOT NULL DEFAULT '',
+        created_at bigint NOT NULL,
+        expires_at bigint,
+        revoked_at bigint
+    );
+    CREATE INDEX personal_tokens_by_user ON personal_tokens (user_id);
+    CREATE TABLE hq_audit (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at_ms bigint NOT NULL,
+        user_id text NOT NULL,
+        action text NOT NULL,
+        -- JSON array of store ids.
+        stores text NOT NULL,
+        status integer NOT NULL,
+        outcome text NOT NULL
+    );
+    CREATE INDEX hq_audit_by_time ON hq_audit (at_ms);
+    CREATE INDEX hq_audit_by_user ON hq_audit (user_id, at_ms);
+    CREATE FUNCTION hq_audit_is_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'the HQ audit is append-only'; END $$;
+    CREATE TRIGGER hq_audit_is_append_only BEFORE UPDATE OR DELETE ON hq_audit
+        FOR EACH ROW EXECUTE FUNCTION hq_audit_is_append_only();
+    CREATE TRIGGER hq_audit_is_append_only_truncate BEFORE TRUNCATE ON hq_audit
+        FOR EACH STATEMENT EXECUTE FUNCTION hq_audit_is_append_only();
+    "#,
 ];
 
 /// Bring the database's tables to [`CURRENT_VERSION`], in one transaction

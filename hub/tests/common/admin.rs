@@ -60,9 +60,21 @@ pub async fn start_with(limits: HubLimits) -> Api {
 impl Api {
     /// `method` on `base` + `path` with the admin token: status and JSON body.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_as("admin", method, path, body).await
+    }
+
+    /// `call` with `token` (an HQ account's personal token, or none: "").
+    #[allow(dead_code)]
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = reqwest::Client::new()
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth("admin");
+            .bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
         }

@@ -12,6 +12,7 @@ use automerge::{ActorId, Automerge, Change, ChangeHash};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
+mod accounts;
 mod batch;
 mod cache;
 mod connections;

@@ -16,6 +16,7 @@
 //!   second process on the same file waits (`busy_timeout`) instead of
 //!   failing with SQLITE_BUSY when a read transaction tries to upgrade.
 
+mod accounts;
 mod documents;
 mod errors;
 mod groups;

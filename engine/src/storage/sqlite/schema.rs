@@ -257,6 +257,49 @@ const MIGRATIONS: &[&str] = &[
     "
     INSERT OR IGNORE INTO index_due (doc_id) SELECT DISTINCT doc_id FROM task_status;
     ",
+    // v14: HQ's people (issue #23): accounts with a role and a scope,
+    // their personal API tokens (hashed, as store tokens are), and the
+    // audit of HQ's actions, which refuses to be changed or deleted.
+    "
+    CREATE TABLE hq_users (
+        user_id              TEXT PRIMARY KEY NOT NULL,
+        role                 TEXT NOT NULL CHECK (role IN ('admin', 'editor', 'viewer')),
+        -- '*' (every store) or store group ids separated by spaces.
+        scope                TEXT NOT NULL,
+        -- argon2, PHC string format.
+        password_hash        TEXT NOT NULL,
+        must_change_password INTEGER NOT NULL DEFAULT 0,
+        disabled_at          INTEGER,
+        created_at           INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE personal_tokens (
+        token_hash BLOB PRIMARY KEY NOT NULL CHECK (length(token_hash) = 32),
+        user_id    TEXT NOT NULL,
+        label      TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        revoked_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX personal_tokens_by_user ON personal_tokens (user_id);
+
+    CREATE TABLE hq_audit (
+        id      INTEGER PRIMARY KEY,
+        at_ms   INTEGER NOT NULL,
+        user_id TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        -- JSON array of store ids.
+        stores  TEXT NOT NULL,
+        status  INTEGER NOT NULL,
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX hq_audit_by_time ON hq_audit (at_ms);
+    CREATE INDEX hq_audit_by_user ON hq_audit (user_id, at_ms);
+    CREATE TRIGGER hq_audit_is_append_only_update BEFORE UPDATE ON hq_audit
+        BEGIN SELECT RAISE(ABORT, 'the HQ audit is append-only'); END;
+    CREATE TRIGGER hq_audit_is_append_only_delete BEFORE DELETE ON hq_audit
+        BEGIN SELECT RAISE(ABORT, 'the HQ audit is append-only'); END;
+    ",
 ];
 
 /// The schema version this build writes and understands.
@@ -458,6 +501,7 @@ mod tests {
             store.record_store_sync(&[(st.clone(), 7)]).unwrap();
             assert_eq!(store.store_sync_times().unwrap(), vec![(st, 7)]);
             assert_eq!(store.past_due(None, i64::MAX, 10).unwrap(), vec![]);
+            assert_eq!(store.hq_users().unwrap(), vec![]);
         }
     }
 

@@ -1,0 +1,179 @@
+//! HQ accounts in a cluster (issue #23): a personal token works at every
+//! node (accounts live in the shared database), an HQ write passed from
+//! the node it reached to the nodes serving its stores is checked there
+//! too and audited once, by the node that received it, and a personal
+//! token never opens a sync connection. Skipped (with a notice) where
+//! PostgreSQL is not installed.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hub::pg::testing::PgServer;
+use serde_json::{json, Value};
+
+mod common;
+
+struct Node {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    fn start(url: &str, name: &str, data: &std::path::Path) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hub"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", "admin"])
+            .args(["--database", url, "--node", name])
+            .arg("--data")
+            .arg(data.join(name))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning the hub");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("a line").expect("stdout");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .expect("an address")
+            .to_owned();
+        std::thread::spawn(move || for _ in lines {});
+        Node { child, addr }
+    }
+
+    async fn call(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = reqwest::Client::new()
+            .request(method, format!("http://{}/api{path}", self.addr))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_passed_between_nodes_is_checked_at_both_and_audited_once() {
+    use reqwest::Method;
+    let Some(server) = PgServer::shared() else {
+        return;
+    };
+    let url = server.new_database();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(&url, "node-a", dir.path());
+    let b = Node::start(&url, "node-b", dir.path());
+    let stores: Vec<String> = (1..=6).map(|n| format!("store-{n:03}")).collect();
+    for s in &stores {
+        let (st, v) = a
+            .call(
+                "admin",
+                Method::POST,
+                "/stores",
+                Some(json!({"id": s, "name": s, "time_zone": "Europe/Berlin"})),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+    }
+    // Both nodes take a share.
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let owners = server.psql(
+            &db,
+            "SELECT count(DISTINCT owner) FROM store_leases WHERE expires_at > clock_timestamp()",
+        );
+        if owners == "2" {
+            break;
+        }
+        assert!(Instant::now() < until, "the nodes never split the stores");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (id, role) in [("ed", "editor"), ("vi", "viewer")] {
+        let (st, v) = a
+            .call(
+                "admin",
+                Method::POST,
+                "/users",
+                Some(json!({"id": id, "role": role, "password": "long enough pw"})),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+    }
+    // Signed in at node b, the token works at node a.
+    let sign_in = |user: &'static str| {
+        let b = &b;
+        async move {
+            let (st, v) = b
+                .call(
+                    "",
+                    Method::POST,
+                    "/login",
+                    Some(json!({"user": user, "password": "long enough pw"})),
+                )
+                .await;
+            assert_eq!(st, 201, "{v}");
+            v["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let (ed, vi) = (sign_in("ed").await, sign_in("vi").await);
+    let list = json!({"stores": stores, "name": "Closing", "date": "2026-11-26",
+                      "tasks": [{"title": "Count the till"}]});
+    let (st, v) = a
+        .call(&vi, Method::POST, "/lists", Some(list.clone()))
+        .await;
+    assert_eq!(st, 403, "{v}");
+    let (st, v) = a.call(&ed, Method::POST, "/lists", Some(list)).await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["lists"].as_array().unwrap().len(), stores.len(), "{v}");
+
+    let (st, audit) = b.call("admin", Method::GET, "/audit", None).await;
+    assert_eq!(st, 200, "{audit}");
+    let lists: Vec<&Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "POST /api/lists")
+        .collect();
+    assert_eq!(lists.len(), 2, "once per action, not per node: {audit}");
+    assert_eq!(lists[0]["user"], "ed");
+    assert_eq!(lists[0]["status"], 201);
+    assert_eq!(lists[0]["stores"].as_array().unwrap().len(), stores.len());
+    assert_eq!(lists[1]["user"], "vi");
+    assert_eq!(lists[1]["status"], 403);
+
+    // A client claiming its write was passed on and audited already is
+    // audited all the same: it does not know the nodes' secret.
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/api/purge", a.addr))
+        .bearer_auth(&ed)
+        .header("x-hub-forwarded", "1")
+        .header("x-hub-audited", "1")
+        .json(&json!({"store": stores[0]}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let (_, audit) = a.call("admin", Method::GET, "/audit?user=ed", None).await;
+    assert_eq!(audit[0]["action"], "POST /api/purge", "{audit}");
+    assert_eq!(audit[0]["status"], status);
+
+    // A personal token is not a sync token.
+    let refused = common::connect(&a.addr, Some(&ed)).await;
+    assert_eq!(refused.err(), Some(401));
+}
