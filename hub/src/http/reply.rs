@@ -41,7 +41,8 @@ fn hub_error_status(e: &HubError) -> StatusCode {
     match e {
         HubError::Model(_) => StatusCode::BAD_REQUEST,
         HubError::UnknownStore(_) | HubError::UnknownDocument(_) => StatusCode::NOT_FOUND,
-        HubError::Storage(_) | HubError::Load { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        HubError::Storage(e) => storage_error_status(e),
+        HubError::Load { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         // Nothing was saved; the same request may succeed later.
         HubError::NotSaved => StatusCode::SERVICE_UNAVAILABLE,
         // Another node of the cluster writes this store.
@@ -68,9 +69,24 @@ impl From<PublishFailure> for ApiError {
     }
 }
 
+/// The status of an answer the storage failed: a database that cannot be
+/// reached, is busy or is full may answer later (503: nothing was written);
+/// a store another node took meanwhile is that node's to write (409); what
+/// is damaged is the hub's fault (500).
+fn storage_error_status(e: &engine::storage::StorageError) -> StatusCode {
+    use engine::storage::StorageError as E;
+    match e {
+        E::Unavailable { .. } | E::DiskFull { .. } | E::Conflict { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        E::LeaseLost { .. } => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<engine::storage::StorageError> for ApiError {
     fn from(e: engine::storage::StorageError) -> Self {
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        ApiError(storage_error_status(&e), e.to_string())
     }
 }
 
@@ -122,4 +138,31 @@ where
 pub(crate) fn body<T>(b: JsonBody<T>, shape: &str) -> Result<T, ApiError> {
     b.map(|Json(v)| v)
         .map_err(|e| bad_request(format!("bad JSON: {e}; send {shape}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::storage::{StorageError, Unavailable};
+
+    #[test]
+    fn a_database_out_of_reach_answers_503_and_a_store_taken_over_409() {
+        let unreachable = StorageError::Unavailable {
+            location: "postgres://db:5432/hub".into(),
+            unavailable: Unavailable::Unreachable,
+            source: "connection refused".into(),
+        };
+        assert_eq!(
+            ApiError::from(unreachable).0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let lost = StorageError::LeaseLost {
+            location: "postgres://db:5432/hub".into(),
+            stores: vec!["store-042".into()],
+        };
+        assert_eq!(
+            ApiError::from(HubError::Storage(lost)).0,
+            StatusCode::CONFLICT
+        );
+    }
 }
