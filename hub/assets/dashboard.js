@@ -1,9 +1,10 @@
-// HQ dashboard: reads the hub's admin API with the admin token (kept in
-// localStorage) and redraws every few seconds. Plain DOM, no build step.
-// Every value from the API goes in as text, never as HTML.
+// HQ dashboard: signs in to an HQ account for a session (an HttpOnly
+// cookie this script never sees, and a CSRF token it sends on every
+// write), reads the hub's admin API with it and redraws every few
+// seconds. Plain DOM, no build step. Every value from the API goes in as
+// text, never as HTML.
 "use strict";
 
-const TOKEN_KEY = "store-tasks.hub-admin-token";
 const REFRESH_MS = 5000;
 const STATUS_LABEL = {
   not_started: "Not started",
@@ -41,20 +42,35 @@ async function api(path) {
  * with when it answered (its `status-index-behind` header): during a
  * reconnect storm a status read answers from the index as it stands. */
 async function apiRead(path) {
-  const token = localStorage.getItem(TOKEN_KEY);
-  if (!token) throw new AuthError("no token");
   const resp = await fetch(new URL("api/" + path, document.baseURI), {
-    headers: { Authorization: "Bearer " + token },
+    credentials: "same-origin",
     cache: "no-store",
   });
-  const text = await resp.text();
-  let body;
-  try { body = JSON.parse(text); } catch { body = text.trim(); }
+  const body = await bodyOf(resp);
   if (resp.status === 401 || resp.status === 403) {
     throw new AuthError((body && body.error) || body || resp.statusText);
   }
   if (!resp.ok) throw new Error(`${path}: ${resp.status} ${(body && body.error) || body}`);
   return { body, behind: Number(resp.headers.get("status-index-behind")) || 0 };
+}
+
+async function bodyOf(resp) {
+  const text = await resp.text();
+  try { return JSON.parse(text); } catch { return text.trim(); }
+}
+
+/** A write (`method` with a JSON body) with the session's CSRF token:
+ * the hub refuses a cookie's write without it. Answers the response. */
+async function apiWrite(method, path, body) {
+  const headers = { "x-csrf-token": state.csrf || "" };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const resp = await fetch(new URL("api/" + path, document.baseURI), {
+    method,
+    credentials: "same-origin",
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: resp.status, body: await bodyOf(resp) };
 }
 
 // ---- time ------------------------------------------------------------
@@ -99,6 +115,8 @@ const state = {
   last: {}, // JSON of what each section last drew, to redraw only on change
   timer: null,
   run: 0,
+  csrf: null, // the session's CSRF token, sent on every write
+  user: null,
 };
 
 function changed(key, data) {
@@ -307,7 +325,7 @@ function showSignIn(message) {
   $("sign-in-message").textContent = message || "";
   $("refreshed").textContent = "";
   showError("");
-  $("token").focus();
+  $("user").focus();
 }
 
 async function refresh() {
@@ -336,8 +354,8 @@ async function refresh() {
     showError("");
   } catch (e) {
     if (e instanceof AuthError) {
-      localStorage.removeItem(TOKEN_KEY);
-      showSignIn(`The hub refused the token: ${e.message}`);
+      state.csrf = null;
+      showSignIn(`The hub refused this session: ${e.message}`);
       return;
     }
     if (run !== state.run) return;
@@ -365,19 +383,72 @@ document.addEventListener("DOMContentLoaded", () => {
   $("today").addEventListener("click", () => setDay(localDay(new Date())));
   $("instance-close").addEventListener("click", () => $("instance").close());
   $("instance").addEventListener("close", () => { state.open = null; });
-  $("sign-out").addEventListener("click", () => {
-    localStorage.removeItem(TOKEN_KEY);
-    showSignIn("Signed out.");
-  });
+  $("sign-out").addEventListener("click", signOut);
   $("sign-in-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    const token = $("token").value.trim();
-    if (!token) return;
-    localStorage.setItem(TOKEN_KEY, token);
-    $("token").value = "";
-    $("sign-in-message").textContent = "";
-    refresh();
+    signIn();
   });
-  if (localStorage.getItem(TOKEN_KEY)) refresh();
-  else showSignIn();
+  resumeSession();
 });
+
+function signedIn(answer) {
+  state.csrf = answer.csrf_token;
+  state.user = answer.user;
+  $("who").textContent = `${answer.user} (${answer.role})`;
+}
+
+/** A page (re)loaded in a browser with a live session carries on. */
+async function resumeSession() {
+  try {
+    const { body } = await apiRead("session");
+    signedIn(body);
+    refresh();
+  } catch {
+    showSignIn();
+  }
+}
+
+async function signIn() {
+  const user = $("user").value.trim();
+  const password = $("password").value;
+  if (!user || !password) return;
+  const request = { user, password };
+  const fresh = $("new-password");
+  if (!$("new-password-row").hidden && fresh.value) request.new_password = fresh.value;
+  $("sign-in-message").textContent = "Signing in…";
+  let answer;
+  try {
+    answer = await apiWrite("POST", "session", request);
+  } catch (e) {
+    $("sign-in-message").textContent = `Could not reach the hub (${e.message}).`;
+    return;
+  }
+  const error = (answer.body && answer.body.error) || answer.body;
+  if (answer.status === 403 && /one-time setup secret/.test(error)) {
+    // The first sign-in with a setup secret chooses a password.
+    $("new-password-row").hidden = false;
+    fresh.focus();
+    $("sign-in-message").textContent = "This is a one-time setup secret: choose your own password.";
+    return;
+  }
+  if (answer.status !== 201) {
+    $("sign-in-message").textContent = `The hub refused the sign-in: ${error}`;
+    return;
+  }
+  $("password").value = "";
+  fresh.value = "";
+  $("new-password-row").hidden = true;
+  $("sign-in-message").textContent = "";
+  signedIn(answer.body);
+  refresh();
+}
+
+async function signOut() {
+  try {
+    await apiWrite("DELETE", "session");
+  } finally {
+    state.csrf = null;
+    $("who").textContent = "";
+    showSignIn("Signed out.");
+  }
+}

@@ -22,7 +22,7 @@ use engine::model::{Status, StatusUpdate};
 use pos_agent::agent::Terminal;
 use pos_agent::sync_client::Backoff;
 use serde_json::{json, Value};
-use tests::procs::{self, ADMIN};
+use tests::procs;
 use tokio_util::sync::CancellationToken;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -142,6 +142,8 @@ async fn publish(
     (id.parse().unwrap(), tasks)
 }
 
+const PASSWORD: &str = "anna's long password";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
     let Some(chromium) = chromium("dashboard") else {
@@ -160,6 +162,12 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
     post(
         "/stores",
         json!({"id": "store-007", "name": "Harbour Road", "time_zone": procs::noon_zone()}),
+    )
+    .await;
+    // HQ signs in to an account; a viewer reads everything shown here.
+    post(
+        "/users",
+        json!({"id": "anna", "role": "viewer", "password": PASSWORD}),
     )
     .await;
     // The list below assigns a task to w-1 (HQ names rostered workers
@@ -264,7 +272,8 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
     let out = tokio::process::Command::new("node")
         .arg(root().join("tests/js/dashboard.mjs"))
         .arg(format!("http://{}", hub.addr))
-        .arg(ADMIN)
+        .arg("anna")
+        .arg(PASSWORD)
         .arg(&today)
         .arg(&screenshot)
         .arg(&drill_shot)
@@ -299,7 +308,13 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
     );
     assert_eq!(r["unlabelled"], json!([]), "every control has a label");
     assert!(r["refused"].as_str().unwrap().contains("refused"), "{r:#}");
-    assert_eq!(r["tokenStored"], true);
+    // A session, not a pasted token (issue #23): an HttpOnly, SameSite=Strict cookie.
+    assert_eq!(r["nothingReadable"], true, "{r:#}");
+    assert_eq!(
+        r["cookie"],
+        json!([{"name": "hub_session", "httpOnly": true, "sameSite": "Strict"}])
+    );
+    assert_eq!(r["signedOut"], true, "{r:#}");
 
     // Stores: 042 online with both terminals and a last sync; 007 never synced.
     let stores = r["stores"].as_array().unwrap();
