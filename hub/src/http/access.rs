@@ -54,6 +54,10 @@ pub enum Reach {
     /// list of rows keyed by a store (`rows_by`): it gets its stores' rows.
     /// A write to every store needs a caller whose scope is all stores.
     Fleet { rows_by: Option<&'static str> },
+    /// The stores in the caller's scope, for a read whose handler narrows
+    /// its answer itself (a paged answer cannot be narrowed after it is
+    /// cut into pages).
+    Scope,
 }
 
 /// A route's rule.
@@ -87,6 +91,10 @@ impl ApiRoutes {
         H: Handler<T, AppState>,
         T: 'static,
     {
+        assert!(
+            !matches!(access, Access::Hq(need, Reach::Scope) if need != Need::Read),
+            "{method} {path}: only a read may narrow its answer itself (Reach::Scope)"
+        );
         let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
         self.router = self.router.route(path, on(filter, h));
         self.rules.push((method, path, access));
