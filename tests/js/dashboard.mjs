@@ -70,7 +70,16 @@ try {
     online: r.dataset.online === "true",
     connection: r.cells[1].innerText.replace(/\s+/g, " ").trim(),
     lastSync: r.cells[2].innerText.replace(/\s+/g, " ").trim(),
+    trouble: r.dataset.trouble,
+    pastDue: r.cells[4].innerText.trim(),
   })));
+  report.storesPage = (await page.locator("#fleet-page").textContent()).trim();
+  // The search narrows the stores table (server-side) to one store.
+  await page.getByLabel("Search stores").fill("harbour");
+  await page.locator("#stores tbody tr").nth(1).waitFor({ state: "detached" });
+  report.searched = await page.$$eval("#stores tbody tr", (rows) => rows.map((r) => r.dataset.store));
+  await page.getByLabel("Search stores").fill("");
+  await page.locator("#stores tbody tr").nth(1).waitFor();
 
   // The grid: lists x stores with counts.
   report.grid = await page.$$eval("#grid tbody tr", (rows) => rows.flatMap((r) =>

@@ -342,6 +342,22 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
     );
     assert_eq!(store("store-007")["online"], false);
     assert_eq!(store("store-007")["lastSync"], "never");
+    // Most troubled first (issue #23): never synced before online; the
+    // last sync in the store's zone, the zone named; past due counted.
+    let order: Vec<&str> = stores.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(order, ["store-007", "store-042"]);
+    assert_eq!(store("store-007")["trouble"], "never synced");
+    assert_eq!(store("store-042")["pastDue"], "1");
+    let zone = procs::noon_zone();
+    assert!(
+        store("store-042")["lastSync"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("({zone})")),
+        "{stores:?}"
+    );
+    assert_eq!(r["storesPage"], "1–2 of 2 · page 1 of 1");
+    assert_eq!(r["searched"], json!(["store-007"]));
 
     // The grid: the counts of each list at each store.
     let cell = |list: &str, store: &str| {
