@@ -64,7 +64,7 @@ mod tests {
 
     #[test]
     fn offline_longest_then_never_synced_then_most_past_due() {
-        let mut stores = vec![
+        let mut stores = [
             ("online, fine", t(1, Some(90), 0)),
             ("online, 3 past due", t(2, Some(90), 3)),
             ("never synced", t(0, None, 0)),
