@@ -172,9 +172,14 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
     .await;
     // The list below assigns a task to w-1 (HQ names rostered workers
     // only), and w-1 and w-2 record status (the hub refuses a stranger's).
-    for w in ["w-1", "w-2"] {
-        procs::add_worker(&hub.addr, w).await;
-    }
+    // w-2 has a name of its own: histories show it (issue #23).
+    procs::add_worker(&hub.addr, "w-1").await;
+    procs::put_worker(
+        &hub.addr,
+        "w-2",
+        json!({"name": "Bo Novak", "role": "cashier"}),
+    )
+    .await;
     let token = post("/stores/store-042/tokens", json!({"label": "tills"})).await["token"]
         .as_str()
         .unwrap()
@@ -456,10 +461,11 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
         "{sides:?}"
     );
     assert!(
-        sides.iter().any(
-            |s| s.as_str().unwrap().contains("In progress by w-2 on pos-2")
-                && s.as_str().unwrap().contains("descaling")
-        ),
+        sides.iter().any(|s| s
+            .as_str()
+            .unwrap()
+            .contains("In progress by Bo Novak (w-2) on pos-2")
+            && s.as_str().unwrap().contains("descaling")),
         "{sides:?}"
     );
     assert_eq!(coffee["history"].as_array().unwrap().len(), 2);
