@@ -9,6 +9,7 @@ mod clock_faults;
 pub mod cluster;
 pub mod document;
 pub mod due;
+pub mod fleet;
 pub mod hq_accounts;
 pub mod ids;
 pub mod model;

@@ -1,9 +1,10 @@
-// HQ dashboard: reads the hub's admin API with the admin token (kept in
-// localStorage) and redraws every few seconds. Plain DOM, no build step.
-// Every value from the API goes in as text, never as HTML.
+// HQ dashboard: signs in to an HQ account for a session (an HttpOnly
+// cookie this script never sees, and a CSRF token it sends on every
+// write), reads the hub's admin API with it and redraws every few
+// seconds. Plain DOM, no build step. Every value from the API goes in as
+// text, never as HTML.
 "use strict";
 
-const TOKEN_KEY = "store-tasks.hub-admin-token";
 const REFRESH_MS = 5000;
 const STATUS_LABEL = {
   not_started: "Not started",
@@ -41,20 +42,35 @@ async function api(path) {
  * with when it answered (its `status-index-behind` header): during a
  * reconnect storm a status read answers from the index as it stands. */
 async function apiRead(path) {
-  const token = localStorage.getItem(TOKEN_KEY);
-  if (!token) throw new AuthError("no token");
   const resp = await fetch(new URL("api/" + path, document.baseURI), {
-    headers: { Authorization: "Bearer " + token },
+    credentials: "same-origin",
     cache: "no-store",
   });
-  const text = await resp.text();
-  let body;
-  try { body = JSON.parse(text); } catch { body = text.trim(); }
+  const body = await bodyOf(resp);
   if (resp.status === 401 || resp.status === 403) {
     throw new AuthError((body && body.error) || body || resp.statusText);
   }
   if (!resp.ok) throw new Error(`${path}: ${resp.status} ${(body && body.error) || body}`);
   return { body, behind: Number(resp.headers.get("status-index-behind")) || 0 };
+}
+
+async function bodyOf(resp) {
+  const text = await resp.text();
+  try { return JSON.parse(text); } catch { return text.trim(); }
+}
+
+/** A write (`method` with a JSON body) with the session's CSRF token:
+ * the hub refuses a cookie's write without it. Answers the response. */
+async function apiWrite(method, path, body) {
+  const headers = { "x-csrf-token": state.csrf || "" };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const resp = await fetch(new URL("api/" + path, document.baseURI), {
+    method,
+    credentials: "same-origin",
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: resp.status, body: await bodyOf(resp) };
 }
 
 // ---- time ------------------------------------------------------------
@@ -99,6 +115,11 @@ const state = {
   last: {}, // JSON of what each section last drew, to redraw only on change
   timer: null,
   run: 0,
+  csrf: null, // the session's CSRF token, sent on every write
+  user: null,
+  fleet: { page: 1, limit: 50, q: "", group: "" }, // the stores table's page and filters
+  names: {}, // store id -> name, for every store the caller sees
+  rosters: {}, // store id -> { worker id -> name }, for histories
 };
 
 function changed(key, data) {
@@ -109,8 +130,12 @@ function changed(key, data) {
 }
 
 function storeName(id) {
-  const s = state.stores.find((s) => s.id === id);
-  return s ? s.name : id;
+  return state.names[id] || id;
+}
+
+function workerName(store, id) {
+  const name = (state.rosters[store] || {})[id];
+  return name && name !== id ? `${name} (${id})` : id;
 }
 
 function statusPill(status) {
@@ -125,9 +150,24 @@ function assigneeText(a) {
 
 // ---- sections --------------------------------------------------------
 
-function drawStores(stores) {
-  state.stores = stores;
-  if (!changed("stores", stores)) return;
+function drawStores(all, fleet) {
+  state.stores = all;
+  state.names = Object.fromEntries(all.map((s) => [s.id, s.name]));
+  if (!changed("stores", fleet)) return;
+  const stores = fleet.stores;
+  const f = state.fleet;
+  $("stores-count").textContent = `(${fleet.total})`;
+  $("fleet-page").textContent = fleet.total
+    ? `${(fleet.page - 1) * fleet.limit + 1}–${Math.min(fleet.total, fleet.page * fleet.limit)} of ${fleet.total} · page ${fleet.page} of ${fleet.pages}`
+    : "";
+  $("fleet-prev").disabled = fleet.page <= 1;
+  $("fleet-next").disabled = fleet.page >= fleet.pages;
+  const select = $("fleet-group");
+  const options = ["", ...fleet.groups];
+  if (select.options.length !== options.length || options.some((g, i) => select.options[i].value !== g)) {
+    select.replaceChildren(...options.map((g) => h("option", { value: g }, g || "All groups")));
+    select.value = f.group;
+  }
   const body = $("stores").tBodies[0];
   body.replaceChildren(
     ...stores.map((s) => {
@@ -136,12 +176,15 @@ function drawStores(stores) {
         ? h("span", { class: "online" }, h("span", { class: "dot", "aria-hidden": "true" }),
             "Online", h("span", { class: "small" }, ` · ${s.connections} terminal${s.connections === 1 ? "" : "s"}`))
         : h("span", { class: "offline" }, h("span", { class: "dot", "aria-hidden": "true" }), "Offline");
-      return h("tr", { "data-store": s.id, "data-online": String(s.online) },
-        h("th", { scope: "row" }, s.name, h("div", { class: "small" }, s.id)),
+      return h("tr", { "data-store": s.id, "data-online": String(s.online), "data-trouble": s.trouble || "" },
+        h("th", { scope: "row" }, s.name,
+          s.trouble && [" ", h("span", { class: `badge trouble ${s.trouble.replace(/ /g, "-")}` }, s.trouble)],
+          h("div", { class: "small" }, [s.id, ...s.groups].join(" · "))),
         h("td", {}, conn),
         h("td", { class: "last-sync" },
-          last ? [h("span", { "data-ago": last }, ago(last)), h("div", { class: "small" }, when(last))] : h("span", { class: "none" }, "never")),
-        h("td", {}, s.time_zone));
+          last ? [h("span", { "data-ago": last }, ago(last)), h("div", { class: "small" }, s.last_sync_local)] : h("span", { class: "none" }, "never")),
+        h("td", {}, s.time_zone),
+        h("td", { class: "num" }, s.past_due > 0 ? h("span", { class: "badge past-due" }, s.past_due) : "0"));
     }),
   );
   $("stores-empty").hidden = stores.length > 0;
@@ -211,8 +254,8 @@ function drawPastDue(rows) {
 
 // ---- drill-down ------------------------------------------------------
 
-function eventLine(e) {
-  return [statusPill(e.status), ` by ${e.worker} on ${e.terminal}, `, when(e.at, true), e.note ? ` — “${e.note}”` : ""];
+function eventLine(store, e) {
+  return [statusPill(e.status), ` by ${workerName(store, e.worker)} on ${e.terminal}, `, when(e.at, true), e.note ? ` — “${e.note}”` : ""];
 }
 
 function drawInstance(doc) {
@@ -240,7 +283,7 @@ function drawInstance(doc) {
       s.conflict.length > 0 && h("div", { class: "conflict-box", role: "note" },
         h("p", {}, `Conflict: ${s.conflict.length} different statuses were recorded without seeing each other. ` +
           "The latest is shown until someone decides."),
-        h("ul", {}, s.conflict.map((e) => h("li", { "data-event": e.id }, eventLine(e))))),
+        h("ul", {}, s.conflict.map((e) => h("li", { "data-event": e.id }, eventLine(m.store, e))))),
       s.history.length === 0
         ? h("p", { class: "small" }, "No status recorded yet.")
         : h("table", { class: "data history" },
@@ -249,7 +292,7 @@ function drawInstance(doc) {
           h("tbody", {}, s.history.map((e) =>
             h("tr", { "data-event": e.id },
               h("td", { class: "nowrap" }, when(e.at, true)), h("td", {}, statusPill(e.status)),
-              h("td", {}, e.worker), h("td", {}, e.terminal), h("td", {}, e.note || ""))))));
+              h("td", {}, workerName(m.store, e.worker)), h("td", {}, e.terminal), h("td", {}, e.note || ""))))));
   }));
 }
 
@@ -275,6 +318,12 @@ async function refreshInstance() {
   if (!state.open || !$("instance").open) return;
   try {
     const doc = await api(`documents/${encodeURIComponent(state.open.doc)}`);
+    const store = doc.meta.store;
+    if (!state.rosters[store]) {
+      // Histories name workers, not only their ids (the store's roster).
+      const roster = await api(`stores/${encodeURIComponent(store)}/workers`).catch(() => []);
+      state.rosters[store] = Object.fromEntries(roster.map((w) => [w.id, w.name]));
+    }
     if (changed("instance", doc)) drawInstance(doc);
   } catch (e) {
     if (e instanceof AuthError) throw e;
@@ -307,7 +356,7 @@ function showSignIn(message) {
   $("sign-in-message").textContent = message || "";
   $("refreshed").textContent = "";
   showError("");
-  $("token").focus();
+  $("user").focus();
 }
 
 async function refresh() {
@@ -316,13 +365,18 @@ async function refresh() {
   const run = ++state.run;
   try {
     const day = state.day;
-    const [stores, grid, pastDue] = await Promise.all([
+    const f = state.fleet;
+    const fleetQuery = new URLSearchParams({ page: f.page, limit: f.limit });
+    if (f.q) fleetQuery.set("q", f.q);
+    if (f.group) fleetQuery.set("group", f.group);
+    const [stores, fleet, grid, pastDue] = await Promise.all([
       api("stores"),
+      api(`fleet/stores?${fleetQuery}`),
       apiRead(`status/lists?from=${day}&to=${day}`),
       apiRead("status/past-due?limit=200"),
     ]);
     if (run !== state.run) return;
-    drawStores(stores);
+    drawStores(stores, fleet);
     drawGrid(grid.body);
     drawPastDue(pastDue.body);
     showBehind(Math.max(grid.behind, pastDue.behind));
@@ -336,8 +390,8 @@ async function refresh() {
     showError("");
   } catch (e) {
     if (e instanceof AuthError) {
-      localStorage.removeItem(TOKEN_KEY);
-      showSignIn(`The hub refused the token: ${e.message}`);
+      state.csrf = null;
+      showSignIn(`The hub refused this session: ${e.message}`);
       return;
     }
     if (run !== state.run) return;
@@ -365,19 +419,84 @@ document.addEventListener("DOMContentLoaded", () => {
   $("today").addEventListener("click", () => setDay(localDay(new Date())));
   $("instance-close").addEventListener("click", () => $("instance").close());
   $("instance").addEventListener("close", () => { state.open = null; });
-  $("sign-out").addEventListener("click", () => {
-    localStorage.removeItem(TOKEN_KEY);
-    showSignIn("Signed out.");
-  });
+  $("sign-out").addEventListener("click", signOut);
+  const refilter = () => {
+    state.fleet.q = $("fleet-search").value.trim();
+    state.fleet.group = $("fleet-group").value;
+    state.fleet.page = 1;
+    refresh();
+  };
+  let typing = null;
+  $("fleet-search").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(refilter, 250); });
+  $("fleet-group").addEventListener("change", refilter);
+  $("fleet-filter").addEventListener("submit", (e) => { e.preventDefault(); refilter(); });
+  $("fleet-prev").addEventListener("click", () => { state.fleet.page = Math.max(1, state.fleet.page - 1); refresh(); });
+  $("fleet-next").addEventListener("click", () => { state.fleet.page += 1; refresh(); });
   $("sign-in-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    const token = $("token").value.trim();
-    if (!token) return;
-    localStorage.setItem(TOKEN_KEY, token);
-    $("token").value = "";
-    $("sign-in-message").textContent = "";
-    refresh();
+    signIn();
   });
-  if (localStorage.getItem(TOKEN_KEY)) refresh();
-  else showSignIn();
+  resumeSession();
 });
+
+function signedIn(answer) {
+  state.csrf = answer.csrf_token;
+  state.user = answer.user;
+  $("who").textContent = `${answer.user} (${answer.role})`;
+}
+
+/** A page (re)loaded in a browser with a live session carries on. */
+async function resumeSession() {
+  try {
+    const { body } = await apiRead("session");
+    signedIn(body);
+    refresh();
+  } catch {
+    showSignIn();
+  }
+}
+
+async function signIn() {
+  const user = $("user").value.trim();
+  const password = $("password").value;
+  if (!user || !password) return;
+  const request = { user, password };
+  const fresh = $("new-password");
+  if (!$("new-password-row").hidden && fresh.value) request.new_password = fresh.value;
+  $("sign-in-message").textContent = "Signing in…";
+  let answer;
+  try {
+    answer = await apiWrite("POST", "session", request);
+  } catch (e) {
+    $("sign-in-message").textContent = `Could not reach the hub (${e.message}).`;
+    return;
+  }
+  const error = (answer.body && answer.body.error) || answer.body;
+  if (answer.status === 403 && /one-time setup secret/.test(error)) {
+    // The first sign-in with a setup secret chooses a password.
+    $("new-password-row").hidden = false;
+    fresh.focus();
+    $("sign-in-message").textContent = "This is a one-time setup secret: choose your own password.";
+    return;
+  }
+  if (answer.status !== 201) {
+    $("sign-in-message").textContent = `The hub refused the sign-in: ${error}`;
+    return;
+  }
+  $("password").value = "";
+  fresh.value = "";
+  $("new-password-row").hidden = true;
+  $("sign-in-message").textContent = "";
+  signedIn(answer.body);
+  refresh();
+}
+
+async function signOut() {
+  try {
+    await apiWrite("DELETE", "session");
+  } finally {
+    state.csrf = null;
+    $("who").textContent = "";
+    showSignIn("Signed out.");
+  }
+}

@@ -3,17 +3,19 @@
 // saw as one JSON object on stdout. tests/tests/browser_dashboard.rs sets up
 // the hub and asserts on that JSON.
 //
-//   node dashboard.mjs <hub base URL> <admin token> <list date YYYY-MM-DD> \
+//   node dashboard.mjs <hub base URL> <HQ user> <password> <list date YYYY-MM-DD> \
 //        <screenshot.png> [drill-down screenshot.png]
 //
-// Steps: a wrong token is refused; the right one signs in; wait for a store
+// Steps: a wrong password is refused; the right one signs in for a session
+// (a cookie the page's script cannot read); wait for a store
 // to show online; read the grid and the past-due table; open the first
-// grid cell's drill-down and read every task's status, history and conflict.
+// grid cell's drill-down and read every task's status, history and conflict;
+// sign out, and the old session's cookie is refused.
 import { launch } from "./headless.mjs";
 
-const [base, token, date, shot, drillShot] = process.argv.slice(2);
-if (!base || !token || !date || !shot) {
-  console.error("usage: node dashboard.mjs <hub URL> <admin token> <YYYY-MM-DD> <screenshot.png> [drill.png]");
+const [base, user, password, date, shot, drillShot] = process.argv.slice(2);
+if (!base || !user || !password || !date || !shot) {
+  console.error("usage: node dashboard.mjs <hub URL> <user> <password> <YYYY-MM-DD> <screenshot.png> [drill.png]");
   process.exit(2);
 }
 const TIMEOUT = 20_000;
@@ -45,15 +47,21 @@ try {
       .filter((el) => !(el.labels?.length || el.getAttribute("aria-label") || el.textContent.trim()))
       .map((el) => el.id || el.outerHTML.slice(0, 60)));
 
-  // A wrong token is refused with a message; the right one signs in.
-  await page.getByLabel("Admin token").fill("not-the-admin-token");
+  // A wrong password is refused with a message; the right one signs in.
+  await page.getByLabel("User").fill(user);
+  await page.getByLabel("Password", { exact: true }).fill("not-the-password");
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.locator("#sign-in-message", { hasText: "refused" }).waitFor();
   report.refused = (await page.locator("#sign-in-message").textContent()).trim();
-  await page.getByLabel("Admin token").fill(token);
+  await page.getByLabel("Password", { exact: true }).fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.locator("body[data-loaded=true]").waitFor();
-  report.tokenStored = await page.evaluate(() => Object.keys(localStorage).length === 1);
+  // The session is an HttpOnly cookie: nothing the page's script can read.
+  report.nothingReadable = await page.evaluate(() =>
+    Object.keys(localStorage).length === 0 && document.cookie === "");
+  report.cookie = (await context.cookies()).map((c) => ({
+    name: c.name, httpOnly: c.httpOnly, sameSite: c.sameSite,
+  }));
 
   // Stores: wait until at least one is online (its terminals connect on their own).
   await page.locator('#stores tr[data-online="true"]').first().waitFor();
@@ -62,7 +70,16 @@ try {
     online: r.dataset.online === "true",
     connection: r.cells[1].innerText.replace(/\s+/g, " ").trim(),
     lastSync: r.cells[2].innerText.replace(/\s+/g, " ").trim(),
+    trouble: r.dataset.trouble,
+    pastDue: r.cells[4].innerText.trim(),
   })));
+  report.storesPage = (await page.locator("#fleet-page").textContent()).trim();
+  // The search narrows the stores table (server-side) to one store.
+  await page.getByLabel("Search stores").fill("harbour");
+  await page.locator("#stores tbody tr").nth(1).waitFor({ state: "detached" });
+  report.searched = await page.$$eval("#stores tbody tr", (rows) => rows.map((r) => r.dataset.store));
+  await page.getByLabel("Search stores").fill("");
+  await page.locator("#stores tbody tr").nth(1).waitFor();
 
   // The grid: lists x stores with counts.
   report.grid = await page.$$eval("#grid tbody tr", (rows) => rows.flatMap((r) =>
@@ -136,6 +153,14 @@ try {
   await page.evaluate(() => refresh());
   await page.locator("#index-behind").waitFor({ state: "hidden" });
   report.behindClears = true;
+
+  // Signing out ends the session: the sign-in form again, and a reload
+  // stays signed out.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.locator("#sign-in:not([hidden])").waitFor();
+  await page.reload();
+  await page.locator("#sign-in:not([hidden])").waitFor();
+  report.signedOut = await page.locator("#board").isHidden();
 } catch (e) {
   report.failed = String(e && e.stack || e);
 } finally {

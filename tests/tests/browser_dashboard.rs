@@ -22,7 +22,7 @@ use engine::model::{Status, StatusUpdate};
 use pos_agent::agent::Terminal;
 use pos_agent::sync_client::Backoff;
 use serde_json::{json, Value};
-use tests::procs::{self, ADMIN};
+use tests::procs;
 use tokio_util::sync::CancellationToken;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -142,6 +142,8 @@ async fn publish(
     (id.parse().unwrap(), tasks)
 }
 
+const PASSWORD: &str = "anna's long password";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
     let Some(chromium) = chromium("dashboard") else {
@@ -162,11 +164,22 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
         json!({"id": "store-007", "name": "Harbour Road", "time_zone": procs::noon_zone()}),
     )
     .await;
+    // HQ signs in to an account; a viewer reads everything shown here.
+    post(
+        "/users",
+        json!({"id": "anna", "role": "viewer", "password": PASSWORD}),
+    )
+    .await;
     // The list below assigns a task to w-1 (HQ names rostered workers
     // only), and w-1 and w-2 record status (the hub refuses a stranger's).
-    for w in ["w-1", "w-2"] {
-        procs::add_worker(&hub.addr, w).await;
-    }
+    // w-2 has a name of its own: histories show it (issue #23).
+    procs::add_worker(&hub.addr, "w-1").await;
+    procs::put_worker(
+        &hub.addr,
+        "w-2",
+        json!({"name": "Bo Novak", "role": "cashier"}),
+    )
+    .await;
     let token = post("/stores/store-042/tokens", json!({"label": "tills"})).await["token"]
         .as_str()
         .unwrap()
@@ -264,7 +277,8 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
     let out = tokio::process::Command::new("node")
         .arg(root().join("tests/js/dashboard.mjs"))
         .arg(format!("http://{}", hub.addr))
-        .arg(ADMIN)
+        .arg("anna")
+        .arg(PASSWORD)
         .arg(&today)
         .arg(&screenshot)
         .arg(&drill_shot)
@@ -299,7 +313,13 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
     );
     assert_eq!(r["unlabelled"], json!([]), "every control has a label");
     assert!(r["refused"].as_str().unwrap().contains("refused"), "{r:#}");
-    assert_eq!(r["tokenStored"], true);
+    // A session, not a pasted token (issue #23): an HttpOnly, SameSite=Strict cookie.
+    assert_eq!(r["nothingReadable"], true, "{r:#}");
+    assert_eq!(
+        r["cookie"],
+        json!([{"name": "hub_session", "httpOnly": true, "sameSite": "Strict"}])
+    );
+    assert_eq!(r["signedOut"], true, "{r:#}");
 
     // Stores: 042 online with both terminals and a last sync; 007 never synced.
     let stores = r["stores"].as_array().unwrap();
@@ -327,6 +347,22 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
     );
     assert_eq!(store("store-007")["online"], false);
     assert_eq!(store("store-007")["lastSync"], "never");
+    // Most troubled first (issue #23): never synced before online; the
+    // last sync in the store's zone, the zone named; past due counted.
+    let order: Vec<&str> = stores.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(order, ["store-007", "store-042"]);
+    assert_eq!(store("store-007")["trouble"], "never synced");
+    assert_eq!(store("store-042")["pastDue"], "1");
+    let zone = procs::noon_zone();
+    assert!(
+        store("store-042")["lastSync"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("({zone})")),
+        "{stores:?}"
+    );
+    assert_eq!(r["storesPage"], "1–2 of 2 · page 1 of 1");
+    assert_eq!(r["searched"], json!(["store-007"]));
 
     // The grid: the counts of each list at each store.
     let cell = |list: &str, store: &str| {
@@ -425,10 +461,11 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
         "{sides:?}"
     );
     assert!(
-        sides.iter().any(
-            |s| s.as_str().unwrap().contains("In progress by w-2 on pos-2")
-                && s.as_str().unwrap().contains("descaling")
-        ),
+        sides.iter().any(|s| s
+            .as_str()
+            .unwrap()
+            .contains("In progress by Bo Novak (w-2) on pos-2")
+            && s.as_str().unwrap().contains("descaling")),
         "{sides:?}"
     );
     assert_eq!(coffee["history"].as_array().unwrap().len(), 2);

@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use super::auth::presented_token;
 use super::reply::ApiError;
+use super::session;
 use super::state::AppState;
 use crate::runtime::now_ms;
 
@@ -53,6 +54,10 @@ pub enum Reach {
     /// list of rows keyed by a store (`rows_by`): it gets its stores' rows.
     /// A write to every store needs a caller whose scope is all stores.
     Fleet { rows_by: Option<&'static str> },
+    /// The stores in the caller's scope, for a read whose handler narrows
+    /// its answer itself (a paged answer cannot be narrowed after it is
+    /// cut into pages).
+    Scope,
 }
 
 /// A route's rule.
@@ -86,6 +91,10 @@ impl ApiRoutes {
         H: Handler<T, AppState>,
         T: 'static,
     {
+        assert!(
+            !matches!(access, Access::Hq(need, Reach::Scope) if need != Need::Read),
+            "{method} {path}: only a read may narrow its answer itself (Reach::Scope)"
+        );
         let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
         self.router = self.router.route(path, on(filter, h));
         self.rules.push((method, path, access));
@@ -166,7 +175,18 @@ pub async fn authorize(State(auth): State<Authorizer>, req: Request, next: Next)
         return next.run(req).await;
     };
     let writes = method != Method::GET;
-    let token = presented_token(req.headers(), None);
+    // A bearer token (CLI, scripts) wins; else the dashboard's session
+    // cookie, whose writes must also carry its CSRF token.
+    let bearer = presented_token(req.headers(), None);
+    let session = match bearer {
+        Some(_) => None,
+        None => session::cookie_token(req.headers()),
+    };
+    let csrf_missing = writes
+        && session
+            .as_deref()
+            .is_some_and(|t| !session::csrf_ok(req.headers(), t));
+    let token = bearer.or_else(|| session.clone());
     // A write's caller is read on the hub thread, in order with what is
     // queued there: a revocation, a disabled account or a changed role
     // asked for before it applies to it. A read's, off it (`ReadPool`).
@@ -201,6 +221,14 @@ pub async fn authorize(State(auth): State<Authorizer>, req: Request, next: Next)
 
     let (mut parts, body) = req.into_parts();
     parts.headers.remove(AUDITED);
+    if let Some(v) = session
+        .as_deref()
+        .and_then(|t| axum::http::HeaderValue::from_str(&format!("Bearer {t}")).ok())
+    {
+        // The handler (`auth::require_hq`) and another cluster node
+        // (`forward`) see the session as the token it is.
+        parts.headers.insert(axum::http::header::AUTHORIZATION, v);
+    }
     if let Some(v) = state
         .audit_secret
         .as_deref()
@@ -214,6 +242,11 @@ pub async fn authorize(State(auth): State<Authorizer>, req: Request, next: Next)
     };
     let named = named_stores(&route, reach, &parts, &bytes);
     let answer = match check(state, &caller, need, reach, &named).await {
+        _ if csrf_missing => forbidden(format!(
+            "a write signed in with the dashboard's session cookie must carry the session's \
+             CSRF token in the {} header (GET /api/session answers it)",
+            session::CSRF_HEADER
+        )),
         Err(refusal) => refusal,
         Ok(filter) => {
             let resp = next

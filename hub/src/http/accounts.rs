@@ -2,7 +2,8 @@
 //! (`POST /login`, rate-limited per account and source, argon2 checked
 //! off the executor), accounts (`/users`, admins only), personal tokens
 //! (`/personal-tokens`: one's own; an admin's, everyone's) and the audit
-//! (`/audit`, admins only).
+//! (`/audit`, admins only), and the dashboard's sessions (`/session`:
+//! the same sign-in, its token in a cookie; see `session`).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -22,6 +23,7 @@ use super::access::{
 };
 use super::auth::{require_hq, require_hq_read};
 use super::reply::{bad_request, body, parse, reply, rfc3339, ApiError, JsonBody};
+use super::session;
 use super::state::AppState;
 use crate::passwords;
 use crate::runtime::now_ms;
@@ -44,6 +46,113 @@ pub fn routes() -> ApiRoutes {
             revoke_personal_token,
         )
         .route(Method::GET, "/audit", ADMIN, read_audit)
+        .route(Method::POST, "/session", Access::Public, start_session)
+        .route(Method::GET, "/session", OWN, read_session)
+        .route(Method::DELETE, "/session", OWN, end_session)
+}
+
+#[derive(Deserialize)]
+struct SessionSignIn {
+    user: String,
+    password: String,
+    new_password: Option<String>,
+}
+
+/// Sign the dashboard in: the session's personal token in a cookie the
+/// page cannot read, and its CSRF token in the answer (`session`).
+async fn start_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    from: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    b: JsonBody<SessionSignIn>,
+) -> Response {
+    let req = match body(b, "{\"user\", \"password\", \"new_password\"?}") {
+        Ok(r) => SignIn {
+            user: r.user,
+            password: r.password,
+            new_password: r.new_password,
+            label: Some(session::LABEL.into()),
+            expires_days: None,
+        },
+        Err(e) => return e.into_response(),
+    };
+    let answer = audited_sign_in(
+        &state,
+        &req,
+        from,
+        "POST /api/session",
+        Some(session::LIFETIME_MS),
+    )
+    .await;
+    let mut v = match answer {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let token = match v.as_object_mut().and_then(|o| o.remove("token")) {
+        Some(Value::String(t)) => t,
+        _ => {
+            return ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "sign-in answered no token".into(),
+            )
+            .into_response()
+        }
+    };
+    v["csrf_token"] = json!(session::csrf_of(&token));
+    let cookie = session::set_cookie(&token, session::over_https(&headers));
+    (
+        StatusCode::CREATED,
+        [(axum::http::header::SET_COOKIE, cookie)],
+        axum::Json(v),
+    )
+        .into_response()
+}
+
+/// Who is signed in, and the CSRF token for the session's writes (a page
+/// reloaded in a signed-in browser asks this).
+async fn read_session(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let caller = match require_hq_read(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let mut v = match &caller {
+        Caller::User { id, role, scope } => {
+            json!({"user": id, "role": role, "scope": scope_json(scope)})
+        }
+        _ => json!({"user": caller.audit_name(), "role": "admin", "scope": "all"}),
+    };
+    if let Some(t) = session::cookie_token(&headers) {
+        v["csrf_token"] = json!(session::csrf_of(&t));
+    }
+    reply(StatusCode::OK, Ok(v))
+}
+
+/// Sign out: the session's token is revoked and the cookie cleared.
+async fn end_session(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let https = session::over_https(&headers);
+    let Some(token) = session::cookie_token(&headers) else {
+        return ApiError(
+            StatusCode::NOT_FOUND,
+            "no dashboard session to end (a personal token is revoked with `hub tokens revoke`)"
+                .into(),
+        )
+        .into_response();
+    };
+    let id = hex::encode(token_hash(&token))[..12].to_owned();
+    let r = on_hub(&state, move |hub, now| {
+        hub.hq_accounts().revoke_personal_token(&id, None, now)
+    })
+    .await
+    .and_then(|r| r.map_err(ApiError::from));
+    match r {
+        Ok(_) => (
+            StatusCode::OK,
+            [(axum::http::header::SET_COOKIE, session::clear_cookie(https))],
+            axum::Json(json!({"signed_out": true})),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// An account as the API shows it: never the password hash.
@@ -119,8 +228,26 @@ async fn login(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let source = from.map_or_else(|| "unknown".to_owned(), |c| c.0 .0.ip().to_string());
-    let answer = sign_in(&state, &req, &source).await;
+    let lifetime_ms = req.expires_days.map(|d| i64::from(d) * 86_400_000);
+    let answer = audited_sign_in(&state, &req, from, "POST /api/login", lifetime_ms).await;
+    reply(StatusCode::CREATED, answer)
+}
+
+/// The address a sign-in came from, as the rate limit counts it.
+fn source_of(from: Option<axum::Extension<ConnectInfo<SocketAddr>>>) -> String {
+    from.map_or_else(|| "unknown".to_owned(), |c| c.0 .0.ip().to_string())
+}
+
+/// `sign_in`, recorded in the audit as `action` whatever its outcome.
+async fn audited_sign_in(
+    state: &AppState,
+    req: &SignIn,
+    from: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    action: &str,
+    lifetime_ms: Option<i64>,
+) -> Result<Value, ApiError> {
+    let source = source_of(from);
+    let answer = sign_in(state, req, &source, lifetime_ms).await;
     let status = match &answer {
         Ok(_) => StatusCode::CREATED,
         Err(e) => e.0,
@@ -128,7 +255,7 @@ async fn login(
     let entry = AuditEntry {
         at_ms: now_ms(),
         user: req.user.clone(),
-        action: "POST /api/login".into(),
+        action: action.into(),
         stores: Vec::new(),
         status: status.as_u16(),
         outcome: match &answer {
@@ -136,13 +263,20 @@ async fn login(
             Err(e) => format!("{} (from {source})", e.1),
         },
     };
-    if let Err(e) = on_hub(&state, move |hub, _| hub.hq_accounts().append_audit(&entry)).await {
+    if let Err(e) = on_hub(state, move |hub, _| hub.hq_accounts().append_audit(&entry)).await {
         tracing::error!(error = %e.1, "a sign-in could not be audited");
     }
-    reply(StatusCode::CREATED, answer)
+    answer
 }
 
-async fn sign_in(state: &AppState, req: &SignIn, source: &str) -> Result<Value, ApiError> {
+/// A new personal token for `req`'s account, lasting `lifetime_ms` (or
+/// until revoked).
+async fn sign_in(
+    state: &AppState,
+    req: &SignIn,
+    source: &str,
+    lifetime_ms: Option<i64>,
+) -> Result<Value, ApiError> {
     let wrong = || {
         ApiError(
             StatusCode::UNAUTHORIZED,
@@ -202,10 +336,9 @@ async fn sign_in(state: &AppState, req: &SignIn, source: &str) -> Result<Value, 
     let token = random_token();
     let hash = token_hash(&token);
     let label = req.label.clone().unwrap_or_else(|| "hub login".into());
-    let expires_days = req.expires_days;
     let mut account = user.clone();
     on_hub(state, move |hub, now| {
-        let expires = expires_days.map(|d| now + i64::from(d) * 86_400_000);
+        let expires = lifetime_ms.map(|l| now + l);
         if let Some(h) = new_hash {
             account.password_hash = h;
             account.must_change_password = false;

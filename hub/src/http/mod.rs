@@ -4,7 +4,7 @@
 //! thread (`runtime::HubHandle`) or the read-only pool (`read_pool`), and
 //! encode the answer; none of them touches storage.
 //!
-//! Modules depend downwards only: `state`, `reply` and `auth` are shared;
+//! Modules depend downwards only: `state`, `reply`, `auth` and `session` are shared;
 //! the resource modules use them and not each other; this file routes.
 
 pub mod access;
@@ -16,6 +16,7 @@ pub mod forward;
 mod health;
 pub mod lists;
 pub mod reply;
+pub mod session;
 pub mod state;
 pub mod status;
 pub mod stores;

@@ -1,11 +1,17 @@
-//! Stores: add, list (online, connections, last sync), update, remove.
+//! Stores: add, list (online, connections, last sync), update, remove;
+//! and the fleet view, most troubled first, one page at a time.
 
-use axum::extract::{Path, State};
+use std::collections::{BTreeSet, HashMap};
+
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
+use engine::fleet::Trouble;
+use engine::ids::StoreGroupId;
 use engine::ids::StoreId;
 use engine::replica::hub::Hub;
+use engine::replica::StoreStatus;
 use engine::storage::StoreRecord;
 use serde::Deserialize;
 use serde_json::json;
@@ -14,12 +20,10 @@ use super::access::{
     Access::{self, Hq},
     ApiRoutes, Reach,
 };
-use super::auth::{hq, hq_read};
-use super::reply::{
-    bad_request, body, json_reply, nonempty, parse, reply, rfc3339, ApiError, JsonBody,
-};
+use super::auth::{hq, hq_read, require_hq_read};
+use super::reply::{bad_request, body, nonempty, parse, reply, rfc3339, ApiError, JsonBody};
 use super::state::AppState;
-use crate::runtime::answer_with;
+use crate::runtime::{answer_with, now_ms};
 use axum::http::Method;
 use engine::hq_accounts::Need;
 
@@ -42,6 +46,12 @@ pub fn routes() -> ApiRoutes {
             "/stores",
             Hq(Need::Administer, Reach::Nothing),
             add_store,
+        )
+        .route(
+            Method::GET,
+            "/fleet/stores",
+            Hq(Need::Read, Reach::Scope),
+            fleet_stores,
         )
         .route(Method::PATCH, "/stores/{id}", ADMIN, update_store)
         .route(Method::DELETE, "/stores/{id}", ADMIN, remove_store)
@@ -135,6 +145,21 @@ fn add_new_store(hub: &mut Hub, rec: &StoreRecord) -> Result<(), ApiError> {
 /// dashboard shows the same whichever node it asks.
 async fn list_stores(State(state): State<AppState>, headers: HeaderMap) -> Response {
     hq_read!(state, headers);
+    let r = stores_now(&state).await.map(|v| {
+        v.into_iter()
+            .map(|s| {
+                json!({"id": s.store.id, "name": s.store.name,
+                       "time_zone": s.store.time_zone,
+                       "online": s.connections > 0, "connections": s.connections,
+                       "last_sync": s.last_sync_ms.and_then(rfc3339)})
+            })
+            .collect::<Vec<_>>()
+    });
+    reply(StatusCode::OK, r)
+}
+
+/// Every store with its connections and last sync (see `list_stores`).
+async fn stores_now(state: &AppState) -> Result<Vec<StoreStatus>, ApiError> {
     let cluster = state.leases.as_ref().map(|view| view.links());
     let r = state
         .hub
@@ -148,17 +173,135 @@ async fn list_stores(State(state): State<AppState>, headers: HeaderMap) -> Respo
                             s.connections = link.connections;
                             s.last_sync_ms = s.last_sync_ms.max(link.last_sync_ms);
                         }
-                        json!({"id": s.store.id, "name": s.store.name,
-                               "time_zone": s.store.time_zone,
-                               "online": s.connections > 0, "connections": s.connections,
-                               "last_sync": s.last_sync_ms.and_then(rfc3339)})
+                        s
                     })
                     .collect::<Vec<_>>()
             });
             (stores, Vec::new())
         })
-        .await;
-    json_reply(r)
+        .await?;
+    Ok(r?)
+}
+
+#[derive(Deserialize)]
+struct FleetQuery {
+    /// Only the stores in this store group.
+    group: Option<String>,
+    /// Only the stores whose id or name contains this (any case).
+    q: Option<String>,
+    /// From 1.
+    page: Option<usize>,
+    limit: Option<usize>,
+}
+
+const FLEET_PAGE: usize = 50;
+const FLEET_PAGE_MAX: usize = 500;
+
+/// The fleet, most troubled first (`engine::fleet::Trouble`), one page at
+/// a time: the caller's stores, optionally of one group or matching a
+/// search, each with its groups, past-due count and last sync in its own
+/// zone (the zone named). Also the groups there are, to filter by.
+async fn fleet_stores(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<FleetQuery>,
+) -> Response {
+    let caller = match require_hq_read(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let r: Result<serde_json::Value, ApiError> = async {
+        let group: Option<StoreGroupId> = q.group.as_deref().map(|g| parse("group", g)).transpose()?;
+        let limit = q.limit.unwrap_or(FLEET_PAGE).clamp(1, FLEET_PAGE_MAX);
+        let page = q.page.unwrap_or(1).max(1);
+        let now = now_ms();
+        let facts = state.readers.scope_facts(None).await??;
+        let past_due = state
+            .readers
+            .status(move |s| s.past_due(None, now, u32::MAX))
+            .await??;
+        let mut due_at: HashMap<String, usize> = HashMap::new();
+        for row in past_due {
+            *due_at.entry(row.store).or_default() += 1;
+        }
+        let scope = caller.scope();
+        let no_groups = Vec::new();
+        let groups_of = |s: &StoreId| facts.groups_of.get(s).unwrap_or(&no_groups);
+        let search = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase);
+        let mut groups: BTreeSet<&StoreGroupId> = BTreeSet::new();
+        let mut rows: Vec<(StoreStatus, Trouble)> = Vec::new();
+        let stores = stores_now(&state).await?;
+        for s in stores {
+            let mine = groups_of(&s.store.id);
+            if !scope.covers(mine.iter()) {
+                continue;
+            }
+            groups.extend(mine.iter().filter(|g| scope.covers(std::iter::once(*g))));
+            if group.as_ref().is_some_and(|g| !mine.contains(g)) {
+                continue;
+            }
+            if let Some(text) = &search {
+                let hit = s.store.id.as_str().to_lowercase().contains(text)
+                    || s.store.name.to_lowercase().contains(text);
+                if !hit {
+                    continue;
+                }
+            }
+            let trouble = Trouble {
+                connections: s.connections,
+                last_sync_ms: s.last_sync_ms,
+                past_due: due_at.get(s.store.id.as_str()).copied().unwrap_or(0),
+            };
+            rows.push((s, trouble));
+        }
+        rows.sort_by(|a, b| {
+            a.1.order(&b.1)
+                .then_with(|| a.0.store.name.cmp(&b.0.store.name))
+                .then_with(|| a.0.store.id.cmp(&b.0.store.id))
+        });
+        let total = rows.len();
+        let shown: Vec<serde_json::Value> = rows
+            .into_iter()
+            .skip((page - 1).saturating_mul(limit))
+            .take(limit)
+            .map(|(s, t)| {
+                let store_groups = groups_of(&s.store.id);
+                json!({
+                    "id": s.store.id, "name": s.store.name, "time_zone": s.store.time_zone,
+                    "groups": store_groups,
+                    "online": s.connections > 0, "connections": s.connections,
+                    "last_sync": s.last_sync_ms.and_then(rfc3339),
+                    "last_sync_local": s.last_sync_ms.map(|ms| in_zone(ms, &s.store.time_zone)),
+                    "offline_since": (s.connections == 0).then_some(s.last_sync_ms).flatten().and_then(rfc3339),
+                    "past_due": t.past_due,
+                    "trouble": t.words(),
+                })
+            })
+            .collect();
+        Ok(json!({
+            "total": total, "page": page, "limit": limit,
+            "pages": total.div_ceil(limit).max(1),
+            "groups": groups,
+            "stores": shown,
+        }))
+    }
+    .await;
+    reply(StatusCode::OK, r)
+}
+
+/// `ms` as the store's clock shows it, with the zone named:
+/// `2026-12-07 18:03 JST (Asia/Tokyo)`; UTC if the zone is unknown.
+fn in_zone(ms: i64, zone: &str) -> String {
+    let Some(t) = chrono::DateTime::from_timestamp_millis(ms) else {
+        return String::new();
+    };
+    match zone.parse::<chrono_tz::Tz>() {
+        Ok(tz) => format!(
+            "{} ({zone})",
+            t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
+        ),
+        Err(_) => format!("{} (UTC)", t.format("%Y-%m-%d %H:%M")),
+    }
 }
 
 #[derive(Deserialize)]
@@ -236,4 +379,20 @@ async fn remove_store(
     }
     .await;
     reply(StatusCode::OK, r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_zone;
+
+    #[test]
+    fn a_time_shows_in_the_stores_zone_with_the_zone_named() {
+        // 2026-12-07 09:00 UTC
+        let ms = 1_796_634_000_000;
+        assert_eq!(
+            in_zone(ms, "Asia/Tokyo"),
+            "2026-12-07 18:00 JST (Asia/Tokyo)"
+        );
+        assert_eq!(in_zone(ms, "Mars/Base"), "2026-12-07 09:00 (UTC)");
+    }
 }
