@@ -12,7 +12,7 @@ use engine::ids::{NodeId, StoreId};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::pg::lease::{LeaseTimings, LeaseView, Leases};
+use crate::pg::lease::{share_links, LeaseTimings, LeaseView, Leases};
 use crate::runtime::HubHandle;
 
 /// What a node needs to take part in a cluster.
@@ -68,7 +68,10 @@ pub async fn run(node: ClusterNode, hub: HubHandle, shutdown: CancellationToken)
                     // remembering: the set stays as small as one window.
                     handled = ended.into_iter().collect();
                     if !new.is_empty() {
-                        close_token_holders(&hub, new).await;
+                        // Not awaited: the hub thread may be busy for a
+                        // while, and the lease round must not wait for it.
+                        let hub = hub.clone();
+                        tokio::spawn(async move { close_token_holders(&hub, new).await });
                     }
                 }
                 Err(e) => warn!(error = %e, "could not check for revoked tokens"),
@@ -85,7 +88,7 @@ pub async fn run(node: ClusterNode, hub: HubHandle, shutdown: CancellationToken)
                             stores = gone.len(),
                             "no longer serving stores; moving their terminals"
                         );
-                        close_moved(&node.view, &hub, gone).await;
+                        spawn_close_moved(&node.view, &hub, gone);
                     }
                 }
                 Err(e) => {
@@ -97,9 +100,6 @@ pub async fn run(node: ClusterNode, hub: HubHandle, shutdown: CancellationToken)
                 }
             }
             close_expired(&node.view, &hub).await;
-            if let Err(e) = share_links(&node.view, &hub, &leases).await {
-                warn!(error = %e, "could not share the stores' connections with the cluster");
-            }
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     if let Err(e) = leases.leave().await {
@@ -130,30 +130,51 @@ async fn connect(url: &str) -> Option<tokio_postgres::Client> {
     }
 }
 
-/// Share the connections and last sync of the stores this node serves,
-/// and learn every other node's (for the dashboard, `GET /api/stores`).
-async fn share_links(
-    view: &Arc<LeaseView>,
-    hub: &HubHandle,
-    leases: &Leases,
-) -> Result<(), tokio_postgres::Error> {
-    let held: Vec<StoreId> = view.held().into_iter().map(|(s, _)| s).collect();
-    let mine = hub
-        .call(move |hub, _now| {
-            let links = hub.store_links();
-            let mine: Vec<(StoreId, engine::replica::StoreLink)> = held
-                .into_iter()
-                .map(|s| {
-                    let link = links.get(&s).cloned().unwrap_or_default();
-                    (s, link)
-                })
-                .collect();
-            (mine, Vec::new())
-        })
-        .await;
-    match mine {
-        Ok(mine) => leases.share_links(&mine).await,
-        Err(_) => Ok(()),
+/// Each second, share the connections and last sync of the stores this
+/// node serves, and learn every other node's (for the dashboard, `GET
+/// /api/stores`). A task of its own with its own connection: it asks the
+/// hub thread, which may be busy for seconds under a reconnect storm, and
+/// the lease rounds must never wait for that.
+pub async fn share_links_loop(node: ClusterNode, hub: HubHandle, shutdown: CancellationToken) {
+    let tick = LeaseTimings::default().tick;
+    loop {
+        let client = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            c = connect(&node.url) => c,
+        };
+        if let Some(client) = client {
+            loop {
+                let held: Vec<StoreId> = node.view.held().into_iter().map(|(s, _)| s).collect();
+                let mine = hub
+                    .call(move |hub, _now| {
+                        let links = hub.store_links();
+                        let mine: Vec<(StoreId, engine::replica::StoreLink)> = held
+                            .into_iter()
+                            .map(|s| {
+                                let link = links.get(&s).cloned().unwrap_or_default();
+                                (s, link)
+                            })
+                            .collect();
+                        (mine, Vec::new())
+                    })
+                    .await;
+                let Ok(mine) = mine else { return };
+                if let Err(e) = share_links(&client, &node.node, &node.view, &mine).await {
+                    warn!(error = %e, "could not share the stores' connections with the cluster");
+                    if e.is_closed() {
+                        break;
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(tick) => {}
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
     }
 }
 
@@ -166,7 +187,7 @@ async fn close_expired(view: &Arc<LeaseView>, hub: &HubHandle) {
             stores = gone.len(),
             "store leases ran out before a renewal came back"
         );
-        close_moved(view, hub, gone).await;
+        spawn_close_moved(view, hub, gone);
     }
 }
 
@@ -203,6 +224,15 @@ async fn arrived(hub: &HubHandle, stores: Vec<StoreId>) {
     if done.is_err() {
         warn!("the hub thread is gone; cannot take stores over");
     }
+}
+
+/// `close_moved` in a task of its own: the hub thread may be busy for
+/// seconds (a reconnect storm), and the lease rounds, which keep this
+/// node's other stores, must not wait for it. (The stores are already out
+/// of the view: nothing new of theirs is accepted meanwhile.)
+fn spawn_close_moved(view: &Arc<LeaseView>, hub: &HubHandle, stores: Vec<StoreId>) {
+    let (view, hub) = (view.clone(), hub.clone());
+    tokio::spawn(async move { close_moved(&view, &hub, stores).await });
 }
 
 async fn close_moved(view: &Arc<LeaseView>, hub: &HubHandle, stores: Vec<StoreId>) {

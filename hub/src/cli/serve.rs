@@ -177,6 +177,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "cluster node {} (terminals sent to {})",
             node.node, node.address
         );
+        tokio::spawn(crate::cluster::share_links_loop(
+            node.clone(),
+            state.hub.clone(),
+            shutdown.clone(),
+        ));
         tokio::spawn(crate::cluster::run(
             node,
             state.hub.clone(),

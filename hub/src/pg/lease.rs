@@ -75,7 +75,7 @@ pub struct LeaseView {
     /// rows another node may have written meanwhile are read afresh.
     taken: std::sync::atomic::AtomicU64,
     /// Every store's terminals as its serving node last shared them (see
-    /// `Leases::share_links`): what any node's dashboard shows.
+    /// `share_links`): what any node's dashboard shows.
     links: RwLock<HashMap<StoreId, StoreLink>>,
 }
 
@@ -186,6 +186,61 @@ impl LeaseView {
             .cloned()
             .collect()
     }
+}
+
+/// Share what node `node` knows of its stores' terminals (`mine`: the
+/// stores it holds, with their links), forget what it shared of stores
+/// it no longer holds, and read back every store's links as their
+/// serving nodes shared them, into `view`. On a connection of its own,
+/// apart from the lease rounds: it waits for the hub thread, which a
+/// renewal must never do.
+pub async fn share_links(
+    client: &Client,
+    node: &NodeId,
+    view: &LeaseView,
+    mine: &[(StoreId, StoreLink)],
+) -> Result<(), tokio_postgres::Error> {
+    let stores: Vec<&str> = mine.iter().map(|(s, _)| s.as_str()).collect();
+    let connections: Vec<i64> = mine.iter().map(|(_, l)| l.connections as i64).collect();
+    let synced: Vec<Option<i64>> = mine.iter().map(|(_, l)| l.last_sync_ms).collect();
+    client
+        .execute(
+            "WITH gone AS (DELETE FROM store_links
+                            WHERE node_id = $1 AND store_id <> ALL($2::text[]))
+             INSERT INTO store_links (store_id, node_id, connections, last_sync_ms)
+             SELECT s, $1, c, t FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS x(s, c, t)
+             ON CONFLICT (store_id) DO UPDATE
+             SET node_id = excluded.node_id, connections = excluded.connections,
+                 last_sync_ms = greatest(store_links.last_sync_ms, excluded.last_sync_ms)",
+            &[&node.as_str(), &stores, &connections, &synced],
+        )
+        .await?;
+    // Only a store's serving node's figures count: a node that died
+    // with connections open shared figures that are not true any more.
+    let rows = client
+        .query(
+            "SELECT k.store_id, k.connections, k.last_sync_ms
+               FROM store_links k JOIN store_leases l
+                 ON l.store_id = k.store_id AND l.owner = k.node_id
+                AND l.expires_at > clock_timestamp()",
+            &[],
+        )
+        .await?;
+    let links = rows
+        .iter()
+        .filter_map(|r| {
+            let store: StoreId = r.get::<_, &str>(0).parse().ok()?;
+            Some((
+                store,
+                StoreLink {
+                    connections: r.get::<_, i64>(1).max(0) as usize,
+                    last_sync_ms: r.get(2),
+                },
+            ))
+        })
+        .collect();
+    *view.links.write().unwrap_or_else(|e| e.into_inner()) = links;
+    Ok(())
 }
 
 /// Where a store is served, as [`LeaseView::serving`] finds it.
@@ -458,58 +513,6 @@ impl Leases {
                 &[&ids, &self.node.as_str()],
             )
             .await?;
-        Ok(())
-    }
-
-    /// Share what this node knows of its stores' terminals (`mine`: the
-    /// stores it holds, with their links), forget what it shared of stores
-    /// it no longer holds, and read back every store's links as their
-    /// serving nodes shared them, into the view.
-    pub async fn share_links(
-        &self,
-        mine: &[(StoreId, StoreLink)],
-    ) -> Result<(), tokio_postgres::Error> {
-        let stores: Vec<&str> = mine.iter().map(|(s, _)| s.as_str()).collect();
-        let connections: Vec<i64> = mine.iter().map(|(_, l)| l.connections as i64).collect();
-        let synced: Vec<Option<i64>> = mine.iter().map(|(_, l)| l.last_sync_ms).collect();
-        self.client
-            .execute(
-                "WITH gone AS (DELETE FROM store_links
-                                WHERE node_id = $1 AND store_id <> ALL($2::text[]))
-                 INSERT INTO store_links (store_id, node_id, connections, last_sync_ms)
-                 SELECT s, $1, c, t FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS x(s, c, t)
-                 ON CONFLICT (store_id) DO UPDATE
-                 SET node_id = excluded.node_id, connections = excluded.connections,
-                     last_sync_ms = greatest(store_links.last_sync_ms, excluded.last_sync_ms)",
-                &[&self.node.as_str(), &stores, &connections, &synced],
-            )
-            .await?;
-        // Only a store's serving node's figures count: a node that died
-        // with connections open shared figures that are not true any more.
-        let rows = self
-            .client
-            .query(
-                "SELECT k.store_id, k.connections, k.last_sync_ms
-                   FROM store_links k JOIN store_leases l
-                     ON l.store_id = k.store_id AND l.owner = k.node_id
-                    AND l.expires_at > clock_timestamp()",
-                &[],
-            )
-            .await?;
-        let links = rows
-            .iter()
-            .filter_map(|r| {
-                let store: StoreId = r.get::<_, &str>(0).parse().ok()?;
-                Some((
-                    store,
-                    StoreLink {
-                        connections: r.get::<_, i64>(1).max(0) as usize,
-                        last_sync_ms: r.get(2),
-                    },
-                ))
-            })
-            .collect();
-        *self.view.links.write().unwrap_or_else(|e| e.into_inner()) = links;
         Ok(())
     }
 
