@@ -129,6 +129,11 @@ const UNCONFIRMED_KEY: &str = "unconfirmed_documents";
 /// Meta key: the JSON list of `ActorChange`s, the last `ACTOR_CHANGES_KEPT`.
 const ACTOR_CHANGES_KEY: &str = "actor_changes";
 const ACTOR_CHANGES_KEPT: usize = 20;
+/// Meta key: actors this terminal gave up after a refusal by the hub (hex,
+/// one a line, the last `GIVEN_UP_KEPT`): still its own, so its dropped
+/// work under them is recorded again and a peer cannot forge them.
+const GIVEN_UP_KEY: &str = "given_up_actors";
+const GIVEN_UP_KEPT: usize = 100;
 /// Meta key: the storage id of the hub this terminal last synced with.
 const HUB_STORAGE_KEY: &str = "hub_storage_id";
 /// Lists dated this many days before today (UTC) or later are recent:
@@ -649,6 +654,11 @@ impl Agent {
         let fresh: [u8; 16] = sha2::Digest::finalize(h)[..16]
             .try_into()
             .expect("16 of 32 bytes");
+        let mut given_up = read_given_up(&self.db)?;
+        given_up.push(old_actor.to_hex_string());
+        let skip = given_up.len().saturating_sub(GIVEN_UP_KEPT);
+        self.db
+            .set_meta(GIVEN_UP_KEY, given_up[skip..].join("\n").as_bytes())?;
         self.db.reset_actor(fresh)?;
         let actor = self.db.actor_id();
         rebuilt.set_actor(actor.clone());
@@ -1806,6 +1816,19 @@ fn read_hub_refused(
             ))
         })
         .collect())
+}
+
+/// The actors this terminal gave up after refusals (see `GIVEN_UP_KEY`).
+fn read_given_up(store: &SqliteDatabase) -> Result<Vec<String>, StorageError> {
+    Ok(store
+        .get_meta(GIVEN_UP_KEY)?
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 fn hex_actor(hex: &str) -> Option<automerge::ActorId> {

@@ -361,6 +361,12 @@ impl Agent {
             .iter()
             .filter_map(|c| hex_actor(&c.old_actor))
             .collect();
+        mine.extend(
+            read_given_up(&self.db)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|h| hex_actor(h)),
+        );
         mine.insert(self.db.actor_id());
         mine
     }
