@@ -248,11 +248,21 @@ function renderSync() {
     ? t("sync.lan", { terminals: tn("sync.terminals", s.lan_peers), last, waiting })
     : t(s.online ? "sync.online" : "sync.offline", { last, waiting });
   const rej = $("#rejections");
-  if (s.rejected.length) {
+  // A peer's report of a refusal is shown apart: nothing is dropped for
+  // it until this terminal's own connection to HQ refuses the change.
+  const reported = s.reported_by_peers ?? [];
+  box.dataset.reported = String(reported.length);
+  if (s.rejected.length || reported.length) {
     rej.hidden = false;
+    const part = (key, list) => list.length
+      ? [
+        el("strong", {}, tn(key, list.length)),
+        ...list.map((r) => el("span", { class: "reason" }, r.reason)),
+      ]
+      : [];
     rej.replaceChildren(
-      el("strong", {}, tn("sync.refused", s.rejected.length)),
-      ...s.rejected.map((r) => el("span", { class: "reason" }, r.reason)),
+      ...part("sync.refused", s.rejected),
+      ...part("sync.reported", reported),
     );
   } else {
     rej.hidden = true;

@@ -410,6 +410,15 @@ pub async fn sync_status(l: &Local) -> anyhow::Result<()> {
         // The rule's code after the text: what to look up, or grep for.
         println!("rejected by hub: {} [{}]", s(r, "reason"), s(r, "rule"));
     }
+    for r in v["reported_by_peers"].as_array().into_iter().flatten() {
+        // A peer's word: kept until this terminal's own hub connection
+        // refuses the change (then it is dropped) or takes it.
+        println!(
+            "rejected by hub, as a peer terminal reports (kept until the hub confirms): {} [{}]",
+            s(r, "reason"),
+            s(r, "rule")
+        );
+    }
     for c in v["actor_changes"].as_array().into_iter().flatten() {
         println!(
             "history diverged from the hub's in list {} (restored from a backup, or another holder of the store token wrote as this terminal): now actor {} (was {}); {} status event(s) recorded again, {} other local edit(s) not remade; {}",

@@ -455,3 +455,177 @@ async fn hostile_peers_are_refused_and_nothing_they_send_is_applied() {
         "nor passed on to the hub"
     );
 }
+
+/// A change the hub refuses after it crossed the LAN (issue #22 item 3): a
+/// rogue terminal of the store records a status under HQ's actor, which
+/// no terminal can tell from a new actor of the store, so both terminals
+/// take it while the hub is down; terminal 1 builds on it. Once the hub
+/// is back it refuses the change from each terminal: both drop it and
+/// what was built on it, both show the refusal, neither takes it back from
+/// the other, and terminal 1's own completion reaches the hub once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_the_hub_refuses_after_it_crossed_the_lan_is_dropped_on_every_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub_data = dir.path().join("hub");
+    let hub = start_hub(&hub_data, "127.0.0.1:0");
+    let hub_addr = hub.addr.clone();
+    let setup = setup_store(&hub_addr, 2).await;
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let agent_data: Vec<_> = (0..2)
+        .map(|i| dir.path().join(format!("agent{i}")))
+        .collect();
+    let agents: Vec<Proc> = (0..2)
+        .map(|i| {
+            start_peer_agent(
+                &agent_data[i],
+                &hub_addr,
+                &setup.token,
+                i,
+                ports[i],
+                &ports[i + 1..],
+            )
+        })
+        .collect();
+    for a in &agents {
+        wait_for(
+            "every agent to hold the list and its peer",
+            Duration::from_secs(30),
+            async || {
+                let tasks = agent_tasks(&a.addr).await?;
+                let s = sync_status(&a.addr).await?;
+                (tasks.len() == 2 && s["lan_peers"] == 1).then_some(())
+            },
+        )
+        .await;
+    }
+    let task = agent_tasks(&agents[0].addr).await.unwrap()[0]["task"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(hub);
+
+    let key = PeerKey::derive(&setup.token, &STORE.parse().unwrap());
+    let mut rogue = Rogue::join(ports[0], &key).await;
+    // HQ's actor: the hub's, which wrote the roster into the directory
+    // (the terminal offers the directory first).
+    let dir_id = DocumentId::directory_of(&STORE.parse().unwrap());
+    let mut dir_doc = Automerge::new();
+    rogue
+        .sync(dir_id, &mut dir_doc, |d| {
+            engine::document::directory::roster_ids(d).len() >= 2
+        })
+        .await;
+    // Then ask for the list.
+    let mut doc = Automerge::new();
+    let ask = rogue.session.generate(setup.list, &doc).unwrap();
+    rogue
+        .ws
+        .send(Message::Binary(wire::encode(&ask).into()))
+        .await
+        .unwrap();
+    rogue
+        .sync(setup.list, &mut doc, |d| {
+            instance::read(d).is_ok_and(|v| v.tasks.len() == 2)
+        })
+        .await;
+    let hq_actor = dir_doc
+        .get_changes(&[])
+        .last()
+        .map(|c| c.actor_id().clone())
+        .unwrap();
+    let mut as_hq = doc.fork();
+    as_hq.set_actor(hq_actor);
+    let update = engine::model::StatusUpdate {
+        id: EventId(uuid::Uuid::new_v4()),
+        task: task.parse().unwrap(),
+        status: engine::model::Status::InProgress,
+        worker: "w-2".parse().unwrap(),
+        terminal: "pos-9".parse().unwrap(),
+        note: None,
+    };
+    let (_, change) =
+        instance::record_status(&mut as_hq, &update, chrono::Utc::now().timestamp_millis())
+            .unwrap();
+    let refused = change.hash();
+    let message = automerge::sync::Message {
+        heads: doc.get_heads(),
+        need: vec![],
+        have: vec![],
+        changes: vec![change.raw_bytes().to_vec()].into(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    };
+    let frame = wire::encode(&WireMessage::Sync {
+        sender_id: wire::PeerId::new("rogue"),
+        target_id: rogue.session.remote().unwrap().clone(),
+        document_id: setup.list,
+        data: message.encode(),
+    });
+    rogue.ws.send(Message::Binary(frame.into())).await.unwrap();
+    for a in &agents {
+        wait_for(
+            "the change to cross the LAN to both terminals",
+            Duration::from_secs(10),
+            async || (status_of(&a.addr, &task).await? == "in_progress").then_some(()),
+        )
+        .await;
+    }
+    // Terminal 1 builds on it.
+    let built = set_status(&agents[1].addr, &task, "completed", "w-1")
+        .await
+        .expect("saved with the hub down");
+    wait_for(
+        "terminal 1's completion on terminal 0",
+        Duration::from_secs(10),
+        async || (status_of(&agents[0].addr, &task).await? == "completed").then_some(()),
+    )
+    .await;
+    drop(rogue);
+
+    let hub = start_hub(&hub_data, &hub_addr);
+    wait_for(
+        "both terminals to drop the refused change and the hub to confirm the rest",
+        Duration::from_secs(60),
+        async || {
+            for a in &agents {
+                let s = sync_status(&a.addr).await?;
+                let shown = s["rejected"].as_array()?.iter().any(|r| {
+                    r["hash"] == refused.to_string().as_str() && r["rule"] == "foreign-actor"
+                });
+                (shown
+                    && s["online"] == true
+                    && s["unconfirmed_changes"] == 0
+                    && s["reported_by_peers"] == serde_json::json!([]))
+                .then_some(())?;
+                (status_of(&a.addr, &task).await? == "completed").then_some(())?;
+            }
+            let doc = get(format!("http://{}/api/documents/{}", hub.addr, setup.list)).await?;
+            (doc["tasks"]
+                .as_array()?
+                .iter()
+                .filter(|t| t["status"]["current"] == "completed")
+                .count()
+                == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    drop(hub);
+    drop(agents);
+    let mut dbs = vec![hub_data.join("hub.db")];
+    dbs.extend(agent_data.iter().map(|d| d.join("agent.db")));
+    check_saved_exactly_once(&dbs, setup.list, &[(built, 1)]).unwrap();
+    for db in &dbs {
+        let raw = tests::procs::raw_events(db).unwrap();
+        let ids: Vec<EventId> = raw
+            .get(&setup.list)
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        assert!(
+            !ids.contains(&update.id),
+            "the refused event is gone from {db:?}"
+        );
+    }
+}

@@ -32,7 +32,7 @@ use crate::protocol::{Session, SessionEvent};
 use crate::storage::{self, SqliteDatabase, StorageError};
 
 mod lan;
-pub use lan::LanLimits;
+pub use lan::{LanLimits, HUB_REFUSAL_REPORT};
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -71,6 +71,11 @@ pub struct SyncStatus {
     pub actor_changes: Vec<ActorChange>,
     /// Other terminals of the store this one syncs with directly now.
     pub lan_peers: usize,
+    /// Refusals by the hub that a peer terminal reported for changes this
+    /// terminal holds, not yet confirmed by this terminal's own hub
+    /// connection: shown, but nothing is dropped for them (a peer's word
+    /// cannot be checked).
+    pub reported_by_peers: Vec<RecordedRefusal>,
 }
 
 /// The terminal's actor history of a document diverged from the hub's: the
@@ -124,6 +129,11 @@ const UNCONFIRMED_KEY: &str = "unconfirmed_documents";
 /// Meta key: the JSON list of `ActorChange`s, the last `ACTOR_CHANGES_KEPT`.
 const ACTOR_CHANGES_KEY: &str = "actor_changes";
 const ACTOR_CHANGES_KEPT: usize = 20;
+/// Meta key: actors this terminal gave up after a refusal by the hub (hex,
+/// one a line, the last `GIVEN_UP_KEPT`): still its own, so its dropped
+/// work under them is recorded again and a peer cannot forge them.
+const GIVEN_UP_KEY: &str = "given_up_actors";
+const GIVEN_UP_KEPT: usize = 100;
 /// Meta key: the storage id of the hub this terminal last synced with.
 const HUB_STORAGE_KEY: &str = "hub_storage_id";
 /// Lists dated this many days before today (UTC) or later are recent:
@@ -181,6 +191,13 @@ pub struct Agent {
     /// shell's number for them (never `CONN`, the hub's).
     peers: BTreeMap<ConnId, lan::Peer>,
     lan_limits: LanLimits,
+    /// Changes the hub refused (read back from the stored refusals at
+    /// open) and, for this run, the ones dropped with them: a peer
+    /// terminal offering one again is refused (see `lan::judge`).
+    hub_refused: HashMap<automerge::ChangeHash, Refusal>,
+    /// Hub refusals a peer terminal reported, not yet confirmed by the
+    /// hub here (see `lan`), with when they were heard of.
+    reported_by_peers: BTreeMap<automerge::ChangeHash, (Refusal, i64)>,
 }
 
 /// How often one connection offers a list again after "unavailable".
@@ -196,6 +213,7 @@ impl Agent {
     pub fn open(db: SqliteDatabase, cfg: AgentConfig, now_ms: i64) -> Result<Agent, AgentError> {
         let stored = db.list_documents()?;
         let unconfirmed_docs = read_unconfirmed(&db)?;
+        let hub_refused = read_hub_refused(&db)?;
         let mut agent = Agent {
             db,
             cfg,
@@ -216,6 +234,8 @@ impl Agent {
             moved: None,
             peers: BTreeMap::new(),
             lan_limits: LanLimits::default(),
+            hub_refused,
+            reported_by_peers: BTreeMap::new(),
         };
         let dir = agent.directory_id();
         agent.doc(dir);
@@ -489,6 +509,11 @@ impl Agent {
                 .collect(),
             actor_changes: read_actor_changes(&self.db)?,
             lan_peers: self.lan_peers(),
+            reported_by_peers: self
+                .reported_by_peers
+                .values()
+                .map(|(r, at)| RecordedRefusal::from_record(RecordedRefusal::record(r, *at)))
+                .collect(),
         })
     }
 
@@ -579,6 +604,27 @@ impl Agent {
         let before: Vec<StatusEvent> = instance::read_events(doc)
             .map(|(e, _)| e)
             .unwrap_or_default();
+        // Only this terminal's own dropped work is recorded again here: a
+        // descendant made at a peer terminal (it came over the store LAN)
+        // is recorded again by that terminal when its hub refuses it too,
+        // so every event is recorded again once, by its author.
+        let own_actors = self.own_actors();
+        let mut own_new: HashSet<crate::ids::EventId> = HashSet::new();
+        for c in doc.get_changes(&[]) {
+            let h = c.hash();
+            if h == hash || !dropped.contains(&h) || !own_actors.contains(c.actor_id()) {
+                continue;
+            }
+            let events = |heads: &[automerge::ChangeHash]| -> HashSet<crate::ids::EventId> {
+                doc.fork_at(heads)
+                    .ok()
+                    .and_then(|d| instance::read_events(&d).ok())
+                    .map(|(e, _)| e.iter().map(|e| e.id).collect())
+                    .unwrap_or_default()
+            };
+            let (with, without) = (events(&[h]), events(c.deps()));
+            own_new.extend(with.difference(&without).copied());
+        }
         let mut rebuilt = Automerge::new();
         rebuilt
             .apply_changes(kept.clone())
@@ -608,14 +654,18 @@ impl Agent {
         let fresh: [u8; 16] = sha2::Digest::finalize(h)[..16]
             .try_into()
             .expect("16 of 32 bytes");
+        let mut given_up = read_given_up(&self.db)?;
+        given_up.push(old_actor.to_hex_string());
+        let skip = given_up.len().saturating_sub(GIVEN_UP_KEPT);
+        self.db
+            .set_meta(GIVEN_UP_KEY, given_up[skip..].join("\n").as_bytes())?;
         self.db.reset_actor(fresh)?;
         let actor = self.db.actor_id();
         rebuilt.set_actor(actor.clone());
         let mut rerecorded = 0;
-        for e in before
-            .iter()
-            .filter(|e| !kept_ids.contains(&e.id) && !refused_ids.contains(&e.id))
-        {
+        for e in before.iter().filter(|e| {
+            own_new.contains(&e.id) && !kept_ids.contains(&e.id) && !refused_ids.contains(&e.id)
+        }) {
             let update = StatusUpdate {
                 id: e.id,
                 task: e.task,
@@ -635,6 +685,14 @@ impl Agent {
         self.db
             .replace_document(doc_id, &rebuilt.get_changes(&[]))?;
         warn!(doc = %doc_id, %hash, dropped = dropped.len(), rerecorded, "dropped a refused change and what was built on it");
+        // What was built on the refused change is refused with it: a peer
+        // terminal that offers any of it again is refused.
+        for d in dropped.into_iter().filter(|d| *d != hash) {
+            let r = crate::validation::Rejection::DependsOnRejected(hash.to_string());
+            self.hub_refused
+                .entry(d)
+                .or_insert_with(|| Refusal::new(doc_id, d, &r));
+        }
         for (_, slot) in self.docs.iter_mut() {
             if let Some(d) = slot.get_mut() {
                 d.set_actor(actor.clone());
@@ -947,6 +1005,9 @@ impl Agent {
             return;
         }
         self.unconfirmed_docs.remove(&doc_id);
+        // The hub holds every change of it held here: a peer's report of a
+        // refusal in it was wrong.
+        self.reported_by_peers.retain(|_, (r, _)| r.doc != doc_id);
         if let Err(e) = write_unconfirmed(&mut self.db, &self.unconfirmed_docs) {
             // Harmless: the list loads at the next open and is cleared then.
             warn!(doc = %doc_id, error = %e, "could not record that the hub confirmed a list");
@@ -1398,6 +1459,8 @@ impl Agent {
                 Some(refusal) => {
                     let (doc, hash) = (refusal.doc, refusal.change);
                     warn!(%doc, %hash, reason = %refusal.reason, rule = %refusal.rule, "hub rejected a change");
+                    self.reported_by_peers.remove(&hash);
+                    self.hub_refused.insert(hash, refusal.clone());
                     if let Err(e) = self
                         .db
                         .record_rejection(&RecordedRefusal::record(&refusal, now_ms))
@@ -1410,6 +1473,9 @@ impl Agent {
                             warn!(%doc, error = %e, "could not drop the rejected change")
                         }
                     }
+                    // The store's other terminals may hold it (it may have
+                    // come from one): tell them, so they ask their own hub.
+                    out.extend(self.report_to_peers(&refusal, None));
                 }
                 None => warn!(%message, "hub reported an error"),
             },
@@ -1726,6 +1792,43 @@ fn writes_status_event(change: &Change) -> bool {
         .operations
         .iter()
         .any(|op| matches!(&op.key, automerge::legacy::Key::Map(k) if k.as_str() == keys::EVENT_ID))
+}
+
+/// The hub's refusals stored here, by change (a row whose hash does not
+/// parse, from an earlier version, names no change to refuse).
+fn read_hub_refused(
+    store: &SqliteDatabase,
+) -> Result<HashMap<automerge::ChangeHash, Refusal>, StorageError> {
+    Ok(store
+        .rejections()?
+        .into_iter()
+        .map(RecordedRefusal::from_record)
+        .filter_map(|r| {
+            let change = r.hash.parse().ok()?;
+            Some((
+                change,
+                Refusal {
+                    doc: r.doc,
+                    change,
+                    rule: r.rule,
+                    reason: r.reason,
+                },
+            ))
+        })
+        .collect())
+}
+
+/// The actors this terminal gave up after refusals (see `GIVEN_UP_KEY`).
+fn read_given_up(store: &SqliteDatabase) -> Result<Vec<String>, StorageError> {
+    Ok(store
+        .get_meta(GIVEN_UP_KEY)?
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 fn hex_actor(hex: &str) -> Option<automerge::ActorId> {

@@ -32,6 +32,8 @@ struct Net {
     queue: VecDeque<(bool, usize, Vec<u8>)>,
     /// The clock every replica sees.
     now: i64,
+    /// Agents' frames to peer terminals, for `tests::lan` to carry.
+    peer_out: Vec<(usize, Vec<Output>)>,
 }
 
 /// Put the workers these tests record status for on `store`'s roster:
@@ -102,16 +104,23 @@ impl Net {
             agents,
             queue: VecDeque::new(),
             now: NOW,
+            peer_out: Vec::new(),
         }
     }
 
     /// Agent `i`'s frames to the hub (connection 0; others go to peer
     /// terminals, which `tests::lan` carries).
     fn route_agent(&mut self, i: usize, out: Vec<Output>) {
+        let mut to_peers = Vec::new();
         for o in out {
-            if let Output::Send { conn: 0, frame } = o {
-                self.queue.push_back((true, i, frame));
+            match o {
+                Output::Send { conn: 0, frame } => self.queue.push_back((true, i, frame)),
+                o @ Output::Send { .. } => to_peers.push(o),
+                _ => {}
             }
+        }
+        if !to_peers.is_empty() {
+            self.peer_out.push((i, to_peers));
         }
     }
 

@@ -1,6 +1,6 @@
 //! `GET /api/sync-status`: the sync indicator (online, last sync,
 //! unconfirmed changes, changes the hub refused, actor changes, peer
-//! terminals on the store LAN).
+//! terminals on the store LAN, hub refusals a peer terminal reported).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -25,6 +25,7 @@ pub(super) async fn sync_status(State(app): State<App>) -> Response {
             "rejected": s.rejected,
             "actor_changes": s.actor_changes,
             "lan_peers": s.lan_peers,
+            "reported_by_peers": s.reported_by_peers,
         }))
     })
     .await;

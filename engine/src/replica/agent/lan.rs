@@ -13,6 +13,15 @@
 //! their dependencies. Authentication (the peer is a terminal of this
 //! store) happens before any of this, in the shell
 //! (`protocol::peer_auth`).
+//!
+//! A late refusal (the hub refuses a change that travelled over the LAN):
+//! the terminal that hears it from the hub drops the change and what was
+//! built on it, and reports the refusal to its peers. A report is a claim
+//! no peer can check (the hub signs nothing), so a peer only shows it and
+//! passes it on; it drops the change when its own hub connection refuses
+//! it, which happens at its next sync since the change is unconfirmed
+//! there. A change the hub refused, or one built on it, is never taken
+//! from a peer again.
 
 use super::*;
 use crate::ids::Principal;
@@ -24,6 +33,15 @@ use crate::validation::{self, Rejection, ValidationContext, Verdict};
 /// Most changes one peer connection may leave waiting for dependencies
 /// (the hub's limit).
 const MAX_WAITING_CHANGES: usize = 10_000;
+
+/// Most refusals reported by peers kept to show: a peer cannot grow
+/// a terminal's memory by reporting refusals.
+const MAX_REPORTED: usize = 1_000;
+
+/// The start of an `error` text by which a terminal reports the hub's
+/// refusal to its peers (the refusal's own text follows). Distinct from a
+/// peer refusing a change itself, which sends the refusal text alone.
+pub const HUB_REFUSAL_REPORT: &str = "the hub refused, as a peer terminal reports: ";
 
 /// The limits on a terminal's peer connections: the hub's, by default.
 #[derive(Debug, Clone)]
@@ -62,7 +80,7 @@ pub(super) struct Peer {
 struct Judged {
     accepted: Vec<Change>,
     state: Option<Automerge>,
-    refused: Vec<(automerge::ChangeHash, Rejection)>,
+    refused: Vec<Refusal>,
     waiting: Vec<Change>,
 }
 
@@ -170,10 +188,16 @@ impl Agent {
             SessionEvent::Unavailable { doc } => {
                 debug!(conn, %doc, "a peer terminal does not hold this document")
             }
-            // A peer's refusal changes nothing here: only the hub's
+            // A peer's word changes nothing here: only the hub's
             // refusals drop changes (see `rebase_after_rejection`).
             SessionEvent::RemoteError { message } => {
-                info!(conn, %message, "a peer terminal refused something we sent")
+                match message
+                    .strip_prefix(HUB_REFUSAL_REPORT)
+                    .and_then(Refusal::decode)
+                {
+                    Some(refusal) => out.extend(self.peer_reported(conn, refusal, now_ms)),
+                    None => info!(conn, %message, "a peer terminal refused something we sent"),
+                }
             }
             SessionEvent::Leave => {
                 self.peers.remove(&conn);
@@ -184,6 +208,44 @@ impl Agent {
             }
             SessionEvent::Ignored(_) => {}
         }
+        out
+    }
+
+    /// Report the hub's refusal to every open peer but `skip`.
+    pub(super) fn report_to_peers(&self, refusal: &Refusal, skip: Option<ConnId>) -> Vec<Output> {
+        let text = format!("{HUB_REFUSAL_REPORT}{}", refusal.encode());
+        self.peers
+            .iter()
+            .filter(|(conn, peer)| Some(**conn) != skip && peer.session.is_open())
+            .map(|(conn, peer)| Output::Send {
+                conn: *conn,
+                frame: wire::encode(&peer.session.error(text.clone())),
+            })
+            .collect()
+    }
+
+    /// A peer reports that the hub refused a change. Unchecked: if this
+    /// terminal holds the change and has not heard it from the hub, it is
+    /// shown as reported and passed on to the other peers (a terminal
+    /// that hears only through this one learns too), and nothing is
+    /// dropped: the change is unconfirmed here, so this terminal's next
+    /// sync offers it to the hub, whose own refusal drops it. A forged
+    /// report costs a line on the screen until the hub confirms the list.
+    fn peer_reported(&mut self, conn: ConnId, refusal: Refusal, now_ms: i64) -> Vec<Output> {
+        let held = self
+            .doc(refusal.doc)
+            .is_some_and(|d| d.get_change_meta_by_hash(&refusal.change).is_some());
+        if !held
+            || self.hub_refused.contains_key(&refusal.change)
+            || self.reported_by_peers.contains_key(&refusal.change)
+            || self.reported_by_peers.len() >= MAX_REPORTED
+        {
+            return Vec::new();
+        }
+        warn!(conn, doc = %refusal.doc, hash = %refusal.change, reason = %refusal.reason, rule = %refusal.rule, "a peer terminal reports that the hub refused a change held here");
+        let out = self.report_to_peers(&refusal, Some(conn));
+        self.reported_by_peers
+            .insert(refusal.change, (refusal, now_ms));
         out
     }
 
@@ -293,12 +355,18 @@ impl Agent {
     }
 
     /// This terminal's actors: the current one and those it gave up.
-    fn own_actors(&self) -> HashSet<automerge::ActorId> {
+    pub(super) fn own_actors(&self) -> HashSet<automerge::ActorId> {
         let mut mine: HashSet<automerge::ActorId> = read_actor_changes(&self.db)
             .unwrap_or_default()
             .iter()
             .filter_map(|c| hex_actor(&c.old_actor))
             .collect();
+        mine.extend(
+            read_given_up(&self.db)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|h| hex_actor(h)),
+        );
         mine.insert(self.db.actor_id());
         mine
     }
@@ -383,6 +451,7 @@ impl Agent {
             judge(
                 doc,
                 &incoming,
+                &self.hub_refused,
                 &mine,
                 &store,
                 kind,
@@ -407,8 +476,8 @@ impl Agent {
             if !j.waiting.is_empty() {
                 peer.waiting.insert(doc_id, j.waiting);
             }
-            for (hash, rejection) in &j.refused {
-                let refusal = Refusal::new(doc_id, *hash, rejection);
+            for refusal in &j.refused {
+                let hash = refusal.change;
                 warn!(conn, doc = %doc_id, %hash, reason = %refusal.reason, rule = %refusal.rule, "refused a peer terminal's change");
                 out.push(Output::Send {
                     conn,
@@ -504,12 +573,15 @@ impl Agent {
 }
 
 /// Judge a peer's changes to `doc`: the hub's validation for the store,
-/// after refusing changes under this terminal's own actors that it does
-/// not hold (a peer forging this terminal's history).
+/// after refusing changes the hub refused (and what was built on them:
+/// the hub's reason again, or `DependsOnRejected`) and changes under this
+/// terminal's own actors that it does not hold (a peer forging this
+/// terminal's history).
 #[allow(clippy::too_many_arguments)]
 fn judge(
     doc: &Automerge,
     incoming: &[Change],
+    hub_refused: &HashMap<automerge::ChangeHash, Refusal>,
     own_actors: &HashSet<automerge::ActorId>,
     store: &StoreId,
     kind: DocKind,
@@ -519,25 +591,51 @@ fn judge(
 ) -> Judged {
     let mut refused = Vec::new();
     let mut rest = Vec::new();
+    let mut forged_hashes = HashSet::new();
     for c in incoming {
         let forged =
             own_actors.contains(c.actor_id()) && doc.get_change_meta_by_hash(&c.hash()).is_none();
-        if forged {
-            refused.push((
-                c.hash(),
-                Rejection::ForeignActor {
-                    actor: c.actor_id().to_hex_string(),
-                    owner: "the terminal that received it".into(),
-                },
-            ));
+        if let Some(r) = hub_refused.get(&c.hash()) {
+            refused.push(Refusal {
+                doc: doc_id,
+                ..r.clone()
+            });
+        } else if forged {
+            forged_hashes.insert(c.hash());
+            let r = Rejection::ForeignActor {
+                actor: c.actor_id().to_hex_string(),
+                owner: "the terminal that received it".into(),
+            };
+            refused.push(Refusal::new(doc_id, c.hash(), &r));
         } else {
             rest.push(c.clone());
         }
     }
-    // Refused changes' descendants wait for a dependency that never
-    // comes; drop them with the rest of what the peer left waiting.
-    let refused_hashes: HashSet<automerge::ChangeHash> = refused.iter().map(|(h, _)| *h).collect();
-    rest.retain(|c| !c.deps().iter().any(|d| refused_hashes.contains(d)));
+    // Forged changes' descendants wait for a dependency that never comes;
+    // drop them with the rest of what the peer left waiting.
+    rest.retain(|c| !c.deps().iter().any(|d| forged_hashes.contains(d)));
+    // What was built on a change the hub refused is refused with it, as
+    // the hub would (in whatever order the peer sent it).
+    let mut bad: HashSet<automerge::ChangeHash> = refused.iter().map(|r| r.change).collect();
+    loop {
+        let before = rest.len();
+        rest.retain(|c| {
+            let Some(dep) = c
+                .deps()
+                .iter()
+                .find(|d| bad.contains(*d) || hub_refused.contains_key(*d))
+            else {
+                return true;
+            };
+            let r = Rejection::DependsOnRejected(dep.to_string());
+            refused.push(Refusal::new(doc_id, c.hash(), &r));
+            bad.insert(c.hash());
+            false
+        });
+        if rest.len() == before {
+            break;
+        }
+    }
     // This terminal cannot vouch for HQ's content (the hub's record of
     // what it materialized) nor name HQ's actors: both come only from the
     // hub, so a peer relaying them is refused and the hub sends them.
@@ -557,7 +655,7 @@ fn judge(
     let mut waiting = Vec::new();
     for c in &rest {
         match outcome.verdict(&c.hash()) {
-            Some(Verdict::Rejected(r)) => refused.push((c.hash(), r.clone())),
+            Some(Verdict::Rejected(r)) => refused.push(Refusal::new(doc_id, c.hash(), r)),
             Some(Verdict::MissingDeps) => waiting.push(c.clone()),
             _ => {}
         }

@@ -6,7 +6,7 @@ use super::*;
 use crate::document::{instance, keys, read};
 use crate::protocol::wire::{self, PeerMetadata, WireMessage};
 use crate::protocol::Session;
-use crate::replica::Refusal;
+use crate::replica::{Refusal, Rule};
 use automerge::transaction::Transactable;
 use automerge::{Automerge, Change};
 
@@ -18,6 +18,8 @@ struct Lan {
     /// (from agent, from conn, to agent, to conn)
     links: Vec<(usize, ConnId, usize, ConnId)>,
     queue: VecDeque<(usize, ConnId, Vec<u8>)>,
+    /// Terminals' frames to the hub, for `settle` to carry.
+    to_hub: Vec<(usize, Output)>,
 }
 
 impl Lan {
@@ -25,6 +27,7 @@ impl Lan {
         Lan {
             links: Vec::new(),
             queue: VecDeque::new(),
+            to_hub: Vec::new(),
         }
     }
 
@@ -42,7 +45,9 @@ impl Lan {
         for o in out {
             if let Output::Send { conn, frame } = o {
                 if conn == 0 {
-                    continue; // the hub is away in these tests
+                    // Carried only by `settle` (the hub is away otherwise).
+                    self.to_hub.push((from, Output::Send { conn, frame }));
+                    continue;
                 }
                 let (to, to_conn) = self
                     .links
@@ -60,6 +65,25 @@ impl Lan {
                 self.queue.push_back((to, to_conn, frame));
             }
         }
+    }
+
+    /// Carry frames both ways, between terminals and to and from the hub
+    /// for those connected to it, until nothing moves.
+    fn settle(&mut self, net: &mut Net) {
+        for _ in 0..1_000 {
+            for (i, out) in std::mem::take(&mut net.peer_out) {
+                self.route(i, out);
+            }
+            self.run(net);
+            for (i, o) in std::mem::take(&mut self.to_hub) {
+                net.route_agent(i, vec![o]);
+            }
+            if net.queue.is_empty() && net.peer_out.is_empty() {
+                return;
+            }
+            net.run();
+        }
+        panic!("the LAN and the hub did not settle");
     }
 
     fn run(&mut self, net: &mut Net) {
@@ -351,4 +375,179 @@ fn hqs_lists_and_roster_come_only_from_the_hub_not_through_a_peer() {
     lan.run(&mut net);
     assert_eq!(net.agents[1].list(id).unwrap().tasks.len(), 3);
     net.assert_same_heads(1, id);
+}
+
+/// The events of list `id` at the hub, as (event id, worker), sorted.
+fn events_at_hub(net: &mut Net, id: DocumentId) -> Vec<(u128, String)> {
+    let mut e: Vec<(u128, String)> = instance::read_events(net.hub.document(id).unwrap())
+        .unwrap()
+        .0
+        .iter()
+        .map(|e| (e.id.0.as_u128(), e.worker.to_string()))
+        .collect();
+    e.sort();
+    e
+}
+
+#[test]
+fn a_change_the_hub_refuses_after_it_crossed_the_lan_is_dropped_on_every_terminal_and_each_records_its_own_work_again(
+) {
+    let mut net = Net::online(3);
+    let id = content(3).id;
+    // Terminals 0 and 1 lose the hub; terminal 2 keeps it and records
+    // event 9, which the other two do not see.
+    net.disconnect(0);
+    net.disconnect(1);
+    let (_, out) = net.agents[2]
+        .record_status(id, &upd(9, Status::Completed, "w1"), net.now)
+        .unwrap();
+    net.route_agent(2, out);
+    net.run();
+    let mut lan = Lan::new();
+    lan.link(&mut net, 0, 1);
+    lan.run(&mut net);
+
+    // Over the LAN: terminal 0 records an event under the same id 9 (the
+    // hub will refuse it as a duplicate), terminal 1 builds event 10 on
+    // it and terminal 0 event 11 on that.
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(9, Status::InProgress, "w2"), net.now)
+        .unwrap();
+    lan.route(0, out);
+    lan.run(&mut net);
+    let (_, out) = net.agents[1]
+        .record_status(id, &upd(10, Status::Completed, "w3"), net.now)
+        .unwrap();
+    lan.route(1, out);
+    lan.run(&mut net);
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(11, Status::Reopened, "w2"), net.now)
+        .unwrap();
+    lan.route(0, out);
+    lan.run(&mut net);
+    let refused = net.agents[0]
+        .document(id)
+        .unwrap()
+        .get_changes(&[])
+        .into_iter()
+        .find(|c| c.actor_id() == &net.agents[0].db().actor_id() && c.seq() == 1)
+        .unwrap()
+        .hash();
+    for i in 0..2 {
+        assert!(net.agents[i]
+            .document(id)
+            .unwrap()
+            .get_change_meta_by_hash(&refused)
+            .is_some());
+    }
+
+    // Terminal 0 gets the hub back: the hub refuses its event 9 and what
+    // was built on it. Terminal 0 drops all of it, records its own event
+    // 11 again, and reports the refusal to terminal 1.
+    net.connect(0);
+    lan.settle(&mut net);
+    let s0 = net.agents[0].sync_status().unwrap();
+    assert!(
+        s0.rejected
+            .iter()
+            .any(|r| r.hash == refused.to_string() && r.rule == Rule::DuplicateEventId),
+        "{:?}",
+        s0.rejected
+    );
+    let d0 = net.agents[0].document(id).unwrap();
+    assert!(
+        d0.get_change_meta_by_hash(&refused).is_none(),
+        "not taken back from the peer"
+    );
+    // Terminal 1 cannot check the report: it shows it and keeps its work
+    // until its own hub connection confirms.
+    let s1 = net.agents[1].sync_status().unwrap();
+    assert!(s1.rejected.is_empty());
+    // The refused change and the two built on it, as the hub named them.
+    assert_eq!(s1.reported_by_peers.len(), 3, "{:?}", s1.reported_by_peers);
+    assert!(s1
+        .reported_by_peers
+        .iter()
+        .any(|r| r.hash == refused.to_string() && r.rule == Rule::DuplicateEventId));
+    assert!(net.agents[1]
+        .document(id)
+        .unwrap()
+        .get_change_meta_by_hash(&refused)
+        .is_some());
+    assert_eq!(
+        events_at_hub(&mut net, id),
+        vec![(9, "w1".into()), (11, "w2".into())],
+        "terminal 0's own event 11 again; event 10 is terminal 1's to record again"
+    );
+
+    // Terminal 1 gets the hub back: the hub refuses the same change there,
+    // terminal 1 drops it and records its own event 10 again.
+    net.connect(1);
+    lan.settle(&mut net);
+    let s1 = net.agents[1].sync_status().unwrap();
+    assert!(s1.reported_by_peers.is_empty());
+    assert!(s1
+        .rejected
+        .iter()
+        .any(|r| r.hash == refused.to_string() && r.rule == Rule::DuplicateEventId));
+    // Every event once at the hub, and every terminal where the hub is.
+    assert_eq!(
+        events_at_hub(&mut net, id),
+        vec![(9, "w1".into()), (10, "w3".into()), (11, "w2".into())]
+    );
+    for i in 0..3 {
+        net.assert_same_heads(i, id);
+        assert!(net.agents[i]
+            .document(id)
+            .unwrap()
+            .get_change_meta_by_hash(&refused)
+            .is_none());
+    }
+}
+
+#[test]
+fn a_forged_report_of_a_hub_refusal_is_shown_but_drops_nothing() {
+    let mut net = Net::online(1);
+    let id = content(3).id;
+    net.disconnect(0);
+    let (_, out) = net.agents[0]
+        .record_status(id, &upd(1, Status::Completed, "w1"), net.now)
+        .unwrap();
+    drop(out);
+    let mine = net.agents[0]
+        .document(id)
+        .unwrap()
+        .get_changes(&[])
+        .into_iter()
+        .find(|c| c.actor_id() == &net.agents[0].db().actor_id())
+        .unwrap()
+        .hash();
+    let peer = Hostile::join(&mut net);
+    let report = format!(
+        "{}{}",
+        crate::replica::agent::HUB_REFUSAL_REPORT,
+        Refusal::new(
+            id,
+            mine,
+            &crate::validation::Rejection::DuplicateEventId { id: "x".into() }
+        )
+        .encode()
+    );
+    let frame = wire::encode(&peer.session.error(report));
+    let out = net.agents[0].peer_receive(LAN_CONN, &frame, net.now);
+    assert!(sent(out).is_empty());
+    let s = net.agents[0].sync_status().unwrap();
+    assert_eq!(s.reported_by_peers.len(), 1);
+    assert!(s.rejected.is_empty());
+    assert_eq!(
+        net.agents[0].list(id).unwrap().tasks[0].status.current,
+        Status::Completed,
+        "nothing dropped"
+    );
+    // The hub takes the change: the report was wrong and is no longer shown.
+    net.connect(0);
+    net.run();
+    let s = net.agents[0].sync_status().unwrap();
+    assert!(s.reported_by_peers.is_empty() && s.rejected.is_empty());
+    assert_eq!(events_at_hub(&mut net, id), vec![(1, "w1".into())]);
 }
