@@ -7,8 +7,7 @@
 //! acknowledged lost. Skipped (with a notice) where PostgreSQL is not
 //! installed.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use automerge::Automerge;
@@ -20,71 +19,8 @@ use hub::pg::testing::PgServer;
 use serde_json::json;
 
 mod common;
+use common::node::Node;
 use common::{connect, next, send};
-
-struct Node {
-    child: Child,
-    name: String,
-    addr: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Node {
-    fn start(url: &str, name: &str, data: &std::path::Path) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hub"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", "admin"])
-            .args(["--database", url, "--node", name])
-            .arg("--data")
-            .arg(data.join(name))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning the hub");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = lines.next().expect("a line").expect("stdout");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .expect("an address")
-            .to_owned();
-        std::thread::spawn(move || for _ in lines {});
-        Node {
-            child,
-            name: name.to_owned(),
-            addr,
-        }
-    }
-
-    /// SIGKILL: no hand-over, no flush; its leases must run out.
-    fn kill9(&self) {
-        let pid = self.child.id() as i32;
-        // SAFETY: a plain signal to our own child process.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    }
-
-    async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let r = reqwest::Client::new()
-            .post(format!("http://{}/api{path}", self.addr))
-            .bearer_auth("admin")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(serde_json::Value::Null))
-    }
-
-    fn sync_url(&self) -> String {
-        format!("ws://{}/sync", self.addr)
-    }
-}
 
 struct Db {
     server: &'static PgServer,
@@ -373,25 +309,6 @@ async fn stores_are_split_between_nodes_and_a_killed_nodes_stores_move_to_anothe
             stores[*j]
         ));
         assert_eq!(epochs, "1,2", "{}", stores[*j]);
-    }
-}
-
-impl Node {
-    async fn put(&self, path: &str, body: serde_json::Value) -> u16 {
-        reqwest::Client::new()
-            .put(format!("http://{}/api{path}", self.addr))
-            .bearer_auth("admin")
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: a plain signal to our own child process.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
     }
 }
 

@@ -5,68 +5,13 @@
 //! token never opens a sync connection. Skipped (with a notice) where
 //! PostgreSQL is not installed.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hub::pg::testing::PgServer;
 use serde_json::{json, Value};
 
 mod common;
-
-struct Node {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Node {
-    fn start(url: &str, name: &str, data: &std::path::Path) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hub"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", "admin"])
-            .args(["--database", url, "--node", name])
-            .arg("--data")
-            .arg(data.join(name))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning the hub");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = lines.next().expect("a line").expect("stdout");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .expect("an address")
-            .to_owned();
-        std::thread::spawn(move || for _ in lines {});
-        Node { child, addr }
-    }
-
-    async fn call(
-        &self,
-        token: &str,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = reqwest::Client::new()
-            .request(method, format!("http://{}/api{path}", self.addr))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-}
+use common::node::Node;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_passed_between_nodes_is_checked_at_both_and_audited_once() {
