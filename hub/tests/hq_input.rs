@@ -306,6 +306,17 @@ async fn record_first_task(api: &Api, doc: DocumentId) {
 #[tokio::test]
 async fn a_template_is_unassigned_and_deleted_withdrawing_only_future_lists_nobody_started() {
     let api = start().await;
+    // A second store on s1's clock: the lists both stores keep are "today"
+    // and later by one calendar (s2, in New York, is a day behind Berlin
+    // between 23:00 and 05:00 UTC).
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/stores",
+            Some(json!({"id": "s3", "name": "Store 3", "time_zone": "Europe/Berlin"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
     api.call(
         Method::PUT,
         "/stores/s1/workers/w-1",
@@ -315,7 +326,7 @@ async fn a_template_is_unassigned_and_deleted_withdrawing_only_future_lists_nobo
     api.call(
         Method::POST,
         "/store-groups/north/stores",
-        Some(json!({"stores": ["s1", "s2"]})),
+        Some(json!({"stores": ["s1", "s3"]})),
     )
     .await;
     let (s, t) = api
@@ -373,17 +384,17 @@ async fn a_template_is_unassigned_and_deleted_withdrawing_only_future_lists_nobo
         .await
         .is_err());
     assert_eq!(api.lists("s1").await, 15);
-    let (s, v) = unassign(json!({"stores": ["s2"]})).await;
+    let (s, v) = unassign(json!({"stores": ["s3"]})).await;
     assert_eq!(s, 400, "{v}");
     assert!(
-        error_of(&v).contains("is not assigned to store s2; it is assigned to group north"),
+        error_of(&v).contains("is not assigned to store s3; it is assigned to group north"),
         "{v}"
     );
 
     // Off north: both stores lose it; their future lists nobody started go.
     let (s, v) = unassign(json!({"groups": ["north"]})).await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!(v["stores"], json!(["s1", "s2"]));
+    assert_eq!(v["stores"], json!(["s1", "s3"]));
     let kept: Vec<&str> = v["kept"]
         .as_array()
         .unwrap()
@@ -404,7 +415,7 @@ async fn a_template_is_unassigned_and_deleted_withdrawing_only_future_lists_nobo
         "{v}"
     );
     assert_eq!(api.lists("s1").await, 2);
-    assert_eq!(api.lists("s2").await, 1, "today's");
+    assert_eq!(api.lists("s3").await, 1, "today's");
     assert!(
         api.directory_templates("s1").await.is_empty(),
         "terminals stop making it"
