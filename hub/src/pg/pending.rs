@@ -149,51 +149,36 @@ impl Pending {
         // an empty table's statement is not sent. Prepared first, since a
         // statement waiting for its prepare would go out behind the others.
         tx.prepare_all(&STATEMENTS).await?;
-        let documents = async {
-            if !documents.is_empty() {
-                tx.execute(DOCUMENTS, &[&documents]).await?;
-            }
-            Ok::<_, tokio_postgres::Error>(())
-        };
-        let changes = async {
-            if !hashes.is_empty() {
-                tx.execute(CHANGES, &[&change_docs, &hashes, &bytes])
-                    .await?;
-            }
-            Ok(())
-        };
-        let actors = async {
-            if !actors.is_empty() {
-                tx.execute(ACTORS, &[&actors, &principals]).await?;
-            }
-            Ok(())
-        };
-        let sync_states = async {
-            if !states.is_empty() {
-                tx.execute(SYNC_STATES, &[&peers, &state_docs, &states])
-                    .await?;
-            }
-            Ok(())
-        };
-        let store_sync = async {
-            if !sync_stores.is_empty() {
-                tx.execute(STORE_SYNC, &[&sync_stores, &sync_times]).await?;
-            }
-            Ok(())
-        };
-        let due = async {
-            if !due.is_empty() {
-                tx.execute(INDEX_DUE, &[&due]).await?;
-            }
-            Ok(())
-        };
-        use futures_util::future::{join, join3};
-        let ((a, b, c), (d, e, f)) = join(
-            join3(documents, changes, actors),
-            join3(sync_states, store_sync, due),
-        )
-        .await;
-        a.and(b).and(c).and(d).and(e).and(f)?;
+        type Params<'p> = Vec<&'p (dyn tokio_postgres::types::ToSql + Sync)>;
+        let statements: [(bool, &str, Params<'_>); 6] = [
+            (!documents.is_empty(), DOCUMENTS, vec![&documents]),
+            (
+                !hashes.is_empty(),
+                CHANGES,
+                vec![&change_docs, &hashes, &bytes],
+            ),
+            (!actors.is_empty(), ACTORS, vec![&actors, &principals]),
+            (
+                !states.is_empty(),
+                SYNC_STATES,
+                vec![&peers, &state_docs, &states],
+            ),
+            (
+                !sync_stores.is_empty(),
+                STORE_SYNC,
+                vec![&sync_stores, &sync_times],
+            ),
+            (!due.is_empty(), INDEX_DUE, vec![&due]),
+        ];
+        // `join_all` polls them first in this order: each is sent on its
+        // first poll.
+        let sent = statements
+            .iter()
+            .filter(|(held, _, _)| *held)
+            .map(|(_, sql, params)| tx.execute(sql, params));
+        for done in futures_util::future::join_all(sent).await {
+            done?;
+        }
         Ok(())
     }
 }
