@@ -6,8 +6,7 @@
 //! against the real binary while another store syncs, with its memory
 //! measured. After each, nothing was stored, and the hub still serves.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use automerge::{ActorId, Automerge, Change};
@@ -366,24 +365,12 @@ impl Drop for HubProcess {
 
 impl HubProcess {
     fn start(data: &std::path::Path) -> HubProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hub"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", "admin"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hub"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-token", "admin"])
             .args(["--max-messages-per-second", "1000000"])
             .arg("--data")
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning the hub");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = lines.next().expect("a line").expect("stdout");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .expect("an address")
-            .to_owned();
-        std::thread::spawn(move || for _ in lines {});
+            .arg(data);
+        let (child, addr) = common::node::spawn_listening(cmd);
         HubProcess { child, addr }
     }
 

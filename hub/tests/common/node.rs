@@ -12,6 +12,26 @@ pub struct Node {
     pub addr: String,
 }
 
+/// Start `hub serve` as `cmd` (stdout read, stderr dropped) and wait for
+/// its "listening on http://ADDR" line: the child and ADDR.
+pub fn spawn_listening(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning the hub");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().expect("a line").expect("stdout");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("an address")
+        .to_owned();
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -23,24 +43,12 @@ impl Node {
     /// `hub serve --node NAME` on the database at `url`, its data in
     /// `data/NAME`, admin token `admin`.
     pub fn start(url: &str, name: &str, data: &std::path::Path) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hub"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", "admin"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hub"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-token", "admin"])
             .args(["--database", url, "--node", name])
             .arg("--data")
-            .arg(data.join(name))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning the hub");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = lines.next().expect("a line").expect("stdout");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .expect("an address")
-            .to_owned();
-        std::thread::spawn(move || for _ in lines {});
+            .arg(data.join(name));
+        let (child, addr) = spawn_listening(cmd);
         Node {
             child,
             name: name.to_owned(),
