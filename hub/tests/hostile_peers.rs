@@ -120,6 +120,7 @@ fn now_ms() -> i64 {
 async fn hub_copy(hub: &TestHub, id: DocumentId) -> (Vec<automerge::ChangeHash>, usize) {
     hub.state
         .hub
+        .registry()
         .call(move |h, _| {
             let d = h.document(id).expect("the hub holds the document");
             let events = instance::read_events(d).map(|(e, _)| e.len()).unwrap_or(0);
@@ -647,6 +648,7 @@ on_each_backend! {
     let (history, by_worker) = hub
         .state
         .hub
+        .registry()
         .call(move |h, _| {
             let view = instance::read(h.document(a_id).unwrap()).unwrap();
             let t = view.task(TaskId(uuid::Uuid::from_u128(101))).unwrap();

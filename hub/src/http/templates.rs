@@ -57,6 +57,7 @@ async fn list_templates(State(state): State<AppState>, headers: HeaderMap) -> Re
     json_reply(
         state
             .hub
+            .registry()
             .call_soon(|hub, _| {
                 let r = hub.templates_with_stores().map(|ts| {
                     ts.into_iter()
@@ -103,6 +104,7 @@ async fn put_template(
         let t = req.template(chrono::Utc::now().date_naive(), &mut uuid::Uuid::new_v4)?;
         let saved = state
             .hub
+            .registry()
             .call(
                 move |hub, now| match hub.save_template(t, &stores, &groups) {
                     Ok(saved) => {
@@ -114,6 +116,10 @@ async fn put_template(
                 },
             )
             .await??;
+        state
+            .hub
+            .materialize_on_other_threads(state.hub.registry())
+            .await;
         Ok(saved)
     }
     .await;
@@ -151,6 +157,7 @@ async fn assign_template(
         }
         state
             .hub
+            .registry()
             .call(
                 move |hub, now| match hub.assign_template_to(id, &stores, &groups) {
                     Ok(()) => (Ok(()), hub.materialize_horizon(now).unwrap_or_default()),
@@ -158,6 +165,10 @@ async fn assign_template(
                 },
             )
             .await??;
+        state
+            .hub
+            .materialize_on_other_threads(state.hub.registry())
+            .await;
         Ok(())
     }
     .await;
@@ -189,6 +200,7 @@ async fn unassign_template(
         let (stores, groups) = targets(&req.stores, &req.groups)?;
         Ok(state
             .hub
+            .registry()
             .call(move |hub, now| answer_with(hub.unassign_template(id, &stores, &groups, now)))
             .await??)
     }
@@ -211,6 +223,7 @@ async fn delete_template(
             .map_err(|e| bad_request(format!("template id: {e}")))?;
         Ok(state
             .hub
+            .registry()
             .call(move |hub, now| answer_with(hub.delete_template(id, now)))
             .await??)
     }
