@@ -176,13 +176,19 @@ pub fn spawn_listening(mut cmd: Command, log: &Path) -> anyhow::Result<Proc> {
 /// `hub serve` on `data` (log: `data` + ".log"), listening on `listen`
 /// (`127.0.0.1:0` for any port; an earlier address to restart in place).
 pub fn start_hub(data: &Path, listen: &str) -> Proc {
-    let mut cmd = Command::new(bin("hub"));
+    spawn_listening(hub_command(&bin("hub"), data, listen), &log_of(data))
+        .expect("starting the hub")
+}
+
+/// The `hub serve` command of `start_hub`, for the hub binary at `program`.
+pub fn hub_command(program: &Path, data: &Path, listen: &str) -> Command {
+    let mut cmd = Command::new(program);
     // Short keepalives, so a silently dead link is noticed within seconds.
     cmd.args(["serve", "--listen", listen, "--admin-token", ADMIN])
         .args(["--keepalive-secs", KEEPALIVE_SECS])
         .arg("--data")
         .arg(data);
-    spawn_listening(cmd, &log_of(data)).expect("starting the hub")
+    cmd
 }
 
 /// `hub serve` as node `node` of a cluster on the PostgreSQL database at
@@ -218,7 +224,12 @@ pub struct AgentArgs {
 
 /// The `pos-agent run` command for `data`.
 pub fn agent_command(data: &Path, a: &AgentArgs) -> Command {
-    let mut cmd = Command::new(bin("pos-agent"));
+    agent_command_of(&bin("pos-agent"), data, a)
+}
+
+/// `agent_command` for the pos-agent binary at `program`.
+pub fn agent_command_of(program: &Path, data: &Path, a: &AgentArgs) -> Command {
+    let mut cmd = Command::new(program);
     cmd.arg("run")
         .arg("--data")
         .arg(data)
