@@ -243,6 +243,24 @@ pub fn agent_command_of(program: &Path, data: &Path, a: &AgentArgs) -> Command {
     cmd
 }
 
+/// A loopback port nobody listens on now, for a peer endpoint other
+/// agents must know before it starts.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+    l.local_addr().expect("a bound address").port()
+}
+
+/// `pos-agent run` on the store LAN: listening for peers on `listen`,
+/// dialing `peers` (their `--peer-listen` ports).
+pub fn start_peer_agent(data: &Path, a: &AgentArgs, listen: u16, peers: &[u16]) -> Proc {
+    let mut cmd = agent_command(data, a);
+    cmd.args(["--peer-listen", &format!("127.0.0.1:{listen}")]);
+    for p in peers {
+        cmd.args(["--peer", &format!("ws://127.0.0.1:{p}/lan")]);
+    }
+    spawn_listening(cmd, &log_of(data)).expect("starting a peered agent")
+}
+
 /// Start an agent, or an error with its log if it exits first.
 pub fn try_start_agent(data: &Path, a: &AgentArgs) -> anyhow::Result<Proc> {
     spawn_listening(agent_command(data, a), &log_of(data))

@@ -5,7 +5,6 @@
 //! store, a bad proof either way, forbidden changes) are refused.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use automerge::transaction::Transactable;
@@ -19,19 +18,13 @@ use engine::replica::Refusal;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tests::procs::{
-    agent_command, agent_get, agent_tasks, check_saved_exactly_once, get, log_of, set_status,
-    setup_store, spawn_listening, start_hub, wait_for, AgentArgs, Proc, STORE,
+    agent_get, agent_tasks, check_saved_exactly_once, free_port, get, set_status, setup_store,
+    start_hub, wait_for, AgentArgs, Proc, STORE,
 };
 use tokio_tungstenite::tungstenite::Message;
 
-/// A loopback port nobody listens on now (for a peer endpoint that other
-/// agents must know before it starts).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// `pos-agent run` listening for peers on `listen`, dialing `peers`.
+/// `pos-agent run` as terminal `pos-{i}`, listening for peers on
+/// `listen`, dialing `peers`.
 fn start_peer_agent(
     data: &Path,
     hub: &str,
@@ -40,20 +33,13 @@ fn start_peer_agent(
     listen: u16,
     peers: &[u16],
 ) -> Proc {
-    let mut cmd: Command = agent_command(
-        data,
-        &AgentArgs {
-            hub: hub.to_owned(),
-            token: token.to_owned(),
-            terminal: format!("pos-{i}"),
-            http: "127.0.0.1:0".into(),
-        },
-    );
-    cmd.args(["--peer-listen", &format!("127.0.0.1:{listen}")]);
-    for p in peers {
-        cmd.args(["--peer", &format!("ws://127.0.0.1:{p}/lan")]);
-    }
-    spawn_listening(cmd, &log_of(data)).expect("starting a peered agent")
+    let args = AgentArgs {
+        hub: hub.to_owned(),
+        token: token.to_owned(),
+        terminal: format!("pos-{i}"),
+        http: "127.0.0.1:0".into(),
+    };
+    tests::procs::start_peer_agent(data, &args, listen, peers)
 }
 
 async fn sync_status(agent: &str) -> Option<Value> {
