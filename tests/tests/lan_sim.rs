@@ -149,3 +149,35 @@ fn many_lan_seeds() {
     });
     totals.into_inner().unwrap().check(12, true);
 }
+
+/// A terminal's writes crossed the LAN, then its disk was lost (restored
+/// from a backup taken before them) and its peer restarted: the hub still
+/// gets every write exactly once, from the peer, once the WAN is back.
+#[test]
+fn writes_reach_the_hub_through_a_peer_after_their_terminal_lost_them() {
+    for_each_seed(
+        "writes_reach_the_hub_through_a_peer_after_their_terminal_lost_them",
+        &seeds(8),
+        |seed| {
+            let mut cfg = SimConfig::new(2);
+            cfg.lan = true;
+            let mut sim = Sim::with_config(seed, cfg);
+            sim.run_until_quiescent();
+            let backup = sim.back_up_agent(0);
+            sim.hold_wan_outage();
+            let list = sim.lists()[0];
+            let written: Vec<_> = (0..5)
+                .filter_map(|_| sim.record_random_status_in(0, list))
+                .collect();
+            assert!(!written.is_empty(), "seed {seed}: writes made");
+            sim.run_lan_until_quiescent();
+            sim.check_lan_converged();
+            // Terminal 0 loses its disk; terminal 1 restarts from its own.
+            sim.restore_agent(&backup);
+            sim.crash_agent(1, None);
+            sim.restart_agent(1);
+            sim.run_until_quiescent();
+            sim.check_converged();
+        },
+    );
+}
