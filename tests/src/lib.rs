@@ -6,6 +6,7 @@ pub mod browser;
 pub mod cluster;
 pub mod daily_lists;
 pub mod fault_proxy;
+pub mod lan_bench;
 pub mod load_bench;
 pub mod netbench;
 pub mod procs;

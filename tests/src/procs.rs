@@ -176,13 +176,19 @@ pub fn spawn_listening(mut cmd: Command, log: &Path) -> anyhow::Result<Proc> {
 /// `hub serve` on `data` (log: `data` + ".log"), listening on `listen`
 /// (`127.0.0.1:0` for any port; an earlier address to restart in place).
 pub fn start_hub(data: &Path, listen: &str) -> Proc {
-    let mut cmd = Command::new(bin("hub"));
+    spawn_listening(hub_command(&bin("hub"), data, listen), &log_of(data))
+        .expect("starting the hub")
+}
+
+/// The `hub serve` command of `start_hub`, for the hub binary at `program`.
+pub fn hub_command(program: &Path, data: &Path, listen: &str) -> Command {
+    let mut cmd = Command::new(program);
     // Short keepalives, so a silently dead link is noticed within seconds.
     cmd.args(["serve", "--listen", listen, "--admin-token", ADMIN])
         .args(["--keepalive-secs", KEEPALIVE_SECS])
         .arg("--data")
         .arg(data);
-    spawn_listening(cmd, &log_of(data)).expect("starting the hub")
+    cmd
 }
 
 /// `hub serve` as node `node` of a cluster on the PostgreSQL database at
@@ -218,7 +224,12 @@ pub struct AgentArgs {
 
 /// The `pos-agent run` command for `data`.
 pub fn agent_command(data: &Path, a: &AgentArgs) -> Command {
-    let mut cmd = Command::new(bin("pos-agent"));
+    agent_command_of(&bin("pos-agent"), data, a)
+}
+
+/// `agent_command` for the pos-agent binary at `program`.
+pub fn agent_command_of(program: &Path, data: &Path, a: &AgentArgs) -> Command {
+    let mut cmd = Command::new(program);
     cmd.arg("run")
         .arg("--data")
         .arg(data)
@@ -230,6 +241,24 @@ pub fn agent_command(data: &Path, a: &AgentArgs) -> Command {
         .args(["--terminal", &a.terminal, "--http", &a.http])
         .args(["--keepalive-secs", KEEPALIVE_SECS]);
     cmd
+}
+
+/// A loopback port nobody listens on now, for a peer endpoint other
+/// agents must know before it starts.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+    l.local_addr().expect("a bound address").port()
+}
+
+/// `pos-agent run` on the store LAN: listening for peers on `listen`,
+/// dialing `peers` (their `--peer-listen` ports).
+pub fn start_peer_agent(data: &Path, a: &AgentArgs, listen: u16, peers: &[u16]) -> Proc {
+    let mut cmd = agent_command(data, a);
+    cmd.args(["--peer-listen", &format!("127.0.0.1:{listen}")]);
+    for p in peers {
+        cmd.args(["--peer", &format!("ws://127.0.0.1:{p}/lan")]);
+    }
+    spawn_listening(cmd, &log_of(data)).expect("starting a peered agent")
 }
 
 /// Start an agent, or an error with its log if it exits first.

@@ -19,16 +19,22 @@
 //! A crash drops the `Agent` or `Hub` value without any graceful path (no
 //! `disconnected`, nothing flushed) and reopens it from the same file.
 //!
+//! With `SimConfig::lan`, the main store's terminals also sync with each
+//! other directly over the store's LAN, and the store's internet link can
+//! fail alone (`lan`).
+//!
 //! Layout: this file holds the simulator's state, the random driver, the
 //! worker/HQ actions and the faults; `network` the links and the event
-//! queue; `checks` the convergence assertions; `seeds` the seed handling
-//! every test shares.
+//! queue; `lan` the store's LAN links; `checks` the convergence
+//! assertions; `seeds` the seed handling every test shares.
 
 mod checks;
 mod cluster;
+mod lan;
 mod network;
 mod seeds;
 
+use checks::{read_any, sorted};
 use cluster::NodeLease;
 
 use network::{Dir, Event, LinkClock};
@@ -94,6 +100,11 @@ pub struct SimConfig {
     /// rendezvous hashing, renewal, expiry, hand-off, the fence, and the
     /// `moved` close; faults also pause a node (SIGSTOP).
     pub hubs: usize,
+    /// The main store's terminals also sync pairwise over the store's LAN
+    /// (`sim::lan`); faults then also cut LAN links and take the store's
+    /// internet link down and up, and a rogue terminal offers forbidden
+    /// changes now and then.
+    pub lan: bool,
 }
 
 impl SimConfig {
@@ -110,6 +121,7 @@ impl SimConfig {
             hub_crashes: true,
             max_cached_documents: 10_000,
             hubs: 1,
+            lan: false,
         }
     }
 }
@@ -142,6 +154,16 @@ pub struct SimStats {
     pub snoops: u64,
     /// Frames that gave the hub changes whose dependencies it lacked.
     pub frames_with_missing_deps: u64,
+    /// LAN connections dialed, cut, and frames delivered on them (also
+    /// counted in `frames_delivered`).
+    pub lan_connections: u64,
+    pub lan_cuts: u64,
+    pub lan_frames_delivered: u64,
+    /// Times the store's internet link went down.
+    pub wan_outages: u64,
+    /// Forbidden changes a rogue terminal offered, and those refused.
+    pub rogue_changes_sent: u64,
+    pub rogue_changes_refused: u64,
 }
 
 /// What `run_until_quiescent` measured from its start.
@@ -232,6 +254,13 @@ pub struct Sim {
     verbose: bool,
     /// Agent backups taken so far (names their files).
     backups: u32,
+    /// The store's LAN links (none without `SimConfig::lan`).
+    lan: lan::Lan,
+    /// The main store's internet link is down: its terminals cannot reach
+    /// the hub, whatever their own partitions.
+    wan_down: bool,
+    /// Random faults leave the WAN down (`hold_wan_outage`).
+    wan_held: bool,
 }
 
 impl Sim {
@@ -364,12 +393,21 @@ impl Sim {
             trace: Default::default(),
             verbose: std::env::var_os("SIM_TRACE").is_some(),
             backups: 0,
+            lan: lan::Lan::default(),
+            wan_down: false,
+            wan_held: false,
         };
+        if sim.cfg.lan {
+            sim.lan = lan::Lan::mesh(sim.main_terminals().len());
+        }
         if sim.cfg.hubs > 1 {
             sim.start_cluster();
         }
         for i in 0..sim.agents.len() {
             sim.try_connect(i);
+        }
+        for l in 0..sim.lan_link_count() {
+            sim.dial(l);
         }
         sim
     }
@@ -481,6 +519,7 @@ impl Sim {
             90..95 => {
                 self.publish_next_list();
             }
+            _ if self.cfg.lan && self.rng.gen_bool(0.5) => self.rogue_peer_change(),
             _ => {
                 self.snoop();
             }
@@ -488,6 +527,10 @@ impl Sim {
     }
 
     fn random_fault(&mut self) {
+        if self.cfg.lan && self.rng.gen_bool(0.5) {
+            self.random_lan_fault();
+            return;
+        }
         let i = self.rng.gen_range(0..self.agents.len());
         match self.rng.gen_range(0..100) {
             0..35 => self.cut(i),
@@ -760,6 +803,7 @@ impl Sim {
             self.cut.insert(conn);
             self.hub_notices_later(conn);
         }
+        self.lan_terminal_crashed(i);
         if let Some(after) = restart_after {
             self.agents[i].restart_pending = true;
             self.schedule(after, Event::AgentRestart { agent: i });
@@ -781,6 +825,7 @@ impl Sim {
         node.backoff_ms = BACKOFF_FIRST_MS;
         self.trace_note(&("restart", i));
         self.try_connect(i);
+        self.lan_terminal_restarted(i);
     }
 
     /// A copy of agent `i`'s SQLite file as it is on disk now: a backup of
@@ -899,6 +944,7 @@ impl Sim {
     pub fn run_until_quiescent(&mut self) -> Quiescence {
         let start_ms = self.now_ms;
         let start = self.stats;
+        self.wan_restored();
         for i in 0..self.agents.len() {
             if self.agents[i].partitioned {
                 self.heal(i);

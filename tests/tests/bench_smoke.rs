@@ -1,7 +1,8 @@
-//! `bench net --smoke` and `bench agent --smoke` in-process: tiny sizes,
-//! both servers (the `hub` binary and the JS automerge-repo sync server),
-//! so a change that breaks the benchmark shows up in `cargo test`. It
-//! measures nothing. Needs `node` 20+ with `tests/js` installed (`npm ci`),
+//! `bench net --smoke`, `bench agent --smoke` and `bench lan --smoke`
+//! in-process: tiny sizes, both servers (the `hub` binary and the JS
+//! automerge-repo sync server), real peered terminals for `lan`, so a
+//! change that breaks a benchmark shows up in `cargo test`. They measure
+//! nothing. Needs `node` 20+ with `tests/js` installed (`npm ci`),
 //! like the JS interop test.
 
 use std::path::{Path, PathBuf};
@@ -349,4 +350,31 @@ fn storage_workload_runs_on_both_backends() {
         runs.len(),
         "{t}"
     );
+}
+
+/// `bench lan`'s run at a tiny size on the debug binaries: three peered
+/// terminals with the hub stopped, every tap shown on the other two.
+#[test]
+fn lan_tap_latency_runs() {
+    use tests::lan_bench::{self, Options, Programs};
+    let work = tempfile::tempdir().unwrap();
+    let opts = Options {
+        programs: Programs {
+            hub: tests::procs::bin("hub"),
+            pos_agent: tests::procs::bin("pos-agent"),
+        },
+        terminals: vec![3],
+        taps: 6,
+        tasks: 4,
+        work: work.path().to_path_buf(),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let runs = runtime.block_on(lan_bench::run(&opts)).unwrap();
+    assert_eq!(runs.len(), 1);
+    let r = &runs[0];
+    assert_eq!((r.terminals, r.taps), (3, 6));
+    assert!(r.next.p50 <= r.next.p99 && r.next.p99 <= r.next.max);
+    assert!(r.next.max <= r.all.max && r.all.p50 <= r.all.p99);
+    let t = lan_bench::table(&runs);
+    assert!(t.contains("| 3 | 6 |"), "{t}");
 }

@@ -2,10 +2,11 @@
 //! the store LAN (issue #22). With the hub stopped, three agents peered
 //! with each other show one another's work within a second; once the hub
 //! is back it holds every change exactly once. Hostile peers (another
-//! store, a bad proof either way, forbidden changes) are refused.
+//! store, a bad proof either way, forbidden changes) are refused. A
+//! conflict two terminals make apart and that meets over the LAN alone
+//! shows in the manager's conflict view on both.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use automerge::transaction::Transactable;
@@ -19,19 +20,13 @@ use engine::replica::Refusal;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tests::procs::{
-    agent_command, agent_get, agent_tasks, check_saved_exactly_once, get, log_of, set_status,
-    setup_store, spawn_listening, start_hub, wait_for, AgentArgs, Proc, STORE,
+    agent_get, agent_tasks, check_saved_exactly_once, free_port, get, set_status, setup_store,
+    start_hub, wait_for, AgentArgs, Proc, STORE,
 };
 use tokio_tungstenite::tungstenite::Message;
 
-/// A loopback port nobody listens on now (for a peer endpoint that other
-/// agents must know before it starts).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// `pos-agent run` listening for peers on `listen`, dialing `peers`.
+/// `pos-agent run` as terminal `pos-{i}`, listening for peers on
+/// `listen`, dialing `peers`.
 fn start_peer_agent(
     data: &Path,
     hub: &str,
@@ -40,20 +35,13 @@ fn start_peer_agent(
     listen: u16,
     peers: &[u16],
 ) -> Proc {
-    let mut cmd: Command = agent_command(
-        data,
-        &AgentArgs {
-            hub: hub.to_owned(),
-            token: token.to_owned(),
-            terminal: format!("pos-{i}"),
-            http: "127.0.0.1:0".into(),
-        },
-    );
-    cmd.args(["--peer-listen", &format!("127.0.0.1:{listen}")]);
-    for p in peers {
-        cmd.args(["--peer", &format!("ws://127.0.0.1:{p}/lan")]);
-    }
-    spawn_listening(cmd, &log_of(data)).expect("starting a peered agent")
+    let args = AgentArgs {
+        hub: hub.to_owned(),
+        token: token.to_owned(),
+        terminal: format!("pos-{i}"),
+        http: "127.0.0.1:0".into(),
+    };
+    tests::procs::start_peer_agent(data, &args, listen, peers)
 }
 
 async fn sync_status(agent: &str) -> Option<Value> {
@@ -626,6 +614,166 @@ async fn a_change_the_hub_refuses_after_it_crossed_the_lan_is_dropped_on_every_t
         assert!(
             !ids.contains(&update.id),
             "the refused event is gone from {db:?}"
+        );
+    }
+}
+
+/// POST `body` to a terminal's local API as the signed-in `session`
+/// (none: signing in); the status and the JSON answer.
+async fn pos_post(agent: &str, path: &str, session: Option<&str>, body: Value) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("http://{agent}{path}"))
+        .json(&body);
+    if let Some(s) = session {
+        req = req.bearer_auth(s);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Sign the manager (m-1) in on a terminal; the session token.
+async fn manager_session(agent: &str) -> String {
+    let (s, v) = pos_post(
+        agent,
+        "/api/session",
+        None,
+        serde_json::json!({"worker": "m-1", "pin": "9999"}),
+    )
+    .await;
+    assert_eq!(s, 201, "signing in: {v}");
+    v["token"].as_str().unwrap().to_owned()
+}
+
+/// The manager's conflict view on a terminal.
+async fn conflicts(agent: &str, session: &str) -> Option<Vec<Value>> {
+    let r = reqwest::Client::new()
+        .get(format!("http://{agent}/api/conflicts"))
+        .bearer_auth(session)
+        .send()
+        .await
+        .ok()?;
+    r.status().is_success().then_some(())?;
+    r.json::<Value>().await.ok()?.as_array().cloned()
+}
+
+/// Issue #22, item 4: two terminals assign (and set the status of) the
+/// same task apart while HQ is unreachable, then meet over the LAN alone;
+/// the manager's conflict view on either terminal shows the conflict, as
+/// it does for a conflict that met at the hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_made_over_the_lan_shows_in_the_managers_view_on_both_terminals() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = start_hub(&dir.path().join("hub"), "127.0.0.1:0");
+    let token = tests::procs::open_store(
+        &hub.addr,
+        serde_json::json!({"id": STORE, "name": "Main St", "time_zone": tests::procs::noon_zone()}),
+        &[
+            ("m-1", "Mia Chen", "manager", &[], "9999"),
+            ("w-1", "Ana Lopez", "cashier", &[], "1234"),
+            ("w-2", "Ben Okafor", "cashier", &[], "2345"),
+        ],
+        "lan conflict test",
+    )
+    .await;
+    tests::procs::post(
+        format!("http://{}/api/lists", hub.addr),
+        serde_json::json!({"store": STORE, "name": "Receiving", "date": tests::procs::noon_zone_today(),
+               "tasks": [{"title": "Receive pallet"}]}),
+    )
+    .await;
+    // B dials A; A dials nobody, so B alone decides when they meet.
+    let (pa, pb) = (free_port(), free_port());
+    let (data_a, data_b) = (dir.path().join("agent-a"), dir.path().join("agent-b"));
+    let a = start_peer_agent(&data_a, &hub.addr, &token, 1, pa, &[]);
+    let b = start_peer_agent(&data_b, &hub.addr, &token, 2, pb, &[pa]);
+    for t in [&a, &b] {
+        wait_for(
+            "both terminals to hold the list and each other",
+            Duration::from_secs(30),
+            async || {
+                let tasks = agent_tasks(&t.addr).await?;
+                let s = sync_status(&t.addr).await?;
+                (tasks.len() == 1 && s["lan_peers"] == 1).then_some(())
+            },
+        )
+        .await;
+    }
+    let task = agent_tasks(&a.addr).await.unwrap()[0]["task"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(hub);
+
+    // Apart: B is down while A decides; then B, alone, decides otherwise.
+    drop(b);
+    let mia_a = manager_session(&a.addr).await;
+    let assign = format!("/api/tasks/{task}/assign");
+    let (s, v) = pos_post(
+        &a.addr,
+        &assign,
+        Some(&mia_a),
+        serde_json::json!({"to": "worker:w-1"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    set_status(&a.addr, &task, "completed", "w-1")
+        .await
+        .unwrap();
+    let b = start_peer_agent(&data_b, "127.0.0.1:9", &token, 2, pb, &[]);
+    let mia_b = manager_session(&b.addr).await;
+    let (s, v) = pos_post(
+        &b.addr,
+        &assign,
+        Some(&mia_b),
+        serde_json::json!({"to": "worker:w-2"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    set_status(&b.addr, &task, "in_progress", "w-2")
+        .await
+        .unwrap();
+    assert_eq!(
+        conflicts(&b.addr, &mia_b).await.unwrap(),
+        Vec::<Value>::new()
+    );
+    drop(b);
+
+    // They meet over the LAN, the hub still down.
+    let b = start_peer_agent(&data_b, "127.0.0.1:9", &token, 2, pb, &[pa]);
+    let mia_b = manager_session(&b.addr).await;
+    for (t, session) in [(&a, &mia_a), (&b, &mia_b)] {
+        let c = wait_for(
+            "the conflict in the manager's view",
+            Duration::from_secs(10),
+            async || conflicts(&t.addr, session).await.filter(|c| !c.is_empty()),
+        )
+        .await;
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0]["title"], "Receive pallet", "{c:?}");
+        let mut assignees: Vec<String> = c[0]["assignees"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_string())
+            .collect();
+        assignees.sort();
+        assert_eq!(assignees.len(), 2, "{c:?}");
+        assert!(
+            assignees[0].contains("w-1") && assignees[1].contains("w-2"),
+            "{c:?}"
+        );
+        let mut statuses: Vec<&str> = c[0]["statuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["status"].as_str().unwrap())
+            .collect();
+        statuses.sort();
+        assert_eq!(statuses, vec!["completed", "in_progress"], "{c:?}");
+        let s = sync_status(&t.addr).await.unwrap();
+        assert_eq!(
+            (s["online"].as_bool(), s["lan_peers"].as_u64()),
+            (Some(false), Some(1))
         );
     }
 }

@@ -9,6 +9,10 @@
 //! against the `hub` binary and the JS automerge-repo sync server, and
 //! `-- agent` the terminal's local update latency (see `tests::netbench`).
 //!
+//! `-- lan` times a tap on one terminal until it shows on the store's
+//! other terminals over the LAN with the hub stopped, with real `hub` and
+//! `pos-agent` processes (see `tests::lan_bench`).
+//!
 //! Each takes `--record [FILE]` to append its table, with the command, the
 //! machine and the commit, to BENCHMARKS.md (`tests::bench_record`).
 
@@ -49,6 +53,36 @@ enum Command {
     /// The hub's storage on its hot path (group commits of changes with
     /// their sync states), embedded SQLite and PostgreSQL side by side.
     Storage(StorageArgs),
+    /// A tap on one terminal until the store's other terminals show it,
+    /// over the LAN with the hub stopped: p50 and p99, for each count of
+    /// terminals (real pos-agent processes on loopback).
+    Lan(LanArgs),
+}
+
+#[derive(clap::Args)]
+struct LanArgs {
+    /// Counts of terminals, comma-separated, one run each.
+    #[arg(long, default_value = "3,10", value_delimiter = ',')]
+    terminals: Vec<usize>,
+    /// Taps per run.
+    #[arg(long, default_value_t = 300)]
+    taps: usize,
+    /// Tasks on the store's list.
+    #[arg(long, default_value_t = 10)]
+    tasks: usize,
+    /// The `hub` and `pos-agent` binaries' directory (default: this
+    /// one's; build them with `cargo build -p hub -p pos-agent --release`).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Keep data directories and logs here (default: a temporary
+    /// directory, removed at the end).
+    #[arg(long)]
+    work: Option<PathBuf>,
+    /// 3 terminals, a few taps: checks the benchmark works; not recorded.
+    #[arg(long)]
+    smoke: bool,
+    #[command(flatten)]
+    record: RecordArg,
 }
 
 #[derive(clap::Args)]
@@ -229,7 +263,49 @@ fn main() -> Result<()> {
         Command::Net(args) => net(args),
         Command::Agent(args) => agent(args),
         Command::Storage(args) => storage(args),
+        Command::Lan(args) => lan(args),
     }
+}
+
+fn lan(args: LanArgs) -> Result<()> {
+    use tests::lan_bench;
+    let record_in = args.record.target(args.smoke)?;
+    let bin_dir = match args.bin_dir {
+        Some(d) => d,
+        None => std::env::current_exe()?
+            .parent()
+            .context("the bench binary's directory")?
+            .to_path_buf(),
+    };
+    let programs = lan_bench::Programs {
+        hub: bin_dir.join("hub"),
+        pos_agent: bin_dir.join("pos-agent"),
+    };
+    for p in [&programs.hub, &programs.pos_agent] {
+        anyhow::ensure!(
+            p.exists(),
+            "no {} ; build it (cargo build -p hub -p pos-agent --release) or pass --bin-dir",
+            p.display()
+        );
+    }
+    let temp = tempfile::tempdir().context("creating a temporary directory")?;
+    let work = match args.work {
+        Some(w) => w,
+        None => temp.path().to_path_buf(),
+    };
+    let opts = lan_bench::Options {
+        programs,
+        terminals: if args.smoke { vec![3] } else { args.terminals },
+        taps: if args.smoke { 6 } else { args.taps },
+        tasks: args.tasks,
+        work,
+    };
+    let machine = record_in.is_some().then(|| Machine::here(false));
+    let runtime = tokio::runtime::Runtime::new()?;
+    let runs = runtime.block_on(lan_bench::run(&opts))?;
+    let report = lan_bench::table(&runs);
+    println!("{report}");
+    record(record_in, "bench lan", machine, &report)
 }
 
 fn storage(args: StorageArgs) -> Result<()> {

@@ -219,13 +219,13 @@ impl Sim {
     }
 }
 
-fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
+pub(super) fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
     heads.sort();
     heads
 }
 
 /// A document read into the model, whichever kind it is, for comparison.
-fn read_any(doc: &Automerge) -> String {
+pub(super) fn read_any(doc: &Automerge) -> String {
     match instance::read(doc) {
         Ok(view) => format!("{view:?}"),
         Err(_) => match directory::read(doc) {

@@ -12,6 +12,9 @@ use rand::Rng;
 
 use super::{Sim, BACKOFF_CAP_MS, BACKOFF_FIRST_MS, START_MS};
 
+/// The agent's number for its hub connection (its peers' are others).
+const HUB_CONN: ConnId = 0;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Dir {
     ToHub,
@@ -51,11 +54,29 @@ pub(super) enum Event {
     HubResume {
         hub: usize,
     },
+    /// A frame reaches terminal `to` on LAN connection `conn`.
+    LanFrame {
+        conn: ConnId,
+        to: usize,
+        frame: Vec<u8>,
+    },
+    /// The other end closed LAN connection `conn`, after its frames.
+    LanFin {
+        conn: ConnId,
+        to: usize,
+    },
+    /// The dialer of LAN link `link` tries again.
+    LanRedial {
+        link: usize,
+    },
 }
 
 impl Event {
     pub(super) fn is_frame(&self) -> bool {
-        matches!(self, Event::Frame { .. } | Event::Fin { .. })
+        matches!(
+            self,
+            Event::Frame { .. } | Event::Fin { .. } | Event::LanFrame { .. } | Event::LanFin { .. }
+        )
     }
 }
 
@@ -73,7 +94,8 @@ impl Sim {
         if node.agent.is_none() || node.conn.is_some() {
             return;
         }
-        let target = if node.partitioned {
+        let wan_down = self.wan_down && node.cfg.store_id == self.main_store;
+        let target = if node.partitioned || wan_down {
             None
         } else {
             self.hub_for_agent(i)
@@ -131,33 +153,18 @@ impl Sim {
     /// Put a frame on the wire: due after a random delay, never before the
     /// previous frame in its direction (except when chaos reorders it).
     pub(super) fn send(&mut self, agent: usize, conn: ConnId, dir: Dir, frame: Vec<u8>) {
-        let delay = self
-            .rng
-            .gen_range(self.cfg.latency_ms.0..=self.cfg.latency_ms.1);
-        let chaos = if self.cfg.chaos {
-            self.rng.gen_range(0..100)
-        } else {
-            100
-        };
         let clock = self.clocks.entry(conn).or_default();
         let last = match dir {
-            Dir::ToHub => &mut clock.last_to_hub,
-            Dir::ToAgent => &mut clock.last_to_agent,
+            Dir::ToHub => clock.last_to_hub,
+            Dir::ToAgent => clock.last_to_agent,
         };
-        let due = if chaos < 5 && *last > self.now_ms {
-            // Overtake the frames still in flight this way.
-            self.stats.frames_reordered += 1;
-            self.now_ms + self.rng.gen_range(0..=(*last - self.now_ms))
-        } else {
-            let due = (self.now_ms + delay).max(*last);
-            *last = due;
-            due
-        };
-        self.stats.frames_sent += 1;
-        if (5..10).contains(&chaos) {
-            self.stats.frames_duplicated += 1;
-            self.stats.frames_sent += 1;
-            let again = due + self.rng.gen_range(0..=self.cfg.latency_ms.1);
+        let (due, last, again) = self.plan_delivery(last);
+        let clock = self.clocks.entry(conn).or_default();
+        match dir {
+            Dir::ToHub => clock.last_to_hub = last,
+            Dir::ToAgent => clock.last_to_agent = last,
+        }
+        if let Some(again) = again {
             let copy = Event::Frame {
                 agent,
                 conn,
@@ -177,6 +184,38 @@ impl Sim {
         );
     }
 
+    /// When a frame sent now arrives on a link whose previous frame this
+    /// way is due at `last`: (due, the link's new `last`, when a chaos
+    /// duplicate arrives). Hub links and LAN links share it.
+    pub(super) fn plan_delivery(&mut self, last: i64) -> (i64, i64, Option<i64>) {
+        let delay = self
+            .rng
+            .gen_range(self.cfg.latency_ms.0..=self.cfg.latency_ms.1);
+        let chaos = if self.cfg.chaos {
+            self.rng.gen_range(0..100)
+        } else {
+            100
+        };
+        let (due, last) = if chaos < 5 && last > self.now_ms {
+            // Overtake the frames still in flight this way.
+            self.stats.frames_reordered += 1;
+            (
+                self.now_ms + self.rng.gen_range(0..=(last - self.now_ms)),
+                last,
+            )
+        } else {
+            let due = (self.now_ms + delay).max(last);
+            (due, due)
+        };
+        self.stats.frames_sent += 1;
+        let again = (5..10).contains(&chaos).then(|| {
+            self.stats.frames_duplicated += 1;
+            self.stats.frames_sent += 1;
+            due + self.rng.gen_range(0..=self.cfg.latency_ms.1)
+        });
+        (due, last, again)
+    }
+
     /// Close `conn` from one end: the FIN follows the frames already sent.
     pub(super) fn send_fin(&mut self, agent: usize, conn: ConnId, dir: Dir) {
         let clock = self.clocks.entry(conn).or_default();
@@ -190,7 +229,21 @@ impl Sim {
     }
 
     pub(super) fn route_agent(&mut self, i: usize, out: Vec<Output>) {
+        // Once the hub connection closes, the rest of the batch's frames
+        // to the hub were for it; frames to peers still go.
+        let mut hub_closed = false;
         for o in out {
+            let conn_out = match &o {
+                Output::Send { conn, .. } | Output::Close { conn, .. } => *conn,
+                Output::LeaseLost { .. } => unreachable!("only a hub loses leases"),
+            };
+            if conn_out != HUB_CONN {
+                self.route_lan(i, o);
+                continue;
+            }
+            if hub_closed {
+                continue;
+            }
             let conn = self.agents[i].conn.unwrap_or_else(|| {
                 panic!(
                     "seed {}: {} produced {o:?} while not connected",
@@ -208,16 +261,15 @@ impl Sim {
                         agent.take_moved()
                     });
                     self.send_fin(i, conn, Dir::ToHub);
+                    hub_closed = true;
                     if moved.is_some() {
                         // A hand-off, not a failing hub: at once.
                         self.agents[i].backoff_ms = BACKOFF_FIRST_MS;
                         self.agents[i].reconnect_pending = true;
                         self.schedule(0, Event::Reconnect { agent: i });
-                        return;
+                        continue;
                     }
                     self.schedule_reconnect(i);
-                    // The rest of this batch was for the closed connection.
-                    return;
                 }
             }
         }
@@ -329,6 +381,9 @@ impl Sim {
                 }
             }
             Event::HubResume { hub } => self.resume_node(hub),
+            Event::LanFrame { conn, to, frame } => self.deliver_lan(conn, to, frame),
+            Event::LanFin { conn, to } => self.lan_fin(conn, to),
+            Event::LanRedial { link } => self.redial(link),
         }
         true
     }
