@@ -105,15 +105,8 @@ impl Replicas {
     /// their timer's next tick. (The thread that wrote made its own.)
     pub async fn materialize_on_other_threads(&self, except: &HubHandle) {
         for t in self.threads.iter().filter(|t| !t.same_thread(except)) {
-            let r = t
-                .call(|h, now| match h.materialize_horizon(now) {
-                    Ok(out) => (Ok(()), out),
-                    Err(e) => (Err(e), Vec::new()),
-                })
-                .await;
-            if let Ok(Err(e)) = r {
-                warn!(error = %e, "materializing recurring lists failed; the timer retries");
-            }
+            // The thread is gone only at shutdown.
+            let _ = t.call(|h, now| ((), materialize_now(h, now))).await;
         }
     }
 
@@ -146,6 +139,15 @@ impl Replicas {
             .filter(|(_, share)| !share.is_empty())
             .collect()
     }
+}
+
+/// Materialize the recurrence horizon now, after a registry write (the
+/// write stands either way: the timer retries a failure, logged here).
+pub fn materialize_now(hub: &mut Hub, now_ms: i64) -> Vec<Output> {
+    hub.materialize_horizon(now_ms).unwrap_or_else(|e| {
+        warn!(error = %e, "materializing recurring lists failed; the timer retries");
+        Vec::new()
+    })
 }
 
 /// Which of `threads` replica threads serves `store`: FNV-1a of its id.

@@ -214,6 +214,47 @@ async fn a_node_with_several_replica_threads_serves_every_store_on_its_own_threa
         );
     }
 
+    // A template for every store: each thread makes its stores' lists;
+    // deleted, each thread withdraws its stores' future lists.
+    let (st, t) = node
+        .post(
+            "/templates",
+            json!({"name": "Opening", "rrule": "FREQ=DAILY", "time": "07:00",
+                   "stores": stores, "tasks": [{"title": "Unlock"}]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{t}");
+    let template = t["id"].as_str().unwrap().to_owned();
+    // Its lists: every instance but the one-off delivery list.
+    let future_lists = |s: &str| {
+        let n: u32 = server
+            .psql(
+                &db_name,
+                &format!(
+                    "SELECT count(*) FROM doc_owners WHERE store_id = '{s}' AND kind = 'instance'"
+                ),
+            )
+            .parse()
+            .unwrap();
+        n - 1
+    };
+    for s in &stores {
+        assert!(future_lists(s) >= 7, "{s} got {} lists", future_lists(s));
+    }
+    let (st, v) = node
+        .call(
+            "admin",
+            reqwest::Method::DELETE,
+            &format!("/templates/{template}"),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    for s in &stores {
+        // Today's list stays (terminals may be working on it).
+        assert!(future_lists(s) <= 1, "{s} kept {} lists", future_lists(s));
+    }
+
     // A purge over every store runs on every thread.
     let (st, v) = node
         .post("/purge", json!({"before": "2026-11-27", "dry_run": true}))

@@ -5,7 +5,7 @@
 //! Taking a template off a store, or deleting it, withdraws the future
 //! lists nobody started and keeps the rest (see `withdraw`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{Duration, TimeZone, Utc};
 
@@ -341,7 +341,7 @@ impl Hub {
         let (r, out) = self.batched(|hub| {
             // Withdrawn first: if that fails part-way the template is still
             // assigned, and the next materialization makes the lists again.
-            let (removal, out) = hub.withdraw(&t, &gone, now_ms)?;
+            let (removal, out) = hub.withdraw(t.id, &gone, now_ms)?;
             hub.db_mut().unassign_template(id, stores, groups)?;
             Ok((removal, out))
         });
@@ -360,7 +360,7 @@ impl Hub {
         let t = self.latest_template(id)?;
         let reached = self.db().template_stores(id)?;
         let (r, out) = self.batched(|hub| {
-            let (removal, out) = hub.withdraw(&t, &reached, now_ms)?;
+            let (removal, out) = hub.withdraw(t.id, &reached, now_ms)?;
             hub.db_mut().delete_template(id)?;
             Ok((removal, out))
         });
@@ -376,7 +376,7 @@ impl Hub {
     /// history is never deleted as a side effect.
     fn withdraw(
         &mut self,
-        t: &Template,
+        t: TemplateId,
         stores: &[StoreId],
         now_ms: i64,
     ) -> Result<(TemplateRemoval, Vec<Output>), HubError> {
@@ -386,15 +386,16 @@ impl Hub {
             .unwrap_or_else(Utc::now);
         let days = self.limits().horizon_days + 1;
         let mut removal = TemplateRemoval {
-            template: t.id,
+            template: t,
             stores: stores.to_vec(),
             withdrawn: Vec::new(),
             kept: Vec::new(),
         };
         let mut out = Vec::new();
         for store in stores {
-            // Another node's store: its node withdraws the lists when its
-            // timer finds the template gone.
+            // Another node's (or replica thread's) store: it withdraws the
+            // lists when its materialization finds the template gone
+            // (`withdraw_templates_gone`).
             if !self.serves(store) {
                 continue;
             }
@@ -406,12 +407,12 @@ impl Hub {
             let today = now.with_timezone(&tz).date_naive();
             let dir = DocumentId::directory_of(store);
             out.extend(self.edit(dir, now_ms, |d| {
-                Ok(directory::remove_template(d, t.id, now_ms)?
+                Ok(directory::remove_template(d, t, now_ms)?
                     .into_iter()
                     .collect())
             })?);
             for day in 0..=days {
-                let doc = DocumentId::recurring_instance(t.id, store, today + Duration::days(day));
+                let doc = DocumentId::recurring_instance(t, store, today + Duration::days(day));
                 if self.db().doc_owner(doc)?.is_none() {
                     continue;
                 }
@@ -451,6 +452,7 @@ impl Hub {
             .timestamp_millis_opt(now_ms)
             .single()
             .unwrap_or_else(Utc::now);
+        let mut reach: HashMap<StoreId, HashSet<TemplateId>> = HashMap::new();
         for t in self.db().latest_templates()? {
             let revisions = self.db().template_revisions(t.id)?;
             for store_id in self.db().template_stores(t.id)? {
@@ -458,6 +460,7 @@ impl Hub {
                 if !self.serves(&store_id) {
                     continue;
                 }
+                reach.entry(store_id.clone()).or_default().insert(t.id);
                 let Some(rec) = self.db().get_store(&store_id)? else {
                     continue;
                 };
@@ -486,6 +489,44 @@ impl Hub {
                     &rec.time_zone,
                     now_ms,
                 )?);
+            }
+        }
+        out.extend(self.withdraw_templates_gone(&reach, now_ms)?);
+        Ok(out)
+    }
+
+    /// In a cluster: templates taken off a store this hub serves, or
+    /// deleted, through another node or replica thread (which withdraws
+    /// only its own stores' lists) are still in the store's directory
+    /// here; withdraw them now as `withdraw` does. `reach` is which
+    /// templates reach each served store. Outside a cluster the hub that
+    /// took the template off did this already, and nothing is left.
+    fn withdraw_templates_gone(
+        &mut self,
+        reach: &HashMap<StoreId, HashSet<TemplateId>>,
+        now_ms: i64,
+    ) -> Result<Vec<Output>, HubError> {
+        if !self.serves_some_stores_only() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for rec in self.db().list_stores()? {
+            if !self.serves(&rec.id) {
+                continue;
+            }
+            let dir = DocumentId::directory_of(&rec.id);
+            if self.db().doc_owner(dir)?.is_none() {
+                continue;
+            }
+            let held: Vec<TemplateId> = directory::read(self.document(dir)?)?
+                .templates
+                .into_keys()
+                .collect();
+            let none = HashSet::new();
+            let reaching = reach.get(&rec.id).unwrap_or(&none);
+            for t in held.into_iter().filter(|t| !reaching.contains(t)) {
+                tracing::info!(store = %rec.id, template = %t, "withdrawing a template taken off elsewhere");
+                out.extend(self.withdraw(t, std::slice::from_ref(&rec.id), now_ms)?.1);
             }
         }
         Ok(out)

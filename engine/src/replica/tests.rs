@@ -520,6 +520,53 @@ mod templates {
         assert!(net.hub.materialize(NOW, 3).unwrap().is_empty());
     }
 
+    /// Two hubs on one database, each serving some stores (two nodes of a
+    /// cluster, or two replica threads of one): a template deleted through
+    /// the one that does not serve the store is withdrawn from the store
+    /// by the one that does, at its next materialization.
+    #[test]
+    fn a_template_deleted_elsewhere_is_withdrawn_where_its_store_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |name: &str| {
+            let db = SqliteDatabase::open(dir.path().join("hub.db"), [0xAA; 16]).unwrap();
+            let cfg = HubConfig {
+                peer_id: PeerId::new(name),
+                storage_id: StorageId::new("hub-storage"),
+                limits: HubLimits::default(),
+            };
+            Hub::open(db, cfg).unwrap()
+        };
+        let (mut here, mut there) = (open("here"), open("there"));
+        here.add_store(&StoreRecord {
+            id: store(),
+            name: "Store".into(),
+            time_zone: "Europe/Berlin".into(),
+        })
+        .unwrap();
+        here.serve_only(|_| false);
+        there.serve_only(|_| true);
+        let t = here.put_template(daily()).unwrap();
+        here.assign_template(t.id, &[store()]).unwrap();
+        there.materialize(NOW, 3).unwrap();
+        let dir_doc = DocumentId::directory_of(&store());
+        let lists = |hub: &mut Hub| {
+            let d = crate::document::directory::read(hub.document(dir_doc).unwrap()).unwrap();
+            (d.entries.len(), d.templates.len())
+        };
+        assert_eq!(lists(&mut there), (4, 1), "today and three days ahead");
+
+        let (removal, _) = here.delete_template(t.id, NOW).unwrap();
+        assert!(removal.withdrawn.is_empty(), "not its store");
+        there.materialize(NOW, 3).unwrap();
+        assert_eq!(
+            lists(&mut there),
+            (1, 0),
+            "the future lists and the template are withdrawn; today's stays"
+        );
+        // Once: the next tick finds nothing to do.
+        assert!(there.materialize(NOW, 3).unwrap().is_empty());
+    }
+
     #[test]
     fn editing_a_template_updates_future_instances_and_keeps_status() {
         let mut net = Net::new(1);

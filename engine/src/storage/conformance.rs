@@ -225,6 +225,36 @@ pub fn the_registry_keeps_its_rules(b: &impl Backend) {
     assert_eq!(db.actor_owner(&actor).unwrap(), Some(principal));
     assert_eq!(db.actor_owner(&ActorId::from([6; 16])).unwrap(), None);
     assert_eq!(db.known_content(doc_id(1)).unwrap(), vec![hash]);
+
+    // A template reaches the stores named and its groups' members, each
+    // once, in id order.
+    let other: StoreId = "store-007".parse().unwrap();
+    db.put_store(&StoreRecord {
+        id: other.clone(),
+        name: "Store 7".into(),
+        time_zone: "Europe/Berlin".into(),
+    })
+    .unwrap();
+    let t = crate::template::Template {
+        id: TemplateId(uuid::Uuid::from_u128(900)),
+        revision: 1,
+        name: "Opening".into(),
+        recurrence: crate::recurrence::Recurrence::new(
+            "FREQ=DAILY",
+            chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            chrono::NaiveTime::from_hms_opt(7, 0, 0).unwrap(),
+        )
+        .unwrap(),
+        tasks: Vec::new(),
+    };
+    db.put_template(&t).unwrap();
+    db.assign_template(t.id, std::slice::from_ref(&store))
+        .unwrap();
+    let north: crate::ids::StoreGroupId = "north".parse().unwrap();
+    db.add_to_group(&north, &[store.clone(), other.clone()])
+        .unwrap();
+    db.assign_template_to_groups(t.id, &[north]).unwrap();
+    assert_eq!(db.template_stores(t.id).unwrap(), vec![other, store]);
 }
 
 /// A unit of work is durable only when it commits: dropped before its

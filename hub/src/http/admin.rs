@@ -330,7 +330,7 @@ async fn add_to_group(
                     .and_then(|()| hub.store_groups());
                 // Lists assigned to the group reach its new members now.
                 let out = match &r {
-                    Ok(_) => hub.materialize_horizon(now).unwrap_or_default(),
+                    Ok(_) => crate::replicas::materialize_now(hub, now),
                     Err(_) => Vec::new(),
                 };
                 (r, out)

@@ -355,7 +355,7 @@ async fn update_store(
                 // A new time zone moves recurring lists' due times now.
                 match r {
                     Ok((rec, mut out)) => {
-                        out.extend(hub.materialize_horizon(now).unwrap_or_default());
+                        out.extend(crate::replicas::materialize_now(hub, now));
                         (Ok(rec), out)
                     }
                     Err(e) => (Err(e), Vec::new()),

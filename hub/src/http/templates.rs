@@ -109,7 +109,7 @@ async fn put_template(
                 move |hub, now| match hub.save_template(t, &stores, &groups) {
                     Ok(saved) => {
                         // Existing future instances follow the new revision now.
-                        let out = hub.materialize_horizon(now).unwrap_or_default();
+                        let out = crate::replicas::materialize_now(hub, now);
                         (Ok(saved), out)
                     }
                     Err(e) => (Err(e), Vec::new()),
@@ -160,7 +160,7 @@ async fn assign_template(
             .registry()
             .call(
                 move |hub, now| match hub.assign_template_to(id, &stores, &groups) {
-                    Ok(()) => (Ok(()), hub.materialize_horizon(now).unwrap_or_default()),
+                    Ok(()) => (Ok(()), crate::replicas::materialize_now(hub, now)),
                     Err(e) => (Err(e), Vec::new()),
                 },
             )
@@ -198,11 +198,18 @@ async fn unassign_template(
             .parse()
             .map_err(|e| bad_request(format!("template id: {e}")))?;
         let (stores, groups) = targets(&req.stores, &req.groups)?;
-        Ok(state
+        let removal = state
             .hub
             .registry()
             .call(move |hub, now| answer_with(hub.unassign_template(id, &stores, &groups, now)))
-            .await??)
+            .await??;
+        // The other replica threads withdraw their stores' lists now (what
+        // they withdraw is not in this answer; see `withdraw_templates_gone`).
+        state
+            .hub
+            .materialize_on_other_threads(state.hub.registry())
+            .await;
+        Ok(removal)
     }
     .await;
     reply(StatusCode::OK, r)
@@ -221,11 +228,16 @@ async fn delete_template(
         let id: engine::ids::TemplateId = id
             .parse()
             .map_err(|e| bad_request(format!("template id: {e}")))?;
-        Ok(state
+        let removal = state
             .hub
             .registry()
             .call(move |hub, now| answer_with(hub.delete_template(id, now)))
-            .await??)
+            .await??;
+        state
+            .hub
+            .materialize_on_other_threads(state.hub.registry())
+            .await;
+        Ok(removal)
     }
     .await;
     reply(StatusCode::OK, r)

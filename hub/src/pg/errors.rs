@@ -9,7 +9,8 @@ use tokio_postgres::error::SqlState;
 /// Classify a driver error so the message tells the operator what to do.
 pub(crate) fn from_pg(location: &str, source: tokio_postgres::Error) -> StorageError {
     let location = location.to_owned();
-    let Some(code) = source.code().cloned() else {
+    let source = Described(source);
+    let Some(code) = source.0.code().cloned() else {
         // No SQLSTATE: the connection failed or closed, or a value did not
         // convert. Either way nothing of the write in flight committed.
         return StorageError::Unavailable {
@@ -97,5 +98,38 @@ pub(crate) fn too_new(location: &str, found: i64, known: i64) -> StorageError {
         damage: Damage::SchemaTooNew { found, known },
         repair: Repair::RunNewerBuild,
         source: None,
+    }
+}
+
+/// The driver's error with the server's message in its text: its own
+/// says only "db error" and keeps what PostgreSQL said in its source,
+/// which the operator's log line would not show.
+#[derive(Debug)]
+struct Described(tokio_postgres::Error);
+
+impl std::fmt::Display for Described {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => {
+                write!(
+                    f,
+                    "{} ({}): {}",
+                    db.severity(),
+                    db.code().code(),
+                    db.message()
+                )?;
+                if let Some(d) = db.detail() {
+                    write!(f, "; {d}")?;
+                }
+                Ok(())
+            }
+            None => self.0.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Described {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
     }
 }

@@ -129,12 +129,16 @@ impl Templates for PgDatabase {
         self.read(async |tx| {
             let rows = tx
                 .query(
-                    "SELECT store_id FROM template_stores WHERE template_id = $1
-                     UNION
-                     SELECT g.store_id FROM template_groups t
-                       JOIN store_groups g ON g.group_id = t.group_id
-                      WHERE t.template_id = $1
-                     ORDER BY 1 COLLATE \"C\"",
+                    // A UNION orders only by its bare columns: the
+                    // collation goes on the outer query.
+                    "SELECT store_id FROM (
+                       SELECT store_id FROM template_stores WHERE template_id = $1
+                       UNION
+                       SELECT g.store_id FROM template_groups t
+                         JOIN store_groups g ON g.group_id = t.group_id
+                        WHERE t.template_id = $1
+                     ) reached
+                     ORDER BY store_id COLLATE \"C\"",
                     &[&&id.0.as_bytes()[..]],
                 )
                 .await?;

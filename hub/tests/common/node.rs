@@ -17,7 +17,11 @@ pub struct Node {
 pub fn spawn_listening(mut cmd: Command) -> (Child, String) {
     let mut child = cmd
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(if std::env::var("NODE_STDERR").is_ok() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .expect("spawning the hub");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

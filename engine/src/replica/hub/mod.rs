@@ -358,6 +358,12 @@ impl Hub {
         self.served.as_ref().is_none_or(|f| f(store))
     }
 
+    /// Whether this hub serves only some stores (`serve_only`: a cluster
+    /// node or one of its replica threads).
+    pub(crate) fn serves_some_stores_only(&self) -> bool {
+        self.served.is_some()
+    }
+
     /// Refuse a write to a store another node serves.
     pub(crate) fn require_served(&self, store: &StoreId) -> Result<(), HubError> {
         if self.serves(store) {
