@@ -10,16 +10,19 @@
 //! This is the one place where reads run off the hub thread, and it offers
 //! only those reads: no caller gets the database itself.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use engine::compliance::DueTask;
 use engine::hq_accounts::*;
-use engine::ids::{DocumentId, HqUserId, Principal, StoreGroupId, StoreId};
+use engine::ids::{DocumentId, HqUserId, Principal, StoreGroupId, StoreId, WorkerId};
 use engine::replica::hub::AuthError;
 use engine::storage::roles::*;
-use engine::storage::{ListStatusRow, PastDueRow, SqliteDatabase, StorageError, WorkerEventRow};
+use engine::storage::{
+    ListStatusRow, PastDueRow, SqliteDatabase, StorageError, StoreRecord, WorkerEventRow,
+};
 
 use crate::pg::PgDatabase;
 
@@ -239,6 +242,49 @@ impl StatusReader<'_> {
         limit: u32,
     ) -> Result<Vec<PastDueRow>, StorageError> {
         self.db.past_due(store, now_ms, limit)
+    }
+
+    /// The compliance report's facts: tasks with a due time in lists
+    /// dated from `from` to `to` (inclusive).
+    pub fn due_tasks_between(
+        &self,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<DueTask>, StorageError> {
+        self.db.due_tasks_between(from, to)
+    }
+
+    /// Every store HQ registered (names and time zones), by id.
+    pub fn stores(&self) -> Result<Vec<StoreRecord>, StorageError> {
+        self.db.list_stores()
+    }
+
+    /// Every store group and its stores.
+    pub fn store_groups(&self) -> Result<BTreeMap<StoreGroupId, Vec<StoreId>>, StorageError> {
+        self.db.store_groups()
+    }
+
+    /// The names on `store`'s roster, from its directory document as
+    /// committed (empty if the store has none yet). A directory that does
+    /// not read gives no names: names only label rows keyed by worker id.
+    pub fn roster_names(
+        &self,
+        store: &StoreId,
+    ) -> Result<BTreeMap<WorkerId, String>, StorageError> {
+        let Some(doc) = self.db.load_document(DocumentId::directory_of(store))? else {
+            return Ok(BTreeMap::new());
+        };
+        match engine::document::directory::read(&doc) {
+            Ok(view) => Ok(view
+                .roster
+                .into_iter()
+                .map(|(id, w)| (id, w.name))
+                .collect()),
+            Err(e) => {
+                tracing::warn!(%store, error = %e, "a store's roster does not read; its workers show by id");
+                Ok(BTreeMap::new())
+            }
+        }
     }
 
     /// What workers did, newest first.

@@ -1,5 +1,8 @@
 //! Status: the hub's own counters, the status index queries (lists x
-//! stores, past due, by worker) and purging old lists.
+//! stores, past due, by worker, the compliance report in `report`) and
+//! purging old lists.
+
+mod report;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -35,6 +38,12 @@ pub fn routes() -> ApiRoutes {
         .route(Method::GET, "/status/lists", QUERY, status_by_list)
         .route(Method::GET, "/status/workers", QUERY, status_by_worker)
         .route(Method::GET, "/status/past-due", QUERY, status_past_due)
+        .route(
+            Method::GET,
+            "/report",
+            Hq(Need::Read, Reach::Scope),
+            report::report,
+        )
         .route(
             Method::POST,
             "/purge",
