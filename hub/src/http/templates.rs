@@ -14,12 +14,12 @@ use super::access::{
     Access::{self, Hq},
     ApiRoutes, Reach,
 };
-use super::auth::{hq, hq_read};
-use super::reply::{bad_request, json_reply, reply, ApiError};
+use super::auth::{hq, require_hq_read};
+use super::reply::{bad_request, reply, ApiError};
 use super::state::AppState;
 use crate::runtime::answer_with;
 use axum::http::Method;
-use engine::hq_accounts::Need;
+use engine::hq_accounts::{HqScope, Need};
 
 pub fn routes() -> ApiRoutes {
     // A template's revision or removal reaches every store it is assigned
@@ -27,12 +27,12 @@ pub fn routes() -> ApiRoutes {
     const FLEET: Access = Hq(Need::Author, Reach::Fleet { rows_by: None });
     const ASSIGN: Access = Hq(Need::Author, Reach::Named);
     ApiRoutes::default()
-        // Each template names the stores it reaches: a scoped account may
-        // not list them (no answer narrowed to its stores yet).
+        // Each template names the stores it reaches: a scoped account's
+        // answer is narrowed to its own stores (`list_templates`).
         .route(
             Method::GET,
             "/templates",
-            Hq(Need::Read, Reach::Fleet { rows_by: None }),
+            Hq(Need::Read, Reach::Scope),
             list_templates,
         )
         .route(Method::POST, "/templates", FLEET, put_template)
@@ -52,21 +52,41 @@ pub fn routes() -> ApiRoutes {
 }
 
 /// Every template's latest revision with the stores it is assigned to.
+///
+/// A caller scoped to some store groups sees the templates that reach one
+/// of its stores or none yet (which it may assign to its own), each with
+/// only its own stores: it can author for its region without learning
+/// which other stores there are.
 async fn list_templates(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    hq_read!(state, headers);
-    json_reply(
-        state
+    let caller = match require_hq_read(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let r: Result<Vec<serde_json::Value>, ApiError> = async {
+        let all = state
             .hub
-            .call_soon(|hub, _| {
-                let r = hub.templates_with_stores().map(|ts| {
-                    ts.into_iter()
-                        .map(|(t, stores)| json!({"template": t, "stores": stores}))
-                        .collect::<Vec<_>>()
-                });
-                (r, Vec::new())
+            .call_soon(|hub, _| (hub.templates_with_stores(), Vec::new()))
+            .await??;
+        let scope = caller.scope();
+        let facts = match scope {
+            HqScope::AllStores => None,
+            HqScope::Groups(_) => Some(state.readers.scope_facts(None).await??),
+        };
+        let mine = |s: &StoreId| match &facts {
+            None => true,
+            Some(f) => f.groups_of.get(s).is_some_and(|g| scope.covers(g.iter())),
+        };
+        Ok(all
+            .into_iter()
+            .filter_map(|(t, stores)| {
+                let reached = !stores.is_empty();
+                let stores: Vec<StoreId> = stores.into_iter().filter(|s| mine(s)).collect();
+                (!reached || !stores.is_empty()).then(|| json!({"template": t, "stores": stores}))
             })
-            .await,
-    )
+            .collect())
+    }
+    .await;
+    reply(StatusCode::OK, r)
 }
 
 /// Store and store group ids as a request names them.
