@@ -546,3 +546,89 @@ async fn hub_report_prints_a_table_csv_or_json() {
     assert_eq!(json[0]["store"], "s1");
     assert_eq!(json[0]["on_time_rate"], 0.4);
 }
+
+/// Past due and the worker histories (issue #23): times on the store's
+/// clock with its zone named, and workers' names beside their ids.
+#[tokio::test]
+async fn past_due_and_histories_show_the_stores_clock_and_workers_names() {
+    let api = fleet().await;
+    let v = ok(&api, Method::GET, "/status/past-due", None).await;
+    let rows = v.as_array().unwrap();
+    let row = |title: &str| {
+        rows.iter()
+            .find(|r| r["title"] == title)
+            .unwrap_or_else(|| panic!("{title} in {v:#}"))
+    };
+    let shelves = row("Stock shelves");
+    assert_eq!(
+        (
+            &shelves["due"],
+            &shelves["due_local"],
+            &shelves["time_zone"]
+        ),
+        (
+            &json!("2026-11-01T22:00:00.000Z"),
+            &json!("2026-11-02 07:00 JST (Asia/Tokyo)"),
+            &json!("Asia/Tokyo")
+        ),
+        "{shelves}"
+    );
+    assert_eq!(shelves["assignee_name"], Value::Null);
+    let sweep = row("Sweep");
+    assert_eq!(
+        (
+            &sweep["due_local"],
+            &sweep["assignee"],
+            &sweep["assignee_name"]
+        ),
+        (
+            &json!("2026-11-02 09:00 CET (Europe/Berlin)"),
+            &json!("worker:w-ben"),
+            &json!("Ben")
+        ),
+        "{sweep}"
+    );
+
+    let v = ok(&api, Method::GET, "/status/workers?store=s3", None).await;
+    assert_eq!(
+        (&v[0]["worker"], &v[0]["worker_name"], &v[0]["at_local"]),
+        (
+            &json!("w-dai"),
+            &json!("Dai"),
+            &json!("2026-11-02 06:30 JST (Asia/Tokyo)")
+        ),
+        "{v:#}"
+    );
+    // A worker renamed on the roster is shown by the new name after at
+    // most the roster cache's lifetime; one added later at once.
+    ok(
+        &api,
+        Method::PUT,
+        "/stores/s3/workers/w-eri",
+        Some(json!({"name": "Eri", "role": "cashier"})),
+    )
+    .await;
+    let (d, t) = publish(
+        &api,
+        "s3",
+        "Closing",
+        "2026-11-02",
+        json!([{"title": "Lock", "due": "22:00", "assignee": "worker:w-eri"}]),
+    )
+    .await;
+    record(
+        &api,
+        &d,
+        &t[0],
+        "in_progress",
+        "w-eri",
+        "2026-11-02T12:00:00Z",
+    )
+    .await;
+    let v = ok(&api, Method::GET, "/status/workers?store=s3", None).await;
+    assert_eq!(
+        (&v[0]["worker"], &v[0]["worker_name"]),
+        (&json!("w-eri"), &json!("Eri")),
+        "{v:#}"
+    );
+}

@@ -3,8 +3,6 @@
 //! caller's stores. On a cluster node it reads PostgreSQL through the read
 //! pool, as every status query does, so any node answers the same.
 
-use std::collections::HashMap;
-
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -164,16 +162,16 @@ fn rows(
         .map(|r| (r.id.to_string(), r.name))
         .collect();
     if by == By::Worker {
-        let mut names: HashMap<(String, String), String> = HashMap::new();
-        let mut stores: Vec<&str> = tasks.iter().map(|t| t.store.as_str()).collect();
-        stores.dedup();
-        for store in stores {
-            let Ok(id) = store.parse() else { continue };
-            for (worker, name) in s.roster_names(&id)? {
-                names.insert((store.to_owned(), worker.to_string()), name);
+        for t in &tasks {
+            let Some(worker) = t.worker() else { continue };
+            let key = (t.store.clone(), worker.to_owned());
+            if facts.worker_names.contains_key(&key) {
+                continue;
+            }
+            if let Some(name) = s.worker_name(&t.store, worker) {
+                facts.worker_names.insert(key, name);
             }
         }
-        facts.worker_names = names;
     }
     let show_group = |g: &str| match scope {
         HqScope::AllStores => true,
