@@ -2,14 +2,13 @@
 //! time, by store, store group, list or worker, over a range of list
 //! dates. One rule for the CLI (`hub report`), the API (`GET /api/report`)
 //! and the dashboard's CSV download; the status index supplies the facts
-//! ([`DueTask`], `StatusQueries::due_tasks_between`).
+//! ([`ReportTask`], `StatusQueries::report_tasks_between`).
 //!
 //! # What counts, and how
 //!
-//! - **Which tasks.** Every task *with a due time* in a list dated, in its
-//!   store's calendar (the list date, which is store-local), from `from` to
-//!   `to`, both inclusive. A task without a due time cannot be late and is
-//!   not counted. Each occurrence of a recurring list is its own list on its
+//! - **Which tasks.** Every task in a list dated, in its store's calendar
+//!   (the list date, which is store-local), from `from` to `to`, both
+//!   inclusive. Each occurrence of a recurring list is its own list on its
 //!   own date, so a daily list counts once per day in the range, under the
 //!   list's name, like a one-off list of that name.
 //! - **Completion time.** A task counts as completed when its current
@@ -20,17 +19,20 @@
 //!   completed when it was completed the last time.
 //! - **On time:** completed at or before its due time (a task due at 18:00
 //!   and completed at 18:00:00.000 is on time; `due::has_passed_ms`, the
-//!   past-due rule). Due times are instants: a store's 07:00 in Tokyo is
-//!   compared with the completion's instant, whatever zone HQ sits in.
+//!   past-due rule), or completed with no due time (no deadline was
+//!   missed). Due times are instants: a store's 07:00 in Tokyo is compared
+//!   with the completion's instant, whatever zone HQ sits in.
 //! - **Late:** completed after its due time.
 //! - **Missed:** not completed (never, or reopened and not completed
-//!   again), and its due time has passed when the report is made. A task
-//!   not completed by the end of the range is therefore not on time.
-//! - **Open:** not completed, but its due time is still ahead when the
-//!   report is made (only in a range that reaches today). It can still be
+//!   again), and past due when the report is made (`engine::due`). A task
+//!   not completed by the end of the range is therefore not on time once
+//!   its due time has passed.
+//! - **Open:** not completed and not past due: its due time is still ahead
+//!   (only in a range that reaches today), or it has none. It can still be
 //!   done on time, so it is shown but left out of the rate.
 //! - **Rate:** on time / (on time + late + missed); none when nothing in the
-//!   row was decided.
+//!   row was decided. This is the dashboard roll-up's "share on time" too:
+//!   completed on time over completed plus past due.
 //! - **By worker:** a completed task is the worker's who completed it; an
 //!   open or missed one is the worker's it is assigned to (`worker:<id>`),
 //!   else no worker's. Worker ids are per store, so a worker row is a
@@ -48,12 +50,12 @@ pub const MAX_DAYS: i64 = 366;
 
 /// One task of the status index, as the report reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DueTask {
+pub struct ReportTask {
     pub store: String,
     pub list: String,
     /// The list's date (store-local), `YYYY-MM-DD`.
     pub date: String,
-    pub due_ms: i64,
+    pub due_ms: Option<i64>,
     /// When it was completed, if its status is completed now.
     pub completed_ms: Option<i64>,
     /// The worker who completed it (with `completed_ms`).
@@ -71,13 +73,17 @@ pub enum Outcome {
     Open,
 }
 
-impl DueTask {
+impl ReportTask {
     /// This task's outcome when the report is made at `now_ms`.
     pub fn outcome(&self, now_ms: i64) -> Outcome {
+        let passed_at = |ms: i64| {
+            self.due_ms
+                .is_some_and(|due| crate::due::has_passed_ms(due, ms))
+        };
         match self.completed_ms {
-            Some(done) if crate::due::has_passed_ms(self.due_ms, done) => Outcome::Late,
+            Some(done) if passed_at(done) => Outcome::Late,
             Some(_) => Outcome::OnTime,
-            None if crate::due::has_passed_ms(self.due_ms, now_ms) => Outcome::Missed,
+            None if passed_at(now_ms) => Outcome::Missed,
             None => Outcome::Open,
         }
     }
@@ -202,7 +208,7 @@ type Key = (
 /// order. `show_group` says which groups may have a row (a scoped caller
 /// sees only its own groups, though its stores may be in others too).
 pub fn report(
-    tasks: &[DueTask],
+    tasks: &[ReportTask],
     by: By,
     now_ms: i64,
     facts: &ReportFacts,
@@ -352,12 +358,17 @@ mod tests {
 
     const DUE: i64 = 1_000_000;
 
-    fn task(store: &str, list: &str, done: Option<(i64, &str)>, assignee: Option<&str>) -> DueTask {
-        DueTask {
+    fn task(
+        store: &str,
+        list: &str,
+        done: Option<(i64, &str)>,
+        assignee: Option<&str>,
+    ) -> ReportTask {
+        ReportTask {
             store: store.into(),
             list: list.into(),
             date: "2026-12-01".into(),
-            due_ms: DUE,
+            due_ms: Some(DUE),
             completed_ms: done.map(|d| d.0),
             completed_by: done.map(|d| d.1.to_owned()),
             assignee: assignee.map(str::to_owned),
@@ -382,6 +393,13 @@ mod tests {
             task("s", "l", Some((DUE + 99, "w")), None).outcome(DUE),
             Outcome::Late
         );
+        // No due time: done is on time, not done is never missed.
+        let no_due = |done| ReportTask {
+            due_ms: None,
+            ..task("s", "l", done, None)
+        };
+        assert_eq!(no_due(Some((DUE * 9, "w"))).outcome(now), Outcome::OnTime);
+        assert_eq!(no_due(None).outcome(DUE * 9), Outcome::Open);
     }
 
     #[test]

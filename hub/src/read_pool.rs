@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use engine::compliance::DueTask;
+use engine::compliance::ReportTask;
 use engine::hq_accounts::*;
 use engine::ids::{DocumentId, HqUserId, Principal, StoreGroupId, StoreId, WorkerId};
 use engine::replica::hub::AuthError;
@@ -282,12 +282,12 @@ impl StatusReader<'_> {
 
     /// The compliance report's facts: tasks with a due time in lists
     /// dated from `from` to `to` (inclusive).
-    pub fn due_tasks_between(
+    pub fn report_tasks_between(
         &self,
         from: chrono::NaiveDate,
         to: chrono::NaiveDate,
-    ) -> Result<Vec<DueTask>, StorageError> {
-        self.db.due_tasks_between(from, to)
+    ) -> Result<Vec<ReportTask>, StorageError> {
+        self.db.report_tasks_between(from, to)
     }
 
     /// Every store HQ registered (names and time zones), by id.

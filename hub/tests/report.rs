@@ -81,7 +81,7 @@ async fn record(api: &Api, doc: &str, task: &str, status: &str, worker: &str, at
 /// | s1    | Opening 11-02      | 09:00 CET = 08:00Z         | Unlock        | Ana 07:59:59Z                           | on time (Ana)    |
 /// | s1    | Opening 11-02      |                            | Count float   | Ben 08:00:00.000Z                       | on time (Ben)    |
 /// | s1    | Opening 11-02      |                            | Sweep         | never; assigned to Ben                  | missed (Ben)     |
-/// | s1    | Opening 11-02      | none                       | Windows       | Ana                                     | not counted      |
+/// | s1    | Opening 11-02      | none                       | Windows       | Ana 08:10Z                              | on time (Ana)    |
 /// | s1    | Closing 11-03      | 21:00 CET = 20:00Z         | Lock          | Ana 20:00:00.001Z                       | late (Ana)       |
 /// | s1    | Closing 11-03      |                            | Cash up       | Ana 19:00Z, Ben reopens 19:10Z, Ben 20:30Z | late (Ben)    |
 /// | s2    | Opening 11-02      | 09:00 EST = 14:00Z         | Unlock        | Cy 13:00Z                               | on time (Cy)     |
@@ -293,7 +293,7 @@ async fn the_report_gives_the_hand_worked_figures_by_store_group_list_and_worker
     assert_eq!(
         figures(&v, key("store")),
         [
-            f("s1", 5, 2, 2, 1, json!(0.4)),
+            f("s1", 6, 3, 2, 1, json!(0.5)),
             f("s2", 2, 2, 0, 0, json!(1.0)),
             f("s3", 2, 1, 0, 1, json!(0.5)),
         ],
@@ -305,7 +305,7 @@ async fn the_report_gives_the_hand_worked_figures_by_store_group_list_and_worker
     assert_eq!(
         figures(&v, key("group")),
         [
-            f("region-north", 7, 3, 2, 2, json!(0.4286)),
+            f("region-north", 8, 4, 2, 2, json!(0.5)),
             f("region-south", 2, 2, 0, 0, json!(1.0)),
         ],
         "{v:#}"
@@ -317,7 +317,7 @@ async fn the_report_gives_the_hand_worked_figures_by_store_group_list_and_worker
         figures(&v, key("list")),
         [
             f("Closing", 2, 0, 2, 0, json!(0.0)),
-            f("Opening", 7, 5, 0, 2, json!(0.7143)),
+            f("Opening", 8, 6, 0, 2, json!(0.75)),
         ],
         "{v:#}"
     );
@@ -335,7 +335,7 @@ async fn the_report_gives_the_hand_worked_figures_by_store_group_list_and_worker
     assert_eq!(
         figures(&v, who),
         [
-            f("s1 w-ana Ana", 2, 1, 1, 0, json!(0.5)),
+            f("s1 w-ana Ana", 3, 2, 1, 0, json!(0.6667)),
             f("s1 w-ben Ben", 3, 1, 1, 1, json!(0.3333)),
             f("s2 w-cy Cy", 2, 2, 0, 0, json!(1.0)),
             f("s3 - -", 1, 0, 0, 1, json!(0.0)),
@@ -386,7 +386,7 @@ async fn the_report_downloads_as_csv_and_refuses_what_it_cannot_answer() {
     assert_eq!(
         r.text().await.unwrap(),
         "store,name,stores,tasks,on_time,late,missed,open,on_time_rate\n\
-         s1,s1,1,5,2,2,1,0,0.4000\n\
+         s1,s1,1,6,3,2,1,0,0.5000\n\
          s2,s2,1,2,2,0,0,0,1.0000\n\
          s3,Tokyo Ginza,1,2,1,0,1,0,0.5000\n"
     );
@@ -402,7 +402,7 @@ async fn the_report_downloads_as_csv_and_refuses_what_it_cannot_answer() {
         lines[..3],
         [
             "store,worker,name,stores,tasks,on_time,late,missed,open,on_time_rate",
-            "s1,w-ana,Ana,1,2,1,1,0,0,0.5000",
+            "s1,w-ana,Ana,1,3,2,1,0,0,0.6667",
             "s1,w-ben,Ben,1,3,1,1,1,0,0.3333",
         ]
     );
@@ -474,19 +474,19 @@ async fn a_scoped_viewer_reports_on_its_own_stores_and_groups() {
     assert_eq!(
         rows("store", "store").await,
         [
-            f("s1", 5, 2, 2, 1, json!(0.4)),
+            f("s1", 6, 3, 2, 1, json!(0.5)),
             f("s3", 2, 1, 0, 1, json!(0.5)),
         ]
     );
     assert_eq!(
         rows("group", "group").await,
-        [f("region-north", 7, 3, 2, 2, json!(0.4286))]
+        [f("region-north", 8, 4, 2, 2, json!(0.5))]
     );
     assert_eq!(
         rows("list", "list").await,
         [
             f("Closing", 2, 0, 2, 0, json!(0.0)),
-            f("Opening", 5, 3, 0, 2, json!(0.6)),
+            f("Opening", 6, 4, 0, 2, json!(0.6667)),
         ],
         "s2's Opening is not vin's"
     );
@@ -530,21 +530,21 @@ async fn hub_report_prints_a_table_csv_or_json() {
     assert_eq!(
         text,
         "group\ton time\ttasks\trate\tlate\tmissed\topen (not yet due)\n\
-         region-north\t3\t7\t42.9%\t2\t2\t0\n\
+         region-north\t4\t8\t50.0%\t2\t2\t0\n\
          region-south\t2\t2\t100.0%\t0\t0\t0\n\
-         lists dated 2026-11-02 to 2026-11-03; on time: completed at or before the due time\n"
+         lists dated 2026-11-02 to 2026-11-03; on time: completed at or before the due time, or with none\n"
     );
     let csv = hub(&[&range[..], &["--by", "list", "--csv"]].concat()).await;
     assert_eq!(
         csv,
         "list,stores,tasks,on_time,late,missed,open,on_time_rate\n\
          Closing,1,2,0,2,0,0,0.0000\n\
-         Opening,3,7,5,0,2,0,0.7143\n"
+         Opening,3,8,6,0,2,0,0.7500\n"
     );
     let json: Value =
         serde_json::from_str(&hub(&[&range[..], &["--json"]].concat()).await).unwrap();
     assert_eq!(json[0]["store"], "s1");
-    assert_eq!(json[0]["on_time_rate"], 0.4);
+    assert_eq!(json[0]["on_time_rate"], 0.5);
 }
 
 /// Past due and the worker histories (issue #23): times on the store's

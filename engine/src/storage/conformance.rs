@@ -356,13 +356,13 @@ pub fn the_status_index_answers_what_was_indexed(b: &impl Backend) {
     );
 }
 
-/// The compliance report's facts: each task with a due time in a list
-/// dated in the range, completed or not, and for a completed one its
-/// newest `completed` event (a task completed, reopened and completed
-/// again is completed the second time); tasks without a due time and
-/// lists outside the range are left out.
+/// The compliance report's facts: each task in a list dated in the
+/// range, with or without a due time, completed or not, and for a
+/// completed one its newest `completed` event (a task completed, reopened
+/// and completed again is completed the second time); lists outside the
+/// range are left out.
 pub fn the_status_index_gives_the_reports_facts(b: &impl Backend) {
-    use crate::compliance::DueTask;
+    use crate::compliance::ReportTask;
     use crate::document::instance::{InstanceView, TaskView};
     use crate::ids::EventId;
     use crate::model::{Status, StatusEvent};
@@ -479,14 +479,14 @@ pub fn the_status_index_gives_the_reports_facts(b: &impl Backend) {
     let db = b.open();
     let day = |d: &str| d.parse::<chrono::NaiveDate>().unwrap();
     let got = db
-        .due_tasks_between(day("2026-11-26"), day("2026-11-27"))
+        .report_tasks_between(day("2026-11-26"), day("2026-11-27"))
         .unwrap();
     let due =
-        |store: &str, date: &str, done: Option<(i64, &str)>, assignee: Option<&str>| DueTask {
+        |store: &str, date: &str, done: Option<(i64, &str)>, assignee: Option<&str>| ReportTask {
             store: store.into(),
             list: "Opening".into(),
             date: date.into(),
-            due_ms: nine,
+            due_ms: Some(nine),
             completed_ms: done.map(|d| d.0),
             completed_by: done.map(|d| d.1.to_owned()),
             assignee: assignee.map(str::to_owned),
@@ -498,11 +498,15 @@ pub fn the_status_index_gives_the_reports_facts(b: &impl Backend) {
             due("store-a", "2026-11-26", Some((at(10, 0), "bob")), None),
             due("store-a", "2026-11-26", Some((at(9, 30), "cy")), None),
             due("store-a", "2026-11-26", None, Some("worker:cy")),
+            ReportTask {
+                due_ms: None,
+                ..due("store-a", "2026-11-26", Some((at(8, 0), "ann")), None)
+            },
             due("store-b", "2026-11-27", None, Some("group:leads")),
         ]
     );
     assert!(db
-        .due_tasks_between(day("2026-11-29"), day("2026-12-31"))
+        .report_tasks_between(day("2026-11-29"), day("2026-12-31"))
         .unwrap()
         .is_empty());
 }

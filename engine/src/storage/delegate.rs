@@ -436,12 +436,12 @@ macro_rules! delegate_storage_roles {
                 ) -> Result<Vec<WorkerEventRow>, StorageError> {
                     self.$field.status_by_worker(store, worker, limit)
                 }
-                fn due_tasks_between(
+                fn report_tasks_between(
                     &self,
                     from: chrono::NaiveDate,
                     to: chrono::NaiveDate,
-                ) -> Result<Vec<$crate::compliance::DueTask>, StorageError> {
-                    self.$field.due_tasks_between(from, to)
+                ) -> Result<Vec<$crate::compliance::ReportTask>, StorageError> {
+                    self.$field.report_tasks_between(from, to)
                 }
                 fn purge_candidates(
                     &self,

@@ -86,7 +86,7 @@ fn table(v: &Value, by: &str, from: &str, to: &str) -> String {
         ));
     }
     out.push(format!(
-        "lists dated {from} to {to}; on time: completed at or before the due time"
+        "lists dated {from} to {to}; on time: completed at or before the due time, or with none"
     ));
     out.join("\n")
 }

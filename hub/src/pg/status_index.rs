@@ -3,7 +3,7 @@
 //! which rows to write), and the same queries. "Past due" is the engine's
 //! rule (`engine::due`): due strictly before now.
 
-use engine::compliance::DueTask;
+use engine::compliance::ReportTask;
 use engine::document::instance::InstanceView;
 use engine::ids::{DocumentId, EventId, StoreId, TaskId};
 use engine::storage::index_rows::{self, IndexUpdate, IndexedRows};
@@ -389,17 +389,17 @@ impl StatusQueries for PgDatabase {
         })
     }
 
-    fn due_tasks_between(
+    fn report_tasks_between(
         &self,
         from: chrono::NaiveDate,
         to: chrono::NaiveDate,
-    ) -> Result<Vec<DueTask>, StorageError> {
+    ) -> Result<Vec<ReportTask>, StorageError> {
         let (from, to) = (
             from.format("%Y-%m-%d").to_string(),
             to.format("%Y-%m-%d").to_string(),
         );
         self.read(async |tx| {
-            // As SQLite's `DUE_TASKS_SQL`: the newest `completed` event
+            // As SQLite's `REPORT_TASKS_SQL`: the newest `completed` event
             // of each task completed now.
             let rows = tx
                 .query(
@@ -412,7 +412,7 @@ impl StatusQueries for PgDatabase {
                                            WHERE d.doc_id = t.doc_id AND d.task_id = t.task_id
                                              AND d.status = 'completed'
                                            ORDER BY d.at_ms DESC, d.event_id DESC LIMIT 1)
-                      WHERE t.due_ms IS NOT NULL AND t.list_date >= $1 AND t.list_date <= $2
+                      WHERE t.list_date >= $1 AND t.list_date <= $2
                       ORDER BY t.store_id COLLATE \"C\", t.list_date COLLATE \"C\",
                                t.list_name COLLATE \"C\", t.doc_id, t.task_id",
                     &[&from, &to],
@@ -420,7 +420,7 @@ impl StatusQueries for PgDatabase {
                 .await?;
             Ok(rows
                 .iter()
-                .map(|r| DueTask {
+                .map(|r| ReportTask {
                     store: r.get(0),
                     list: r.get(1),
                     date: r.get(2),

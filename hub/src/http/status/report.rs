@@ -8,7 +8,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::NaiveDate;
-use engine::compliance::{self, By, DueTask, ReportFacts, ReportRow};
+use engine::compliance::{self, By, ReportFacts, ReportRow, ReportTask};
 use engine::hq_accounts::HqScope;
 use engine::storage::StorageError;
 use serde::Deserialize;
@@ -151,8 +151,8 @@ fn rows(
             HqScope::Groups(mine) => groups.iter().any(|g| mine.iter().any(|m| m.as_str() == g)),
         }
     };
-    let tasks: Vec<DueTask> = s
-        .due_tasks_between(from, to)?
+    let tasks: Vec<ReportTask> = s
+        .report_tasks_between(from, to)?
         .into_iter()
         .filter(|t| in_scope(&t.store))
         .collect();
