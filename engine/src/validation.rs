@@ -233,7 +233,7 @@ fn validate_appends(
             return None;
         }
         batch.insert(hash);
-        let new_actor = actor_rule(c, author, ctx, &seqs, &claimed).ok()?;
+        let new_actor = actor_rule(doc, c, author, ctx, &seqs, &claimed).ok()?;
         note_seq(&mut seqs, actor, c.seq());
         if let Some(a) = new_actor {
             claimed.insert(a.clone());
@@ -609,7 +609,7 @@ fn check_change(
         }
     }
 
-    let new_actor = actor_rule(c, author, ctx, seqs, claimed)?;
+    let new_actor = actor_rule(doc, c, author, ctx, seqs, claimed)?;
     let start = expanded.start_op.get();
     let end = start + expanded.operations.len() as u64;
     let made_here = |id: &OpId| id.actor() == &actor && (start..end).contains(&id.counter());
@@ -623,8 +623,10 @@ fn check_change(
 }
 
 /// Ordinary actors: one owner each, sequence numbers never reused.
-/// Returns the actor the change introduces, if it is new.
+/// Returns the actor the change introduces, if it is new. `doc` is the
+/// state the change applies to.
 fn actor_rule(
+    doc: &Automerge,
     c: &Change,
     author: &Principal,
     ctx: &ValidationContext<'_>,
@@ -641,6 +643,15 @@ fn actor_rule(
         }
         Some(_) => None,
         None if claimed.contains(actor) => None,
+        None if author != &Principal::Hq
+            && seqs.contains_key(actor)
+            && wrote_deterministic_change(doc, actor, ctx) =>
+        {
+            return Err(Rejection::ForeignActor {
+                actor: actor.to_hex_string(),
+                owner: Principal::Hq.to_string(),
+            })
+        }
         None => Some(actor.clone()),
     };
     if seqs.get(actor).is_some_and(|&s| s >= c.seq()) {
@@ -650,6 +661,40 @@ fn actor_rule(
         });
     }
     Ok(new_actor)
+}
+
+/// Did `actor` write one of `doc`'s deterministic changes: content HQ
+/// vouches for (a list's content, whose actor is derived from it) or a
+/// task's genesis? Such an actor is HQ's and writes exactly that one
+/// change; nobody holds it in the owner table, so without this a store
+/// could take it over with a second change and write as HQ's content
+/// (the probe's "change under a deterministic actor"). Asked only of an
+/// actor no one owns that already wrote in `doc`, which at the hub is a
+/// deterministic actor or nobody (every other actor is claimed by its
+/// first change).
+fn wrote_deterministic_change(
+    doc: &Automerge,
+    actor: &ActorId,
+    ctx: &ValidationContext<'_>,
+) -> bool {
+    doc.get_changes_meta(&[])
+        .into_iter()
+        .filter(|m| *m.actor == *actor)
+        .any(|m| {
+            if ctx.known_content.contains(&m.hash) {
+                return true;
+            }
+            let Some(change) = doc.get_change_by_hash(&m.hash) else {
+                return false;
+            };
+            let expanded = change.decode();
+            match expanded.operations.as_slice() {
+                [op] => map_key(&op.key)
+                    .and_then(|k| k.parse::<TaskId>().ok())
+                    .is_some_and(|task| *actor == genesis::task_genesis_actor(ctx.doc_id, task)),
+                _ => false,
+            }
+        })
 }
 
 /// How many entries of the log in `post` carry each event id: read once

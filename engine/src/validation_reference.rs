@@ -268,6 +268,12 @@ fn check_change(
         }
         Some(_) => None,
         None if claimed.contains(&actor) => None,
+        None if author != &Principal::Hq && hq_deterministic_actor(pre, &actor, ctx) => {
+            return Err(Rejection::ForeignActor {
+                actor: actor.to_hex_string(),
+                owner: Principal::Hq.to_string(),
+            })
+        }
         None => Some(actor.clone()),
     };
     if seqs.get(&actor).is_some_and(|&s| s >= c.seq()) {
@@ -526,4 +532,20 @@ fn check_change(
         }
     }
     Ok((post, new_actor))
+}
+
+/// Is `actor` one of HQ's deterministic actors in `pre`: the author of a
+/// change HQ vouches for, or the genesis actor of a task the document has.
+fn hq_deterministic_actor(pre: &Automerge, actor: &ActorId, ctx: &ValidationContext<'_>) -> bool {
+    let vouched = ctx
+        .known_content
+        .iter()
+        .filter_map(|h| pre.get_change_by_hash(h))
+        .any(|c| c.actor_id() == actor);
+    let task_genesis = read::obj(pre, &ROOT, keys::TASKS).is_some_and(|tasks| {
+        pre.keys(&tasks)
+            .filter_map(|k| k.parse::<TaskId>().ok())
+            .any(|t| *actor == genesis::task_genesis_actor(ctx.doc_id, t))
+    });
+    vouched || task_genesis
 }

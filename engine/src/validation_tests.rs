@@ -419,6 +419,52 @@ fn a_store_may_not_use_an_actor_owned_by_hq() {
 }
 
 #[test]
+fn a_store_may_not_write_under_the_actor_of_hqs_content() {
+    // The content change's actor is derived from the list's content, so
+    // a store that reads the list can compute it; no one holds it in the
+    // owner table. A second change under it would pass as HQ's.
+    let mut hub = Hub::new();
+    let content_actor = genesis::content_actor(hub.content.id, &genesis::digest_json(&hub.content));
+    let mut t = hub.terminal(1);
+    t.set_actor(content_actor);
+    record_status(&mut t, &upd(1, 1, Status::Completed), NOW).unwrap();
+    let out = hub.receive(&t, &store());
+    assert!(
+        matches!(
+            only_verdict(&out),
+            Verdict::Rejected(Rejection::ForeignActor { ref owner, .. }) if owner == "hq"
+        ),
+        "{out:?}"
+    );
+    assert!(out.new_actors.is_empty());
+}
+
+#[test]
+fn a_store_may_not_write_under_a_tasks_genesis_actor() {
+    let mut hub = Hub::new();
+    let t1 = hub.content.tasks[0].id;
+    let mut t = hub.terminal(1);
+    t.set_actor(genesis::task_genesis_actor(hub.content.id, t1));
+    let first = hub.content.tasks[0].id.0.as_u128();
+    record_status(&mut t, &upd(1, first, Status::Completed), NOW).unwrap();
+    let out = hub.receive(&t, &store());
+    assert!(
+        matches!(
+            only_verdict(&out),
+            Verdict::Rejected(Rejection::ForeignActor { ref owner, .. }) if owner == "hq"
+        ),
+        "{out:?}"
+    );
+    // The same event under the terminal's own actor goes in.
+    let mut own = hub.terminal(1);
+    record_status(&mut own, &upd(1, first, Status::Completed), NOW).unwrap();
+    assert_eq!(
+        only_verdict(&hub.receive(&own, &store())),
+        Verdict::Accepted
+    );
+}
+
+#[test]
 fn a_reused_sequence_number_is_refused() {
     let mut hub = Hub::new();
     let base = hub.terminal(1);

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::pg::lease::{share_links, LeaseTimings, LeaseView, Leases};
-use crate::runtime::HubHandle;
+use crate::replicas::Replicas;
 
 /// What a node needs to take part in a cluster.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub struct ClusterNode {
 
 /// Run the lease manager until `shutdown`; then leave the cluster (hand
 /// every store over at once instead of letting the leases expire).
-pub async fn run(node: ClusterNode, hub: HubHandle, shutdown: CancellationToken) {
+pub async fn run(node: ClusterNode, hub: Replicas, shutdown: CancellationToken) {
     let timings = LeaseTimings::default();
     loop {
         let client = tokio::select! {
@@ -135,7 +135,7 @@ async fn connect(url: &str) -> Option<tokio_postgres::Client> {
 /// /api/stores`). A task of its own with its own connection: it asks the
 /// hub thread, which may be busy for seconds under a reconnect storm, and
 /// the lease rounds must never wait for that.
-pub async fn share_links_loop(node: ClusterNode, hub: HubHandle, shutdown: CancellationToken) {
+pub async fn share_links_loop(node: ClusterNode, hub: Replicas, shutdown: CancellationToken) {
     let tick = LeaseTimings::default().tick;
     loop {
         let client = tokio::select! {
@@ -145,20 +145,31 @@ pub async fn share_links_loop(node: ClusterNode, hub: HubHandle, shutdown: Cance
         if let Some(client) = client {
             loop {
                 let held: Vec<StoreId> = node.view.held().into_iter().map(|(s, _)| s).collect();
-                let mine = hub
-                    .call(move |hub, _now| {
-                        let links = hub.store_links();
-                        let mine: Vec<(StoreId, engine::replica::StoreLink)> = held
-                            .into_iter()
-                            .map(|s| {
-                                let link = links.get(&s).cloned().unwrap_or_default();
-                                (s, link)
-                            })
-                            .collect();
-                        (mine, Vec::new())
-                    })
-                    .await;
-                let Ok(mine) = mine else { return };
+                // Each store's links are on the replica thread serving it.
+                let mut mine: Vec<(StoreId, engine::replica::StoreLink)> = Vec::new();
+                let mut gone = false;
+                for (thread, stores) in hub.split(held) {
+                    let share = thread
+                        .call(move |hub, _now| {
+                            let links = hub.store_links();
+                            let share: Vec<(StoreId, engine::replica::StoreLink)> = stores
+                                .into_iter()
+                                .map(|s| {
+                                    let link = links.get(&s).cloned().unwrap_or_default();
+                                    (s, link)
+                                })
+                                .collect();
+                            (share, Vec::new())
+                        })
+                        .await;
+                    match share {
+                        Ok(share) => mine.extend(share),
+                        Err(_) => gone = true,
+                    }
+                }
+                if gone {
+                    return;
+                }
                 if let Err(e) = share_links(&client, &node.node, &node.view, &mine).await {
                     warn!(error = %e, "could not share the stores' connections with the cluster");
                     if e.is_closed() {
@@ -180,7 +191,7 @@ pub async fn share_links_loop(node: ClusterNode, hub: HubHandle, shutdown: Cance
 
 /// Close the terminals of stores whose lease ran out locally (no renewal
 /// came back in time).
-async fn close_expired(view: &Arc<LeaseView>, hub: &HubHandle) {
+async fn close_expired(view: &Arc<LeaseView>, hub: &Replicas) {
     let gone = view.drop_expired();
     if !gone.is_empty() {
         warn!(
@@ -191,9 +202,11 @@ async fn close_expired(view: &Arc<LeaseView>, hub: &HubHandle) {
     }
 }
 
-async fn close_token_holders(hub: &HubHandle, hashes: Vec<[u8; 32]>) {
+async fn close_token_holders(hub: &Replicas, hashes: Vec<[u8; 32]>) {
+    // A token's connections are on its store's thread; which store is a
+    // database read, so each thread looks for its own.
     let done = hub
-        .call(move |hub, _now| {
+        .call_each(move |hub, _now| {
             let mut out = Vec::new();
             for h in &hashes {
                 match hub.token_ended_elsewhere(*h) {
@@ -205,24 +218,26 @@ async fn close_token_holders(hub: &HubHandle, hashes: Vec<[u8; 32]>) {
         })
         .await;
     if done.is_err() {
-        warn!("the hub thread is gone; cannot close revoked tokens' connections");
+        warn!("a replica thread is gone; cannot close revoked tokens' connections");
     }
 }
 
-/// Tell the hub thread it now serves `stores` (see `Hub::store_arrived`).
-async fn arrived(hub: &HubHandle, stores: Vec<StoreId>) {
-    let done = hub
-        .call(move |hub, _now| {
-            for store in &stores {
-                if let Err(e) = hub.store_arrived(store) {
-                    warn!(%store, error = %e, "could not take the store over cleanly");
+/// Tell the replica threads they now serve `stores` (see `Hub::store_arrived`).
+async fn arrived(hub: &Replicas, stores: Vec<StoreId>) {
+    for (thread, stores) in hub.split(stores) {
+        let done = thread
+            .call(move |hub, _now| {
+                for store in &stores {
+                    if let Err(e) = hub.store_arrived(store) {
+                        warn!(%store, error = %e, "could not take the store over cleanly");
+                    }
                 }
-            }
-            ((), Vec::new())
-        })
-        .await;
-    if done.is_err() {
-        warn!("the hub thread is gone; cannot take stores over");
+                ((), Vec::new())
+            })
+            .await;
+        if done.is_err() {
+            warn!("a replica thread is gone; cannot take stores over");
+        }
     }
 }
 
@@ -230,27 +245,32 @@ async fn arrived(hub: &HubHandle, stores: Vec<StoreId>) {
 /// seconds (a reconnect storm), and the lease rounds, which keep this
 /// node's other stores, must not wait for it. (The stores are already out
 /// of the view: nothing new of theirs is accepted meanwhile.)
-fn spawn_close_moved(view: &Arc<LeaseView>, hub: &HubHandle, stores: Vec<StoreId>) {
+fn spawn_close_moved(view: &Arc<LeaseView>, hub: &Replicas, stores: Vec<StoreId>) {
     let (view, hub) = (view.clone(), hub.clone());
     tokio::spawn(async move { close_moved(&view, &hub, stores).await });
 }
 
-async fn close_moved(view: &Arc<LeaseView>, hub: &HubHandle, stores: Vec<StoreId>) {
-    let routes: Vec<(StoreId, Option<String>)> = stores
-        .into_iter()
-        .map(|s| (s.clone(), view.route(&s)))
-        .collect();
-    let closed = hub
-        .call(move |hub, _now| {
-            let mut out = Vec::new();
-            for (store, to) in &routes {
-                out.extend(hub.close_store_moved(store, to.as_deref()));
-            }
-            ((), out)
-        })
-        .await;
-    if closed.is_err() {
-        warn!("the hub thread is gone; cannot move terminals");
+async fn close_moved(view: &Arc<LeaseView>, hub: &Replicas, stores: Vec<StoreId>) {
+    for (thread, stores) in hub.split(stores) {
+        let routes: Vec<(StoreId, Option<String>)> = stores
+            .into_iter()
+            .map(|s| {
+                let to = view.route(&s);
+                (s, to)
+            })
+            .collect();
+        let closed = thread
+            .call(move |hub, _now| {
+                let mut out = Vec::new();
+                for (store, to) in &routes {
+                    out.extend(hub.close_store_moved(store, to.as_deref()));
+                }
+                ((), out)
+            })
+            .await;
+        if closed.is_err() {
+            warn!("a replica thread is gone; cannot move terminals");
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use crate::http::state::AppState;
 use crate::pg::lease::LeaseView;
 use crate::pg::PgDatabase;
 use crate::read_pool::ReadSource;
+use crate::replicas::{thread_of, Replicas};
 use crate::runtime::{now_ms, HubHandle};
 use crate::secrets::{random_token, write_secret};
 
@@ -37,6 +38,10 @@ pub(crate) fn open_for_test(dir: &Path) -> AppState {
 pub struct Member {
     pub node: String,
     pub address: String,
+    /// Replica threads on this node (at least 1), each with its own
+    /// database connection, serving the stores that hash to it (see
+    /// `replicas`).
+    pub replica_threads: usize,
 }
 
 /// Where the hub keeps its documents, registry and status index.
@@ -151,7 +156,12 @@ pub fn open(
         }
         Database::Postgres {
             url,
-            cluster: Some(Member { node, address }),
+            cluster:
+                Some(Member {
+                    node,
+                    address,
+                    replica_threads,
+                }),
         } => {
             let view = Arc::new(LeaseView::default());
             let mut store = PgDatabase::connect(url, node, actor)
@@ -159,14 +169,23 @@ pub fn open(
             store.take_database(true)?;
             let audit_secret = shared_secret(&mut store, AUDIT_SECRET_KEY)?;
             let store = store.with_leases(view.clone());
-            let served = view.clone();
+            // The other threads' connections: the node's shared lock is
+            // held by the first (every commit is fenced anyway).
+            let mut others: Vec<Box<dyn HubStorage>> = Vec::new();
+            for _ in 1..(*replica_threads).max(1) {
+                let db = PgDatabase::connect(url, node, actor)
+                    .context("opening a replica thread's PostgreSQL connection")?
+                    .with_leases(view.clone());
+                others.push(Box::new(db));
+            }
             let mut opened = open_on(
                 data_dir,
                 Box::new(store),
+                others,
                 ReadSource::Postgres(url.clone()),
                 limits,
                 admin_token,
-                Some(served),
+                Some(view.clone()),
             )?;
             opened.state.leases = Some(view.clone());
             opened.state.audit_secret = Some(audit_secret.into());
@@ -182,13 +201,23 @@ pub fn open(
             return Ok(opened);
         }
     };
-    open_on(data_dir, store, readers, limits, admin_token, None)
+    open_on(
+        data_dir,
+        store,
+        Vec::new(),
+        readers,
+        limits,
+        admin_token,
+        None,
+    )
 }
 
-/// `open` on a database already opened.
+/// `open` on a database already opened, with `others` the connections
+/// of a cluster node's further replica threads (none elsewhere).
 fn open_on(
     data_dir: &Path,
     mut store: Box<dyn HubStorage>,
+    others: Vec<Box<dyn HubStorage>>,
     readers: ReadSource,
     limits: HubLimits,
     admin_token: Option<&str>,
@@ -203,9 +232,22 @@ fn open_on(
         storage_id,
         limits: limits.clone(),
     };
-    let mut hub = Hub::open_boxed(store, cfg)?;
-    if let Some(view) = served {
-        hub.serve_only(move |s| view.holds(s));
+    let threads = 1 + others.len();
+    let latency = Arc::new(crate::metrics::Latency::default());
+    // Thread `i` serves the stores the node holds that hash to it.
+    let serve = |hub: &mut Hub, i: usize| {
+        if let Some(view) = &served {
+            let view = view.clone();
+            hub.serve_only(move |s| view.holds(s) && thread_of(s, threads) == i);
+        }
+    };
+    let mut hub = Hub::open_boxed(store, cfg.clone())?;
+    serve(&mut hub, 0);
+    let mut rest = Vec::with_capacity(others.len());
+    for (i, db) in others.into_iter().enumerate() {
+        let mut h = Hub::open_boxed(db, cfg.clone())?;
+        serve(&mut h, i + 1);
+        rest.push(h);
     }
     let token_file = data_dir.join("admin-token");
     let new_admin_token = match admin_token {
@@ -223,7 +265,19 @@ fn open_on(
     let secret_file = data_dir.join("admin-setup-secret");
     let setup_secret_file = ensure_first_admin(&mut hub, &secret_file)?.then_some(secret_file);
     Ok(Opened {
-        state: AppState::new(HubHandle::spawn(hub), limits, readers),
+        state: AppState::new(
+            Replicas::new(
+                std::iter::once(hub)
+                    .chain(rest)
+                    .enumerate()
+                    .map(|(i, h)| {
+                        HubHandle::spawn_sharing(h, &format!("hub-replica-{i}"), latency.clone())
+                    })
+                    .collect(),
+            ),
+            limits,
+            readers,
+        ),
         cluster: None,
         admin_token_file: token_file,
         new_admin_token,

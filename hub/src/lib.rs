@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod passwords;
 pub mod pg;
 pub mod read_pool;
+pub mod replicas;
 pub mod runtime;
 pub mod secrets;
 pub mod server;

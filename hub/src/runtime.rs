@@ -81,15 +81,26 @@ pub fn now_ms() -> i64 {
 impl HubHandle {
     /// Start the hub thread. It stops when every handle is dropped.
     pub fn spawn(hub: Hub) -> HubHandle {
+        HubHandle::spawn_named(hub, "hub-replica")
+    }
+
+    /// [`HubHandle::spawn`], with the thread named `name` (one of a
+    /// node's replica threads, see `replicas`).
+    pub fn spawn_named(hub: Hub, name: &str) -> HubHandle {
+        HubHandle::spawn_sharing(hub, name, Arc::default())
+    }
+
+    /// [`HubHandle::spawn_named`], with its message handling times added
+    /// to `latency` (one histogram for all of a node's replica threads).
+    pub fn spawn_sharing(hub: Hub, name: &str, latency: Arc<crate::metrics::Latency>) -> HubHandle {
         let (tx, rx) = std_mpsc::channel::<Cmd>();
-        let latency = std::sync::Arc::new(crate::metrics::Latency::default());
         let l = latency.clone();
         let soon = Soon::default();
         let s = soon.clone();
         let idle_indexing = Arc::new(AtomicBool::new(true));
         let i = idle_indexing.clone();
         thread::Builder::new()
-            .name("hub-replica".into())
+            .name(name.into())
             .spawn(move || run(hub, rx, &s, &i, &l))
             .expect("spawning the hub thread");
         HubHandle {
@@ -116,6 +127,11 @@ impl HubHandle {
             token,
             out,
         });
+    }
+
+    /// Whether `other` is a handle to this very thread.
+    pub fn same_thread(&self, other: &HubHandle) -> bool {
+        Arc::ptr_eq(&self.soon, &other.soon)
     }
 
     pub fn frame(&self, conn: ConnId, frame: Vec<u8>) {
@@ -394,6 +410,7 @@ mod tests {
         let p = principal.clone();
         state
             .hub
+            .registry()
             .call(move |hub, now| {
                 hub.add_store(&StoreRecord {
                     id: store,
@@ -412,6 +429,7 @@ mod tests {
         // The upgrade's check passes; then HQ revokes the token.
         let checked = state
             .hub
+            .registry()
             .call(|hub, now| (hub.authenticate(Some("revoked-soon"), now), Vec::new()))
             .await
             .unwrap()
@@ -419,6 +437,7 @@ mod tests {
         assert_eq!(checked, principal);
         state
             .hub
+            .registry()
             .call(|hub, now| (hub.revoke_token("revoked-soon", now), Vec::new()))
             .await
             .unwrap()
@@ -426,6 +445,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(8);
         state
             .hub
+            .registry()
             .connect(1, principal.clone(), Some("revoked-soon".into()), tx);
         let closed = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await;
         match closed.expect("closed at once, not served") {
@@ -435,9 +455,11 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(8);
         state
             .hub
+            .registry()
             .connect(2, principal, Some("still-good".into()), tx);
         let connections = state
             .hub
+            .registry()
             .call(|hub, _| (hub.connection_count(), Vec::new()))
             .await
             .unwrap();
@@ -456,7 +478,7 @@ mod tests {
         let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let o = order.clone();
-        let running = state.hub.call(move |_, _| {
+        let running = state.hub.registry().call(move |_, _| {
             started_tx.send(()).unwrap();
             go_rx.recv().unwrap();
             o.lock().unwrap().push("running");
@@ -467,14 +489,14 @@ mod tests {
         started_rx.recv().unwrap();
         let queued = |name: &'static str| {
             let o = order.clone();
-            state.hub.call(move |_, _| {
+            state.hub.registry().call(move |_, _| {
                 o.lock().unwrap().push(name);
                 ((), Vec::new())
             })
         };
         let (first, second) = (queued("queued 1"), queued("queued 2"));
         let o = order.clone();
-        let soon = state.hub.call_soon(move |_, _| {
+        let soon = state.hub.registry().call_soon(move |_, _| {
             o.lock().unwrap().push("soon");
             ((), Vec::new())
         });
@@ -519,6 +541,7 @@ mod tests {
         let l = logged.clone();
         let left = state
             .hub
+            .registry()
             .call(move |hub, _| {
                 let (full, _full_rx) = mpsc::channel(1);
                 full.try_send(Outbound::Frame(Vec::new())).unwrap();

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::http::{router, AppState};
-use crate::runtime::HubHandle;
+use crate::replicas::Replicas;
 
 /// Serve until `shutdown` is cancelled, then close connections gracefully.
 pub async fn run(
@@ -33,15 +33,16 @@ pub async fn run(
 
 /// Keep the recurrence horizon materialized as days pass, and apply the
 /// retention policy (`--retention-days`).
-async fn materialize_on_a_timer(hub: HubHandle, shutdown: CancellationToken) {
+async fn materialize_on_a_timer(hub: Replicas, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {}
         }
+        // Each replica thread for the stores it serves.
         let r = hub
-            .call(|h, now| {
+            .call_each(|h, now| {
                 match h.materialize_horizon(now).and_then(|mut out| {
                     out.extend(h.apply_retention_policy(now)?);
                     Ok(out)
@@ -52,9 +53,10 @@ async fn materialize_on_a_timer(hub: HubHandle, shutdown: CancellationToken) {
             })
             .await;
         match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                warn!(error = %e, "materializing recurring lists failed; retrying in a minute")
+            Ok(results) => {
+                for e in results.into_iter().filter_map(Result::err) {
+                    warn!(error = %e, "materializing recurring lists failed; retrying in a minute")
+                }
             }
             Err(_) => return,
         }
@@ -63,14 +65,18 @@ async fn materialize_on_a_timer(hub: HubHandle, shutdown: CancellationToken) {
 
 /// Fold busy documents' change rows into snapshots, a few at a time, so
 /// loads stay fast without ever blocking the hub thread for long.
-async fn compact_on_a_timer(hub: HubHandle, shutdown: CancellationToken) {
+async fn compact_on_a_timer(hub: Replicas, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {}
         }
+        // On one thread: compaction picks any document due, and two
+        // threads folding one document's rows at once would race (a
+        // thread's own documents are written by it alone otherwise).
         match hub
+            .registry()
             .call(|h, _| (h.compact_storage(64, 20), Vec::new()))
             .await
         {

@@ -42,7 +42,7 @@ async fn start_in(dir: tempfile::TempDir) -> Api {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/api", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
-    let hub = opened.state.hub.clone();
+    let hub = opened.state.hub.registry().clone();
     tokio::spawn(server::run(listener, opened.state, shutdown.clone()));
     Api {
         dir: Some(dir),

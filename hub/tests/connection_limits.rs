@@ -61,6 +61,7 @@ async fn open(addr: &str, token: &str) -> Result<Ws, (u16, String)> {
 async fn add_token(hub: &TestHub, token: &'static str) {
     hub.state
         .hub
+        .registry()
         .call(move |h, now| ((h.add_token(token, &store_a(), "", now, None)), Vec::new()))
         .await
         .unwrap()
@@ -213,6 +214,7 @@ async fn a_slot_is_released_however_the_connection_ends() {
     let _ws = open(&hub.addr, "tok-store-a").await.expect("free again");
     hub.state
         .hub
+        .registry()
         .call(|h, now| {
             let closes = h.revoke_token("tok-store-a", now).unwrap();
             ((), closes.expect("an active token"))

@@ -120,6 +120,7 @@ fn now_ms() -> i64 {
 async fn hub_copy(hub: &TestHub, id: DocumentId) -> (Vec<automerge::ChangeHash>, usize) {
     hub.state
         .hub
+        .registry()
         .call(move |h, _| {
             let d = h.document(id).expect("the hub holds the document");
             let events = instance::read_events(d).map(|(e, _)| e.len()).unwrap_or(0);
@@ -282,6 +283,45 @@ on_each_backend! {
     fresh.sync(a_id, &mut d).await;
     assert_eq!(instance::read_events(&d).unwrap().0.len(), 1);
     still_serves(&hub, "store-b", 2).await;
+}
+}
+
+on_each_backend! {
+    #[tokio::test]
+    async fn hqs_deterministic_actors_cannot_be_taken_over_by_a_store(backend: Backend) {
+    // A store that reads its list can compute the actors HQ's changes
+    // were written under (the content's, each task's genesis): no one
+    // holds them in the owner table. A change under one of them must not
+    // pass as the store's, nor make the store their owner.
+    let hub = start(backend).await;
+    let list = content("store-a", 1);
+    let id = list.id;
+    let mut a = Client::join(&hub.addr, "tok-store-a", "a").await;
+    let mut synced = Automerge::new();
+    a.sync(id, &mut synced).await;
+    let (heads, events) = hub_copy(&hub, id).await;
+    let content_actor = engine::document::genesis::content_actor(
+        id,
+        &engine::document::genesis::digest_json(&list),
+    );
+    let task_actor = engine::document::genesis::task_genesis_actor(id, list.tasks[0].id);
+    for (n, actor) in [(11, content_actor), (12, task_actor)] {
+        let mut forged = synced.fork();
+        forged.set_actor(actor);
+        instance::record_status(&mut forged, &update(n, 101), now_ms()).unwrap();
+        let errs = a.sync(id, &mut forged).await;
+        assert!(
+            errs.iter().any(|e| e.contains("actor")),
+            "a change under HQ's actor was answered: {errs:?}"
+        );
+        assert_eq!(hub_copy(&hub, id).await, (heads.clone(), events), "nothing stored");
+    }
+    // The same event under the terminal's own actor is accepted.
+    let mut own = synced.fork();
+    own.set_actor(ActorId::random());
+    instance::record_status(&mut own, &update(11, 101), now_ms()).unwrap();
+    assert!(a.sync(id, &mut own).await.is_empty());
+    assert_eq!(hub_copy(&hub, id).await.1, events + 1);
 }
 }
 
@@ -608,6 +648,7 @@ on_each_backend! {
     let (history, by_worker) = hub
         .state
         .hub
+        .registry()
         .call(move |h, _| {
             let view = instance::read(h.document(a_id).unwrap()).unwrap();
             let t = view.task(TaskId(uuid::Uuid::from_u128(101))).unwrap();

@@ -277,6 +277,7 @@ fn nodes_starting_together_on_a_new_database_agree_on_its_storage_id_and_admin_t
                             cluster: Some(hub::data_dir::Member {
                                 node: format!("node-{n}"),
                                 address: format!("ws://127.0.0.1:{}/sync", 9000 + n),
+                                replica_threads: 2,
                             }),
                         },
                     )
@@ -292,6 +293,7 @@ fn nodes_starting_together_on_a_new_database_agree_on_its_storage_id_and_admin_t
             rt.block_on(
                 o.state
                     .hub
+                    .registry()
                     .call(|h, _| (h.storage_id().to_string(), Vec::new())),
             )
             .unwrap()

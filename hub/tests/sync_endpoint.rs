@@ -18,6 +18,7 @@ async fn start(backend: Backend, limits: HubLimits) -> TestHub {
     let hub = common::start_on(backend, limits).await;
     hub.state
         .hub
+        .registry()
         .call(|hub, now| {
             let a = Principal::Store("store-a".parse().unwrap());
             hub.add_token("tok-expired", &a, "", now, Some(now - 1))
@@ -195,6 +196,7 @@ on_each_backend! {
     let third = content("store-a", 3);
     hub.state
         .hub
+        .registry()
         .call(move |h, now| ((), h.publish(&third, now).unwrap()))
         .await
         .unwrap();

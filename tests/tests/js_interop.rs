@@ -184,6 +184,7 @@ impl Fixture {
         opened
             .state
             .hub
+            .registry()
             .call(move |hub, now| {
                 let mut out = Vec::new();
                 let r = (|| -> Result<(), engine::replica::hub::HubError> {
@@ -301,6 +302,7 @@ impl Fixture {
         self.opened
             .state
             .hub
+            .registry()
             .call(|hub, _| (hub.counters(), Vec::new()))
             .await
             .expect("hub thread")

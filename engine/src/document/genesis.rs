@@ -410,7 +410,7 @@ pub(crate) mod by_transaction {
 }
 
 /// SHA-256 of a serializable value's JSON: the digest content actors use.
-pub(crate) fn digest_json<T: serde::Serialize>(value: &T) -> [u8; 32] {
+pub fn digest_json<T: serde::Serialize>(value: &T) -> [u8; 32] {
     let bytes = serde_json::to_vec(value).expect("model values serialize to JSON");
     Sha256::digest(bytes).into()
 }

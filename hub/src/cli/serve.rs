@@ -34,6 +34,12 @@ pub struct ServeArgs {
     /// (cluster nodes only). Default: ws://LISTEN/sync.
     #[arg(long, env = "HUB_ADVERTISE")]
     pub advertise: Option<String>,
+    /// Replica threads of a cluster node, each with its own database
+    /// connection and its share of the node's stores (cluster nodes only;
+    /// the embedded database has one writer). Default: the machine's
+    /// cores, at most 8.
+    #[arg(long, env = "HUB_REPLICA_THREADS", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub replica_threads: Option<u16>,
     /// TOML file of these settings (keys are the flag names with
     /// underscores, e.g. `retention_days = 90`); flags and HUB_* win.
     #[arg(long)]
@@ -89,6 +95,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         database,
         node,
         advertise,
+        replica_threads,
         admin_token,
         max_frame_bytes,
         max_messages_per_second,
@@ -118,9 +125,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {listen}"))?;
     let database = match database {
         None => {
-            if node.is_some() || advertise.is_some() {
+            if node.is_some() || advertise.is_some() || replica_threads.is_some() {
                 anyhow::bail!(
-                    "--node and --advertise are for a node of a PostgreSQL cluster: give --database too"
+                    "--node, --advertise and --replica-threads are for a node of a PostgreSQL \
+                     cluster: give --database too"
                 );
             }
             crate::data_dir::Database::Sqlite
@@ -128,8 +136,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(url) => crate::data_dir::Database::Postgres {
             url,
             cluster: match node {
-                None if advertise.is_some() => {
-                    anyhow::bail!("--advertise is for a cluster node: give --node too")
+                None if advertise.is_some() || replica_threads.is_some() => {
+                    anyhow::bail!(
+                        "--advertise and --replica-threads are for a cluster node: give --node too"
+                    )
                 }
                 None => None,
                 Some(node) => Some(crate::data_dir::Member {
@@ -138,6 +148,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         Some(a) => a,
                         None => format!("ws://{}/sync", listener.local_addr()?),
                     },
+                    replica_threads: replica_threads
+                        .map_or_else(default_replica_threads, usize::from),
                 }),
             },
         },
@@ -195,6 +207,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         stop.cancel();
     });
     crate::server::run(listener, state, shutdown).await
+}
+
+/// A cluster node's replica threads unless told: one per core, at most 8.
+fn default_replica_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 /// A node name: 1 to 64 of letters, digits, `-` and `_`.

@@ -193,6 +193,7 @@ pub async fn authorize(State(auth): State<Authorizer>, req: Request, next: Next)
     let caller = if writes {
         state
             .hub
+            .registry()
             .call(move |hub, now| (hub.caller(token.as_deref(), now), Vec::new()))
             .await
     } else {
@@ -272,6 +273,7 @@ pub async fn authorize(State(auth): State<Authorizer>, req: Request, next: Next)
     };
     let recorded = state
         .hub
+        .registry()
         .call(move |hub, _| (hub.hq_accounts().append_audit(&entry), Vec::new()))
         .await;
     match recorded {

@@ -199,6 +199,7 @@ async fn on_hub<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     Ok(state
         .hub
+        .registry()
         .call(move |hub, now| (f(hub, now), Vec::new()))
         .await?)
 }

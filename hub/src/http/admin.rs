@@ -96,6 +96,7 @@ async fn list_workers(
     };
     let r = state
         .hub
+        .for_store(&store)
         .call_soon(move |hub, _| {
             let r = hub.roster(&store).map(|roster| {
                 roster
@@ -176,6 +177,7 @@ async fn add_worker(
         let w = worker.clone();
         let rec = state
             .hub
+            .for_store(&store)
             .call(move |hub, now| {
                 let r = (|| {
                     if hub.roster(&store)?.contains_key(&w) {
@@ -229,6 +231,7 @@ async fn update_worker(
         let w = worker.clone();
         let rec = state
             .hub
+            .for_store(&store)
             .call(move |hub, now| {
                 let r = (|| {
                     let Some(mut rec) = hub.roster(&store)?.remove(&w) else {
@@ -268,6 +271,7 @@ async fn remove_worker(
         let w = worker.clone();
         let removed = state
             .hub
+            .for_store(&store)
             .call(move |hub, now| answer_with(hub.remove_worker(&store, &w, now)))
             .await??;
         if removed {
@@ -293,6 +297,7 @@ async fn list_groups(State(state): State<AppState>, headers: HeaderMap) -> Respo
     };
     let r = state
         .hub
+        .registry()
         .call_soon(move |hub, _| {
             let groups = hub.store_groups().map(|mut groups| {
                 if let HqScope::Groups(mine) = caller.scope() {
@@ -332,6 +337,7 @@ async fn add_to_group(
         let g = group.clone();
         let members = state
             .hub
+            .registry()
             .call(move |hub, now| {
                 let r = hub
                     .add_to_group(&g, &stores)
@@ -344,6 +350,10 @@ async fn add_to_group(
                 (r, out)
             })
             .await??;
+        state
+            .hub
+            .materialize_on_other_threads(state.hub.registry())
+            .await;
         Ok(json!({"group": group, "stores": members.get(&group).cloned().unwrap_or_default()}))
     }
     .await;
@@ -363,6 +373,7 @@ async fn remove_from_group(
         let g = group.clone();
         let n = state
             .hub
+            .registry()
             .call(move |hub, _| (hub.remove_from_group(&g, &[s]), Vec::new()))
             .await??;
         if n == 0 {
@@ -394,6 +405,7 @@ async fn list_tokens(
     };
     let r = state
         .hub
+        .registry()
         .call_soon(move |hub, now| {
             let r = hub.list_tokens(store.as_ref()).map(|v| {
                 v.into_iter()
@@ -455,16 +467,21 @@ async fn expire_token(
         let token = id.clone();
         let done = state
             .hub
-            .call(
-                move |hub, now| match hub.expire_token_by_id(&token, at.unwrap_or(now), now) {
-                    Ok(Some(out)) => (Ok(true), out),
-                    Ok(None) => (Ok(false), Vec::new()),
+            .registry()
+            .call(move |hub, now| {
+                let hash = hub.db().token_hash_by_id(&token);
+                match hub.expire_token_by_id(&token, at.unwrap_or(now), now) {
+                    Ok(Some(out)) => (Ok(hash.ok().flatten()), out),
+                    Ok(None) => (Ok(None), Vec::new()),
                     Err(e) => (Err(e), Vec::new()),
-                },
-            )
+                }
+            })
             .await??;
-        if !done {
+        let Some(hash) = done else {
             return Err(not_a_token(&id));
+        };
+        if at.is_none_or(|at| at <= crate::runtime::now_ms()) {
+            state.hub.close_token_on_other_threads(hash).await;
         }
         Ok(json!({"expired": id}))
     }
@@ -491,15 +508,20 @@ async fn revoke_token_by_id(
         let token = id.clone();
         let done = state
             .hub
-            .call(move |hub, now| match hub.revoke_token_by_id(&token, now) {
-                Ok(Some(out)) => (Ok(true), out),
-                Ok(None) => (Ok(false), Vec::new()),
-                Err(e) => (Err(e), Vec::new()),
+            .registry()
+            .call(move |hub, now| {
+                let hash = hub.db().token_hash_by_id(&token);
+                match hub.revoke_token_by_id(&token, now) {
+                    Ok(Some(out)) => (Ok(hash.ok().flatten()), out),
+                    Ok(None) => (Ok(None), Vec::new()),
+                    Err(e) => (Err(e), Vec::new()),
+                }
             })
             .await??;
-        if !done {
+        let Some(hash) = done else {
             return Err(not_a_token(&id));
-        }
+        };
+        state.hub.close_token_on_other_threads(hash).await;
         Ok(json!({"revoked": id}))
     }
     .await;
@@ -530,6 +552,7 @@ async fn issue_token(
         let expires = body.expires_in_hours.map(|h| h as i64 * 3_600_000);
         state
             .hub
+            .registry()
             .call(move |hub, now| {
                 let r = hub.add_token(
                     &t,
@@ -558,15 +581,20 @@ async fn revoke_token(
     Json(body): Json<Revoke>,
 ) -> Response {
     hq!(state, headers);
-    match state
+    let hash = engine::replica::hub::token_hash(&body.token);
+    let revoked = state
         .hub
+        .registry()
         .call(move |hub, now| match hub.revoke_token(&body.token, now) {
             Ok(Some(out)) => (Ok(true), out),
             Ok(None) => (Ok(false), Vec::new()),
             Err(e) => (Err(e), Vec::new()),
         })
-        .await
-    {
+        .await;
+    if let Ok(Ok(true)) = revoked {
+        state.hub.close_token_on_other_threads(hash).await;
+    }
+    match revoked {
         Ok(Ok(true)) => Json(json!({"revoked": true})).into_response(),
         Ok(Ok(false)) => {
             ApiError(StatusCode::NOT_FOUND, "no such active token".into()).into_response()

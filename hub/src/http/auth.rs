@@ -36,6 +36,7 @@ pub fn presented_token(headers: &HeaderMap, query: Option<&str>) -> Option<Strin
 pub async fn authenticate(state: &AppState, token: Option<String>) -> Result<Principal, Response> {
     let result = state
         .hub
+        .registry()
         .call(move |hub, now| (hub.authenticate(token.as_deref(), now), Vec::new()))
         .await;
     auth_reply(result).map_err(IntoResponse::into_response)
@@ -77,6 +78,7 @@ pub(crate) async fn require_hq(state: &AppState, headers: &HeaderMap) -> Result<
     let token = presented_token(headers, None);
     let result = state
         .hub
+        .registry()
         .call(move |hub, now| (hub.caller(token.as_deref(), now), Vec::new()))
         .await;
     hq_caller(result)
@@ -146,7 +148,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = crate::data_dir::open_for_test(dir.path());
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-        let held = state.hub.call(move |_, _| {
+        let held = state.hub.registry().call(move |_, _| {
             go_rx.recv().unwrap();
             ((), Vec::new())
         });

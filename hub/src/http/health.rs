@@ -10,12 +10,14 @@ use super::state::AppState;
 
 /// Healthy when the hub thread answers and its database reads.
 pub(super) async fn healthz(State(state): State<AppState>) -> Response {
-    match state
+    // Every replica thread answers and its connection reads.
+    let checked = state
         .hub
-        .call_soon(|h, _| (h.check_database(), Vec::new()))
+        .call_soon_each(|h, _| (h.check_database(), Vec::new()))
         .await
-    {
-        Ok(Ok(())) => match &state.leases {
+        .map(|all| all.into_iter().collect::<Result<Vec<()>, _>>());
+    match checked {
+        Ok(Ok(_)) => match &state.leases {
             // A cluster node also says how many stores it serves now.
             Some(leases) => format!("ok\nserving {} stores\n", leases.held().len()).into_response(),
             None => "ok\n".into_response(),
@@ -37,17 +39,19 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}\n")).into_response(),
     };
     let connections_refused = state.slots.refused();
+    // Summed over the replica threads (a store is on one of them).
     let snap = state
         .hub
-        .call_soon(move |h, _| {
-            let online: std::collections::HashSet<_> = h
+        .call_soon_each(move |h, _| {
+            let online = h
                 .connected_principals()
                 .into_iter()
                 .filter(|p| matches!(p, Principal::Store(_)))
-                .collect();
-            let snap = crate::metrics::Snapshot {
+                .collect::<std::collections::HashSet<_>>()
+                .len();
+            let part = crate::metrics::Snapshot {
                 connections: h.connection_count(),
-                stores_online: online.len(),
+                stores_online: online,
                 stores,
                 documents,
                 cached_documents: h.cached_document_count(),
@@ -55,12 +59,18 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
                 counters: h.counters(),
                 connections_refused,
             };
-            (snap, Vec::new())
+            (part, Vec::new())
         })
-        .await;
+        .await
+        .map(|parts| {
+            parts
+                .into_iter()
+                .reduce(|a, b| a.plus(&b))
+                .expect("a node runs at least one replica thread")
+        });
     match snap {
         Ok(s) => {
-            let mut text = crate::metrics::render(&s, &state.hub.latency);
+            let mut text = crate::metrics::render(&s, state.hub.latency());
             if let Some(leases) = &state.leases {
                 text.push_str(&crate::metrics::render_leases(&leases.held()));
             }

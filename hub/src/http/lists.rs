@@ -5,6 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use std::collections::HashMap;
+
 use engine::document::instance;
 use engine::ids::{DocumentId, StoreId};
 use engine::publish::PublishRequest;
@@ -35,7 +37,10 @@ pub fn routes() -> ApiRoutes {
 
 /// Publish a list to one store (`store`; replies `{"id", "url"}`) or the
 /// same list to many (`stores`; replies `{"lists": [{"store", "id",
-/// "url"}]}` in request order), all of it in one transaction.
+/// "url"}]}` in request order). Each replica thread commits its stores'
+/// share in one transaction (on the embedded database there is one
+/// thread: all of it in one transaction); a share that fails stops the
+/// publish there, and the answer says which stores got the list.
 async fn publish_list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -46,31 +51,43 @@ async fn publish_list(
         let Json(req) = body.map_err(|e| bad_request(format!("bad JSON: {e}")))?;
         let stores = req.stores_named().map_err(ApiError::from)?;
         let one = req.store.is_some();
-        let s = stores.clone();
-        let ids = match state
-            .hub
-            .call(move |hub, now| hub.publish_request(&req, &s, &mut uuid::Uuid::new_v4, now))
-            .await?
-        {
-            Ok(ids) => ids,
-            Err(failure) if !failure.published().is_empty() => {
-                // Some stores got the list: say which (with the ids they
-                // got, so a retry need not guess) and which did not.
-                let published = failure.published().to_vec();
-                let ApiError(code, msg) = ApiError::from(failure);
-                let body = json!({
-                    "error": msg,
-                    "lists": published_lists(&stores, &published),
-                    "not_published": &stores[published.len()..],
-                });
-                return Err(ApiReply(code, body));
+        let req = std::sync::Arc::new(req);
+        let mut got: HashMap<StoreId, DocumentId> = HashMap::new();
+        let mut failure = None;
+        for (thread, share) in state.hub.split(stores.clone()) {
+            let r = req.clone();
+            let s = share.clone();
+            match thread
+                .call(move |hub, now| hub.publish_request(&r, &s, &mut uuid::Uuid::new_v4, now))
+                .await?
+            {
+                Ok(ids) => got.extend(share.into_iter().zip(ids)),
+                Err(f) => {
+                    got.extend(share.into_iter().zip(f.published().iter().copied()));
+                    failure = Some(f);
+                    break;
+                }
             }
-            Err(failure) => return Err(ApiError::from(failure).into()),
-        };
-        if let (true, [id]) = (one, ids.as_slice()) {
+        }
+        if let Some(failure) = failure {
+            if got.is_empty() {
+                return Err(ApiError::from(failure).into());
+            }
+            // Some stores got the list: say which (with the ids they
+            // got, so a retry need not guess) and which did not.
+            let ApiError(code, msg) = ApiError::from(failure);
+            let body = json!({
+                "error": msg,
+                "lists": published_lists(&stores, &got),
+                "not_published": stores.iter().filter(|s| !got.contains_key(*s)).collect::<Vec<_>>(),
+            });
+            return Err(ApiReply(code, body));
+        }
+        if let (true, [store]) = (one, stores.as_slice()) {
+            let id = got[store];
             return Ok(json!({ "id": id, "url": id.to_url() }));
         }
-        Ok(json!({ "lists": published_lists(&stores, &ids) }))
+        Ok(json!({ "lists": published_lists(&stores, &got) }))
     }
     .await;
     match result {
@@ -79,11 +96,14 @@ async fn publish_list(
     }
 }
 
-/// `{"store", "id", "url"}` for each store and the list it got, in order.
-fn published_lists(stores: &[StoreId], ids: &[DocumentId]) -> Vec<serde_json::Value> {
+/// `{"store", "id", "url"}` for each store that got a list, in request order.
+fn published_lists(
+    stores: &[StoreId],
+    got: &HashMap<StoreId, DocumentId>,
+) -> Vec<serde_json::Value> {
     stores
         .iter()
-        .zip(ids)
+        .filter_map(|store| got.get(store).map(|id| (store, id)))
         .map(|(store, id)| json!({ "store": store, "id": id, "url": id.to_url() }))
         .collect()
 }
@@ -117,6 +137,7 @@ async fn get_document(
     };
     let r = state
         .hub
+        .registry()
         .call_soon(move |hub, now_ms| {
             let v = hub
                 .document(doc)

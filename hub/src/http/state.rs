@@ -10,12 +10,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connection_slots::{ConnectionCaps, ConnectionSlots};
 use crate::read_pool::{ReadPool, ReadSource};
-use crate::runtime::HubHandle;
+use crate::replicas::Replicas;
 
 /// Shared by every request handler.
 #[derive(Clone)]
 pub struct AppState {
-    pub hub: HubHandle,
+    /// The node's replica threads (see `replicas` for which gets what).
+    pub hub: Replicas,
     pub limits: Arc<HubLimits>,
     /// Read-only connections for the reads off the hub thread (see `ReadPool`).
     pub readers: Arc<ReadPool>,
@@ -47,7 +48,7 @@ pub const INDEX_READ_BUDGET: Duration = Duration::from_millis(250);
 
 impl AppState {
     /// `db` is the hub's database file, which status queries read.
-    pub fn new(hub: HubHandle, limits: HubLimits, db: ReadSource) -> AppState {
+    pub fn new(hub: Replicas, limits: HubLimits, db: ReadSource) -> AppState {
         AppState {
             hub,
             limits: Arc::new(limits),

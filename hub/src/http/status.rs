@@ -22,7 +22,7 @@ use super::auth::{hq, hq_read};
 use super::reply::{bad_request, in_zone, json_reply, reply, rfc3339, ApiError};
 use super::state::AppState;
 use crate::read_pool::StatusReader;
-use crate::runtime::{answer_with, now_ms, INDEX_CHUNK};
+use crate::runtime::{answer_with, now_ms, HubHandle, INDEX_CHUNK};
 use axum::http::Method;
 use engine::hq_accounts::Need;
 
@@ -54,22 +54,41 @@ pub fn routes() -> ApiRoutes {
 
 async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
     hq_read!(state, headers);
-    match state
+    // Summed over the replica threads.
+    let parts = state
         .hub
-        .call_soon(|hub, _| {
-            let c = hub.counters();
+        .call_soon_each(|hub, _| {
             (
-                json!({
-                    "connections": hub.connection_count(),
-                    "cached_documents": hub.cached_document_count(),
-                    "counters": c,
-                }),
+                (
+                    hub.connection_count(),
+                    hub.cached_document_count(),
+                    hub.counters(),
+                ),
                 Vec::new(),
             )
         })
-        .await
-    {
-        Ok(v) => Json(v).into_response(),
+        .await;
+    match parts {
+        Ok(parts) => {
+            let mut connections = 0;
+            let mut cached = 0;
+            let mut c = engine::replica::hub::HubCounters::default();
+            for (conns, docs, n) in parts {
+                connections += conns;
+                cached += docs;
+                c.changes_accepted += n.changes_accepted;
+                c.changes_rejected += n.changes_rejected;
+                c.bytes_in += n.bytes_in;
+                c.bytes_out += n.bytes_out;
+                c.messages_in += n.messages_in;
+            }
+            Json(json!({
+                "connections": connections,
+                "cached_documents": cached,
+                "counters": c,
+            }))
+            .into_response()
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -114,26 +133,35 @@ async fn index_read<T: Send + 'static>(
 ) -> anyhow::Result<(T, usize)> {
     let deadline = tokio::time::Instant::now() + state.index_read_budget;
     let due_of = |hub: &mut Hub, store: &Option<StoreId>| hub.index_due_of(store.as_ref());
-    let scope = store.clone();
-    let mut due = state
-        .hub
-        .call_soon(move |hub, _| (due_of(hub, &scope), Vec::new()))
-        .await??;
-    while !due.is_empty() && tokio::time::Instant::now() < deadline {
-        let chunk: Vec<DocumentId> = due.drain(..due.len().min(INDEX_CHUNK)).collect();
-        state
-            .hub
-            .call_soon(move |hub, _| {
-                hub.catch_up_index_of(&chunk);
-                ((), Vec::new())
-            })
-            .await?;
+    // A store's lists are indexed by its replica thread; every thread's
+    // for a query over every store.
+    let threads: Vec<HubHandle> = match &store {
+        Some(s) => vec![state.hub.for_store(s).clone()],
+        None => state.hub.each().to_vec(),
+    };
+    for thread in &threads {
+        let scope = store.clone();
+        let mut due = thread
+            .call_soon(move |hub, _| (due_of(hub, &scope), Vec::new()))
+            .await??;
+        while !due.is_empty() && tokio::time::Instant::now() < deadline {
+            let chunk: Vec<DocumentId> = due.drain(..due.len().min(INDEX_CHUNK)).collect();
+            thread
+                .call_soon(move |hub, _| {
+                    hub.catch_up_index_of(&chunk);
+                    ((), Vec::new())
+                })
+                .await?;
+        }
     }
     // Counted again: lists changed while this read caught up are behind too.
-    let behind = state
-        .hub
-        .call_soon(move |hub, _| (due_of(hub, &store).map(|d| d.len()), Vec::new()))
-        .await??;
+    let mut behind = 0;
+    for thread in &threads {
+        let scope = store.clone();
+        behind += thread
+            .call_soon(move |hub, _| (due_of(hub, &scope).map(|d| d.len()), Vec::new()))
+            .await??;
+    }
     let answer = state.readers.status(move |s| f(s, now_ms())).await?;
     Ok((answer, behind))
 }
@@ -318,10 +346,25 @@ async fn purge(
             completed_only: req.completed_only,
         };
         let dry_run = req.dry_run;
-        let report = state
-            .hub
-            .call(move |hub, now| answer_with(hub.purge(&filter, dry_run, now)))
-            .await??;
+        // Each replica thread purges the stores it serves.
+        let threads: Vec<HubHandle> = match &filter.store {
+            Some(s) => vec![state.hub.for_store(s).clone()],
+            None => state.hub.each().to_vec(),
+        };
+        let filter = std::sync::Arc::new(filter);
+        let mut report = engine::replica::PurgeReport {
+            dry_run,
+            count: 0,
+            documents: Vec::new(),
+        };
+        for thread in threads {
+            let filter = filter.clone();
+            let part = thread
+                .call(move |hub, now| answer_with(hub.purge(&filter, dry_run, now)))
+                .await??;
+            report.count += part.count;
+            report.documents.extend(part.documents);
+        }
         Ok(report)
     }
     .await;
@@ -349,7 +392,7 @@ mod tests {
         per_store: usize,
         read: R,
     ) -> (usize, R::Output) {
-        state.hub.pause_idle_indexing();
+        state.hub.registry().pause_idle_indexing();
         let stores: Vec<StoreId> = stores.iter().map(|s| s.parse().unwrap()).collect();
         let req = PublishRequest {
             store: None,
@@ -368,7 +411,7 @@ mod tests {
         };
         let (published_tx, published_rx) = std::sync::mpsc::channel::<()>();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-        let publish = state.hub.call(move |hub, now| {
+        let publish = state.hub.registry().call(move |hub, now| {
             for store in &stores {
                 hub.add_store(&StoreRecord {
                     id: store.clone(),

@@ -96,6 +96,7 @@ async fn add_store(
         let r = rec.clone();
         let locale = state
             .hub
+            .for_store(&rec.id)
             .call(move |hub, now| {
                 let added = add_new_store(hub, &r).and_then(|()| match &locale {
                     Some(l) => Ok(hub.set_store_locale(&r.id, l, now)?),
@@ -165,7 +166,9 @@ async fn stores_now(state: &AppState) -> Result<Vec<StoreStatus>, ApiError> {
     let cluster = state.leases.as_ref().map(|view| view.links());
     let r = state
         .hub
-        // On the hub thread, so it agrees with the hub's connections.
+        // On the hub thread, so it agrees with the hub's connections (a
+        // node with several threads is a cluster node: the links say).
+        .registry()
         .call_soon(move |hub, _| {
             let stores = hub.stores_with_status().map(|v| {
                 v.into_iter()
@@ -316,6 +319,7 @@ async fn update_store(
             .map_err(|e| bad_request(e.to_string()))?;
         let rec = state
             .hub
+            .for_store(&id)
             .call(move |hub, now| {
                 let r = (|| {
                     let mut rec = hub
@@ -361,6 +365,7 @@ async fn remove_store(
         let id: StoreId = parse("store id", &id)?;
         Ok(state
             .hub
+            .for_store(&id)
             .call(move |hub, now| answer_with(hub.remove_store(&id, now)))
             .await??)
     }

@@ -246,7 +246,13 @@ async fn serve_socket(
 ) {
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
-    state.hub.connect(conn, principal.clone(), token, tx);
+    // The replica thread of the connection's store (HQ's token is refused
+    // at the upgrade, so every sync connection is a store's).
+    let hub = match &principal {
+        Principal::Store(s) => state.hub.for_store(s).clone(),
+        Principal::Hq => state.hub.registry().clone(),
+    };
+    hub.connect(conn, principal.clone(), token, tx);
     let (mut sink, mut stream) = socket.split();
     let every = std::time::Duration::from_secs(state.limits.keepalive_secs.max(1));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -284,7 +290,7 @@ async fn serve_socket(
                     last_heard = std::time::Instant::now();
                 }
                 match msg {
-                    Some(Ok(Message::Binary(b))) => state.hub.frame(conn, b.to_vec()),
+                    Some(Ok(Message::Binary(b))) => hub.frame(conn, b.to_vec()),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Text(_))) => {
                         let reason = "text frame: the sync protocol is binary CBOR";
@@ -309,7 +315,7 @@ async fn serve_socket(
             }
         }
     }
-    state.hub.disconnect(conn);
+    hub.disconnect(conn);
 }
 
 /// The close code for a close the hub decided: the store moved (a

@@ -67,6 +67,7 @@ async fn list_templates(State(state): State<AppState>, headers: HeaderMap) -> Re
     let r: Result<Vec<serde_json::Value>, ApiError> = async {
         let all = state
             .hub
+            .registry()
             .call_soon(|hub, _| (hub.templates_with_stores(), Vec::new()))
             .await??;
         let scope = caller.scope();
@@ -129,6 +130,7 @@ async fn put_template(
         let scope = caller.scope();
         let saved = state
             .hub
+            .registry()
             .call(move |hub, now| {
                 // Checked on the hub thread, in order with assignments.
                 if let Err(e) = revision_in_scope(hub, &scope, &t) {
@@ -144,6 +146,10 @@ async fn put_template(
                 }
             })
             .await??;
+        state
+            .hub
+            .materialize_on_other_threads(state.hub.registry())
+            .await;
         Ok(saved)
     }
     .await;
@@ -212,6 +218,7 @@ async fn assign_template(
         }
         state
             .hub
+            .registry()
             .call(
                 move |hub, now| match hub.assign_template_to(id, &stores, &groups) {
                     Ok(()) => (Ok(()), hub.materialize_horizon(now).unwrap_or_default()),
@@ -219,6 +226,10 @@ async fn assign_template(
                 },
             )
             .await??;
+        state
+            .hub
+            .materialize_on_other_threads(state.hub.registry())
+            .await;
         Ok(())
     }
     .await;
@@ -250,6 +261,7 @@ async fn unassign_template(
         let (stores, groups) = targets(&req.stores, &req.groups)?;
         Ok(state
             .hub
+            .registry()
             .call(move |hub, now| answer_with(hub.unassign_template(id, &stores, &groups, now)))
             .await??)
     }
@@ -272,6 +284,7 @@ async fn delete_template(
             .map_err(|e| bad_request(format!("template id: {e}")))?;
         Ok(state
             .hub
+            .registry()
             .call(move |hub, now| answer_with(hub.delete_template(id, now)))
             .await??)
     }

@@ -35,7 +35,7 @@ pub async fn start_with(limits: HubLimits) -> Api {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let shutdown = CancellationToken::new();
-    let hub = opened.state.hub.clone();
+    let hub = opened.state.hub.registry().clone();
     tokio::spawn(server::run(listener, opened.state, shutdown.clone()));
     let api = Api {
         _dir: dir,

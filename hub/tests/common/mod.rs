@@ -142,6 +142,7 @@ async fn start_on_with_caps(backend: Backend, limits: HubLimits, caps: Connectio
     let state = opened.state.with_connection_caps(caps);
     state
         .hub
+        .registry()
         .call(|hub, now| {
             for (s, n) in [("store-a", 1), ("store-b", 2)] {
                 hub.add_store(&StoreRecord {

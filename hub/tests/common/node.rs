@@ -43,9 +43,15 @@ impl Node {
     /// `hub serve --node NAME` on the database at `url`, its data in
     /// `data/NAME`, admin token `admin`.
     pub fn start(url: &str, name: &str, data: &std::path::Path) -> Node {
+        Node::start_with(url, name, data, &[])
+    }
+
+    /// [`Node::start`] with `extra` arguments to `hub serve`.
+    pub fn start_with(url: &str, name: &str, data: &std::path::Path, extra: &[&str]) -> Node {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hub"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-token", "admin"])
             .args(["--database", url, "--node", name])
+            .args(extra)
             .arg("--data")
             .arg(data.join(name));
         let (child, addr) = spawn_listening(cmd);

@@ -343,8 +343,14 @@ impl Hub {
     /// refused with [`HubError::ServedElsewhere`] before anything is
     /// written, and timers (materialization, retention, index catch-up)
     /// leave other stores to their nodes.
+    ///
+    /// The status index's due marks read at open are dropped: until it
+    /// takes stores over, this node serves none, and `store_arrived` reads
+    /// a store's marks again (otherwise each node, and each replica thread
+    /// of a node, would count every other one's backlog as its own).
     pub fn serve_only(&mut self, f: impl Fn(&StoreId) -> bool + Send + 'static) {
         self.served = Some(Box::new(f));
+        self.projection.forget_due();
     }
 
     /// Whether this node serves `store` now (always, outside a cluster).

@@ -10,6 +10,18 @@ const MAX_WAITING_CHANGES: usize = 10_000;
 impl Hub {
     /// One frame from a connection.
     pub fn receive(&mut self, conn: ConnId, frame: &[u8], now_ms: i64) -> Vec<Output> {
+        // A store's frames are handled only where the store is served: a
+        // node (or a node's replica thread) that does not serve it now
+        // writes nothing for it, not even its last-sync time, and sends
+        // the terminal on (it moved since the upgrade, or the connection
+        // reached the wrong replica).
+        if let Some(Principal::Store(store)) = self.conns.get(&conn).map(|c| &c.principal) {
+            if !self.serves(store) {
+                let store = store.clone();
+                warn!(conn, %store, "a frame for a store not served here; sending its terminal on");
+                return self.close_conn(conn, Moved::new(None).encode(), false);
+            }
+        }
         self.counters.bytes_in += frame.len() as u64;
         self.counters.messages_in += 1;
         let seen = self.activity.frame(conn, now_ms);

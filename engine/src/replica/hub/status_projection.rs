@@ -112,6 +112,13 @@ impl StatusProjection {
 
     /// `doc_id` is about to be indexed, or is gone: no longer due
     /// (unless marked again).
+    /// Forget every due mark (the storage keeps them): a cluster node
+    /// serves no store yet, and reads each store's marks again when it
+    /// takes the store over (`Hub::store_arrived`).
+    pub(super) fn forget_due(&mut self) {
+        self.due.clear();
+    }
+
     pub(super) fn take_due(&mut self, doc_id: DocumentId) {
         self.due.remove(&doc_id);
     }

@@ -431,3 +431,41 @@ fn a_node_refused_for_a_stores_lease_stops_indexing_its_lists() {
     assert_eq!(net.hub.catch_up_index(), 1);
     assert!(!net.hub.db().index_due().unwrap().contains(&id));
 }
+
+/// A frame of a store this hub (a node, or one replica thread of a node)
+/// does not serve is not handled: the terminal is sent on with `moved`
+/// and nothing of its change is stored here.
+#[test]
+fn a_frame_of_a_store_served_elsewhere_is_sent_on_and_nothing_is_stored() {
+    let mut net = Net::online(1);
+    let list = content(3).id;
+    let heads = net.hub.document(list).unwrap().get_heads();
+    let served_elsewhere = content(3).meta.store;
+    net.hub.serve_only(move |s| s != &served_elsewhere);
+
+    let (_, out) = net.agents[0]
+        .record_status(list, &upd(1, Status::Completed, "w1"), NOW)
+        .unwrap();
+    let frames: Vec<Vec<u8>> = out
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send { conn: 0, frame } => Some(frame),
+            _ => None,
+        })
+        .collect();
+    assert!(!frames.is_empty(), "the terminal sends its change");
+    let out = net.hub.receive(conn_of(0), &frames[0], net.now);
+
+    let closed = closes(&out);
+    assert_eq!(closed.len(), 1, "{out:?}");
+    assert_eq!(closed[0].0, conn_of(0));
+    assert_eq!(Moved::decode(&closed[0].1), Some(Moved { to: None }));
+    assert_eq!(net.hub.connection_count(), 0);
+    assert_eq!(net.hub.counters().changes_accepted, 0);
+    net.hub.serve_only(|_| true);
+    assert_eq!(
+        net.hub.document(list).unwrap().get_heads(),
+        heads,
+        "nothing stored"
+    );
+}
