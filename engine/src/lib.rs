@@ -7,6 +7,7 @@ pub use automerge;
 #[cfg(test)]
 mod clock_faults;
 pub mod cluster;
+pub mod compliance;
 pub mod document;
 pub mod due;
 pub mod fleet;

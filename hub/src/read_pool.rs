@@ -10,16 +10,20 @@
 //! This is the one place where reads run off the hub thread, and it offers
 //! only those reads: no caller gets the database itself.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use engine::compliance::ReportTask;
 use engine::hq_accounts::*;
-use engine::ids::{DocumentId, HqUserId, Principal, StoreGroupId, StoreId};
+use engine::ids::{DocumentId, HqUserId, Principal, StoreGroupId, StoreId, WorkerId};
 use engine::replica::hub::AuthError;
 use engine::storage::roles::*;
-use engine::storage::{ListStatusRow, PastDueRow, SqliteDatabase, StorageError, WorkerEventRow};
+use engine::storage::{
+    ListStatusRow, PastDueRow, SqliteDatabase, StorageError, StoreRecord, WorkerEventRow,
+};
 
 use crate::pg::PgDatabase;
 
@@ -55,6 +59,32 @@ impl ReadSource {
 pub struct ReadPool {
     db: ReadSource,
     idle: Mutex<Vec<Box<dyn ReadStorage>>>,
+    names: RosterNames,
+}
+
+/// How long the names read from a store's roster are reused. A worker's
+/// new name shows after at most this long; a worker added since is read
+/// at once (an id the kept roster lacks reads it again, once per id
+/// within this time, so a removed worker's many rows cost one read).
+const ROSTER_NAMES_TTL: Duration = Duration::from_secs(30);
+
+/// Workers' names by store, as the status answers show them beside the
+/// ids (past due, histories, the report). They live in each store's
+/// directory document; reading hundreds of them for every dashboard
+/// refresh would cost more than the query itself, so they are kept here
+/// for a short while.
+#[derive(Default)]
+struct RosterNames {
+    by_store: Mutex<HashMap<StoreId, KeptRoster>>,
+}
+
+/// A store's roster names as read at `read_at`, and the ids asked for
+/// since that it lacks.
+#[derive(Clone)]
+struct KeptRoster {
+    read_at: Instant,
+    names: Arc<BTreeMap<WorkerId, String>>,
+    missing: std::collections::HashSet<WorkerId>,
 }
 
 /// What `/metrics` counts in the database.
@@ -70,6 +100,7 @@ impl ReadPool {
         ReadPool {
             db,
             idle: Mutex::new(Vec::new()),
+            names: RosterNames::default(),
         }
     }
 
@@ -144,7 +175,14 @@ impl ReadPool {
         self: &Arc<Self>,
         f: impl FnOnce(&StatusReader) -> T + Send + 'static,
     ) -> anyhow::Result<T> {
-        self.read(move |db| f(&StatusReader { db })).await
+        let pool = self.clone();
+        self.read(move |db| {
+            f(&StatusReader {
+                db,
+                names: &pool.names,
+            })
+        })
+        .await
     }
 
     /// Run `f` on an idle connection (or a new one). Blocking.
@@ -208,6 +246,7 @@ pub struct ScopeFacts {
 /// The status index queries, on a read-only connection.
 pub struct StatusReader<'a> {
     db: &'a dyn ReadStorage,
+    names: &'a RosterNames,
 }
 
 impl StatusReader<'_> {
@@ -239,6 +278,95 @@ impl StatusReader<'_> {
         limit: u32,
     ) -> Result<Vec<PastDueRow>, StorageError> {
         self.db.past_due(store, now_ms, limit)
+    }
+
+    /// The compliance report's facts: tasks with a due time in lists
+    /// dated from `from` to `to` (inclusive).
+    pub fn report_tasks_between(
+        &self,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<ReportTask>, StorageError> {
+        self.db.report_tasks_between(from, to)
+    }
+
+    /// Every store HQ registered (names and time zones), by id.
+    pub fn stores(&self) -> Result<Vec<StoreRecord>, StorageError> {
+        self.db.list_stores()
+    }
+
+    /// Every store group and its stores.
+    pub fn store_groups(&self) -> Result<BTreeMap<StoreGroupId, Vec<StoreId>>, StorageError> {
+        self.db.store_groups()
+    }
+
+    /// The name of `worker` on `store`'s roster (both as the status index
+    /// holds them), if it has one: from the store's directory document
+    /// as committed, kept for a while (`RosterNames`).
+    pub fn worker_name(&self, store: &str, worker: &str) -> Option<String> {
+        let (store, worker): (StoreId, WorkerId) = (store.parse().ok()?, worker.parse().ok()?);
+        let now = Instant::now();
+        let kept = self
+            .names
+            .by_store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&store)
+            .cloned()
+            .filter(|k| now.saturating_duration_since(k.read_at) < ROSTER_NAMES_TTL);
+        if let Some(k) = &kept {
+            if let Some(name) = k.names.get(&worker) {
+                return Some(name.clone());
+            }
+            if k.missing.contains(&worker) {
+                return None;
+            }
+        }
+        let names = Arc::new(self.roster_names(&store));
+        let found = names.get(&worker).cloned();
+        let mut missing = kept.map(|k| k.missing).unwrap_or_default();
+        missing.retain(|w| !names.contains_key(w));
+        if found.is_none() {
+            missing.insert(worker);
+        }
+        self.names
+            .by_store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                store,
+                KeptRoster {
+                    read_at: now,
+                    names,
+                    missing,
+                },
+            );
+        found
+    }
+
+    /// The names on `store`'s roster, read now (none if it has no
+    /// directory yet, or one that does not read: names only label rows
+    /// keyed by worker id).
+    fn roster_names(&self, store: &StoreId) -> BTreeMap<WorkerId, String> {
+        let doc = match self.db.load_document(DocumentId::directory_of(store)) {
+            Ok(Some(doc)) => doc,
+            Ok(None) => return BTreeMap::new(),
+            Err(e) => {
+                tracing::warn!(%store, error = %e, "a store's roster could not be read; its workers show by id");
+                return BTreeMap::new();
+            }
+        };
+        match engine::document::directory::read(&doc) {
+            Ok(view) => view
+                .roster
+                .into_iter()
+                .map(|(id, w)| (id, w.name))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(%store, error = %e, "a store's roster does not read; its workers show by id");
+                BTreeMap::new()
+            }
+        }
     }
 
     /// What workers did, newest first.

@@ -13,6 +13,20 @@ use serde_json::{json, Value};
 mod common;
 use common::node::Node;
 
+/// The compliance report of 2026-11-26 at node `n`, as `token`.
+async fn report(n: &Node, token: &str) -> Value {
+    let (st, v) = n
+        .call(
+            token,
+            reqwest::Method::GET,
+            "/report?from=2026-11-26&to=2026-11-26",
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_passed_between_nodes_is_checked_at_both_and_audited_once() {
     use reqwest::Method;
@@ -78,7 +92,7 @@ async fn a_write_passed_between_nodes_is_checked_at_both_and_audited_once() {
     };
     let (ed, vi) = (sign_in("ed").await, sign_in("vi").await);
     let list = json!({"stores": stores, "name": "Closing", "date": "2026-11-26",
-                      "tasks": [{"title": "Count the till"}]});
+                      "tasks": [{"title": "Count the till", "due": "21:00"}]});
     let (st, v) = a
         .call(&vi, Method::POST, "/lists", Some(list.clone()))
         .await;
@@ -86,6 +100,23 @@ async fn a_write_passed_between_nodes_is_checked_at_both_and_audited_once() {
     let (st, v) = a.call(&ed, Method::POST, "/lists", Some(list)).await;
     assert_eq!(st, 201, "{v}");
     assert_eq!(v["lists"].as_array().unwrap().len(), stores.len(), "{v}");
+
+    // The compliance report reads the shared database: every node gives
+    // the same figures, whichever node serves (and indexed) each store.
+    let until = Instant::now() + Duration::from_secs(15);
+    let at_a = loop {
+        let v = report(&a, &vi).await;
+        let rows = v.as_array().unwrap();
+        if rows.len() == stores.len() && rows.iter().all(|r| r["missed"] == 1) {
+            break v;
+        }
+        assert!(
+            Instant::now() < until,
+            "the report never showed every store: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(report(&b, &vi).await, at_a);
 
     let (st, audit) = b.call("admin", Method::GET, "/audit", None).await;
     assert_eq!(st, 200, "{audit}");

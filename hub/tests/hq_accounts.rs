@@ -151,6 +151,9 @@ fn request(
         if named {
             path.push_str(&format!("?store={store}"));
         }
+        if route == "/report" {
+            path.push_str("?from=2026-12-01&to=2026-12-01");
+        }
         return (path, None);
     }
     let body = match (named, route) {
@@ -256,6 +259,86 @@ async fn every_route_is_checked_by_role_and_scope() {
     let store_token = v["token"].as_str().unwrap();
     let (s, _) = api.call_as(store_token, Method::GET, "/stores", None).await;
     assert_eq!(s, 403);
+}
+
+/// A scoped editor lists the templates and store groups of her region,
+/// narrowed to her stores, and saves templates for it; nothing of another
+/// region's stores shows, and nothing she saves reaches them.
+#[tokio::test]
+async fn a_scoped_editor_lists_and_saves_her_regions_templates_and_groups() {
+    let (api, who, _) = fleet().await;
+    let ned = &who.iter().find(|w| w.name == "ned").unwrap().token;
+    let (s, v) = api.call_as(ned, Method::GET, "/store-groups", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v, json!({"region-north": ["s1", "s3"]}));
+
+    for (name, stores) in [
+        ("Both regions", json!(["s1", "s2"])),
+        ("South only", json!(["s2"])),
+        ("Not assigned yet", json!([])),
+    ] {
+        let (s, v) = api
+            .call(
+                Method::POST,
+                "/templates",
+                Some(json!({"name": name, "rrule": "FREQ=DAILY", "time": "07:00",
+                            "tasks": [{"title": "Unlock"}], "stores": stores})),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let (s, v) = api.call_as(ned, Method::GET, "/templates", None).await;
+    assert_eq!(s, 200, "{v}");
+    let mut seen: Vec<(&str, &Value)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["template"]["name"].as_str().unwrap(), &t["stores"]))
+        .collect();
+    seen.sort_by_key(|t| t.0);
+    assert_eq!(
+        seen,
+        [
+            ("Both regions", &json!(["s1"])),
+            ("Not assigned yet", &json!([])),
+        ]
+    );
+    let (_, all) = api.call(Method::GET, "/templates", None).await;
+    assert_eq!(all.as_array().unwrap().len(), 3, "the admin sees every one");
+
+    // She saves templates for her stores and groups, not for others' or
+    // for every store, and revises only those reaching her stores alone.
+    let template = |id: Option<&str>, stores: Value, groups: Value| {
+        json!({"id": id, "name": "North opening", "rrule": "FREQ=DAILY", "time": "07:00",
+               "tasks": [{"title": "Unlock"}], "stores": stores, "groups": groups})
+    };
+    let save = |body: Value| api.call_as(ned, Method::POST, "/templates", Some(body));
+    let (s, v) = save(template(None, json!([]), json!(["region-north"]))).await;
+    assert_eq!(s, 201, "{v}");
+    let mine = v["id"].as_str().unwrap().to_owned();
+    let (s, v) = save(template(Some(&mine), json!(["s1"]), json!([]))).await;
+    assert_eq!((s, &v["revision"]), (201, &json!(2)), "{v}");
+    let (s, v) = save(template(None, json!(["s2"]), json!([]))).await;
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = save(template(None, json!([]), json!(["region-south"]))).await;
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = save(template(None, json!([]), json!([]))).await;
+    assert_eq!(s, 403, "a template for every store: {v}");
+    let both = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["template"]["name"] == "Both regions")
+        .unwrap()["template"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, v) = save(template(Some(&both), json!(["s1"]), json!([]))).await;
+    assert_eq!(s, 403, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("outside your scope"),
+        "{v}"
+    );
 }
 
 /// The two examples, and what the audit keeps of them.

@@ -59,5 +59,6 @@ conformance!(
     a_unit_of_work_is_durable_only_when_it_commits,
     a_batch_reads_its_own_writes,
     the_status_index_answers_what_was_indexed,
+    the_status_index_gives_the_reports_facts,
     hq_accounts_keep_their_rules,
 );

@@ -68,6 +68,12 @@ impl Hub {
             .collect()
     }
 
+    /// The stores template `id` reaches, assigned directly or through a
+    /// store group (none for a template that does not exist).
+    pub fn template_stores(&self, id: crate::ids::TemplateId) -> Result<Vec<StoreId>, HubError> {
+        Ok(self.db().template_stores(id)?)
+    }
+
     /// Every store group and its stores.
     pub fn store_groups(&self) -> Result<BTreeMap<StoreGroupId, Vec<StoreId>>, HubError> {
         Ok(self.db().store_groups()?)

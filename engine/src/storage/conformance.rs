@@ -386,6 +386,161 @@ pub fn the_status_index_answers_what_was_indexed(b: &impl Backend) {
     );
 }
 
+/// The compliance report's facts: each task in a list dated in the
+/// range, with or without a due time, completed or not, and for a
+/// completed one its newest `completed` event (a task completed, reopened
+/// and completed again is completed the second time); lists outside the
+/// range are left out.
+pub fn the_status_index_gives_the_reports_facts(b: &impl Backend) {
+    use crate::compliance::ReportTask;
+    use crate::document::instance::{InstanceView, TaskView};
+    use crate::ids::EventId;
+    use crate::model::{Status, StatusEvent};
+    use chrono::TimeZone;
+
+    let at = |h: u32, m: u32| {
+        chrono::Utc
+            .with_ymd_and_hms(2026, 11, 26, h, m, 0)
+            .unwrap()
+            .timestamp_millis()
+    };
+    let nine = at(9, 0);
+    let task = |n: u128, due: Option<i64>, assignee: Option<&str>, log: &[(Status, &str, i64)]| {
+        let id = TaskId(uuid::Uuid::from_u128(n));
+        let mut prev: Vec<EventId> = Vec::new();
+        let events: Vec<StatusEvent> = log
+            .iter()
+            .enumerate()
+            .map(|(i, (status, worker, at))| {
+                let e = StatusEvent {
+                    id: EventId(uuid::Uuid::from_u128(n * 100 + i as u128)),
+                    task: id,
+                    status: *status,
+                    worker: worker.parse().unwrap(),
+                    terminal: "pos-1".parse().unwrap(),
+                    at: *at,
+                    prev: std::mem::take(&mut prev),
+                    note: None,
+                };
+                prev = vec![e.id];
+                e
+            })
+            .collect();
+        TaskView {
+            spec: TaskSpec {
+                id,
+                title: format!("Task {n}"),
+                description: String::new(),
+                start: None,
+                due: due.map(|ms| chrono::Utc.timestamp_millis_opt(ms).unwrap()),
+                priority: Priority::Normal,
+                link: None,
+                assignee: assignee.map(|a| a.parse().unwrap()),
+                created_by: CreatedBy::Hq,
+                position: n as i64,
+            },
+            assignee_conflict: Vec::new(),
+            status: crate::status::of_task(&crate::status::derive(events), id),
+        }
+    };
+    let list = |doc: u8, store: &str, date: &str, tasks: Vec<TaskView>| InstanceView {
+        id: doc_id(doc),
+        meta: ListMeta {
+            store: store.parse().unwrap(),
+            name: "Opening".into(),
+            template: None,
+            date: date.parse().unwrap(),
+            time_zone: "UTC".into(),
+            created_by: CreatedBy::Hq,
+        },
+        tasks,
+        malformed_events: 0,
+    };
+    use Status::*;
+    {
+        let mut db = b.open();
+        let a = list(
+            1,
+            "store-a",
+            "2026-11-26",
+            vec![
+                task(
+                    1,
+                    Some(nine),
+                    None,
+                    &[(InProgress, "ann", at(7, 0)), (Completed, "ann", at(8, 0))],
+                ),
+                task(2, Some(nine), None, &[(Completed, "bob", at(10, 0))]),
+                task(
+                    3,
+                    Some(nine),
+                    None,
+                    &[
+                        (Completed, "ann", at(8, 30)),
+                        (Reopened, "bob", at(8, 40)),
+                        (Completed, "cy", at(9, 30)),
+                    ],
+                ),
+                task(
+                    4,
+                    Some(nine),
+                    Some("worker:cy"),
+                    &[(InProgress, "cy", at(8, 0))],
+                ),
+                task(5, None, None, &[(Completed, "ann", at(8, 0))]),
+            ],
+        );
+        let later = list(
+            2,
+            "store-a",
+            "2026-11-28",
+            vec![task(6, Some(nine), None, &[])],
+        );
+        let b_list = list(
+            3,
+            "store-b",
+            "2026-11-27",
+            vec![task(7, Some(nine), Some("group:leads"), &[])],
+        );
+        for v in [&a, &later, &b_list] {
+            db.index_instance(v).unwrap();
+        }
+    }
+    let db = b.open();
+    let day = |d: &str| d.parse::<chrono::NaiveDate>().unwrap();
+    let got = db
+        .report_tasks_between(day("2026-11-26"), day("2026-11-27"))
+        .unwrap();
+    let due =
+        |store: &str, date: &str, done: Option<(i64, &str)>, assignee: Option<&str>| ReportTask {
+            store: store.into(),
+            list: "Opening".into(),
+            date: date.into(),
+            due_ms: Some(nine),
+            completed_ms: done.map(|d| d.0),
+            completed_by: done.map(|d| d.1.to_owned()),
+            assignee: assignee.map(str::to_owned),
+        };
+    assert_eq!(
+        got,
+        vec![
+            due("store-a", "2026-11-26", Some((at(8, 0), "ann")), None),
+            due("store-a", "2026-11-26", Some((at(10, 0), "bob")), None),
+            due("store-a", "2026-11-26", Some((at(9, 30), "cy")), None),
+            due("store-a", "2026-11-26", None, Some("worker:cy")),
+            ReportTask {
+                due_ms: None,
+                ..due("store-a", "2026-11-26", Some((at(8, 0), "ann")), None)
+            },
+            due("store-b", "2026-11-27", None, Some("group:leads")),
+        ]
+    );
+    assert!(db
+        .report_tasks_between(day("2026-11-29"), day("2026-12-31"))
+        .unwrap()
+        .is_empty());
+}
+
 /// HQ's people: accounts are kept whole and replaced by id, personal
 /// tokens resolve to their account until revoked or expired (one by id,
 /// or all of an account's), and the audit reads newest first, by time
@@ -612,6 +767,11 @@ mod sqlite {
     #[test]
     fn sqlite_passes_hq_accounts_keep_their_rules() {
         hq_accounts_keep_their_rules(&backend());
+    }
+
+    #[test]
+    fn sqlite_passes_the_status_index_gives_the_reports_facts() {
+        the_status_index_gives_the_reports_facts(&backend());
     }
 
     #[test]

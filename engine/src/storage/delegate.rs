@@ -436,6 +436,13 @@ macro_rules! delegate_storage_roles {
                 ) -> Result<Vec<WorkerEventRow>, StorageError> {
                     self.$field.status_by_worker(store, worker, limit)
                 }
+                fn report_tasks_between(
+                    &self,
+                    from: chrono::NaiveDate,
+                    to: chrono::NaiveDate,
+                ) -> Result<Vec<$crate::compliance::ReportTask>, StorageError> {
+                    self.$field.report_tasks_between(from, to)
+                }
                 fn purge_candidates(
                     &self,
                     filter: &PurgeFilter,

@@ -398,6 +398,17 @@ pub trait StatusQueries {
         limit: u32,
     ) -> Result<Vec<WorkerEventRow>, StorageError>;
 
+    /// Every task in a list dated (store-local) from `from` to `to`,
+    /// both inclusive, with its due time and when and by whom it was
+    /// completed if its status is completed now: the facts of the
+    /// compliance report (`crate::compliance`), ordered by store, date,
+    /// list, document and task.
+    fn report_tasks_between(
+        &self,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<crate::compliance::ReportTask>, StorageError>;
+
     /// Instances matching `filter`, from the status index, with their store.
     fn purge_candidates(
         &self,

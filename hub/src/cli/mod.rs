@@ -8,6 +8,7 @@ mod cluster;
 mod groups;
 mod lists;
 mod remote;
+mod report;
 mod serve;
 mod status;
 mod stores;
@@ -60,6 +61,24 @@ pub enum Cmd {
         /// Open tasks whose due time has passed, most overdue first (instead of --by).
         #[arg(long)]
         past_due: bool,
+    },
+    /// The compliance report: the share of tasks completed on time, by
+    /// store, group, list or worker, over lists dated FROM to TO.
+    Report {
+        #[command(flatten)]
+        remote: Remote,
+        /// First list date (store-local), YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// Last list date (store-local, inclusive), YYYY-MM-DD.
+        #[arg(long)]
+        to: String,
+        /// One row per store, group, list or worker.
+        #[arg(long, default_value = "store", value_parser = ["store", "group", "list", "worker"])]
+        by: String,
+        /// Print CSV with a header row (instead of a table; --json prints JSON).
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
     },
     /// Bulk delete old lists: counts first (dry run) unless --yes.
     Purge {
@@ -194,6 +213,13 @@ impl Cli {
                 completed,
                 yes,
             } => purge(&remote, before, store, list, completed, !yes).await,
+            Cmd::Report {
+                remote,
+                from,
+                to,
+                by,
+                csv,
+            } => report::report(&remote, &from, &to, &by, csv).await,
             Cmd::Status {
                 remote,
                 by,

@@ -109,13 +109,16 @@ fn by_worker_text(v: &Value, store: Option<&str>, worker: Option<&str>) -> Strin
     }
     let mut out = vec!["at\tstore\tworker\tterminal\tstatus\ttask".to_owned()];
     for r in rows {
-        let at = chrono::DateTime::from_timestamp_millis(r["at_ms"].as_i64().unwrap_or(0))
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_default();
+        let at = match r["at_local"].as_str() {
+            Some(local) => local.to_owned(),
+            None => chrono::DateTime::from_timestamp_millis(r["at_ms"].as_i64().unwrap_or(0))
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default(),
+        };
         out.push(format!(
             "{at}\t{}\t{}\t{}\t{}\t{}",
             r["store"].as_str().unwrap_or(""),
-            r["worker"].as_str().unwrap_or(""),
+            who(r["worker"].as_str().unwrap_or(""), &r["worker_name"]),
             r["terminal"].as_str().unwrap_or(""),
             r["status"].as_str().unwrap_or(""),
             r["title"].as_str().unwrap_or("")
@@ -124,7 +127,17 @@ fn by_worker_text(v: &Value, store: Option<&str>, worker: Option<&str>) -> Strin
     out.join("\n")
 }
 
-/// One line per past-due task: due, how late, store, date, list, task, assignee, status.
+/// A worker's id with the name the roster gives it, if any:
+/// `Ana (w-1)`; a group assignee as it is.
+fn who(id: &str, name: &Value) -> String {
+    match name.as_str() {
+        Some(n) => format!("{n} ({id})"),
+        None => id.to_owned(),
+    }
+}
+
+/// One line per past-due task: due (on the store's clock, its zone
+/// named), how late, store, date, list, task, assignee, status.
 fn past_due_text(v: &Value) -> String {
     let rows = v.as_array().map(Vec::as_slice).unwrap_or_default();
     if rows.is_empty() {
@@ -136,14 +149,17 @@ fn past_due_text(v: &Value) -> String {
         let late_min = (now - r["due_ms"].as_i64().unwrap_or(now)).max(0) / 60_000;
         out.push(format!(
             "{}\t{}h{:02}m\t{}\t{}\t{}\t{}\t{}\t{}{}",
-            r["due"].as_str().unwrap_or(""),
+            r["due_local"].as_str().or(r["due"].as_str()).unwrap_or(""),
             late_min / 60,
             late_min % 60,
             r["store"].as_str().unwrap_or(""),
             r["date"].as_str().unwrap_or(""),
             r["list"].as_str().unwrap_or(""),
             r["title"].as_str().unwrap_or(""),
-            r["assignee"].as_str().unwrap_or("-"),
+            match r["assignee"].as_str() {
+                Some(a) => who(a, &r["assignee_name"]),
+                None => "-".to_owned(),
+            },
             r["status"].as_str().unwrap_or(""),
             if r["conflict"].as_bool() == Some(true) {
                 " (conflict)"
@@ -238,6 +254,17 @@ mod tests {
         assert_eq!(
             lines[1],
             "2026-11-26T08:00:00.000Z\t1h30m\ts1\t2026-11-26\tOpening\tUnlock\tworker:w-1\tin_progress (conflict)"
+        );
+        // On the store's clock with its zone named, and the worker's name
+        // (issue #23), when the hub gives them.
+        let text = past_due_text(&json!([{"due": "2026-11-26T08:00:00.000Z", "due_ms": due,
+            "due_local": "2026-11-26 17:00 JST (Asia/Tokyo)", "time_zone": "Asia/Tokyo",
+            "store": "s3", "date": "2026-11-26", "list": "Delivery", "title": "Receive",
+            "assignee": "worker:w-1", "assignee_name": "Aiko", "status": "not_started",
+            "conflict": false}]));
+        assert_eq!(
+            text.lines().nth(1).unwrap(),
+            "2026-11-26 17:00 JST (Asia/Tokyo)\t1h30m\ts3\t2026-11-26\tDelivery\tReceive\tAiko (worker:w-1)\tnot_started"
         );
     }
 }

@@ -16,13 +16,13 @@ use super::access::{
     Access::{self, Hq},
     ApiRoutes, Reach,
 };
-use super::auth::{hq, hq_read};
+use super::auth::{hq, hq_read, require_hq_read};
 use super::reply::{bad_request, body, json_reply, nonempty, parse, reply, ApiError, JsonBody};
 use super::state::AppState;
 use crate::runtime::answer_with;
 use crate::secrets::random_token;
 use axum::http::Method;
-use engine::hq_accounts::Need;
+use engine::hq_accounts::{HqScope, Need};
 
 pub fn routes() -> ApiRoutes {
     const ROSTER: Access = Hq(Need::Author, Reach::PathStore);
@@ -41,7 +41,7 @@ pub fn routes() -> ApiRoutes {
         .route(
             Method::GET,
             "/store-groups",
-            Hq(Need::Read, Reach::Fleet { rows_by: None }),
+            Hq(Need::Read, Reach::Scope),
             list_groups,
         )
         .route(
@@ -287,12 +287,26 @@ async fn remove_worker(
     reply(StatusCode::OK, r)
 }
 
+/// Every store group and its stores; a caller scoped to some groups sees
+/// only those (whose stores are all its own), so it can publish and
+/// assign to its region by group.
 async fn list_groups(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    hq_read!(state, headers);
+    let caller = match require_hq_read(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let r = state
         .hub
         .registry()
-        .call_soon(|hub, _| (hub.store_groups(), Vec::new()))
+        .call_soon(move |hub, _| {
+            let groups = hub.store_groups().map(|mut groups| {
+                if let HqScope::Groups(mine) = caller.scope() {
+                    groups.retain(|g, _| mine.contains(g));
+                }
+                groups
+            });
+            (groups, Vec::new())
+        })
         .await;
     json_reply(r)
 }

@@ -123,6 +123,21 @@ pub(crate) fn rfc3339(ms: i64) -> Option<String> {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
+/// `ms` as the store's clock shows it, with the zone named:
+/// `2026-12-07 18:03 JST (Asia/Tokyo)`; UTC if the zone is unknown.
+pub(crate) fn in_zone(ms: i64, zone: &str) -> String {
+    let Some(t) = chrono::DateTime::from_timestamp_millis(ms) else {
+        return String::new();
+    };
+    match zone.parse::<chrono_tz::Tz>() {
+        Ok(tz) => format!(
+            "{} ({zone})",
+            t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
+        ),
+        Err(_) => format!("{} (UTC)", t.format("%Y-%m-%d %H:%M")),
+    }
+}
+
 /// A JSON body, or why axum could not decode it (see `body`).
 pub(crate) type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
@@ -144,6 +159,17 @@ pub(crate) fn body<T>(b: JsonBody<T>, shape: &str) -> Result<T, ApiError> {
 mod tests {
     use super::*;
     use engine::storage::{StorageError, Unavailable};
+
+    #[test]
+    fn a_time_shows_in_the_stores_zone_with_the_zone_named() {
+        // 2026-12-07 09:00 UTC
+        let ms = 1_796_634_000_000;
+        assert_eq!(
+            in_zone(ms, "Asia/Tokyo"),
+            "2026-12-07 18:00 JST (Asia/Tokyo)"
+        );
+        assert_eq!(in_zone(ms, "Mars/Base"), "2026-12-07 09:00 (UTC)");
+    }
 
     #[test]
     fn a_database_out_of_reach_answers_503_and_a_store_taken_over_409() {

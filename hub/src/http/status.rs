@@ -1,5 +1,8 @@
 //! Status: the hub's own counters, the status index queries (lists x
-//! stores, past due, by worker) and purging old lists.
+//! stores, past due, by worker, the compliance report in `report`) and
+//! purging old lists.
+
+mod report;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -16,7 +19,7 @@ use super::access::{
     ApiRoutes, Reach,
 };
 use super::auth::{hq, hq_read};
-use super::reply::{bad_request, json_reply, reply, rfc3339, ApiError};
+use super::reply::{bad_request, in_zone, json_reply, reply, rfc3339, ApiError};
 use super::state::AppState;
 use crate::read_pool::StatusReader;
 use crate::runtime::{answer_with, now_ms, HubHandle, INDEX_CHUNK};
@@ -35,6 +38,12 @@ pub fn routes() -> ApiRoutes {
         .route(Method::GET, "/status/lists", QUERY, status_by_list)
         .route(Method::GET, "/status/workers", QUERY, status_by_worker)
         .route(Method::GET, "/status/past-due", QUERY, status_past_due)
+        .route(
+            Method::GET,
+            "/report",
+            Hq(Need::Read, Reach::Scope),
+            report::report,
+        )
         .route(
             Method::POST,
             "/purge",
@@ -206,8 +215,10 @@ async fn status_by_list(
 }
 
 /// Open tasks whose due time has passed, most overdue first, from the
-/// status index: store, list, task, due (RFC 3339), how late (the
-/// engine's words, as the terminal says it), assignee, status.
+/// status index: store, list, task, due (RFC 3339, and `due_local` on
+/// the store's clock with its `time_zone` named), how late (the engine's
+/// words, as the terminal says it), assignee (and `assignee_name`, a
+/// worker's name on the store's roster), status.
 async fn status_past_due(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -221,23 +232,45 @@ async fn status_past_due(
     let limit = q.limit.unwrap_or(500).min(10_000);
     index_reply(
         index_read(&state, store.clone(), move |s, now| {
-            s.past_due(store.as_ref(), now, limit).map(|rows| {
+            let rows = s.past_due(store.as_ref(), now, limit)?;
+            let zones = store_zones(s)?;
+            Ok::<_, engine::storage::StorageError>(
                 rows.into_iter()
                     .map(|r| {
+                        let zone = zones.get(&r.store).map_or("UTC", String::as_str);
+                        let assignee_name = r
+                            .assignee
+                            .as_deref()
+                            .and_then(|a| a.strip_prefix("worker:"))
+                            .and_then(|w| s.worker_name(&r.store, w));
                         json!({"store": r.store, "doc": r.doc, "list": r.list, "date": r.date,
-                                   "task": r.task, "title": r.title, "due": rfc3339(r.due_ms),
-                                   "due_ms": r.due_ms, "late": engine::due::late_text_ms(r.due_ms, now),
-                                   "assignee": r.assignee,
-                                   "status": r.status, "conflict": r.conflict})
+                               "task": r.task, "title": r.title, "due": rfc3339(r.due_ms),
+                               "due_ms": r.due_ms, "due_local": in_zone(r.due_ms, zone),
+                               "time_zone": zone,
+                               "late": engine::due::late_text_ms(r.due_ms, now),
+                               "assignee": r.assignee, "assignee_name": assignee_name,
+                               "status": r.status, "conflict": r.conflict})
                     })
-                    .collect::<Vec<_>>()
-            })
+                    .collect::<Vec<_>>(),
+            )
         })
         .await,
     )
 }
 
-/// What each worker did, when and from which terminal, newest first.
+/// Each store's time zone, by store id.
+fn store_zones(
+    s: &StatusReader,
+) -> Result<std::collections::HashMap<String, String>, engine::storage::StorageError> {
+    Ok(s.stores()?
+        .into_iter()
+        .map(|r| (r.id.to_string(), r.time_zone))
+        .collect())
+}
+
+/// What each worker did, when and from which terminal, newest first; with
+/// the worker's name on the store's roster (`worker_name`) and the time on
+/// the store's clock (`at_local`, its `time_zone` named).
 async fn status_by_worker(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -251,7 +284,20 @@ async fn status_by_worker(
     let limit = q.limit.unwrap_or(200).min(10_000);
     index_reply(
         index_read(&state, store.clone(), move |s, _| {
-            s.status_by_worker(store.as_ref(), q.worker.as_deref(), limit)
+            let rows = s.status_by_worker(store.as_ref(), q.worker.as_deref(), limit)?;
+            let zones = store_zones(s)?;
+            Ok::<_, engine::storage::StorageError>(
+                rows.into_iter()
+                    .map(|r| {
+                        let zone = zones.get(&r.store).map_or("UTC", String::as_str).to_owned();
+                        let mut v = serde_json::to_value(&r).expect("a row encodes as JSON");
+                        v["worker_name"] = json!(s.worker_name(&r.store, &r.worker));
+                        v["at_local"] = json!(in_zone(r.at_ms, &zone));
+                        v["time_zone"] = json!(zone);
+                        v
+                    })
+                    .collect::<Vec<_>>(),
+            )
         })
         .await,
     )

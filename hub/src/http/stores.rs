@@ -21,7 +21,9 @@ use super::access::{
     ApiRoutes, Reach,
 };
 use super::auth::{hq, hq_read, require_hq_read};
-use super::reply::{bad_request, body, nonempty, parse, reply, rfc3339, ApiError, JsonBody};
+use super::reply::{
+    bad_request, body, in_zone, nonempty, parse, reply, rfc3339, ApiError, JsonBody,
+};
 use super::state::AppState;
 use crate::runtime::{answer_with, now_ms};
 use axum::http::Method;
@@ -292,21 +294,6 @@ async fn fleet_stores(
     reply(StatusCode::OK, r)
 }
 
-/// `ms` as the store's clock shows it, with the zone named:
-/// `2026-12-07 18:03 JST (Asia/Tokyo)`; UTC if the zone is unknown.
-fn in_zone(ms: i64, zone: &str) -> String {
-    let Some(t) = chrono::DateTime::from_timestamp_millis(ms) else {
-        return String::new();
-    };
-    match zone.parse::<chrono_tz::Tz>() {
-        Ok(tz) => format!(
-            "{} ({zone})",
-            t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
-        ),
-        Err(_) => format!("{} (UTC)", t.format("%Y-%m-%d %H:%M")),
-    }
-}
-
 #[derive(Deserialize)]
 struct StoreUpdate {
     name: Option<String>,
@@ -384,20 +371,4 @@ async fn remove_store(
     }
     .await;
     reply(StatusCode::OK, r)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::in_zone;
-
-    #[test]
-    fn a_time_shows_in_the_stores_zone_with_the_zone_named() {
-        // 2026-12-07 09:00 UTC
-        let ms = 1_796_634_000_000;
-        assert_eq!(
-            in_zone(ms, "Asia/Tokyo"),
-            "2026-12-07 18:00 JST (Asia/Tokyo)"
-        );
-        assert_eq!(in_zone(ms, "Mars/Base"), "2026-12-07 09:00 (UTC)");
-    }
 }

@@ -14,28 +14,30 @@ use super::access::{
     Access::{self, Hq},
     ApiRoutes, Reach,
 };
-use super::auth::{hq, hq_read};
-use super::reply::{bad_request, json_reply, reply, ApiError};
+use super::auth::{hq, require_hq, require_hq_read};
+use super::reply::{bad_request, reply, ApiError};
 use super::state::AppState;
 use crate::runtime::answer_with;
 use axum::http::Method;
-use engine::hq_accounts::Need;
+use engine::hq_accounts::{HqScope, Need};
 
 pub fn routes() -> ApiRoutes {
-    // A template's revision or removal reaches every store it is assigned
-    // to: an editor scoped to some groups may assign it to theirs only.
+    // A template's removal reaches every store it is assigned to. An
+    // editor scoped to some groups may save one for her stores (naming
+    // them) and assign it to them; a revision of a template that also
+    // reaches other stores is refused in `put_template`.
     const FLEET: Access = Hq(Need::Author, Reach::Fleet { rows_by: None });
     const ASSIGN: Access = Hq(Need::Author, Reach::Named);
     ApiRoutes::default()
-        // Each template names the stores it reaches: a scoped account may
-        // not list them (no answer narrowed to its stores yet).
+        // Each template names the stores it reaches: a scoped account's
+        // answer is narrowed to its own stores (`list_templates`).
         .route(
             Method::GET,
             "/templates",
-            Hq(Need::Read, Reach::Fleet { rows_by: None }),
+            Hq(Need::Read, Reach::Scope),
             list_templates,
         )
-        .route(Method::POST, "/templates", FLEET, put_template)
+        .route(Method::POST, "/templates", ASSIGN, put_template)
         .route(Method::DELETE, "/templates/{id}", FLEET, delete_template)
         .route(
             Method::POST,
@@ -52,22 +54,42 @@ pub fn routes() -> ApiRoutes {
 }
 
 /// Every template's latest revision with the stores it is assigned to.
+///
+/// A caller scoped to some store groups sees the templates that reach one
+/// of its stores or none yet (which it may assign to its own), each with
+/// only its own stores: it can author for its region without learning
+/// which other stores there are.
 async fn list_templates(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    hq_read!(state, headers);
-    json_reply(
-        state
+    let caller = match require_hq_read(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let r: Result<Vec<serde_json::Value>, ApiError> = async {
+        let all = state
             .hub
             .registry()
-            .call_soon(|hub, _| {
-                let r = hub.templates_with_stores().map(|ts| {
-                    ts.into_iter()
-                        .map(|(t, stores)| json!({"template": t, "stores": stores}))
-                        .collect::<Vec<_>>()
-                });
-                (r, Vec::new())
+            .call_soon(|hub, _| (hub.templates_with_stores(), Vec::new()))
+            .await??;
+        let scope = caller.scope();
+        let facts = match scope {
+            HqScope::AllStores => None,
+            HqScope::Groups(_) => Some(state.readers.scope_facts(None).await??),
+        };
+        let mine = |s: &StoreId| match &facts {
+            None => true,
+            Some(f) => f.groups_of.get(s).is_some_and(|g| scope.covers(g.iter())),
+        };
+        Ok(all
+            .into_iter()
+            .filter_map(|(t, stores)| {
+                let reached = !stores.is_empty();
+                let stores: Vec<StoreId> = stores.into_iter().filter(|s| mine(s)).collect();
+                (!reached || !stores.is_empty()).then(|| json!({"template": t, "stores": stores}))
             })
-            .await,
-    )
+            .collect())
+    }
+    .await;
+    reply(StatusCode::OK, r)
 }
 
 /// Store and store group ids as a request names them.
@@ -97,24 +119,32 @@ async fn put_template(
     headers: HeaderMap,
     body: Result<Json<NewTemplate>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    hq!(state, headers);
+    let caller = match require_hq(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let r: Result<engine::template::Template, ApiError> = async {
         let Json(req) = body.map_err(|e| bad_request(format!("bad JSON: {e}")))?;
         let (stores, groups) = targets(&req.stores, &req.groups)?;
         let t = req.template(chrono::Utc::now().date_naive(), &mut uuid::Uuid::new_v4)?;
+        let scope = caller.scope();
         let saved = state
             .hub
             .registry()
-            .call(
-                move |hub, now| match hub.save_template(t, &stores, &groups) {
+            .call(move |hub, now| {
+                // Checked on the hub thread, in order with assignments.
+                if let Err(e) = revision_in_scope(hub, &scope, &t) {
+                    return (Err(e), Vec::new());
+                }
+                match hub.save_template(t, &stores, &groups) {
                     Ok(saved) => {
                         // Existing future instances follow the new revision now.
                         let out = crate::replicas::materialize_now(hub, now);
                         (Ok(saved), out)
                     }
-                    Err(e) => (Err(e), Vec::new()),
-                },
-            )
+                    Err(e) => (Err(ApiError::from(e)), Vec::new()),
+                }
+            })
             .await??;
         state
             .hub
@@ -124,6 +154,37 @@ async fn put_template(
     }
     .await;
     reply(StatusCode::CREATED, r)
+}
+
+/// A caller scoped to some store groups may revise a template only if
+/// every store it reaches now is in her groups: a revision changes the
+/// lists of every store it is assigned to.
+fn revision_in_scope(
+    hub: &engine::replica::hub::Hub,
+    scope: &HqScope,
+    t: &engine::template::Template,
+) -> Result<(), ApiError> {
+    let HqScope::Groups(mine) = scope else {
+        return Ok(());
+    };
+    let groups = hub.store_groups()?;
+    let covered: std::collections::BTreeSet<&StoreId> = groups
+        .iter()
+        .filter(|(g, _)| mine.contains(*g))
+        .flat_map(|(_, stores)| stores)
+        .collect();
+    let reached = hub.template_stores(t.id)?;
+    if reached.iter().all(|s| covered.contains(s)) {
+        return Ok(());
+    }
+    Err(ApiError(
+        axum::http::StatusCode::FORBIDDEN,
+        format!(
+            "template {} also reaches stores outside your scope ({scope}); an editor over \
+             all stores can revise it, or save a new template for your stores",
+            t.id.0
+        ),
+    ))
 }
 
 #[derive(Deserialize)]

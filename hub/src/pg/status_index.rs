@@ -3,6 +3,7 @@
 //! which rows to write), and the same queries. "Past due" is the engine's
 //! rule (`engine::due`): due strictly before now.
 
+use engine::compliance::ReportTask;
 use engine::document::instance::InstanceView;
 use engine::ids::{DocumentId, EventId, StoreId, TaskId};
 use engine::storage::index_rows::{self, IndexUpdate, IndexedRows};
@@ -385,6 +386,50 @@ impl StatusQueries for PgDatabase {
                     })
                 })
                 .collect()
+        })
+    }
+
+    fn report_tasks_between(
+        &self,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<ReportTask>, StorageError> {
+        let (from, to) = (
+            from.format("%Y-%m-%d").to_string(),
+            to.format("%Y-%m-%d").to_string(),
+        );
+        self.read(async |tx| {
+            // As SQLite's `REPORT_TASKS_SQL`: the newest `completed` event
+            // of each task completed now.
+            let rows = tx
+                .query(
+                    "SELECT t.store_id, t.list_name, t.list_date, t.due_ms, e.at_ms, e.worker,
+                            t.assignee
+                       FROM task_status t
+                       LEFT JOIN status_events e
+                         ON t.status = 'completed' AND e.doc_id = t.doc_id
+                        AND e.event_id = (SELECT d.event_id FROM status_events d
+                                           WHERE d.doc_id = t.doc_id AND d.task_id = t.task_id
+                                             AND d.status = 'completed'
+                                           ORDER BY d.at_ms DESC, d.event_id DESC LIMIT 1)
+                      WHERE t.list_date >= $1 AND t.list_date <= $2
+                      ORDER BY t.store_id COLLATE \"C\", t.list_date COLLATE \"C\",
+                               t.list_name COLLATE \"C\", t.doc_id, t.task_id",
+                    &[&from, &to],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| ReportTask {
+                    store: r.get(0),
+                    list: r.get(1),
+                    date: r.get(2),
+                    due_ms: r.get(3),
+                    completed_ms: r.get(4),
+                    completed_by: r.get(5),
+                    assignee: r.get(6),
+                })
+                .collect())
         })
     }
 

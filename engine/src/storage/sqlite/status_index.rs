@@ -8,6 +8,7 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::{SqliteDatabase, StorageError};
+use crate::compliance::ReportTask;
 use crate::document::instance::InstanceView;
 use crate::ids::{DocumentId, EventId, StoreId, TaskId};
 use crate::storage::index_rows::{self, IndexUpdate, IndexedRows};
@@ -261,6 +262,22 @@ impl StatusIndex for SqliteDatabase {
     }
 }
 
+/// The compliance report's facts (`StatusQueries::report_tasks_between`):
+/// each task in the range and, if it is completed now,
+/// its newest `completed` event (the one that decided its status; see
+/// `crate::compliance`). `?1`, `?2`: the first and last list date.
+const REPORT_TASKS_SQL: &str = "
+    SELECT t.store_id, t.list_name, t.list_date, t.due_ms, e.at_ms, e.worker, t.assignee
+      FROM task_status t
+      LEFT JOIN status_events e
+        ON t.status = 'completed' AND e.doc_id = t.doc_id
+       AND e.event_id = (SELECT d.event_id FROM status_events d
+                          WHERE d.doc_id = t.doc_id AND d.task_id = t.task_id
+                            AND d.status = 'completed'
+                          ORDER BY d.at_ms DESC, d.event_id DESC LIMIT 1)
+     WHERE t.list_date >= ?1 AND t.list_date <= ?2
+     ORDER BY t.store_id, t.list_date, t.list_name, t.doc_id, t.task_id";
+
 impl StatusQueries for SqliteDatabase {
     fn status_by_list(
         &self,
@@ -373,6 +390,29 @@ impl StatusQueries for SqliteDatabase {
                     task: task.map(|t| doc_of(t).0.to_string()).unwrap_or_default(),
                     title: r.get(7)?,
                     note: r.get(8)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn report_tasks_between(
+        &self,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<ReportTask>, StorageError> {
+        let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(REPORT_TASKS_SQL)?;
+            let rows = stmt.query_map(params![day(from), day(to)], |r| {
+                Ok(ReportTask {
+                    store: r.get(0)?,
+                    list: r.get(1)?,
+                    date: r.get(2)?,
+                    due_ms: r.get(3)?,
+                    completed_ms: r.get(4)?,
+                    completed_by: r.get(5)?,
+                    assignee: r.get(6)?,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
