@@ -346,8 +346,47 @@ fn storage(args: StorageArgs) -> Result<()> {
     record(record_in, "bench storage", machine, &report)
 }
 
+/// Raise this process's open-file limit to at least `n` (its children,
+/// the servers, inherit it), or say why the run cannot go on: at 10,000
+/// stores the generator holds 20,000 sockets, and running out of them
+/// fails a phase after minutes.
+fn ensure_open_files(n: u64) -> Result<()> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            anyhow::bail!(
+                "reading the open-file limit: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        if lim.rlim_cur >= n {
+            return Ok(());
+        }
+        let want = libc::rlimit {
+            rlim_cur: n,
+            rlim_max: lim.rlim_max.max(n),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &want) != 0 {
+            anyhow::bail!(
+                "this run needs {n} open files and the limit is {} (hard {}): {}; raise it \
+                 (ulimit -n {n}) or run fewer stores",
+                lim.rlim_cur,
+                lim.rlim_max,
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn net(args: NetArgs) -> Result<()> {
     let record_in = args.record.target(args.smoke)?;
+    // Two terminals' sockets per store, and room for the rest.
+    ensure_open_files(2 * args.stores as u64 + 1024)?;
     let sizes = if args.smoke {
         netbench::Sizes::SMOKE
     } else {
