@@ -23,6 +23,6 @@ pub use roles::{
 };
 pub use sqlite::{
     CompactionStats, DocumentLoad, ListStatusRow, PastDueRow, PeerId, PurgeFilter, RejectionRecord,
-    SqliteDatabase, StoreRecord, TokenCheck, TokenInfo, WorkerEventRow, CURRENT_VERSION,
-    QUARANTINE_PREFIX, TOKEN_ID_LEN,
+    SqliteDatabase, StoreListRow, StoreRecord, TokenCheck, TokenInfo, WorkerEventRow,
+    CURRENT_VERSION, QUARANTINE_PREFIX, TOKEN_ID_LEN,
 };
