@@ -68,13 +68,25 @@ pub struct OnTime {
     pub conflicts: u32,
 }
 
+impl std::ops::AddAssign for OnTime {
+    fn add_assign(&mut self, other: OnTime) {
+        self.tasks += other.tasks;
+        self.completed += other.completed;
+        self.on_time += other.on_time;
+        self.past_due += other.past_due;
+        self.conflicts += other.conflicts;
+    }
+}
+
 impl OnTime {
     pub fn add(&mut self, row: &StoreListRow) {
-        self.tasks += row.tasks;
-        self.completed += row.completed;
-        self.on_time += row.on_time;
-        self.past_due += row.past_due;
-        self.conflicts += row.conflicts;
+        *self += OnTime {
+            tasks: row.tasks,
+            completed: row.completed,
+            on_time: row.on_time,
+            past_due: row.past_due,
+            conflicts: row.conflicts,
+        };
     }
 
     pub fn of(rows: impl IntoIterator<Item = impl std::borrow::Borrow<StoreListRow>>) -> OnTime {

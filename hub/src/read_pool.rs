@@ -19,7 +19,10 @@ use engine::hq_accounts::*;
 use engine::ids::{DocumentId, HqUserId, Principal, StoreGroupId, StoreId};
 use engine::replica::hub::AuthError;
 use engine::storage::roles::*;
-use engine::storage::{ListStatusRow, PastDueRow, SqliteDatabase, StorageError, WorkerEventRow};
+use engine::storage::{
+    ListStatusRow, PastDueRow, SqliteDatabase, StorageError, StoreListRow, StoreRecord,
+    WorkerEventRow,
+};
 
 use crate::pg::PgDatabase;
 
@@ -102,12 +105,7 @@ impl ReadPool {
         doc: Option<DocumentId>,
     ) -> anyhow::Result<Result<ScopeFacts, StorageError>> {
         self.read(move |db| {
-            let mut groups_of: HashMap<StoreId, Vec<StoreGroupId>> = HashMap::new();
-            for (group, stores) in db.store_groups()? {
-                for s in stores {
-                    groups_of.entry(s).or_default().push(group.clone());
-                }
-            }
+            let groups_of = groups_of(db)?;
             let doc_store = match doc {
                 Some(d) => db.doc_owner(d)?.map(|(s, _)| s),
                 None => None,
@@ -198,6 +196,17 @@ impl AccountsReader<'_> {
     }
 }
 
+/// Each store's groups (a store in none is absent).
+fn groups_of(db: &dyn ReadStorage) -> Result<HashMap<StoreId, Vec<StoreGroupId>>, StorageError> {
+    let mut groups_of: HashMap<StoreId, Vec<StoreGroupId>> = HashMap::new();
+    for (group, stores) in db.store_groups()? {
+        for s in stores {
+            groups_of.entry(s).or_default().push(group.clone());
+        }
+    }
+    Ok(groups_of)
+}
+
 /// What a request's scope is checked against (`ReadPool::scope_facts`).
 #[derive(Debug, Default)]
 pub struct ScopeFacts {
@@ -229,6 +238,26 @@ impl StatusReader<'_> {
         now_ms: i64,
     ) -> Result<Vec<ListStatusRow>, StorageError> {
         self.db.status_by_list_between(store, from, to, now_ms)
+    }
+
+    /// Per store and list, the tasks of the days asked (the roll-up).
+    pub fn status_by_store_list(
+        &self,
+        from: Option<chrono::NaiveDate>,
+        to: Option<chrono::NaiveDate>,
+        now_ms: i64,
+    ) -> Result<Vec<StoreListRow>, StorageError> {
+        self.db.status_by_store_list(from, to, now_ms)
+    }
+
+    /// Every store, read with the figures so both agree.
+    pub fn stores(&self) -> Result<Vec<StoreRecord>, StorageError> {
+        self.db.list_stores()
+    }
+
+    /// Each store's groups (a store in none is absent).
+    pub fn groups_of(&self) -> Result<HashMap<StoreId, Vec<StoreGroupId>>, StorageError> {
+        groups_of(self.db)
     }
 
     /// Open tasks past their due time, most overdue first.
