@@ -124,7 +124,7 @@ const state = {
   groups: [], // the store groups the caller sees
   // The roll-up: the days, and the level drilled to (group: undefined at
   // the top; null for the stores in no group), one page at a time.
-  rollup: { from: shiftDay(localDay(new Date()), -6), to: localDay(new Date()), group: undefined, store: null, page: 1, limit: 50 },
+  rollup: { from: shiftDay(localDay(new Date()), -6), to: localDay(new Date()), group: undefined, store: null, page: 1, limit: 25 },
   pastDueOpen: new Set(), // lists expanded in "past due by list"
   templates: [], // recurring lists, for editing
 };
@@ -676,8 +676,8 @@ async function refresh() {
       apiRead(`status/lists?from=${day}&to=${day}`),
       apiRead("status/past-due?limit=200"),
       api(rollupPath()),
-      api("fleet/past-due?limit=100"),
-      ...open.map((list) => api(`fleet/past-due?${new URLSearchParams({ list, limit: 100 })}`)),
+      api("fleet/past-due?limit=50"),
+      ...open.map((list) => api(`fleet/past-due?${new URLSearchParams({ list, limit: 25 })}`)),
     ]);
     if (run !== state.run) return;
     drawStores(stores, fleet);
