@@ -20,8 +20,8 @@ use engine::ids::{DocumentId, HqUserId, Principal, StoreGroupId, StoreId};
 use engine::replica::hub::AuthError;
 use engine::storage::roles::*;
 use engine::storage::{
-    ListStatusRow, PastDueRow, SqliteDatabase, StorageError, StoreListRow, StoreRecord,
-    WorkerEventRow,
+    ListStatusRow, PastDueCount, PastDueRow, SqliteDatabase, StorageError, StoreListRow,
+    StoreRecord, WorkerEventRow,
 };
 
 use crate::pg::PgDatabase;
@@ -248,6 +248,11 @@ impl StatusReader<'_> {
         now_ms: i64,
     ) -> Result<Vec<StoreListRow>, StorageError> {
         self.db.status_by_store_list(from, to, now_ms)
+    }
+
+    /// Past due counted per store and list.
+    pub fn past_due_counts(&self, now_ms: i64) -> Result<Vec<PastDueCount>, StorageError> {
+        self.db.past_due_counts(now_ms)
     }
 
     /// Every store, read with the figures so both agree.

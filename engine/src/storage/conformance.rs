@@ -8,7 +8,7 @@ use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, Change};
 
 use super::roles::*;
-use super::{Damage, PeerId, StorageError, StoreListRow, StoreRecord, TokenCheck};
+use super::{Damage, PastDueCount, PeerId, StorageError, StoreListRow, StoreRecord, TokenCheck};
 use crate::document::instance;
 use crate::document::DocKind;
 use crate::ids::{DocumentId, Principal, StoreId, TaskId, TemplateId};
@@ -412,6 +412,17 @@ pub fn the_roll_up_counts_tasks_completed_on_time(b: &impl Backend) {
         .is_empty());
     let before_due = db.status_by_store_list(None, None, due - 1).unwrap();
     assert_eq!(before_due[0].past_due, 0, "not yet due");
+    // Past due counted per store and list: the open task only.
+    assert_eq!(
+        db.past_due_counts(NOW).unwrap(),
+        vec![PastDueCount {
+            store: "store-042".into(),
+            list: "Thursday closing".into(),
+            tasks: 1,
+            oldest_due_ms: due,
+        }]
+    );
+    assert!(db.past_due_counts(due).unwrap().is_empty(), "due, not past");
 }
 
 /// HQ's people: accounts are kept whole and replaced by id, personal

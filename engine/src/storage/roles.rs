@@ -392,6 +392,10 @@ pub trait StatusQueries {
         now_ms: i64,
     ) -> Result<Vec<StoreListRow>, StorageError>;
 
+    /// [`Store::past_due`] counted per store and list, with the oldest
+    /// due time of each; by store then list.
+    fn past_due_counts(&self, now_ms: i64) -> Result<Vec<PastDueCount>, StorageError>;
+
     /// Open tasks (not completed) due before `now_ms`, most overdue first,
     /// optionally for one store.
     fn past_due(

@@ -378,10 +378,11 @@ async fn rollup_lists(
 }
 
 /// Past due grouped by list name, the most past-due tasks first: per list
-/// how many tasks in how many stores, and the oldest due time. With
-/// `list=`, that list's stores instead, the longest overdue first, each
-/// with its past-due tasks and their due times on the store's clock, the
-/// zone named (`2026-12-07 07:00 Asia/Tokyo`).
+/// how many tasks in how many stores, and the oldest due time (counted by
+/// the index, `past_due_counts`). With `list=`, that list's stores
+/// instead, the longest overdue first, each with its past-due tasks and
+/// their due times on the store's clock, the zone named
+/// (`2026-12-07 07:00 Asia/Tokyo`). `past_due_tasks`: how many in all.
 async fn past_due_by_list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -393,6 +394,47 @@ async fn past_due_by_list(
     };
     let r: Result<Value, ApiError> = async {
         let now = now_ms();
+        let Some(list) = &q.list else {
+            // Counted by the index per store and list, then added up here.
+            let fleet = read_fleet(
+                &state,
+                caller.scope(),
+                move |s, now| s.past_due_counts(now),
+                |r| &r.store,
+            )
+            .await?;
+            let mut lists: BTreeMap<&str, (u32, usize, i64)> = BTreeMap::new();
+            for r in &fleet.rows {
+                let l = lists.entry(r.list.as_str()).or_insert((0, 0, i64::MAX));
+                l.0 += r.tasks;
+                l.1 += 1;
+                l.2 = l.2.min(r.oldest_due_ms);
+            }
+            let total_tasks: u32 = lists.values().map(|l| l.0).sum();
+            let mut lists: Vec<_> = lists.into_iter().collect();
+            lists.sort_by(|a, b| {
+                b.1 .0
+                    .cmp(&a.1 .0)
+                    .then(a.1 .2.cmp(&b.1 .2))
+                    .then(a.0.cmp(b.0))
+            });
+            let (shown, paging) = q.page(lists);
+            let shown: Vec<Value> = shown
+                .into_iter()
+                .map(|(list, (tasks, stores, oldest))| {
+                    json!({
+                        "list": list, "tasks": tasks, "stores": stores,
+                        "oldest_due": rfc3339(oldest),
+                        "oldest_late": engine::due::late_text_ms(oldest, now),
+                    })
+                })
+                .collect();
+            let mut answer = paging;
+            answer["past_due_tasks"] = json!(total_tasks);
+            answer["list"] = Value::Null;
+            answer["lists"] = json!(shown);
+            return Ok(answer);
+        };
         let fleet = read_fleet(
             &state,
             caller.scope(),
@@ -400,79 +442,46 @@ async fn past_due_by_list(
             |r| &r.store,
         )
         .await?;
-        let total_tasks = fleet.rows.len();
-        let (rows, paging, key) = match &q.list {
-            None => {
-                // Rows come most overdue first, so a list's first is its oldest.
-                let mut lists: Vec<(&str, usize, Vec<&str>, i64)> = Vec::new();
-                let mut at: HashMap<&str, usize> = HashMap::new();
-                for r in &fleet.rows {
-                    let i = *at.entry(r.list.as_str()).or_insert_with(|| {
-                        lists.push((r.list.as_str(), 0, Vec::new(), r.due_ms));
-                        lists.len() - 1
-                    });
-                    let l = &mut lists[i];
-                    l.1 += 1;
-                    if !l.2.contains(&r.store.as_str()) {
-                        l.2.push(r.store.as_str());
-                    }
-                }
-                lists.sort_by(|a, b| b.1.cmp(&a.1).then(a.3.cmp(&b.3)).then(a.0.cmp(b.0)));
-                let (shown, paging) = q.page(lists);
-                let shown: Vec<Value> = shown
+        // Rows come most overdue first, so stores do too.
+        let mut stores: Vec<(&str, Vec<&engine::storage::PastDueRow>)> = Vec::new();
+        let mut at: HashMap<&str, usize> = HashMap::new();
+        for r in fleet.rows.iter().filter(|r| &r.list == list) {
+            let i = *at.entry(r.store.as_str()).or_insert_with(|| {
+                stores.push((r.store.as_str(), Vec::new()));
+                stores.len() - 1
+            });
+            stores[i].1.push(r);
+        }
+        let total_tasks = stores.iter().map(|s| s.1.len()).sum::<usize>();
+        let (shown, paging) = q.page(stores);
+        let shown: Vec<Value> = shown
+            .into_iter()
+            .filter_map(|(store, tasks)| {
+                let s = fleet.stores.get(&store.parse::<StoreId>().ok()?)?;
+                let zone = &s.rec.time_zone;
+                let tasks: Vec<Value> = tasks
                     .into_iter()
-                    .map(|(list, tasks, stores, oldest)| {
+                    .map(|r| {
                         json!({
-                            "list": list, "tasks": tasks, "stores": stores.len(),
-                            "oldest_due": rfc3339(oldest),
-                            "oldest_late": engine::due::late_text_ms(oldest, now),
+                            "doc": r.doc, "task": r.task, "title": r.title, "date": r.date,
+                            "due": rfc3339(r.due_ms), "due_ms": r.due_ms,
+                            "due_local": in_store_zone(r.due_ms, zone),
+                            "late": engine::due::late_text_ms(r.due_ms, now),
+                            "assignee": r.assignee, "status": r.status,
+                            "conflict": r.conflict,
                         })
                     })
                     .collect();
-                (shown, paging, "lists")
-            }
-            Some(list) => {
-                let mut stores: Vec<(&str, Vec<&engine::storage::PastDueRow>)> = Vec::new();
-                let mut at: HashMap<&str, usize> = HashMap::new();
-                for r in fleet.rows.iter().filter(|r| &r.list == list) {
-                    let i = *at.entry(r.store.as_str()).or_insert_with(|| {
-                        stores.push((r.store.as_str(), Vec::new()));
-                        stores.len() - 1
-                    });
-                    stores[i].1.push(r);
-                }
-                let (shown, paging) = q.page(stores);
-                let shown: Vec<Value> = shown
-                    .into_iter()
-                    .filter_map(|(store, tasks)| {
-                        let s = fleet.stores.get(&store.parse::<StoreId>().ok()?)?;
-                        let zone = &s.rec.time_zone;
-                        let tasks: Vec<Value> = tasks
-                            .into_iter()
-                            .map(|r| {
-                                json!({
-                                    "doc": r.doc, "task": r.task, "title": r.title, "date": r.date,
-                                    "due": rfc3339(r.due_ms), "due_ms": r.due_ms,
-                                    "due_local": in_store_zone(r.due_ms, zone),
-                                    "late": engine::due::late_text_ms(r.due_ms, now),
-                                    "assignee": r.assignee, "status": r.status,
-                                    "conflict": r.conflict,
-                                })
-                            })
-                            .collect();
-                        Some(json!({
-                            "store": s.rec.id, "name": s.rec.name, "time_zone": zone,
-                            "tasks": tasks,
-                        }))
-                    })
-                    .collect();
-                (shown, paging, "stores")
-            }
-        };
+                Some(json!({
+                    "store": s.rec.id, "name": s.rec.name, "time_zone": zone,
+                    "tasks": tasks,
+                }))
+            })
+            .collect();
         let mut answer = paging;
         answer["past_due_tasks"] = json!(total_tasks);
-        answer["list"] = json!(q.list);
-        answer[key] = json!(rows);
+        answer["list"] = json!(list);
+        answer["stores"] = json!(shown);
         Ok(answer)
     }
     .await;

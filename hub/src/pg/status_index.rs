@@ -8,7 +8,8 @@ use engine::ids::{DocumentId, EventId, StoreId, TaskId};
 use engine::storage::index_rows::{self, IndexUpdate, IndexedRows};
 use engine::storage::roles::*;
 use engine::storage::{
-    ListStatusRow, PastDueRow, PurgeFilter, StorageError, StoreListRow, WorkerEventRow,
+    ListStatusRow, PastDueCount, PastDueRow, PurgeFilter, StorageError, StoreListRow,
+    WorkerEventRow,
 };
 
 use super::{document_id, Failure, PgDatabase, Tx};
@@ -305,6 +306,30 @@ impl StatusQueries for PgDatabase {
                     })
                 })
                 .collect()
+        })
+    }
+
+    fn past_due_counts(&self, now_ms: i64) -> Result<Vec<PastDueCount>, StorageError> {
+        self.read(async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT store_id, list_name, count(*), min(due_ms)
+                       FROM task_status
+                      WHERE status <> 'completed' AND due_ms IS NOT NULL AND due_ms < $1
+                      GROUP BY store_id, list_name
+                      ORDER BY store_id COLLATE \"C\", list_name COLLATE \"C\"",
+                    &[&now_ms],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| PastDueCount {
+                    store: r.get(0),
+                    list: r.get(1),
+                    tasks: count(r, 2),
+                    oldest_due_ms: r.get(3),
+                })
+                .collect())
         })
     }
 

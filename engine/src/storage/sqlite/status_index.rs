@@ -44,6 +44,15 @@ pub struct StoreListRow {
     pub conflicts: u32,
 }
 
+/// How many tasks of one list are past due in one store, and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PastDueCount {
+    pub store: String,
+    pub list: String,
+    pub tasks: u32,
+    pub oldest_due_ms: i64,
+}
+
 /// What one worker did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WorkerEventRow {
@@ -361,6 +370,29 @@ impl StatusQueries for SqliteDatabase {
                     on_time: r.get(5)?,
                     past_due: r.get(6)?,
                     conflicts: r.get(7)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn past_due_counts(&self, now_ms: i64) -> Result<Vec<PastDueCount>, StorageError> {
+        self.read(|c| {
+            // As `past_due`: through the partial index of open tasks by due.
+            let mut stmt = c.prepare_cached(concat!(
+                "SELECT store_id, list_name, COUNT(*), MIN(due_ms)
+                 FROM task_status
+                 WHERE status != 'completed' AND due_ms IS NOT NULL AND ",
+                crate::due_has_passed_sql!(),
+                " GROUP BY store_id, list_name ORDER BY store_id, list_name"
+            ))?;
+            // The engine's rule names now ?2; ?1 is bound and unused.
+            let rows = stmt.query_map(params![Option::<i64>::None, now_ms], |r| {
+                Ok(PastDueCount {
+                    store: r.get(0)?,
+                    list: r.get(1)?,
+                    tasks: r.get(2)?,
+                    oldest_due_ms: r.get(3)?,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
