@@ -56,7 +56,7 @@ try {
   await rollup.locator("tbody tr[data-store]").first().waitFor();
   report.stores = await rows("[data-store]");
   report.crumbsAtStores = await crumbs(page);
-  await rollup.locator("tbody tr[data-store] th button").first().click();
+  await rollup.getByRole("button", { name: "North One" }).click();
   await rollup.locator("tbody tr[data-list]").first().waitFor();
   report.lists = await rows("[data-list]");
   report.crumbsAtLists = await crumbs(page);

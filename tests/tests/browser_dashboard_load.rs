@@ -20,33 +20,27 @@
 //! (`docs/dashboard-rollup*.png`, `docs/dashboard-past-due-by-list.png`),
 //! else to the target's tmp directory.
 
+#[path = "common/till.rs"]
+mod till;
+
 use std::path::Path;
 use std::time::Duration;
 
-use engine::ids::{DocumentId, EventId, TaskId, TerminalId};
-use engine::model::{Status, StatusUpdate};
-use pos_agent::agent::Terminal;
-use pos_agent::sync_client::Backoff;
+use engine::ids::DocumentId;
+use engine::model::Status;
 use serde_json::{json, Value};
 use tests::browser::{chromium, node_ready, root};
 use tests::procs;
-use tokio_util::sync::CancellationToken;
+use till::Till;
 
 const STORES: usize = 1_000;
 const PASSWORD: &str = "a long load-test password";
 /// Stores of each group with a terminal that did its opening list.
 const DONE_PER_GROUP: usize = 2;
 
-/// A terminal of `store`, synced with the hub at `hub`, that completes
-/// every task of `doc` once it has the list; cancel the answer to take it
-/// offline.
-async fn complete_list(
-    dir: &Path,
-    hub: &str,
-    api: &str,
-    store: &str,
-    doc: DocumentId,
-) -> CancellationToken {
+/// A terminal of `store`, online with the hub at `hub`, that completed
+/// every task of `doc` once it had the list (and the hub has that).
+async fn complete_list(dir: &Path, hub: &str, api: &str, store: &str, doc: DocumentId) -> Till {
     let token = procs::post(format!("{api}/stores/{store}/tokens"), json!({})).await["token"]
         .as_str()
         .expect("a store token")
@@ -60,55 +54,10 @@ async fn complete_list(
         .await
         .unwrap_or_else(|e| panic!("PUT {url}: {e}"));
     assert!(r.status().is_success(), "PUT {url}: {}", r.status());
-    let terminal: TerminalId = "pos-1".parse().unwrap();
-    let Terminal {
-        handle, terminal, ..
-    } = pos_agent::agent::open(&dir.join(store), Some(store), terminal).expect("opening the agent");
-    let stop = CancellationToken::new();
-    tokio::spawn(pos_agent::sync_client::run(
-        format!("ws://{hub}/sync"),
-        token,
-        handle.clone(),
-        Backoff::default(),
-        pos_agent::sync_client::Keepalive::default(),
-        stop.clone(),
-    ));
-    let tasks: Vec<TaskId> = procs::wait_for(
-        "the list at the terminal",
-        Duration::from_secs(60),
-        async || {
-            let h = handle.clone();
-            let tasks = h
-                .call(move |a, _| {
-                    let ids = a
-                        .list(doc)
-                        .ok()
-                        .map(|v| v.tasks.iter().map(|t| t.spec.id).collect::<Vec<_>>());
-                    (ids, Vec::new())
-                })
-                .await
-                .ok()??;
-            (tasks.len() == 2).then_some(tasks)
-        },
-    )
-    .await;
-    for task in tasks {
-        let update = StatusUpdate {
-            id: EventId(uuid::Uuid::new_v4()),
-            task,
-            status: Status::Completed,
-            worker: "w-1".parse().unwrap(),
-            terminal: terminal.clone(),
-            note: None,
-        };
-        handle
-            .call(move |a, now| match a.record_status(doc, &update, now) {
-                Ok((_, out)) => (Ok(()), out),
-                Err(e) => (Err(e), Vec::new()),
-            })
-            .await
-            .expect("agent thread")
-            .expect("recording status");
+    let mut till = Till::open(&dir.join(store), store, "pos-1");
+    till.go_online(hub, &token);
+    for task in till.has_tasks(doc, 2).await {
+        till.record(doc, task, Status::Completed, "w-1", None).await;
     }
     let api = api.to_owned();
     let store = store.to_owned();
@@ -126,8 +75,7 @@ async fn complete_list(
         },
     )
     .await;
-    // The caller keeps the terminal online until the test ends.
-    stop
+    till
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,6 +179,6 @@ async fn the_dashboard_loads_at_1000_stores() {
     assert_eq!(report["stores_rows"], 50, "one page of stores: {report}");
     assert_eq!(report["rollup_groups"], 10, "{report}");
     eprintln!("screenshots in {}", shots.display());
-    online.iter().for_each(CancellationToken::cancel);
+    drop(online);
     assert_eq!(report["stores_page"], "1–50 of 1000 · page 1 of 20");
 }

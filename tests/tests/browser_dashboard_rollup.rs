@@ -1,14 +1,21 @@
 //! The HQ dashboard's roll-up by store group, past due by list and
 //! authoring (issue #23) in headless Chromium, against the real `hub`
-//! binary. `tests/js/dashboard_rollup.mjs` drives the page and prints what
+//! binary, with one store's terminal (in-process) completing a task on
+//! time. `tests/js/dashboard_rollup.mjs` drives the page and prints what
 //! it saw; this test sets up the hub and checks it. Needs what
 //! `browser_dashboard.rs` needs (Node 20+, Chromium).
 
+#[path = "common/till.rs"]
+mod till;
+
 use std::time::Duration;
 
+use engine::ids::DocumentId;
+use engine::model::Status;
 use serde_json::{json, Value};
 use tests::browser::{chromium, node_ready, root};
 use tests::procs;
+use till::Till;
 
 const PASSWORD: &str = "a long enough password";
 
@@ -43,10 +50,43 @@ async fn an_editor_drills_down_the_roll_up_and_authors_a_recurring_list_for_a_gr
         json!({"stores": ["s1"]}),
     )
     .await;
-    post(
+    let opening = post(
         "/lists",
         json!({"stores": ["n1", "n2"], "name": "Opening", "date": today,
                "tasks": [{"title": "Unlock", "due": "00:00"}, {"title": "Count the float"}]}),
+    )
+    .await;
+    let n1_opening: DocumentId = opening["lists"][0]["id"].as_str().unwrap().parse().unwrap();
+    // n1's terminal counts the float (no due time: on time); Unlock stays
+    // past due.
+    let token = post("/stores/n1/tokens", json!({})).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!("{api}/stores/n1/workers/w-1");
+    let r = reqwest::Client::new()
+        .put(&url)
+        .bearer_auth(procs::ADMIN)
+        .json(&json!({"name": "Mia Berg", "role": "cashier"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "PUT {url}: {}", r.status());
+    let mut till = Till::open(dir.path(), "n1", "pos-1");
+    till.go_online(&hub.addr, &token);
+    let tasks = till.has_tasks(n1_opening, 2).await;
+    till.record(n1_opening, tasks[1], Status::Completed, "w-1", None)
+        .await;
+    procs::wait_for(
+        "the float counted at the hub",
+        Duration::from_secs(30),
+        async || {
+            let rows = procs::get(format!("{api}/status/lists?store=n1")).await?;
+            rows.as_array()?
+                .iter()
+                .any(|r| r["completed"] == 1)
+                .then_some(())
+        },
     )
     .await;
     post(
@@ -96,12 +136,12 @@ async fn an_editor_drills_down_the_roll_up_and_authors_a_recurring_list_for_a_gr
     assert!(r.get("failed").is_none(), "the script failed: {r:#}");
     assert_eq!(r["errors"], json!([]), "{r:#}");
 
-    // The roll-up: region-north is behind (3 past due, none on time);
-    // region-south has nothing yet.
+    // The roll-up: region-north is behind (1 of 4 tasks due or done was
+    // done on time, 3 past due); region-south has nothing due yet.
     assert_eq!(
         r["groups"],
         json!([
-            {"key": "region-north", "name": "region-north", "share": "0", "pastDue": "3"},
+            {"key": "region-north", "name": "region-north", "share": "25", "pastDue": "3"},
             {"key": "region-south", "name": "region-south", "share": "", "pastDue": "0"},
         ]),
         "{r:#}"
@@ -118,29 +158,35 @@ async fn an_editor_drills_down_the_roll_up_and_authors_a_recurring_list_for_a_gr
         ])
     );
     // Drilled down: the group's stores, most behind first, then n1's lists.
-    let stores: Vec<(&str, &str)> = r["stores"]
+    let stores: Vec<(&str, &str, &str)> = r["stores"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["key"].as_str().unwrap(), s["pastDue"].as_str().unwrap()))
+        .map(|s| {
+            (
+                s["key"].as_str().unwrap(),
+                s["share"].as_str().unwrap(),
+                s["pastDue"].as_str().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(stores, [("n1", "2"), ("n2", "1"), ("t1", "0")], "{r:#}");
+    assert_eq!(
+        stores,
+        [("n2", "0", "1"), ("n1", "33", "2"), ("t1", "", "0")],
+        "the lowest share on time first; nothing due yet last: {r:#}"
+    );
     assert_eq!(r["crumbsAtStores"], "All store groups › region-north");
     assert_eq!(
         r["crumbsAtLists"],
         "All store groups › region-north › North One"
     );
-    let lists: Vec<&str> = r["lists"]
+    let lists: Vec<(&str, &str)> = r["lists"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| l["key"].as_str().unwrap())
+        .map(|l| (l["key"].as_str().unwrap(), l["share"].as_str().unwrap()))
         .collect();
-    assert_eq!(
-        lists,
-        ["Cleaning", "Opening"],
-        "both 0 % on time with 1 past due: by name: {r:#}"
-    );
+    assert_eq!(lists, [("Cleaning", "0"), ("Opening", "50")], "{r:#}");
     assert_eq!(r["backAtGroups"], 2);
     let link = r["reportLink"].as_str().unwrap();
     assert!(
