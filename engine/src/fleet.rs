@@ -118,15 +118,18 @@ impl OnTime {
 }
 
 /// `ms` on the store's clock with the zone named, as HQ reads a store's
-/// times: `2026-12-07 07:00 Asia/Tokyo`; in UTC, so named, if the zone
-/// is unknown.
+/// times: `2026-12-07 07:00 JST (Asia/Tokyo)`; in UTC, so named, if the
+/// zone is unknown.
 pub fn in_store_zone(ms: i64, zone: &str) -> String {
     let Some(t) = chrono::DateTime::from_timestamp_millis(ms) else {
         return String::new();
     };
     match zone.parse::<chrono_tz::Tz>() {
-        Ok(tz) => format!("{} {zone}", t.with_timezone(&tz).format("%Y-%m-%d %H:%M")),
-        Err(_) => format!("{} UTC", t.format("%Y-%m-%d %H:%M")),
+        Ok(tz) => format!(
+            "{} ({zone})",
+            t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
+        ),
+        Err(_) => format!("{} (UTC)", t.format("%Y-%m-%d %H:%M")),
     }
 }
 
@@ -183,9 +186,9 @@ mod tests {
         let ms = 1_796_594_400_000;
         assert_eq!(
             in_store_zone(ms, "Asia/Tokyo"),
-            "2026-12-07 07:00 Asia/Tokyo"
+            "2026-12-07 07:00 JST (Asia/Tokyo)"
         );
-        assert_eq!(in_store_zone(ms, "Mars/Base"), "2026-12-06 22:00 UTC");
+        assert_eq!(in_store_zone(ms, "Mars/Base"), "2026-12-06 22:00 (UTC)");
     }
 
     fn t(connections: usize, last_sync_ms: Option<i64>, past_due: usize) -> Trouble {

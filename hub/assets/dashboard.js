@@ -250,7 +250,9 @@ function drawPastDue(rows) {
   $("past-due-count").textContent = rows.length ? `(${rows.length})` : "";
   $("past-due").tBodies[0].replaceChildren(...rows.map((r) =>
     h("tr", { "data-task": r.task },
-      h("td", { class: "nowrap" }, when(r.due_ms), h("div", {}, h("span", { class: "pill late" }, r.late))),
+      // On the store's clock, the zone named, where the hub says it.
+      h("td", { class: "nowrap" }, r.due_local ? h("span", { class: "due-local" }, r.due_local) : when(r.due_ms),
+        h("div", {}, h("span", { class: "pill late" }, r.late))),
       h("td", {}, storeName(r.store)),
       h("td", {}, r.list, h("div", { class: "small" }, r.date)),
       h("td", {}, h("button", { type: "button", class: "link", onclick: () => openInstance(r.doc, r.task) }, r.title),

@@ -366,11 +366,11 @@ async fn past_due_is_grouped_by_list_and_a_list_expands_to_its_stores_in_their_z
     assert_eq!(tokyo["tasks"].as_array().unwrap().len(), 2);
     assert_eq!(
         tokyo["tasks"][0]["due_local"],
-        "2026-01-05 09:00 Asia/Tokyo"
+        "2026-01-05 09:00 JST (Asia/Tokyo)"
     );
     assert_eq!(
         v["stores"][1]["tasks"][0]["due_local"],
-        "2026-01-05 09:00 America/New_York"
+        "2026-01-05 09:00 EST (America/New_York)"
     );
 
     // A viewer over region-north: her stores' rows only.

@@ -206,7 +206,7 @@ async fn an_editor_drills_down_the_roll_up_and_authors_a_recurring_list_for_a_gr
     );
     assert_eq!(
         r["delivery"],
-        json!([{"store": "t1", "due": "2026-01-05 07:00 Asia/Tokyo"}])
+        json!([{"store": "t1", "due": "2026-01-05 07:00 JST (Asia/Tokyo)"}])
     );
 
     // Authoring, every write with the session's CSRF token.

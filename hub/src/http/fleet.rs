@@ -382,7 +382,7 @@ async fn rollup_lists(
 /// the index, `past_due_counts`). With `list=`, that list's stores
 /// instead, the longest overdue first, each with its past-due tasks and
 /// their due times on the store's clock, the zone named
-/// (`2026-12-07 07:00 Asia/Tokyo`). `past_due_tasks`: how many in all.
+/// (`2026-12-07 07:00 JST (Asia/Tokyo)`). `past_due_tasks`: how many in all.
 async fn past_due_by_list(
     State(state): State<AppState>,
     headers: HeaderMap,
