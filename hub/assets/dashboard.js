@@ -120,6 +120,13 @@ const state = {
   fleet: { page: 1, limit: 50, q: "", group: "" }, // the stores table's page and filters
   names: {}, // store id -> name, for every store the caller sees
   rosters: {}, // store id -> { worker id -> name }, for histories
+  role: null, // the signed-in account's role: editors and admins author
+  groups: [], // the store groups the caller sees
+  // The roll-up: the days, and the level drilled to (group: undefined at
+  // the top; null for the stores in no group), one page at a time.
+  rollup: { from: shiftDay(localDay(new Date()), -6), to: localDay(new Date()), group: undefined, store: null, page: 1, limit: 25 },
+  pastDueOpen: new Set(), // lists expanded in "past due by list"
+  templates: [], // recurring lists, for editing
 };
 
 function changed(key, data) {
@@ -162,6 +169,8 @@ function drawStores(all, fleet) {
     : "";
   $("fleet-prev").disabled = fleet.page <= 1;
   $("fleet-next").disabled = fleet.page >= fleet.pages;
+  state.groups = fleet.groups;
+  drawGroupChoices();
   const select = $("fleet-group");
   const options = ["", ...fleet.groups];
   if (select.options.length !== options.length || options.some((g, i) => select.options[i].value !== g)) {
@@ -241,7 +250,9 @@ function drawPastDue(rows) {
   $("past-due-count").textContent = rows.length ? `(${rows.length})` : "";
   $("past-due").tBodies[0].replaceChildren(...rows.map((r) =>
     h("tr", { "data-task": r.task },
-      h("td", { class: "nowrap" }, when(r.due_ms), h("div", {}, h("span", { class: "pill late" }, r.late))),
+      // On the store's clock, the zone named, where the hub says it.
+      h("td", { class: "nowrap" }, r.due_local ? h("span", { class: "due-local" }, r.due_local) : when(r.due_ms),
+        h("div", {}, h("span", { class: "pill late" }, r.late))),
       h("td", {}, storeName(r.store)),
       h("td", {}, r.list, h("div", { class: "small" }, r.date)),
       h("td", {}, h("button", { type: "button", class: "link", onclick: () => openInstance(r.doc, r.task) }, r.title),
@@ -250,6 +261,297 @@ function drawPastDue(rows) {
       h("td", {}, statusPill(r.status)))));
   $("past-due").hidden = rows.length === 0;
   $("past-due-empty").hidden = rows.length > 0;
+}
+
+// ---- roll-up by store group -----------------------------------------
+
+/** The roll-up's figures (engine::fleet::OnTime) as table cells. */
+function figureCells(f) {
+  const due = f.completed + f.past_due;
+  const share = f.on_time_share;
+  const pct = share === null || share === undefined ? null : Math.round(share * 100);
+  return [
+    h("td", { class: "share", "data-share": pct === null ? "" : pct },
+      pct === null
+        ? h("span", { class: "none", title: "Nothing was due yet" }, "—")
+        : [h("span", { class: `meter${pct < 80 ? " low" : ""}`, "aria-hidden": "true" },
+            h("span", { style: `width:${pct}%` })),
+          h("b", {}, `${pct} %`), h("div", { class: "small" }, `${f.on_time} of ${due} on time`)]),
+    h("td", { class: "num", "data-count": "past_due" },
+      f.past_due > 0 ? h("span", { class: "badge past-due" }, f.past_due) : "0"),
+    h("td", { class: "num", "data-count": "conflicts" },
+      f.conflicts > 0 ? h("span", { class: "badge conflict" }, f.conflicts) : "0"),
+    h("td", { class: "num" }, f.tasks),
+  ];
+}
+
+function rollupPath() {
+  const r = state.rollup;
+  const q = new URLSearchParams({ from: r.from, to: r.to, page: r.page, limit: r.limit });
+  if (r.store) {
+    q.set("store", r.store.id);
+    return `fleet/rollup/lists?${q}`;
+  }
+  if (r.group === undefined) return `fleet/rollup?${q}`;
+  if (r.group === null) q.set("ungrouped", "true");
+  else q.set("group", r.group);
+  return `fleet/rollup/stores?${q}`;
+}
+
+/** Go to a level of the roll-up: the groups, a group's stores, a store's lists. */
+function drill(group, store) {
+  Object.assign(state.rollup, { group, store, page: 1 });
+  refresh();
+}
+
+function groupLabel(g) {
+  return g === null ? "Stores in no group" : g;
+}
+
+function drawRollup(answer) {
+  if (!changed("rollup", [answer, state.rollup.group, state.rollup.store])) return;
+  const r = state.rollup;
+  const crumbs = [];
+  const crumb = (label, go) => h("button", { type: "button", class: "link", onclick: go }, label);
+  const here = (label) => h("span", { "aria-current": "page" }, label);
+  const top = "All store groups";
+  if (r.group === undefined) crumbs.push(here(top));
+  else {
+    crumbs.push(crumb(top, () => drill(undefined, null)), " › ");
+    crumbs.push(r.store ? crumb(groupLabel(r.group), () => drill(r.group, null)) : here(groupLabel(r.group)));
+    if (r.store) crumbs.push(" › ", here(r.store.name));
+  }
+  $("rollup-crumbs").replaceChildren(...crumbs);
+  const heads = ["Completed on time", "Past due", "Conflicts", "Tasks"];
+  const table = $("rollup");
+  let rows;
+  let first;
+  if (r.store) {
+    first = ["List", "Days"];
+    $("rollup-caption").textContent = `Lists of ${r.store.name}, most behind first`;
+    rows = answer.lists.map((l) => h("tr", { "data-list": l.list },
+      h("th", { scope: "row" }, l.list), h("td", { class: "num" }, l.days), ...figureCells(l)));
+  } else if (r.group !== undefined) {
+    first = ["Store"];
+    $("rollup-caption").textContent = `Stores of ${groupLabel(r.group)}, most behind first`;
+    rows = answer.stores.map((s) => h("tr", { "data-store": s.id },
+      h("th", { scope: "row" },
+        h("button", { type: "button", class: "link", onclick: () => drill(r.group, { id: s.id, name: s.name }) }, s.name),
+        h("div", { class: "small" }, `${s.id} · ${s.time_zone}`)),
+      ...figureCells(s)));
+  } else {
+    first = ["Store group", "Stores"];
+    $("rollup-caption").textContent = "Store groups, most behind first";
+    rows = answer.groups.map((g) => h("tr", { "data-group": g.group === null ? "" : g.group },
+      h("th", { scope: "row" },
+        h("button", { type: "button", class: "link", onclick: () => drill(g.group, null) }, groupLabel(g.group))),
+      h("td", { class: "num" }, g.stores), ...figureCells(g)));
+  }
+  table.tHead.replaceChildren(h("tr", {}, [...first, ...heads].map((c) => h("th", { scope: "col" }, c))));
+  table.tBodies[0].replaceChildren(...rows);
+  table.hidden = rows.length === 0;
+  $("rollup-empty").hidden = rows.length > 0;
+  $("rollup-page").textContent = answer.total
+    ? `${(answer.page - 1) * answer.limit + 1}–${Math.min(answer.total, answer.page * answer.limit)} of ${answer.total} · page ${answer.page} of ${answer.pages}`
+    : "";
+  $("rollup-prev").disabled = answer.page <= 1;
+  $("rollup-next").disabled = answer.page >= answer.pages;
+}
+
+/** The compliance report (`GET /api/report`) for the roll-up's days. */
+function drawReportLink() {
+  const q = new URLSearchParams({ from: state.rollup.from, to: state.rollup.to, by: $("report-by").value, format: "csv" });
+  $("report-csv").href = `api/report?${q}`;
+}
+
+// ---- past due by list ------------------------------------------------
+
+function drawPastDueLists(answer, expanded) {
+  if (!changed("pastDueLists", [answer, expanded, state.stores.map((s) => [s.id, s.name])])) return;
+  $("past-due-lists-count").textContent = answer.past_due_tasks
+    ? `(${answer.past_due_tasks} in ${answer.total} ${answer.total === 1 ? "list" : "lists"})` : "";
+  const body = $("past-due-lists").tBodies[0];
+  body.replaceChildren(...answer.lists.flatMap((l) => {
+    const open = state.pastDueOpen.has(l.list);
+    const toggle = () => {
+      if (open) state.pastDueOpen.delete(l.list);
+      else state.pastDueOpen.add(l.list);
+      refresh();
+    };
+    const row = h("tr", { "data-list": l.list },
+      h("th", { scope: "row" }, h("button", { type: "button", class: "link", "aria-expanded": String(open), onclick: toggle },
+        open ? "▾ " : "▸ ", l.list)),
+      h("td", { class: "num" }, h("span", { class: "badge past-due" }, l.tasks)),
+      h("td", { class: "num" }, l.stores),
+      h("td", {}, h("span", { class: "pill late" }, l.oldest_late)));
+    const stores = open && expanded[l.list];
+    if (!stores) return [row];
+    return [row, h("tr", { class: "expansion", "data-list-stores": l.list },
+      h("td", { colspan: 4 },
+        h("table", { class: "data nested" },
+          h("caption", { class: "visually-hidden" }, `Stores with ${l.list} past due`),
+          h("thead", {}, h("tr", {}, ["Store", "Task", "Due (store's time)", "Late"].map((c) => h("th", { scope: "col" }, c)))),
+          h("tbody", {}, stores.stores.flatMap((s) => s.tasks.map((t, i) =>
+            h("tr", { "data-store": s.store, "data-task": t.task },
+              i === 0 ? h("th", { scope: "row", rowspan: s.tasks.length }, s.name, h("div", { class: "small" }, s.store)) : null,
+              h("td", {}, h("button", { type: "button", class: "link", onclick: () => openInstance(t.doc, t.task) }, t.title),
+                h("div", { class: "small" }, t.date)),
+              h("td", { class: "nowrap due-local" }, t.due_local),
+              h("td", {}, h("span", { class: "pill late" }, t.late))))))),
+        stores.total > stores.stores.length && h("p", { class: "small" },
+          `The first ${stores.stores.length} of ${stores.total} stores.`)))];
+  }));
+  $("past-due-lists").hidden = answer.lists.length === 0;
+  $("past-due-lists-empty").hidden = answer.lists.length > 0;
+}
+
+// ---- authoring (editors and admins) ----------------------------------
+
+function mayAuthor() {
+  return state.role === "editor" || state.role === "admin";
+}
+
+function drawGroupChoices() {
+  const select = $("author-groups");
+  const have = [...select.options].map((o) => o.value);
+  if (have.length === state.groups.length && have.every((g, i) => g === state.groups[i])) return;
+  const chosen = new Set([...select.selectedOptions].map((o) => o.value));
+  select.replaceChildren(...state.groups.map((g) => h("option", { value: g, selected: chosen.has(g) }, g)));
+}
+
+function authorKind() {
+  return document.querySelector('input[name="author-kind"]:checked').value;
+}
+
+function showAuthorKind() {
+  const recurring = authorKind() === "recurring";
+  $("author-one-off").hidden = recurring;
+  $("author-recurring").hidden = !recurring;
+  $("author-edit-row").hidden = !recurring;
+  $("author-submit").textContent = recurring
+    ? ($("author-template").value ? "Save the recurring list" : "Create the recurring list")
+    : "Publish the list";
+}
+
+/** Recurring lists to edit. A scoped editor may not list them (they
+ * name stores outside her scope): she then only creates. */
+async function loadTemplates() {
+  const resp = await fetch(new URL("api/templates", document.baseURI), { credentials: "same-origin", cache: "no-store" });
+  state.templates = resp.ok ? await resp.json() : [];
+  const select = $("author-template");
+  const chosen = select.value;
+  select.replaceChildren(h("option", { value: "" }, "A new recurring list"),
+    ...state.templates.map((t) => h("option", { value: t.template.id }, `${t.template.name} (revision ${t.template.revision})`)));
+  select.value = state.templates.some((t) => t.template.id === chosen) ? chosen : "";
+}
+
+/** "07:00 Title", "+30 Title" or "Title": a task's due time and title. */
+function parseTaskLine(line) {
+  const m = line.match(/^(\d{1,2}:\d{2}|\+\d+)\s+(.+)$/);
+  if (!m) return { title: line };
+  return { due: m[1].startsWith("+") ? m[1] : m[1].padStart(5, "0"), title: m[2].trim() };
+}
+
+function dueText(due) {
+  if (!due) return "";
+  if (due.after_start !== undefined) return `+${due.after_start}`;
+  return String(due.at).slice(0, 5);
+}
+
+function editTemplate(id) {
+  const t = state.templates.find((x) => x.template.id === id);
+  showAuthorKind();
+  if (!t) return;
+  const tpl = t.template;
+  $("author-name").value = tpl.name;
+  const rule = tpl.recurrence.rrule;
+  const repeat = $("author-repeat");
+  if (![...repeat.options].some((o) => o.value === rule)) repeat.append(h("option", { value: rule }, rule));
+  repeat.value = rule;
+  $("author-time").value = String(tpl.recurrence.time_of_day).slice(0, 5);
+  $("author-start").value = tpl.recurrence.start_date;
+  $("author-tasks").value = tpl.tasks.map((k) => [dueText(k.due), k.title].filter(Boolean).join(" ")).join("\n");
+  $("author-stores").value = "";
+  $("author-message").textContent = `Assigned to ${t.stores.length} ${t.stores.length === 1 ? "store" : "stores"}; add stores or groups below.`;
+}
+
+/** Every store of `group` the caller sees (the fleet view, a page at a time). */
+async function storesOfGroup(group) {
+  const ids = [];
+  for (let page = 1; ; page++) {
+    const v = await api(`fleet/stores?${new URLSearchParams({ group, page, limit: 500 })}`);
+    ids.push(...v.stores.map((s) => s.id));
+    if (page >= v.pages) return ids;
+  }
+}
+
+async function author() {
+  const say = (text) => { $("author-message").textContent = text; };
+  const name = $("author-name").value.trim();
+  const lines = $("author-tasks").value.split("\n").map((l) => l.trim()).filter(Boolean);
+  const stores = $("author-stores").value.split(",").map((s) => s.trim()).filter(Boolean);
+  const groups = [...$("author-groups").selectedOptions].map((o) => o.value);
+  const recurring = authorKind() === "recurring";
+  const editing = recurring && $("author-template").value;
+  if (!name || lines.length === 0) return say("Give the list a name and at least one task.");
+  if (!editing && stores.length === 0 && groups.length === 0) return say("Choose at least one store or store group.");
+  const tasks = lines.map(parseTaskLine);
+  let answer;
+  if (recurring) {
+    const old = editing ? state.templates.find((t) => t.template.id === editing).template.tasks : [];
+    const body = {
+      name,
+      rrule: $("author-repeat").value,
+      time: $("author-time").value,
+      start_date: $("author-start").value || undefined,
+      // A task kept by title keeps its key (and what the form does not show).
+      tasks: tasks.map((t) => {
+        const was = old.find((k) => k.title === t.title);
+        const keep = was ? {
+          key: was.key,
+          description: was.description,
+          priority: was.priority,
+          link: was.link && (was.link.kind === "pos_operation" ? `pos:${was.link.target}` : was.link.target),
+          assignee: was.assignee && `${was.assignee.kind}:${was.assignee.id}`,
+        } : {};
+        return { ...keep, title: t.title, due: t.due };
+      }),
+      stores,
+      groups,
+    };
+    if (editing) body.id = editing;
+    say("Saving…");
+    answer = await apiWrite("POST", "templates", body);
+    if (answer.status === 201) {
+      say(`Saved “${answer.body.name}” (revision ${answer.body.revision}).`);
+      await loadTemplates();
+      $("author-template").value = answer.body.id;
+      showAuthorKind();
+      refresh();
+      return;
+    }
+  } else {
+    if (tasks.some((t) => t.due && t.due.startsWith("+"))) return say("A one-off list's due times are times of day (07:00).");
+    const date = $("author-date").value;
+    if (!date) return say("Choose the list's date.");
+    say("Publishing…");
+    const all = new Set(stores);
+    for (const g of groups) for (const id of await storesOfGroup(g)) all.add(id);
+    answer = await apiWrite("POST", "lists", { stores: [...all], name, date, tasks });
+    if (answer.status === 201) {
+      say(`Published “${name}” for ${date} to ${all.size} ${all.size === 1 ? "store" : "stores"}.`);
+      refresh();
+      return;
+    }
+  }
+  say(`The hub refused it: ${(answer.body && answer.body.error) || answer.body}`);
+}
+
+function resetAuthor() {
+  $("author-form").reset();
+  $("author-date").value = localDay(new Date());
+  $("author-message").textContent = "";
+  showAuthorKind();
 }
 
 // ---- drill-down ------------------------------------------------------
@@ -369,14 +671,20 @@ async function refresh() {
     const fleetQuery = new URLSearchParams({ page: f.page, limit: f.limit });
     if (f.q) fleetQuery.set("q", f.q);
     if (f.group) fleetQuery.set("group", f.group);
-    const [stores, fleet, grid, pastDue] = await Promise.all([
+    const open = [...state.pastDueOpen];
+    const [stores, fleet, grid, pastDue, rollup, pastDueLists, ...expanded] = await Promise.all([
       api("stores"),
       api(`fleet/stores?${fleetQuery}`),
       apiRead(`status/lists?from=${day}&to=${day}`),
       apiRead("status/past-due?limit=200"),
+      api(rollupPath()),
+      api("fleet/past-due?limit=50"),
+      ...open.map((list) => api(`fleet/past-due?${new URLSearchParams({ list, limit: 25 })}`)),
     ]);
     if (run !== state.run) return;
     drawStores(stores, fleet);
+    drawRollup(rollup);
+    drawPastDueLists(pastDueLists, Object.fromEntries(open.map((l, i) => [l, expanded[i]])));
     drawGrid(grid.body);
     drawPastDue(pastDue.body);
     showBehind(Math.max(grid.behind, pastDue.behind));
@@ -432,6 +740,28 @@ document.addEventListener("DOMContentLoaded", () => {
   $("fleet-filter").addEventListener("submit", (e) => { e.preventDefault(); refilter(); });
   $("fleet-prev").addEventListener("click", () => { state.fleet.page = Math.max(1, state.fleet.page - 1); refresh(); });
   $("fleet-next").addEventListener("click", () => { state.fleet.page += 1; refresh(); });
+  $("rollup-from").value = state.rollup.from;
+  $("rollup-to").value = state.rollup.to;
+  const rerange = () => {
+    const from = $("rollup-from").value;
+    const to = $("rollup-to").value;
+    if (!from || !to || from > to) return;
+    Object.assign(state.rollup, { from, to, page: 1 });
+    drawReportLink();
+    refresh();
+  };
+  $("rollup-from").addEventListener("change", rerange);
+  $("rollup-to").addEventListener("change", rerange);
+  $("rollup-range").addEventListener("submit", (e) => { e.preventDefault(); rerange(); });
+  $("rollup-prev").addEventListener("click", () => { state.rollup.page = Math.max(1, state.rollup.page - 1); refresh(); });
+  $("rollup-next").addEventListener("click", () => { state.rollup.page += 1; refresh(); });
+  $("report-by").addEventListener("change", drawReportLink);
+  drawReportLink();
+  for (const radio of document.querySelectorAll('input[name="author-kind"]')) radio.addEventListener("change", showAuthorKind);
+  $("author-template").addEventListener("change", (e) => editTemplate(e.target.value));
+  $("author-reset").addEventListener("click", resetAuthor);
+  $("author-form").addEventListener("submit", (e) => { e.preventDefault(); author(); });
+  resetAuthor();
   $("sign-in-form").addEventListener("submit", (e) => {
     e.preventDefault();
     signIn();
@@ -442,7 +772,11 @@ document.addEventListener("DOMContentLoaded", () => {
 function signedIn(answer) {
   state.csrf = answer.csrf_token;
   state.user = answer.user;
+  state.role = answer.role;
   $("who").textContent = `${answer.user} (${answer.role})`;
+  // A viewer gets no authoring controls (and the hub refuses her writes anyway).
+  $("authoring").hidden = !mayAuthor();
+  if (mayAuthor()) loadTemplates().catch(() => {});
 }
 
 /** A page (re)loaded in a browser with a live session carries on. */

@@ -22,7 +22,8 @@ use engine::ids::{DocumentId, HqUserId, Principal, StoreGroupId, StoreId, Worker
 use engine::replica::hub::AuthError;
 use engine::storage::roles::*;
 use engine::storage::{
-    ListStatusRow, PastDueRow, SqliteDatabase, StorageError, StoreRecord, WorkerEventRow,
+    ListStatusRow, PastDueCount, PastDueRow, SqliteDatabase, StorageError, StoreListRow,
+    StoreRecord, WorkerEventRow,
 };
 
 use crate::pg::PgDatabase;
@@ -133,12 +134,7 @@ impl ReadPool {
         doc: Option<DocumentId>,
     ) -> anyhow::Result<Result<ScopeFacts, StorageError>> {
         self.read(move |db| {
-            let mut groups_of: HashMap<StoreId, Vec<StoreGroupId>> = HashMap::new();
-            for (group, stores) in db.store_groups()? {
-                for s in stores {
-                    groups_of.entry(s).or_default().push(group.clone());
-                }
-            }
+            let groups_of = groups_of(db)?;
             let doc_store = match doc {
                 Some(d) => db.doc_owner(d)?.map(|(s, _)| s),
                 None => None,
@@ -236,6 +232,17 @@ impl AccountsReader<'_> {
     }
 }
 
+/// Each store's groups (a store in none is absent).
+fn groups_of(db: &dyn ReadStorage) -> Result<HashMap<StoreId, Vec<StoreGroupId>>, StorageError> {
+    let mut groups_of: HashMap<StoreId, Vec<StoreGroupId>> = HashMap::new();
+    for (group, stores) in db.store_groups()? {
+        for s in stores {
+            groups_of.entry(s).or_default().push(group.clone());
+        }
+    }
+    Ok(groups_of)
+}
+
 /// What a request's scope is checked against (`ReadPool::scope_facts`).
 #[derive(Debug, Default)]
 pub struct ScopeFacts {
@@ -270,6 +277,32 @@ impl StatusReader<'_> {
         self.db.status_by_list_between(store, from, to, now_ms)
     }
 
+    /// Per store and list, the tasks of the days asked (the roll-up).
+    pub fn status_by_store_list(
+        &self,
+        from: Option<chrono::NaiveDate>,
+        to: Option<chrono::NaiveDate>,
+        now_ms: i64,
+    ) -> Result<Vec<StoreListRow>, StorageError> {
+        self.db.status_by_store_list(from, to, now_ms)
+    }
+
+    /// Past due counted per store and list.
+    pub fn past_due_counts(&self, now_ms: i64) -> Result<Vec<PastDueCount>, StorageError> {
+        self.db.past_due_counts(now_ms)
+    }
+
+    /// Every store HQ registered (names and time zones), by id, read with
+    /// the figures so both agree.
+    pub fn stores(&self) -> Result<Vec<StoreRecord>, StorageError> {
+        self.db.list_stores()
+    }
+
+    /// Each store's groups (a store in none is absent).
+    pub fn groups_of(&self) -> Result<HashMap<StoreId, Vec<StoreGroupId>>, StorageError> {
+        groups_of(self.db)
+    }
+
     /// Open tasks past their due time, most overdue first.
     pub fn past_due(
         &self,
@@ -288,11 +321,6 @@ impl StatusReader<'_> {
         to: chrono::NaiveDate,
     ) -> Result<Vec<ReportTask>, StorageError> {
         self.db.report_tasks_between(from, to)
-    }
-
-    /// Every store HQ registered (names and time zones), by id.
-    pub fn stores(&self) -> Result<Vec<StoreRecord>, StorageError> {
-        self.db.list_stores()
     }
 
     /// Every store group and its stores.

@@ -51,6 +51,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    the_roll_up_counts_tasks_completed_on_time,
     documents_are_durable_and_idempotent,
     a_failed_write_leaves_nothing_behind,
     a_damaged_document_is_reported_alone,

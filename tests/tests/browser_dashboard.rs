@@ -14,16 +14,17 @@
 //! board and of the drill-down go to `target/tmp/`; with
 //! `UPDATE_SCREENSHOT=1` the board's replaces `docs/dashboard.png`.
 
+#[path = "common/till.rs"]
+mod till;
+
 use std::path::Path;
 use std::time::Duration;
 
-use engine::ids::{DocumentId, EventId, TaskId, TerminalId};
-use engine::model::{Status, StatusUpdate};
-use pos_agent::agent::Terminal;
-use pos_agent::sync_client::Backoff;
+use engine::ids::{DocumentId, TaskId};
+use engine::model::Status;
 use serde_json::{json, Value};
 use tests::procs;
-use tokio_util::sync::CancellationToken;
+use till::Till;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -37,85 +38,6 @@ async fn get(url: String) -> Value {
 
 async fn wait_for<T>(what: &str, f: impl AsyncFnMut() -> Option<T>) -> T {
     procs::wait_for(what, DEADLINE, f).await
-}
-
-/// One terminal of a store: an agent replica and its sync client.
-struct Till {
-    terminal: Terminal,
-    sync: CancellationToken,
-}
-
-impl Till {
-    fn open(dir: &Path, name: &str) -> Till {
-        let terminal: TerminalId = name.parse().unwrap();
-        let terminal = pos_agent::agent::open(&dir.join(name), Some("store-042"), terminal)
-            .expect("opening the agent");
-        Till {
-            terminal,
-            sync: CancellationToken::new(),
-        }
-    }
-
-    fn go_online(&mut self, hub: &str, token: &str) {
-        self.sync = CancellationToken::new();
-        tokio::spawn(pos_agent::sync_client::run(
-            format!("ws://{hub}/sync"),
-            token.to_owned(),
-            self.terminal.handle.clone(),
-            Backoff::default(),
-            pos_agent::sync_client::Keepalive::default(),
-            self.sync.clone(),
-        ));
-    }
-
-    fn go_offline(&self) {
-        self.sync.cancel();
-    }
-
-    async fn has_tasks(&self, doc: DocumentId, n: usize) {
-        let h = self.terminal.handle.clone();
-        wait_for("the terminal to receive the list", async || {
-            let ok = h
-                .call(move |a, _| (a.list(doc).is_ok_and(|v| v.tasks.len() == n), Vec::new()))
-                .await
-                .ok()?;
-            ok.then_some(())
-        })
-        .await;
-    }
-
-    async fn record(
-        &self,
-        doc: DocumentId,
-        task: TaskId,
-        status: Status,
-        worker: &str,
-        note: Option<&str>,
-    ) {
-        let update = StatusUpdate {
-            id: EventId(uuid::Uuid::new_v4()),
-            task,
-            status,
-            worker: worker.parse().unwrap(),
-            terminal: self.terminal.terminal.clone(),
-            note: note.map(str::to_owned),
-        };
-        self.terminal
-            .handle
-            .call(move |a, now| match a.record_status(doc, &update, now) {
-                Ok((_, out)) => (Ok(()), out),
-                Err(e) => (Err(e), Vec::new()),
-            })
-            .await
-            .expect("agent thread")
-            .expect("recording status");
-    }
-}
-
-impl Drop for Till {
-    fn drop(&mut self) {
-        self.sync.cancel();
-    }
 }
 
 /// Publish a one-off list; its id and task ids in order.
@@ -212,8 +134,8 @@ async fn the_dashboard_shows_stores_the_grid_past_due_and_a_drill_down() {
     )
     .await;
 
-    let mut pos1 = Till::open(dir.path(), "pos-1");
-    let mut pos2 = Till::open(dir.path(), "pos-2");
+    let mut pos1 = Till::open(dir.path(), "store-042", "pos-1");
+    let mut pos2 = Till::open(dir.path(), "store-042", "pos-2");
     pos1.go_online(&hub.addr, &token);
     pos2.go_online(&hub.addr, &token);
     for till in [&pos1, &pos2] {

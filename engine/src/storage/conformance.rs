@@ -8,7 +8,7 @@ use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, Change};
 
 use super::roles::*;
-use super::{Damage, PeerId, StorageError, StoreRecord, TokenCheck};
+use super::{Damage, PastDueCount, PeerId, StorageError, StoreListRow, StoreRecord, TokenCheck};
 use crate::document::instance;
 use crate::document::DocKind;
 use crate::ids::{DocumentId, Principal, StoreId, TaskId, TemplateId};
@@ -541,6 +541,75 @@ pub fn the_status_index_gives_the_reports_facts(b: &impl Backend) {
         .is_empty());
 }
 
+/// The fleet roll-up's counts per store and list: a task completed by its
+/// due time is on time, one completed after it is not, an open task past
+/// its due time is past due; lists outside the days asked are left out.
+pub fn the_roll_up_counts_tasks_completed_on_time(b: &impl Backend) {
+    use crate::ids::EventId;
+    use crate::model::{Status, StatusUpdate};
+    let c = content(3);
+    let due = c.tasks[0]
+        .due
+        .expect("content's tasks are due")
+        .timestamp_millis();
+    let mut d = automerge::Automerge::new();
+    d.apply_changes(instance::materialize(&c).unwrap()).unwrap();
+    let complete = |d: &mut automerge::Automerge, n: usize, at: i64| {
+        let update = StatusUpdate {
+            id: EventId(uuid::Uuid::from_u128(100 + n as u128)),
+            task: c.tasks[n].id,
+            status: Status::Completed,
+            worker: "w1".parse().unwrap(),
+            terminal: "pos-1".parse().unwrap(),
+            note: None,
+        };
+        instance::record_status(d, &update, at).unwrap();
+    };
+    complete(&mut d, 0, due - 60_000);
+    complete(&mut d, 1, due + 60_000);
+    let view = instance::read(&d).unwrap();
+    b.open().index_instance(&view).unwrap();
+    let db = b.open();
+    let rows = db.status_by_store_list(None, None, NOW).unwrap();
+    assert_eq!(
+        rows,
+        vec![StoreListRow {
+            store: "store-042".into(),
+            list: "Thursday closing".into(),
+            instances: 1,
+            tasks: 3,
+            completed: 2,
+            on_time: 1,
+            past_due: 1,
+            conflicts: 0,
+        }]
+    );
+    let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 11, d);
+    assert_eq!(
+        db.status_by_store_list(day(26), day(26), NOW)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(db
+        .status_by_store_list(day(27), None, NOW)
+        .unwrap()
+        .is_empty());
+    let before_due = db.status_by_store_list(None, None, due - 1).unwrap();
+    assert_eq!(before_due[0].past_due, 0, "not yet due");
+    // Past due counted per store and list: the open task only.
+    assert_eq!(
+        db.past_due_counts(NOW).unwrap(),
+        vec![PastDueCount {
+            store: "store-042".into(),
+            list: "Thursday closing".into(),
+            tasks: 1,
+            oldest_due_ms: due,
+        }]
+    );
+    assert!(db.past_due_counts(due).unwrap().is_empty(), "due, not past");
+}
+
 /// HQ's people: accounts are kept whole and replaced by id, personal
 /// tokens resolve to their account until revoked or expired (one by id,
 /// or all of an account's), and the audit reads newest first, by time
@@ -772,6 +841,11 @@ mod sqlite {
     #[test]
     fn sqlite_passes_the_status_index_gives_the_reports_facts() {
         the_status_index_gives_the_reports_facts(&backend());
+    }
+
+    #[test]
+    fn sqlite_passes_the_roll_up_counts_tasks_completed_on_time() {
+        the_roll_up_counts_tasks_completed_on_time(&backend());
     }
 
     #[test]

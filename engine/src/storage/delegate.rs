@@ -420,6 +420,20 @@ macro_rules! delegate_storage_roles {
                 ) -> Result<Vec<ListStatusRow>, StorageError> {
                     self.$field.status_by_list_between(store, from, to, now_ms)
                 }
+                fn past_due_counts(
+                    &self,
+                    now_ms: i64,
+                ) -> Result<Vec<$crate::storage::PastDueCount>, StorageError> {
+                    self.$field.past_due_counts(now_ms)
+                }
+                fn status_by_store_list(
+                    &self,
+                    from: Option<chrono::NaiveDate>,
+                    to: Option<chrono::NaiveDate>,
+                    now_ms: i64,
+                ) -> Result<Vec<$crate::storage::StoreListRow>, StorageError> {
+                    self.$field.status_by_store_list(from, to, now_ms)
+                }
                 fn past_due(
                     &self,
                     store: Option<&StoreId>,

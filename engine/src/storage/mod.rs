@@ -22,7 +22,7 @@ pub use roles::{
     Documents, Groups, HqAccounts, Registry, StatusIndex, StatusQueries, SyncStates, Templates,
 };
 pub use sqlite::{
-    CompactionStats, DocumentLoad, ListStatusRow, PastDueRow, PeerId, PurgeFilter, RejectionRecord,
-    SqliteDatabase, StoreRecord, TokenCheck, TokenInfo, WorkerEventRow, CURRENT_VERSION,
-    QUARANTINE_PREFIX, TOKEN_ID_LEN,
+    CompactionStats, DocumentLoad, ListStatusRow, PastDueCount, PastDueRow, PeerId, PurgeFilter,
+    RejectionRecord, SqliteDatabase, StoreListRow, StoreRecord, TokenCheck, TokenInfo,
+    WorkerEventRow, CURRENT_VERSION, QUARANTINE_PREFIX, TOKEN_ID_LEN,
 };

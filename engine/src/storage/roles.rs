@@ -381,6 +381,21 @@ pub trait StatusQueries {
         now_ms: i64,
     ) -> Result<Vec<ListStatusRow>, StorageError>;
 
+    /// Per store and list name, the tasks of lists dated (store-local)
+    /// from `from` to `to` (inclusive; `None` leaves that side open): how
+    /// many, completed, completed on time, past due, in conflict; by store
+    /// then list. The fleet roll-up adds these up per store group.
+    fn status_by_store_list(
+        &self,
+        from: Option<chrono::NaiveDate>,
+        to: Option<chrono::NaiveDate>,
+        now_ms: i64,
+    ) -> Result<Vec<StoreListRow>, StorageError>;
+
+    /// [`Store::past_due`] counted per store and list, with the oldest
+    /// due time of each; by store then list.
+    fn past_due_counts(&self, now_ms: i64) -> Result<Vec<PastDueCount>, StorageError>;
+
     /// Open tasks (not completed) due before `now_ms`, most overdue first,
     /// optionally for one store.
     fn past_due(

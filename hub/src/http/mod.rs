@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod admin;
 pub mod auth;
 mod dashboard;
+pub mod fleet;
 pub mod forward;
 mod health;
 pub mod lists;
@@ -36,6 +37,7 @@ pub fn api_routes() -> access::ApiRoutes {
         .merge(templates::routes())
         .merge(status::routes())
         .merge(accounts::routes())
+        .merge(fleet::routes())
 }
 
 /// Every route of the hub, over `state`.

@@ -126,16 +126,8 @@ pub(crate) fn rfc3339(ms: i64) -> Option<String> {
 /// `ms` as the store's clock shows it, with the zone named:
 /// `2026-12-07 18:03 JST (Asia/Tokyo)`; UTC if the zone is unknown.
 pub(crate) fn in_zone(ms: i64, zone: &str) -> String {
-    let Some(t) = chrono::DateTime::from_timestamp_millis(ms) else {
-        return String::new();
-    };
-    match zone.parse::<chrono_tz::Tz>() {
-        Ok(tz) => format!(
-            "{} ({zone})",
-            t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
-        ),
-        Err(_) => format!("{} (UTC)", t.format("%Y-%m-%d %H:%M")),
-    }
+    // One format on every screen: the fleet rules' own.
+    engine::fleet::in_store_zone(ms, zone)
 }
 
 /// A JSON body, or why axum could not decode it (see `body`).

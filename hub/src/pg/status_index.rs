@@ -8,7 +8,10 @@ use engine::document::instance::InstanceView;
 use engine::ids::{DocumentId, EventId, StoreId, TaskId};
 use engine::storage::index_rows::{self, IndexUpdate, IndexedRows};
 use engine::storage::roles::*;
-use engine::storage::{ListStatusRow, PastDueRow, PurgeFilter, StorageError, WorkerEventRow};
+use engine::storage::{
+    ListStatusRow, PastDueCount, PastDueRow, PurgeFilter, StorageError, StoreListRow,
+    WorkerEventRow,
+};
 
 use super::{document_id, Failure, PgDatabase, Tx};
 
@@ -304,6 +307,74 @@ impl StatusQueries for PgDatabase {
                     })
                 })
                 .collect()
+        })
+    }
+
+    fn past_due_counts(&self, now_ms: i64) -> Result<Vec<PastDueCount>, StorageError> {
+        self.read(async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT store_id, list_name, count(*), min(due_ms)
+                       FROM task_status
+                      WHERE status <> 'completed' AND due_ms IS NOT NULL AND due_ms < $1
+                      GROUP BY store_id, list_name
+                      ORDER BY store_id COLLATE \"C\", list_name COLLATE \"C\"",
+                    &[&now_ms],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| PastDueCount {
+                    store: r.get(0),
+                    list: r.get(1),
+                    tasks: count(r, 2),
+                    oldest_due_ms: r.get(3),
+                })
+                .collect())
+        })
+    }
+
+    fn status_by_store_list(
+        &self,
+        from: Option<chrono::NaiveDate>,
+        to: Option<chrono::NaiveDate>,
+        now_ms: i64,
+    ) -> Result<Vec<StoreListRow>, StorageError> {
+        let day = |d: Option<chrono::NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
+        let (from, to) = (day(from), day(to));
+        self.read(async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT store_id, list_name, count(DISTINCT doc_id), count(*),
+                            count(*) FILTER (WHERE status = 'completed'),
+                            count(*) FILTER (WHERE status = 'completed' AND (due_ms IS NULL OR
+                                (SELECT max(e.at_ms) FROM status_events e
+                                  WHERE e.doc_id = t.doc_id AND e.task_id = t.task_id
+                                    AND e.status = 'completed') <= due_ms)),
+                            count(*) FILTER (WHERE status <> 'completed'
+                                             AND due_ms IS NOT NULL AND due_ms < $2),
+                            coalesce(sum(conflict), 0)::bigint
+                       FROM task_status t
+                      WHERE ($1::text IS NULL OR list_date >= $1)
+                        AND ($3::text IS NULL OR list_date <= $3)
+                      GROUP BY store_id, list_name
+                      ORDER BY store_id COLLATE \"C\", list_name COLLATE \"C\"",
+                    &[&from, &now_ms, &to],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| StoreListRow {
+                    store: r.get(0),
+                    list: r.get(1),
+                    instances: count(r, 2),
+                    tasks: count(r, 3),
+                    completed: count(r, 4),
+                    on_time: count(r, 5),
+                    past_due: count(r, 6),
+                    conflicts: count(r, 7),
+                })
+                .collect())
         })
     }
 

@@ -40,7 +40,9 @@ pub use documents::{CompactionStats, DocumentLoad, QUARANTINE_PREFIX};
 pub use groups::{TokenInfo, TOKEN_ID_LEN};
 pub use registry::{RejectionRecord, StoreRecord, TokenCheck};
 pub use schema::CURRENT_VERSION;
-pub use status_index::{ListStatusRow, PastDueRow, PurgeFilter, WorkerEventRow};
+pub use status_index::{
+    ListStatusRow, PastDueCount, PastDueRow, PurgeFilter, StoreListRow, WorkerEventRow,
+};
 pub use sync_state::PeerId;
 
 /// Make the file able to shrink (`auto_vacuum = INCREMENTAL`): compaction

@@ -28,6 +28,32 @@ pub struct ListStatusRow {
     pub conflicts: u32,
 }
 
+/// One list's tasks in one store over a range of days (the fleet roll-up,
+/// `engine::fleet::OnTime`): every instance of the list named `list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreListRow {
+    pub store: String,
+    pub list: String,
+    /// Instances (days) of the list.
+    pub instances: u32,
+    pub tasks: u32,
+    pub completed: u32,
+    /// Completed no later than due (or with no due time): the latest
+    /// `completed` event's time, as the terminal recorded it, <= due.
+    pub on_time: u32,
+    pub past_due: u32,
+    pub conflicts: u32,
+}
+
+/// How many tasks of one list are past due in one store, and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PastDueCount {
+    pub store: String,
+    pub list: String,
+    pub tasks: u32,
+    pub oldest_due_ms: i64,
+}
+
 /// What one worker did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WorkerEventRow {
@@ -321,6 +347,69 @@ impl StatusQueries for SqliteDatabase {
                     completed: r.get(6)?,
                     past_due: r.get(7)?,
                     conflicts: r.get(8)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn status_by_store_list(
+        &self,
+        from: Option<chrono::NaiveDate>,
+        to: Option<chrono::NaiveDate>,
+        now_ms: i64,
+    ) -> Result<Vec<StoreListRow>, StorageError> {
+        let day = |d: Option<chrono::NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
+        self.read(|c| {
+            // The completion time is read only for completed tasks with a
+            // due time, through `status_events_by_doc`.
+            let mut stmt = c.prepare_cached(concat!(
+                "SELECT store_id, list_name, COUNT(DISTINCT doc_id), COUNT(*),
+                        SUM(status = 'completed'),
+                        SUM(status = 'completed' AND (due_ms IS NULL OR COALESCE(
+                            (SELECT MAX(e.at_ms) FROM status_events e
+                              WHERE e.doc_id = t.doc_id AND e.task_id = t.task_id
+                                AND e.status = 'completed') <= due_ms, 0))),
+                        SUM(status != 'completed' AND ",
+                crate::due_has_passed_sql!(),
+                "), SUM(conflict)
+                 FROM task_status t
+                 WHERE (?1 IS NULL OR list_date >= ?1) AND (?3 IS NULL OR list_date <= ?3)
+                 GROUP BY store_id, list_name ORDER BY store_id, list_name"
+            ))?;
+            let rows = stmt.query_map(params![day(from), now_ms, day(to)], |r| {
+                Ok(StoreListRow {
+                    store: r.get(0)?,
+                    list: r.get(1)?,
+                    instances: r.get(2)?,
+                    tasks: r.get(3)?,
+                    completed: r.get(4)?,
+                    on_time: r.get(5)?,
+                    past_due: r.get(6)?,
+                    conflicts: r.get(7)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn past_due_counts(&self, now_ms: i64) -> Result<Vec<PastDueCount>, StorageError> {
+        self.read(|c| {
+            // As `past_due`: through the partial index of open tasks by due.
+            let mut stmt = c.prepare_cached(concat!(
+                "SELECT store_id, list_name, COUNT(*), MIN(due_ms)
+                 FROM task_status
+                 WHERE status != 'completed' AND due_ms IS NOT NULL AND ",
+                crate::due_has_passed_sql!(),
+                " GROUP BY store_id, list_name ORDER BY store_id, list_name"
+            ))?;
+            // The engine's rule names now ?2; ?1 is bound and unused.
+            let rows = stmt.query_map(params![Option::<i64>::None, now_ms], |r| {
+                Ok(PastDueCount {
+                    store: r.get(0)?,
+                    list: r.get(1)?,
+                    tasks: r.get(2)?,
+                    oldest_due_ms: r.get(3)?,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
