@@ -65,7 +65,6 @@ impl Snapshot {
     /// database's own figures, and the node's refusals, are the same in
     /// both and kept once).
     pub fn plus(&self, other: &Snapshot) -> Snapshot {
-        let (a, b) = (self.counters, other.counters);
         Snapshot {
             connections: self.connections + other.connections,
             stores_online: self.stores_online + other.stores_online,
@@ -73,13 +72,7 @@ impl Snapshot {
             documents: self.documents,
             cached_documents: self.cached_documents + other.cached_documents,
             index_backlog: self.index_backlog + other.index_backlog,
-            counters: engine::replica::hub::HubCounters {
-                changes_accepted: a.changes_accepted + b.changes_accepted,
-                changes_rejected: a.changes_rejected + b.changes_rejected,
-                bytes_in: a.bytes_in + b.bytes_in,
-                bytes_out: a.bytes_out + b.bytes_out,
-                messages_in: a.messages_in + b.messages_in,
-            },
+            counters: self.counters.plus(other.counters),
             connections_refused: self.connections_refused,
         }
     }

@@ -76,11 +76,7 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
             for (conns, docs, n) in parts {
                 connections += conns;
                 cached += docs;
-                c.changes_accepted += n.changes_accepted;
-                c.changes_rejected += n.changes_rejected;
-                c.bytes_in += n.bytes_in;
-                c.bytes_out += n.bytes_out;
-                c.messages_in += n.messages_in;
+                c = c.plus(n);
             }
             Json(json!({
                 "connections": connections,

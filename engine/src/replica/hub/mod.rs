@@ -167,6 +167,19 @@ pub struct HubCounters {
     pub messages_in: u64,
 }
 
+impl HubCounters {
+    /// Two hubs' counters together (a node's replica threads).
+    pub fn plus(self, other: HubCounters) -> HubCounters {
+        HubCounters {
+            changes_accepted: self.changes_accepted + other.changes_accepted,
+            changes_rejected: self.changes_rejected + other.changes_rejected,
+            bytes_in: self.bytes_in + other.bytes_in,
+            bytes_out: self.bytes_out + other.bytes_out,
+            messages_in: self.messages_in + other.messages_in,
+        }
+    }
+}
+
 pub struct Hub {
     /// The hub's storage, through the role traits (SQLite by default).
     db: Box<dyn HubStorage>,
